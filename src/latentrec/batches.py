@@ -1,0 +1,53 @@
+"""Encoded ratings as whole-column tensors on a device, sliced into shuffled batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Encoded:
+    """Ratings as index/target arrays: ``users``/``items`` int32, ``ratings`` float32."""
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ratings)
+
+
+class Batches:
+    """Iterate ``(x, y)`` with ``x`` of shape ``(bs, 2)`` (user, item indices) and ``y`` of shape ``(bs,)``.
+
+    The columns live on ``device`` once; an epoch is one shuffled permutation sliced into
+    batches, so there is no per-rating Python anywhere.
+    """
+
+    def __init__(self, data: Encoded, bs: int = 1024, shuffle: bool = True, device: str = "cpu",
+                 seed: int | None = None):
+        self.device = torch.device(device)
+        self.x = torch.stack([torch.from_numpy(data.users), torch.from_numpy(data.items)], 1).to(self.device)
+        self.y = torch.from_numpy(data.ratings).to(self.device)
+        self.bs, self.shuffle = bs, shuffle
+        self.generator = torch.Generator(device=self.device)
+        if seed is not None:
+            self.generator.manual_seed(seed)
+
+    def __len__(self) -> int:
+        return (len(self.y) + self.bs - 1) // self.bs
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.y)
+        order = torch.randperm(n, generator=self.generator, device=self.device) if self.shuffle else None
+        for start in range(0, n, self.bs):
+            if order is None:
+                x, y = self.x[start:start + self.bs], self.y[start:start + self.bs]
+            else:
+                idx = order[start:start + self.bs]
+                x, y = self.x[idx], self.y[idx]
+            yield x.long(), y

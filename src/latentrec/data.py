@@ -1,0 +1,276 @@
+"""Reading and validating ratings: the one place bad input is caught.
+
+``load_ratings`` takes a named dataset (``ml-100k``), a CSV/TSV/Parquet path or a pandas
+DataFrame and returns :class:`Ratings`: columns ``user`` and ``item`` (raw ids as strings),
+``rating`` (float32) and, when present, ``timestamp``; plus item titles when known.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .datasets import DATASETS, dataset_path
+from .errors import DataError
+
+TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".data", ".dat", ".base", ".test"}
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+ALIASES = {
+    "user": {"user", "userid", "uid", "customer", "customerid", "reviewer", "reviewerid"},
+    "item": {"item", "itemid", "iid", "movie", "movieid", "product", "productid", "asin"},
+    "rating": {"rating", "ratings", "score", "stars", "value", "overall"},
+}
+DUPLICATE_POLICIES = ("error", "mean", "last")
+NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
+
+
+@dataclass
+class Ratings:
+    """Validated ratings plus item titles; ``source`` names where they came from."""
+
+    df: pd.DataFrame
+    source: str
+    titles: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.df)
+
+    def title(self, item: str) -> str:
+        return self.titles.get(str(item), "")
+
+
+def load_ratings(
+    source: str | os.PathLike | pd.DataFrame,
+    *,
+    user_col: str | None = None,
+    item_col: str | None = None,
+    rating_col: str | None = None,
+    duplicates: str = "error",
+    data_dir: str | os.PathLike | None = None,
+) -> Ratings:
+    """Load and validate ratings from a dataset name, a file or a DataFrame."""
+    if duplicates not in DUPLICATE_POLICIES:
+        raise DataError(f"--duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, not {duplicates!r}.")
+    cols = {"user": user_col, "item": item_col, "rating": rating_col}
+    if isinstance(source, pd.DataFrame):
+        df = _validate(source.copy(), "the DataFrame", cols, duplicates, row_offset=0, has_header=True)
+        titles = _titles_from_column(source, df, cols)
+        return Ratings(df, "DataFrame", titles)
+    if str(source) in DATASETS:
+        folder = dataset_path(str(source), data_dir)
+        spec = DATASETS[str(source)]
+        ratings = read_ratings_file(folder / spec.ratings, duplicates=duplicates)
+        ratings.source = str(source)
+        ratings.titles = read_titles(folder / spec.items)
+        return ratings
+    return read_ratings_file(Path(source), cols=cols, duplicates=duplicates)
+
+
+def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "error") -> Ratings:
+    """Read one ratings file (CSV/TSV/Parquet; headerless or with a header)."""
+    cols = cols or {"user": None, "item": None, "rating": None}
+    path = Path(path)
+    if not path.exists():
+        names = ", ".join(DATASETS)
+        raise DataError(f"{path} does not exist (give a ratings file or one of the datasets {names}).")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; give a ratings file (CSV, TSV or Parquet).")
+    suffix = path.suffix.lower()
+    if suffix not in TEXT_SUFFIXES | PARQUET_SUFFIXES:
+        known = ", ".join(sorted(TEXT_SUFFIXES | PARQUET_SUFFIXES))
+        raise DataError(f"{path}: unknown file type {suffix or '(no extension)'!r}; use one of {known}.")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty; it needs rows of user, item, rating.")
+    if suffix in PARQUET_SUFFIXES:
+        try:
+            raw = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            raise DataError(f"{path} could not be read as Parquet ({type(e).__name__}: {e}).") from None
+        has_header, row_offset = True, 0
+    else:
+        raw, has_header = _read_text(path, cols)
+        row_offset = 1 if has_header else 0
+    df = _validate(raw, str(path), cols, duplicates, row_offset=row_offset, has_header=has_header)
+    return Ratings(df, str(path), _titles_from_column(raw, df, cols))
+
+
+def _first_line(path: Path) -> tuple[str, str]:
+    for encoding in ("utf-8-sig", "latin-1"):
+        try:
+            with open(path, encoding=encoding) as f:
+                for line in f:
+                    if line.strip():
+                        return line.rstrip("\r\n"), encoding
+                return "", encoding
+        except UnicodeDecodeError:
+            continue
+    return "", "latin-1"
+
+
+def _sniff_sep(line: str) -> str:
+    for sep in ("::", "\t", ",", "|", ";"):
+        if sep in line:
+            return sep
+    return r"\s+"
+
+
+def _read_text(path: Path, cols: dict) -> tuple[pd.DataFrame, bool]:
+    line, encoding = _first_line(path)
+    if not line:
+        raise DataError(f"{path} has no rows; it needs rows of user, item, rating.")
+    sep = _sniff_sep(line)
+    fields = [f.strip().strip('"') for f in (line.split(sep) if sep != r"\s+" else line.split())]
+    named = {c for c in cols.values() if c}
+    has_header = bool(named & set(fields)) or len(fields) < 3 or not _is_number(fields[2])
+    try:
+        raw = pd.read_csv(
+            path,
+            sep=sep,
+            header=0 if has_header else None,
+            dtype=str,
+            keep_default_na=False,
+            encoding=encoding,
+            engine="python" if len(sep) > 1 else "c",
+            skipinitialspace=True,
+        )
+    except UnicodeDecodeError:
+        raw = pd.read_csv(path, sep=sep, header=0 if has_header else None, dtype=str, keep_default_na=False,
+                          encoding="latin-1", engine="python" if len(sep) > 1 else "c")
+    except (pd.errors.ParserError, ValueError) as e:
+        raise DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table ({e}).") from None
+    if len(raw) == 0:
+        raise DataError(f"{path} has a header but no rating rows.")
+    if not has_header:
+        names = ["user", "item", "rating", "timestamp"][: raw.shape[1]]
+        raw = raw.iloc[:, : len(names)]
+        raw.columns = names
+    return raw, has_header
+
+
+def _sep_name(sep: str) -> str:
+    return {"\t": "tab", ",": "comma", "|": "pipe", ";": "semicolon", "::": "'::'"}.get(sep, "whitespace")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _resolve_column(df: pd.DataFrame, role: str, wanted: str | None, where: str) -> str:
+    columns = [str(c) for c in df.columns]
+    if wanted:
+        if wanted in columns:
+            return wanted
+        raise DataError(f"{where} has no column {wanted!r} (its columns: {', '.join(columns)}).")
+    for c in columns:
+        if c.lower().replace("_", "").replace(" ", "") in ALIASES[role]:
+            return c
+    raise DataError(
+        f"{where} has no {role} column (its columns: {', '.join(columns)}); name it with --{role}-col."
+    )
+
+
+def _ids(col: pd.Series, role: str, where: str, row_offset: int) -> pd.Series:
+    """Raw ids as strings; integral floats lose their '.0'; blanks and nulls are errors."""
+    if pd.api.types.is_float_dtype(col):
+        if col.isna().any():
+            bad = int(np.flatnonzero(col.isna().to_numpy())[0])
+            raise DataError(f"{where}, row {bad + 1 + row_offset}, column {col.name!r}: the {role} id is empty.")
+        if (col == np.floor(col)).all():
+            col = col.astype(np.int64)
+    out = col.astype("string").str.strip()
+    empty = out.isna() | (out == "") | out.str.lower().isin({"nan", "null", "none"})
+    if empty.any():
+        bad = int(np.flatnonzero(empty.to_numpy())[0])
+        raise DataError(f"{where}, row {bad + 1 + row_offset}, column {col.name!r}: the {role} id is empty.")
+    return out.astype(object)
+
+
+def _ratings(col: pd.Series, where: str, row_offset: int) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        text = None
+    else:
+        text = col.astype("string").str.strip()
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        unparsed = np.isnan(values) & ~text.str.lower().isin(NAN_WORDS).fillna(True).to_numpy()
+        if unparsed.any():
+            bad = int(np.flatnonzero(unparsed)[0])
+            raise DataError(
+                f"{where}, row {bad + 1 + row_offset}, column {col.name!r}: {text.iloc[bad]!r} is not a number."
+            )
+    bad_mask = ~np.isfinite(values)
+    if bad_mask.any():
+        bad = int(np.flatnonzero(bad_mask)[0])
+        shown = "missing" if np.isnan(values[bad]) else "infinite"
+        raise DataError(f"{where}, row {bad + 1 + row_offset}, column {col.name!r}: the rating is {shown}.")
+    return values.astype(np.float32)
+
+
+def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_offset: int,
+              has_header: bool) -> pd.DataFrame:
+    if len(raw) == 0:
+        raise DataError(f"{where} has no rating rows.")
+    names = {role: _resolve_column(raw, role, cols.get(role) if has_header else None, where)
+             for role in ("user", "item", "rating")}
+    df = pd.DataFrame({
+        "user": _ids(raw[names["user"]], "user", where, row_offset),
+        "item": _ids(raw[names["item"]], "item", where, row_offset),
+        "rating": _ratings(raw[names["rating"]], where, row_offset),
+    })
+    if "timestamp" in raw.columns:
+        ts = pd.to_numeric(raw["timestamp"], errors="coerce")
+        if ts.notna().all():
+            df["timestamp"] = ts.to_numpy(dtype=np.int64)
+    return _deduplicate(df.reset_index(drop=True), where, duplicates, row_offset)
+
+
+def _deduplicate(df: pd.DataFrame, where: str, policy: str, row_offset: int) -> pd.DataFrame:
+    dup = df.duplicated(["user", "item"], keep=False).to_numpy()
+    if not dup.any():
+        return df
+    if policy == "error":
+        first = int(np.flatnonzero(dup)[0])
+        u, i = df.at[first, "user"], df.at[first, "item"]
+        rows = np.flatnonzero(dup & (df["user"] == u).to_numpy() & (df["item"] == i).to_numpy())[:2] + 1 + row_offset
+        raise DataError(
+            f"{where}: user {u} rated item {i} more than once (rows {rows[0]} and {rows[1]}); "
+            f"choose --duplicates mean or --duplicates last."
+        )
+    if policy == "last":
+        return df.drop_duplicates(["user", "item"], keep="last").reset_index(drop=True)
+    agg = {"rating": "mean", **({"timestamp": "max"} if "timestamp" in df else {})}
+    out = df.groupby(["user", "item"], sort=False, as_index=False).agg(agg)
+    out["rating"] = out["rating"].astype(np.float32)
+    return out
+
+
+def _titles_from_column(raw: pd.DataFrame, df: pd.DataFrame, cols: dict) -> dict[str, str]:
+    if "title" not in raw.columns:
+        return {}
+    return dict(zip(df["item"], raw["title"].astype(str).to_numpy()))
+
+
+def read_titles(path: Path) -> dict[str, str]:
+    """Item id -> title from ``u.item``, ``movies.dat`` or ``movies.csv``; {} when absent."""
+    if not path.is_file():
+        return {}
+    if path.name == "movies.csv":
+        t = pd.read_csv(path, dtype=str, encoding="utf-8")
+        return dict(zip(t["movieId"], t["title"]))
+    sep = "|" if path.name == "u.item" else "::"
+    ids, titles = [], []
+    with open(path, encoding="latin-1") as f:
+        for line in f:
+            parts = line.rstrip("\r\n").split(sep)
+            if len(parts) >= 2:
+                ids.append(parts[0])
+                titles.append(parts[1])
+    return dict(zip(ids, titles))

@@ -1,0 +1,39 @@
+"""Raw ids <-> contiguous indices, with index 0 reserved for unknown ids (fastai's ``#na#``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+NA = "#na#"
+
+
+class Vocab:
+    """Maps raw ids (kept as strings) to indices 1..n; anything unseen encodes to 0."""
+
+    def __init__(self, classes: list[str]):
+        if not classes or classes[0] != NA:
+            classes = [NA, *classes]
+        self.classes = list(classes)
+        self._index = pd.Index(self.classes[1:])
+
+    @classmethod
+    def from_ids(cls, ids: pd.Series | np.ndarray) -> "Vocab":
+        """Build from raw ids, in sorted order so the same data gives the same vocab."""
+        uniq = pd.unique(pd.Series(ids, dtype="string").astype(str))
+        return cls([NA, *sorted(uniq.tolist())])
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def encode(self, ids) -> np.ndarray:
+        """Indices (int32) for raw ids; unknown ids get 0."""
+        arr = pd.Series(ids, dtype="string").astype(str)
+        return (self._index.get_indexer(arr) + 1).astype(np.int32)
+
+    def decode(self, idx) -> list[str]:
+        """Raw ids for indices."""
+        return [self.classes[int(i)] for i in np.asarray(idx).ravel()]
+
+    def __contains__(self, raw) -> bool:
+        return str(raw) in self._index
