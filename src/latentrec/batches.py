@@ -31,8 +31,8 @@ class Batches:
     def __init__(self, data: Encoded, bs: int = 1024, shuffle: bool = True, device: str = "cpu",
                  seed: int | None = None):
         self.device = torch.device(device)
-        self.x = torch.stack([torch.from_numpy(data.users), torch.from_numpy(data.items)], 1).to(self.device)
-        self.y = torch.from_numpy(data.ratings).to(self.device)
+        self.x = torch.stack([torch.as_tensor(data.users), torch.as_tensor(data.items)], 1).to(self.device)
+        self.y = torch.as_tensor(data.ratings).to(self.device)
         self.bs, self.shuffle = bs, shuffle
         self.generator = torch.Generator(device=self.device)
         if seed is not None:

@@ -45,8 +45,16 @@ class DotProductBias(nn.Module):
     def n_factors(self) -> int:
         return self.user_factors.shape[1]
 
+    @property
+    def n_users(self) -> int:
+        return self.user_factors.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.item_factors.shape[0]
+
     def config(self) -> dict:
-        return {"kind": self.kind, "n_users": self.user_factors.shape[0], "n_items": self.item_factors.shape[0],
+        return {"kind": self.kind, "n_users": self.n_users, "n_items": self.n_items,
                 "n_factors": self.n_factors, "y_range": self.y_range, "bias": self.use_bias}
 
     def squash(self, z: torch.Tensor) -> torch.Tensor:
@@ -85,3 +93,15 @@ def default_y_range(ratings_min: float, ratings_max: float) -> tuple[float, floa
     span = max(ratings_max - ratings_min, 1.0)
     pad = 0.1 * span
     return (float(ratings_min - pad), float(ratings_max + pad))
+
+
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"dot": DotProductBias}
+
+
+def build_model(arch: dict) -> nn.Module:
+    """A model from its ``config()`` dict (as stored in ``model.json``)."""
+    arch = dict(arch)
+    kind = arch.pop("kind")
+    if arch.get("y_range") is not None:
+        arch["y_range"] = tuple(arch["y_range"])
+    return MODEL_CLASSES[kind](**arch)

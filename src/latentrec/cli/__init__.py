@@ -1,0 +1,35 @@
+"""``latentrec <command>``: each command lives in its own module with ``add_parser`` and ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+from ..errors import LatentrecError
+
+COMMANDS = ["train", "evaluate", "predict"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="latentrec",
+        description="Collaborative filtering on explicit ratings: train, evaluate, predict, recommend.",
+        epilog="Example: latentrec train --data ml-100k --out model && latentrec recommend model --user 196",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        import_module(f"{__name__}.{name.replace('-', '_')}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except LatentrecError as e:
+        print(f"latentrec {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"latentrec {args.command}: interrupted.", file=sys.stderr)
+        return 130

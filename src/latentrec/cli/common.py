@@ -1,0 +1,76 @@
+"""Options and output shared by the commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from .. import progress
+from ..data import DUPLICATE_POLICIES, Ratings, load_ratings
+
+console = Console(highlight=False)
+
+
+def command(sub, name: str, help: str, example: str, run) -> argparse.ArgumentParser:
+    """Register a subcommand whose --help ends with an example."""
+    p = sub.add_parser(name, help=help, description=help, epilog=f"Example:\n  {example}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(run=run)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    return p
+
+
+def add_data_options(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--data", required=required,
+                   help="dataset name (ml-100k, ml-1m, ml-latest-small) or a CSV/TSV/Parquet file")
+    p.add_argument("--user-col", help="user column (default: user, userId, ...; or the 1st of a headerless file)")
+    p.add_argument("--item-col", help="item column (default: item, movieId, ...; or the 2nd)")
+    p.add_argument("--rating-col", help="rating column (default: rating, score, ...; or the 3rd)")
+    p.add_argument("--duplicates", choices=DUPLICATE_POLICIES, default="error",
+                   help="what to do with a (user, item) pair rated twice (default: error)")
+    p.add_argument("--data-dir", help="folder holding the named datasets (default: $LATENTREC_DATA or ~/.cache/latentrec)")
+
+
+def read(args, source) -> Ratings:
+    return load_ratings(source, user_col=args.user_col, item_col=args.item_col, rating_col=args.rating_col,
+                        duplicates=args.duplicates, data_dir=args.data_dir)
+
+
+def start(args) -> None:
+    """Silence progress bars when the output is for a machine."""
+    progress.set_enabled(not getattr(args, "json", False))
+
+
+def emit_json(obj) -> None:
+    print(json.dumps(_finite(obj), indent=1))
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def table(title: str | None, columns: list[str], rows, formats: dict | None = None) -> None:
+    """Print rows as a table; ``formats`` maps a column to a format spec like ``.4f``."""
+    formats = formats or {}
+    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for c in columns:
+        t.add_column(c, justify="right" if c not in ("title", "item", "user", "model", "data") else "left")
+    for row in rows:
+        t.add_row(*[format(v, formats[c]) if c in formats and isinstance(v, (int, float)) else str(v)
+                    for c, v in zip(columns, row)])
+    console.print(t)
+
+
+def stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)

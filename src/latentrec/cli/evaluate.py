@@ -1,0 +1,32 @@
+"""``latentrec evaluate``: RMSE and MAE of a saved model next to its baselines."""
+
+from __future__ import annotations
+
+from ..evaluate import evaluate
+from ..recommender import Recommender
+from .common import add_data_options, command, console, emit_json, read, start, table
+
+EXAMPLE = "latentrec evaluate model --data test.csv   (or --data ml-100k/u1.test, --json)"
+
+
+def add_parser(sub) -> None:
+    p = command(sub, "evaluate", "Score a saved model on a ratings file, next to baselines.", EXAMPLE, run)
+    p.add_argument("model_dir", help="model directory written by `latentrec train`")
+    add_data_options(p)
+
+
+def print_evaluation(r: dict) -> None:
+    rows = [("model", r["rmse"], r["mae"], "")]
+    for name, b in r["baselines"].items():
+        rows.append((f"baseline: {name.replace('_', ' ')}", b["rmse"], b["mae"], f"{r['improvement_pct'][name]:+.1f}%"))
+    table(f"\nEvaluation on {r['data']} ({r['n']} ratings, {r['n_unknown']} with an unknown user or item)",
+          ["model", "rmse", "mae", "model's rmse gain"], rows, {"rmse": ".4f", "mae": ".4f"})
+    console.print(f"Ratings' standard deviation: {r['ratings_std']:.4f} (what always guessing the mean scores)")
+
+
+def run(args) -> int:
+    start(args)
+    rec = Recommender.load(args.model_dir)
+    result = evaluate(rec, read(args, args.data))
+    emit_json(result) if args.json else print_evaluation(result)
+    return 0

@@ -1,0 +1,58 @@
+"""``latentrec predict``: predicted ratings for one pair or for every row of a file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import ConfigError, DataError
+from ..recommender import Recommender
+from .common import add_data_options, command, console, emit_json, read, start, table
+
+EXAMPLE = """latentrec predict model --user 196 --item 242
+  latentrec predict model --data pairs.csv --out preds.csv"""
+
+
+def add_parser(sub) -> None:
+    p = command(sub, "predict", "Predict ratings with a saved model (unknown ids get a flagged fallback).",
+                EXAMPLE, run)
+    p.add_argument("model_dir", help="model directory written by `latentrec train`")
+    p.add_argument("--user", help="raw user id")
+    p.add_argument("--item", help="raw item id")
+    add_data_options(p, required=False)
+    p.add_argument("--out", help="CSV file for the predictions of --data")
+
+
+def write_csv_atomic(df, out: str) -> None:
+    """Write a CSV next to ``out`` and rename it into place, so no half-written file remains."""
+    target = Path(out)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else ".")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            df.to_csv(f, index=False)
+        os.replace(tmp, target)
+    except OSError as e:
+        raise DataError(f"Cannot write {out}: {e.strerror or e}.") from None
+
+
+def run(args) -> int:
+    start(args)
+    if args.data is None and (args.user is None or args.item is None):
+        raise ConfigError("Give --user and --item, or --data FILE (with --out) for many rows.")
+    rec = Recommender.load(args.model_dir)
+    if args.data is not None:
+        pairs = read(args, args.data).df if args.rating_col or True else None
+        preds = rec.predict(pairs["user"].to_numpy(), pairs["item"].to_numpy())
+    else:
+        preds = rec.predict([args.user], [args.item])
+    if args.out:
+        write_csv_atomic(preds, args.out)
+    if args.json:
+        emit_json(preds.to_dict(orient="records") if args.data is not None else preds.iloc[0].to_dict())
+    elif not args.out or args.data is None:
+        table(None, list(preds.columns), preds.head(50).itertuples(index=False), {"prediction": ".3f"})
+    else:
+        n_fb = int((~(preds.known_user & preds.known_item)).sum())
+        console.print(f"Wrote {len(preds)} predictions to {args.out} ({n_fb} used the unknown-id fallback).")
+    return 0

@@ -1,0 +1,126 @@
+"""``latentrec train``: fit a model, print the epoch table, evaluate, save."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import progress
+from ..config import MODELS, SOLVERS, TrainConfig
+from ..evaluate import evaluate
+from ..recommend import recommend
+from ..split import ML100K_SPLITS, ml100k_split_files
+from ..training import fit
+from .common import add_data_options, command, console, emit_json, read, start, stderr, table
+from .evaluate import print_evaluation
+
+EXAMPLE = """latentrec train --data ml-100k --out model
+  latentrec train --data ratings.csv --user-col customer --item-col product --rating-col stars --epochs 30
+  latentrec train --data ml-100k --split u1 --out model-u1     # ML-100K's own u1.base / u1.test
+  latentrec train --data train.csv --valid-pct 0 --test test.csv --out model --json"""
+
+COLUMNS = ["epoch", "train_rmse", "valid_rmse", "valid_mae", "lr", "seconds"]
+
+
+def add_parser(sub) -> None:
+    p = command(sub, "train", "Train a rating model and save it as a model directory.", EXAMPLE, run)
+    add_data_options(p, required=False)
+    g = p.add_argument_group("split")
+    g.add_argument("--valid", help="explicit validation file (instead of a random --valid-pct)")
+    g.add_argument("--valid-pct", type=float, default=0.2,
+                   help="share of the training rows held out for validation; 0 trains on all (default 0.2)")
+    g.add_argument("--split", choices=ML100K_SPLITS, help="ML-100K's own split: train on <split>.base, test on <split>.test")
+    g.add_argument("--test", help="test file scored once, after training")
+    m = p.add_argument_group("model and training (defaults: the tuned recipe for the model/solver)")
+    m.add_argument("--model", choices=MODELS, default="dot", help="dot: dot product + biases (default); nn: neural")
+    m.add_argument("--solver", choices=SOLVERS, help="sgd: fused per-rating kernel (CPU default); autograd: batched loop")
+    m.add_argument("--n-factors", type=int, help="latent factors per user and item")
+    m.add_argument("--epochs", type=int)
+    m.add_argument("--lr", type=float, help="learning rate")
+    m.add_argument("--wd", type=float, help="weight decay")
+    m.add_argument("--wd-mode", choices=["l2", "decoupled"], help="l2: grad += wd * param (the seed); decoupled: AdamW")
+    m.add_argument("--opt", choices=["sgd", "adam"], default="adam", help="optimizer for --solver autograd")
+    m.add_argument("--momentum", type=float, default=0.9, help="momentum for --opt sgd")
+    m.add_argument("--bs", type=int, help="batch size for --solver autograd")
+    m.add_argument("--schedule", help="constant, cosine, onecycle or step:EPOCH:LR[,EPOCH:LR]")
+    m.add_argument("--loss", choices=["mse", "rmse"], default="mse")
+    m.add_argument("--y-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="sigmoid output range (default: a little wider than the data's)")
+    m.add_argument("--seed", type=int, default=42, help="seed for the split, init and shuffling (default 42)")
+    m.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    p.add_argument("--out", default="model", help="model directory to write (default: ./model)")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        model=args.model, solver=args.solver, n_factors=args.n_factors, epochs=args.epochs, lr=args.lr,
+        wd=args.wd, wd_mode=args.wd_mode, opt=args.opt, momentum=args.momentum, bs=args.bs,
+        schedule=args.schedule, loss=args.loss, y_range=tuple(args.y_range) if args.y_range else None,
+        valid_pct=args.valid_pct, seed=args.seed, device=args.device,
+    )
+
+
+class EpochTable:
+    """Prints the epoch table as training goes, with a bar over epochs on stderr."""
+
+    def __init__(self, epochs: int, quiet: bool):
+        self.every = max(1, epochs // 20)
+        self.epochs, self.quiet = epochs, quiet
+        self.bar = None
+
+    def header(self) -> None:
+        if not self.quiet:
+            console.print("  ".join(f"{c:>10}" for c in COLUMNS), style="bold")
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        if self.bar:
+            self.bar(1)
+        e = record["epoch"]
+        if self.quiet or not (e == 1 or e % self.every == 0 or e == self.epochs):
+            return
+        cells = []
+        for c in COLUMNS:
+            v = record.get(c, "")
+            cells.append(f"{v:>10d}" if isinstance(v, int) else f"{v:>10.4g}" if c == "lr" else
+                         f"{v:>10.2f}" if c == "seconds" else f"{v:>10.4f}" if v != "" else f"{'-':>10}")
+        console.print("  ".join(cells))
+
+
+def run(args: argparse.Namespace) -> int:
+    start(args)
+    cfg = config_from_args(args).resolved()
+    test = None
+    if args.split:
+        base, test_file = ml100k_split_files(args.split, args.data_dir)
+        train_data, test = read(args, base), read(args, test_file)
+    else:
+        train_data = read(args, args.data or "ml-100k")
+    valid = read(args, args.valid) if args.valid else None
+    if args.test:
+        test = read(args, args.test)
+
+    printer = EpochTable(cfg.epochs, quiet=args.json)
+    printer.header()
+    with progress.step_progress("Training", cfg.epochs) as advance:
+        printer.bar = advance
+        rec, trainer = fit(train_data, valid, cfg, callbacks=[printer])
+    rec.save(args.out)
+
+    result = {"model": str(args.out), "metrics": rec.info["metrics"], "best_epoch": rec.info["best_epoch"],
+              "train_seconds": rec.info["train_seconds"], "config": rec.config}
+    if test is not None:
+        result["test"] = evaluate(rec, test)
+    if args.json:
+        emit_json(result)
+    else:
+        console.print(f"\nBest epoch {rec.info['best_epoch']}; trained in {rec.info['train_seconds']:.2f} s; "
+                      f"saved to {args.out}/")
+        if "test" in result:
+            print_evaluation(result["test"])
+        sample = rec.users.classes[1]
+        top = recommend(rec, sample, n=5)
+        table(f"\nTop 5 for user {sample} (unrated items)", ["rank", "item", "title", "prediction"],
+              top[["rank", "item", "title", "prediction"]].itertuples(index=False), {"prediction": ".2f"})
+    if trainer.diverged:
+        stderr(f"latentrec train: error: {trainer.diverged} The last good model was saved to {args.out}.")
+        return 2
+    return 0

@@ -1,0 +1,185 @@
+"""The training loop: one epoch at a time, with validation, history, divergence checks and callbacks.
+
+An *epoch runner* does one pass over the training ratings and returns the mean squared error it
+saw: :class:`AutogradRunner` is the seed's hand-written loop (predict -> loss -> backward ->
+step -> zero grad); :class:`KernelRunner` is the fused per-rating SGD kernel for the dot model.
+Everything around the pass (schedule, validation, best epoch, divergence, callbacks) is shared.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from .batches import Batches, Encoded
+from .config import TrainConfig
+from .errors import ConfigError
+from .optim import make_optimizer, parse_schedule
+
+
+class Callback(Protocol):
+    def on_epoch_end(self, trainer: "Trainer", record: dict) -> None: ...
+
+
+class Diverged(Exception):
+    """Raised inside an epoch when the loss or the weights stop being finite or explode."""
+
+
+class AutogradRunner:
+    """Batched training through autograd with our own optimizer; works for every model and device."""
+
+    def __init__(self, model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
+        self.model = model
+        self.batches = Batches(data, bs=cfg.bs, shuffle=True, device=device, seed=cfg.seed)
+        self.opt = make_optimizer(cfg.opt, model.parameters(), cfg.wd, cfg.wd_mode, cfg.momentum)
+        self.loss = cfg.loss
+        self.limit = math.inf
+
+    def epoch(self, lr_at) -> float:
+        self.model.train()
+        total, n = 0.0, 0
+        nb = len(self.batches)
+        for b, (x, y) in enumerate(self.batches):
+            pred = self.model(x)
+            mse = ((pred - y) ** 2).mean()
+            loss = mse.sqrt() if self.loss == "rmse" else mse
+            loss.backward()
+            value = float(mse.detach())
+            if not math.isfinite(value) or value > self.limit:
+                raise Diverged(f"the batch loss reached {value:.3g}")
+            self.opt.step(lr_at(b / nb))
+            self.opt.zero_grad()
+            total += value * len(y)
+            n += len(y)
+        return total / max(n, 1)
+
+
+class KernelRunner:
+    """The fused per-rating SGD kernel (numba, CPU) updating a ``DotProductBias`` in place."""
+
+    def __init__(self, model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
+        from .sgd_kernel import BlockedRatings
+
+        if device.type != "cpu":
+            raise ConfigError("--solver sgd runs on the CPU; use --solver autograd for --device cuda or mps.")
+        if getattr(model, "kind", None) != "dot":
+            raise ConfigError("--solver sgd trains the dot model only; use --solver autograd for --model nn.")
+        self.model = model
+        self.rng = np.random.default_rng(cfg.seed)
+        n_users, n_items = model.user_factors.shape[0], model.item_factors.shape[0]
+        self.data = BlockedRatings(data.users, data.items, data.ratings, n_users, n_items, grid=4, rng=self.rng)
+        self.wd = cfg.wd
+        self.limit = math.inf
+
+    def epoch(self, lr_at) -> float:
+        from .sgd_kernel import sgd_epoch
+
+        m = self.model
+        with torch.no_grad():
+            mse = sgd_epoch(self.data, m.user_factors.data.numpy(), m.item_factors.data.numpy(),
+                            m.user_bias.data.numpy(), m.item_bias.data.numpy(), lr_at(0.0), self.wd,
+                            m.y_range, m.use_bias, self.rng)
+        if not math.isfinite(mse) or mse > self.limit:
+            raise Diverged(f"the epoch's loss reached {mse:.3g}")
+        return mse
+
+
+RUNNERS = {"autograd": AutogradRunner, "sgd": KernelRunner}
+
+
+@torch.no_grad()
+def predict_batches(model: torch.nn.Module, data: Encoded, device: torch.device, bs: int = 65536) -> np.ndarray:
+    """Model predictions for encoded rows, in chunks."""
+    model.eval()
+    out = []
+    for x, _ in Batches(data, bs=bs, shuffle=False, device=device):
+        out.append(model(x).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def rmse_mae(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    err = pred.astype(np.float64) - target
+    return float(np.sqrt(np.mean(err ** 2))), float(np.mean(np.abs(err)))
+
+
+@dataclass
+class Trainer:
+    """Fit ``model`` on ``train``, scoring ``valid`` (if any) after every epoch.
+
+    After training the model holds the weights of the best validation epoch (or the last epoch
+    without validation). If training diverges, the last good weights are kept and
+    ``diverged`` holds a sentence saying what happened and which setting to lower.
+    """
+
+    model: torch.nn.Module
+    train: Encoded
+    valid: Encoded | None
+    cfg: TrainConfig
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    callbacks: list = field(default_factory=list)
+    clip: tuple[float, float] | None = None  # predictions are clipped to the rating scale
+    history: list[dict] = field(default_factory=list)
+    diverged: str | None = None
+    best_epoch: int | None = None
+    train_seconds: float = 0.0
+    start_epoch: int = 0
+
+    def __post_init__(self):
+        n_users, n_items = self.model_sizes()
+        self.user_counts = torch.from_numpy(np.bincount(self.train.users, minlength=n_users))
+        self.item_counts = torch.from_numpy(np.bincount(self.train.items, minlength=n_items))
+
+    def model_sizes(self) -> tuple[int, int]:
+        return self.model.n_users, self.model.n_items
+
+    def predict(self, data: Encoded) -> np.ndarray:
+        pred = predict_batches(self.model, data, self.device)
+        return np.clip(pred, *self.clip) if self.clip else pred
+
+    def fit(self) -> list[dict]:
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
+        runner = RUNNERS[cfg.solver](self.model, self.train, cfg, self.device)
+        schedule = parse_schedule(cfg.schedule, cfg.lr, cfg.epochs)
+        good = copy.deepcopy(self.model.state_dict())
+        best_state, best = None, math.inf
+        t_start = time.perf_counter()
+        for epoch in range(self.start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            lr = schedule(epoch)
+            try:
+                mse = runner.epoch(lambda frac, e=epoch: schedule(e + frac))
+                if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+                    raise Diverged("the weights became infinite or NaN")
+            except Diverged as why:
+                self.model.load_state_dict(good)
+                self.diverged = (
+                    f"Training diverged in epoch {epoch + 1} ({why}); kept the weights of epoch {epoch}. "
+                    f"Lower the learning rate: try --lr {cfg.lr / 3:.3g}."
+                )
+                break
+            runner.limit = max(10 * mse, 1.0) if epoch == self.start_epoch else runner.limit
+            self.model.set_unknown_rows(self.user_counts, self.item_counts)
+            record = {"epoch": epoch + 1, "train_rmse": math.sqrt(mse), "lr": lr}
+            if self.valid is not None and len(self.valid):
+                record["valid_rmse"], record["valid_mae"] = rmse_mae(self.predict(self.valid), self.valid.ratings)
+                if record["valid_rmse"] < best:
+                    best, self.best_epoch = record["valid_rmse"], epoch + 1
+                    best_state = copy.deepcopy(self.model.state_dict())
+            record["seconds"] = time.perf_counter() - t0
+            self.history.append(record)
+            good = copy.deepcopy(self.model.state_dict())
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, record)
+        self.train_seconds += time.perf_counter() - t_start
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        elif self.history:
+            self.best_epoch = self.history[-1]["epoch"]
+        return self.history

@@ -1,0 +1,84 @@
+"""``fit``: Ratings -> Vocab -> Split -> Model <- Trainer -> Recommender, in one call."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from .baselines import fit_biases
+from .batches import Encoded
+from .config import TrainConfig
+from .data import Ratings
+from .errors import DataError
+from .models import DotProductBias, default_y_range
+from .recommender import Recommender
+from .split import random_split
+from .trainer import Trainer
+from .vocab import Vocab
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        from .errors import ConfigError
+
+        raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps, not {name!r}.") from None
+
+
+def make_model(cfg: TrainConfig, n_users: int, n_items: int, y_range: tuple[float, float]) -> torch.nn.Module:
+    return DotProductBias(n_users, n_items, cfg.n_factors, y_range)
+
+
+def encode(df, users: Vocab, items: Vocab) -> Encoded:
+    return Encoded(users.encode(df["user"]), items.encode(df["item"]), df["rating"].to_numpy(np.float32, copy=True))
+
+
+def fit(train: Ratings, valid: Ratings | None = None, config: TrainConfig | None = None,
+        callbacks: list | None = None) -> tuple[Recommender, Trainer]:
+    """Train a model on ``train``; validate on ``valid`` or on a random ``valid_pct`` of ``train``."""
+    cfg = config or TrainConfig()
+    device = pick_device(cfg.device)
+    if cfg.solver is None and cfg.model == "dot" and device.type != "cpu":
+        cfg = replace(cfg, solver="autograd")
+    cfg = cfg.resolved()
+    train_df = train.df
+    valid_df = valid.df if valid is not None else None
+    if valid_df is None and cfg.valid_pct > 0:
+        train_df, valid_df = random_split(train_df, cfg.valid_pct, cfg.seed)
+    if len(train_df) < 2:
+        raise DataError(f"{train.source} has {len(train_df)} training rating(s); training needs at least 2.")
+    users, items = Vocab.from_ids(train_df["user"]), Vocab.from_ids(train_df["item"])
+    tr = encode(train_df, users, items)
+    va = encode(valid_df, users, items) if valid_df is not None and len(valid_df) else None
+    lo, hi = float(tr.ratings.min()), float(tr.ratings.max())
+    y_range = tuple(cfg.y_range) if cfg.y_range is not None else default_y_range(lo, hi)
+    model = make_model(cfg, len(users), len(items), y_range).to(device)
+    trainer = Trainer(model, tr, va, cfg, device=device, callbacks=list(callbacks or []), clip=(lo, hi))
+    trainer.fit()
+
+    baseline = fit_biases(tr.users, tr.items, tr.ratings, len(users), len(items))
+    order = np.argsort(tr.users, kind="stable")
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(tr.users, minlength=len(users)))])
+    last = trainer.history[-1] if trainer.history else {}
+    best = next((h for h in trainer.history if h["epoch"] == trainer.best_epoch), last)
+    metrics = {k: best[k] for k in ("train_rmse", "valid_rmse", "valid_mae") if k in best}
+    info = {"metrics": metrics, "best_epoch": trainer.best_epoch, "train_seconds": trainer.train_seconds,
+            "data": train.source, "n_train": len(tr), "n_valid": len(va) if va is not None else 0}
+    if trainer.diverged:
+        info["diverged"] = trainer.diverged
+    rec = Recommender(
+        model=model, users=users, items=items, rating_range=(lo, hi),
+        rated_indptr=indptr, rated_items=tr.items[order], baseline=baseline,
+        config=cfg.to_dict(), history=trainer.history, info=info, titles=train.titles,
+    )
+    return rec, trainer
