@@ -56,7 +56,7 @@ class Recommender:
         return next(self.model.parameters()).device
 
     def encode(self, users, items, ratings=None) -> Encoded:
-        r = np.zeros(len(users), np.float32) if ratings is None else np.asarray(ratings, np.float32)
+        r = np.zeros(len(users), np.float32) if ratings is None else np.array(ratings, np.float32)
         return Encoded(self.users.encode(users), self.items.encode(items), r)
 
     def predict_encoded(self, data: Encoded) -> np.ndarray:

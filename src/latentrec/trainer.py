@@ -144,7 +144,6 @@ class Trainer:
 
     def fit(self) -> list[dict]:
         cfg = self.cfg
-        torch.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
         runner = RUNNERS[cfg.solver](self.model, self.train, cfg, self.device)
         schedule = parse_schedule(cfg.schedule, cfg.lr, cfg.epochs)
         good = copy.deepcopy(self.model.state_dict())

@@ -62,6 +62,7 @@ def fit(train: Ratings, valid: Ratings | None = None, config: TrainConfig | None
     va = encode(valid_df, users, items) if valid_df is not None and len(valid_df) else None
     lo, hi = float(tr.ratings.min()), float(tr.ratings.max())
     y_range = tuple(cfg.y_range) if cfg.y_range is not None else default_y_range(lo, hi)
+    torch.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
     model = make_model(cfg, len(users), len(items), y_range).to(device)
     trainer = Trainer(model, tr, va, cfg, device=device, callbacks=list(callbacks or []), clip=(lo, hi))
     trainer.fit()

@@ -1,0 +1,77 @@
+import json
+
+import pytest
+
+from latentrec.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def ratings_csv(tmp_path):
+    from conftest import lowrank_ratings
+
+    df, _ = lowrank_ratings(n_users=60, n_items=40, density=0.5)
+    path = tmp_path / "ratings.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_train_evaluate_predict_json(capsys, tmp_path, ratings_csv):
+    out_dir = tmp_path / "m"
+    code, out, _ = run(capsys, "train", "--data", str(ratings_csv), "--epochs", "3", "--n-factors", "4",
+                       "--test", str(ratings_csv), "--out", str(out_dir), "--json", "--device", "cpu")
+    assert code == 0
+    result = json.loads(out)
+    assert result["model"] == str(out_dir) and result["train_seconds"] > 0
+    assert {"rmse", "mae", "n", "n_unknown", "baselines"} <= set(result["test"])
+    assert (out_dir / "model.safetensors").is_file() and (out_dir / "model.json").is_file()
+
+    code, out, _ = run(capsys, "evaluate", str(out_dir), "--data", str(ratings_csv), "--json")
+    assert code == 0
+    ev = json.loads(out)
+    assert ev["n"] == result["test"]["n"] and abs(ev["rmse"] - result["test"]["rmse"]) < 1e-6
+
+    code, out, _ = run(capsys, "predict", str(out_dir), "--user", "u1", "--item", "nobody", "--json")
+    assert code == 0
+    pred = json.loads(out)
+    assert pred["known_user"] is True and pred["known_item"] is False
+
+    preds = tmp_path / "preds.csv"
+    code, _, _ = run(capsys, "predict", str(out_dir), "--data", str(ratings_csv), "--out", str(preds))
+    assert code == 0 and preds.read_text().startswith("user,item,title,prediction,known_user,known_item")
+
+
+def test_human_output_has_table_and_recommendations(capsys, tmp_path, ratings_csv):
+    code, out, _ = run(capsys, "train", "--data", str(ratings_csv), "--epochs", "2", "--out", str(tmp_path / "m"),
+                       "--device", "cpu")
+    assert code == 0
+    assert "valid_rmse" in out and "Top 5 for user" in out
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("", "is empty"),
+    ("user,item,rating\n", "no rating rows"),
+    ("user,item,stars_x\n1,2,3\n", "no rating column"),
+    ("user,item,rating\n1,2,3\n1,3,abc\n", "row 3, column 'rating'"),
+    ("user,item,rating\n1,2,3\n1,3,nan\n", "row 3"),
+    ("user,item,rating\n1,2,3\n,3,4\n", "user id is empty"),
+    ("user,item,rating\n1,2,3\n1,2,4\n", "--duplicates"),
+])
+def test_bad_files_exit_2_with_one_sentence(capsys, tmp_path, content, needle):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    code, out, err = run(capsys, "train", "--data", str(path), "--out", str(tmp_path / "m"))
+    assert code == 2
+    assert needle in err and str(path) in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_missing_model_dir_is_exit_2(capsys, tmp_path):
+    code, _, err = run(capsys, "evaluate", str(tmp_path / "nope"), "--data", "x.csv")
+    assert code == 2 and "does not exist" in err

@@ -1,0 +1,49 @@
+"""The three MovieLens layouts parse, from small fixtures written in their formats."""
+
+import shutil
+
+from latentrec.data import load_ratings
+
+
+def test_ml1m_layout(tmp_path):
+    folder = tmp_path / "ml-1m"
+    folder.mkdir()
+    (folder / "ratings.dat").write_bytes(b"1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n")
+    (folder / "movies.dat").write_bytes("1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
+                                        "661::Caf\u00e9 (1996)::Comedy\n".encode("latin-1"))
+    r = load_ratings("ml-1m", data_dir=tmp_path)
+    assert len(r) == 3 and r.df.rating.tolist() == [5.0, 3.0, 4.0]
+    assert r.df.user.tolist() == ["1", "1", "2"] and "timestamp" in r.df
+    assert r.title("661") == "Caf\u00e9 (1996)"
+
+
+def test_ml_latest_layout_crlf_half_stars(tmp_path):
+    folder = tmp_path / "ml-latest-small"
+    folder.mkdir()
+    (folder / "ratings.csv").write_bytes(b"userId,movieId,rating,timestamp\r\n1,1,4.0,964982703\r\n1,3,3.5,964981247\r\n")
+    (folder / "movies.csv").write_bytes(b'movieId,title,genres\r\n1,Toy Story (1995),Animation\r\n3,"Grumpier Old Men, (1995)",Comedy\r\n')
+    r = load_ratings("ml-latest-small", data_dir=tmp_path)
+    assert r.df.rating.tolist() == [4.0, 3.5]
+    assert r.title("3") == "Grumpier Old Men, (1995)"
+
+
+def test_ml100k_layout_from_readonly_copy(ml100k_dir, tmp_path):
+    r = load_ratings("ml-100k")
+    assert len(r) == 100_000 and r.df.user.nunique() == 943 and r.df.item.nunique() == 1682
+    assert r.title("50") == "Star Wars (1977)"
+    assert r.title("1682").startswith("Scream of Stone")
+
+
+def test_parquet_and_named_columns(tmp_path):
+    import pandas as pd
+
+    df = pd.DataFrame({"customer": [1, 2, 2], "product": ["a", "b", "a"], "stars": [1.0, 2.0, 5.0]})
+    df.to_parquet(tmp_path / "r.parquet")
+    r = load_ratings(tmp_path / "r.parquet", user_col="customer", item_col="product", rating_col="stars")
+    assert r.df.user.tolist() == ["1", "2", "2"] and r.df.rating.tolist() == [1.0, 2.0, 5.0]
+
+
+def test_headerless_tab_file(ml100k_dir, tmp_path):
+    shutil.copy(ml100k_dir / "u1.test", tmp_path / "u1.test")
+    r = load_ratings(tmp_path / "u1.test")
+    assert len(r) == 20_000 and r.df.columns.tolist()[:3] == ["user", "item", "rating"]

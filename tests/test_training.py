@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from latentrec.config import TrainConfig
+from latentrec.data import load_ratings
+from latentrec.evaluate import evaluate
+from latentrec.recommender import Recommender
+from latentrec.training import fit
+
+
+@pytest.mark.parametrize("solver", ["sgd", "autograd"])
+def test_lowrank_structure_is_recovered_near_noise_floor(lowrank, solver):
+    train, test, noise = lowrank
+    cfg = TrainConfig(solver=solver, n_factors=8, valid_pct=0, epochs=60 if solver == "sgd" else 40,
+                      lr=0.02 if solver == "sgd" else 0.01, wd=0.01 if solver == "sgd" else 0.01,
+                      schedule="cosine", y_range=(0.0, 7.0), device="cpu")
+    rec, _ = fit(train, config=cfg)
+    result = evaluate(rec, test)
+    assert result["rmse"] < noise + 0.08, result["rmse"]
+    assert result["rmse"] < 0.3 * result["baselines"]["biases"]["rmse"]
+
+
+def test_save_load_gives_identical_predictions(lowrank, tmp_path):
+    train, test, _ = lowrank
+    rec, _ = fit(train, config=TrainConfig(n_factors=4, epochs=3, device="cpu"))
+    rec.save(tmp_path / "m")
+    back = Recommender.load(tmp_path / "m")
+    users, items = test.df.user.to_numpy(), test.df.item.to_numpy()
+    a, b = rec.predict(users, items), back.predict(users, items)
+    assert np.array_equal(a.prediction.to_numpy(), b.prediction.to_numpy())
+    assert back.config == rec.config and back.history == rec.history
+
+
+def test_seeded_cpu_runs_are_repeatable(lowrank):
+    train, _, _ = lowrank
+    cfg = TrainConfig(n_factors=4, epochs=3, device="cpu", seed=7)
+    a, _ = fit(train, config=cfg)
+    b, _ = fit(train, config=cfg)
+    assert np.array_equal(a.model.user_factors.detach().numpy(), b.model.user_factors.detach().numpy())
+
+
+def test_unknown_ids_get_flagged_fallback(lowrank):
+    train, _, _ = lowrank
+    rec, _ = fit(train, config=TrainConfig(n_factors=4, epochs=5, device="cpu"))
+    out = rec.predict(["u1", "nobody", "nobody"], ["nothing", "i1", "nothing"])
+    assert out.known_user.tolist() == [True, False, False]
+    assert out.known_item.tolist() == [False, True, False]
+    mean = float(train.df.rating.mean())
+    assert abs(out.prediction.iloc[2] - mean) < 0.3  # both unknown: about the global mean
+
+
+def test_divergence_keeps_last_good_weights_and_suggests_lr(lowrank):
+    train, _, _ = lowrank
+    cfg = TrainConfig(solver="autograd", opt="sgd", momentum=0.9, lr=1e4, epochs=5, n_factors=4,
+                      y_range=None, schedule="constant", device="cpu")
+    rec, trainer = fit(train, config=cfg)
+    assert trainer.diverged and "--lr" in trainer.diverged
+    assert all(np.isfinite(p.detach().numpy()).all() for p in rec.model.parameters())
+
+
+@pytest.mark.slow
+def test_ml100k_few_epochs_beat_the_bias_baseline(ml100k_dir):
+    data = load_ratings(str(ml100k_dir / "u1.base"))
+    test = load_ratings(str(ml100k_dir / "u1.test"))
+    rec, _ = fit(data, config=TrainConfig(epochs=20, valid_pct=0, device="cpu"))
+    result = evaluate(rec, test)
+    assert result["rmse"] < result["baselines"]["biases"]["rmse"] - 0.005
+    assert result["baselines"]["global_mean"]["rmse"] > 1.1

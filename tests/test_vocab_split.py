@@ -1,0 +1,38 @@
+import numpy as np
+import pandas as pd
+
+from latentrec.split import kfold_indices, random_split
+from latentrec.vocab import NA, Vocab
+
+
+def test_vocab_round_trip_and_unknown():
+    v = Vocab.from_ids(pd.Series(["b", "a", "c", "a"]))
+    assert v.classes[0] == NA and len(v) == 4
+    idx = v.encode(["a", "b", "c", "zzz"])
+    assert idx.dtype == np.int32
+    assert idx[-1] == 0 and (idx[:3] > 0).all()
+    assert v.decode(idx[:3]) == ["a", "b", "c"]
+    assert v.decode([0]) == [NA]
+
+
+def test_vocab_from_saved_classes_keeps_indices():
+    v = Vocab.from_ids(pd.Series(["x", "y"]))
+    again = Vocab(v.classes)
+    assert again.classes == v.classes
+    assert (again.encode(["y", "x"]) == v.encode(["y", "x"])).all()
+
+
+def test_random_split_disjoint_and_covering():
+    df = pd.DataFrame({"user": [str(i) for i in range(1000)], "item": "i", "rating": np.arange(1000, dtype=np.float32)})
+    train, valid = random_split(df, 0.2, seed=3)
+    assert len(valid) == 200 and len(train) == 800
+    ids = np.concatenate([train.rating.to_numpy(), valid.rating.to_numpy()])
+    assert sorted(ids.tolist()) == list(range(1000))
+    again, _ = random_split(df, 0.2, seed=3)
+    assert again.equals(train)
+
+
+def test_kfold_disjoint_and_covering():
+    folds = kfold_indices(103, 5, seed=0)
+    allidx = np.concatenate(folds)
+    assert len(allidx) == 103 and len(set(allidx.tolist())) == 103
