@@ -48,13 +48,15 @@ def plain(rec: Recommender, users: np.ndarray, n: int, chunk_scores: int) -> Non
             torch.topk(U[torch.from_numpy(users[a:a + step])] @ V.T, n, dim=1)
 
 
-def best_of(fn, repeats: int) -> float:
-    times = []
+def best_of(fns: list, repeats: int) -> list[float]:
+    """Fastest of ``repeats`` runs of each function, interleaved so both see the same machine load."""
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for fn, t in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - t0)
+    return [min(t) for t in times]
 
 
 def main() -> None:
@@ -71,8 +73,8 @@ def main() -> None:
     users = np.arange(1, args.users + 1)
     total = args.users * args.items
     top_n(rec, users[:100], args.n)  # warm up
-    t_plain = best_of(lambda: plain(rec, users, args.n, args.chunk_scores), args.repeats)
-    t_ours = best_of(lambda: top_n(rec, users, args.n, chunk_scores=args.chunk_scores), args.repeats)
+    t_plain, t_ours = best_of([lambda: plain(rec, users, args.n, args.chunk_scores),
+                               lambda: top_n(rec, users, args.n, chunk_scores=args.chunk_scores)], args.repeats)
     print(f"shape {args.users} users x {args.items} items, {args.factors} factors, n={args.n}, "
           f"{len(rec.rated_items)} rated items masked, {torch.get_num_threads()} threads")
     print(f"plain matmul+topk      : {t_plain:8.3f} s  {total / t_plain / 1e6:8.1f} M scores/s")

@@ -47,3 +47,8 @@ def test_headerless_tab_file(ml100k_dir, tmp_path):
     shutil.copy(ml100k_dir / "u1.test", tmp_path / "u1.test")
     r = load_ratings(tmp_path / "u1.test")
     assert len(r) == 20_000 and r.df.columns.tolist()[:3] == ["user", "item", "rating"]
+
+
+def test_file_inside_a_named_dataset(ml100k_dir):
+    r = load_ratings("ml-100k/u1.test")
+    assert len(r) == 20_000 and r.title("50") == "Star Wars (1977)"

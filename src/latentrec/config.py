@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from .errors import ConfigError
 
 MODELS = ("dot", "nn")
-SOLVERS = ("sgd", "autograd")
+SOLVERS = ("sgd", "autograd", "als", "bayes")  # als/bayes: closed-form solvers for the dot model
 
 
 @dataclass
@@ -34,6 +34,11 @@ class TrainConfig:
     valid_pct: float = 0.2
     seed: int | None = 42
     device: str = "auto"
+    layers: tuple[int, ...] | None = None  # nn: hidden layer sizes of the MLP
+    dropout: float | None = None  # nn: dropout after each hidden layer
+    bn: bool | None = None  # nn: batch norm after each hidden layer
+    implicit: bool | None = None  # nn: embeddings also sum what was rated (SVD++-style)
+    burn_in: int | None = None  # bayes: Gibbs sweeps (of --epochs) discarded before averaging
 
     def resolved(self) -> "TrainConfig":
         """A copy with every ``None`` filled from the recipe for this model and solver, checked."""
@@ -57,6 +62,8 @@ class TrainConfig:
             raise ConfigError(f"--solver must be one of {', '.join(SOLVERS)}, not {self.solver!r}.")
         for name in ("n_factors", "epochs", "bs"):
             value = getattr(self, name)
+            if name == "n_factors" and value is None and self.model == "nn":
+                continue  # embedding sizes by fastai's rule of thumb
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a whole number of at least 1, not {value!r}.")
         if not self.lr > 0:
@@ -73,6 +80,14 @@ class TrainConfig:
             raise ConfigError(f"--loss must be mse or rmse, not {self.loss!r}.")
         if self.y_range is not None and not self.y_range[0] < self.y_range[1]:
             raise ConfigError(f"--y-range must be LOW HIGH with LOW < HIGH, not {self.y_range}.")
+        if self.solver in ("als", "bayes") and self.y_range is not None:
+            raise ConfigError(f"--solver {self.solver} fits the linear biased dot model; drop --y-range.")
+        if self.solver == "bayes" and not (isinstance(self.burn_in, int) and 0 <= self.burn_in < self.epochs):
+            raise ConfigError(f"--burn-in must be a whole number from 0 to --epochs - 1, not {self.burn_in!r}.")
+        if self.model == "nn" and (not self.layers or any(not isinstance(h, int) or h < 1 for h in self.layers)):
+            raise ConfigError(f"--layers must be one or more whole numbers of at least 1, not {self.layers!r}.")
+        if self.model == "nn" and not 0 <= self.dropout < 1:
+            raise ConfigError(f"--dropout must be in [0, 1), not {self.dropout}.")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,8 +99,9 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"Unknown training option(s): {', '.join(sorted(unknown))}.")
         d = dict(d)
-        if d.get("y_range") is not None:
-            d["y_range"] = tuple(d["y_range"])
+        for key in ("y_range", "layers"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
         return cls(**d)
 
 
@@ -94,4 +110,10 @@ RECIPES: dict[tuple[str, str], dict] = {
     ("dot", "sgd"): dict(n_factors=100, epochs=60, lr=0.02, wd=0.12, wd_mode="l2", bs=1, schedule="cosine"),
     ("dot", "autograd"): dict(n_factors=50, epochs=10, lr=5e-3, wd=0.1, wd_mode="decoupled", bs=1024,
                                schedule="onecycle"),
+    # closed-form solvers: an epoch is one sweep; lr, bs and schedule only keep the epoch loop uniform
+    ("dot", "als"): dict(n_factors=40, epochs=6, wd=0.14, lr=1.0, wd_mode="l2", bs=1, schedule="constant"),
+    ("dot", "bayes"): dict(n_factors=10, epochs=60, burn_in=10, wd=0.0, lr=1.0, wd_mode="l2", bs=1,
+                           schedule="constant"),
+    ("nn", "autograd"): dict(epochs=5, lr=5e-3, wd=0.3, wd_mode="decoupled", bs=1024, schedule="onecycle",
+                             layers=(100,), dropout=0.0, bn=False, implicit=True),
 }

@@ -7,7 +7,9 @@ DataFrame and returns :class:`Ratings`: columns ``user`` and ``item`` (raw ids a
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +69,13 @@ def load_ratings(
         ratings.source = str(source)
         ratings.titles = read_titles(folder / spec.items)
         return ratings
+    name, _, rest = str(source).partition("/")
+    if name in DATASETS and rest and not Path(source).exists():
+        # "ml-100k/u1.test": a file inside a named dataset's folder, with that dataset's titles
+        folder = dataset_path(name, data_dir)
+        ratings = read_ratings_file(folder / rest, cols=cols, duplicates=duplicates)
+        ratings.titles = ratings.titles or read_titles(folder / DATASETS[name].items)
+        return ratings
     return read_ratings_file(Path(source), cols=cols, duplicates=duplicates)
 
 
@@ -122,8 +131,8 @@ def _read_text(path: Path, cols: dict) -> tuple[pd.DataFrame, bool]:
     line, encoding = _first_line(path)
     if not line:
         raise DataError(f"{path} has no rows; it needs rows of user, item, rating.")
-    sep = _sniff_sep(line)
-    fields = [f.strip().strip('"') for f in (line.split(sep) if sep != r"\s+" else line.split())]
+    sep = _sniff_sep(re.sub(r'"[^"]*"', "", line))  # a separator inside a quoted id does not count
+    fields = [f.strip().strip('"') for f in _split_line(line, sep)]
     named = {c for c in cols.values() if c}
     has_header = bool(named & set(fields)) or len(fields) < 3 or not _is_number(fields[2])
     try:
@@ -141,7 +150,7 @@ def _read_text(path: Path, cols: dict) -> tuple[pd.DataFrame, bool]:
         raw = pd.read_csv(path, sep=sep, header=0 if has_header else None, dtype=str, keep_default_na=False,
                           encoding="latin-1", engine="python" if len(sep) > 1 else "c")
     except (pd.errors.ParserError, ValueError) as e:
-        raise DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table ({e}).") from None
+        raise DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table ({str(e).strip()}).") from None
     if len(raw) == 0:
         raise DataError(f"{path} has a header but no rating rows.")
     if not has_header:
@@ -149,6 +158,14 @@ def _read_text(path: Path, cols: dict) -> tuple[pd.DataFrame, bool]:
         raw = raw.iloc[:, : len(names)]
         raw.columns = names
     return raw, has_header
+
+
+def _split_line(line: str, sep: str) -> list[str]:
+    if sep == r"\s+":
+        return line.split()
+    if len(sep) == 1:
+        return next(csv.reader([line], delimiter=sep), [])
+    return line.split(sep)
 
 
 def _sep_name(sep: str) -> str:

@@ -9,6 +9,7 @@ the archive's published MD5 otherwise) and extracted without letting any member 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -33,7 +34,9 @@ class DatasetSpec:
 
     @property
     def url(self) -> str:
-        return f"{BASE_URL}{self.name}.zip"
+        """GroupLens' archive, or the same name under ``$LATENTREC_MIRROR`` (a mirror or a test server)."""
+        base = os.environ.get("LATENTREC_MIRROR") or BASE_URL
+        return f"{base.rstrip('/')}/{self.name}.zip"
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -139,7 +142,7 @@ def _fetch(url: str, dest: Path, spec: DatasetSpec, root: Path) -> None:
                     f"The download of {url} stopped after {got} of {total} bytes; the partial file was "
                     f"deleted. Try again, or {_manual_hint(spec, root, url)}."
                 )
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as e:
         reason = getattr(e, "reason", None) or e
         raise DownloadError(f"Could not download {url} ({reason}); {_manual_hint(spec, root, url)}.") from None
 

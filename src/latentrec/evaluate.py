@@ -5,12 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from .data import Ratings
+from .ranking import evaluate_ranking
 from .recommender import Recommender
 from .trainer import rmse_mae
 
 
-def evaluate(rec: Recommender, ratings: Ratings) -> dict:
-    """Score ``rec`` on ``ratings``; unknown users/items are predicted by the fallback and counted."""
+def evaluate(rec: Recommender, ratings: Ratings, k: int | None = 10, threshold: float = 4.0) -> dict:
+    """Score ``rec`` on ``ratings``; unknown users/items are predicted by the fallback and counted.
+
+    With ``k``, also top-``k`` ranking metrics (relevant: test rating >= ``threshold``) for the
+    model and a popularity baseline, under ``"ranking"``; ``k=None`` skips them.
+    """
     df = ratings.df
     data = rec.encode(df["user"], df["item"], df["rating"].to_numpy(np.float32))
     target = data.ratings
@@ -21,7 +26,7 @@ def evaluate(rec: Recommender, ratings: Ratings) -> dict:
         "biases": dict(zip(("rmse", "mae"), rmse_mae(rec.predict_baseline(data), target))),
     }
     unknown_user, unknown_item = data.users == 0, data.items == 0
-    return {
+    result = {
         "data": ratings.source,
         "n": int(len(target)),
         "rmse": rmse,
@@ -33,3 +38,6 @@ def evaluate(rec: Recommender, ratings: Ratings) -> dict:
         "baselines": baselines,
         "improvement_pct": {name: 100.0 * (b["rmse"] - rmse) / b["rmse"] for name, b in baselines.items()},
     }
+    if k is not None:
+        result["ranking"] = evaluate_ranking(rec, ratings, k, threshold)
+    return result

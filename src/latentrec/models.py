@@ -102,6 +102,8 @@ def build_model(arch: dict) -> nn.Module:
     """A model from its ``config()`` dict (as stored in ``model.json``)."""
     arch = dict(arch)
     kind = arch.pop("kind")
+    if kind not in MODEL_CLASSES:
+        from . import bayes, collab_nn  # noqa: F401  (each registers its model class here)
     if arch.get("y_range") is not None:
         arch["y_range"] = tuple(arch["y_range"])
     return MODEL_CLASSES[kind](**arch)

@@ -3,7 +3,7 @@
 Scoring many users is a chunked matrix product followed by ``topk``: memory is bounded by the
 chunk (``chunk_users x n_items`` scores), never ``users x items``. For the dot model the ranking
 needs neither the sigmoid (monotone) nor the user bias (constant along a row): ranking scores are
-``[p_u, 1] @ [q_i, b_i]^T``, one matrix product, and only the ``n`` winners per user are turned
+``b_i + p_u . q_i``, one ``addmm``, and only the ``n`` winners per user are turned
 into predicted ratings. Items the user rated in training are masked out by scattering ``-inf``
 into their cells, which costs one write per training rating.
 """
@@ -37,17 +37,13 @@ class Scorer:
     def __init__(self, model: torch.nn.Module):
         self.model = model
         self.fast = is_dot(model)
-        if self.fast:
-            with torch.no_grad():
-                ones = torch.ones(model.n_users, 1, dtype=model.user_factors.dtype, device=model.user_factors.device)
-                self.left = torch.cat([model.user_factors, ones], 1)
-                self.right = torch.cat([model.item_factors, model.item_bias[:, None]], 1).T.contiguous()
 
     @torch.no_grad()
     def rank_scores(self, users: torch.Tensor) -> torch.Tensor:
         """``(len(users), n_items)`` scores that order items like the predicted ratings do."""
         if self.fast:
-            return self.left[users] @ self.right
+            m = self.model
+            return torch.addmm(m.item_bias, m.user_factors[users], m.item_factors.T)
         return self.model.score_users(users).float()
 
     @torch.no_grad()
@@ -58,13 +54,19 @@ class Scorer:
         return scores
 
 
-def rated_cells(rec: Recommender, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row, item) index pairs of the training ratings of ``users`` (rows are positions in ``users``)."""
+def rated_cells(rec: Recommender, users: np.ndarray) -> np.ndarray:
+    """Flat positions ``row * n_items + item`` of the training ratings of ``users`` in a score block
+    whose rows are ``users``.
+    """
     starts, ends = rec.rated_indptr[users], rec.rated_indptr[users + 1]
     counts = ends - starts
-    rows = np.repeat(np.arange(len(users)), counts)
-    offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-    return rows, rec.rated_items[np.repeat(starts, counts) + offsets]
+    total = int(counts.sum())
+    if len(users) and total == ends[-1] - starts[0] and (np.diff(users) > 0).all():  # one slice of the CSR
+        pos = np.arange(starts[0], ends[-1])
+    else:
+        pos = np.arange(total) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
+    rows = np.repeat(np.arange(len(users), dtype=np.int64) * len(rec.items), counts)
+    return rows + rec.rated_items[pos]
 
 
 def top_n(rec: Recommender, users: np.ndarray, n: int = 10, include_rated: bool = False,
@@ -89,8 +91,7 @@ def top_n(rec: Recommender, users: np.ndarray, n: int = 10, include_rated: bool 
         s = scorer.rank_scores(idx)
         s[:, 0] = -torch.inf  # never recommend the unknown-item row
         if not include_rated:
-            rows, cols = rated_cells(rec, chunk)
-            s[torch.from_numpy(rows).to(device), torch.from_numpy(cols).long().to(device)] = -torch.inf
+            s.view(-1).index_fill_(0, torch.from_numpy(rated_cells(rec, chunk)).to(device), -torch.inf)
         top = torch.topk(s, k, dim=1)
         values = scorer.ratings(idx, top.values)
         values = torch.where(torch.isfinite(top.values), values.clamp(*rec.rating_range), torch.nan)

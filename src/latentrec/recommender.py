@@ -63,7 +63,7 @@ class Recommender:
         return np.clip(predict_batches(self.model, data, self.device), *self.rating_range)
 
     def predict(self, users, items) -> pd.DataFrame:
-        """Predicted ratings for raw (user, item) pairs, with ``known_user``/``known_item`` flags."""
+        """Predicted ratings for raw (user, item) pairs, with ``known_user``/``known_item``/``known`` flags."""
         data = self.encode(users, items)
         return pd.DataFrame({
             "user": pd.Series(users, dtype="string").astype(str).to_numpy(),
@@ -72,6 +72,7 @@ class Recommender:
             "prediction": self.predict_encoded(data),
             "known_user": data.users > 0,
             "known_item": data.items > 0,
+            "known": (data.users > 0) & (data.items > 0),  # personalized: neither id fell back to #na#
         })
 
     def predict_baseline(self, data: Encoded) -> np.ndarray:

@@ -1,11 +1,15 @@
 """The fused per-rating SGD epoch for ``DotProductBias`` (Funk/Koren SGD), compiled with numba.
 
-For each rating: predict, take the error, and update the two bias entries and the two factor
-rows in place, with weight decay on the touched rows (``grad += wd * param``, the seed's
-formula applied where the gradient lives). In the sigmoid variant the error is pushed back
-through ``y_range``. The rating matrix is cut into a G x G grid of blocks (LIBMF's trick);
-one round processes G blocks that share no user and no item rows, in parallel, so the result
-does not depend on thread timing and a seeded run is repeatable.
+For each rating: predict, take the error ``e`` and update the two bias entries and the two
+factor rows in place, with weight decay on the touched rows (``grad += wd * param``, the
+seed's formula applied where the gradient lives). In the sigmoid variant the error is pushed
+back through ``y_range``. The step is the gradient of ``e**2 / 2``, so one kernel step at
+``lr, wd`` equals one autograd SGD step (MSE loss, batch of one, no momentum) at
+``lr / 2, 2 * wd`` on the touched rows (``tests/test_sgd_kernel.py`` checks this).
+
+The rating matrix is cut into a G x G grid of blocks (LIBMF's trick); one round processes G
+blocks that share no user and no item rows, in parallel, so the result does not depend on
+thread timing and a seeded run is repeatable.
 """
 
 from __future__ import annotations
@@ -20,29 +24,32 @@ from numba import njit, prange
 def _sgd_block(users, items, ratings, start, end, P, Q, bu, bi, lr, wd, lo, span, sigmoid, bias):
     k = P.shape[1]
     sq = 0.0
+    keep = np.float32(1.0) - lr * wd  # p - lr * (g * q + wd * p) == keep * p - lr * g * q
     for n in range(start, end):
         u = users[n]
         i = items[n]
+        pu = P[u]
+        qi = Q[i]
         z = bu[u] + bi[i] if bias else np.float32(0.0)
         for f in range(k):
-            z += P[u, f] * Q[i, f]
+            z += pu[f] * qi[f]
         if sigmoid:
             s = 1.0 / (1.0 + math.exp(-z))
-            pred = lo + span * s
-            err = pred - ratings[n]
+            err = lo + span * s - ratings[n]
             g = np.float32(err * span * s * (1.0 - s))
         else:
             err = z - ratings[n]
             g = np.float32(err)
         sq += err * err
         if bias:
-            bu[u] -= lr * (g + wd * bu[u])
-            bi[i] -= lr * (g + wd * bi[i])
+            bu[u] = keep * bu[u] - lr * g
+            bi[i] = keep * bi[i] - lr * g
+        lg = lr * g
         for f in range(k):
-            p = P[u, f]
-            q = Q[i, f]
-            P[u, f] = p - lr * (g * q + wd * p)
-            Q[i, f] = q - lr * (g * p + wd * q)
+            p = pu[f]
+            q = qi[f]
+            pu[f] = keep * p - lg * q
+            qi[f] = keep * q - lg * p
     return sq
 
 
@@ -57,22 +64,77 @@ def _sgd_epoch(users, items, ratings, offsets, grid, shifts, P, Q, bu, bi, lr, w
     return sq.sum()
 
 
+@njit(cache=True)
+def _count(users, items, ublock, iblock, grid, counts):
+    for n in range(len(users)):
+        counts[ublock[users[n]] * grid + iblock[items[n]]] += 1
+
+
+@njit(cache=True)
+def _scatter(users, items, ratings, ublock, iblock, grid, pos, out_users, out_items, out_ratings):
+    for n in range(len(users)):
+        b = ublock[users[n]] * grid + iblock[items[n]]
+        p = pos[b]
+        out_users[p] = users[n]
+        out_items[p] = items[n]
+        out_ratings[p] = ratings[n]
+        pos[b] = p + 1
+
+
+@njit(parallel=True, cache=True)
+def _sort_blocks(offsets, users, items, ratings):
+    for b in prange(len(offsets) - 1):
+        s, e = offsets[b], offsets[b + 1]
+        key = users[s:e].astype(np.int64) * (1 << 31) + items[s:e]
+        order = np.argsort(key)
+        users[s:e] = users[s:e][order]
+        items[s:e] = items[s:e][order]
+        ratings[s:e] = ratings[s:e][order]
+
+
 class BlockedRatings:
-    """Ratings reordered into a grid of blocks; within a block the order is a fixed random shuffle."""
+    """Ratings reordered into a G x G grid of blocks (users and items dealt to blocks at random).
+
+    Within a block, ratings are sorted by user then item, as LIBMF does: consecutive updates
+    touch the same user row, which stays in cache. Building it takes one counting pass and one
+    scatter pass over the input, so the only large allocation is the output columns (12 bytes
+    a rating); the input may arrive in chunks (:meth:`from_chunks`) and never be held whole.
+    """
 
     def __init__(self, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int, n_items: int,
                  grid: int, rng: np.random.Generator):
+        self._build(lambda: [(users, items, ratings)], n_users, n_items, grid, rng)
+
+    @classmethod
+    def from_chunks(cls, chunks, n_users: int, n_items: int, grid: int, rng: np.random.Generator) -> "BlockedRatings":
+        """Build from ``chunks()``, a callable returning a fresh iterator of (users, items, ratings) arrays."""
+        self = cls.__new__(cls)
+        self._build(chunks, n_users, n_items, grid, rng)
+        return self
+
+    def _build(self, chunks, n_users, n_items, grid, rng):
         self.grid = grid
-        ublock = rng.permutation(n_users).astype(np.int64) % grid
-        iblock = rng.permutation(n_items).astype(np.int64) % grid
-        perm = rng.permutation(len(ratings))
-        block = ublock[users[perm]] * grid + iblock[items[perm]]
-        order = perm[np.argsort(block, kind="stable")]
-        self.users = np.ascontiguousarray(users[order], dtype=np.int32)
-        self.items = np.ascontiguousarray(items[order], dtype=np.int32)
-        self.ratings = np.ascontiguousarray(ratings[order], dtype=np.float32)
-        counts = np.bincount(block, minlength=grid * grid)
+        ublock = (rng.permutation(n_users) % grid).astype(np.int32)
+        iblock = (rng.permutation(n_items) % grid).astype(np.int32)
+        counts = np.zeros(grid * grid, np.int64)
+        for u, i, _ in chunks():
+            _count(u, i, ublock, iblock, grid, counts)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        n = int(self.offsets[-1])
+        self.users, self.items = np.empty(n, np.int32), np.empty(n, np.int32)
+        self.ratings = np.empty(n, np.float32)
+        pos = self.offsets[:-1].copy()
+        for u, i, r in chunks():
+            _scatter(u, i, r, ublock, iblock, grid, pos, self.users, self.items, self.ratings)
+        _sort_blocks(self.offsets, self.users, self.items, self.ratings)
+
+    def __len__(self) -> int:
+        return len(self.ratings)
+
+
+def default_grid(n_ratings: int, n_threads: int) -> int:
+    """Blocks per side: 4 per thread (LIBMF uses at least 2 * threads + 1), fewer for tiny data."""
+    return max(1, min(4 * n_threads, int(math.sqrt(max(n_ratings, 1) / 1000))))
 
 
 def sgd_epoch(data: BlockedRatings, P: np.ndarray, Q: np.ndarray, bu: np.ndarray, bi: np.ndarray, lr: float,

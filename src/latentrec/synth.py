@@ -1,8 +1,8 @@
 """Planted low-rank ratings at any scale, written in chunks to Parquet or CSV.
 
 A rating is ``mu + b_u + b_i + p_u . q_i + N(0, noise)``, clipped to ``scale``. Users and items
-are drawn with power-law (Zipf-like) popularity, so a few items get most ratings, as in real
-data. The file is written user range by user range: every user's ratings are drawn within one
+are drawn with power-law (Zipf-like) popularity (exponent ``alpha`` for items, ``alpha/2`` for
+users), so a few items get most ratings, as in real data. The file is written user range by user range: every user's ratings are drawn within one
 chunk, so (user, item) pairs are unique without ever holding more than a chunk in memory. Ids
 are integers ``0..n-1`` (int32), ratings float32.
 """
@@ -55,7 +55,7 @@ class Planted:
         self.bu = rng.normal(0, 0.4, spec.n_users).astype(np.float32)
         self.bi = rng.normal(0, 0.4, spec.n_items).astype(np.float32)
         self.mu = float(np.mean(spec.scale)) + 0.3
-        self.user_weight = _power_law(spec.n_users, spec.alpha, rng)
+        self.user_weight = _power_law(spec.n_users, spec.alpha / 2, rng)  # users: a flatter tail
         self.item_cdf = np.cumsum(_power_law(spec.n_items, spec.alpha, rng))
         self.item_cdf /= self.item_cdf[-1]
 
@@ -88,7 +88,8 @@ def _chunk(spec: SynthSpec, planted: Planted, deg: np.ndarray, first: int, rng: 
     users = np.repeat(np.arange(first, first + len(deg), dtype=np.int64), np.where(dense, 0, deg))
     items = np.searchsorted(planted.item_cdf, rng.random(len(users)))
     while True:
-        code = np.unique(users * spec.n_items + items)
+        code = np.sort(users * spec.n_items + items)
+        code = code[np.concatenate([[True], code[1:] != code[:-1]])]
         users, items = code // spec.n_items, code % spec.n_items
         have = np.bincount(users - first, minlength=len(deg))
         short = np.where(dense, 0, deg - have)
@@ -97,14 +98,34 @@ def _chunk(spec: SynthSpec, planted: Planted, deg: np.ndarray, first: int, rng: 
         extra = np.repeat(np.arange(first, first + len(deg)), short)  # re-draw duplicates uniformly
         users = np.concatenate([users, extra])
         items = np.concatenate([items, rng.integers(0, spec.n_items, len(extra))])
-    for u in np.flatnonzero(dense):
-        users = np.concatenate([users, np.full(deg[u], first + u)])
-        items = np.concatenate([items, rng.permutation(spec.n_items)[:deg[u]]])
+    dense_u = np.flatnonzero(dense)
+    users = np.concatenate([users, *(np.full(deg[u], first + u) for u in dense_u)])
+    items = np.concatenate([items, *(rng.permutation(spec.n_items)[:deg[u]] for u in dense_u)])
     order = rng.permutation(len(users))
     users, items = users[order], items[order]
     r = planted.rating(users, items) + rng.normal(0, spec.noise, len(users)).astype(np.float32)
     np.clip(r, *spec.scale, out=r)
     return pa.table({"user": users.astype(np.int32), "item": items.astype(np.int32), "rating": r.astype(np.float32)})
+
+
+def generate(spec: SynthSpec, chunk_rows: int = 2_000_000):
+    """Yield the planted ratings as pyarrow tables of about ``chunk_rows`` rows each."""
+    spec.check()
+    planted = Planted(spec)
+    rng = np.random.default_rng(spec.seed + 1)
+    deg = user_degrees(spec, planted, rng)
+    ends = np.searchsorted(np.cumsum(deg), np.arange(chunk_rows, spec.n_ratings + chunk_rows, chunk_rows)) + 1
+    start = 0
+    for end in np.unique(np.minimum(ends, spec.n_users)):
+        if end > start:
+            yield _chunk(spec, planted, deg[start:end], start, rng)
+        start = end
+
+
+def synth_arrays(spec: SynthSpec, chunk_rows: int = 2_000_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The planted ratings in memory: users, items (int32) and ratings (float32); same as the file."""
+    tables = list(generate(spec, chunk_rows))
+    return tuple(np.concatenate([t[c].to_numpy() for t in tables]) for c in ("user", "item", "rating"))
 
 
 def write_synth(spec: SynthSpec, out: str | os.PathLike, chunk_rows: int = 2_000_000) -> dict:
@@ -116,19 +137,12 @@ def write_synth(spec: SynthSpec, out: str | os.PathLike, chunk_rows: int = 2_000
         raise ConfigError(f"--out must end in .parquet, .pq or .csv, not {out.name!r}.")
     if not out.parent.is_dir():
         raise ConfigError(f"The folder {out.parent} does not exist.")
-    planted = Planted(spec)
-    rng = np.random.default_rng(spec.seed + 1)
-    deg = user_degrees(spec, planted, rng)
-    ends = np.searchsorted(np.cumsum(deg), np.arange(chunk_rows, spec.n_ratings + chunk_rows, chunk_rows)) + 1
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     schema = pa.schema([("user", pa.int32()), ("item", pa.int32()), ("rating", pa.float32())])
     try:
         writer = _writer(fmt, tmp, schema)
-        start = 0
-        for end in np.unique(np.minimum(ends, spec.n_users)):
-            if end > start:
-                writer.write_table(_chunk(spec, planted, deg[start:end], start, rng))
-            start = end
+        for table in generate(spec, chunk_rows):
+            writer.write_table(table)
         writer.close()
         os.replace(tmp, out)
     finally:

@@ -19,6 +19,7 @@ import torch
 
 from .batches import Batches, Encoded
 from .config import TrainConfig
+from .distributed import data_parallel
 from .errors import ConfigError
 from .optim import make_optimizer, parse_schedule
 
@@ -64,16 +65,17 @@ class KernelRunner:
     """The fused per-rating SGD kernel (numba, CPU) updating a ``DotProductBias`` in place."""
 
     def __init__(self, model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
-        from .sgd_kernel import BlockedRatings
+        import numba
 
-        if device.type != "cpu":
-            raise ConfigError("--solver sgd runs on the CPU; use --solver autograd for --device cuda or mps.")
+        from .sgd_kernel import BlockedRatings, default_grid
+
         if getattr(model, "kind", None) != "dot":
             raise ConfigError("--solver sgd trains the dot model only; use --solver autograd for --model nn.")
         self.model = model
         self.rng = np.random.default_rng(cfg.seed)
         n_users, n_items = model.user_factors.shape[0], model.item_factors.shape[0]
-        self.data = BlockedRatings(data.users, data.items, data.ratings, n_users, n_items, grid=4, rng=self.rng)
+        grid = default_grid(len(data), numba.get_num_threads())
+        self.data = BlockedRatings(data.users, data.items, data.ratings, n_users, n_items, grid=grid, rng=self.rng)
         self.wd = cfg.wd
         self.limit = math.inf
 
@@ -90,7 +92,30 @@ class KernelRunner:
         return mse
 
 
-RUNNERS = {"autograd": AutogradRunner, "sgd": KernelRunner}
+def sgd_runner(model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
+    """``--solver sgd``: the numba kernel on the CPU, batched torch updates (sgd_torch.py) elsewhere."""
+    if device.type == "cpu":
+        return KernelRunner(model, data, cfg, device)
+    from .sgd_torch import TorchSGDRunner
+
+    return TorchSGDRunner(model, data, cfg, device)
+
+
+def als_runner(model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
+    """``--solver als``: one epoch = one alternating least-squares sweep (als.py)."""
+    from .als import ALSRunner
+
+    return ALSRunner(model, data, cfg, device)
+
+
+def gibbs_runner(model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
+    """``--solver bayes``: one epoch = one Gibbs sweep (bayes.py)."""
+    from .bayes import GibbsRunner
+
+    return GibbsRunner(model, data, cfg, device)
+
+
+RUNNERS = {"autograd": AutogradRunner, "sgd": sgd_runner, "als": als_runner, "bayes": gibbs_runner}
 
 
 @torch.no_grad()
@@ -129,6 +154,9 @@ class Trainer:
     best_epoch: int | None = None
     train_seconds: float = 0.0
     start_epoch: int = 0
+    best_state: dict | None = field(default=None, repr=False)
+    best_rmse: float = math.inf
+    runner: object = field(default=None, repr=False)
 
     def __post_init__(self):
         n_users, n_items = self.model_sizes()
@@ -144,10 +172,12 @@ class Trainer:
 
     def fit(self) -> list[dict]:
         cfg = self.cfg
-        runner = RUNNERS[cfg.solver](self.model, self.train, cfg, self.device)
+        runner = self.runner = data_parallel(RUNNERS[cfg.solver], self.model, self.train, cfg, self.device)
         schedule = parse_schedule(cfg.schedule, cfg.lr, cfg.epochs)
+        for cb in self.callbacks:  # e.g. a Checkpointer restoring a saved run
+            if hasattr(cb, "on_fit_start"):
+                cb.on_fit_start(self)
         good = copy.deepcopy(self.model.state_dict())
-        best_state, best = None, math.inf
         t_start = time.perf_counter()
         for epoch in range(self.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
@@ -163,22 +193,22 @@ class Trainer:
                     f"Lower the learning rate: try --lr {cfg.lr / 3:.3g}."
                 )
                 break
-            runner.limit = max(10 * mse, 1.0) if epoch == self.start_epoch else runner.limit
+            runner.limit = max(10 * mse, 1.0) if math.isinf(runner.limit) else runner.limit
             self.model.set_unknown_rows(self.user_counts, self.item_counts)
             record = {"epoch": epoch + 1, "train_rmse": math.sqrt(mse), "lr": lr}
             if self.valid is not None and len(self.valid):
                 record["valid_rmse"], record["valid_mae"] = rmse_mae(self.predict(self.valid), self.valid.ratings)
-                if record["valid_rmse"] < best:
-                    best, self.best_epoch = record["valid_rmse"], epoch + 1
-                    best_state = copy.deepcopy(self.model.state_dict())
+                if record["valid_rmse"] < self.best_rmse:
+                    self.best_rmse, self.best_epoch = record["valid_rmse"], epoch + 1
+                    self.best_state = copy.deepcopy(self.model.state_dict())
             record["seconds"] = time.perf_counter() - t0
             self.history.append(record)
             good = copy.deepcopy(self.model.state_dict())
             for cb in self.callbacks:
                 cb.on_epoch_end(self, record)
         self.train_seconds += time.perf_counter() - t_start
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
         elif self.history:
             self.best_epoch = self.history[-1]["epoch"]
         return self.history

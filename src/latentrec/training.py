@@ -36,11 +36,31 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def make_model(cfg: TrainConfig, n_users: int, n_items: int, y_range: tuple[float, float]) -> torch.nn.Module:
-    return DotProductBias(n_users, n_items, cfg.n_factors, y_range)
+    if cfg.model == "nn":
+        from .collab_nn import CollabNN
+
+        return CollabNN(n_users, n_items, cfg.n_factors, cfg.n_factors, cfg.layers, cfg.dropout, cfg.bn, y_range,
+                        cfg.implicit)
+    if cfg.solver == "bayes":
+        from .bayes import BayesianDot
+
+        return BayesianDot(n_users, n_items, cfg.n_factors, n_samples=cfg.epochs - cfg.burn_in)
+    return DotProductBias(n_users, n_items, cfg.n_factors, None if cfg.solver == "als" else y_range)
 
 
 def encode(df, users: Vocab, items: Vocab) -> Encoded:
     return Encoded(users.encode(df["user"]), items.encode(df["item"]), df["rating"].to_numpy(np.float32, copy=True))
+
+
+def check_learnable(df, source: str) -> None:
+    """Refuse training rows from which no collaborative model can learn anything."""
+    for role in ("user", "item"):
+        if df[role].nunique() < 2:
+            raise DataError(f"{source}: all training ratings belong to one {role} ({df[role].iloc[0]!r}); "
+                            f"a collaborative model needs at least two {role}s.")
+    if df["rating"].nunique() < 2:
+        raise DataError(f"{source}: every training rating is {float(df['rating'].iloc[0]):g}, so there is nothing "
+                        f"to learn (any model would predict that value for every pair).")
 
 
 def fit(train: Ratings, valid: Ratings | None = None, config: TrainConfig | None = None,
@@ -57,6 +77,7 @@ def fit(train: Ratings, valid: Ratings | None = None, config: TrainConfig | None
         train_df, valid_df = random_split(train_df, cfg.valid_pct, cfg.seed)
     if len(train_df) < 2:
         raise DataError(f"{train.source} has {len(train_df)} training rating(s); training needs at least 2.")
+    check_learnable(train_df, train.source)
     users, items = Vocab.from_ids(train_df["user"]), Vocab.from_ids(train_df["item"])
     tr = encode(train_df, users, items)
     va = encode(valid_df, users, items) if valid_df is not None and len(valid_df) else None
@@ -64,6 +85,8 @@ def fit(train: Ratings, valid: Ratings | None = None, config: TrainConfig | None
     y_range = tuple(cfg.y_range) if cfg.y_range is not None else default_y_range(lo, hi)
     torch.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
     model = make_model(cfg, len(users), len(items), y_range).to(device)
+    if hasattr(model, "set_rated"):  # CollabNN's implicit embeddings sum over the training pairs
+        model.set_rated(tr.users, tr.items)
     trainer = Trainer(model, tr, va, cfg, device=device, callbacks=list(callbacks or []), clip=(lo, hi))
     trainer.fit()
 

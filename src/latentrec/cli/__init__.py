@@ -8,7 +8,7 @@ from importlib import import_module
 
 from ..errors import LatentrecError
 
-COMMANDS = ["train", "evaluate", "predict"]
+COMMANDS = ["train", "evaluate", "predict", "tune", "cv", "recommend", "similar", "interpret", "synth", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except LatentrecError as e:
-        print(f"latentrec {args.command}: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split())  # one line, even when it quotes a library's multi-line text
+        print(f"latentrec {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"latentrec {args.command}: interrupted.", file=sys.stderr)

@@ -13,6 +13,9 @@ def add_parser(sub) -> None:
     p = command(sub, "evaluate", "Score a saved model on a ratings file, next to baselines.", EXAMPLE, run)
     p.add_argument("model_dir", help="model directory written by `latentrec train`")
     add_data_options(p)
+    p.add_argument("-k", "--k", type=int, default=10, help="length of the top-k lists for ranking metrics (default 10)")
+    p.add_argument("--relevant", type=float, default=4.0, metavar="RATING",
+                   help="a test rating at least this high marks a relevant item (default 4)")
 
 
 def print_evaluation(r: dict) -> None:
@@ -22,11 +25,22 @@ def print_evaluation(r: dict) -> None:
     table(f"\nEvaluation on {r['data']} ({r['n']} ratings, {r['n_unknown']} with an unknown user or item)",
           ["model", "rmse", "mae", "model's rmse gain"], rows, {"rmse": ".4f", "mae": ".4f"})
     console.print(f"Ratings' standard deviation: {r['ratings_std']:.4f} (what always guessing the mean scores)")
+    if "ranking" in r:
+        print_ranking(r["ranking"])
+
+
+def print_ranking(g: dict) -> None:
+    k = g["k"]
+    cols = [f"precision@{k}", f"recall@{k}", f"ndcg@{k}", "hit_rate", "coverage"]
+    rows = [(name, *[g[name][c] for c in cols]) for name in ("model", "popularity")]
+    table(f"\nTop-{k} ranking ({g['n_users']} test users with a rating >= {g['threshold']:g}, "
+          f"training items excluded; {g['n_unknown_users']} unknown users skipped)",
+          ["model", *cols], rows, {c: ".4f" for c in cols})
 
 
 def run(args) -> int:
     start(args)
     rec = Recommender.load(args.model_dir)
-    result = evaluate(rec, read(args, args.data))
+    result = evaluate(rec, read(args, args.data), k=args.k, threshold=args.relevant)
     emit_json(result) if args.json else print_evaluation(result)
     return 0

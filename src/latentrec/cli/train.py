@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
+from dataclasses import replace
+from pathlib import Path
 
-from .. import progress
+from .. import distributed, progress
 from ..config import MODELS, SOLVERS, TrainConfig
+from ..data import read_titles
+from ..checkpoint import Checkpointer, completed_epoch, default_folder
+from ..config_file import apply_config, defer_defaults
+from ..errors import ConfigError, ModelFileError
 from ..evaluate import evaluate
 from ..recommend import recommend
-from ..split import ML100K_SPLITS, ml100k_split_files
+from ..split import ML100K_SPLITS, ml100k_split_files, random_split
 from ..training import fit
 from .common import add_data_options, command, console, emit_json, read, start, stderr, table
 from .evaluate import print_evaluation
@@ -32,7 +39,8 @@ def add_parser(sub) -> None:
     g.add_argument("--test", help="test file scored once, after training")
     m = p.add_argument_group("model and training (defaults: the tuned recipe for the model/solver)")
     m.add_argument("--model", choices=MODELS, default="dot", help="dot: dot product + biases (default); nn: neural")
-    m.add_argument("--solver", choices=SOLVERS, help="sgd: fused per-rating kernel (CPU default); autograd: batched loop")
+    m.add_argument("--solver", choices=SOLVERS, help="sgd: fused per-rating kernel (CPU default); autograd: batched loop; "
+                   "als: alternating least squares; bayes: Bayesian MF by Gibbs sampling (both: --model dot)")
     m.add_argument("--n-factors", type=int, help="latent factors per user and item")
     m.add_argument("--epochs", type=int)
     m.add_argument("--lr", type=float, help="learning rate")
@@ -47,7 +55,20 @@ def add_parser(sub) -> None:
                    help="sigmoid output range (default: a little wider than the data's)")
     m.add_argument("--seed", type=int, default=42, help="seed for the split, init and shuffling (default 42)")
     m.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    m.add_argument("--layers", type=int, nargs="+", metavar="SIZE", help="--model nn: hidden layer sizes (default 100)")
+    m.add_argument("--dropout", type=float, help="--model nn: dropout after each hidden layer")
+    m.add_argument("--bn", action=argparse.BooleanOptionalAction, help="--model nn: batch norm after each hidden layer")
+    m.add_argument("--implicit", action=argparse.BooleanOptionalAction,
+                   help="--model nn: embeddings also sum what the user/item rated, SVD++-style (default: on)")
+    m.add_argument("--burn-in", type=int, help="--solver bayes: Gibbs sweeps (of --epochs) discarded before averaging")
     p.add_argument("--out", default="model", help="model directory to write (default: ./model)")
+    p.add_argument("--checkpoint-dir", help="where the last completed epoch is kept while training "
+                   "(default: OUT.checkpoint; removed once the model is saved)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last completed epoch (give the run's same options)")
+    p.add_argument("--config", metavar="FILE", help="TOML file of these options (or a model dir to retrain); "
+                   "flags given here win")
+    defer_defaults(p)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -56,6 +77,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         wd=args.wd, wd_mode=args.wd_mode, opt=args.opt, momentum=args.momentum, bs=args.bs,
         schedule=args.schedule, loss=args.loss, y_range=tuple(args.y_range) if args.y_range else None,
         valid_pct=args.valid_pct, seed=args.seed, device=args.device,
+        layers=tuple(args.layers) if args.layers else None, dropout=args.dropout, bn=args.bn, burn_in=args.burn_in,
+        implicit=args.implicit,
     )
 
 
@@ -85,37 +108,88 @@ class EpochTable:
         console.print("  ".join(cells))
 
 
+def checkpointer(args: argparse.Namespace) -> Checkpointer:
+    """The run's Checkpointer, after checking (before any training) that its files can be written."""
+    folder = args.checkpoint_dir or default_folder(args.out)
+    for target in (Path(args.out), Path(folder)):
+        writable_or_fail(target)
+    if not args.resume and (Path(folder) / "checkpoint.safetensors").exists():
+        epoch = completed_epoch(folder)
+        raise ConfigError(
+            f"{folder} holds the checkpoint of an interrupted run ({f'epoch {epoch}' if epoch else 'unreadable'}); "
+            f"continue it with --resume, "
+            f"or delete {folder} to start over."
+        )
+    return Checkpointer(folder, resume=args.resume)
+
+
+def writable_or_fail(target: Path) -> None:
+    """Fail now, not after training, if ``target`` could not be created or replaced."""
+    folder = target.parent.resolve()
+    while not folder.exists():
+        folder = folder.parent
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise ModelFileError(f"Cannot write {target}: {folder} is not writable ({e.strerror or e}).") from None
+
+
+def interrupted(checkpoints: Checkpointer, epochs: int) -> int:
+    if checkpoints.saved_epoch:
+        stderr(f"latentrec train: interrupted; epoch {checkpoints.saved_epoch} of {epochs} is saved in "
+               f"{checkpoints.folder}. Run the same command with --resume to continue.")
+    else:
+        stderr("latentrec train: interrupted before the first epoch ended; nothing was saved.")
+    return 130
+
+
 def run(args: argparse.Namespace) -> int:
+    apply_config(args)
     start(args)
     cfg = config_from_args(args).resolved()
+    checkpoints = checkpointer(args)
     test = None
     if args.split:
         base, test_file = ml100k_split_files(args.split, args.data_dir)
         train_data, test = read(args, base), read(args, test_file)
+        train_data.titles = read_titles(Path(base).parent / "u.item")  # so outputs show titles
     else:
         train_data = read(args, args.data or "ml-100k")
     valid = read(args, args.valid) if args.valid else None
+    if valid is None and cfg.valid_pct > 0:
+        rows, held = random_split(train_data.df, cfg.valid_pct, cfg.seed)
+        train_data, valid = replace(train_data, df=rows), replace(train_data, df=held, source="the validation rows")
     if args.test:
         test = read(args, args.test)
 
-    printer = EpochTable(cfg.epochs, quiet=args.json)
+    main_rank = distributed.is_main()  # under torchrun only rank 0 prints, checkpoints and saves
+    progress.set_enabled(main_rank and not args.json)
+    printer = EpochTable(cfg.epochs, quiet=args.json or not main_rank)
     printer.header()
     with progress.step_progress("Training", cfg.epochs) as advance:
         printer.bar = advance
-        rec, trainer = fit(train_data, valid, cfg, callbacks=[printer])
+        try:
+            rec, trainer = fit(train_data, valid, cfg, callbacks=[checkpoints, printer] if main_rank else [printer])
+        except KeyboardInterrupt:
+            return interrupted(checkpoints, cfg.epochs)
+    if not main_rank:
+        return 0
     rec.save(args.out)
+    checkpoints.remove()
 
     result = {"model": str(args.out), "metrics": rec.info["metrics"], "best_epoch": rec.info["best_epoch"],
               "train_seconds": rec.info["train_seconds"], "config": rec.config}
     if test is not None:
         result["test"] = evaluate(rec, test)
+    elif valid is not None:
+        result["valid"] = evaluate(rec, valid)
     if args.json:
         emit_json(result)
     else:
         console.print(f"\nBest epoch {rec.info['best_epoch']}; trained in {rec.info['train_seconds']:.2f} s; "
                       f"saved to {args.out}/")
-        if "test" in result:
-            print_evaluation(result["test"])
+        if "test" in result or "valid" in result:
+            print_evaluation(result.get("test") or result["valid"])
         sample = rec.users.classes[1]
         top = recommend(rec, sample, n=5)
         table(f"\nTop 5 for user {sample} (unrated items)", ["rank", "item", "title", "prediction"],

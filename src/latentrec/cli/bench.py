@@ -1,0 +1,118 @@
+"""``latentrec bench``: training and inference speed per device, solver and batch size."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from ..batches import Encoded
+from ..bench import available_devices, default_setups, run_setup, seconds_to_target
+from ..errors import ConfigError
+from .common import add_data_options, command, console, emit_json, read, start, table
+
+EXAMPLE = """latentrec bench                                   # 1M synthetic ratings, every available device
+  latentrec bench --data ml-100k --epochs 10 --json
+  latentrec bench --ratings 10000000 --users 200000 --items 50000 --devices cpu --batch-sizes 4096 65536"""
+
+COLUMNS = ["device", "solver", "bs", "train M/s", "s to target", "best rmse", "scores M/s", "peak MB"]
+
+
+def add_parser(sub) -> None:
+    p = command(sub, "bench", "Measure training and inference speed on every available device.", EXAMPLE, run)
+    add_data_options(p, required=False)
+    g = p.add_argument_group("synthetic data (used when --data is not given)")
+    g.add_argument("--ratings", type=int, default=1_000_000)
+    g.add_argument("--users", type=int, default=20_000)
+    g.add_argument("--items", type=int, default=5_000)
+    b = p.add_argument_group("what to measure")
+    b.add_argument("--devices", nargs="+", help="devices to try (default: every available one)")
+    b.add_argument("--batch-sizes", type=int, nargs="+", default=[1024, 16384],
+                   help="batch sizes for the batched paths (default 1024 16384)")
+    b.add_argument("--n-factors", type=int, default=64)
+    b.add_argument("--epochs", type=int, default=5)
+    b.add_argument("--target", type=float, help="validation RMSE target (default: 1.02 x the best run's)")
+    b.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    b.add_argument("--seed", type=int, default=0)
+
+
+def _data(args) -> tuple[Encoded, Encoded, int, int, tuple[float, float], str]:
+    if args.data:
+        from ..training import encode
+        from ..vocab import Vocab
+
+        df = read(args, args.data).df
+        users, items = Vocab.from_ids(df["user"]), Vocab.from_ids(df["item"])
+        enc = encode(df, users, items)
+        n_users, n_items, name = len(users), len(items), args.data
+    else:
+        from ..synth import SynthSpec, synth_arrays
+
+        if min(args.ratings, args.users, args.items) < 1:
+            raise ConfigError("--ratings, --users and --items must be at least 1.")
+        u, i, r = synth_arrays(SynthSpec(args.ratings, args.users, args.items, seed=args.seed))
+        enc = Encoded(u + 1, i + 1, r)  # row 0 stays the unknown id
+        n_users, n_items = args.users + 1, args.items + 1
+        name = f"synthetic {args.ratings:,} ratings"
+    perm = np.random.default_rng(args.seed).permutation(len(enc))
+    cut = int(0.9 * len(perm))
+    pick = lambda idx: Encoded(enc.users[idx], enc.items[idx], enc.ratings[idx])
+    train, valid = pick(np.sort(perm[:cut])), pick(np.sort(perm[cut:]))
+    lo, hi = float(enc.ratings.min()), float(enc.ratings.max())
+    pad = 0.1 * max(hi - lo, 1.0)
+    return train, valid, n_users, n_items, (lo - pad, hi + pad), name
+
+
+def run(args: argparse.Namespace) -> int:
+    start(args)
+    if args.threads:
+        import numba
+
+        if args.threads < 1:
+            raise ConfigError("--threads must be at least 1.")
+        torch.set_num_threads(args.threads)
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    devices = args.devices or available_devices()
+    for d in devices:
+        if d not in available_devices():
+            raise ConfigError(f"--devices: {d!r} is not available here (available: {', '.join(available_devices())}).")
+    if args.epochs < 1 or args.n_factors < 1 or min(args.batch_sizes) < 1:
+        raise ConfigError("--epochs, --n-factors and --batch-sizes must be at least 1.")
+    train, valid, n_users, n_items, y_range, name = _data(args)
+    rows = []
+    for setup in default_setups(devices, args.batch_sizes):
+        if not args.json:
+            console.print(f"[dim]{setup.device} {setup.name} ...[/dim]")
+        rows.append(run_setup(setup, train, valid, n_users, n_items, y_range, args.n_factors, args.epochs, args.seed))
+    target = seconds_to_target(rows, args.target)
+    result = {"data": name, "n_train": len(train), "n_valid": len(valid), "n_factors": args.n_factors,
+              "epochs": args.epochs, "target_rmse": target, "threads": torch.get_num_threads(), "runs": rows,
+              "fastest": _fastest(rows)}
+    if args.json:
+        emit_json(result)
+        return 0
+    cells = []
+    for r in rows:
+        if "diverged" in r:
+            cells.append([r["device"], r["solver"], r["bs"], "diverged", "-", "-", "-", "-"])
+            continue
+        stt = r["seconds_to_target"]
+        cells.append([r["device"], r["solver"], r["bs"], r["ratings_per_s"] / 1e6, "-" if stt is None else stt,
+                      r["best_valid_rmse"], r["scores_per_s"] / 1e6, r["peak_mb"]])
+    table(f"{name}: {len(train):,} train / {len(valid):,} valid ratings, k={args.n_factors}, "
+          f"{args.epochs} epochs, target RMSE {target:.4f}", COLUMNS, cells,
+          {"train M/s": ".2f", "s to target": ".2f", "best rmse": ".4f", "scores M/s": ".1f", "peak MB": ".0f"})
+    for what, (dev, label) in result["fastest"].items():
+        console.print(f"Fastest {what}: {dev} ({label}).")
+    return 0
+
+
+def _fastest(rows: list[dict]) -> dict:
+    ok = [r for r in rows if "ratings_per_s" in r]
+    if not ok:
+        return {}
+    train = max(ok, key=lambda r: r["ratings_per_s"])
+    infer = max(ok, key=lambda r: r["scores_per_s"])
+    return {"training": (train["device"], f"{train['solver']} bs={train['bs']}"),
+            "inference": (infer["device"], f"{infer['solver']} bs={infer['bs']}")}

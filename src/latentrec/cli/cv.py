@@ -1,0 +1,86 @@
+"""``latentrec cv``: k-fold cross-validation (or ML-100K's u1..u5) with baselines, mean ± std."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from ..config import MODELS, SOLVERS, TrainConfig
+from ..config_file import apply_config, defer_defaults
+from ..cv import cross_validate, kfolds, parse_split
+from ..errors import ConfigError
+from ..split import ml100k_split_files
+from .common import add_data_options, command, console, emit_json, read, start, table
+from .tune import checked_train_options
+
+EXAMPLE = """latentrec cv --data ml-100k --folds 5
+  latentrec cv --data ml-100k --split u1-u5 --json
+  latentrec cv --data ratings.csv --config tune/best.toml --valid-pct 0   # cross-validate a tuned config"""
+
+OWN = {"model", "solver", "n_factors", "epochs", "lr", "wd", "schedule", "valid_pct", "seed", "device"}
+IGNORED = {"valid", "test", "out"}  # options of a train config file that do not apply to cross-validation
+COLUMNS = ["fold", "n_test", "rmse", "mae", "biases_rmse", "best_epoch", "seconds"]
+
+
+def add_parser(sub) -> None:
+    p = command(sub, "cv", "Cross-validate a training config: per-fold RMSE/MAE, mean ± std, baselines.", EXAMPLE, run)
+    add_data_options(p, required=False)
+    g = p.add_argument_group("folds")
+    g.add_argument("--folds", type=int, default=5, help="number of random folds (default 5)")
+    g.add_argument("--split", help="ML-100K's own folds instead: u1-u5 (or a list such as u1,u2 or ua,ub)")
+    m = p.add_argument_group("training (defaults: the tuned recipe; any `latentrec train` option via --config)")
+    m.add_argument("--model", choices=MODELS, default="dot")
+    m.add_argument("--solver", choices=SOLVERS)
+    m.add_argument("--n-factors", type=int)
+    m.add_argument("--epochs", type=int)
+    m.add_argument("--lr", type=float)
+    m.add_argument("--wd", type=float)
+    m.add_argument("--schedule")
+    m.add_argument("--valid-pct", type=float, default=0.0,
+                   help="share of each training fold held out to pick the best epoch (default 0: train on all of it)")
+    m.add_argument("--seed", type=int, default=42, help="seed of the folds and of training (default 42)")
+    m.add_argument("--device", default="auto")
+    p.add_argument("--config", metavar="FILE", help="TOML file of training options (e.g. tune's best.toml)")
+    defer_defaults(p)
+
+
+def run(args) -> int:
+    extra = apply_config(args, extra=({f.name for f in fields(TrainConfig)} - OWN) | IGNORED)
+    start(args)
+    fixed = checked_train_options({k: v for k, v in extra.items() if k not in IGNORED}, args.config)
+    cfg = TrainConfig.from_dict(dict(fixed, **{k: getattr(args, k) for k in OWN})).resolved()
+    if args.split:
+        if args.data not in (None, "ml-100k"):
+            raise ConfigError("--split names ML-100K's own folds; leave out --data or give --data ml-100k.")
+        folds = []
+        for name in parse_split(args.split):
+            base, test = ml100k_split_files(name, args.data_dir)
+            folds.append((name, read(args, base), read(args, test)))
+    else:
+        folds = kfolds(read(args, args.data or "ml-100k"), args.folds, args.seed)
+    if not args.json:
+        console.print(f"Cross-validating {cfg.model}/{cfg.solver} (n_factors {cfg.n_factors}, {cfg.epochs} epochs, "
+                      f"lr {cfg.lr:g}, wd {cfg.wd:g}, {cfg.schedule}) on {len(folds)} folds")
+    result = cross_validate(folds, cfg, on_fold=None if args.json else print_fold)
+    if args.json:
+        emit_json(result)
+    else:
+        print_result(result)
+    return 0
+
+
+def print_fold(row: dict) -> None:
+    console.print(f"{row['fold']:>8}: RMSE {row['rmse']:.4f}  MAE {row['mae']:.4f}  ({row['seconds']:.1f} s)")
+
+
+def print_result(result: dict) -> None:
+    table("\nPer fold", COLUMNS, [[r[c] for c in COLUMNS] for r in result["folds"]],
+          {c: ".4f" for c in COLUMNS if "rmse" in c or "mae" in c} | {"seconds": ".1f"})
+    s = result["summary"]
+    rows = [(name, f"{s[p + 'rmse']['mean']:.4f} ± {s[p + 'rmse']['std']:.4f}",
+             f"{s[p + 'mae']['mean']:.4f} ± {s[p + 'mae']['std']:.4f}")
+            for name, p in (("model", ""), ("baseline: biases", "biases_"), ("baseline: global mean", "global_mean_"))]
+    table(f"\nMean ± std over {len(result['folds'])} folds", ["model", "rmse", "mae"], rows)
+    for r in result["folds"]:
+        if r["diverged"]:
+            console.print(f"{r['fold']}: {r['diverged']}")
+

@@ -1,0 +1,43 @@
+"""``latentrec interpret``: item biases, the ends of the factors' principal components, and pictures."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from ..interpret import interpret
+from ..recommender import Recommender
+from .common import command, console, emit_json, start, table
+
+EXAMPLE = "latentrec interpret model --out model-pictures   (writes item_pca.png and training_curve.png)"
+
+
+def add_parser(sub) -> None:
+    p = command(sub, "interpret", "Show what a model learned: item biases, PCA of item factors, training curve.",
+                EXAMPLE, run)
+    p.add_argument("model_dir", help="model directory written by `latentrec train`")
+    p.add_argument("--out", required=True, help="folder for the PNG pictures (created if missing)")
+    p.add_argument("-n", type=int, default=10, help="items per table (default 10)")
+    p.add_argument("--pca-items", type=int, default=1000, help="the most-rated items the PCA covers (default 1000)")
+    p.add_argument("--labels", type=int, default=50, help="most-rated items labeled in the scatter (default 50)")
+    p.add_argument("--min-ratings", type=int, default=1, help="bias tables only show items with this many ratings")
+
+
+def run(args) -> int:
+    start(args)
+    for name in ("n", "pca_items", "labels", "min_ratings"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}.")
+    r = interpret(Recommender.load(args.model_dir), args.out, args.n, args.pca_items, args.labels, args.min_ratings)
+    if args.json:
+        emit_json(r)
+        return 0
+    cols = ["item", "title", "bias", "n_ratings"]
+    for key, what in (("lowest_bias", "Lowest"), ("highest_bias", "Highest")):
+        table(f"\n{what} item bias ({r['bias_source']}): rated {'low' if what == 'Lowest' else 'high'} "
+              f"even by users whose taste fits", cols, [[row[c] for c in cols] for row in r[key]], {"bias": ".3f"})
+    shares = r["pca"]["variance_share"]
+    for c, (name, ends) in enumerate(r["pca"]["ends"].items()):
+        rows = list(zip(ends["low"], ends["high"]))
+        table(f"\nComponent {c + 1} of the item factors ({100 * shares[c]:.0f}% of the variance among the "
+              f"{r['pca']['n_items']} most-rated items)", ["low end", "high end"], rows)
+    console.print("\nPictures: " + ", ".join(r["pictures"].values()))
+    return 0

@@ -1,0 +1,61 @@
+"""``latentrec recommend``: top-N items for a user, a cold-start user, or every user to a file."""
+
+from __future__ import annotations
+
+from ..coldstart import parse_ratings, read_ratings_file
+from ..errors import ConfigError
+from ..recommend import MIN_RATINGS, recommend, recommend_all, write_table
+from ..recommender import Recommender
+from .common import command, console, emit_json, start, table
+
+EXAMPLE = """latentrec recommend model --user 196 -n 10
+  latentrec recommend model --ratings "50:5,181:4,1:2"      # a new user, folded in
+  latentrec recommend model --all-users --out top10.parquet"""
+
+
+def add_parser(sub) -> None:
+    p = command(sub, "recommend", "Top-N items a user has not rated, by predicted rating.", EXAMPLE, run)
+    p.add_argument("model_dir", help="model directory written by `latentrec train`")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="raw user id (an unknown id gets the non-personalized ranking)")
+    who.add_argument("--ratings", help='a new user\'s ratings as "ITEM:RATING,ITEM:RATING", folded in without retraining')
+    who.add_argument("--ratings-file", help="a file of ITEM,RATING lines (CSV/TSV or ITEM:RATING), folded in")
+    who.add_argument("--all-users", action="store_true", help="top-N for every known user, written to --out")
+    p.add_argument("-n", type=int, default=10, help="how many items (default 10)")
+    p.add_argument("--include-rated", action="store_true", help="keep items the user rated in training")
+    p.add_argument("--min-ratings", type=int, default=MIN_RATINGS,
+                   help=f"an unknown user's ranking considers items with at least this many ratings (default {MIN_RATINGS})")
+    p.add_argument("--out", help="CSV or Parquet file (by suffix) for --all-users")
+
+
+def run(args) -> int:
+    start(args)
+    if args.all_users != bool(args.out):
+        raise ConfigError("--all-users and --out go together: --all-users --out FILE.csv|.parquet.")
+    rec = Recommender.load(args.model_dir)
+    if args.all_users:
+        df = recommend_all(rec, args.n, args.include_rated)
+        write_table(df, args.out)
+        summary = {"out": args.out, "n_users": int(df["user"].nunique()), "n_rows": len(df)}
+        emit_json(summary) if args.json else console.print(
+            f"Wrote top-{args.n} for {summary['n_users']} users ({summary['n_rows']} rows) to {args.out}.")
+        return 0
+    given = None
+    if args.ratings is not None:
+        given = parse_ratings(args.ratings)
+    elif args.ratings_file is not None:
+        given = read_ratings_file(args.ratings_file)
+    top = recommend(rec, args.user, args.n, args.include_rated, args.min_ratings, ratings=given)
+    if args.json:
+        emit_json({"user": args.user, "known": given is not None or args.user in rec.users,
+                   "folded_in": given is not None, "recommendations": top.to_dict(orient="records")})
+        return 0
+    if given is not None:
+        who = f"a new user folded in from {len(given.items)} ratings"
+    elif args.user in rec.users:
+        who = f"user {args.user}"
+    else:
+        who = f"unknown user {args.user}: not personalized, best item bias among items with >= {args.min_ratings} ratings"
+    table(f"Top {args.n} for {who}", ["rank", "item", "title", "prediction"],
+          top[["rank", "item", "title", "prediction"]].itertuples(index=False), {"prediction": ".2f"})
+    return 0

@@ -1,0 +1,37 @@
+"""``latentrec similar``: the items nearest to one item by cosine similarity of their factors."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from ..recommender import Recommender
+from ..similar import find_item, similar_items
+from .common import command, emit_json, start, table
+
+EXAMPLE = """latentrec similar model --title "Star Wars"
+  latentrec similar model --item 50 -n 20 --min-ratings 20 --json"""
+
+
+def add_parser(sub) -> None:
+    p = command(sub, "similar", "Items most similar to one item (cosine similarity of item factors).", EXAMPLE, run)
+    p.add_argument("model_dir", help="model directory written by `latentrec train`")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--item", help="raw item id")
+    which.add_argument("--title", help="title or part of it, case-insensitive (lists candidates when ambiguous)")
+    p.add_argument("-n", type=int, default=10, help="how many items (default 10)")
+    p.add_argument("--min-ratings", type=int, default=0, help="only items with at least this many training ratings")
+
+
+def run(args) -> int:
+    start(args)
+    if args.min_ratings < 0:
+        raise ConfigError(f"--min-ratings must be zero or positive, not {args.min_ratings}.")
+    rec = Recommender.load(args.model_dir)
+    item = args.item if args.item is not None else find_item(rec, args.title)
+    sims = similar_items(rec, item, args.n, args.min_ratings)
+    if args.json:
+        emit_json({"item": item, "title": rec.titles.get(item, ""), "similar": sims.to_dict(orient="records")})
+    else:
+        name = f"{item} ({rec.titles[item]})" if rec.titles.get(item) else item
+        table(f"Items most similar to {name}", ["rank", "item", "title", "similarity", "n_ratings"],
+              sims.itertuples(index=False), {"similarity": ".3f"})
+    return 0

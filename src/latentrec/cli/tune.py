@@ -1,0 +1,132 @@
+"""``latentrec tune``: hyperparameter search on validation data, with a report and the winner's config."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+
+from ..config import MODELS, SOLVERS, TrainConfig
+from ..config_file import apply_config, check_value, defer_defaults
+from ..errors import ConfigError
+from ..tune import default_space, solver_for, space_from_toml, tune
+from ..tune_report import FILES, fmt, write_report
+from .common import add_data_options, command, console, emit_json, read, start
+
+EXAMPLE = """latentrec tune --data train.csv --trials 30 --out tuning --test test.csv
+  latentrec tune --data ml-100k --timeout 600 --storage sqlite:///tune.db --out tuning   # rerun to resume
+  latentrec tune --data train.csv --config space.toml   # fixed options and a [space] table, see the README"""
+
+REPORT_COLUMNS = {"trial", "train_rmse", "valid_rmse", "valid_mae", "best_epoch", "best_valid_rmse", "epochs_run",
+                  "seconds", "pruned", "note"}
+OWN = {"model", "solver", "seed", "device", "valid_pct"}  # TrainConfig fields that are flags of tune itself
+
+
+def add_parser(sub) -> None:
+    p = command(sub, "tune", "Search hyperparameters on validation data (Optuna TPE + pruning); report the winner.",
+                EXAMPLE, run)
+    add_data_options(p)
+    g = p.add_argument_group("validation and test")
+    g.add_argument("--valid", help="validation file (default: a random --valid-pct of --data)")
+    g.add_argument("--valid-pct", type=float, default=0.2, help="share of --data held out for validation (default 0.2)")
+    g.add_argument("--test", help="test file, scored once for the winner after the search")
+    g.add_argument("--no-refit", dest="refit", action="store_false",
+                   help="score the winner's trial model on --test instead of refitting it on all training rows")
+    s = p.add_argument_group("search")
+    s.add_argument("--model", choices=MODELS, default="dot")
+    s.add_argument("--solver", choices=SOLVERS, help="default: the model's default solver")
+    s.add_argument("--trials", type=int, help="finished trials the study should hold (default 30 without --timeout)")
+    s.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    s.add_argument("--storage", help="study database, e.g. sqlite:///tune.db; rerunning the command resumes it")
+    s.add_argument("--study-name", default="latentrec", help="study name inside --storage (default latentrec)")
+    s.add_argument("--seed", type=int, default=42, help="seed of the validation split, every trial and TPE (default 42)")
+    s.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    p.add_argument("--out", default="tune", help="folder for the report (default ./tune)")
+    p.add_argument("--config", metavar="FILE",
+                   help="TOML: any option above or of `latentrec train` (fixed, not searched) and a [space] table")
+    defer_defaults(p)
+
+
+def checked_train_options(values: dict, path) -> dict:
+    """Training options from a config file, checked as ``latentrec train`` checks its flags."""
+    from . import train
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    train.add_parser(sub)
+    options = sub.choices["train"].get_default("_options")
+    return {k: check_value(options[k][0], v, path) if k in options else v for k, v in values.items()}
+
+
+def run(args) -> int:
+    config_fields = {f.name for f in fields(TrainConfig)} - OWN
+    extra = apply_config(args, extra=config_fields | {"space"})
+    start(args)
+    path = args.config
+    space_table = extra.pop("space", None)
+    fixed = checked_train_options(extra, path)
+    base = TrainConfig.from_dict(dict(fixed, model=args.model, solver=args.solver, seed=args.seed,
+                                      device=args.device, valid_pct=args.valid_pct))
+    space = default_space(args.model, solver_for(base))
+    if space_table is not None:
+        space.update(space_from_toml(space_table, f"{path}: [space]"))
+    space = {k: v for k, v in space.items() if k not in fixed}
+    if args.trials is not None and args.trials < 1:
+        raise ConfigError(f"--trials must be at least 1, not {args.trials}.")
+    if args.timeout is not None and not args.timeout > 0:
+        raise ConfigError(f"--timeout must be positive, not {args.timeout}.")
+    trials = 30 if args.trials is None and args.timeout is None else args.trials
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder.")
+
+    train_data = read(args, args.data)
+    valid = read(args, args.valid) if args.valid else None
+    test = read(args, args.test) if args.test else None
+    on_trial = None if args.json else print_trial
+    if not args.json:
+        console.print(f"Tuning {', '.join(space)} on {train_data.source} ({len(train_data)} ratings); "
+                      f"validation: {args.valid or f'{args.valid_pct:.0%} of it'}")
+    result = tune(train_data, valid, base, space, n_trials=trials, timeout=args.timeout, storage=args.storage,
+                  study_name=args.study_name, test=test, refit=args.refit, on_trial=on_trial)
+    info = write_report(result, out, toml_extra=data_options(args))
+    if result.model is not None:
+        result.model.save(out / "model")
+    if args.json:
+        emit_json(dict(info, out=str(out)))
+        return 0
+    print_summary(result, info, out)
+    return 0
+
+
+def data_options(args) -> dict:
+    """The data options for the winner's TOML, so ``latentrec train --config best.toml`` reads the same rows."""
+    def where(value):
+        return str(Path(value).resolve()) if value and Path(value).exists() else value
+    values = {"data": where(args.data), "valid": where(args.valid), "user_col": args.user_col,
+              "item_col": args.item_col, "rating_col": args.rating_col, "data_dir": where(args.data_dir)}
+    if args.duplicates != "error":
+        values["duplicates"] = args.duplicates
+    return values
+
+
+def print_trial(row: dict) -> None:
+    params = "  ".join(f"{k}={fmt(v)}" for k, v in row.items() if k not in REPORT_COLUMNS)
+    valid = fmt(row["valid_rmse"]) or "-"
+    console.print(f"trial {row['trial']:>3}  valid {valid:>6} after {row['epochs_run'] or 0:>3} epochs  "
+                  f"{row['seconds'] or 0:6.1f} s  {'pruned' if row['pruned'] else '      '}  {params}", soft_wrap=True)
+
+
+def print_summary(result, info: dict, out: Path) -> None:
+    best = result.table.sort_values("valid_rmse").head(10)
+    console.print(f"\nBest {len(best)} of {info['n_trials']} trials ({info['n_pruned']} pruned) "
+                  f"in {info['seconds']:.0f} s:")
+    for row in best.to_dict("records"):
+        print_trial(row)
+    console.print(f"\nWinner: trial {info['best_trial']}, valid RMSE {info['best_valid_rmse']:.4f} "
+                  f"after its {info['best_config']['epochs']} epochs.")
+    if info["test"]:
+        r = info["test"]
+        console.print(f"Test ({r['data']}, {r['n']} ratings, scored once): RMSE {r['rmse']:.4f}, MAE {r['mae']:.4f}; "
+                      f"biases baseline RMSE {r['baselines']['biases']['rmse']:.4f}.", soft_wrap=True)
+    console.print(f"Wrote {', '.join(FILES)}{' and model/' if result.model is not None else ''} to {out}/",
+                  soft_wrap=True)

@@ -1,0 +1,75 @@
+"""Ranking metrics of top-k lists against the liked items of a test file.
+
+Relevant items are a user's test ratings of at least ``threshold`` (4 on a 1-5 scale). Each test
+user known to the model gets a top-``k`` list that skips their training items; users without a
+relevant test item are not scored. Per user: precision@k = hits / k, recall@k = hits / relevant,
+NDCG@k = DCG / ideal DCG with binary gains and ``1 / log2(rank + 1)`` discounts, hit = at least
+one hit; all averaged over users. Catalog coverage is the share of known items that appear in
+at least one list. The popularity baseline recommends the most-rated training items.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .data import Ratings
+from .recommend import check_n, item_counts, top_n
+from .recommender import Recommender
+
+
+def ranking_metrics(lists: np.ndarray, relevant: list[np.ndarray], n_items: int) -> dict:
+    """Metrics of ``lists`` (users x k item indices, 0 = empty slot) against ``relevant`` item sets."""
+    n_users, k = lists.shape
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    precision, recall, ndcg, hit = (np.zeros(n_users) for _ in range(4))
+    for u in range(n_users):
+        rel = relevant[u]
+        gains = np.isin(lists[u], rel) & (lists[u] > 0)
+        hits = gains.sum()
+        precision[u] = hits / k
+        recall[u] = hits / len(rel)
+        ndcg[u] = (gains * discounts).sum() / discounts[:min(len(rel), k)].sum()
+        hit[u] = hits > 0
+    shown = np.unique(lists[lists > 0])
+    mean = (lambda a: float(a.mean())) if n_users else (lambda a: float("nan"))
+    return {f"precision@{k}": mean(precision), f"recall@{k}": mean(recall), f"ndcg@{k}": mean(ndcg),
+            "hit_rate": mean(hit), "coverage": len(shown) / max(n_items - 1, 1)}
+
+
+def popularity_lists(rec: Recommender, users: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` most-rated training items each user has not rated."""
+    counts = item_counts(rec)
+    order = np.argsort(-counts, kind="stable")
+    order = order[(order > 0) & (counts[order] > 0)]
+    lists = np.zeros((len(users), k), np.int64)
+    for row, u in enumerate(users):
+        rated = rec.rated_by(u)
+        cand = order[:k + len(rated)]
+        cand = cand[~np.isin(cand, rated)][:k]
+        lists[row, :len(cand)] = cand
+    return lists
+
+
+def evaluate_ranking(rec: Recommender, test: Ratings, k: int = 10, threshold: float = 4.0) -> dict:
+    """Top-``k`` metrics of the model and of the popularity baseline on ``test``."""
+    check_n(k)
+    df = test.df
+    users = rec.users.encode(df["user"]).astype(np.int64)
+    items = rec.items.encode(df["item"]).astype(np.int64)
+    liked = (df["rating"].to_numpy() >= threshold) & (users > 0)
+    order = np.argsort(users[liked], kind="stable")
+    lu, li = users[liked][order], items[liked][order]
+    scored, starts = np.unique(lu, return_index=True)
+    relevant = np.split(li, starts[1:]) if len(scored) else []
+    model_lists, _ = top_n(rec, scored, k)
+    k = model_lists.shape[1]  # at most the number of known items
+    result = {
+        "k": k,
+        "threshold": threshold,
+        "n_users": int(len(scored)),
+        "n_unknown_users": int(len(np.unique(df["user"].to_numpy()[users == 0]))),
+        "n_relevant": int(len(li)),
+        "model": ranking_metrics(model_lists, relevant, len(rec.items)),
+        "popularity": ranking_metrics(popularity_lists(rec, scored, k), relevant, len(rec.items)),
+    }
+    return result

@@ -1,0 +1,364 @@
+"""The bad-input corpus: every case runs the real CLI.
+
+An error case must exit 2 with one line ``latentrec CMD: error: ...`` that names the file (and
+row and column where there is one), print no traceback and leave no file behind. A handled
+case (BOM, CRLF, latin-1, unknown ids, ...) must succeed and read the data correctly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import lowrank_ratings
+
+from latentrec.cli import main
+from latentrec.config import TrainConfig
+from latentrec.data import load_ratings
+from latentrec.training import fit
+
+GOOD = "user,item,rating\nu1,i1,4\nu1,i2,3\nu2,i1,5\nu2,i3,2\nu3,i2,1\nu3,i3,4\n"
+
+
+def snapshot(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def fails(capsys, root: Path, argv: list[str], *needles: str) -> str:
+    """Run the CLI expecting exit 2, one error line containing ``needles``, no traceback, no new file."""
+    before = snapshot(root)
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert err.startswith(f"latentrec {argv[0]}: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in out + err
+    for needle in needles:
+        assert needle in err, err
+    assert snapshot(root) == before, "a partial output file was left behind"
+    return err
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+def train_argv(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--n-factors", "2",
+            "--device", "cpu", *extra]
+
+
+# ---- ratings files -----------------------------------------------------------------------------
+
+BAD_FILES = {
+    "empty": ("", ["is empty"]),
+    "header-only": ("user,item,rating\n", ["no rating rows"]),
+    "blank-lines-only": ("\n\n\n", ["has no rows"]),
+    "missing-rating-column": ("user,item,when\n1,2,3\n", ["no rating column", "--rating-col"]),
+    "text-rating": ("user,item,rating\n1,2,3\n1,3,abc\n", ["row 3, column 'rating'", "'abc' is not a number"]),
+    "nan-rating": ("user,item,rating\n1,2,3\n1,3,NaN\n", ["row 3, column 'rating'", "missing"]),
+    "inf-rating": ("user,item,rating\n1,2,3\n1,3,inf\n", ["row 3, column 'rating'", "infinite"]),
+    "negative-inf-rating": ("user,item,rating\n1,2,3\n2,2,-Infinity\n", ["row 3, column 'rating'", "infinite"]),
+    "null-user": ("user,item,rating\n1,2,3\nnull,3,4\n", ["row 3, column 'user'", "user id is empty"]),
+    "blank-item": ("user,item,rating\n1,2,3\n1, ,4\n", ["row 3, column 'item'", "item id is empty"]),
+    "blank-user-headerless": ("1\t2\t3\n\t5\t4\n", ["row 2, column 'user'"]),
+    "duplicate-pair": ("user,item,rating\n1,2,3\n1,3,4\n1,2,5\n", ["rows 2 and 4", "--duplicates mean"]),
+    "ragged-rows": ("user,item,rating\n1,2,3\n1,3,4,5,6\n", ["comma-separated", "line 3"]),
+    "two-columns": ("1 2\n3 4\n", ["no user column"]),
+    "single-user": ("user,item,rating\n" + "".join(f"u1,i{k},{k % 5 + 1}\n" for k in range(20)),
+                    ["one user ('u1')", "at least two users"]),
+    "single-item": ("user,item,rating\n" + "".join(f"u{k},i1,{k % 5 + 1}\n" for k in range(20)),
+                    ["one item ('i1')", "at least two items"]),
+    "one-rating": ("user,item,rating\nu1,i1,4\n", ["training needs at least 2"]),
+    "zero-variance": ("user,item,rating\n" + "".join(f"u{k % 4},i{k},4\n" for k in range(20)),
+                      ["every training rating is 4", "nothing to learn"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_ratings_file(capsys, tmp_path, case):
+    content, needles = BAD_FILES[case]
+    path = write(tmp_path / f"{case}.csv", content)
+    fails(capsys, tmp_path, train_argv(path, tmp_path / "model"), str(path), *needles)
+
+
+def test_misnamed_rating_column(capsys, tmp_path):
+    path = write(tmp_path / "r.csv", GOOD)
+    fails(capsys, tmp_path, train_argv(path, tmp_path / "m", "--rating-col", "stars"),
+          str(path), "no column 'stars'", "user, item, rating")
+
+
+def test_unknown_extension(capsys, tmp_path):
+    path = write(tmp_path / "ratings.xlsx", GOOD)
+    fails(capsys, tmp_path, train_argv(path, tmp_path / "m"), str(path), "unknown file type '.xlsx'")
+
+
+def test_directory_given_as_file(capsys, tmp_path):
+    folder = tmp_path / "ratings.csv"
+    folder.mkdir()
+    fails(capsys, tmp_path, train_argv(folder, tmp_path / "m"), str(folder), "is a directory")
+
+
+def test_missing_file(capsys, tmp_path):
+    path = tmp_path / "nope.csv"
+    fails(capsys, tmp_path, train_argv(path, tmp_path / "m"), str(path), "does not exist", "ml-100k")
+
+
+def test_damaged_parquet(capsys, tmp_path):
+    path = write(tmp_path / "r.parquet", b"PAR1 not really parquet")
+    fails(capsys, tmp_path, train_argv(path, tmp_path / "m"), str(path), "could not be read as Parquet")
+
+
+def test_bad_validation_file_is_named(capsys, tmp_path):
+    good = write(tmp_path / "train.csv", GOOD)
+    valid = write(tmp_path / "valid.csv", "user,item,rating\nu1,i1,x\n")
+    fails(capsys, tmp_path, train_argv(good, tmp_path / "m", "--valid", str(valid)),
+          str(valid), "row 2, column 'rating'")
+
+
+# ---- options -----------------------------------------------------------------------------------
+
+BAD_OPTIONS = {
+    "negative-epochs": (["--epochs", "-3"], "--epochs must be a whole number of at least 1"),
+    "zero-bs": (["--solver", "autograd", "--bs", "0"], "--bs must be a whole number of at least 1"),
+    "zero-factors": (["--n-factors", "0"], "--n-factors must be"),
+    "valid-pct-one": (["--valid-pct", "1"], "--valid-pct must be in [0, 1)"),
+    "valid-pct-negative": (["--valid-pct", "-0.1"], "--valid-pct must be in [0, 1)"),
+    "zero-lr": (["--lr", "0"], "--lr must be positive"),
+    "y-range-reversed": (["--y-range", "5", "1"], "--y-range must be LOW HIGH"),
+    "unknown-schedule": (["--schedule", "sometimes"], "--schedule must be"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_OPTIONS))
+def test_bad_option(capsys, tmp_path, case):
+    extra, needle = BAD_OPTIONS[case]
+    data = write(tmp_path / "r.csv", GOOD)
+    argv = train_argv(data, tmp_path / "m")
+    argv[argv.index("--epochs"):argv.index("--epochs") + 2] = []  # the case sets it (or the recipe does)
+    fails(capsys, tmp_path, argv + extra, needle)
+
+
+def test_duplicates_policy_choice_and_default_in_help(capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--duplicates", "sometimes"])
+    assert e.value.code == 2 and "invalid choice: 'sometimes'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "(default: error)" in capsys.readouterr().out
+
+
+@pytest.fixture
+def readonly_dir(tmp_path) -> Path:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):  # root ignores permissions: use a read-only system folder instead
+        folder = Path("/sys/kernel")
+    try:
+        (folder / "probe").mkdir()
+    except OSError:
+        yield folder
+    else:
+        (folder / "probe").rmdir()
+        pytest.skip("no read-only folder available")
+    finally:
+        (tmp_path / "ro").chmod(0o755)
+
+
+def test_read_only_output_folder_fails_before_training(capsys, tmp_path, readonly_dir):
+    data = write(tmp_path / "r.csv", GOOD)
+    out = readonly_dir / "model"
+    fails(capsys, tmp_path, train_argv(data, out), f"Cannot write {out}", "is not writable")
+    assert not out.exists()
+
+
+# ---- models ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A small saved model and the ratings file it was trained on."""
+    root = tmp_path_factory.mktemp("trained")
+    df, _ = lowrank_ratings(n_users=30, n_items=20, density=0.5)
+    data = root / "ratings.csv"
+    df.to_csv(data, index=False)
+    rec, _ = fit(load_ratings(data), config=TrainConfig(epochs=2, n_factors=3, device="cpu"))
+    rec.save(root / "model")
+    return root / "model", data
+
+
+@pytest.fixture
+def model_copy(tmp_path, trained) -> Path:
+    target = tmp_path / "model"
+    shutil.copytree(trained[0], target)
+    return target
+
+
+def evaluate_argv(model: Path, data: Path) -> list[str]:
+    return ["evaluate", str(model), "--data", str(data)]
+
+
+def test_model_dir_missing(capsys, tmp_path, trained):
+    fails(capsys, tmp_path, evaluate_argv(tmp_path / "nothing", trained[1]), str(tmp_path / "nothing"),
+          "does not exist")
+
+
+def test_truncated_weights(capsys, tmp_path, trained, model_copy):
+    weights = model_copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(weights), "truncated or corrupt")
+
+
+def test_corrupted_weights_header(capsys, tmp_path, trained, model_copy):
+    weights = model_copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[12:20] = b"\xff" * 8  # inside the JSON header
+    weights.write_bytes(bytes(data))
+    fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(weights), "truncated or corrupt")
+
+
+def test_shapes_disagree_with_weights(capsys, tmp_path, trained, model_copy):
+    meta_path = model_copy / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["architecture"]["n_factors"] += 1
+    meta_path.write_text(json.dumps(meta))
+    fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(model_copy), "has shape",
+          "do not belong together")
+
+
+def test_newer_format_version(capsys, tmp_path, trained, model_copy):
+    meta_path = model_copy / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["format_version"] = 99
+    meta_path.write_text(json.dumps(meta))
+    fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(model_copy), "model format 99",
+          "upgrade latentrec")
+
+
+def test_model_json_not_json(capsys, tmp_path, trained, model_copy):
+    write(model_copy / "model.json", "{not json")
+    fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(model_copy / "model.json"),
+          "not valid JSON")
+
+
+def test_model_json_missing(capsys, tmp_path, trained, model_copy):
+    (model_copy / "model.json").unlink()
+    fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(model_copy), "has no model.json")
+
+
+class Payload:
+    """Unpickling this creates ``path``: proof that a file was (or was not) unpickled."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+def test_payload_is_live(tmp_path):
+    pickle.loads(pickle.dumps(Payload(tmp_path / "ran")))  # the payload below really would run
+    assert (tmp_path / "ran").exists()
+
+
+def test_pickle_file_given_as_model(capsys, tmp_path, trained):
+    marker = tmp_path.parent / f"{tmp_path.name}-unpickled"
+    model = write(tmp_path / "model.pkl", pickle.dumps(Payload(marker)))
+    fails(capsys, tmp_path, evaluate_argv(model, trained[1]), str(model), "not a latentrec model directory",
+          "refused")
+    assert not marker.exists()
+
+
+def test_pickle_inside_model_dir(capsys, tmp_path, trained, model_copy):
+    marker = tmp_path.parent / f"{tmp_path.name}-unpickled"
+    weights = write(model_copy / "model.safetensors", pickle.dumps(Payload(marker)))
+    fails(capsys, tmp_path, ["predict", str(model_copy), "--user", "u1", "--item", "i1"], str(weights),
+          "pickle", "refused without being unpickled")
+    assert not marker.exists()
+
+
+def test_torch_save_zip_inside_model_dir(capsys, tmp_path, trained, model_copy):
+    import torch
+
+    marker = tmp_path.parent / f"{tmp_path.name}-unpickled"
+    weights = model_copy / "model.safetensors"
+    torch.save({"payload": Payload(marker)}, weights)
+    fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(weights), "refused")
+    assert not marker.exists()
+
+
+def test_predict_out_in_read_only_folder(capsys, tmp_path, trained, readonly_dir):
+    out = readonly_dir / "preds.csv"
+    fails(capsys, tmp_path, ["predict", str(trained[0]), "--data", str(trained[1]), "--out", str(out)],
+          f"Cannot write {out}")
+    assert not out.exists()
+
+
+# ---- handled, not errors ---------------------------------------------------------------------
+
+def evaluate_json(capsys, model: Path, data: Path) -> dict:
+    code = main(["evaluate", str(model), "--data", str(data), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_bom_and_crlf_are_read_like_the_plain_file(capsys, tmp_path, trained):
+    model, data = trained
+    plain = evaluate_json(capsys, model, data)
+    text = data.read_text()
+    bom = write(tmp_path / "bom.csv", "\ufeff".encode() + text.encode())
+    crlf = write(tmp_path / "crlf.csv", text.replace("\n", "\r\n"))
+    for variant in (bom, crlf):
+        got = evaluate_json(capsys, model, variant)
+        assert got["n"] == plain["n"] and got["n_unknown"] == 0 and got["rmse"] == pytest.approx(plain["rmse"])
+
+
+def test_latin1_titles_and_mixed_ids_train(capsys, tmp_path):
+    rows = [("7", "a1", 4, "Café"), ("7", "2.5", 2, "Niño"), ("x-9", "a1", 5, "Café"), ("x-9", "10", 1, "Über"),
+            ("12", "2.5", 3, "Niño"), ("12", "10", 4, "Über")]
+    body = "user,item,rating,title\n" + "".join(f"{u},{i},{r},{t}\n" for u, i, r, t in rows)
+    data = write(tmp_path / "latin1.csv", body.encode("latin-1"))
+    out = tmp_path / "m"
+    assert main(train_argv(data, out, "--valid-pct", "0", "--json")) == 0
+    capsys.readouterr()
+    meta = json.loads((out / "model.json").read_text(encoding="utf-8"))
+    assert sorted(meta["users"][1:]) == ["12", "7", "x-9"]
+    assert sorted(meta["items"][1:]) == ["10", "2.5", "a1"]
+    assert meta["titles"]["a1"] == "Café" and meta["titles"]["10"] == "Über"
+
+
+@pytest.mark.parametrize("policy,expected", [("mean", 4.0), ("last", 5.0)])
+def test_duplicates_policy_mean_or_last(capsys, tmp_path, policy, expected):
+    data = write(tmp_path / "dup.csv", GOOD + "u1,i1,5\n")  # u1 rated i1 as 4, then 5 (mean 4.5)
+    ratings = load_ratings(data, duplicates=policy)
+    row = ratings.df[(ratings.df.user == "u1") & (ratings.df.item == "i1")]
+    assert len(row) == 1 and float(row.rating.iloc[0]) == (4.5 if policy == "mean" else expected)
+    assert main(train_argv(data, tmp_path / "m", "--duplicates", policy, "--json")) == 0
+    capsys.readouterr()
+
+
+def test_unknown_user_and_item_at_predict_are_flagged_not_errors(capsys, trained):
+    code = main(["predict", str(trained[0]), "--user", "stranger", "--item", "nothing", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    pred = json.loads(out)
+    assert pred["known_user"] is False and pred["known_item"] is False
+    assert 0.5 < pred["prediction"] < 5.5
+
+
+@pytest.mark.parametrize("n", ["0", "-5"])
+def test_out_of_range_n_at_recommend(capsys, tmp_path, trained, n):
+    fails(capsys, tmp_path, ["recommend", str(trained[0]), "--user", "u1", "-n", n], "-n must be a whole number")
+
+
+def test_unknown_user_at_recommend_gets_a_ranking_not_an_error(capsys, trained):
+    code = main(["recommend", str(trained[0]), "--user", "stranger", "-n", "3", "--min-ratings", "1", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["known"] is False and len(result["recommendations"]) == 3

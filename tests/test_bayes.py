@@ -1,0 +1,81 @@
+"""Bayesian MF: the Gibbs conditionals are the closed-form posteriors; the averaged model round-trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from latentrec.als import RatingGraph, with_ones
+from latentrec.batches import Encoded
+from latentrec.bayes import BayesianDot, gaussian_conditional, sample_gaussian, wishart
+from latentrec.config import TrainConfig
+from latentrec.evaluate import evaluate
+from latentrec.recommend import recommend
+from latentrec.recommender import Recommender
+from latentrec.training import fit
+
+
+def test_user_conditional_matches_closed_form_posterior():
+    rng = np.random.default_rng(0)
+    k, alpha = 2, 1.7
+    users = np.array([1, 1, 1, 2, 2], np.int32)
+    items = np.array([1, 2, 3, 1, 3], np.int32)
+    ratings = np.array([4, 2, 5, 3, 1], np.float32)
+    graph = RatingGraph(Encoded(users, items, ratings), 3, 4, torch.device("cpu"))
+    v = rng.normal(size=(4, k + 1))
+    prior_mean = rng.normal(size=k + 1)
+    a = rng.normal(size=(k + 1, k + 1))
+    prior_prec = a @ a.T + np.eye(k + 1)
+    target = ratings - ratings.mean() - v[items, k]
+    gram, rhs = graph.normal_equations("user", with_ones(torch.tensor(v[:, :k], dtype=torch.float32)),
+                                       torch.tensor(target, dtype=torch.float32))
+    mean, chol = gaussian_conditional(gram.double(), rhs.double(), torch.tensor(prior_mean), torch.tensor(prior_prec),
+                                      alpha)
+    # closed form for user 1: N(P^-1 (alpha F^T t + L0 m0), P^-1), P = L0 + alpha F^T F
+    f = np.c_[v[items[:3], :k], np.ones(3)]
+    prec = prior_prec + alpha * f.T @ f
+    want = np.linalg.solve(prec, alpha * f.T @ target[:3] + prior_prec @ prior_mean)
+    np.testing.assert_allclose(mean[1].numpy(), want, rtol=1e-4)
+    np.testing.assert_allclose((chol[1] @ chol[1].T).numpy(), prec, rtol=1e-4)
+    # and the draws have that mean and covariance
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack([sample_gaussian(mean[1:2], chol[1:2], gen)[0] for _ in range(20000)]).numpy()
+    np.testing.assert_allclose(draws.mean(0), want, atol=0.03)
+    np.testing.assert_allclose(np.cov(draws.T), np.linalg.inv(prec), atol=0.02)
+
+
+def test_wishart_draws_have_the_right_mean():
+    gen = torch.Generator().manual_seed(1)
+    scale = torch.tensor([[1.0, 0.3], [0.3, 0.5]], dtype=torch.float64)
+    draws = torch.stack([wishart(5.0, scale, gen) for _ in range(4000)])
+    np.testing.assert_allclose(draws.mean(0).numpy(), 5.0 * scale.numpy(), rtol=0.06, atol=0.05)
+
+
+def test_bayesian_dot_predicts_the_average_of_its_samples():
+    model = BayesianDot(3, 4, n_factors=2, n_samples=2)
+    gen = torch.Generator().manual_seed(0)
+    samples = [[torch.randn(3, 2, generator=gen), torch.randn(4, 2, generator=gen), torch.randn(3, generator=gen),
+                torch.randn(4, generator=gen)] for _ in range(2)]
+    for slot, s in enumerate(samples):
+        model.keep(slot, *s)
+    x = torch.tensor([[1, 2], [2, 3], [0, 1]])
+    each = [(p[x[:, 0]] * q[x[:, 1]]).sum(1) + bu[x[:, 0]] + bi[x[:, 1]] for p, q, bu, bi in samples]
+    torch.testing.assert_close(model(x), (each[0] + each[1]) / 2)
+    torch.testing.assert_close(model.score_users(x[:, 0])[torch.arange(3), x[:, 1]], model(x))
+
+
+def test_bayes_fits_planted_data_and_the_saved_model_predicts_what_was_measured(lowrank, tmp_path):
+    train, test, noise = lowrank
+    cfg = TrainConfig(solver="bayes", n_factors=4, epochs=30, burn_in=10, valid_pct=0)
+    rec, trainer = fit(train, None, cfg)
+    assert rec.model.kind == "bayes" and int(rec.model.n_kept) == 20
+    measured = evaluate(rec, test)
+    assert measured["rmse"] < 1.6 * noise + 0.05
+    rec.save(tmp_path / "m")
+    again = Recommender.load(tmp_path / "m")
+    assert again.model.config() == rec.model.config()
+    assert evaluate(again, test)["rmse"] == measured["rmse"]
+    user = train.df["user"].iloc[0]
+    top = recommend(again, user, n=5)
+    assert len(top) == 5 and not set(top["item"]) & set(train.df.loc[train.df["user"] == user, "item"])
+    assert again.model.item_factors.shape == (len(again.items), 4 * 20)  # the kept samples side by side

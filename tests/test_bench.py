@@ -1,0 +1,25 @@
+"""`latentrec bench`: every CPU path measured, with a JSON report."""
+
+import json
+
+from latentrec.cli import main
+
+
+def test_bench_reports_every_cpu_path(capsys):
+    code = main(["bench", "--ratings", "20000", "--users", "300", "--items", "200", "--epochs", "3",
+                 "--batch-sizes", "256", "--n-factors", "8", "--devices", "cpu", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    runs = {(r["solver"], r["bs"]): r for r in out["runs"]}
+    assert set(runs) == {("sgd", 1), ("sgd-torch", 256), ("autograd", 256)}
+    for r in runs.values():
+        assert r["ratings_per_s"] > 0 and r["scores_per_s"] > 0 and r["peak_mb"] > 10
+        assert len(r["curve"]) == 3 and r["best_valid_rmse"] < 1.5
+    assert out["target_rmse"] > 0
+    assert any(r["seconds_to_target"] is not None for r in runs.values())
+    assert out["fastest"]["training"][0] == "cpu"
+
+
+def test_bench_rejects_a_missing_device(capsys):
+    assert main(["bench", "--devices", "tpu", "--ratings", "100"]) == 2
+    assert "not available" in capsys.readouterr().err

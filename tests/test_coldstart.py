@@ -1,0 +1,70 @@
+"""Cold start: fold-in of a new user, unknown items, ratings parsing, `known` flags."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from tiny_rec import trained
+
+from latentrec.cli import main
+from latentrec.coldstart import fold_in, fold_in_scores, parse_ratings, read_ratings_file
+from latentrec.errors import DataError
+from latentrec.recommend import UserRatings, recommend
+
+
+def test_parse_ratings_inline_and_file(tmp_path):
+    r = parse_ratings("50:5, 181:4,1:2.5")
+    assert r.items == ["50", "181", "1"] and r.ratings == [5.0, 4.0, 2.5]
+    (tmp_path / "r.csv").write_text("item,rating\n50,5\n181,4\n")
+    assert read_ratings_file(str(tmp_path / "r.csv")).items == ["50", "181"]
+    (tmp_path / "r.tsv").write_text("50\t5\n181\t3\n")
+    assert read_ratings_file(str(tmp_path / "r.tsv")).ratings == [5.0, 3.0]
+    for bad in ("50:x", "50", "", "50:5,50:4", "1:nan"):
+        with pytest.raises(DataError):
+            parse_ratings(bad)
+
+
+def test_fold_in_of_a_trained_user_predicts_like_the_trained_user():
+    rec, df, _ = trained()
+    for user in ("u3", "u50", "u120"):
+        mine = df[df.user == user]
+        folded = fold_in(rec, UserRatings(mine["item"].tolist(), mine["rating"].tolist()))
+        scores = fold_in_scores(rec, folded)[1:]
+        u = int(rec.users.encode([user])[0])
+        trained_scores = rec.model.score_users(torch.tensor([u]))[0].clamp(1, 5).numpy()[1:]
+        assert np.abs(scores - trained_scores).mean() < 0.1
+        assert np.corrcoef(scores, trained_scores)[0, 1] > 0.97
+
+
+def test_folded_in_recommendations_skip_given_items_and_unknown_items_are_ignored():
+    rec, df, _ = trained()
+    mine = df[df.user == "u8"].head(12)
+    given = UserRatings(mine["item"].tolist() + ["never-seen"], mine["rating"].tolist() + [5.0])
+    assert fold_in(rec, given).ignored == ["never-seen"]
+    top = recommend(rec, n=10, ratings=given)
+    assert top["known"].all() and not set(top["item"]) & set(mine["item"])
+    assert np.all(np.diff(top["prediction"].to_numpy()) <= 1e-6)
+    with pytest.raises(DataError):
+        fold_in(rec, UserRatings(["x", "y"], [4.0, 5.0]))
+
+
+def test_unknown_item_predicts_about_the_users_usual_rating():
+    rec, df, _ = trained()
+    preds = rec.predict(["u1", "u2", "ghost"], ["nope", "i3", "nope"])
+    assert list(preds["known"]) == [False, True, False]
+    assert abs(preds["prediction"][0] - df.loc[df.user == "u1", "rating"].mean()) < 0.6
+    assert abs(preds["prediction"][2] - df["rating"].mean()) < 0.3
+
+
+def test_cli_fold_in(tmp_path, capsys):
+    rec, df, _ = trained()
+    rec.save(tmp_path / "m")
+    pairs = ",".join(f"{i}:{r:.1f}" for i, r in df[df.user == "u4"].head(10)[["item", "rating"]].to_numpy())
+    assert main(["recommend", str(tmp_path / "m"), "--ratings", pairs, "-n", "5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["folded_in"] and len(out["recommendations"]) == 5
+    assert main(["recommend", str(tmp_path / "m"), "--ratings-file", str(tmp_path / "missing.csv")]) == 2
+    assert "Cannot read" in capsys.readouterr().err

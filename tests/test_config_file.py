@@ -1,0 +1,97 @@
+"""Config files: TOML fills what the command line leaves out, flags win, bad values get one sentence."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tomllib
+
+import pytest
+from hypothesis import given, strategies as st
+
+from latentrec.cli import main, train
+from latentrec.config_file import apply_config, dumps_toml, read_config
+from latentrec.errors import ConfigError
+
+from conftest import lowrank_ratings
+
+
+def parse(argv):
+    """``latentrec train`` options alone, as its run() sees them."""
+    sub = argparse.ArgumentParser().add_subparsers()
+    train.add_parser(sub)
+    args = sub.choices["train"].parse_args(argv[1:])
+    apply_config(args)
+    return args
+
+
+def test_file_fills_options_and_flags_win(tmp_path):
+    (tmp_path / "c.toml").write_text('n-factors = 12\nepochs = 7\nlr = 1\ny_range = [0.5, 5]\nschedule = "constant"\n')
+    args = parse(["train", "--config", str(tmp_path / "c.toml"), "--epochs", "3", "--wd", "0.5"])
+    assert (args.n_factors, args.epochs, args.lr, args.wd) == (12, 3, 1.0, 0.5)
+    assert isinstance(args.lr, float) and args.y_range == [0.5, 5.0] and args.schedule == "constant"
+    assert (args.valid_pct, args.seed, args.out, args.json) == (0.2, 42, "model", False)  # real defaults
+
+
+def test_list_options(tmp_path):
+    (tmp_path / "c.toml").write_text("layers = [64, 32]\n")
+    assert parse(["train", "--config", str(tmp_path / "c.toml")]).layers == [64, 32]
+    (tmp_path / "c.toml").write_text("layers = []\n")
+    with pytest.raises(ConfigError, match="layers must be a list of one or more"):
+        parse(["train", "--config", str(tmp_path / "c.toml")])
+
+
+def test_flags_equal_to_the_default_still_win(tmp_path):
+    (tmp_path / "c.toml").write_text("seed = 7\nvalid_pct = 0.1\n")
+    args = parse(["train", "--config", str(tmp_path / "c.toml"), "--seed", "42"])
+    assert args.seed == 42 and args.valid_pct == 0.1
+
+
+@pytest.mark.parametrize("text, words", [
+    ('epochs = "ten"', "epochs must be a whole number"),
+    ("epochs = 2.5", "epochs must be a whole number"),
+    ("lr = true", "lr must be a number"),
+    ('model = "tree"', "model must be one of"),
+    ("y_range = [1]", "y_range must be a list of 2"),
+    ("factors = 3", "unknown option(s) factors"),
+    ("epochs = [", "not valid TOML"),
+])
+def test_bad_files_are_one_clear_sentence(tmp_path, text, words):
+    (tmp_path / "c.toml").write_text(text)
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        parse(["train", "--config", str(tmp_path / "c.toml")])
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_config(tmp_path / "nope.toml")
+
+
+def test_train_records_the_resolved_config_and_retrains_from_a_model_dir(tmp_path, capsys):
+    lowrank_ratings(n_users=60, n_items=40, density=0.4)[0].to_csv(tmp_path / "r.csv", index=False)
+    (tmp_path / "c.toml").write_text(f'data = "{tmp_path / "r.csv"}"\nn_factors = 3\nepochs = 2\ndevice = "cpu"\n')
+    assert main(["train", "--config", str(tmp_path / "c.toml"), "--epochs", "4", "--out", str(tmp_path / "m"),
+                 "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    stored = json.loads((tmp_path / "m" / "model.json").read_text())["config"]
+    assert stored["epochs"] == 4 and stored["n_factors"] == 3 and stored["lr"] is not None  # resolved
+    assert main(["train", "--config", str(tmp_path / "m"), "--out", str(tmp_path / "m2"), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["config"] == first["config"] and again["metrics"] == first["metrics"]
+
+
+scalars = st.one_of(st.booleans(), st.integers(-2**62, 2**62), st.floats(allow_nan=False),
+                    st.text(st.characters(blacklist_categories=("Cs",)), max_size=20))
+
+
+@given(st.dictionaries(st.from_regex(r"[a-z_]{1,10}", fullmatch=True),
+                       st.one_of(scalars, st.lists(st.floats(allow_nan=False), max_size=3)), max_size=6))
+def test_dumps_toml_round_trips(values):
+    back = tomllib.loads(dumps_toml(values))
+    assert back == values
+
+
+def test_dumps_toml_nan_and_tables():
+    back = tomllib.loads(dumps_toml({"a": math.nan, "b": None, "space": {"lr": {"low": 0.1, "high": 1.0}}}))
+    assert math.isnan(back["a"]) and "b" not in back and back["space"]["lr"] == {"low": 0.1, "high": 1.0}

@@ -1,0 +1,58 @@
+"""Interpretation: bias extremes, PCA ends, valid PNG pictures, CLI output."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.image
+import numpy as np
+from tiny_rec import trained
+
+from latentrec.cli import main
+from latentrec.interpret import bias_extremes, component_ends, interpret, item_pca
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_bias_extremes_are_the_lowest_and_highest_biases():
+    rec, _, _ = trained()
+    low, high = bias_extremes(rec, n=5)
+    bias = rec.model.item_bias.detach().numpy()[1:]
+    np.testing.assert_allclose(low["bias"], np.sort(bias)[:5], rtol=1e-6)
+    np.testing.assert_allclose(high["bias"], np.sort(bias)[::-1][:5], rtol=1e-6)
+    assert (low["n_ratings"] > 0).all() and low["title"].str.startswith("Movie").all()
+
+
+def test_pca_finds_the_planted_direction_and_its_ends():
+    rec, _, _ = trained()
+    pca, share = item_pca(rec, n_items=50)
+    assert len(pca) == 50 and share[0] >= share[1] >= share[2] and sum(share) <= 1 + 1e-6
+    assert share[0] > 0.3  # four planted clusters: the first axis carries a large share
+    ends = component_ends(pca, 3)
+    assert ends["pc1"]["low"][0] == pca.loc[pca["pc1"].idxmin(), "title"]
+    again, _ = item_pca(rec, n_items=50)
+    np.testing.assert_allclose(again["pc1"], pca["pc1"], atol=1e-5)  # repeatable (seeded, sign fixed)
+
+
+def test_interpret_writes_valid_pictures(tmp_path):
+    rec, _, _ = trained()
+    r = interpret(rec, tmp_path / "pics", n=4, n_items=60, n_labels=10)
+    for name in ("item_pca", "training_curve"):
+        path = r["pictures"][name]
+        assert open(path, "rb").read(8) == PNG
+        img = matplotlib.image.imread(path)
+        assert img.shape[0] > 200 and img.shape[1] > 300 and img.std() > 0.01
+    assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == ["item_pca.png", "training_curve.png"]
+    assert len(r["lowest_bias"]) == 4 and set(r["pca"]["ends"]) == {"pc1", "pc2", "pc3"}
+
+
+def test_cli_interpret(tmp_path, capsys):
+    rec, _, _ = trained()
+    rec.save(tmp_path / "m")
+    assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "o"), "--json", "-n", "3"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["bias_source"] == "model" and len(out["highest_bias"]) == 3
+    assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "o2")]) == 0
+    text = capsys.readouterr().out
+    assert "Lowest item bias" in text and "Component 1" in text
+    assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "o3"), "-n", "0"]) == 2

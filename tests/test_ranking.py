@@ -1,0 +1,66 @@
+"""Ranking metrics: a hand-computed example, training items excluded, popularity baseline, evaluate/CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from tiny_rec import tiny_rec, trained
+
+from latentrec.cli import main
+from latentrec.data import Ratings
+from latentrec.evaluate import evaluate
+from latentrec.ranking import evaluate_ranking, popularity_lists, ranking_metrics
+
+
+def test_hand_computed_metrics():
+    lists = np.array([[3, 1, 5], [2, 4, 0]])  # user 2's list has an empty slot
+    relevant = [np.array([1, 2]), np.array([6])]
+    m = ranking_metrics(lists, relevant, n_items=8)  # 7 known items
+    assert m["precision@3"] == pytest.approx((1 / 3 + 0) / 2)
+    assert m["recall@3"] == pytest.approx((1 / 2 + 0) / 2)
+    ndcg_u1 = (1 / math.log2(3)) / (1 + 1 / math.log2(3))
+    assert m["ndcg@3"] == pytest.approx(ndcg_u1 / 2)
+    assert m["hit_rate"] == pytest.approx(0.5)
+    assert m["coverage"] == pytest.approx(5 / 7)
+
+
+def test_model_and_popularity_lists_on_a_tiny_model():
+    # scores = item bias only; the user rated i1 in training, so i1 may never be recommended
+    rec = tiny_rec([[0.0], [0.0]], [[0.0]] * 4, bi=[3.0, 2.0, 1.0, 0.0], rated={1: [1], 2: [2, 3, 4]})
+    test = Ratings(pd.DataFrame({"user": ["u1", "u1", "u1", "u2", "ghost"], "item": ["i1", "i3", "i4", "i1", "i2"],
+                                 "rating": np.float32([5, 4, 2, 5, 5])}), "t")
+    r = evaluate_ranking(rec, test, k=2)
+    # u1: list [i2, i3], relevant {i1, i3} -> 1 hit; u2: list [i1], relevant {i1} -> 1 hit
+    assert r["n_users"] == 2 and r["n_unknown_users"] == 1 and r["k"] == 2
+    assert r["model"]["precision@2"] == pytest.approx((1 / 2 + 1 / 2) / 2)
+    assert r["model"]["recall@2"] == pytest.approx((1 / 2 + 1) / 2)
+    assert r["model"]["hit_rate"] == 1.0
+    # popularity: every item has 1 training rating -> order i1, i2, i3, i4, minus each user's rated items
+    np.testing.assert_array_equal(popularity_lists(rec, np.array([1, 2]), 2), [[2, 3], [1, 0]])
+
+
+def test_evaluate_includes_ranking_and_excludes_training_items():
+    rec, df, _ = trained()
+    test = Ratings(df.sample(2000, random_state=0), "t")
+    r = evaluate(rec, test)
+    g = r["ranking"]
+    for who in ("model", "popularity"):
+        assert set(g[who]) == {"precision@10", "recall@10", "ndcg@10", "hit_rate", "coverage"}
+        assert all(0 <= v <= 1 for v in g[who].values())
+    # every test pair is a training pair here, so no relevant item can be recommended
+    assert g["model"]["hit_rate"] == 0 and g["popularity"]["hit_rate"] == 0
+    assert "ranking" not in evaluate(rec, test, k=None)
+
+
+def test_cli_evaluate_reports_ranking(tmp_path, capsys):
+    rec, df, _ = trained()
+    rec.save(tmp_path / "m")
+    df.head(500).to_csv(tmp_path / "t.csv", index=False)
+    assert main(["evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "t.csv"), "--json", "-k", "5"]) == 0
+    assert "precision@5" in json.loads(capsys.readouterr().out)["ranking"]["model"]
+    assert main(["evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "t.csv")]) == 0
+    assert "popularity" in capsys.readouterr().out

@@ -1,0 +1,134 @@
+"""Top-N: rated items excluded, sorted, chunked = full product, batch = per user, cold start, output files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from tiny_rec import tiny_rec, trained
+
+from latentrec.cli import main
+from latentrec.errors import ConfigError
+from latentrec.models import DotProductBias
+from latentrec.recommend import item_counts, popular, recommend, recommend_all, top_n, write_table
+
+
+def brute_force(rec, users, n, include_rated=False):
+    """Full score matrix, masked in numpy: the reference for top_n."""
+    s = rec.model.score_users(torch.as_tensor(users)).numpy().astype(np.float64)
+    s[:, 0] = -np.inf
+    if not include_rated:
+        for row, u in enumerate(users):
+            s[row, rec.rated_by(u)] = -np.inf
+    return np.argsort(-s, axis=1, kind="stable")[:, :n], s
+
+
+def test_recommendations_skip_rated_items_and_are_sorted():
+    rec, df, _ = trained()
+    for user in ("u0", "u7", "u42"):
+        top = recommend(rec, user, n=15)
+        rated = set(df.loc[df.user == user, "item"])
+        assert len(top) == 15 and top["known"].all()
+        assert not rated & set(top["item"])
+        assert np.all(np.diff(top["prediction"].to_numpy()) <= 1e-6)
+        assert list(top["rank"]) == list(range(1, 16))
+
+
+def test_include_rated_keeps_the_best_items_even_if_rated():
+    rec, df, _ = trained()
+    u = int(rec.users.encode(["u3"])[0])
+    ref, s = brute_force(rec, [u], 5, include_rated=True)
+    top = recommend(rec, "u3", n=5, include_rated=True)
+    assert list(top["item"]) == rec.items.decode(ref[0])
+    np.testing.assert_allclose(top["prediction"], np.clip(s[0, ref[0]], 1, 5), atol=1e-5)
+
+
+def test_chunked_top_n_equals_the_full_product():
+    rec, _, _ = trained()
+    users = np.arange(1, len(rec.users))
+    ref, s = brute_force(rec, users, 10)
+    for chunk in (1, len(rec.items) * 7 + 3, 1 << 30):
+        items, scores = top_n(rec, users, 10, chunk_scores=chunk)
+        np.testing.assert_array_equal(items, ref)
+        np.testing.assert_allclose(scores, np.clip(np.take_along_axis(s, ref, 1), 1, 5), atol=1e-5)
+
+
+def test_batch_top_n_equals_per_user_and_unordered_users():
+    rec, _, _ = trained()
+    users = np.array([9, 2, 40, 2, 17])
+    items, _ = top_n(rec, users, 8, chunk_scores=len(rec.items) * 2)
+    for row, u in enumerate(users):
+        one = recommend(rec, rec.users.classes[u], n=8)
+        assert rec.items.decode(items[row]) == list(one["item"])
+
+
+def test_models_without_the_fast_path_rank_through_score_users():
+    class Shifted(DotProductBias):
+        @torch.no_grad()
+        def score_users(self, users):
+            return super().score_users(users) - 0.0
+
+    rec, _, _ = trained()
+    fast, _ = top_n(rec, np.arange(1, 30), 6)
+    slow_model = Shifted(rec.model.n_users, rec.model.n_items, rec.model.n_factors, rec.model.y_range)
+    slow_model.load_state_dict(rec.model.state_dict())
+    rec2 = type(rec)(**{**rec.__dict__, "model": slow_model})
+    slow, _ = top_n(rec2, np.arange(1, 30), 6)
+    np.testing.assert_array_equal(fast, slow)
+
+
+def test_users_with_few_candidates_get_empty_slots():
+    rec = tiny_rec([[1.0], [0.5]], [[1.0], [2.0], [3.0]], rated={1: [1, 2, 3], 2: [1]})
+    items, scores = top_n(rec, np.array([1, 2]), 5)
+    assert items.shape == (2, 3)
+    assert np.isnan(scores[0]).all() and (items[0] == 0).all()
+    assert list(items[1][:2]) == [3, 2] and np.isnan(scores[1][2])
+    assert recommend(rec, "u1").empty
+
+
+def test_unknown_user_gets_popular_items_with_enough_ratings():
+    rec, _, _ = trained()
+    counts = item_counts(rec)
+    top = recommend(rec, "nobody", n=10, min_ratings=40)
+    assert not top["known"].any()
+    idx = rec.items.encode(top["item"])
+    assert (counts[idx] >= 40).all()
+    bias = rec.model.item_bias.detach().numpy()
+    eligible = np.flatnonzero(counts >= 40)
+    assert set(idx) == set(eligible[np.argsort(-bias[eligible])][:10])
+    with pytest.raises(ConfigError):
+        popular(rec, 5, min_ratings=10**6)
+
+
+def test_recommend_all_writes_csv_and_parquet(tmp_path):
+    rec, df, _ = trained()
+    table = recommend_all(rec, n=4)
+    assert len(table) == 4 * (len(rec.users) - 1)
+    first = table[table.user == "u5"]
+    assert list(first["item"]) == list(recommend(rec, "u5", n=4)["item"])
+    for name in ("top.csv", "top.parquet"):
+        write_table(table, tmp_path / name)
+    back = pd.read_parquet(tmp_path / "top.parquet")
+    assert back.shape == table.shape and back["known"].all()
+    with pytest.raises(ConfigError):
+        write_table(table, tmp_path / "top.xlsx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["top.csv", "top.parquet"]
+
+
+def test_cli_recommend_json_and_errors(tmp_path, capsys):
+    rec, _, _ = trained()
+    rec.save(tmp_path / "m")
+    assert main(["recommend", str(tmp_path / "m"), "--user", "u1", "-n", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["known"] is True and [r["rank"] for r in out["recommendations"]] == [1, 2, 3]
+    assert main(["recommend", str(tmp_path / "m"), "--user", "ghost", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["known"] is False and all(r["known"] is False for r in out["recommendations"])
+    assert main(["recommend", str(tmp_path / "m"), "--all-users", "--out", str(tmp_path / "all.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "all.csv")) == 10 * (len(rec.users) - 1)
+    assert main(["recommend", str(tmp_path / "m"), "--all-users"]) == 2
+    assert main(["recommend", str(tmp_path / "m"), "--user", "u1", "-n", "0"]) == 2
+    assert "error:" in capsys.readouterr().err

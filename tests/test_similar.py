@@ -1,0 +1,74 @@
+"""Similar items: planted neighbours are found; titles match case-insensitively; ambiguity lists candidates."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from tiny_rec import tiny_rec, trained
+
+from latentrec.cli import main
+from latentrec.errors import ConfigError, DataError
+from latentrec.similar import find_item, item_vectors, similar_items
+
+TITLES = {"i1": "Star Wars (1977)", "i2": "Return of the Jedi (1983)", "i3": "Godfather, The (1972)",
+          "i4": "Godfather: Part II, The (1974)", "i5": "Toy Story (1995)"}
+
+
+def hand_rec():
+    Q = [[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0.1, 2.0, 0], [0, 0, 1]]
+    return tiny_rec([[1, 1, 1]], Q, titles=TITLES, rated={1: [1, 2, 3, 4, 5]})
+
+
+def test_cosine_neighbours_of_hand_built_factors():
+    sims = similar_items(hand_rec(), "i3", n=4)
+    assert list(sims["item"]) == ["i4", "i2", "i1", "i5"]
+    expected = (0.1 * 0 + 2.0 * 1) / np.hypot(0.1, 2.0)
+    assert sims["similarity"][0] == pytest.approx(expected, abs=1e-6)
+    assert "i3" not in set(sims["item"]) and sims["similarity"].is_monotonic_decreasing
+
+
+def test_planted_neighbours_are_found_after_training():
+    rec, _, clusters = trained()
+    same = [clusters[j] == clusters[i] for i in list(clusters)[:30] for j in similar_items(rec, i, 5)["item"]]
+    assert np.mean(same) > 0.9
+
+
+def test_min_ratings_filters_neighbours():
+    rec, _, _ = trained()
+    counts = np.bincount(rec.rated_items, minlength=len(rec.items))
+    cut = int(np.median(counts[1:]))
+    sims = similar_items(rec, "i1", 20, min_ratings=cut)
+    assert (sims["n_ratings"] >= cut).all()
+
+
+def test_find_item_by_title():
+    rec = hand_rec()
+    assert find_item(rec, "star wars") == "i1"
+    assert find_item(rec, "STAR WARS (1977)") == "i1"
+    assert find_item(rec, "The Godfather") == "i3"
+    assert find_item(rec, "jedi") == "i2"
+    with pytest.raises(DataError, match="2 titles match.*i3: Godfather, The.*i4: Godfather: Part II"):
+        find_item(rec, "godfather")
+    with pytest.raises(DataError, match="No item title"):
+        find_item(rec, "Alien")
+
+
+def test_models_without_item_vectors_get_a_clear_error():
+    with pytest.raises(ConfigError, match="no item factors"):
+        item_vectors(torch.nn.Linear(2, 2))
+    emb = torch.nn.Module()
+    emb.item_embedding = torch.nn.Embedding(4, 3)
+    assert item_vectors(emb).shape == (4, 3)
+
+
+def test_cli_similar(tmp_path, capsys):
+    hand_rec().save(tmp_path / "m")
+    assert main(["similar", str(tmp_path / "m"), "--title", "star wars", "-n", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["item"] == "i1" and [s["item"] for s in out["similar"]] == ["i2", "i4"]
+    assert main(["similar", str(tmp_path / "m"), "--title", "godfather"]) == 2
+    assert "Godfather: Part II" in capsys.readouterr().err
+    assert main(["similar", str(tmp_path / "m"), "--item", "nope"]) == 2

@@ -1,0 +1,135 @@
+"""latentrec tune: a tiny search end to end, resuming, pruning, and a winner that reproduces exactly."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import optuna
+import pandas as pd
+import pytest
+
+from latentrec.cli import main
+from latentrec.config import TrainConfig
+from latentrec.data import Ratings
+from latentrec.errors import ConfigError
+from latentrec.tune import Choice, Float, Int, make_study, space_from_toml, tune
+from latentrec.tune_report import FILES
+
+from conftest import lowrank_ratings
+
+SPACE_TOML = """
+epochs = 6
+[space]
+n-factors = {low = 2, high = 8}
+lr = {low = 0.005, high = 0.05, log = true}
+wd = {low = 0.001, high = 0.1, log = true}
+schedule = ["cosine", "constant"]
+"""
+
+
+def tiny(seed: int = 0) -> pd.DataFrame:
+    """About 2,900 shuffled ratings of a rank-3 model."""
+    df = lowrank_ratings(n_users=120, n_items=70, k=3, density=0.35, seed=seed)[0]
+    return df.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """One tiny search through the CLI: 4 trials, a test file, a config file with a [space] table."""
+    d = tmp_path_factory.mktemp("tune")
+    df = tiny()
+    df.iloc[:2400].to_csv(d / "train.csv", index=False)
+    df.iloc[2400:].to_csv(d / "test.csv", index=False)
+    (d / "space.toml").write_text(SPACE_TOML)
+    argv = ["tune", "--data", str(d / "train.csv"), "--test", str(d / "test.csv"), "--trials", "4",
+            "--config", str(d / "space.toml"), "--device", "cpu", "--out", str(d / "out"), "--json"]
+    assert main(argv) == 0
+    return d
+
+
+def test_tiny_search_writes_table_config_and_plots(searched, capsys):
+    out = searched / "out"
+    for name in FILES:
+        assert (out / name).stat().st_size > 0, name
+    for png in ("valid_rmse_by_trial.png", "param_importances.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = pd.read_csv(out / "trials.csv")
+    assert list(table.trial) == [0, 1, 2, 3]
+    assert {"n_factors", "lr", "wd", "schedule", "train_rmse", "valid_rmse", "best_epoch", "seconds",
+            "pruned"} <= set(table.columns)
+    assert "epochs" not in table.columns  # fixed by the file, so not searched
+    assert table.n_factors.between(2, 8).all() and table.schedule.isin(["cosine", "constant"]).all()
+    assert "| trial |" in (out / "trials.md").read_text()
+    best = tomllib.loads((out / "best.toml").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert best["epochs"] == 6 and best["n_factors"] == summary["best_config"]["n_factors"]
+    assert summary["best_valid_rmse"] == pytest.approx(table.valid_rmse[~table.pruned].min())
+    assert summary["refit"] and summary["test"]["n"] == len(tiny()) - 2400
+    assert summary["test"]["rmse"] < summary["test"]["baselines"]["global_mean"]["rmse"]
+    assert (out / "model" / "model.json").is_file()
+
+
+def test_winner_toml_reproduces_its_trial_valid_rmse(searched, capsys):
+    out = searched / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    capsys.readouterr()
+    assert main(["train", "--config", str(out / "best.toml"), "--device", "cpu", "--out",
+                 str(searched / "again"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    history = json.loads((searched / "again" / "model.json").read_text())["history"]
+    assert abs(history[-1]["valid_rmse"] - summary["best_valid_rmse"]) < 1e-6  # the trial's score: the last epoch
+    row = pd.read_csv(out / "trials.csv").set_index("trial").loc[summary["best_trial"]]
+    assert result["best_epoch"] == row.best_epoch
+    assert abs(result["metrics"]["valid_rmse"] - row.best_valid_rmse) < 1e-6
+
+
+def test_resumed_study_continues_its_trial_count(tmp_path):
+    train = Ratings(tiny(), "tiny")
+    space = {"n_factors": Int(2, 6), "lr": Float(0.005, 0.05, log=True)}
+    base = TrainConfig(epochs=4, device="cpu")
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    first = tune(train, base=base, space=space, n_trials=2, storage=storage, refit=False)
+    assert len(first.table) == 2
+    second = tune(train, base=base, space=space, n_trials=5, storage=storage, refit=False)
+    assert list(second.table.trial) == [0, 1, 2, 3, 4]
+    assert second.table.iloc[:2].equals(first.table)  # the stored trials are kept, not rerun
+    with pytest.raises(ConfigError, match="different"):
+        tune(train, base=TrainConfig(epochs=5, device="cpu"), space=space, n_trials=6, storage=storage)
+
+
+def test_hopeless_trial_is_pruned(tmp_path):
+    train = Ratings(tiny(), "tiny")
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    study = make_study(storage, "latentrec", 42, pruner)
+    for lr in (0.02, 0.03, 0.02, 1e-7):  # the last one cannot learn anything in 10 epochs
+        study.enqueue_trial({"lr": lr})
+    result = tune(train, base=TrainConfig(epochs=10, n_factors=4, device="cpu"), space={"lr": Float(1e-7, 0.1, log=True)},
+                  n_trials=4, storage=storage, pruner=pruner, refit=False)
+    row = result.table.iloc[-1]
+    assert row.lr == 1e-7 and row.pruned and row.epochs_run < 10 and "pruned" in row.note
+    assert not result.table.pruned.iloc[:3].any()
+    assert result.best_trial != 3
+
+
+def test_space_from_toml_and_its_errors():
+    space = space_from_toml({"lr": {"low": 1e-3, "high": 0.1, "log": True}, "epochs": {"low": 5, "high": 50, "step": 5},
+                             "schedule": ["cosine", "onecycle"]})
+    assert space == {"lr": Float(1e-3, 0.1, True), "epochs": Int(5, 50, 5), "schedule": Choice(("cosine", "onecycle"))}
+    for bad in ({"lrr": [1]}, {"lr": {"low": 1}}, {"lr": {"low": 0.0, "high": 1.0, "log": True}},
+                {"lr": {"low": 2.0, "high": 1.0}}, {"epochs": {"low": 1, "high": 5, "step": 0}}, {"lr": []}):
+        with pytest.raises(ConfigError):
+            space_from_toml(bad)
+
+
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
+    tiny().to_csv(tmp_path / "r.csv", index=False)
+    (tmp_path / "bad.toml").write_text("[space]\nlr = {low = 'a', high = 1}\n")
+    out = tmp_path / "out"
+    for extra in (["--config", str(tmp_path / "bad.toml")], ["--trials", "0"], ["--valid-pct", "0"]):
+        code = main(["tune", "--data", str(tmp_path / "r.csv"), "--out", str(out), "--device", "cpu", *extra])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("latentrec tune: error:") and "Traceback" not in err
+    assert not out.exists()
