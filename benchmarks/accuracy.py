@@ -6,7 +6,7 @@ training side (``valid_pct=0``) with its recipe, then is scored once on the test
 
 ``--tune`` scores on a validation split carved from the training rows instead (20 %, seed 7), never
 touching the test file: that is how the recipes were chosen. ``--set key=value`` overrides a recipe
-field for every run (e.g. ``--only bayes-best --set epochs=300``).
+field for every run (e.g. ``--only bayes --set n_factors=20 epochs=200``).
 
     LATENTREC_DATA=../shared/data python benchmarks/accuracy.py [--split rng42 u1] [--only NAME ...]
                                                                 [--threads N] [--tune] [--set k=v ...]
@@ -34,7 +34,6 @@ RUNS = {
     "sgd (default)": TrainConfig(model="dot", solver="sgd"),
     "als": TrainConfig(model="dot", solver="als"),
     "bayes": TrainConfig(model="dot", solver="bayes"),
-    "bayes-best": TrainConfig(model="dot", solver="bayes", n_factors=20, epochs=200, burn_in=20),
     "nn": TrainConfig(model="nn"),
 }
 

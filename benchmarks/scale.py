@@ -4,8 +4,8 @@
 
 Each size is written once with ``latentrec synth`` (200k users, 50k items unless told), then a
 fresh process reads it with ``chunked.read_blocked`` (pyarrow, 2M-row chunks), builds the
-k=64 model and runs one kernel epoch; its peak resident memory (ru_maxrss) is the figure
-reported, so sizes do not inherit each other's peaks.
+k=64 model and runs two kernel epochs (the second is timed); its peak resident memory
+(ru_maxrss) is the figure reported, so sizes do not inherit each other's peaks.
 """
 
 from __future__ import annotations
@@ -31,9 +31,12 @@ read_s = time.perf_counter() - t0
 nu, ni = info["n_users"], info["n_items"]
 P, Q = rng.normal(0, 0.1, (nu, k)).astype(np.float32), rng.normal(0, 0.1, (ni, k)).astype(np.float32)
 bu, bi = np.zeros(nu, np.float32), np.zeros(ni, np.float32)
-t0 = time.perf_counter()
-mse = sgd_epoch(data, P, Q, bu, bi, 0.005, 0.02, (0.5, 5.5), True, rng)
-epoch_s = time.perf_counter() - t0
+times = []
+for _ in range(2):  # the first epoch also loads the compiled kernel; report the second
+    t0 = time.perf_counter()
+    mse = sgd_epoch(data, P, Q, bu, bi, 0.005, 0.02, (0.5, 5.5), True, rng)
+    times.append(time.perf_counter() - t0)
+epoch_s = times[-1]
 print(json.dumps({"n_ratings": len(data), "read_s": read_s, "epoch_s": epoch_s, "train_rmse": mse ** 0.5,
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

@@ -4,11 +4,13 @@ Salakhutdinov & Mnih (2008), "Bayesian Probabilistic Matrix Factorization using 
 biases: ``r_ui ~ N(mu + b_u + b_i + p_u . q_i, 1 / alpha)``. Each user's ``[p_u, b_u]`` has a
 Gaussian prior whose mean and precision have a Normal-Wishart hyperprior (the same for items),
 and the noise precision ``alpha`` a Gamma prior, so nothing is tuned but the number of factors
-and sweeps. One Trainer epoch is one Gibbs sweep: hyperparameters, then every user's vector
-from its Gaussian conditional (all users at once: one sparse product and one batched Cholesky,
-as in ALS), then the items, then ``alpha``. After ``burn_in`` sweeps every sample is kept, and
-the model predicts the average of the kept samples' predictions (Rendle, Zhang & Koren 2019
-show a well-run Bayesian MF beats tuned SGD).
+and sweeps. As in SVD++, a row's prior mean is shifted by what it rated (:class:`ImplicitPrior`;
+for items: by who rated them). One Trainer epoch is one Gibbs sweep: hyperparameters, then every
+user's vector from its Gaussian conditional (all users at once: one sparse product and one
+batched Cholesky, as in ALS), then the items, then ``alpha``. The chain starts from a few ALS
+sweeps. After ``burn_in`` sweeps every sample is kept (Rao-Blackwellized: the users' conditional
+means with the item sample they were drawn against), and the model predicts the average of the
+kept samples' predictions (Rendle, Zhang & Koren 2019 show a well-run Bayesian MF beats tuned SGD).
 
 :class:`BayesianDot` stores the kept samples side by side, so a prediction is one dot product of
 the stacked factors divided by the number of samples: exactly the average, after save and load.
@@ -185,8 +187,8 @@ class ImplicitPrior:
         e2 = torch.randn(self.y.shape, device=t.device, generator=gen)
         z = self.solve(torch.sparse.mm(self.xt, t + e1) + self.lam ** 0.5 * e2)
         self.y = torch.linalg.solve_triangular(l.T, z.T, upper=True).T
-        shape, rate = 1.0 + z.numel() / 2, 1.0 + float((z ** 2).sum()) / 2
-        self.lam = float(torch._standard_gamma(torch.tensor(shape), generator=gen)) / rate
+        shape = torch.tensor(1.0 + z.numel() / 2, device=z.device)
+        self.lam = float(torch._standard_gamma(shape, generator=gen)) / (1.0 + float((z ** 2).sum()) / 2)
 
 
 class GibbsRunner:
@@ -236,7 +238,8 @@ class GibbsRunner:
         p, bu, q, bi = self.u[:, :-1], self.u[:, -1], self.v[:, :-1], self.v[:, -1]
         sse = float((g.residual(p, q, bu, bi) ** 2).sum())
         n = len(g.ratings)
-        self.alpha = float(torch._standard_gamma(torch.tensor(1.0 + n / 2), generator=self.gen)) / (1.0 + sse / 2)
+        shape = torch.tensor(1.0 + n / 2, device=g.ratings.device)
+        self.alpha = float(torch._standard_gamma(shape, generator=self.gen)) / (1.0 + sse / 2)
         slot = max(self.sweep - self.burn_in, 0)
         # Rao-Blackwellized: keep the users' conditional means with the items they were drawn against
         self.model.keep(slot, u_mean[:, :-1], v_old[:, :-1], u_mean[:, -1], v_old[:, -1] + g.mu)

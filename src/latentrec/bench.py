@@ -140,10 +140,10 @@ def _scores_per_s(model, device: torch.device, n_users: int, block: int = 1024, 
 
 
 def seconds_to_target(rows: list[dict], target: float | None) -> float:
-    """Fill ``seconds_to_target`` in every row; ``None`` target means 1.02 x the best RMSE any run reached."""
+    """Fill ``seconds_to_target`` in every row; ``None`` target means the median of the runs' best RMSEs."""
     bests = [r["best_valid_rmse"] for r in rows if "best_valid_rmse" in r]
     if target is None:
-        target = 1.02 * min(bests) if bests else math.nan
+        target = float(np.median(bests)) if bests else math.nan
     for r in rows:
         r["target_rmse"] = target
         r["seconds_to_target"] = next((s for s, v in r.get("curve", []) if v <= target), None)

@@ -28,20 +28,22 @@ def iter_chunks(path: str | os.PathLike, columns=("user", "item", "rating"), chu
         raise DataError(f"{path} does not exist.")
     for batch in _batches(path, list(columns), chunk_rows):
         cols = []
-        for name, dtype in zip(columns, (np.int64, np.int64, np.float32)):
+        for name in columns:
             col = batch.column(name)
             if col.null_count:
                 raise DataError(f"{path}: column {name!r} has missing values.")
-            try:
-                cols.append(col.to_numpy(zero_copy_only=False).astype(dtype, copy=False))
-            except (ValueError, pa.ArrowInvalid):
-                raise DataError(f"{path}: column {name!r} must be numeric for chunked reading.") from None
+            values = col.to_numpy(zero_copy_only=False)  # no copy for int32/float32 Parquet columns
+            if values.dtype.kind not in "iuf":
+                raise DataError(f"{path}: column {name!r} must be numeric for chunked reading.")
+            cols.append(values)
         u, i, r = cols
-        if len(u) and (u.min() < 0 or i.min() < 0 or max(u.max(), i.max()) >= 2 ** 31):
+        if u.dtype.kind == "f" or i.dtype.kind == "f" or (
+                len(u) and (u.min() < 0 or i.min() < 0 or max(u.max(), i.max()) >= 2 ** 31)):
             raise DataError(f"{path}: user and item ids must be integers in [0, 2**31) for chunked reading.")
         if not np.isfinite(r).all():
             raise DataError(f"{path}: column {columns[2]!r} has a value that is not a finite number.")
-        yield u.astype(np.int32), i.astype(np.int32), r
+        yield u.astype(np.int32, copy=False), i.astype(np.int32, copy=False), r.astype(np.float32, copy=False)
+    pa.default_memory_pool().release_unused()  # hand the decoding buffers back before the next pass
 
 
 def _batches(path: Path, columns: list[str], chunk_rows: int):
@@ -50,7 +52,7 @@ def _batches(path: Path, columns: list[str], chunk_rows: int):
         if suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
-            f = pq.ParquetFile(path)
+            f = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 22)  # stream; don't buffer row groups
             missing = set(columns) - set(f.schema_arrow.names)
             if missing:
                 raise DataError(f"{path} has no column(s) {', '.join(sorted(missing))}.")

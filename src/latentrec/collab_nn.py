@@ -12,6 +12,8 @@ pairs this needs are stored in the model as buffers, so a saved model is self-co
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch import nn
@@ -22,6 +24,19 @@ from .models import MODEL_CLASSES, create_params, sigmoid_range
 def embedding_size(n: int) -> int:
     """fastai's rule of thumb for an embedding of ``n`` categories: ``min(600, round(1.6 * n ** 0.56))``."""
     return min(600, round(1.6 * n ** 0.56))
+
+
+class SparseTimes(torch.autograd.Function):
+    """``x @ y`` for a constant sparse ``x``, with the transpose for the backward pass built once."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, x_t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        ctx.x_t = x_t
+        return x @ y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, None, ctx.x_t @ grad
 
 
 class CollabNN(nn.Module):
@@ -80,8 +95,8 @@ class CollabNN(nn.Module):
             self.rated_items = torch.as_tensor(items, device=device).long()
             self._sparse = None
 
-    def _incidence(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalized who-rated-what matrices (users x items, items x users), built once."""
+    def _incidence(self) -> tuple[torch.Tensor, ...]:
+        """Normalized who-rated-what matrices and their transposes (users x items, items x users), built once."""
         u, i = self.rated_users, self.rated_items
         if self._sparse is None or self._sparse[0].device != u.device:
             cu = torch.bincount(u, minlength=self.n_users).float().clamp_min(1)
@@ -90,7 +105,9 @@ class CollabNN(nn.Module):
                                          check_invariants=False).coalesce()
             xi = torch.sparse_coo_tensor(torch.stack([i, u]), ci[i].rsqrt(), (self.n_items, self.n_users),
                                          check_invariants=False).coalesce()
-            self._sparse = (xu, xi)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                self._sparse = tuple(m.to_sparse_csr() for m in (xu, xu.t(), xi, xi.t()))
         return self._sparse
 
     def _load_from_state_dict(self, *args, **kwargs):
@@ -101,9 +118,9 @@ class CollabNN(nn.Module):
         """Every user's and item's embedding (with the implicit part when enabled)."""
         if not self.implicit:
             return self.user_factors, self.item_factors
-        xu, xi = self._incidence()
-        return (self.user_factors + torch.sparse.mm(xu, self.user_implicit),
-                self.item_factors + torch.sparse.mm(xi, self.item_implicit))
+        xu, xu_t, xi, xi_t = self._incidence()
+        return (self.user_factors + SparseTimes.apply(xu, xu_t, self.user_implicit),
+                self.item_factors + SparseTimes.apply(xi, xi_t, self.item_implicit))
 
     def head(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
         return sigmoid_range(self.mlp(torch.cat([u, i], 1))[:, 0], *self.y_range)

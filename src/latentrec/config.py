@@ -114,6 +114,6 @@ RECIPES: dict[tuple[str, str], dict] = {
     ("dot", "als"): dict(n_factors=40, epochs=6, wd=0.14, lr=1.0, wd_mode="l2", bs=1, schedule="constant"),
     ("dot", "bayes"): dict(n_factors=10, epochs=60, burn_in=10, wd=0.0, lr=1.0, wd_mode="l2", bs=1,
                            schedule="constant"),
-    ("nn", "autograd"): dict(epochs=5, lr=5e-3, wd=0.3, wd_mode="decoupled", bs=1024, schedule="onecycle",
+    ("nn", "autograd"): dict(epochs=8, lr=5e-3, wd=0.3, wd_mode="decoupled", bs=2048, schedule="onecycle",
                              layers=(100,), dropout=0.0, bn=False, implicit=True),
 }

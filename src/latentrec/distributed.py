@@ -39,6 +39,13 @@ def active() -> bool:
     return world()[1] > 1
 
 
+def local_device(device: torch.device) -> torch.device:
+    """Under torchrun, ``cuda`` means this process's own GPU (``cuda:LOCAL_RANK``)."""
+    if active() and device.type == "cuda" and device.index is None:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
+
+
 def init(device: torch.device) -> None:
     """Join the process group (once): NCCL for CUDA, gloo otherwise."""
     import torch.distributed as dist
@@ -46,7 +53,7 @@ def init(device: torch.device) -> None:
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(device)
         dist.init_process_group(backend)
 
 
@@ -114,4 +121,8 @@ def data_parallel(factory, model: torch.nn.Module, data: Encoded, cfg, device: t
     """``factory(model, data, cfg, device)``, wrapped in :class:`DataParallelRunner` under torchrun."""
     if not active():
         return factory(model, data, cfg, device)
+    if cfg.solver not in ("sgd", "autograd"):
+        from .errors import ConfigError
+
+        raise ConfigError(f"torchrun trains --solver sgd or autograd, not {cfg.solver}.")
     return DataParallelRunner(factory, model, data, cfg, device)

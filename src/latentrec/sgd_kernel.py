@@ -15,9 +15,15 @@ thread timing and a seeded run is repeatable.
 from __future__ import annotations
 
 import math
+import os
 
+import numba
 import numpy as np
 from numba import njit, prange
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    # numba's OpenMP layer would resize the OpenMP pool torch shares and leave it spinning
+    numba.config.THREADING_LAYER = "workqueue"
 
 
 @njit(fastmath=True, nogil=True, cache=True)
@@ -96,7 +102,7 @@ class BlockedRatings:
     """Ratings reordered into a G x G grid of blocks (users and items dealt to blocks at random).
 
     Within a block, ratings are sorted by user then item, as LIBMF does: consecutive updates
-    touch the same user row, which stays in cache. Building it takes one counting pass and one
+    touch the same user row, which stays in cache. A single block (small data) is shuffled. Building it takes one counting pass and one
     scatter pass over the input, so the only large allocation is the output columns (12 bytes
     a rating); the input may arrive in chunks (:meth:`from_chunks`) and never be held whole.
     """
@@ -126,15 +132,23 @@ class BlockedRatings:
         pos = self.offsets[:-1].copy()
         for u, i, r in chunks():
             _scatter(u, i, r, ublock, iblock, grid, pos, self.users, self.items, self.ratings)
-        _sort_blocks(self.offsets, self.users, self.items, self.ratings)
+        if grid > 1:
+            _sort_blocks(self.offsets, self.users, self.items, self.ratings)
+        else:  # small data fits in cache: a random order serves SGD better than a sorted one
+            order = rng.permutation(n)
+            self.users, self.items, self.ratings = self.users[order], self.items[order], self.ratings[order]
 
     def __len__(self) -> int:
         return len(self.ratings)
 
 
 def default_grid(n_ratings: int, n_threads: int) -> int:
-    """Blocks per side: 4 per thread (LIBMF uses at least 2 * threads + 1), fewer for tiny data."""
-    return max(1, min(4 * n_threads, int(math.sqrt(max(n_ratings, 1) / 1000))))
+    """Blocks per side: 4 per thread (LIBMF uses at least 2 * threads + 1); one (serial) below 1M ratings.
+
+    Every round of blocks ends in a barrier across threads; on a busy machine that costs
+    milliseconds, more than a whole small epoch takes on one core.
+    """
+    return 1 if n_ratings < 1_000_000 or n_threads < 2 else 4 * n_threads
 
 
 def sgd_epoch(data: BlockedRatings, P: np.ndarray, Q: np.ndarray, bu: np.ndarray, bi: np.ndarray, lr: float,
@@ -142,6 +156,10 @@ def sgd_epoch(data: BlockedRatings, P: np.ndarray, Q: np.ndarray, bu: np.ndarray
     """One pass over all ratings, updating the arrays in place; returns the mean squared error seen."""
     shifts = rng.permutation(data.grid).astype(np.int64)
     lo, hi = y_range if y_range is not None else (0.0, 1.0)
+    if data.grid == 1:  # one block: run it on this thread, no thread pool
+        sq = _sgd_block(data.users, data.items, data.ratings, 0, len(data.ratings), P, Q, bu, bi, np.float32(lr),
+                        np.float32(wd), np.float32(lo), np.float32(hi - lo), y_range is not None, bias)
+        return sq / max(len(data.ratings), 1)
     sq = _sgd_epoch(data.users, data.items, data.ratings, data.offsets, data.grid, shifts, P, Q, bu, bi,
                     np.float32(lr), np.float32(wd), np.float32(lo), np.float32(hi - lo), y_range is not None, bias)
     return sq / max(len(data.ratings), 1)

@@ -26,7 +26,7 @@ def sgd_step(model, users: torch.Tensor, items: torch.Tensor, ratings: torch.Ten
     """One batched SGD step in place; returns the sum of squared errors of the batch."""
     P, Q = model.user_factors.data, model.item_factors.data
     bu, bi = model.user_bias.data, model.item_bias.data
-    pu, qi = P[users], Q[items]
+    pu, qi = P.index_select(0, users), Q.index_select(0, items)
     z = (pu * qi).sum(1)
     if model.use_bias:
         z += bu[users] + bi[items]
@@ -39,8 +39,8 @@ def sgd_step(model, users: torch.Tensor, items: torch.Tensor, ratings: torch.Ten
         err = z - ratings
         g = err
     lg = (lr * g)[:, None]
-    P.index_add_(0, users, lg * qi + (lr * wd) * pu, alpha=-1)
-    Q.index_add_(0, items, lg * pu + (lr * wd) * qi, alpha=-1)
+    P.index_add_(0, users, (qi * lg).add_(pu, alpha=lr * wd), alpha=-1)
+    Q.index_add_(0, items, (pu * lg).add_(qi, alpha=lr * wd), alpha=-1)
     if model.use_bias:
         bu.index_add_(0, users, lr * (g + wd * bu[users]), alpha=-1)
         bi.index_add_(0, items, lr * (g + wd * bi[items]), alpha=-1)

@@ -11,6 +11,7 @@ from .baselines import fit_biases
 from .batches import Encoded
 from .config import TrainConfig
 from .data import Ratings
+from .distributed import local_device
 from .errors import DataError
 from .models import DotProductBias, default_y_range
 from .recommender import Recommender
@@ -64,10 +65,13 @@ def check_learnable(df, source: str) -> None:
 
 
 def fit(train: Ratings, valid: Ratings | None = None, config: TrainConfig | None = None,
-        callbacks: list | None = None) -> tuple[Recommender, Trainer]:
-    """Train a model on ``train``; validate on ``valid`` or on a random ``valid_pct`` of ``train``."""
+        callbacks: list | None = None, build=None) -> tuple[Recommender, Trainer]:
+    """Train a model on ``train``; validate on ``valid`` or on a random ``valid_pct`` of ``train``.
+
+    ``build(cfg, n_users, n_items, y_range)`` replaces :func:`make_model` (the ablation uses it).
+    """
     cfg = config or TrainConfig()
-    device = pick_device(cfg.device)
+    device = local_device(pick_device(cfg.device))
     if cfg.solver is None and cfg.model == "dot" and device.type != "cpu":
         cfg = replace(cfg, solver="autograd")
     cfg = cfg.resolved()
@@ -84,7 +88,7 @@ def fit(train: Ratings, valid: Ratings | None = None, config: TrainConfig | None
     lo, hi = float(tr.ratings.min()), float(tr.ratings.max())
     y_range = tuple(cfg.y_range) if cfg.y_range is not None else default_y_range(lo, hi)
     torch.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
-    model = make_model(cfg, len(users), len(items), y_range).to(device)
+    model = (build or make_model)(cfg, len(users), len(items), y_range).to(device)
     if hasattr(model, "set_rated"):  # CollabNN's implicit embeddings sum over the training pairs
         model.set_rated(tr.users, tr.items)
     trainer = Trainer(model, tr, va, cfg, device=device, callbacks=list(callbacks or []), clip=(lo, hi))

@@ -8,7 +8,7 @@ from importlib import import_module
 
 from ..errors import LatentrecError
 
-COMMANDS = ["train", "evaluate", "predict", "tune", "cv", "recommend", "similar", "interpret", "synth", "bench"]
+COMMANDS = ["train", "evaluate", "predict", "tune", "cv", "recommend", "similar", "interpret", "synth", "bench", "ablation"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
                    help="batch sizes for the batched paths (default 1024 16384)")
     b.add_argument("--n-factors", type=int, default=64)
     b.add_argument("--epochs", type=int, default=5)
-    b.add_argument("--target", type=float, help="validation RMSE target (default: 1.02 x the best run's)")
+    b.add_argument("--target", type=float, help="validation RMSE target (default: the median of the runs' best)")
     b.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     b.add_argument("--seed", type=int, default=0)
 

@@ -25,7 +25,7 @@ OWN = {"model", "solver", "seed", "device", "valid_pct"}  # TrainConfig fields t
 def add_parser(sub) -> None:
     p = command(sub, "tune", "Search hyperparameters on validation data (Optuna TPE + pruning); report the winner.",
                 EXAMPLE, run)
-    add_data_options(p)
+    add_data_options(p, required=False)  # may come from --config
     g = p.add_argument_group("validation and test")
     g.add_argument("--valid", help="validation file (default: a random --valid-pct of --data)")
     g.add_argument("--valid-pct", type=float, default=0.2, help="share of --data held out for validation (default 0.2)")
@@ -70,6 +70,8 @@ def run(args) -> int:
     if space_table is not None:
         space.update(space_from_toml(space_table, f"{path}: [space]"))
     space = {k: v for k, v in space.items() if k not in fixed}
+    if args.data is None:
+        raise ConfigError("Give the training ratings with --data (or data = ... in --config).")
     if args.trials is not None and args.trials < 1:
         raise ConfigError(f"--trials must be at least 1, not {args.trials}.")
     if args.timeout is not None and not args.timeout > 0:
