@@ -68,7 +68,7 @@ def test_bayes_fits_planted_data_and_the_saved_model_predicts_what_was_measured(
     train, test, noise = lowrank
     cfg = TrainConfig(solver="bayes", n_factors=4, epochs=30, burn_in=10, valid_pct=0)
     rec, trainer = fit(train, None, cfg)
-    assert rec.model.kind == "bayes" and int(rec.model.n_kept) == 20
+    assert rec.model.kind == "bayes" and rec.model.n_samples == 20
     measured = evaluate(rec, test)
     assert measured["rmse"] < 1.6 * noise + 0.05
     rec.save(tmp_path / "m")

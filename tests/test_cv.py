@@ -44,7 +44,7 @@ def test_parse_split():
 
 def test_cross_validate_reports_folds_and_mean_std():
     data = Ratings(lowrank_ratings(n_users=100, n_items=60, density=0.4)[0], "tiny")
-    cfg = TrainConfig(n_factors=4, epochs=40, lr=0.05, wd=0.01, valid_pct=0, y_range=(0.0, 7.0), device="cpu")
+    cfg = TrainConfig(solver="sgd", n_factors=4, epochs=40, lr=0.05, wd=0.01, valid_pct=0, y_range=(0.0, 7.0), device="cpu")
     result = cross_validate(kfolds(data, 3, seed=1), cfg)
     rmse = [f["rmse"] for f in result["folds"]]
     assert len(rmse) == 3 and result["summary"]["rmse"]["mean"] == pytest.approx(np.mean(rmse))

@@ -57,7 +57,7 @@ def interrupt_at(monkeypatch, epoch: int) -> None:
     monkeypatch.setattr(EpochTable, "on_epoch_end", on_epoch_end)
 
 
-@pytest.mark.parametrize("solver", ["sgd", "autograd"])
+@pytest.mark.parametrize("solver", ["sgd", "autograd", "als", "bayes"])
 def test_ctrl_c_saves_exits_130_and_resume_matches_uninterrupted(capsys, monkeypatch, tmp_path, ratings_csv, solver):
     ref, out = tmp_path / "ref", tmp_path / "m"
     assert main(train_args(ratings_csv, ref, solver)) == 0

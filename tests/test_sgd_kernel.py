@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from latentrec.batches import Encoded
 from latentrec.config import TrainConfig
 from latentrec.models import DotProductBias
 from latentrec.optim import SGD
@@ -145,7 +144,7 @@ def test_sgd_solver_picks_kernel_on_cpu_and_torch_path_trains_too(lowrank, monke
     tr, te = encode(train.df, users, items), encode(test.df, users, items)
     rmse = {}
     for name, bs in (("kernel", 1), ("torch", 256)):
-        cfg = TrainConfig(n_factors=8, epochs=30, lr=0.02, wd=0.02, schedule="cosine", bs=bs).resolved()
+        cfg = TrainConfig(solver="sgd", n_factors=8, epochs=30, lr=0.02, wd=0.02, schedule="cosine", bs=bs).resolved()
         torch.manual_seed(0)
         m = DotProductBias(len(users), len(items), 8, (0.0, 7.0))
         if name == "kernel":

@@ -41,7 +41,7 @@ def test_training_recovers_the_planted_structure(tmp_path):
 
     noise = 0.2
     write_synth(SynthSpec(30_000, 600, 300, n_factors=3, noise=noise, scale=(-10, 20), seed=0), tmp_path / "r.csv")
-    cfg = TrainConfig(n_factors=8, epochs=25, lr=0.02, wd=0.01, schedule="cosine", y_range=(-2, 9), seed=0)
+    cfg = TrainConfig(solver="sgd", n_factors=8, epochs=25, lr=0.02, wd=0.01, schedule="cosine", y_range=(-2, 9), seed=0)
     rec, _ = fit(load_ratings(tmp_path / "r.csv"), None, cfg)
     assert rec.info["metrics"]["valid_rmse"] < noise + 0.1, rec.info["metrics"]
 

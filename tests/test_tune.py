@@ -19,6 +19,7 @@ from latentrec.tune_report import FILES
 from conftest import lowrank_ratings
 
 SPACE_TOML = """
+solver = "sgd"
 epochs = 6
 [space]
 n-factors = {low = 2, high = 8}
@@ -87,7 +88,7 @@ def test_winner_toml_reproduces_its_trial_valid_rmse(searched, capsys):
 def test_resumed_study_continues_its_trial_count(tmp_path):
     train = Ratings(tiny(), "tiny")
     space = {"n_factors": Int(2, 6), "lr": Float(0.005, 0.05, log=True)}
-    base = TrainConfig(epochs=4, device="cpu")
+    base = TrainConfig(solver="sgd", epochs=4, device="cpu")
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     first = tune(train, base=base, space=space, n_trials=2, storage=storage, refit=False)
     assert len(first.table) == 2
@@ -95,7 +96,7 @@ def test_resumed_study_continues_its_trial_count(tmp_path):
     assert list(second.table.trial) == [0, 1, 2, 3, 4]
     assert second.table.iloc[:2].equals(first.table)  # the stored trials are kept, not rerun
     with pytest.raises(ConfigError, match="different"):
-        tune(train, base=TrainConfig(epochs=5, device="cpu"), space=space, n_trials=6, storage=storage)
+        tune(train, base=TrainConfig(solver="sgd", epochs=5, device="cpu"), space=space, n_trials=6, storage=storage)
 
 
 def test_hopeless_trial_is_pruned(tmp_path):
@@ -105,7 +106,7 @@ def test_hopeless_trial_is_pruned(tmp_path):
     study = make_study(storage, "latentrec", 42, pruner)
     for lr in (0.02, 0.03, 0.02, 1e-7):  # the last one cannot learn anything in 10 epochs
         study.enqueue_trial({"lr": lr})
-    result = tune(train, base=TrainConfig(epochs=10, n_factors=4, device="cpu"), space={"lr": Float(1e-7, 0.1, log=True)},
+    result = tune(train, base=TrainConfig(solver="sgd", epochs=10, n_factors=4, device="cpu"), space={"lr": Float(1e-7, 0.1, log=True)},
                   n_trials=4, storage=storage, pruner=pruner, refit=False)
     row = result.table.iloc[-1]
     assert row.lr == 1e-7 and row.pruned and row.epochs_run < 10 and "pruned" in row.note

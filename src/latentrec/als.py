@@ -101,6 +101,12 @@ class ALSRunner:
         self.v[:, -1] = 0
         self.limit = math.inf
 
+    def solver_state(self) -> dict:
+        return {"u": self.u, "v": self.v}
+
+    def load_solver_state(self, state: dict) -> None:
+        self.u, self.v = state["u"], state["v"]
+
     def epoch(self, lr_at) -> float:
         g = self.graph
         self.u = als_side(g, "user", self.v, self.reg)

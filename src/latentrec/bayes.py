@@ -37,8 +37,10 @@ class BayesianDot(DotProductBias):
     """The biased dot model averaged over ``n_samples`` posterior samples of ``n_factors`` each.
 
     ``user_factors`` / ``item_factors`` hold the samples side by side (``n_factors * n_samples``
-    columns), so their cosine similarity compares two items across all samples; ``user_bias`` /
-    ``item_bias`` are posterior means (the global mean folded into the item biases).
+    columns), the item side already divided by the number of kept samples, so the ordinary dot
+    product of a user row and an item row *is* the average of the samples' dot products: the
+    model predicts (and ranks, and compares items) exactly as a linear ``DotProductBias``.
+    ``user_bias`` / ``item_bias`` are posterior means (the global mean folded into the item biases).
     """
 
     kind = "bayes"
@@ -47,36 +49,32 @@ class BayesianDot(DotProductBias):
                  y_range: tuple[float, float] | None = None, bias: bool = True):
         super().__init__(n_users, n_items, n_factors * n_samples, None, bias)
         self.sample_factors = n_factors
-        self.register_buffer("n_kept", torch.ones(()))
+        with torch.no_grad():
+            for t in (self.user_factors, self.item_factors, self.user_bias, self.item_bias):
+                t.zero_()
+
+    @property
+    def n_samples(self) -> int:
+        return self.n_factors // self.sample_factors
 
     def config(self) -> dict:
-        return {**super().config(), "n_factors": self.sample_factors,
-                "n_samples": self.n_factors // self.sample_factors}
+        return {**super().config(), "n_factors": self.sample_factors, "n_samples": self.n_samples}
 
-    def forward(self, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-        out = [self._forward(x[s:s + chunk]) for s in range(0, len(x), chunk)]
-        return torch.cat(out) if out else torch.zeros(0, device=x.device)
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        users, items = x[:, 0], x[:, 1]
-        z = (self.user_factors[users] * self.item_factors[items]).sum(1) / self.n_kept
-        return z + self.user_bias[users] + self.item_bias[items]
-
-    @torch.no_grad()
-    def score_users(self, users: torch.Tensor) -> torch.Tensor:
-        z = self.user_factors[users] @ self.item_factors.T / self.n_kept
-        return z + self.user_bias[users, None] + self.item_bias[None, :]
+    def item_samples(self, items: torch.Tensor) -> torch.Tensor:
+        """The kept item factor samples of ``items``, shape ``(n_samples, len(items), n_factors)``."""
+        q = self.item_factors[items] * self.n_samples
+        return q.view(len(items), self.n_samples, self.sample_factors).transpose(0, 1)
 
     @torch.no_grad()
     def keep(self, slot: int, p: torch.Tensor, q: torch.Tensor, bu: torch.Tensor, bi: torch.Tensor) -> None:
         """Store sample number ``slot`` (0-based) and make the model the average of samples ``0..slot``."""
         k = self.sample_factors
-        self.user_factors[:, slot * k:(slot + 1) * k] = p
-        self.item_factors[:, slot * k:(slot + 1) * k] = q
         w = 1.0 / (slot + 1)
+        self.item_factors[:, :slot * k].mul_(1 - w)
+        self.user_factors[:, slot * k:(slot + 1) * k] = p
+        self.item_factors[:, slot * k:(slot + 1) * k] = q * w
         self.user_bias.mul_(1 - w).add_(bu, alpha=w)
         self.item_bias.mul_(1 - w).add_(bi, alpha=w)
-        self.n_kept.fill_(slot + 1)
 
 
 def gaussian_conditional(gram: torch.Tensor, rhs: torch.Tensor, prior_mean: torch.Tensor, prior_prec: torch.Tensor,
@@ -210,6 +208,20 @@ class GibbsRunner:
                          "item": ImplicitPrior(g.items, g.users, g.n_items, g.n_users, k + 1) if dense_ok else None}
         self.sweep = 0
         self.limit = math.inf
+
+    def solver_state(self) -> dict:
+        """The chain's state (for checkpoints): current rows, noise precision, sweep, implicit priors."""
+        state = {"u": self.u, "v": self.v, "alpha": self.alpha, "sweep": self.sweep}
+        for side, imp in self.implicit.items():
+            if imp is not None:
+                state[f"{side}.y"], state[f"{side}.lam"] = imp.y, imp.lam
+        return state
+
+    def load_solver_state(self, state: dict) -> None:
+        self.u, self.v, self.alpha, self.sweep = state["u"], state["v"], state["alpha"], state["sweep"]
+        for side, imp in self.implicit.items():
+            if imp is not None:
+                imp.y, imp.lam = state[f"{side}.y"], state[f"{side}.lam"]
 
     def sample_side(self, side: str, other: torch.Tensor, mine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A new draw of every row of ``side`` and its conditional mean, given the other side's rows."""

@@ -72,6 +72,13 @@ def capture(trainer) -> tuple[dict[str, torch.Tensor], dict]:
                     else:
                         scalars.setdefault(str(i), {})[key] = v
             runner_meta["optim"][name] = scalars
+    if hasattr(trainer.runner, "solver_state"):  # closed-form solvers keep their own iterates
+        runner_meta["solver"] = {}
+        for key, value in trainer.runner.solver_state().items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"solver.{key}"] = value.detach().cpu().clone()
+            else:
+                runner_meta["solver"][key] = value
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -124,6 +131,10 @@ def restore(trainer, tensors: dict[str, torch.Tensor], meta: dict, where: Path) 
                 state.update({k[len(prefix):]: v.to(p.device) for k, v in tensors.items() if k.startswith(prefix)})
                 if state:
                     value.state[id(p)] = state
+    if hasattr(runner, "load_solver_state"):
+        state = dict(meta["runner"].get("solver", {}))
+        state.update({k[7:]: v.to(device) for k, v in tensors.items() if k.startswith("solver.")})
+        runner.load_solver_state(state)
     trainer.history = list(meta["history"])
     trainer.best_epoch, trainer.best_rmse = meta["best_epoch"], meta["best_rmse"]
     trainer.train_seconds = meta["train_seconds"]

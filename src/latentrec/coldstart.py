@@ -2,9 +2,10 @@
 
 With the item factors ``q_i`` and biases ``b_i`` fixed, the user's factors ``p`` and bias ``b``
 minimise ``sum_i (r_i - squash(p . q_i + b + b_i))^2 + reg * |p|^2`` -- the same objective, per
-user, that training minimised. ``reg`` (on ``p`` and ``b``) defaults to ``wd * n_ratings``, which is what
+user, that training minimised. ``reg`` (on ``p`` and ``b``) defaults to ``max(wd, 0.05) * n_ratings``, which is what
 per-rating weight decay (``grad += wd * param`` on every rating) adds up to. Started from the ridge solution
-in logit space, a few Gauss-Newton steps solve it; each is one small ``(k+1) x (k+1)`` system.
+in logit space, a few Gauss-Newton steps solve it; each is one small ``(k+1) x (k+1)`` system. For the
+Bayesian model each kept sample is solved on its own (one batched solve) and the model averages them.
 """
 
 from __future__ import annotations
@@ -78,30 +79,33 @@ def fold_in(rec: Recommender, given: UserRatings, reg: float | None = None, step
         raise DataError("None of the rated items is known to the model, so there is nothing to fold in.")
     idx = idx[known]
     with torch.no_grad():
-        Q = model.item_factors[idx].double().cpu()
+        # one (n, k) item block per posterior sample for the Bayesian model, else the one factor table
+        Q = (model.item_samples(torch.from_numpy(idx)) if hasattr(model, "item_samples")
+             else model.item_factors[idx][None]).double().cpu()
         bi = model.item_bias[idx].double().cpu()
     r = torch.tensor(np.asarray(given.ratings, np.float64)[known])
     r = r.clamp(*rec.rating_range)
-    k = Q.shape[1]
-    A = torch.cat([Q, torch.ones(len(idx), 1, dtype=torch.float64)], 1)
+    k = Q.shape[2]
+    A = torch.cat([Q, torch.ones(*Q.shape[:2], 1, dtype=torch.float64)], 2)
     wd = float(rec.config.get("wd") or 0.0)
-    lam = float(reg) if reg is not None else max(wd, 1e-3) * len(idx)
+    lam = float(reg) if reg is not None else max(wd, 0.05) * len(idx)
     D = lam * torch.eye(k + 1, dtype=torch.float64)  # training decays the bias like the factors
     y_range = model.y_range
-    if y_range is None:
-        x = torch.linalg.solve(A.T @ A + D, A.T @ (r - bi))
-    else:
-        lo, hi = y_range
-        frac = ((r - lo) / (hi - lo)).clamp(1e-4, 1 - 1e-4)
-        x = torch.linalg.solve(A.T @ A + D, A.T @ (torch.logit(frac) - bi))
-        for _ in range(steps):
-            s = torch.sigmoid(A @ x + bi)
-            err = r - (lo + (hi - lo) * s)
-            J = A * ((hi - lo) * s * (1 - s))[:, None]
-            dx = torch.linalg.solve(J.T @ J + D, J.T @ err - D @ x)
-            x = x + dx
-            if float(dx.abs().max()) < 1e-7:
-                break
+    if y_range is None:  # each sample's own ridge solution; the model averages their predictions
+        x = torch.linalg.solve(A.mT @ A + D, A.mT @ (r - bi)[:, None])[..., 0].float().numpy()
+        return FoldedUser(x[:, :k].reshape(-1), float(x[:, k].mean()), idx, ignored)
+    A = A[0]
+    lo, hi = y_range
+    frac = ((r - lo) / (hi - lo)).clamp(1e-4, 1 - 1e-4)
+    x = torch.linalg.solve(A.T @ A + D, A.T @ (torch.logit(frac) - bi))
+    for _ in range(steps):
+        s = torch.sigmoid(A @ x + bi)
+        err = r - (lo + (hi - lo) * s)
+        J = A * ((hi - lo) * s * (1 - s))[:, None]
+        dx = torch.linalg.solve(J.T @ J + D, J.T @ err - D @ x)
+        x = x + dx
+        if float(dx.abs().max()) < 1e-7:
+            break
     x = x.float().numpy()
     return FoldedUser(x[:k], float(x[k]), idx, ignored)
 

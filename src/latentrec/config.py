@@ -19,7 +19,7 @@ class TrainConfig:
     """
 
     model: str = "dot"
-    solver: str | None = None  # sgd: fused per-rating kernel (CPU); autograd: batched hand-written loop
+    solver: str | None = None  # dot: bayes (default), sgd, als or autograd; nn: autograd
     n_factors: int | None = None
     epochs: int | None = None
     lr: float | None = None
@@ -38,11 +38,11 @@ class TrainConfig:
     dropout: float | None = None  # nn: dropout after each hidden layer
     bn: bool | None = None  # nn: batch norm after each hidden layer
     implicit: bool | None = None  # nn: embeddings also sum what was rated (SVD++-style)
-    burn_in: int | None = None  # bayes: Gibbs sweeps (of --epochs) discarded before averaging
+    burn_in: int | None = None  # bayes: Gibbs sweeps (of --epochs) discarded before averaging; default epochs // 6
 
     def resolved(self) -> "TrainConfig":
         """A copy with every ``None`` filled from the recipe for this model and solver, checked."""
-        solver = self.solver or ("sgd" if self.model == "dot" else "autograd")
+        solver = self.solver or ("bayes" if self.model == "dot" else "autograd")
         recipe = RECIPES.get((self.model, solver))
         if recipe is None:
             raise ConfigError(f"--model {self.model} cannot be trained with --solver {solver}.")
@@ -51,6 +51,8 @@ class TrainConfig:
         for key, value in recipe.items():
             if values[key] is None:
                 values[key] = value
+        if solver == "bayes" and values["burn_in"] is None:
+            values["burn_in"] = values["epochs"] // 6  # the recipe's 10 of 60, kept in proportion
         cfg = TrainConfig(**values)
         cfg.check()
         return cfg
@@ -81,7 +83,7 @@ class TrainConfig:
         if self.y_range is not None and not self.y_range[0] < self.y_range[1]:
             raise ConfigError(f"--y-range must be LOW HIGH with LOW < HIGH, not {self.y_range}.")
         if self.solver in ("als", "bayes") and self.y_range is not None:
-            raise ConfigError(f"--solver {self.solver} fits the linear biased dot model; drop --y-range.")
+            raise ConfigError(f"--solver {self.solver} fits the linear biased dot model; drop --y-range, or use --solver sgd or autograd for the sigmoid.")
         if self.solver == "bayes" and not (isinstance(self.burn_in, int) and 0 <= self.burn_in < self.epochs):
             raise ConfigError(f"--burn-in must be a whole number from 0 to --epochs - 1, not {self.burn_in!r}.")
         if self.model == "nn" and (not self.layers or any(not isinstance(h, int) or h < 1 for h in self.layers)):
@@ -112,7 +114,7 @@ RECIPES: dict[tuple[str, str], dict] = {
                                schedule="onecycle"),
     # closed-form solvers: an epoch is one sweep; lr, bs and schedule only keep the epoch loop uniform
     ("dot", "als"): dict(n_factors=40, epochs=6, wd=0.14, lr=1.0, wd_mode="l2", bs=1, schedule="constant"),
-    ("dot", "bayes"): dict(n_factors=10, epochs=60, burn_in=10, wd=0.0, lr=1.0, wd_mode="l2", bs=1,
+    ("dot", "bayes"): dict(n_factors=10, epochs=60, wd=0.0, lr=1.0, wd_mode="l2", bs=1,
                            schedule="constant"),
     ("nn", "autograd"): dict(epochs=8, lr=5e-3, wd=0.3, wd_mode="decoupled", bs=2048, schedule="onecycle",
                              layers=(100,), dropout=0.0, bn=False, implicit=True),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import torch
 
@@ -72,8 +70,6 @@ def fit(train: Ratings, valid: Ratings | None = None, config: TrainConfig | None
     """
     cfg = config or TrainConfig()
     device = local_device(pick_device(cfg.device))
-    if cfg.solver is None and cfg.model == "dot" and device.type != "cpu":
-        cfg = replace(cfg, solver="autograd")
     cfg = cfg.resolved()
     train_df = train.df
     valid_df = valid.df if valid is not None else None

@@ -27,7 +27,7 @@ from .data import Ratings
 from .errors import ConfigError
 from .evaluate import evaluate
 from .recommender import Recommender
-from .training import fit, pick_device
+from .training import fit
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,9 @@ DEFAULT_SPACES: dict[tuple[str, str], Space] = {
         "lr": Float(1e-3, 3e-2, log=True), "wd": Float(1e-3, 0.3, log=True),
         "bs": Choice((256, 512, 1024, 2048, 4096)), "schedule": Choice(("onecycle", "cosine")),
     },
-    # ALS: rank, lambda (wd, frequency-weighted) and sweeps (epochs); Bayes: rank, sweeps, burn-in.
+    # ALS: rank, lambda (wd, frequency-weighted) and sweeps (epochs); Bayes: rank and sweeps (burn-in: a sixth).
     ("dot", "als"): {"n_factors": Int(8, 128, log=True), "epochs": Int(3, 20), "wd": Float(0.03, 0.5, log=True)},
-    ("dot", "bayes"): {"n_factors": Int(4, 32, log=True), "epochs": Int(30, 150, step=10),
-                       "burn_in": Int(5, 25, step=5)},
+    ("dot", "bayes"): {"n_factors": Int(4, 32, log=True), "epochs": Int(30, 150, step=10)},
     ("nn", "autograd"): {
         "epochs": Int(3, 15), "lr": Float(1e-3, 2e-2, log=True), "wd": Float(0.01, 0.5, log=True),
         "dropout": Float(0.0, 0.5), "bs": Choice((512, 1024, 2048)),
@@ -77,10 +76,8 @@ DEFAULT_SPACES: dict[tuple[str, str], Space] = {
 
 
 def solver_for(cfg: TrainConfig) -> str:
-    """The solver ``fit`` trains ``cfg`` with: the given one, else autograd off the CPU, else the recipe's."""
-    if cfg.solver:
-        return cfg.solver
-    return "autograd" if cfg.model == "dot" and pick_device(cfg.device).type != "cpu" else cfg.resolved().solver
+    """The solver ``fit`` trains ``cfg`` with: the given one, else the recipe's."""
+    return cfg.solver or cfg.resolved().solver
 
 
 def default_space(model: str, solver: str) -> Space:
