@@ -88,6 +88,8 @@ def with_ones(x: torch.Tensor) -> torch.Tensor:
 class ALSRunner:
     """One Trainer epoch = one ALS sweep: solve all users, then all items, write them into the model."""
 
+    closed_form = True
+
     def __init__(self, model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
         if getattr(model, "kind", None) != "dot" or model.y_range is not None or not model.use_bias:
             raise ConfigError("--solver als fits the linear biased dot model (no --y-range).")

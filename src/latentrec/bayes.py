@@ -192,6 +192,8 @@ class ImplicitPrior:
 class GibbsRunner:
     """One Trainer epoch = one Gibbs sweep; after ``burn_in`` sweeps each sample is kept in the model."""
 
+    closed_form = True
+
     def __init__(self, model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
         if getattr(model, "kind", None) != "bayes":
             raise ConfigError("--solver bayes trains the Bayesian dot model only.")

@@ -195,7 +195,9 @@ class Trainer:
                 break
             runner.limit = max(10 * mse, 1.0) if math.isinf(runner.limit) else runner.limit
             self.model.set_unknown_rows(self.user_counts, self.item_counts)
-            record = {"epoch": epoch + 1, "train_rmse": math.sqrt(mse), "lr": lr}
+            record = {"epoch": epoch + 1, "train_rmse": math.sqrt(mse)}
+            if not getattr(runner, "closed_form", False):  # ALS sweeps and Gibbs samples have no lr
+                record["lr"] = lr
             if self.valid is not None and len(self.valid):
                 record["valid_rmse"], record["valid_mae"] = rmse_mae(self.predict(self.valid), self.valid.ratings)
                 if record["valid_rmse"] < self.best_rmse:

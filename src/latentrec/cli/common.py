@@ -13,7 +13,7 @@ from rich.table import Table
 from .. import progress
 from ..data import DUPLICATE_POLICIES, Ratings, load_ratings
 
-console = Console(highlight=False)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 def command(sub, name: str, help: str, example: str, run) -> argparse.ArgumentParser:
