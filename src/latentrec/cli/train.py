@@ -102,9 +102,9 @@ class EpochTable:
             return
         cells = []
         for c in COLUMNS:
-            v = record.get(c, "")
-            cells.append(f"{v:>10d}" if isinstance(v, int) else f"{v:>10.4g}" if c == "lr" else
-                         f"{v:>10.2f}" if c == "seconds" else f"{v:>10.4f}" if v != "" else f"{'-':>10}")
+            v = record.get(c)
+            cells.append(f"{'-':>10}" if v is None else f"{v:>10d}" if isinstance(v, int) else
+                         f"{v:>10.4g}" if c == "lr" else f"{v:>10.2f}" if c == "seconds" else f"{v:>10.4f}")
         console.print("  ".join(cells))
 
 
