@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from latentrec.cli import main
-
 from conftest import lowrank_ratings
+
+from latentrec.cli import main
 
 
 def test_ablation_runs_end_to_end(tmp_path, capsys):

@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import tomllib
 
 import pytest
-from hypothesis import given, strategies as st
+import tomllib
+from conftest import lowrank_ratings
+from hypothesis import given
+from hypothesis import strategies as st
 
 from latentrec.cli import main, train
 from latentrec.config_file import apply_config, dumps_toml, read_config
 from latentrec.errors import ConfigError
-
-from conftest import lowrank_ratings
 
 
 def parse(argv):

@@ -6,14 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import lowrank_ratings
 
 from latentrec.cli import main
 from latentrec.config import TrainConfig
 from latentrec.cv import cross_validate, kfolds, parse_split
 from latentrec.data import Ratings
 from latentrec.errors import ConfigError
-
-from conftest import lowrank_ratings
 
 
 def pairs(r: Ratings) -> set:

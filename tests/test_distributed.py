@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import lowrank_ratings
 
 WORKER = Path(__file__).with_name("dist_worker.py")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import tomllib
 
 import optuna
 import pandas as pd
 import pytest
+import tomllib
+from conftest import lowrank_ratings
 
 from latentrec.cli import main
 from latentrec.config import TrainConfig
@@ -15,8 +16,6 @@ from latentrec.data import Ratings
 from latentrec.errors import ConfigError
 from latentrec.tune import Choice, Float, Int, make_study, space_from_toml, tune
 from latentrec.tune_report import FILES
-
-from conftest import lowrank_ratings
 
 SPACE_TOML = """
 solver = "sgd"

@@ -28,7 +28,6 @@ from .config import TrainConfig
 from .errors import ConfigError
 from .models import MODEL_CLASSES, DotProductBias
 
-
 ALS_START_REG, ALS_START_SWEEPS = 0.1, 3
 IMPLICIT_MAX_ROWS = 6000  # the implicit priors hold dense (rows x rows) matrices
 

@@ -22,6 +22,7 @@ from .errors import ConfigError, DataError
 from .recommend import UserRatings, is_dot
 from .recommender import Recommender
 
+
 @dataclass
 class FoldedUser:
     """Solved factors and bias of a folded-in user, and which of their ratings were used."""

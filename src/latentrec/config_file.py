@@ -15,8 +15,9 @@ import json
 import math
 import os
 import tempfile
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from .errors import ConfigError
 

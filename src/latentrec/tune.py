@@ -67,7 +67,8 @@ DEFAULT_SPACES: dict[tuple[str, str], Space] = {
     },
     # ALS: rank, lambda (wd, frequency-weighted) and sweeps (epochs); Bayes: rank and sweeps (burn-in: a sixth).
     ("dot", "als"): {"n_factors": Int(8, 128, log=True), "epochs": Int(3, 20), "wd": Float(0.03, 0.5, log=True)},
-    ("dot", "bayes"): {"n_factors": Int(4, 32, log=True), "epochs": Int(30, 150, step=10)},
+    # kept small enough that 30 trials fit in about two minutes on ML-100K on 2 cores
+    ("dot", "bayes"): {"n_factors": Int(5, 24, log=True), "epochs": Int(30, 100, step=10)},
     ("nn", "autograd"): {
         "epochs": Int(3, 15), "lr": Float(1e-3, 2e-2, log=True), "wd": Float(0.01, 0.5, log=True),
         "dropout": Float(0.0, 0.5), "bs": Choice((512, 1024, 2048)),

@@ -11,6 +11,7 @@ import optuna
 import pandas as pd
 
 from .config_file import dumps_toml, write_text_atomic
+from .jsonsafe import json_safe
 from .tune import TuneResult
 
 FILES = ("trials.csv", "trials.md", "best.toml", "valid_rmse_by_trial.png", "param_importances.png",
@@ -41,18 +42,8 @@ def write_report(result: TuneResult, out: str | Path, toml_extra: dict | None = 
     write_text_atomic(out / "best.toml", header + dumps_toml({**(toml_extra or {}), **result.best_config}))
     plot_trials(result.table, out / "valid_rmse_by_trial.png")
     plot_importances(result.study, list(result.space), out / "param_importances.png")
-    write_text_atomic(out / "summary.json", json.dumps(_finite(info), indent=1) + "\n")
+    write_text_atomic(out / "summary.json", json.dumps(json_safe(info), indent=1) + "\n")
     return info
-
-
-def _finite(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def fmt(value) -> str:

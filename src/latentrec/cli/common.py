@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
 from rich.console import Console
@@ -12,6 +11,7 @@ from rich.table import Table
 
 from .. import progress
 from ..data import DUPLICATE_POLICIES, Ratings, load_ratings
+from ..jsonsafe import json_safe
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
@@ -47,17 +47,7 @@ def start(args) -> None:
 
 
 def emit_json(obj) -> None:
-    print(json.dumps(_finite(obj), indent=1))
-
-
-def _finite(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+    print(json.dumps(json_safe(obj), indent=1))
 
 
 def table(title: str | None, columns: list[str], rows, formats: dict | None = None) -> None:

@@ -8,10 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import distributed, progress
-from ..config import MODELS, SOLVERS, TrainConfig
-from ..data import read_titles
 from ..checkpoint import Checkpointer, completed_epoch, default_folder
+from ..config import MODELS, SOLVERS, TrainConfig
 from ..config_file import apply_config, defer_defaults
+from ..data import read_titles
 from ..errors import ConfigError, ModelFileError
 from ..evaluate import evaluate
 from ..recommend import recommend
