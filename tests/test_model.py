@@ -58,4 +58,4 @@ def test_unknown_rows_are_the_weighted_average():
         m.user_bias[:] = torch.tensor([9.0, 1.0, 3.0])
     m.set_unknown_rows(torch.tensor([0, 1, 3]), torch.tensor([0, 2, 2]))
     assert np.isclose(float(m.user_bias.detach()[0]), (1 * 1 + 3 * 3) / 4)
-    assert float(m.user_factors[0].abs().sum()) == 0.0
+    assert float(m.user_factors.detach()[0].abs().sum()) == 0.0

@@ -15,7 +15,8 @@ class TrainConfig:
     """Every knob of a training run. ``None`` means "the recipe's default for this model/solver".
 
     The defaults were tuned on a validation split carved from ML-100K's training rows
-    (``benchmarks/tune_default_recipe.py``), never on a test file.
+    (``benchmarks/sgd_recipe_grid.py`` for sgd, ``benchmarks/accuracy.py --tune`` for the others), never on
+    a test file.
     """
 
     model: str = "dot"
@@ -107,7 +108,7 @@ class TrainConfig:
         return cls(**d)
 
 
-# Tuned on a validation split of ML-100K's training rows; see benchmarks/tune_default_recipe.py.
+# Tuned on validation splits of ML-100K's training rows; see benchmarks/sgd_recipe_grid.py and accuracy.py --tune.
 RECIPES: dict[tuple[str, str], dict] = {
     ("dot", "sgd"): dict(n_factors=100, epochs=60, lr=0.02, wd=0.12, wd_mode="l2", bs=1, schedule="cosine"),
     ("dot", "autograd"): dict(n_factors=50, epochs=10, lr=5e-3, wd=0.1, wd_mode="decoupled", bs=1024,

@@ -39,10 +39,11 @@ def add_parser(sub) -> None:
     g.add_argument("--test", help="test file scored once, after training")
     m = p.add_argument_group("model and training (defaults: the tuned recipe for the model/solver)")
     m.add_argument("--model", choices=MODELS, default="dot", help="dot: dot product + biases (default); nn: neural")
-    m.add_argument("--solver", choices=SOLVERS, help="sgd: fused per-rating kernel (CPU default); autograd: batched loop; "
-                   "als: alternating least squares; bayes: Bayesian MF by Gibbs sampling (both: --model dot)")
+    m.add_argument("--solver", choices=SOLVERS, help="for --model dot: bayes (default; Bayesian MF by Gibbs sampling), "
+                   "sgd (fused per-rating kernel), als (alternating least squares) or autograd (batched loop, "
+                   "the only one for --model nn)")
     m.add_argument("--n-factors", type=int, help="latent factors per user and item")
-    m.add_argument("--epochs", type=int)
+    m.add_argument("--epochs", type=int, help="passes over the training data (sweeps for bayes and als)")
     m.add_argument("--lr", type=float, help="learning rate")
     m.add_argument("--wd", type=float, help="weight decay")
     m.add_argument("--wd-mode", choices=["l2", "decoupled"], help="l2: grad += wd * param (the seed); decoupled: AdamW")

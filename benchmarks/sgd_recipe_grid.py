@@ -1,7 +1,7 @@
-"""How the default recipe was chosen: a small grid on a validation split carved from the
+"""How the SGD kernel's recipe was chosen: a small grid on a validation split carved from the
 training rows of the rng-42 ML-100K split (the test rows are never read here).
 
-    LATENTREC_DATA=../shared/data python benchmarks/tune_default_recipe.py
+    LATENTREC_DATA=../shared/data python benchmarks/sgd_recipe_grid.py
 """
 
 from __future__ import annotations
