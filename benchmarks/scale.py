@@ -1,6 +1,7 @@
 """One SGD epoch at growing scale, read from Parquet in chunks: seconds and peak memory per size.
 
     python benchmarks/scale.py --sizes 1e6 1e7 3e7 1e8 --dir /tmp/latentrec-scale
+    python benchmarks/scale.py --sizes 1e6 1e7 1e8 --fixed-density   # users, items grow with the ratings
 
 Each size is written once with ``latentrec synth`` (200k users, 50k items unless told), then a
 fresh process reads it with ``chunked.read_blocked`` (pyarrow, 2M-row chunks), builds the
@@ -22,11 +23,11 @@ import json, resource, sys, time
 import numba, numpy as np
 from latentrec.chunked import read_blocked
 from latentrec.sgd_kernel import default_grid, sgd_epoch
-path, k, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+path, k, threads, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 numba.set_num_threads(threads)
 rng = np.random.default_rng(0)
 t0 = time.perf_counter()
-data, info = read_blocked(path, default_grid(10 ** 9, threads), rng)
+data, info = read_blocked(path, default_grid(size, threads), rng)
 read_s = time.perf_counter() - t0
 nu, ni = info["n_users"], info["n_items"]
 P, Q = rng.normal(0, 0.1, (nu, k)).astype(np.float32), rng.normal(0, 0.1, (ni, k)).astype(np.float32)
@@ -47,6 +48,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=float, nargs="+", default=[1e6, 1e7, 3e7])
     ap.add_argument("--users", type=int, default=200_000)
     ap.add_argument("--items", type=int, default=50_000)
+    ap.add_argument("--fixed-density", action="store_true",
+                    help="scale users and items with sqrt(size / largest size), so every size has the same density")
     ap.add_argument("--factors", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dir", default="/tmp/latentrec-scale")
@@ -56,18 +59,20 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for size in map(int, a.sizes):
-        path = folder / f"synth-{size}.parquet"
+        shrink = (size / max(a.sizes)) ** 0.5 if a.fixed_density else 1.0
+        users, items = max(2, round(a.users * shrink)), max(2, round(a.items * shrink))
+        path = folder / f"synth-{size}-{users}x{items}.parquet"
         t0 = time.perf_counter()
         if not path.exists():
             subprocess.run([sys.executable, "-m", "latentrec", "synth", "--ratings", str(size), "--users",
-                            str(a.users), "--items", str(a.items), "--out", str(path)], check=True)
+                            str(users), "--items", str(items), "--out", str(path)], check=True)
         synth_s = time.perf_counter() - t0
-        out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(a.factors), str(a.threads)],
+        out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(a.factors), str(a.threads), str(size)],
                              check=True, capture_output=True, text=True).stdout
         row = json.loads(out.strip().splitlines()[-1]) | {"synth_s": synth_s}
         row["ratings_per_s"] = row["n_ratings"] / row["epoch_s"]
         rows.append(row)
-        print(f"{size:>12,} ratings: synth {synth_s:6.1f} s  read+block {row['read_s']:6.1f} s  "
+        print(f"{size:>12,} ratings ({users:,} x {items:,}): synth {synth_s:6.1f} s  read+block {row['read_s']:6.1f} s  "
               f"epoch {row['epoch_s']:6.2f} s ({row['ratings_per_s'] / 1e6:5.2f} M/s)  peak {row['peak_mb']:7.0f} MB",
               flush=True)
         if not a.keep:

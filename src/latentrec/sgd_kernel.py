@@ -143,12 +143,16 @@ class BlockedRatings:
 
 
 def default_grid(n_ratings: int, n_threads: int) -> int:
-    """Blocks per side: 4 per thread (LIBMF uses at least 2 * threads + 1); one (serial) below 1M ratings.
+    """Blocks per side: 4 per thread (LIBMF uses at least 2 * threads + 1), 16 per thread from 50M ratings
+    on (so a block's factor rows stay in cache: 2 threads, 100M ratings: 34.7M ratings/s at 32 vs 22.3M at 8);
+    one (serial) block below 1M ratings.
 
     Every round of blocks ends in a barrier across threads; on a busy machine that costs
     milliseconds, more than a whole small epoch takes on one core.
     """
-    return 1 if n_ratings < 1_000_000 or n_threads < 2 else 4 * n_threads
+    if n_ratings < 1_000_000 or n_threads < 2:
+        return 1
+    return (16 if n_ratings >= 50_000_000 else 4) * n_threads
 
 
 def sgd_epoch(data: BlockedRatings, P: np.ndarray, Q: np.ndarray, bu: np.ndarray, bi: np.ndarray, lr: float,
