@@ -75,3 +75,17 @@ def test_bad_files_exit_2_with_one_sentence(capsys, tmp_path, content, needle):
 def test_missing_model_dir_is_exit_2(capsys, tmp_path):
     code, _, err = run(capsys, "evaluate", str(tmp_path / "nope"), "--data", "x.csv")
     assert code == 2 and "does not exist" in err
+
+
+@pytest.mark.parametrize("content", ["user,item\nu1,i1\nu1,i1\nnobody,i2\n", "u1\ti1\nu1\ti1\nnobody\ti2\n"])
+def test_predict_pairs_need_no_rating_column(capsys, tmp_path, ratings_csv, content):
+    assert run(capsys, "train", "--data", str(ratings_csv), "--epochs", "2", "--out", str(tmp_path / "m"),
+               "--device", "cpu", "--json")[0] == 0
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text(content)
+    code, out, err = run(capsys, "predict", str(tmp_path / "m"), "--data", str(pairs), "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [(r["user"], r["item"], r["known_user"]) for r in rows] == [("u1", "i1", True), ("u1", "i1", True),
+                                                                       ("nobody", "i2", False)]
+    assert rows[0]["prediction"] == rows[1]["prediction"]

@@ -79,8 +79,21 @@ def load_ratings(
     return read_ratings_file(Path(source), cols=cols, duplicates=duplicates)
 
 
-def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "error") -> Ratings:
-    """Read one ratings file (CSV/TSV/Parquet; headerless or with a header)."""
+def load_pairs(source: str | os.PathLike | pd.DataFrame, *, user_col: str | None = None, item_col: str | None = None,
+               data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """(user, item) rows to predict: read and checked like ratings, but a rating column is optional
+    (it is ignored) and repeated pairs are kept."""
+    cols = {"user": user_col, "item": item_col, "rating": None}
+    if isinstance(source, pd.DataFrame):
+        return _validate(source.copy(), "the DataFrame", cols, "error", 0, True, pairs=True)[["user", "item"]]
+    name = str(source).partition("/")[0]
+    if name in DATASETS and not Path(source).exists():
+        return load_ratings(source, data_dir=data_dir, duplicates="last").df[["user", "item"]]
+    return read_ratings_file(Path(source), cols=cols, pairs=True).df[["user", "item"]]
+
+
+def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "error", pairs: bool = False) -> Ratings:
+    """Read one ratings file (CSV/TSV/Parquet; headerless or with a header); ``pairs``: see :func:`load_pairs`."""
     cols = cols or {"user": None, "item": None, "rating": None}
     path = Path(path)
     if not path.exists():
@@ -101,9 +114,9 @@ def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "e
             raise DataError(f"{path} could not be read as Parquet ({type(e).__name__}: {e}).") from None
         has_header, row_offset = True, 0
     else:
-        raw, has_header = _read_text(path, cols)
+        raw, has_header = _read_text(path, cols, pairs)
         row_offset = 1 if has_header else 0
-    df = _validate(raw, str(path), cols, duplicates, row_offset=row_offset, has_header=has_header)
+    df = _validate(raw, str(path), cols, duplicates, row_offset=row_offset, has_header=has_header, pairs=pairs)
     return Ratings(df, str(path), _titles_from_column(raw, df, cols))
 
 
@@ -127,14 +140,18 @@ def _sniff_sep(line: str) -> str:
     return r"\s+"
 
 
-def _read_text(path: Path, cols: dict) -> tuple[pd.DataFrame, bool]:
+def _read_text(path: Path, cols: dict, pairs: bool = False) -> tuple[pd.DataFrame, bool]:
     line, encoding = _first_line(path)
     if not line:
         raise DataError(f"{path} has no rows; it needs rows of user, item, rating.")
     sep = _sniff_sep(re.sub(r'"[^"]*"', "", line))  # a separator inside a quoted id does not count
     fields = [f.strip().strip('"') for f in _split_line(line, sep)]
     named = {c for c in cols.values() if c}
-    has_header = bool(named & set(fields)) or len(fields) < 3 or not _is_number(fields[2])
+    if pairs:  # ids may be text, so only known column names mark a header
+        known = set().union(*ALIASES.values())
+        has_header = bool(named & set(fields)) or any(_normalized(f) in known for f in fields)
+    else:
+        has_header = bool(named & set(fields)) or len(fields) < 3 or not _is_number(fields[2])
     try:
         raw = pd.read_csv(
             path,
@@ -187,11 +204,15 @@ def _resolve_column(df: pd.DataFrame, role: str, wanted: str | None, where: str)
             return wanted
         raise DataError(f"{where} has no column {wanted!r} (its columns: {', '.join(columns)}).")
     for c in columns:
-        if c.lower().replace("_", "").replace(" ", "") in ALIASES[role]:
+        if _normalized(c) in ALIASES[role]:
             return c
     raise DataError(
         f"{where} has no {role} column (its columns: {', '.join(columns)}); name it with --{role}-col."
     )
+
+
+def _normalized(name: str) -> str:
+    return name.lower().replace("_", "").replace(" ", "")
 
 
 def _ids(col: pd.Series, role: str, where: str, row_offset: int) -> pd.Series:
@@ -232,16 +253,18 @@ def _ratings(col: pd.Series, where: str, row_offset: int) -> np.ndarray:
 
 
 def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_offset: int,
-              has_header: bool) -> pd.DataFrame:
+              has_header: bool, pairs: bool = False) -> pd.DataFrame:
     if len(raw) == 0:
         raise DataError(f"{where} has no rating rows.")
-    names = {role: _resolve_column(raw, role, cols.get(role) if has_header else None, where)
-             for role in ("user", "item", "rating")}
+    roles = ("user", "item") if pairs else ("user", "item", "rating")
+    names = {role: _resolve_column(raw, role, cols.get(role) if has_header else None, where) for role in roles}
     df = pd.DataFrame({
         "user": _ids(raw[names["user"]], "user", where, row_offset),
         "item": _ids(raw[names["item"]], "item", where, row_offset),
-        "rating": _ratings(raw[names["rating"]], where, row_offset),
     })
+    if pairs:
+        return df
+    df["rating"] = _ratings(raw[names["rating"]], where, row_offset)
     if "timestamp" in raw.columns:
         ts = pd.to_numeric(raw["timestamp"], errors="coerce")
         if ts.notna().all():

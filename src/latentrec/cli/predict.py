@@ -6,9 +6,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..data import load_pairs
 from ..errors import ConfigError, DataError
 from ..recommender import Recommender
-from .common import add_data_options, command, console, emit_json, read, start, table
+from .common import add_data_options, command, console, emit_json, start, table
 
 EXAMPLE = """latentrec predict model --user 196 --item 242
   latentrec predict model --data pairs.csv --out preds.csv"""
@@ -42,7 +43,7 @@ def run(args) -> int:
         raise ConfigError("Give --user and --item, or --data FILE (with --out) for many rows.")
     rec = Recommender.load(args.model_dir)
     if args.data is not None:
-        pairs = read(args, args.data).df if args.rating_col or True else None
+        pairs = load_pairs(args.data, user_col=args.user_col, item_col=args.item_col, data_dir=args.data_dir)
         preds = rec.predict(pairs["user"].to_numpy(), pairs["item"].to_numpy())
     else:
         preds = rec.predict([args.user], [args.item])
