@@ -52,3 +52,13 @@ def test_headerless_tab_file(ml100k_dir, tmp_path):
 def test_file_inside_a_named_dataset(ml100k_dir):
     r = load_ratings("ml-100k/u1.test")
     assert len(r) == 20_000 and r.title("50") == "Star Wars (1977)"
+
+
+def test_titles_follow_their_items_through_deduplication():
+    import pandas as pd
+
+    df = pd.DataFrame({"user": ["1", "1", "2", "3"], "item": ["x", "x", "y", "z"], "rating": [1.0, 2.0, 3.0, 4.0],
+                       "title": ["X", "X", "Y", "Z"]})
+    for policy in ("mean", "last"):
+        r = load_ratings(df, duplicates=policy)
+        assert r.titles == {"x": "X", "y": "Y", "z": "Z"} and "title" not in r.df

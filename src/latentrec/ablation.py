@@ -45,7 +45,7 @@ def run_step(step: Step, train: Ratings, test: Ratings, seed: int | None = 42, d
 
     custom = step.config.model == "dot" and step.config.solver == "sgd"
     rec, trainer = fit(train, None, cfg, build=build if custom else None)
-    result = evaluate(rec, test)
+    result = evaluate(rec, test, k=None)
     row = {"step": step.name, "model": rec.config["model"], "solver": rec.config["solver"],
            "rmse": result["rmse"], "mae": result["mae"], "seconds": trainer.train_seconds}
     if trainer.diverged:

@@ -52,13 +52,17 @@ def parse_split(spec: str) -> list[str]:
 
 
 def cross_validate(folds: list[Fold], config: TrainConfig, on_fold: Callable[[dict], None] | None = None) -> dict:
-    """Train and score every fold; returns ``{"config", "folds": [row...], "summary": {score: {mean, std}}}``."""
+    """Train and score every fold; returns ``{"config", "folds": [row...], "summary": {score: {mean, std}}}``.
+
+    A fold trains on the other folds less ``config.valid_pct`` of them held out for validation
+    (``latentrec cv`` sets it to 0 unless told otherwise).
+    """
     cfg = config.resolved()
     rows = []
     for name, train, test in folds:
         t0 = time.perf_counter()
         rec, trainer = fit(train, None, cfg)
-        r = evaluate(rec, test)
+        r = evaluate(rec, test, k=None)
         row = {"fold": name, "n_train": len(train), "n_test": r["n"], "n_unknown": r["n_unknown"],
                "rmse": r["rmse"], "mae": r["mae"]}
         for base, b in r["baselines"].items():

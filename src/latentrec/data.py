@@ -60,8 +60,7 @@ def load_ratings(
     cols = {"user": user_col, "item": item_col, "rating": rating_col}
     if isinstance(source, pd.DataFrame):
         df = _validate(source.copy(), "the DataFrame", cols, duplicates, row_offset=0, has_header=True)
-        titles = _titles_from_column(source, df, cols)
-        return Ratings(df, "DataFrame", titles)
+        return Ratings(df, "DataFrame", _pop_titles(df))
     if str(source) in DATASETS:
         folder = dataset_path(str(source), data_dir)
         spec = DATASETS[str(source)]
@@ -86,10 +85,11 @@ def load_pairs(source: str | os.PathLike | pd.DataFrame, *, user_col: str | None
     cols = {"user": user_col, "item": item_col, "rating": None}
     if isinstance(source, pd.DataFrame):
         return _validate(source.copy(), "the DataFrame", cols, "error", 0, True, pairs=True)[["user", "item"]]
-    name = str(source).partition("/")[0]
-    if name in DATASETS and not Path(source).exists():
-        return load_ratings(source, data_dir=data_dir, duplicates="last").df[["user", "item"]]
-    return read_ratings_file(Path(source), cols=cols, pairs=True).df[["user", "item"]]
+    name, _, rest = str(source).partition("/")
+    path = Path(source)
+    if name in DATASETS and not path.exists():  # a named dataset's ratings, or a file inside its folder
+        path = dataset_path(name, data_dir) / (rest or DATASETS[name].ratings)
+    return read_ratings_file(path, cols=cols, pairs=True).df[["user", "item"]]
 
 
 def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "error", pairs: bool = False) -> Ratings:
@@ -117,7 +117,7 @@ def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "e
         raw, has_header = _read_text(path, cols, pairs)
         row_offset = 1 if has_header else 0
     df = _validate(raw, str(path), cols, duplicates, row_offset=row_offset, has_header=has_header, pairs=pairs)
-    return Ratings(df, str(path), _titles_from_column(raw, df, cols))
+    return Ratings(df, str(path), _pop_titles(df))
 
 
 def _first_line(path: Path) -> tuple[str, str]:
@@ -152,20 +152,15 @@ def _read_text(path: Path, cols: dict, pairs: bool = False) -> tuple[pd.DataFram
         has_header = bool(named & set(fields)) or any(_normalized(f) in known for f in fields)
     else:
         has_header = bool(named & set(fields)) or len(fields) < 3 or not _is_number(fields[2])
+    def read(enc: str) -> pd.DataFrame:
+        return pd.read_csv(path, sep=sep, header=0 if has_header else None, dtype=str, keep_default_na=False,
+                           encoding=enc, engine="python" if len(sep) > 1 else "c", skipinitialspace=True)
+
     try:
-        raw = pd.read_csv(
-            path,
-            sep=sep,
-            header=0 if has_header else None,
-            dtype=str,
-            keep_default_na=False,
-            encoding=encoding,
-            engine="python" if len(sep) > 1 else "c",
-            skipinitialspace=True,
-        )
-    except UnicodeDecodeError:
-        raw = pd.read_csv(path, sep=sep, header=0 if has_header else None, dtype=str, keep_default_na=False,
-                          encoding="latin-1", engine="python" if len(sep) > 1 else "c")
+        try:
+            raw = read(encoding)
+        except UnicodeDecodeError:  # not UTF-8 after the first line: read it as latin-1
+            raw = read("latin-1")
     except (pd.errors.ParserError, ValueError) as e:
         raise DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table ({str(e).strip()}).") from None
     if len(raw) == 0:
@@ -265,6 +260,8 @@ def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_of
     if pairs:
         return df
     df["rating"] = _ratings(raw[names["rating"]], where, row_offset)
+    if "title" in raw.columns:  # travels with its row through deduplication
+        df["title"] = raw["title"].astype(str).to_numpy()
     if "timestamp" in raw.columns:
         ts = pd.to_numeric(raw["timestamp"], errors="coerce")
         if ts.notna().all():
@@ -286,16 +283,17 @@ def _deduplicate(df: pd.DataFrame, where: str, policy: str, row_offset: int) -> 
         )
     if policy == "last":
         return df.drop_duplicates(["user", "item"], keep="last").reset_index(drop=True)
-    agg = {"rating": "mean", **({"timestamp": "max"} if "timestamp" in df else {})}
+    agg = {"rating": "mean", **{c: how for c, how in (("timestamp", "max"), ("title", "last")) if c in df}}
     out = df.groupby(["user", "item"], sort=False, as_index=False).agg(agg)
     out["rating"] = out["rating"].astype(np.float32)
     return out
 
 
-def _titles_from_column(raw: pd.DataFrame, df: pd.DataFrame, cols: dict) -> dict[str, str]:
-    if "title" not in raw.columns:
+def _pop_titles(df: pd.DataFrame) -> dict[str, str]:
+    """Item id -> title from a ``title`` column of the ratings (removed from ``df``); {} without one."""
+    if "title" not in df.columns:
         return {}
-    return dict(zip(df["item"], raw["title"].astype(str).to_numpy()))
+    return dict(zip(df["item"], df.pop("title").to_numpy()))
 
 
 def read_titles(path: Path) -> dict[str, str]:

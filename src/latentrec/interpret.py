@@ -60,8 +60,9 @@ def item_pca(rec: Recommender, n_items: int = 1000, q: int = 3) -> tuple[pd.Data
     top = top[counts[top] > 0]
     vectors = item_vectors(rec.model).float().cpu()[torch.from_numpy(top)]
     q = min(q, *vectors.shape)
-    if q < 1 or len(top) < 2:
-        raise DataError("The model has too few rated items for a PCA of its item factors.")
+    if q < 2:
+        raise DataError("A map of the item factors needs at least two factors and two rated items; "
+                        "this model has too few.")
     with torch.random.fork_rng():  # pca_lowrank is randomized; keep the picture repeatable
         torch.manual_seed(0)
         _, S, V = torch.pca_lowrank(vectors, q=q, center=True)

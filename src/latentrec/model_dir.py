@@ -45,7 +45,12 @@ def write_model_dir(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
                 raise ModelFileError(f"Cannot write the model to {path}: it exists and is not a directory.")
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=parent))
             os.replace(path, old / "m")
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if old is not None and not path.exists():
+                os.replace(old / "m", path)  # the previous good model goes back where it was
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except OSError as e:

@@ -82,7 +82,7 @@ class DotProductBias(nn.Module):
         """
         for bias, factors, counts in ((self.user_bias, self.user_factors, user_counts),
                                       (self.item_bias, self.item_factors, item_counts)):
-            w = counts.to(bias.dtype)
+            w = counts.to(bias.device, bias.dtype, copy=True)
             w[0] = 0
             bias[0] = (bias * w).sum() / w.sum().clamp_min(1)
             factors[0] = 0

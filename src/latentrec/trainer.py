@@ -188,10 +188,11 @@ class Trainer:
                     raise Diverged("the weights became infinite or NaN")
             except Diverged as why:
                 self.model.load_state_dict(good)
-                self.diverged = (
-                    f"Training diverged in epoch {epoch + 1} ({why}); kept the weights of epoch {epoch}. "
-                    f"Lower the learning rate: try --lr {cfg.lr / 3:.3g}."
-                )
+                advice = ("Regularize more or use fewer factors: try a larger --wd or a smaller --n-factors."
+                          if getattr(runner, "closed_form", False) else
+                          f"Lower the learning rate: try --lr {cfg.lr / 3:.3g}.")
+                self.diverged = (f"Training diverged in epoch {epoch + 1} ({why}); kept the weights of epoch "
+                                 f"{epoch}. {advice}")
                 break
             runner.limit = max(10 * mse, 1.0) if math.isinf(runner.limit) else runner.limit
             self.model.set_unknown_rows(self.user_counts, self.item_counts)

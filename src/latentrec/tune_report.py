@@ -11,6 +11,7 @@ import optuna
 import pandas as pd
 
 from .config_file import dumps_toml, write_text_atomic
+from .errors import DataError
 from .jsonsafe import json_safe
 from .tune import TuneResult
 
@@ -32,7 +33,10 @@ def summary(result: TuneResult) -> dict:
 def write_report(result: TuneResult, out: str | Path, toml_extra: dict | None = None) -> dict:
     """Write every file of :data:`FILES` into ``out`` (each atomically); returns the summary."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"Cannot create {out}: {e.strerror or e}.") from None
     info = summary(result)
     write_text_atomic(out / "trials.csv", result.table.to_csv(index=False))
     write_text_atomic(out / "trials.md", markdown(result.table, result.best_trial))

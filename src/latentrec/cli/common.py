@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from .. import progress
 from ..data import DUPLICATE_POLICIES, Ratings, load_ratings
+from ..errors import ModelFileError
 from ..jsonsafe import json_safe
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -64,3 +67,14 @@ def table(title: str | None, columns: list[str], rows, formats: dict | None = No
 
 def stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
+
+
+def writable_or_fail(target: Path) -> None:
+    """Fail now, not after training, if ``target`` could not be created or replaced."""
+    folder = target.parent.resolve()
+    while not folder.exists():
+        folder = folder.parent
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise ModelFileError(f"Cannot write {target}: {folder} is not writable ({e.strerror or e}).") from None

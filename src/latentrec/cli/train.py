@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,12 +11,12 @@ from ..checkpoint import Checkpointer, completed_epoch, default_folder
 from ..config import MODELS, SOLVERS, TrainConfig
 from ..config_file import apply_config, defer_defaults
 from ..data import read_titles
-from ..errors import ConfigError, ModelFileError
+from ..errors import ConfigError
 from ..evaluate import evaluate
 from ..recommend import recommend
 from ..split import ML100K_SPLITS, ml100k_split_files, random_split
 from ..training import fit
-from .common import add_data_options, command, console, emit_json, read, start, stderr, table
+from .common import add_data_options, command, console, emit_json, read, start, stderr, table, writable_or_fail
 from .evaluate import print_evaluation
 
 EXAMPLE = """latentrec train --data ml-100k --out model
@@ -122,17 +121,6 @@ def checkpointer(args: argparse.Namespace) -> Checkpointer:
             f"or delete {folder} to start over."
         )
     return Checkpointer(folder, resume=args.resume)
-
-
-def writable_or_fail(target: Path) -> None:
-    """Fail now, not after training, if ``target`` could not be created or replaced."""
-    folder = target.parent.resolve()
-    while not folder.exists():
-        folder = folder.parent
-    try:
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as e:
-        raise ModelFileError(f"Cannot write {target}: {folder} is not writable ({e.strerror or e}).") from None
 
 
 def interrupted(checkpoints: Checkpointer, epochs: int) -> int:

@@ -11,7 +11,7 @@ from ..config_file import apply_config, check_value, defer_defaults
 from ..errors import ConfigError
 from ..tune import default_space, solver_for, space_from_toml, tune
 from ..tune_report import FILES, fmt, write_report
-from .common import add_data_options, command, console, emit_json, read, start
+from .common import add_data_options, command, console, emit_json, read, start, writable_or_fail
 
 EXAMPLE = """latentrec tune --data train.csv --trials 30 --out tuning --test test.csv
   latentrec tune --data ml-100k --timeout 600 --storage sqlite:///tune.db --out tuning   # rerun to resume
@@ -80,6 +80,7 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder.")
+    writable_or_fail(out / "trials.csv")  # before the search, not after it
 
     train_data = read(args, args.data)
     valid = read(args, args.valid) if args.valid else None
