@@ -16,6 +16,7 @@ only rank 0 prints and writes the model.
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import numpy as np
@@ -55,6 +56,16 @@ def init(device: torch.device) -> None:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend)
+        # leave the group before the interpreter exits: a group torn down by exit-time destructors
+        # can abort the process ("terminate called without an active exception") after good work
+        atexit.register(_leave)
+
+
+def _leave() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def shard(data: Encoded, rank: int, size: int, seed: int | None) -> Encoded:
