@@ -103,10 +103,11 @@ def check_value(action: argparse.Action, value, path) -> object:
         if not isinstance(value, list) or not value:
             raise ConfigError(f"{where} must be a list of one or more values, not {value!r}.")
         return [_scalar(action, v, where) for v in value]
-    if isinstance(action.nargs, int) or action.nargs in ("+", "*"):
+    if isinstance(action.nargs, int) or action.nargs == "*":
         n = action.nargs if isinstance(action.nargs, int) else None
-        if not isinstance(value, list) or (n is not None and len(value) != n) or (action.nargs == "+" and not value):
-            raise ConfigError(f"{where} must be a list of {n or 'one or more'} values, not {value!r}.")
+        if not isinstance(value, list) or (n is not None and len(value) != n):
+            raise ConfigError(f"{where} must be a list of {n if n is not None else 'any number of'} values, "
+                              f"not {value!r}.")
         return [_scalar(action, v, where) for v in value]
     return _scalar(action, value, where)
 

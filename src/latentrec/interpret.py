@@ -16,12 +16,9 @@ import pandas as pd
 import torch
 
 from .errors import DataError
+from .recommend import item_counts
 from .recommender import Recommender
 from .similar import item_vectors
-
-
-def item_counts(rec: Recommender) -> np.ndarray:
-    return np.bincount(rec.rated_items, minlength=len(rec.items))
 
 
 def item_biases(rec: Recommender) -> tuple[np.ndarray, str]:

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from .errors import ConfigError, DataError
+from .recommend import check_n, item_counts
 from .recommender import Recommender
 
 VECTOR_ATTRS = ("item_factors", "item_embedding", "item_emb")  # dot model first, then neural embeddings
@@ -53,7 +54,7 @@ def find_item(rec: Recommender, title: str) -> str:
         return matches[0]
     if not matches:
         raise DataError(f"No item title contains {title!r}.")
-    counts = np.bincount(rec.rated_items, minlength=len(rec.items))
+    counts = item_counts(rec)
     matches.sort(key=lambda i: -counts[rec.items.encode([i])[0]])
     listed = "; ".join(f"{i}: {rec.titles[i]}" for i in matches[:10])
     more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
@@ -64,15 +65,14 @@ def similar_items(rec: Recommender, item: str, n: int = 10, min_ratings: int = 0
     """The ``n`` items whose vectors have the highest cosine similarity to ``item``'s, among items
     with at least ``min_ratings`` training ratings (rarely rated items have short, noisy vectors).
     """
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ConfigError(f"-n must be a whole number of at least 1, not {n!r}.")
+    check_n(n)
     idx = int(rec.items.encode([item])[0])
     if idx == 0:
         raise DataError(f"Item {item} is not in the model (it had no training ratings).")
     v = item_vectors(rec.model).float()
     unit = v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
     sim = unit @ unit[idx]
-    counts = np.bincount(rec.rated_items, minlength=len(rec.items))
+    counts = item_counts(rec)
     sim[torch.from_numpy(counts < min_ratings).to(sim.device)] = -torch.inf
     sim[[0, idx]] = -torch.inf
     k = min(n, int(torch.isfinite(sim).sum()))
