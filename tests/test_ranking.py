@@ -33,7 +33,7 @@ def test_model_and_popularity_lists_on_a_tiny_model():
     rec = tiny_rec([[0.0], [0.0]], [[0.0]] * 4, bi=[3.0, 2.0, 1.0, 0.0], rated={1: [1], 2: [2, 3, 4]})
     test = Ratings(pd.DataFrame({"user": ["u1", "u1", "u1", "u2", "ghost"], "item": ["i1", "i3", "i4", "i1", "i2"],
                                  "rating": np.float32([5, 4, 2, 5, 5])}), "t")
-    r = evaluate_ranking(rec, test, k=2)
+    r = evaluate_ranking(rec, rec.encode_rows(test), k=2)
     # u1: list [i2, i3], relevant {i1, i3} -> 1 hit; u2: list [i1], relevant {i1} -> 1 hit
     assert r["n_users"] == 2 and r["n_unknown_users"] == 1 and r["k"] == 2
     assert r["model"]["precision@2"] == pytest.approx((1 / 2 + 1 / 2) / 2)

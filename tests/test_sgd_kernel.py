@@ -7,7 +7,7 @@ import torch
 from latentrec.config import TrainConfig
 from latentrec.models import DotProductBias
 from latentrec.optim import SGD
-from latentrec.sgd_kernel import BlockedRatings, _sgd_block, default_grid, sgd_epoch
+from latentrec.sgd_kernel import BlockedRatings, _sgd_block, default_grid, predict, sgd_epoch
 from latentrec.sgd_torch import TorchSGDRunner, sgd_step
 from latentrec.trainer import KernelRunner, Trainer, sgd_runner
 
@@ -95,9 +95,12 @@ def test_torch_batch_sums_updates_from_the_batch_start():
 
 def test_blocks_keep_every_rating_and_rounds_share_no_rows():
     rng = np.random.default_rng(0)
-    users, items = rng.integers(0, 50, 3000).astype(np.int32), rng.integers(0, 40, 3000).astype(np.int32)
-    r = rng.uniform(1, 5, 3000).astype(np.float32)
-    d = BlockedRatings(users, items, r, 50, 40, 4, np.random.default_rng(1))
+    cells = rng.choice(50 * 40, 1500, replace=False)  # distinct (user, item) pairs, as in real ratings
+    users, items = (cells // 40).astype(np.int32), (cells % 40).astype(np.int32)
+    r = rng.uniform(1, 5, 1500).astype(np.float32)
+    given = users.copy(), items.copy(), r.copy()
+    d = BlockedRatings(*given, 50, 40, 4, np.random.default_rng(1))
+    assert d.users is given[0] and d.ratings is given[2]  # reordered in place, not copied
     key = lambda u, i, x: sorted(zip(u.tolist(), i.tolist(), x.tolist()))
     assert key(d.users, d.items, d.ratings) == key(users, items, r)
     g = d.grid
@@ -109,9 +112,10 @@ def test_blocks_keep_every_rating_and_rounds_share_no_rows():
                 assert not rows[b] & rows[c]
             if b % g != c % g:
                 assert not cols[b] & cols[c]
-    chunks = lambda: ((users[s:s + 700], items[s:s + 700], r[s:s + 700]) for s in range(0, 3000, 700))
-    e = BlockedRatings.from_chunks(chunks, 50, 40, 4, np.random.default_rng(1))
-    assert np.array_equal(e.users, d.users) and np.array_equal(e.ratings, d.ratings)
+    shuffled = np.random.default_rng(5).permutation(1500)  # the input order does not matter
+    e = BlockedRatings(users[shuffled], items[shuffled], r[shuffled], 50, 40, 4, np.random.default_rng(1))
+    assert np.array_equal(e.users, d.users) and np.array_equal(e.items, d.items)
+    assert np.array_equal(e.ratings, d.ratings)
     assert np.array_equal(e.offsets, d.offsets)
 
 
@@ -156,3 +160,19 @@ def test_sgd_solver_picks_kernel_on_cpu_and_torch_path_trains_too(lowrank, monke
         rmse[name] = min(h["valid_rmse"] for h in t.history)
     assert rmse["kernel"] < noise + 0.15, rmse
     assert rmse["torch"] < noise + 0.15, rmse
+
+
+@pytest.mark.parametrize("y_range", [None, (0.5, 5.5)])
+def test_kernel_predictions_equal_the_models_forward(y_range):
+    torch.manual_seed(0)
+    model = DotProductBias(30, 20, 6, y_range)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 30, 500).astype(np.int32), rng.integers(0, 20, 500).astype(np.int32)
+    fast = predict(users, items, model.user_factors.data.numpy(), model.item_factors.data.numpy(),
+                   model.user_bias.data.numpy(), model.item_bias.data.numpy(), y_range, True)
+    with torch.no_grad():
+        slow = model(torch.from_numpy(np.stack([users, items], 1)).long()).numpy()
+    assert np.allclose(fast, slow, atol=1e-5)

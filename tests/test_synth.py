@@ -2,11 +2,8 @@
 
 import numpy as np
 import pandas as pd
-import pytest
 
-from latentrec.chunked import iter_chunks, read_blocked, scan
 from latentrec.cli import main
-from latentrec.errors import DataError
 from latentrec.synth import SynthSpec, synth_arrays, write_synth
 
 
@@ -44,28 +41,6 @@ def test_training_recovers_the_planted_structure(tmp_path):
     cfg = TrainConfig(solver="sgd", n_factors=8, epochs=25, lr=0.02, wd=0.01, schedule="cosine", y_range=(-2, 9), seed=0)
     rec, _ = fit(load_ratings(tmp_path / "r.csv"), None, cfg)
     assert rec.info["metrics"]["valid_rmse"] < noise + 0.1, rec.info["metrics"]
-
-
-def test_chunked_reader_streams_parquet_and_csv(tmp_path):
-    spec = SynthSpec(9_000, 400, 90, seed=2)
-    for name in ("r.parquet", "r.csv"):
-        write_synth(spec, tmp_path / name, chunk_rows=2_000)
-        chunks = list(iter_chunks(tmp_path / name, chunk_rows=1_000))
-        assert all(len(c[0]) <= 1_000 for c in chunks if name.endswith("parquet"))
-        u = np.concatenate([c[0] for c in chunks])
-        assert len(u) == 9_000 and u.dtype == np.int32 and chunks[0][2].dtype == np.float32
-        info = scan(tmp_path / name)
-        assert info["n_ratings"] == 9_000 and info["n_users"] <= 400 and info["rating_min"] >= 1
-        blocked, _ = read_blocked(tmp_path / name, 3, np.random.default_rng(0))
-        assert len(blocked) == 9_000 and blocked.offsets[-1] == 9_000
-
-
-def test_chunked_reader_refuses_text_ids(tmp_path):
-    pd.DataFrame({"user": ["a", "b"], "item": [1, 2], "rating": [3.0, 4.0]}).to_csv(tmp_path / "t.csv", index=False)
-    with pytest.raises(DataError, match="numeric"):
-        scan(tmp_path / "t.csv")
-    with pytest.raises(DataError, match="does not exist"):
-        scan(tmp_path / "missing.parquet")
 
 
 def test_synth_cli_writes_and_rejects_bad_input(tmp_path, capsys):

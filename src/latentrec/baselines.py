@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .csr import bincount
+
 
 def global_mean(ratings: np.ndarray) -> float:
     return float(np.mean(ratings)) if len(ratings) else 0.0
@@ -18,11 +20,10 @@ def fit_biases(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_user
     mu = global_mean(ratings)
     bu = np.zeros(n_users)
     bi = np.zeros(n_items)
-    n_u = np.bincount(users, minlength=n_users)
-    n_i = np.bincount(items, minlength=n_items)
+    n_u, n_i = bincount(users, n_users), bincount(items, n_items)
     for _ in range(sweeps):
-        bi = np.bincount(items, ratings - mu - bu[users], minlength=n_items) / (n_i + reg_item)
-        bu = np.bincount(users, ratings - mu - bi[items], minlength=n_users) / (n_u + reg_user)
+        bi = bincount(items, n_items, lambda s: ratings[s] - mu - bu[users[s]]) / (n_i + reg_item)
+        bu = bincount(users, n_users, lambda s: ratings[s] - mu - bi[items[s]]) / (n_u + reg_user)
     return mu, bu.astype(np.float32), bi.astype(np.float32)
 
 

@@ -21,6 +21,15 @@ class Encoded:
         return len(self.ratings)
 
 
+@dataclass
+class EncodedRows:
+    """Rows to score, already encoded with a model's vocabularies (index 0 = an id the vocabulary lacks)."""
+
+    data: Encoded
+    source: str
+    n_unknown_users: int  # distinct user ids among these rows that the vocabulary lacks
+
+
 class Batches:
     """Iterate ``(x, y)`` with ``x`` of shape ``(bs, 2)`` (user, item indices) and ``y`` of shape ``(bs,)``.
 

@@ -39,14 +39,19 @@ def default_folder(out: str | os.PathLike) -> Path:
 
 
 def fingerprint(trainer) -> str:
-    """sha256 of the encoded training and validation rows: resuming on other data is refused."""
-    h = hashlib.sha256()
-    for data in (trainer.train, trainer.valid):
-        if data is not None:
-            for a in (data.users, data.items, data.ratings):
-                h.update(np.ascontiguousarray(a).tobytes())
-    h.update(repr(trainer.model_sizes()).encode())
-    return h.hexdigest()
+    """sha256 of the encoded training and validation rows: resuming on other data is refused.
+
+    Computed once per trainer (the rows do not change during training; hashing 100M ratings takes seconds).
+    """
+    if trainer.data_hash is None:
+        h = hashlib.sha256()
+        for data in (trainer.train, trainer.valid):
+            if data is not None:
+                for a in (data.users, data.items, data.ratings):
+                    h.update(memoryview(np.ascontiguousarray(a)))
+        h.update(repr(trainer.model_sizes()).encode())
+        trainer.data_hash = h.hexdigest()
+    return trainer.data_hash
 
 
 def capture(trainer) -> tuple[dict[str, torch.Tensor], dict]:

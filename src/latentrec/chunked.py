@@ -1,91 +1,231 @@
-"""Reading big Parquet/CSV rating files in chunks with pyarrow, straight into SGD blocks.
+"""Big rating files with integer ids, read in chunks with pyarrow straight into encoded columns.
 
-The in-memory route (``load_ratings``) keeps raw ids as strings, which is right for real data
-but costs ~100 bytes a rating. For files with integer ids (``latentrec synth`` writes them,
-MovieLens uses them) this module streams the three columns chunk by chunk, so 100M ratings
-need only the blocked int32/int32/float32 columns (12 bytes a rating) plus one chunk. Id ``n``
-becomes row ``n`` of the factor tables.
+``load_ratings`` keeps raw ids as strings in pandas, about 100 bytes a rating: right for real
+ids like ``B000FA64PK``, too much for 100M ratings. A Parquet/CSV/TSV file of at least
+:data:`LEAN_BYTES` whose user and item columns hold integers is instead read chunk by chunk
+into int32/int32/float32 columns (12 bytes a rating), checked, split and encoded in place.
+The result is the same as the in-memory route's: same vocabularies (ids sorted as text), same
+validation rows, same training rows in the same order, same error sentences for bad rows.
+
+Files this route does not take (text ids, negative ids, a ``title`` column, ``--duplicates
+mean|last``, ``::``-separated, small) go through ``load_ratings`` as before.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from . import csr
+from .batches import Encoded, EncodedRows
+from .data import _first_line, _is_number, _resolve_columns, _sniff_sep, _split_line
 from .errors import DataError
-from .sgd_kernel import BlockedRatings
+from .split import check_valid_pct
+from .vocab import NA, Vocab
 
+LEAN_BYTES = 64 << 20
 CHUNK_ROWS = 1 << 21
+TABLE_IDS = 1 << 26
+ROLES = ("user", "item", "rating")
 
 
-def iter_chunks(path: str | os.PathLike, columns=("user", "item", "rating"), chunk_rows: int = CHUNK_ROWS):
-    """Yield (users int32, items int32, ratings float32) arrays of at most ``chunk_rows`` rows."""
+@dataclass
+class EncodedSplit:
+    """Training rows, encoded, with their vocabularies and the held-out validation rows (if any)."""
+
+    users: Vocab
+    items: Vocab
+    train: Encoded
+    valid: EncodedRows | None
+    source: str
+
+
+class _NotLean(Exception):
+    """The file is fine but not for this route (text or negative ids, ...): read it with load_ratings."""
+
+
+def read_split(path: str | os.PathLike, cols: dict | None = None, duplicates: str = "error", valid_pct: float = 0.0,
+               seed: int | None = 42, min_bytes: int | None = None) -> EncodedSplit | None:
+    """The file as an :class:`EncodedSplit` holding out a random ``valid_pct`` (as ``split.random_split``
+    would), or ``None`` when the file is not for this route."""
+    check_valid_pct(valid_pct)
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} does not exist.")
-    for batch in _batches(path, list(columns), chunk_rows):
-        cols = []
-        for name in columns:
-            col = batch.column(name)
-            if col.null_count:
-                raise DataError(f"{path}: column {name!r} has missing values.")
-            values = col.to_numpy(zero_copy_only=False)  # no copy for int32/float32 Parquet columns
-            if values.dtype.kind not in "iuf":
-                raise DataError(f"{path}: column {name!r} must be numeric for chunked reading.")
-            cols.append(values)
-        u, i, r = cols
-        if u.dtype.kind == "f" or i.dtype.kind == "f" or (
-                len(u) and (u.min() < 0 or i.min() < 0 or max(u.max(), i.max()) >= 2 ** 31)):
-            raise DataError(f"{path}: user and item ids must be integers in [0, 2**31) for chunked reading.")
-        if not np.isfinite(r).all():
-            raise DataError(f"{path}: column {columns[2]!r} has a value that is not a finite number.")
-        yield u.astype(np.int32, copy=False), i.astype(np.int32, copy=False), r.astype(np.float32, copy=False)
-    pa.default_memory_pool().release_unused()  # hand the decoding buffers back before the next pass
-
-
-def _batches(path: Path, columns: list[str], chunk_rows: int):
-    suffix = path.suffix.lower()
+    if duplicates != "error" or not path.is_file() or path.stat().st_size < (LEAN_BYTES if min_bytes is None else min_bytes):
+        return None
     try:
-        if suffix in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
+        batches, names, n_max, row_offset = _open(path, cols or {})
+        u, i, r = _read(path, batches, names, n_max, row_offset)
+    except _NotLean:
+        return None
+    except (pa.ArrowInvalid, OSError):  # a damaged or irregular file: load_ratings says what is wrong
+        return None
+    where = str(path)
+    user_ids, item_ids = _to_file_index(u), _to_file_index(i)
+    _check_duplicates(u, i, user_ids, item_ids, names, where, row_offset)
+    n_valid = int(round(len(r) * valid_pct))
+    _move_to_end(np.random.default_rng(seed).permutation(len(r))[:n_valid], u, i, r)
+    n_train = len(r) - n_valid
+    users, user_map = _train_vocab(u[:n_train], user_ids)
+    items, item_map = _train_vocab(i[:n_train], item_ids)
+    held = u[n_train:]
+    n_unknown = len(np.unique(held[user_map[held] == 0])) if n_valid else 0
+    for col, mapping in ((u, user_map), (i, item_map)):
+        for s in range(0, len(col), CHUNK_ROWS):
+            col[s:s + CHUNK_ROWS] = mapping[col[s:s + CHUNK_ROWS]]
+    valid = None
+    if n_valid:
+        valid = EncodedRows(Encoded(u[n_train:], i[n_train:], r[n_train:]), "the validation rows", n_unknown)
+    return EncodedSplit(users, items, Encoded(u[:n_train], i[:n_train], r[:n_train]), valid, where)
 
-            f = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 22)  # stream; don't buffer row groups
-            missing = set(columns) - set(f.schema_arrow.names)
-            if missing:
-                raise DataError(f"{path} has no column(s) {', '.join(sorted(missing))}.")
-            yield from f.iter_batches(batch_size=chunk_rows, columns=columns)
-        elif suffix == ".csv":
-            import pyarrow.csv as pcsv
 
-            reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=chunk_rows * 24),
-                                   convert_options=pcsv.ConvertOptions(include_columns=columns))
-            yield from reader
-        else:
-            raise DataError(f"{path}: chunked reading takes .parquet, .pq or .csv files.")
-    except (pa.ArrowInvalid, OSError) as e:
-        raise DataError(f"{path} could not be read: {str(e).splitlines()[0]}") from None
+def _open(path: Path, cols: dict):
+    """(batches iterator, resolved column names, most rows, row offset of the first data row)."""
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        f = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 22)  # stream; don't buffer row groups
+        schema = f.schema_arrow
+        names = _lean_columns(schema.names, cols, path)
+        types = [schema.field(n).type for n in names]
+        if not (all(pa.types.is_integer(t) for t in types[:2]) and
+                (pa.types.is_integer(types[2]) or pa.types.is_floating(types[2]))):
+            raise _NotLean
+        return f.iter_batches(batch_size=CHUNK_ROWS, columns=names), names, f.metadata.num_rows, 0
+    if suffix not in (".csv", ".tsv", ".txt", ".data"):
+        raise _NotLean
+    import pyarrow.csv as pcsv
+
+    line, encoding = _first_line(path)
+    sep = _sniff_sep(re.sub(r'"[^"]*"', "", line))
+    if sep not in (",", "\t") or encoding != "utf-8-sig":
+        raise _NotLean
+    fields = [f.strip().strip('"') for f in _split_line(line, sep)]
+    named = {c for c in cols.values() if c}
+    has_header = bool(named & set(fields)) or len(fields) < 3 or not _is_number(fields[2])
+    if has_header:
+        header, names = fields, _lean_columns(fields, cols, path)
+    else:  # like load_ratings: user, item, rating[, timestamp] by position
+        header = [*ROLES, "timestamp", *(f"extra{n}" for n in range(len(fields) - 4))][:len(fields)]
+        names = list(ROLES)
+    if len(set(header)) != len(header):
+        raise _NotLean
+    reader = pcsv.open_csv(
+        path,
+        read_options=pcsv.ReadOptions(block_size=CHUNK_ROWS * 24, column_names=header,
+                                      skip_rows=1 if has_header else 0),
+        parse_options=pcsv.ParseOptions(delimiter=sep),
+        convert_options=pcsv.ConvertOptions(include_columns=names, column_types={
+            names[0]: pa.int64(), names[1]: pa.int64(), names[2]: pa.float64()}),
+    )
+    return reader, names, _count_lines(path), 1 if has_header else 0
 
 
-def scan(path: str | os.PathLike, columns=("user", "item", "rating")) -> dict:
-    """One pass: number of ratings, table sizes (max id + 1) and the rating range."""
-    n, nu, ni, lo, hi = 0, 0, 0, np.inf, -np.inf
-    for u, i, r in iter_chunks(path, columns):
-        if len(r):
-            n += len(r)
-            nu, ni = max(nu, int(u.max()) + 1), max(ni, int(i.max()) + 1)
-            lo, hi = min(lo, float(r.min())), max(hi, float(r.max()))
+def _lean_columns(columns: list[str], cols: dict, path: Path) -> list[str]:
+    if "title" in columns:  # titles travel with rows: the in-memory route handles them
+        raise _NotLean
+    return _resolve_columns(columns, ROLES, cols, str(path))
+
+
+def _count_lines(path: Path) -> int:
+    n = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            n += block.count(b"\n")
+    return n + 1
+
+
+def _read(path: Path, batches, names: list[str], n_max: int, row_offset: int):
+    """Every row into int32, int32, float32 columns, with load_ratings' checks and sentences."""
+    u, i, r = np.empty(n_max, np.int32), np.empty(n_max, np.int32), np.empty(n_max, np.float32)
+    n = 0
+    for batch in batches:
+        m = batch.num_rows
+        for role, name, out in zip(ROLES, names, (u, i, r)):
+            col = batch.column(name)
+            missing = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else np.zeros(m, bool)
+            values = col.fill_null(0).to_numpy(zero_copy_only=False)
+            if role == "rating":
+                bad = np.flatnonzero(missing | ~np.isfinite(values))
+                if len(bad):
+                    shown = "infinite" if np.isinf(values[bad[0]]) else "missing"
+                    raise DataError(f"{path}, row {n + bad[0] + 1 + row_offset}, column {name!r}: the rating is {shown}.")
+            else:
+                if missing.any():
+                    raise DataError(f"{path}, row {n + np.flatnonzero(missing)[0] + 1 + row_offset}, column {name!r}: "
+                                    f"the {role} id is empty.")
+                if m and (values.min() < 0 or values.max() >= 2 ** 31):
+                    raise _NotLean
+            out[n:n + m] = values
+        n += m
+    pa.default_memory_pool().release_unused()  # hand the decoding buffers back
     if n == 0:
-        raise DataError(f"{path} has no ratings.")
-    return {"n_ratings": n, "n_users": nu, "n_items": ni, "rating_min": lo, "rating_max": hi}
+        raise _NotLean  # load_ratings words the empty-file errors
+    return u[:n], i[:n], r[:n]
 
 
-def read_blocked(path: str | os.PathLike, grid: int, rng: np.random.Generator,
-                 columns=("user", "item", "rating")) -> tuple[BlockedRatings, dict]:
-    """The file as :class:`BlockedRatings` (three streaming passes, peak = output + one chunk)."""
-    info = scan(path, columns)
-    blocked = BlockedRatings.from_chunks(lambda: iter_chunks(path, columns), info["n_users"], info["n_items"],
-                                         grid, rng)
-    return blocked, info
+def _to_file_index(col: np.ndarray) -> np.ndarray:
+    """Replace raw ids by their rank among the file's distinct ids (in place); returns the sorted distinct ids."""
+    top = int(col.max())
+    if top < TABLE_IDS:  # ids up to 64M: a lookup table (seconds faster than sorting 100M ids)
+        seen = np.zeros(top + 1, bool)
+        for s in range(0, len(col), CHUNK_ROWS):
+            seen[col[s:s + CHUNK_ROWS]] = True
+        ids = np.flatnonzero(seen).astype(np.int32)
+        rank = np.cumsum(seen, dtype=np.int32) - 1
+        find = lambda chunk: rank[chunk]  # noqa: E731
+    else:
+        ids = np.zeros(0, np.int32)
+        for s in range(0, len(col), CHUNK_ROWS):
+            ids = np.union1d(ids, np.unique(col[s:s + CHUNK_ROWS]))
+        find = lambda chunk: np.searchsorted(ids, chunk)  # noqa: E731
+    for s in range(0, len(col), CHUNK_ROWS):
+        col[s:s + CHUNK_ROWS] = find(col[s:s + CHUNK_ROWS])
+    return ids
+
+
+def _check_duplicates(u, i, user_ids, item_ids, names, where: str, row_offset: int) -> None:
+    indptr, sorted_items = csr.by_row(u, i, len(user_ids))
+    first = csr.first_duplicate(u, i, indptr, sorted_items)
+    del indptr, sorted_items
+    if first < 0:
+        return
+    rows = np.flatnonzero((u == u[first]) & (i == i[first]))[:2] + 1 + row_offset
+    raise DataError(
+        f"{where}: user {user_ids[u[first]]} rated item {item_ids[i[first]]} more than once (rows {rows[0]} and "
+        f"{rows[1]}); choose --duplicates mean or --duplicates last."
+    )
+
+
+def _move_to_end(picked: np.ndarray, *cols: np.ndarray) -> None:
+    """Reorder each column in place: unpicked rows first, then picked rows, both in their original order."""
+    if not len(picked):
+        return
+    mask = np.zeros(len(cols[0]), bool)
+    mask[picked] = True
+    del picked
+    keep = ~mask
+    n_keep = int(keep.sum())
+    for col in cols:
+        tail = col[mask]
+        col[:n_keep] = col[keep]
+        col[n_keep:] = tail
+
+
+def _train_vocab(col: np.ndarray, ids: np.ndarray) -> tuple[Vocab, np.ndarray]:
+    """The vocabulary of the ids in ``col`` (file indices) and the map file index -> vocabulary index (0: absent)."""
+    seen = np.zeros(len(ids), bool)
+    for s in range(0, len(col), CHUNK_ROWS):
+        seen[col[s:s + CHUNK_ROWS]] = True
+    present = np.flatnonzero(seen)
+    text = ids[present].astype(str)
+    order = np.argsort(text, kind="stable")  # Vocab.from_ids sorts ids as text
+    mapping = np.zeros(len(ids), np.int32)
+    mapping[present[order]] = np.arange(1, len(present) + 1, dtype=np.int32)
+    return Vocab([NA, *text[order].tolist()]), mapping
+

@@ -192,8 +192,12 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _resolve_column(df: pd.DataFrame, role: str, wanted: str | None, where: str) -> str:
-    columns = [str(c) for c in df.columns]
+def _resolve_columns(columns: list, roles: tuple[str, ...], cols: dict, where: str) -> list[str]:
+    """The column holding each role: the one named in ``cols``, else the first whose name is a known alias."""
+    return [_resolve_column([str(c) for c in columns], role, cols.get(role), where) for role in roles]
+
+
+def _resolve_column(columns: list[str], role: str, wanted: str | None, where: str) -> str:
     if wanted:
         if wanted in columns:
             return wanted
@@ -252,7 +256,7 @@ def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_of
     if len(raw) == 0:
         raise DataError(f"{where} has no rating rows.")
     roles = ("user", "item") if pairs else ("user", "item", "rating")
-    names = {role: _resolve_column(raw, role, cols.get(role) if has_header else None, where) for role in roles}
+    names = dict(zip(roles, _resolve_columns(list(raw.columns), roles, cols if has_header else {}, where)))
     df = pd.DataFrame({
         "user": _ids(raw[names["user"]], "user", where, row_offset),
         "item": _ids(raw[names["item"]], "item", where, row_offset),

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from .batches import EncodedRows
 from .data import Ratings
 from .ranking import evaluate_ranking
 from .recommender import Recommender
 from .trainer import rmse_mae
 
 
-def evaluate(rec: Recommender, ratings: Ratings, k: int | None = 10, threshold: float = 4.0) -> dict:
+def evaluate(rec: Recommender, ratings: Ratings | EncodedRows, k: int | None = 10, threshold: float = 4.0) -> dict:
     """Score ``rec`` on ``ratings``; unknown users/items are predicted by the fallback and counted.
 
     With ``k``, also top-``k`` ranking metrics (relevant: test rating >= ``threshold``) for the
     model and a popularity baseline, under ``"ranking"``; ``k=None`` skips them.
     """
-    df = ratings.df
-    data = rec.encode(df["user"], df["item"], df["rating"].to_numpy(np.float32))
+    rows = ratings if isinstance(ratings, EncodedRows) else rec.encode_rows(ratings)
+    data = rows.data
     target = data.ratings
     rmse, mae = rmse_mae(rec.predict_encoded(data), target)
     mu = rec.baseline[0]
@@ -27,7 +28,7 @@ def evaluate(rec: Recommender, ratings: Ratings, k: int | None = 10, threshold: 
     }
     unknown_user, unknown_item = data.users == 0, data.items == 0
     result = {
-        "data": ratings.source,
+        "data": rows.source,
         "n": int(len(target)),
         "rmse": rmse,
         "mae": mae,
@@ -39,5 +40,5 @@ def evaluate(rec: Recommender, ratings: Ratings, k: int | None = 10, threshold: 
         "improvement_pct": {name: 100.0 * (b["rmse"] - rmse) / b["rmse"] for name, b in baselines.items()},
     }
     if k is not None:
-        result["ranking"] = evaluate_ranking(rec, ratings, k, threshold)
+        result["ranking"] = evaluate_ranking(rec, rows, k, threshold)
     return result

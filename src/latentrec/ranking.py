@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import Ratings
+from .batches import EncodedRows
 from .recommend import check_n, item_counts, top_n
 from .recommender import Recommender
 
@@ -50,26 +50,23 @@ def popularity_lists(rec: Recommender, users: np.ndarray, k: int) -> np.ndarray:
     return lists
 
 
-def evaluate_ranking(rec: Recommender, test: Ratings, k: int = 10, threshold: float = 4.0) -> dict:
-    """Top-``k`` metrics of the model and of the popularity baseline on ``test``."""
+def evaluate_ranking(rec: Recommender, test: EncodedRows, k: int = 10, threshold: float = 4.0) -> dict:
+    """Top-``k`` metrics of the model and of the popularity baseline on ``test`` (see ``rec.encode_rows``)."""
     check_n(k)
-    df = test.df
-    users = rec.users.encode(df["user"]).astype(np.int64)
-    items = rec.items.encode(df["item"]).astype(np.int64)
-    liked = (df["rating"].to_numpy() >= threshold) & (users > 0)
+    users, items = test.data.users.astype(np.int64), test.data.items.astype(np.int64)
+    liked = (test.data.ratings >= threshold) & (users > 0)
     order = np.argsort(users[liked], kind="stable")
     lu, li = users[liked][order], items[liked][order]
     scored, starts = np.unique(lu, return_index=True)
     relevant = np.split(li, starts[1:]) if len(scored) else []
     model_lists, _ = top_n(rec, scored, k)
     k = model_lists.shape[1]  # at most the number of known items
-    result = {
+    return {
         "k": k,
         "threshold": threshold,
         "n_users": int(len(scored)),
-        "n_unknown_users": int(len(np.unique(df["user"].to_numpy()[users == 0]))),
+        "n_unknown_users": test.n_unknown_users,
         "n_relevant": int(len(li)),
         "model": ranking_metrics(model_lists, relevant, len(rec.items)),
         "popularity": ranking_metrics(popularity_lists(rec, scored, k), relevant, len(rec.items)),
     }
-    return result

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from .baselines import predict_biases
-from .batches import Encoded
+from .batches import Encoded, EncodedRows
+from .data import Ratings
 from .errors import ModelFileError
 from .model_dir import read_model_dir, write_model_dir
 from .models import build_model
@@ -58,6 +59,13 @@ class Recommender:
     def encode(self, users, items, ratings=None) -> Encoded:
         r = np.zeros(len(users), np.float32) if ratings is None else np.array(ratings, np.float32)
         return Encoded(self.users.encode(users), self.items.encode(items), r)
+
+    def encode_rows(self, ratings: Ratings) -> EncodedRows:
+        """Ratings encoded with this model's vocabularies, counting the distinct users it does not know."""
+        df = ratings.df
+        data = self.encode(df["user"], df["item"], df["rating"].to_numpy(np.float32))
+        n_unknown = len(np.unique(df["user"].to_numpy()[data.users == 0]))
+        return EncodedRows(data, ratings.source, n_unknown)
 
     def predict_encoded(self, data: Encoded) -> np.ndarray:
         return np.clip(predict_batches(self.model, data, self.device), *self.rating_range)

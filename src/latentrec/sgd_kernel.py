@@ -59,6 +59,27 @@ def _sgd_block(users, items, ratings, start, end, P, Q, bu, bi, lr, wd, lo, span
     return sq
 
 
+@njit(parallel=True, fastmath=True, cache=True)
+def _predict(users, items, P, Q, bu, bi, lo, span, sigmoid, bias, out):
+    k = P.shape[1]
+    for n in prange(len(users)):
+        u = users[n]
+        i = items[n]
+        z = bu[u] + bi[i] if bias else np.float32(0.0)
+        for f in range(k):
+            z += P[u, f] * Q[i, f]
+        out[n] = lo + span / (1.0 + math.exp(-z)) if sigmoid else z
+
+
+def predict(users: np.ndarray, items: np.ndarray, P: np.ndarray, Q: np.ndarray, bu: np.ndarray, bi: np.ndarray,
+            y_range: tuple[float, float] | None, bias: bool) -> np.ndarray:
+    """The dot model's predictions for (user, item) index pairs, in parallel, with no temporaries."""
+    lo, hi = y_range if y_range is not None else (0.0, 1.0)
+    out = np.empty(len(users), np.float32)
+    _predict(users, items, P, Q, bu, bi, np.float32(lo), np.float32(hi - lo), y_range is not None, bias, out)
+    return out
+
+
 @njit(parallel=True, cache=True)
 def _sgd_epoch(users, items, ratings, offsets, grid, shifts, P, Q, bu, bi, lr, wd, lo, span, sigmoid, bias):
     sq = np.zeros(grid)
@@ -71,20 +92,21 @@ def _sgd_epoch(users, items, ratings, offsets, grid, shifts, P, Q, bu, bi, lr, w
 
 
 @njit(cache=True)
-def _count(users, items, ublock, iblock, grid, counts):
-    for n in range(len(users)):
-        counts[ublock[users[n]] * grid + iblock[items[n]]] += 1
-
-
-@njit(cache=True)
-def _scatter(users, items, ratings, ublock, iblock, grid, pos, out_users, out_items, out_ratings):
-    for n in range(len(users)):
-        b = ublock[users[n]] * grid + iblock[items[n]]
-        p = pos[b]
-        out_users[p] = users[n]
-        out_items[p] = items[n]
-        out_ratings[p] = ratings[n]
-        pos[b] = p + 1
+def _permute_into_blocks(users, items, ratings, ublock, iblock, grid, offsets):
+    """American flag sort: swap every rating into its block's next free slot (no second copy of the data)."""
+    pos = offsets[:-1].copy()
+    for b in range(grid * grid):
+        while pos[b] < offsets[b + 1]:
+            k = pos[b]
+            d = ublock[users[k]] * grid + iblock[items[k]]
+            if d == b:
+                pos[b] = k + 1
+                continue
+            p = pos[d]
+            users[k], users[p] = users[p], users[k]
+            items[k], items[p] = items[p], items[k]
+            ratings[k], ratings[p] = ratings[p], ratings[k]
+            pos[d] = p + 1
 
 
 @njit(parallel=True, cache=True)
@@ -99,44 +121,30 @@ def _sort_blocks(offsets, users, items, ratings):
 
 
 class BlockedRatings:
-    """Ratings reordered into a G x G grid of blocks (users and items dealt to blocks at random).
+    """Ratings reordered *in place* into a G x G grid of blocks (users and items dealt to blocks at random).
 
     Within a block, ratings are sorted by user then item, as LIBMF does: consecutive updates
-    touch the same user row, which stays in cache. A single block (small data) is shuffled. Building it takes one counting pass and one
-    scatter pass over the input, so the only large allocation is the output columns (12 bytes
-    a rating); the input may arrive in chunks (:meth:`from_chunks`) and never be held whole.
+    touch the same user row, which stays in cache. A single block (small data) is shuffled.
+    The given arrays are reordered, not copied, so 100M ratings need their 12 bytes a rating once.
     """
 
     def __init__(self, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int, n_items: int,
                  grid: int, rng: np.random.Generator):
-        self._build(lambda: [(users, items, ratings)], n_users, n_items, grid, rng)
-
-    @classmethod
-    def from_chunks(cls, chunks, n_users: int, n_items: int, grid: int, rng: np.random.Generator) -> "BlockedRatings":
-        """Build from ``chunks()``, a callable returning a fresh iterator of (users, items, ratings) arrays."""
-        self = cls.__new__(cls)
-        self._build(chunks, n_users, n_items, grid, rng)
-        return self
-
-    def _build(self, chunks, n_users, n_items, grid, rng):
         self.grid = grid
+        self.users, self.items, self.ratings = users, items, ratings
         ublock = (rng.permutation(n_users) % grid).astype(np.int32)
         iblock = (rng.permutation(n_items) % grid).astype(np.int32)
         counts = np.zeros(grid * grid, np.int64)
-        for u, i, _ in chunks():
-            _count(u, i, ublock, iblock, grid, counts)
+        for s in range(0, len(users), 1 << 23):  # in slices: bincount would copy the whole column to int64
+            blocks = ublock[users[s:s + (1 << 23)]] * grid + iblock[items[s:s + (1 << 23)]]
+            counts += np.bincount(blocks, minlength=grid * grid)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        n = int(self.offsets[-1])
-        self.users, self.items = np.empty(n, np.int32), np.empty(n, np.int32)
-        self.ratings = np.empty(n, np.float32)
-        pos = self.offsets[:-1].copy()
-        for u, i, r in chunks():
-            _scatter(u, i, r, ublock, iblock, grid, pos, self.users, self.items, self.ratings)
         if grid > 1:
-            _sort_blocks(self.offsets, self.users, self.items, self.ratings)
+            _permute_into_blocks(users, items, ratings, ublock, iblock, grid, self.offsets)
+            _sort_blocks(self.offsets, users, items, ratings)
         else:  # small data fits in cache: a random order serves SGD better than a sorted one
-            order = rng.permutation(n)
-            self.users, self.items, self.ratings = self.users[order], self.items[order], self.ratings[order]
+            order = rng.permutation(len(ratings))
+            users[:], items[:], ratings[:] = users[order], items[order], ratings[order]
 
     def __len__(self) -> int:
         return len(self.ratings)

@@ -14,12 +14,16 @@ ML100K_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 
 def random_split(df: pd.DataFrame, valid_pct: float, seed: int | None = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Hold out a random ``valid_pct`` of the rows (the seed's random splitter)."""
-    if not 0 <= valid_pct < 1:
-        raise ConfigError(f"--valid-pct must be in [0, 1), not {valid_pct}.")
+    check_valid_pct(valid_pct)
     perm = np.random.default_rng(seed).permutation(len(df))
     n_valid = int(round(len(df) * valid_pct))
     valid, train = perm[:n_valid], perm[n_valid:]
     return df.iloc[np.sort(train)].reset_index(drop=True), df.iloc[np.sort(valid)].reset_index(drop=True)
+
+
+def check_valid_pct(valid_pct: float) -> None:
+    if not 0 <= valid_pct < 1:
+        raise ConfigError(f"--valid-pct must be in [0, 1), not {valid_pct}.")
 
 
 def kfold_indices(n: int, k: int, seed: int | None = 42) -> list[np.ndarray]:

@@ -19,6 +19,7 @@ import torch
 
 from .batches import Batches, Encoded
 from .config import TrainConfig
+from .csr import bincount
 from .distributed import data_parallel
 from .errors import ConfigError
 from .optim import make_optimizer, parse_schedule
@@ -78,6 +79,13 @@ class KernelRunner:
         self.data = BlockedRatings(data.users, data.items, data.ratings, n_users, n_items, grid=grid, rng=self.rng)
         self.wd = cfg.wd
         self.limit = math.inf
+
+    def predict(self, data: Encoded) -> np.ndarray:
+        from .sgd_kernel import predict
+
+        m = self.model
+        return predict(data.users, data.items, m.user_factors.data.numpy(), m.item_factors.data.numpy(),
+                       m.user_bias.data.numpy(), m.item_bias.data.numpy(), m.y_range, m.use_bias)
 
     def epoch(self, lr_at) -> float:
         from .sgd_kernel import sgd_epoch
@@ -157,17 +165,19 @@ class Trainer:
     best_state: dict | None = field(default=None, repr=False)
     best_rmse: float = math.inf
     runner: object = field(default=None, repr=False)
+    data_hash: str | None = field(default=None, repr=False)  # checkpoint.fingerprint, once the runner exists
 
     def __post_init__(self):
         n_users, n_items = self.model_sizes()
-        self.user_counts = torch.from_numpy(np.bincount(self.train.users, minlength=n_users))
-        self.item_counts = torch.from_numpy(np.bincount(self.train.items, minlength=n_items))
+        self.user_counts = torch.from_numpy(bincount(self.train.users, n_users))
+        self.item_counts = torch.from_numpy(bincount(self.train.items, n_items))
 
     def model_sizes(self) -> tuple[int, int]:
         return self.model.n_users, self.model.n_items
 
     def predict(self, data: Encoded) -> np.ndarray:
-        pred = predict_batches(self.model, data, self.device)
+        fast = getattr(self.runner, "predict", None)  # the kernel's own, when it has one
+        pred = fast(data) if fast else predict_batches(self.model, data, self.device)
         return np.clip(pred, *self.clip) if self.clip else pred
 
     def fit(self) -> list[dict]:

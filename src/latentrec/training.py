@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import csr
 from .baselines import fit_biases
 from .batches import Encoded
+from .chunked import EncodedSplit
 from .config import TrainConfig
 from .data import Ratings
 from .distributed import local_device
@@ -51,36 +53,51 @@ def encode(df, users: Vocab, items: Vocab) -> Encoded:
     return Encoded(users.encode(df["user"]), items.encode(df["item"]), df["rating"].to_numpy(np.float32, copy=True))
 
 
-def check_learnable(df, source: str) -> None:
+def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str) -> None:
     """Refuse training rows from which no collaborative model can learn anything."""
-    for role in ("user", "item"):
-        if df[role].nunique() < 2:
-            raise DataError(f"{source}: all training ratings belong to one {role} ({df[role].iloc[0]!r}); "
+    for role, vocab in (("user", users), ("item", items)):
+        if len(vocab) < 3:  # #na# and one id
+            raise DataError(f"{source}: all training ratings belong to one {role} ({vocab.classes[1]!r}); "
                             f"a collaborative model needs at least two {role}s.")
-    if df["rating"].nunique() < 2:
-        raise DataError(f"{source}: every training rating is {float(df['rating'].iloc[0]):g}, so there is nothing "
+    if ratings.min() == ratings.max():
+        raise DataError(f"{source}: every training rating is {float(ratings[0]):g}, so there is nothing "
                         f"to learn (any model would predict that value for every pair).")
 
 
-def fit(train: Ratings, valid: Ratings | None = None, config: TrainConfig | None = None,
+def training_rows(train: Ratings | EncodedSplit, valid: Ratings | None,
+                  cfg: TrainConfig) -> tuple[Vocab, Vocab, Encoded, Encoded | None]:
+    """Vocabularies from the training rows, and the encoded training and validation rows."""
+    if isinstance(train, EncodedSplit):
+        users, items, tr = train.users, train.items, train.train
+        va = train.valid.data if train.valid is not None else None
+    else:
+        train_df = train.df
+        valid_df = valid.df if valid is not None else None
+        if valid_df is None and cfg.valid_pct > 0:
+            train_df, valid_df = random_split(train_df, cfg.valid_pct, cfg.seed)
+        if len(train_df) < 2:
+            raise DataError(f"{train.source} has {len(train_df)} training rating(s); training needs at least 2.")
+        users, items = Vocab.from_ids(train_df["user"]), Vocab.from_ids(train_df["item"])
+        tr = encode(train_df, users, items)
+        va = encode(valid_df, users, items) if valid_df is not None and len(valid_df) else None
+    if valid is not None and isinstance(train, EncodedSplit):
+        va = encode(valid.df, users, items) if len(valid.df) else None
+    check_learnable(users, items, tr.ratings, train.source)
+    return users, items, tr, va
+
+
+def fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: TrainConfig | None = None,
         callbacks: list | None = None, build=None) -> tuple[Recommender, Trainer]:
     """Train a model on ``train``; validate on ``valid`` or on a random ``valid_pct`` of ``train``.
 
-    ``build(cfg, n_users, n_items, y_range)`` replaces :func:`make_model` (the ablation uses it).
+    ``train`` may be an :class:`~latentrec.chunked.EncodedSplit` (a big file read lean; its
+    training arrays are reordered in place). ``build(cfg, n_users, n_items, y_range)`` replaces
+    :func:`make_model` (the ablation uses it).
     """
     cfg = config or TrainConfig()
     device = local_device(pick_device(cfg.device))
     cfg = cfg.resolved()
-    train_df = train.df
-    valid_df = valid.df if valid is not None else None
-    if valid_df is None and cfg.valid_pct > 0:
-        train_df, valid_df = random_split(train_df, cfg.valid_pct, cfg.seed)
-    if len(train_df) < 2:
-        raise DataError(f"{train.source} has {len(train_df)} training rating(s); training needs at least 2.")
-    check_learnable(train_df, train.source)
-    users, items = Vocab.from_ids(train_df["user"]), Vocab.from_ids(train_df["item"])
-    tr = encode(train_df, users, items)
-    va = encode(valid_df, users, items) if valid_df is not None and len(valid_df) else None
+    users, items, tr, va = training_rows(train, valid, cfg)
     lo, hi = float(tr.ratings.min()), float(tr.ratings.max())
     y_range = tuple(cfg.y_range) if cfg.y_range is not None else default_y_range(lo, hi)
     torch.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
@@ -89,10 +106,10 @@ def fit(train: Ratings, valid: Ratings | None = None, config: TrainConfig | None
         model.set_rated(tr.users, tr.items)
     trainer = Trainer(model, tr, va, cfg, device=device, callbacks=list(callbacks or []), clip=(lo, hi))
     trainer.fit()
+    trainer.runner = None  # let go of the solver's working copies before the summaries below
 
     baseline = fit_biases(tr.users, tr.items, tr.ratings, len(users), len(items))
-    order = np.argsort(tr.users, kind="stable")
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(tr.users, minlength=len(users)))])
+    indptr, rated = csr.by_row(tr.users, tr.items, len(users))
     last = trainer.history[-1] if trainer.history else {}
     best = next((h for h in trainer.history if h["epoch"] == trainer.best_epoch), last)
     metrics = {k: best[k] for k in ("train_rmse", "valid_rmse", "valid_mae") if k in best}
@@ -101,8 +118,8 @@ def fit(train: Ratings, valid: Ratings | None = None, config: TrainConfig | None
     if trainer.diverged:
         info["diverged"] = trainer.diverged
     rec = Recommender(
-        model=model, users=users, items=items, rating_range=(lo, hi),
-        rated_indptr=indptr, rated_items=tr.items[order], baseline=baseline,
-        config=cfg.to_dict(), history=trainer.history, info=info, titles=train.titles,
+        model=model, users=users, items=items, rating_range=(lo, hi), rated_indptr=indptr, rated_items=rated,
+        baseline=baseline, config=cfg.to_dict(), history=trainer.history, info=info,
+        titles=getattr(train, "titles", {}),
     )
     return rec, trainer

@@ -7,6 +7,7 @@ import sys
 from importlib import import_module
 
 from ..errors import LatentrecError
+from ..memory import release_big_blocks
 
 COMMANDS = ["train", "evaluate", "predict", "tune", "cv", "recommend", "similar", "interpret", "synth", "bench", "ablation"]
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    release_big_blocks()
     try:
         return int(args.run(args) or 0)
     except LatentrecError as e:

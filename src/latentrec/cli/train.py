@@ -16,7 +16,18 @@ from ..evaluate import evaluate
 from ..recommend import recommend
 from ..split import ML100K_SPLITS, ml100k_split_files, random_split
 from ..training import fit
-from .common import add_data_options, command, console, emit_json, read, start, stderr, table, writable_or_fail
+from .common import (
+    add_data_options,
+    command,
+    console,
+    emit_json,
+    read,
+    read_big,
+    start,
+    stderr,
+    table,
+    writable_or_fail,
+)
 from .evaluate import print_evaluation
 
 EXAMPLE = """latentrec train --data ml-100k --out model
@@ -137,15 +148,17 @@ def run(args: argparse.Namespace) -> int:
     start(args)
     cfg = config_from_args(args).resolved()
     checkpoints = checkpointer(args)
-    test = None
+    test = lean = None
     if args.split:
         base, test_file = ml100k_split_files(args.split, args.data_dir)
         train_data, test = read(args, base), read(args, test_file)
         train_data.titles = read_titles(Path(base).parent / "u.item")  # so outputs show titles
     else:
-        train_data = read(args, args.data or "ml-100k")
+        source = args.data or "ml-100k"
+        lean = read_big(args, source, 0.0 if args.valid else cfg.valid_pct, cfg.seed)
+        train_data = lean or read(args, source)
     valid = read(args, args.valid) if args.valid else None
-    if valid is None and cfg.valid_pct > 0:
+    if lean is None and valid is None and cfg.valid_pct > 0:
         rows, held = random_split(train_data.df, cfg.valid_pct, cfg.seed)
         train_data, valid = replace(train_data, df=rows), replace(train_data, df=held, source="the validation rows")
     if args.test:
@@ -170,8 +183,8 @@ def run(args: argparse.Namespace) -> int:
               "train_seconds": rec.info["train_seconds"], "config": rec.config}
     if test is not None:
         result["test"] = evaluate(rec, test)
-    elif valid is not None:
-        result["valid"] = evaluate(rec, valid)
+    elif valid is not None or lean is not None and lean.valid is not None:
+        result["valid"] = evaluate(rec, valid if valid is not None else lean.valid)
     if args.json:
         emit_json(result)
     else:

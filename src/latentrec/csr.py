@@ -1,0 +1,75 @@
+"""Rows of (row, column) pairs grouped by row (compressed sparse rows), and duplicate pairs in them.
+
+Counting sorts compiled with numba: no int64 argsort of the whole column, so grouping 100M pairs
+needs the output (4 bytes a pair) and nothing else of that size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+SLICE = 1 << 23
+
+
+def bincount(index: np.ndarray, n: int, weights=None) -> np.ndarray:
+    """``np.bincount(index, weights, minlength=n)`` a slice at a time: numpy would first copy a whole int32
+    column to int64 (800 MB for 100M rows). ``weights(s)``, if given, returns the weights of slice ``s``."""
+    out = np.zeros(n, np.float64 if weights else np.int64)
+    for a in range(0, len(index), SLICE):
+        s = slice(a, a + SLICE)
+        out += np.bincount(index[s], None if weights is None else weights(s), minlength=n)
+    return out
+
+
+@njit(cache=True)
+def _fill(rows, cols, pos, out):
+    for n in range(len(rows)):
+        r = rows[n]
+        out[pos[r]] = cols[n]
+        pos[r] += 1
+
+
+@njit(parallel=True, cache=True)
+def _sort_rows(indptr, cols):
+    for r in prange(len(indptr) - 1):
+        cols[indptr[r]:indptr[r + 1]] = np.sort(cols[indptr[r]:indptr[r + 1]])
+
+
+def by_row(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr, cols)``: the columns of row ``r`` are ``cols[indptr[r]:indptr[r + 1]]``, in ascending order."""
+    indptr = np.zeros(n_rows + 1, np.int64)
+    np.cumsum(bincount(rows, n_rows), out=indptr[1:])
+    out = np.empty(len(cols), cols.dtype)
+    _fill(rows, cols, indptr[:-1].copy(), out)
+    _sort_rows(indptr, out)
+    return indptr, out
+
+
+@njit(parallel=True, cache=True)
+def _any_repeat(indptr, cols):
+    found = 0
+    for r in prange(len(indptr) - 1):
+        for j in range(indptr[r] + 1, indptr[r + 1]):
+            if cols[j] == cols[j - 1]:
+                found += 1
+                break
+    return found > 0
+
+
+@njit(cache=True)
+def _first_repeated(rows, cols, indptr, sorted_cols):
+    for n in range(len(rows)):
+        seg = sorted_cols[indptr[rows[n]]:indptr[rows[n] + 1]]
+        j = np.searchsorted(seg, cols[n])
+        if j + 1 < len(seg) and seg[j + 1] == cols[n]:
+            return n
+    return -1
+
+
+def first_duplicate(rows: np.ndarray, cols: np.ndarray, indptr: np.ndarray, sorted_cols: np.ndarray) -> int:
+    """Position of the first pair (in input order) that occurs more than once, or -1; ``indptr``/``sorted_cols``
+    come from :func:`by_row` on the same pairs."""
+    if not _any_repeat(indptr, sorted_cols):
+        return -1
+    return int(_first_repeated(rows, cols, indptr, sorted_cols))
