@@ -18,7 +18,7 @@ import torch
 
 from .batches import Encoded
 from .config import TrainConfig
-from .trainer import RUNNERS, Diverged, predict_batches, rmse_mae
+from .trainer import RUNNERS, Diverged, predict_rows, rmse_mae
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def run_setup(setup: Setup, train: Encoded, valid: Encoded, n_users: int, n_item
             train_s.append(time.perf_counter() - t0)
             if not math.isfinite(mse):
                 raise Diverged(f"the loss reached {mse}")
-            curve.append(rmse_mae(predict_batches(model, valid, device), valid.ratings)[0])
+            curve.append(rmse_mae(predict_rows(model, valid, device), valid.ratings)[0])
     except Diverged as why:
         row.update(diverged=str(why))
         return row

@@ -53,10 +53,10 @@ def popularity_lists(rec: Recommender, users: np.ndarray, k: int) -> np.ndarray:
 def evaluate_ranking(rec: Recommender, test: EncodedRows, k: int = 10, threshold: float = 4.0) -> dict:
     """Top-``k`` metrics of the model and of the popularity baseline on ``test`` (see ``rec.encode_rows``)."""
     check_n(k)
-    users, items = test.data.users.astype(np.int64), test.data.items.astype(np.int64)
-    liked = (test.data.ratings >= threshold) & (users > 0)
-    order = np.argsort(users[liked], kind="stable")
-    lu, li = users[liked][order], items[liked][order]
+    liked = np.flatnonzero((test.data.ratings >= threshold) & (test.data.users > 0))
+    lu, li = test.data.users[liked].astype(np.int64), test.data.items[liked].astype(np.int64)
+    order = np.argsort(lu, kind="stable")
+    lu, li = lu[order], li[order]
     scored, starts = np.unique(lu, return_index=True)
     relevant = np.split(li, starts[1:]) if len(scored) else []
     model_lists, _ = top_n(rec, scored, k)

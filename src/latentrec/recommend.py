@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .csr import bincount
 from .errors import ConfigError, DataError
 from .models import DotProductBias
 from .recommender import Recommender
@@ -108,7 +109,7 @@ def check_n(n: int) -> None:
 
 def item_counts(rec: Recommender) -> np.ndarray:
     """Training ratings per item index."""
-    return np.bincount(rec.rated_items, minlength=len(rec.items))
+    return bincount(rec.rated_items, len(rec.items))
 
 
 def popular(rec: Recommender, n: int = 10, min_ratings: int = MIN_RATINGS,

@@ -19,7 +19,7 @@ from .data import Ratings
 from .errors import ModelFileError
 from .model_dir import read_model_dir, write_model_dir
 from .models import build_model
-from .trainer import predict_batches
+from .trainer import predict_rows
 from .vocab import Vocab
 
 
@@ -68,7 +68,7 @@ class Recommender:
         return EncodedRows(data, ratings.source, n_unknown)
 
     def predict_encoded(self, data: Encoded) -> np.ndarray:
-        return np.clip(predict_batches(self.model, data, self.device), *self.rating_range)
+        return np.clip(predict_rows(self.model, data, self.device), *self.rating_range)
 
     def predict(self, users, items) -> pd.DataFrame:
         """Predicted ratings for raw (user, item) pairs, with ``known_user``/``known_item``/``known`` flags."""

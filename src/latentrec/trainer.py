@@ -22,6 +22,7 @@ from .config import TrainConfig
 from .csr import bincount
 from .distributed import data_parallel
 from .errors import ConfigError
+from .models import DotProductBias
 from .optim import make_optimizer, parse_schedule
 
 
@@ -80,13 +81,6 @@ class KernelRunner:
         self.wd = cfg.wd
         self.limit = math.inf
 
-    def predict(self, data: Encoded) -> np.ndarray:
-        from .sgd_kernel import predict
-
-        m = self.model
-        return predict(data.users, data.items, m.user_factors.data.numpy(), m.item_factors.data.numpy(),
-                       m.user_bias.data.numpy(), m.item_bias.data.numpy(), m.y_range, m.use_bias)
-
     def epoch(self, lr_at) -> float:
         from .sgd_kernel import sgd_epoch
 
@@ -127,8 +121,14 @@ RUNNERS = {"autograd": AutogradRunner, "sgd": sgd_runner, "als": als_runner, "ba
 
 
 @torch.no_grad()
-def predict_batches(model: torch.nn.Module, data: Encoded, device: torch.device, bs: int = 65536) -> np.ndarray:
-    """Model predictions for encoded rows, in chunks."""
+def predict_rows(model: torch.nn.Module, data: Encoded, device: torch.device, bs: int = 65536) -> np.ndarray:
+    """Model predictions for encoded rows: the compiled kernel for the dot model on the CPU (parallel, no
+    temporaries: 20M rows in a fraction of a second), batches through the model's forward otherwise."""
+    if type(model) is DotProductBias and device.type == "cpu":
+        from .sgd_kernel import predict
+
+        tables = (t.detach().numpy() for t in (model.user_factors, model.item_factors, model.user_bias, model.item_bias))
+        return predict(data.users, data.items, *tables, model.y_range, model.use_bias)
     model.eval()
     out = []
     for x, _ in Batches(data, bs=bs, shuffle=False, device=device):
@@ -176,8 +176,7 @@ class Trainer:
         return self.model.n_users, self.model.n_items
 
     def predict(self, data: Encoded) -> np.ndarray:
-        fast = getattr(self.runner, "predict", None)  # the kernel's own, when it has one
-        pred = fast(data) if fast else predict_batches(self.model, data, self.device)
+        pred = predict_rows(self.model, data, self.device)
         return np.clip(pred, *self.clip) if self.clip else pred
 
     def fit(self) -> list[dict]:
