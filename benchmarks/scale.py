@@ -44,10 +44,10 @@ def run_train(path: Path, factors: int, epochs: int) -> dict:
         tail = json.loads(proc.stderr.strip().splitlines()[-1])
         meta = json.loads(Path(f"{tmp}/model/model.json").read_text())
     seconds = [h["seconds"] for h in meta["history"]]
-    n_train = meta["info"]["n_train"]
+    n_train = meta["n_train"]
     epoch_s = float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
     return {"n_train": n_train, "epoch_s": epoch_s, "ratings_per_s": n_train / epoch_s, "wall_s": wall,
-            "peak_mb": tail["peak_mb"], "valid_rmse": meta["info"]["metrics"].get("valid_rmse")}
+            "peak_mb": tail["peak_mb"], "valid_rmse": meta["metrics"].get("valid_rmse")}
 
 
 def main() -> None:

@@ -55,7 +55,8 @@ def read_split(path: str | os.PathLike, cols: dict | None = None, duplicates: st
     would), or ``None`` when the file is not for this route."""
     check_valid_pct(valid_pct)
     path = Path(path)
-    if duplicates != "error" or not path.is_file() or path.stat().st_size < (LEAN_BYTES if min_bytes is None else min_bytes):
+    min_bytes = LEAN_BYTES if min_bytes is None else min_bytes
+    if duplicates != "error" or not path.is_file() or path.stat().st_size < min_bytes:
         return None
     try:
         batches, names, n_max, row_offset = _open(path, cols or {})
@@ -66,7 +67,7 @@ def read_split(path: str | os.PathLike, cols: dict | None = None, duplicates: st
         return None
     where = str(path)
     user_ids, item_ids = _to_file_index(u), _to_file_index(i)
-    _check_duplicates(u, i, user_ids, item_ids, names, where, row_offset)
+    _check_duplicates(u, i, user_ids, item_ids, where, row_offset)
     n_valid = int(round(len(r) * valid_pct))
     _move_to_end(np.random.default_rng(seed).permutation(len(r))[:n_valid], u, i, r)
     n_train = len(r) - n_valid
@@ -120,8 +121,9 @@ def _open(path: Path, cols: dict):
         read_options=pcsv.ReadOptions(block_size=CHUNK_ROWS * 24, column_names=header,
                                       skip_rows=1 if has_header else 0),
         parse_options=pcsv.ParseOptions(delimiter=sep),
-        convert_options=pcsv.ConvertOptions(include_columns=names, column_types={
-            names[0]: pa.int64(), names[1]: pa.int64(), names[2]: pa.float64()}),
+        convert_options=pcsv.ConvertOptions(  # only a blank cell is missing: "NA" or "null" in an id column is text
+            include_columns=names, null_values=[""], column_types={
+                names[0]: pa.int64(), names[1]: pa.int64(), names[2]: pa.float64()}),
     )
     return reader, names, _count_lines(path), 1 if has_header else 0
 
@@ -189,7 +191,7 @@ def _to_file_index(col: np.ndarray) -> np.ndarray:
     return ids
 
 
-def _check_duplicates(u, i, user_ids, item_ids, names, where: str, row_offset: int) -> None:
+def _check_duplicates(u, i, user_ids, item_ids, where: str, row_offset: int) -> None:
     indptr, sorted_items = csr.by_row(u, i, len(user_ids))
     first = csr.first_duplicate(u, i, indptr, sorted_items)
     del indptr, sorted_items
