@@ -125,7 +125,7 @@ def test_parallel_epoch_is_repeatable_and_learns():
     U, V = rng.normal(0, 0.7, (n_users, k)), rng.normal(0, 0.7, (n_items, k))
     users, items = rng.integers(0, n_users, 20000).astype(np.int32), rng.integers(0, n_items, 20000).astype(np.int32)
     r = (3 + (U[users] * V[items]).sum(1)).astype(np.float32)
-    assert default_grid(len(r), 2) == 1 and default_grid(10 ** 7, 2) == 8
+    assert default_grid(len(r), 2) == 1 and default_grid(10 ** 6, 2) == 8 and default_grid(10 ** 8, 2) == 32
     outs = []
     for _ in range(2):
         d = BlockedRatings(users, items, r, n_users, n_items, 4, np.random.default_rng(1))

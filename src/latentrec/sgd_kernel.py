@@ -153,14 +153,24 @@ class BlockedRatings:
 def default_grid(n_ratings: int, n_threads: int) -> int:
     """Blocks per side: 4 per thread (LIBMF uses at least 2 * threads + 1), 16 per thread from 50M ratings
     on (so a block's factor rows stay in cache: 2 threads, 100M ratings: 34.7M ratings/s at 32 vs 22.3M at 8);
-    one (serial) block below 1M ratings.
+    one (serial) block below 500k ratings.
 
     Every round of blocks ends in a barrier across threads; on a busy machine that costs
-    milliseconds, more than a whole small epoch takes on one core.
+    milliseconds, more than a whole small epoch takes on one core (ML-100K: 2.3 ms an epoch serial,
+    3.9 ms with 4 blocks). From 800k ratings blocks win: 0.034-0.048 s an epoch against 0.105 s
+    serial with 200k x 50k tables, 0.017-0.020 s against 0.038 s with 20k x 5k.
     """
-    if n_ratings < 1_000_000 or n_threads < 2:
+    if n_ratings < 500_000 or n_threads < 2:
         return 1
     return (16 if n_ratings >= 50_000_000 else 4) * n_threads
+
+
+def block_order(data, n_users: int, n_items: int) -> None:
+    """Reorder rows to score (an ``Encoded``) in place, block by block, so that :func:`predict` reuses
+    cached factor rows (100M ratings: 20M validation rows in 0.31 s instead of 0.50 s). Small data is left as is."""
+    grid = default_grid(len(data), numba.get_num_threads())
+    if grid > 1:
+        BlockedRatings(data.users, data.items, data.ratings, n_users, n_items, grid, np.random.default_rng(0))
 
 
 def sgd_epoch(data: BlockedRatings, P: np.ndarray, Q: np.ndarray, bu: np.ndarray, bi: np.ndarray, lr: float,
