@@ -21,19 +21,17 @@ def ranking_metrics(lists: np.ndarray, relevant: list[np.ndarray], n_items: int)
     """Metrics of ``lists`` (users x k item indices, 0 = empty slot) against ``relevant`` item sets."""
     n_users, k = lists.shape
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    precision, recall, ndcg, hit = (np.zeros(n_users) for _ in range(4))
-    for u in range(n_users):
-        rel = relevant[u]
-        gains = np.isin(lists[u], rel) & (lists[u] > 0)
-        hits = gains.sum()
-        precision[u] = hits / k
-        recall[u] = hits / len(rel)
-        ndcg[u] = (gains * discounts).sum() / discounts[:min(len(rel), k)].sum()
-        hit[u] = hits > 0
+    n_rel = np.fromiter((len(r) for r in relevant), np.int64, n_users)
+    rows = np.arange(n_users, dtype=np.int64)
+    wanted = np.repeat(rows, n_rel) * n_items + (np.concatenate(relevant) if n_users else 0)
+    gains = np.isin(rows[:, None] * n_items + lists, wanted) & (lists > 0)  # (user, item) keys: one vector test
+    hits = gains.sum(1)
+    ideal = np.concatenate([[0.0], np.cumsum(discounts)])[np.minimum(n_rel, k)]
     shown = np.unique(lists[lists > 0])
     mean = (lambda a: float(a.mean())) if n_users else (lambda a: float("nan"))
-    return {f"precision@{k}": mean(precision), f"recall@{k}": mean(recall), f"ndcg@{k}": mean(ndcg),
-            "hit_rate": mean(hit), "coverage": len(shown) / max(n_items - 1, 1)}
+    return {f"precision@{k}": mean(hits / k), f"recall@{k}": mean(hits / np.maximum(n_rel, 1)),
+            f"ndcg@{k}": mean((gains * discounts).sum(1) / np.maximum(ideal, 1e-12)), "hit_rate": mean(hits > 0),
+            "coverage": len(shown) / max(n_items - 1, 1)}
 
 
 def popularity_lists(rec: Recommender, users: np.ndarray, k: int) -> np.ndarray:
@@ -42,10 +40,13 @@ def popularity_lists(rec: Recommender, users: np.ndarray, k: int) -> np.ndarray:
     order = np.argsort(-counts, kind="stable")
     order = order[(order > 0) & (counts[order] > 0)]
     lists = np.zeros((len(users), k), np.int64)
+    rated_mark = np.zeros(len(counts), bool)  # set for one user's training items at a time
     for row, u in enumerate(users):
         rated = rec.rated_by(u)
+        rated_mark[rated] = True
         cand = order[:k + len(rated)]
-        cand = cand[~np.isin(cand, rated)][:k]
+        cand = cand[~rated_mark[cand]][:k]
+        rated_mark[rated] = False
         lists[row, :len(cand)] = cand
     return lists
 
