@@ -29,7 +29,8 @@ from latentrec.synth import SynthSpec, synth_arrays
 def kernel_rate(users, items, ratings, nu, ni, k, epochs, threads):
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
-    data = BlockedRatings(users, items, ratings, nu, ni, default_grid(len(ratings), threads), rng)
+    copies = users.copy(), items.copy(), ratings.copy()  # blocked in place; LIBMF gets the file order
+    data = BlockedRatings(*copies, nu, ni, default_grid(len(ratings), threads), rng)
     build = time.perf_counter() - t0
     P, Q = rng.normal(0, 0.1, (nu, k)).astype(np.float32), rng.normal(0, 0.1, (ni, k)).astype(np.float32)
     bu, bi = np.zeros(nu, np.float32), np.zeros(ni, np.float32)

@@ -92,6 +92,16 @@ def test_misnamed_rating_column(capsys, tmp_path):
           str(path), "no column 'stars'", "user, item, rating")
 
 
+@pytest.mark.parametrize("lean", [False, True])
+def test_column_option_for_a_headerless_file(capsys, tmp_path, monkeypatch, lean):
+    import latentrec.chunked
+
+    monkeypatch.setattr(latentrec.chunked, "LEAN_BYTES", 0 if lean else 1 << 62)
+    path = write(tmp_path / "r.tsv", "".join(f"{u}\t{i}\t{1 + (u * i) % 5}\n" for u in range(9) for i in range(7)))
+    fails(capsys, tmp_path, train_argv(path, tmp_path / "m", "--user-col", "customer"),
+          str(path), "no header row", "--user-col customer", "by position")
+
+
 def test_unknown_extension(capsys, tmp_path):
     path = write(tmp_path / "ratings.xlsx", GOOD)
     fails(capsys, tmp_path, train_argv(path, tmp_path / "m"), str(path), "unknown file type '.xlsx'")

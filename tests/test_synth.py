@@ -51,3 +51,20 @@ def test_synth_cli_writes_and_rejects_bad_input(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "do not fit" in err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_synth_disk_full_is_one_sentence_and_leaves_no_file(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import latentrec.synth as synth
+
+    def full(spec, chunk_rows):
+        yield next(iter(synth_generate(spec, chunk_rows)))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    synth_generate = synth.generate
+    monkeypatch.setattr(synth, "generate", full)
+    code = main(["synth", "--ratings", "5000", "--users", "40", "--items", "300", "--out", str(tmp_path / "s.parquet")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "No space left on device" in err
+    assert list(tmp_path.iterdir()) == []

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from . import csr
 from .batches import Encoded, EncodedRows
-from .data import _first_line, _is_number, _resolve_columns, _sniff_sep, _split_line
+from .data import _first_line, _is_number, _resolve_columns, _sniff_sep, _split_line, refuse_column_names
 from .errors import DataError
 from .split import check_valid_pct
 from .vocab import NA, Vocab
@@ -112,6 +112,7 @@ def _open(path: Path, cols: dict):
     if has_header:
         header, names = fields, _lean_columns(fields, cols, path)
     else:  # like load_ratings: user, item, rating[, timestamp] by position
+        refuse_column_names(cols, str(path))
         header = [*ROLES, "timestamp", *(f"extra{n}" for n in range(len(fields) - 4))][:len(fields)]
         names = list(ROLES)
     if len(set(header)) != len(header):

@@ -192,6 +192,14 @@ def _is_number(text: str) -> bool:
         return False
 
 
+def refuse_column_names(cols: dict, where: str) -> None:
+    """A headerless file is read by position, so a --user-col/--item-col/--rating-col given for it is a mistake."""
+    named = [f"--{role}-col {name}" for role, name in cols.items() if name]
+    if named:
+        raise DataError(f"{where} has no header row, so {', '.join(named)} names no column; its columns are read "
+                        f"by position as user, item, rating[, timestamp].")
+
+
 def _resolve_columns(columns: list, roles: tuple[str, ...], cols: dict, where: str) -> list[str]:
     """The column holding each role: the one named in ``cols``, else the first whose name is a known alias."""
     return [_resolve_column([str(c) for c in columns], role, cols.get(role), where) for role in roles]
@@ -256,6 +264,8 @@ def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_of
     if len(raw) == 0:
         raise DataError(f"{where} has no rating rows.")
     roles = ("user", "item") if pairs else ("user", "item", "rating")
+    if not has_header:
+        refuse_column_names(cols, where)
     names = dict(zip(roles, _resolve_columns(list(raw.columns), roles, cols if has_header else {}, where)))
     df = pd.DataFrame({
         "user": _ids(raw[names["user"]], "user", where, row_offset),

@@ -140,11 +140,12 @@ def write_synth(spec: SynthSpec, out: str | os.PathLike, chunk_rows: int = 2_000
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     schema = pa.schema([("user", pa.int32()), ("item", pa.int32()), ("rating", pa.float32())])
     try:
-        writer = _writer(fmt, tmp, schema)
-        for table in generate(spec, chunk_rows):
-            writer.write_table(table)
-        writer.close()
+        with _writer(fmt, tmp, schema) as writer:  # closed (and its file handle freed) on any error too
+            for table in generate(spec, chunk_rows):
+                writer.write_table(table)
         os.replace(tmp, out)
+    except OSError as e:  # disk full, permissions: one sentence, no partial file
+        raise ConfigError(f"Could not write {out}: {e.strerror or e}.") from None
     finally:
         tmp.unlink(missing_ok=True)
     return {"out": str(out), "format": fmt, "n_ratings": spec.n_ratings, "n_users": spec.n_users,
