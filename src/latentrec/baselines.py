@@ -22,8 +22,8 @@ def fit_biases(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_user
     bi = np.zeros(n_items)
     n_u, n_i = bincount(users, n_users), bincount(items, n_items)
     for _ in range(sweeps):
-        bi = bincount(items, n_items, lambda s: ratings[s] - mu - bu[users[s]]) / (n_i + reg_item)
-        bu = bincount(users, n_users, lambda s: ratings[s] - mu - bi[items[s]]) / (n_u + reg_user)
+        bi = bincount(items, n_items, lambda s, bu=bu: ratings[s] - mu - bu[users[s]]) / (n_i + reg_item)
+        bu = bincount(users, n_users, lambda s, bi=bi: ratings[s] - mu - bi[items[s]]) / (n_u + reg_user)
     return mu, bu.astype(np.float32), bi.astype(np.float32)
 
 

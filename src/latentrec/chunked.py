@@ -157,7 +157,8 @@ def _read(path: Path, batches, names: list[str], n_max: int, row_offset: int):
                 bad = np.flatnonzero(missing | ~np.isfinite(values))
                 if len(bad):
                     shown = "infinite" if np.isinf(values[bad[0]]) else "missing"
-                    raise DataError(f"{path}, row {n + bad[0] + 1 + row_offset}, column {name!r}: the rating is {shown}.")
+                    raise DataError(f"{path}, row {n + bad[0] + 1 + row_offset}, column {name!r}: "
+                                    f"the rating is {shown}.")
             else:
                 if missing.any():
                     raise DataError(f"{path}, row {n + np.flatnonzero(missing)[0] + 1 + row_offset}, column {name!r}: "

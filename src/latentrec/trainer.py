@@ -135,8 +135,9 @@ def predict_rows(model: torch.nn.Module, data: Encoded, device: torch.device, bs
     if type(model) is DotProductBias and device.type == "cpu":
         from .sgd_kernel import predict
 
-        tables = (t.detach().numpy() for t in (model.user_factors, model.item_factors, model.user_bias, model.item_bias))
-        return predict(data.users, data.items, *tables, model.y_range, model.use_bias)
+        m = model
+        tables = [t.detach().numpy() for t in (m.user_factors, m.item_factors, m.user_bias, m.item_bias)]
+        return predict(data.users, data.items, *tables, m.y_range, m.use_bias)
     model.eval()
     out = []
     for x, _ in Batches(data, bs=bs, shuffle=False, device=device):
