@@ -14,7 +14,6 @@ mean|last``, ``::``-separated, small) go through ``load_ratings`` as before.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pyarrow as pa
 
 from . import csr
 from .batches import Encoded, EncodedRows
-from .data import _first_line, _is_number, _resolve_columns, _sniff_sep, _split_line, refuse_column_names
+from .data import first_line, refuse_column_names, resolve_columns, sniff_header
 from .errors import DataError
 from .split import check_valid_pct
 from .vocab import NA, Vocab
@@ -102,13 +101,10 @@ def _open(path: Path, cols: dict):
         raise _NotLean
     import pyarrow.csv as pcsv
 
-    line, encoding = _first_line(path)
-    sep = _sniff_sep(re.sub(r'"[^"]*"', "", line))
+    line, encoding = first_line(path)
+    sep, fields, has_header = sniff_header(line, cols)
     if sep not in (",", "\t") or encoding != "utf-8-sig":
         raise _NotLean
-    fields = [f.strip().strip('"') for f in _split_line(line, sep)]
-    named = {c for c in cols.values() if c}
-    has_header = bool(named & set(fields)) or len(fields) < 3 or not _is_number(fields[2])
     if has_header:
         header, names = fields, _lean_columns(fields, cols, path)
     else:  # like load_ratings: user, item, rating[, timestamp] by position
@@ -132,7 +128,7 @@ def _open(path: Path, cols: dict):
 def _lean_columns(columns: list[str], cols: dict, path: Path) -> list[str]:
     if "title" in columns:  # titles travel with rows: the in-memory route handles them
         raise _NotLean
-    return _resolve_columns(columns, ROLES, cols, str(path))
+    return resolve_columns(columns, ROLES, cols, str(path))
 
 
 def _count_lines(path: Path) -> int:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .models import MODEL_CLASSES, create_params, sigmoid_range
+from .models import MODEL_CLASSES, FactorModel, create_params, sigmoid_range
 
 
 def embedding_size(n: int) -> int:
@@ -39,7 +39,7 @@ class SparseTimes(torch.autograd.Function):
         return None, None, ctx.x_t @ grad
 
 
-class CollabNN(nn.Module):
+class CollabNN(FactorModel):
     """Concatenated user/item embeddings through an MLP, output squashed into ``y_range``."""
 
     kind = "nn"
@@ -71,14 +71,6 @@ class CollabNN(nn.Module):
             width = h
         blocks.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*blocks)
-
-    @property
-    def n_users(self) -> int:
-        return self.user_factors.shape[0]
-
-    @property
-    def n_items(self) -> int:
-        return self.item_factors.shape[0]
 
     def config(self) -> dict:
         return {"kind": self.kind, "n_users": self.n_users, "n_items": self.n_items,

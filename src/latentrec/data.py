@@ -120,7 +120,7 @@ def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "e
     return Ratings(df, str(path), _pop_titles(df))
 
 
-def _first_line(path: Path) -> tuple[str, str]:
+def first_line(path: Path) -> tuple[str, str]:
     for encoding in ("utf-8-sig", "latin-1"):
         try:
             with open(path, encoding=encoding) as f:
@@ -141,17 +141,11 @@ def _sniff_sep(line: str) -> str:
 
 
 def _read_text(path: Path, cols: dict, pairs: bool = False) -> tuple[pd.DataFrame, bool]:
-    line, encoding = _first_line(path)
+    line, encoding = first_line(path)
     if not line:
         raise DataError(f"{path} has no rows; it needs rows of user, item, rating.")
-    sep = _sniff_sep(re.sub(r'"[^"]*"', "", line))  # a separator inside a quoted id does not count
-    fields = [f.strip().strip('"') for f in _split_line(line, sep)]
-    named = {c for c in cols.values() if c}
-    if pairs:  # ids may be text, so only known column names mark a header
-        known = set().union(*ALIASES.values())
-        has_header = bool(named & set(fields)) or any(_normalized(f) in known for f in fields)
-    else:
-        has_header = bool(named & set(fields)) or len(fields) < 3 or not _is_number(fields[2])
+    sep, fields, has_header = sniff_header(line, cols, pairs)
+
     def read(enc: str) -> pd.DataFrame:
         return pd.read_csv(path, sep=sep, header=0 if has_header else None, dtype=str, keep_default_na=False,
                            encoding=enc, engine="python" if len(sep) > 1 else "c", skipinitialspace=True)
@@ -170,6 +164,17 @@ def _read_text(path: Path, cols: dict, pairs: bool = False) -> tuple[pd.DataFram
         raw = raw.iloc[:, : len(names)]
         raw.columns = names
     return raw, has_header
+
+
+def sniff_header(line: str, cols: dict, pairs: bool = False) -> tuple[str, list[str], bool]:
+    """(separator, fields, whether it is a header) of a text file's first line."""
+    sep = _sniff_sep(re.sub(r'"[^"]*"', "", line))  # a separator inside a quoted id does not count
+    fields = [f.strip().strip('"') for f in _split_line(line, sep)]
+    named = {c for c in cols.values() if c}
+    if pairs:  # ids may be text, so only known column names mark a header
+        known = set().union(*ALIASES.values())
+        return sep, fields, bool(named & set(fields)) or any(_normalized(f) in known for f in fields)
+    return sep, fields, bool(named & set(fields)) or len(fields) < 3 or not _is_number(fields[2])
 
 
 def _split_line(line: str, sep: str) -> list[str]:
@@ -200,7 +205,7 @@ def refuse_column_names(cols: dict, where: str) -> None:
                         f"by position as user, item, rating[, timestamp].")
 
 
-def _resolve_columns(columns: list, roles: tuple[str, ...], cols: dict, where: str) -> list[str]:
+def resolve_columns(columns: list, roles: tuple[str, ...], cols: dict, where: str) -> list[str]:
     """The column holding each role: the one named in ``cols``, else the first whose name is a known alias."""
     return [_resolve_column([str(c) for c in columns], role, cols.get(role), where) for role in roles]
 
@@ -266,7 +271,7 @@ def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_of
     roles = ("user", "item") if pairs else ("user", "item", "rating")
     if not has_header:
         refuse_column_names(cols, where)
-    names = dict(zip(roles, _resolve_columns(list(raw.columns), roles, cols if has_header else {}, where)))
+    names = dict(zip(roles, resolve_columns(list(raw.columns), roles, cols if has_header else {}, where)))
     df = pd.DataFrame({
         "user": _ids(raw[names["user"]], "user", where, row_offset),
         "item": _ids(raw[names["item"]], "item", where, row_offset),

@@ -22,7 +22,19 @@ def sigmoid_range(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return torch.sigmoid(x) * (hi - lo) + lo
 
 
-class DotProductBias(nn.Module):
+class FactorModel(nn.Module):
+    """What every rating model has: user and item tables (``user_factors``/``item_factors``) whose row 0 is ``#na#``."""
+
+    @property
+    def n_users(self) -> int:
+        return self.user_factors.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.item_factors.shape[0]
+
+
+class DotProductBias(FactorModel):
     """Dot product of user and item factors plus biases, squashed into ``y_range``.
 
     ``y_range=None`` leaves the output linear; ``bias=False`` drops both biases (the steps
@@ -44,14 +56,6 @@ class DotProductBias(nn.Module):
     @property
     def n_factors(self) -> int:
         return self.user_factors.shape[1]
-
-    @property
-    def n_users(self) -> int:
-        return self.user_factors.shape[0]
-
-    @property
-    def n_items(self) -> int:
-        return self.item_factors.shape[0]
 
     def config(self) -> dict:
         return {"kind": self.kind, "n_users": self.n_users, "n_items": self.n_items,

@@ -128,11 +128,16 @@ def gibbs_runner(model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device
 RUNNERS = {"autograd": AutogradRunner, "sgd": sgd_runner, "als": als_runner, "bayes": gibbs_runner}
 
 
+def scored_by_kernel(model: torch.nn.Module, device: torch.device) -> bool:
+    """Whether :func:`predict_rows` scores ``model`` with the compiled kernel (a plain dot model on the CPU)."""
+    return type(model) is DotProductBias and device.type == "cpu"
+
+
 @torch.no_grad()
 def predict_rows(model: torch.nn.Module, data: Encoded, device: torch.device, bs: int = 65536) -> np.ndarray:
     """Model predictions for encoded rows: the compiled kernel for the dot model on the CPU (parallel, no
     temporaries: 20M rows in a fraction of a second), batches through the model's forward otherwise."""
-    if type(model) is DotProductBias and device.type == "cpu":
+    if scored_by_kernel(model, device):
         from .sgd_kernel import predict
 
         m = model
@@ -201,7 +206,7 @@ class Trainer:
         n_users, n_items = self.model_sizes()
         self.user_counts = torch.from_numpy(bincount(self.train.users, n_users))
         self.item_counts = torch.from_numpy(bincount(self.train.items, n_items))
-        if self.valid is not None and type(self.model) is DotProductBias and self.device.type == "cpu":
+        if self.valid is not None and scored_by_kernel(self.model, self.device):
             from .sgd_kernel import block_order
 
             block_order(self.valid, n_users, n_items)  # scored every epoch by the kernel's predict

@@ -69,7 +69,10 @@ def training_rows(train: Ratings | EncodedSplit, valid: Ratings | None,
     """Vocabularies from the training rows, and the encoded training and validation rows."""
     if isinstance(train, EncodedSplit):
         users, items, tr = train.users, train.items, train.train
-        va = train.valid.data if train.valid is not None else None
+        if valid is not None:
+            va = encode(valid.df, users, items) if len(valid.df) else None
+        else:
+            va = train.valid.data if train.valid is not None else None
     else:
         train_df = train.df
         valid_df = valid.df if valid is not None else None
@@ -80,8 +83,6 @@ def training_rows(train: Ratings | EncodedSplit, valid: Ratings | None,
         users, items = Vocab.from_ids(train_df["user"]), Vocab.from_ids(train_df["item"])
         tr = encode(train_df, users, items)
         va = encode(valid_df, users, items) if valid_df is not None and len(valid_df) else None
-    if valid is not None and isinstance(train, EncodedSplit):
-        va = encode(valid.df, users, items) if len(valid.df) else None
     check_learnable(users, items, tr.ratings, train.source)
     return users, items, tr, va
 
