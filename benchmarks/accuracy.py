@@ -26,9 +26,9 @@ import pandas as pd
 import torch
 
 from latentrec.config import TrainConfig
-from latentrec.data import load_ratings
-from latentrec.evaluate import evaluate
-from latentrec.training import fit
+from latentrec.data.ratings import load_ratings
+from latentrec.evaluation.evaluate import evaluate
+from latentrec.training.fit import fit
 
 RUNS = {
     "sgd": TrainConfig(model="dot", solver="sgd"),

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from latentrec.config import TrainConfig
-from latentrec.data import Ratings, load_ratings
-from latentrec.training import fit
+from latentrec.data.ratings import Ratings, load_ratings
+from latentrec.training.fit import fit
 
 
 def main() -> None:

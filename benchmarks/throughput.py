@@ -20,10 +20,10 @@ import numba
 import numpy as np
 import torch
 
-from latentrec.models import DotProductBias
-from latentrec.sgd_kernel import BlockedRatings, default_grid, sgd_epoch
-from latentrec.sgd_torch import sgd_step
-from latentrec.synth import SynthSpec, synth_arrays
+from latentrec.data.synth import SynthSpec, synth_arrays
+from latentrec.models.dot import DotProductBias
+from latentrec.solvers.sgd_kernel import BlockedRatings, default_grid, sgd_epoch
+from latentrec.solvers.sgd_torch import sgd_step
 
 
 def kernel_rate(users, items, ratings, nu, ni, k, epochs, threads):

@@ -1,7 +1,7 @@
 """Top-N for every user: the chunked, masked ``top_n`` against a plain matrix product + ``topk``.
 
 Builds a random dot model of the given shape with ``--ratings-per-user`` training ratings per
-user (to mask), then times, in the same run: (a) ``latentrec.recommend.top_n`` (chunked product,
+user (to mask), then times, in the same run: (a) ``latentrec.use.topn.top_n`` (chunked product,
 masking of rated items, ratings for the winners) and (b) a plain ``U @ V.T`` + ``topk`` over the
 same chunks with no masking. Prints user-item scores per second and the ratio (a)/(b).
 
@@ -17,10 +17,10 @@ import time
 import numpy as np
 import torch
 
-from latentrec.models import DotProductBias
-from latentrec.recommend import CHUNK_SCORES, top_n
-from latentrec.recommender import Recommender
-from latentrec.vocab import Vocab
+from latentrec.data.vocab import Vocab
+from latentrec.models.dot import DotProductBias
+from latentrec.use.recommender import Recommender
+from latentrec.use.topn import CHUNK_SCORES, top_n
 
 
 def make_rec(n_users: int, n_items: int, n_factors: int, per_user: int, seed: int = 0) -> Recommender:

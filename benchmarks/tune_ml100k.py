@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from latentrec.config import TrainConfig
-from latentrec.data import load_ratings
-from latentrec.evaluate import evaluate
-from latentrec.training import fit
+from latentrec.data.ratings import load_ratings
+from latentrec.evaluation.evaluate import evaluate
+from latentrec.training.fit import fit
 
 
 def child_cpu() -> float:

@@ -37,7 +37,7 @@ def block(cmd: str, out: str) -> str:
 
 
 def main() -> None:
-    from latentrec.datasets import dataset_path
+    from latentrec.data.datasets import dataset_path
 
     data_dir = str(dataset_path("ml-100k").parent)
     env = {**os.environ, "COLUMNS": "110", "LATENTREC_DATA": data_dir, "PYTHONWARNINGS": "ignore"}

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latentrec.data import Ratings
+from latentrec.data.ratings import Ratings
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from latentrec.config import TrainConfig
-from latentrec.data import load_ratings
-from latentrec.distributed import world
-from latentrec.training import fit
+from latentrec.data.ratings import load_ratings
+from latentrec.solvers.distributed import world
+from latentrec.training.fit import fit
 
 
 def main(train_csv: str, valid_csv: str, out: str, solver: str) -> None:

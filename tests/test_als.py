@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from latentrec.als import RatingGraph, als_side
-from latentrec.batches import Encoded
 from latentrec.config import TrainConfig
+from latentrec.data.batches import Encoded
 from latentrec.errors import ConfigError
-from latentrec.evaluate import evaluate
-from latentrec.recommender import Recommender
-from latentrec.training import fit
+from latentrec.evaluation.evaluate import evaluate
+from latentrec.solvers.als import RatingGraph, als_side
+from latentrec.training.fit import fit
+from latentrec.use.recommender import Recommender
 
 
 def test_user_solve_equals_direct_least_squares():

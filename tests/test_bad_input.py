@@ -18,8 +18,8 @@ from conftest import lowrank_ratings
 
 from latentrec.cli import main
 from latentrec.config import TrainConfig
-from latentrec.data import load_ratings
-from latentrec.training import fit
+from latentrec.data.ratings import load_ratings
+from latentrec.training.fit import fit
 
 GOOD = "user,item,rating\nu1,i1,4\nu1,i2,3\nu2,i1,5\nu2,i3,2\nu3,i2,1\nu3,i3,4\n"
 
@@ -94,9 +94,9 @@ def test_misnamed_rating_column(capsys, tmp_path):
 
 @pytest.mark.parametrize("lean", [False, True])
 def test_column_option_for_a_headerless_file(capsys, tmp_path, monkeypatch, lean):
-    import latentrec.chunked
+    import latentrec.data.lean
 
-    monkeypatch.setattr(latentrec.chunked, "LEAN_BYTES", 0 if lean else 1 << 62)
+    monkeypatch.setattr(latentrec.data.lean, "LEAN_BYTES", 0 if lean else 1 << 62)
     path = write(tmp_path / "r.tsv", "".join(f"{u}\t{i}\t{1 + (u * i) % 5}\n" for u in range(9) for i in range(7)))
     fails(capsys, tmp_path, train_argv(path, tmp_path / "m", "--user-col", "customer"),
           str(path), "no header row", "--user-col customer", "by position")

@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from latentrec.als import RatingGraph, with_ones
-from latentrec.batches import Encoded
-from latentrec.bayes import BayesianDot, gaussian_conditional, sample_gaussian, wishart
 from latentrec.config import TrainConfig
-from latentrec.evaluate import evaluate
-from latentrec.recommend import recommend
-from latentrec.recommender import Recommender
-from latentrec.training import fit
+from latentrec.data.batches import Encoded
+from latentrec.evaluation.evaluate import evaluate
+from latentrec.models.bayes import BayesianDot
+from latentrec.solvers.als import RatingGraph, with_ones
+from latentrec.solvers.gibbs import gaussian_conditional, sample_gaussian, wishart
+from latentrec.training.fit import fit
+from latentrec.use.recommender import Recommender
+from latentrec.use.topn import recommend
 
 
 def test_user_conditional_matches_closed_form_posterior():

@@ -10,9 +10,9 @@ import torch
 from tiny_rec import trained
 
 from latentrec.cli import main
-from latentrec.coldstart import fold_in, fold_in_scores, parse_ratings, read_ratings_file
 from latentrec.errors import DataError
-from latentrec.recommend import UserRatings, recommend
+from latentrec.use.coldstart import UserRatings, fold_in, fold_in_scores, parse_ratings, read_ratings_file
+from latentrec.use.topn import recommend
 
 
 def test_parse_ratings_inline_and_file(tmp_path):

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from latentrec.collab_nn import CollabNN, embedding_size
 from latentrec.config import TrainConfig
 from latentrec.errors import ConfigError
-from latentrec.evaluate import evaluate
-from latentrec.recommend import recommend
-from latentrec.recommender import Recommender
-from latentrec.training import fit
+from latentrec.evaluation.evaluate import evaluate
+from latentrec.models.nn import CollabNN, embedding_size
+from latentrec.training.fit import fit
+from latentrec.use.recommender import Recommender
+from latentrec.use.topn import recommend
 
 
 def test_embedding_size_rule_and_architecture():

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from latentrec.cli import main, train
-from latentrec.config_file import apply_config, dumps_toml, read_config
+from latentrec.cli.config_file import apply_config, dumps_toml, read_config
 from latentrec.errors import ConfigError
 
 

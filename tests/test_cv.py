@@ -10,9 +10,9 @@ from conftest import lowrank_ratings
 
 from latentrec.cli import main
 from latentrec.config import TrainConfig
-from latentrec.cv import cross_validate, kfolds, parse_split
-from latentrec.data import Ratings
+from latentrec.data.ratings import Ratings
 from latentrec.errors import ConfigError
+from latentrec.evaluation.cv import cross_validate, kfolds, parse_split
 
 
 def pairs(r: Ratings) -> set:

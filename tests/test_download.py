@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from latentrec.cli import main
-from latentrec.datasets import dataset_path
+from latentrec.data.datasets import dataset_path
 from latentrec.errors import DownloadError
 
 RATINGS_CSV = "userId,movieId,rating,timestamp\n" + "".join(

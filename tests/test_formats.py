@@ -2,7 +2,7 @@
 
 import shutil
 
-from latentrec.data import load_ratings
+from latentrec.data.ratings import load_ratings
 
 
 def test_ml1m_layout(tmp_path):

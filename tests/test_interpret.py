@@ -9,7 +9,7 @@ import numpy as np
 from tiny_rec import trained
 
 from latentrec.cli import main
-from latentrec.interpret import bias_extremes, component_ends, interpret, item_pca
+from latentrec.use.interpret import bias_extremes, component_ends, interpret, item_pca
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -7,14 +7,14 @@ import pandas as pd
 import pytest
 from safetensors.numpy import load_file
 
-import latentrec.chunked as chunked
-from latentrec.chunked import read_split
+import latentrec.data.lean as chunked
 from latentrec.cli import main
-from latentrec.data import load_ratings
+from latentrec.data.lean import read_split
+from latentrec.data.ratings import load_ratings
+from latentrec.data.split import random_split
+from latentrec.data.synth import SynthSpec, write_synth
+from latentrec.data.vocab import Vocab
 from latentrec.errors import DataError
-from latentrec.split import random_split
-from latentrec.synth import SynthSpec, write_synth
-from latentrec.vocab import Vocab
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from latentrec.models import DotProductBias, create_params, default_y_range
-from latentrec.optim import SGD
+from latentrec.models.dot import DotProductBias, create_params, default_y_range
+from latentrec.solvers.optim import SGD
 
 
 def test_embedding_lookup_gradient_equals_one_hot_product():

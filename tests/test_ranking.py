@@ -11,9 +11,9 @@ import pytest
 from tiny_rec import tiny_rec, trained
 
 from latentrec.cli import main
-from latentrec.data import Ratings
-from latentrec.evaluate import evaluate
-from latentrec.ranking import evaluate_ranking, popularity_lists, ranking_metrics
+from latentrec.data.ratings import Ratings
+from latentrec.evaluation.evaluate import evaluate
+from latentrec.evaluation.ranking import evaluate_ranking, popularity_lists, ranking_metrics
 
 
 def test_hand_computed_metrics():

@@ -12,8 +12,8 @@ from tiny_rec import tiny_rec, trained
 
 from latentrec.cli import main
 from latentrec.errors import ConfigError
-from latentrec.models import DotProductBias
-from latentrec.recommend import item_counts, popular, recommend, recommend_all, top_n, write_table
+from latentrec.models.dot import DotProductBias
+from latentrec.use.topn import item_counts, popular, recommend, recommend_all, top_n, write_table
 
 
 def brute_force(rec, users, n, include_rated=False):

@@ -14,9 +14,9 @@ import torch
 from conftest import lowrank_ratings
 from safetensors.torch import load_file
 
-from latentrec import checkpoint
 from latentrec.cli import main
 from latentrec.cli.train import EpochTable
+from latentrec.training import checkpoint
 
 EPOCHS = 6
 
@@ -114,7 +114,7 @@ def test_resume_without_checkpoint_is_one_sentence(capsys, tmp_path, ratings_csv
 KILLABLE = r"""
 import os, sys, time
 from pathlib import Path
-import latentrec.trainer as T
+import latentrec.solvers.runners as T
 from latentrec.cli import main
 
 mode, marker, argv = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]

@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from latentrec.config import TrainConfig
-from latentrec.models import DotProductBias
-from latentrec.optim import SGD
-from latentrec.sgd_kernel import BlockedRatings, _sgd_block, default_grid, predict, sgd_epoch
-from latentrec.sgd_torch import TorchSGDRunner, sgd_step
-from latentrec.trainer import KernelRunner, Trainer, sgd_runner
+from latentrec.models.dot import DotProductBias
+from latentrec.models.scoring import predict
+from latentrec.solvers.optim import SGD
+from latentrec.solvers.sgd_kernel import BlockedRatings, _sgd_block, default_grid, sgd_epoch
+from latentrec.solvers.sgd_torch import TorchSGDRunner, sgd_step
+from latentrec.solvers.runners import KernelRunner, sgd_runner
+from latentrec.training.loop import Trainer
 
 
 def small_model(y_range, seed=0, n_users=6, n_items=5, k=4):
@@ -139,9 +141,9 @@ def test_parallel_epoch_is_repeatable_and_learns():
 
 
 def test_sgd_solver_picks_kernel_on_cpu_and_torch_path_trains_too(lowrank, monkeypatch):
-    import latentrec.trainer as trainer_mod
-    from latentrec.training import encode
-    from latentrec.vocab import Vocab
+    import latentrec.solvers.runners as trainer_mod
+    from latentrec.data.vocab import Vocab
+    from latentrec.training.fit import encode
 
     train, test, noise = lowrank
     users, items = Vocab.from_ids(train.df["user"]), Vocab.from_ids(train.df["item"])

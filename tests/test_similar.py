@@ -11,7 +11,7 @@ from tiny_rec import tiny_rec, trained
 
 from latentrec.cli import main
 from latentrec.errors import ConfigError, DataError
-from latentrec.similar import find_item, item_vectors, similar_items
+from latentrec.use.similar import find_item, item_vectors, similar_items
 
 TITLES = {"i1": "Star Wars (1977)", "i2": "Return of the Jedi (1983)", "i3": "Godfather, The (1972)",
           "i4": "Godfather: Part II, The (1974)", "i5": "Toy Story (1995)"}

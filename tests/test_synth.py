@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from latentrec.cli import main
-from latentrec.synth import SynthSpec, synth_arrays, write_synth
+from latentrec.data.synth import SynthSpec, synth_arrays, write_synth
 
 
 def test_synth_file_has_unique_pairs_power_law_and_the_scale(tmp_path):
@@ -33,8 +33,8 @@ def test_csv_and_parquet_and_memory_agree(tmp_path):
 
 def test_training_recovers_the_planted_structure(tmp_path):
     from latentrec.config import TrainConfig
-    from latentrec.data import load_ratings
-    from latentrec.training import fit
+    from latentrec.data.ratings import load_ratings
+    from latentrec.training.fit import fit
 
     noise = 0.2
     write_synth(SynthSpec(30_000, 600, 300, n_factors=3, noise=noise, scale=(-10, 20), seed=0), tmp_path / "r.csv")
@@ -56,7 +56,7 @@ def test_synth_cli_writes_and_rejects_bad_input(tmp_path, capsys):
 def test_synth_disk_full_is_one_sentence_and_leaves_no_file(tmp_path, capsys, monkeypatch):
     import errno
 
-    import latentrec.synth as synth
+    import latentrec.data.synth as synth
 
     def full(spec, chunk_rows):
         yield next(iter(synth_generate(spec, chunk_rows)))

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 
 from latentrec.config import TrainConfig
-from latentrec.data import load_ratings
-from latentrec.evaluate import evaluate
-from latentrec.recommender import Recommender
-from latentrec.training import fit
+from latentrec.data.ratings import load_ratings
+from latentrec.evaluation.evaluate import evaluate
+from latentrec.training.fit import fit
+from latentrec.use.recommender import Recommender
 
 
 @pytest.mark.parametrize("solver", ["sgd", "autograd"])

@@ -11,11 +11,11 @@ import tomllib
 from conftest import lowrank_ratings
 
 from latentrec.cli import main
+from latentrec.cli.tune_report import FILES
 from latentrec.config import TrainConfig
-from latentrec.data import Ratings
+from latentrec.data.ratings import Ratings
 from latentrec.errors import ConfigError
-from latentrec.tune import Choice, Float, Int, make_study, space_from_toml, tune
-from latentrec.tune_report import FILES
+from latentrec.evaluation.tune import Choice, Float, Int, make_study, space_from_toml, tune
 
 SPACE_TOML = """
 solver = "sgd"

@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from latentrec.split import kfold_indices, random_split
-from latentrec.vocab import NA, Vocab
+from latentrec.data.split import kfold_indices, random_split
+from latentrec.data.vocab import NA, Vocab
 
 
 def test_vocab_round_trip_and_unknown():

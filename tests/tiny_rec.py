@@ -9,11 +9,11 @@ import pandas as pd
 import torch
 
 from latentrec.config import TrainConfig
-from latentrec.data import Ratings
-from latentrec.models import DotProductBias
-from latentrec.recommender import Recommender
-from latentrec.training import fit
-from latentrec.vocab import Vocab
+from latentrec.data.ratings import Ratings
+from latentrec.data.vocab import Vocab
+from latentrec.models.dot import DotProductBias
+from latentrec.training.fit import fit
+from latentrec.use.recommender import Recommender
 
 
 def tiny_rec(P, Q, bu=None, bi=None, rated: dict | None = None, titles: dict | None = None,

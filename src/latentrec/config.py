@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from .errors import ConfigError
+from latentrec.errors import ConfigError
 
 MODELS = ("dot", "nn")
 SOLVERS = ("sgd", "autograd", "als", "bayes")  # als/bayes: closed-form solvers for the dot model

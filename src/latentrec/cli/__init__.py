@@ -6,8 +6,8 @@ import argparse
 import sys
 from importlib import import_module
 
-from ..errors import LatentrecError
-from ..memory import release_big_blocks
+from latentrec.cli.memory import release_big_blocks
+from latentrec.errors import LatentrecError
 
 COMMANDS = ["train", "evaluate", "predict", "tune", "cv", "recommend", "similar", "interpret", "synth", "bench", "ablation"]
 

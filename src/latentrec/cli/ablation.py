@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..ablation import STEPS, run_ablation, to_markdown
-from ..data import Ratings
-from ..errors import ConfigError
-from ..split import ML100K_SPLITS, ml100k_split_files, random_split
-from .common import add_data_options, command, console, emit_json, read, start, table
+from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, table
+from latentrec.data.ratings import Ratings
+from latentrec.data.split import ML100K_SPLITS, ml100k_split_files, random_split
+from latentrec.errors import ConfigError
+from latentrec.evaluation.ablation import STEPS, run_ablation, to_markdown
 
 EXAMPLE = """latentrec ablation --data ml-100k --out ablation.md     # rng-42 split: 20 % test
   latentrec ablation --data ml-100k --split u1 --json

@@ -7,10 +7,10 @@ import argparse
 import numpy as np
 import torch
 
-from ..batches import Encoded
-from ..bench import available_devices, default_setups, run_setup, seconds_to_target
-from ..errors import ConfigError
-from .common import add_data_options, command, console, emit_json, read, start, table
+from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, table
+from latentrec.data.batches import Encoded
+from latentrec.errors import ConfigError
+from latentrec.evaluation.bench import available_devices, default_setups, run_setup, seconds_to_target
 
 EXAMPLE = """latentrec bench                                   # 1M synthetic ratings, every available device
   latentrec bench --data ml-100k --epochs 10 --json
@@ -39,15 +39,15 @@ def add_parser(sub) -> None:
 
 def _data(args) -> tuple[Encoded, Encoded, int, int, tuple[float, float], str]:
     if args.data:
-        from ..training import encode
-        from ..vocab import Vocab
+        from latentrec.data.vocab import Vocab
+        from latentrec.training.fit import encode
 
         df = read(args, args.data).df
         users, items = Vocab.from_ids(df["user"]), Vocab.from_ids(df["item"])
         enc = encode(df, users, items)
         n_users, n_items, name = len(users), len(items), args.data
     else:
-        from ..synth import SynthSpec, synth_arrays
+        from latentrec.data.synth import SynthSpec, synth_arrays
 
         if min(args.ratings, args.users, args.items) < 1:
             raise ConfigError("--ratings, --users and --items must be at least 1.")

@@ -11,11 +11,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .. import progress
-from ..chunked import EncodedSplit, read_split
-from ..data import DUPLICATE_POLICIES, Ratings, load_ratings
-from ..errors import ModelFileError
-from ..jsonsafe import json_safe
+from latentrec import progress
+from latentrec.cli.jsonsafe import json_safe
+from latentrec.data.lean import EncodedSplit, read_split
+from latentrec.data.ratings import DUPLICATE_POLICIES, Ratings, load_ratings
+from latentrec.errors import ModelFileError
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from ..config import MODELS, SOLVERS, TrainConfig
-from ..config_file import apply_config, defer_defaults
-from ..cv import cross_validate, kfolds, parse_split
-from ..errors import ConfigError
-from ..split import ml100k_split_files
-from .common import add_data_options, command, console, emit_json, read, start, table
-from .tune import checked_train_options
+from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, table
+from latentrec.cli.config_file import apply_config, defer_defaults
+from latentrec.cli.tune import checked_train_options
+from latentrec.config import MODELS, SOLVERS, TrainConfig
+from latentrec.data.split import ml100k_split_files
+from latentrec.errors import ConfigError
+from latentrec.evaluation.cv import cross_validate, kfolds, parse_split
 
 EXAMPLE = """latentrec cv --data ml-100k --folds 5
   latentrec cv --data ml-100k --split u1-u5 --json

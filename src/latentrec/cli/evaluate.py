@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..evaluate import evaluate
-from ..recommender import Recommender
-from .common import add_data_options, command, console, emit_json, read, start, table
+from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, table
+from latentrec.evaluation.evaluate import evaluate
+from latentrec.use.recommender import Recommender
 
 EXAMPLE = "latentrec evaluate model --data test.csv   (or --data ml-100k/u1.test, --json)"
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError
-from ..interpret import interpret
-from ..recommender import Recommender
-from .common import command, console, emit_json, start, table
+from latentrec.cli.common import command, console, emit_json, start, table
+from latentrec.errors import ConfigError
+from latentrec.use.interpret import interpret
+from latentrec.use.recommender import Recommender
 
 EXAMPLE = "latentrec interpret model --out model-pictures   (writes item_pca.png and training_curve.png)"
 

@@ -6,10 +6,10 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..data import load_pairs
-from ..errors import ConfigError, DataError
-from ..recommender import Recommender
-from .common import add_data_options, command, console, emit_json, start, table
+from latentrec.cli.common import add_data_options, command, console, emit_json, start, table
+from latentrec.data.ratings import load_pairs
+from latentrec.errors import ConfigError, DataError
+from latentrec.use.recommender import Recommender
 
 EXAMPLE = """latentrec predict model --user 196 --item 242
   latentrec predict model --data pairs.csv --out preds.csv"""

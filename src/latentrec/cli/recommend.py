@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..coldstart import parse_ratings, read_ratings_file
-from ..errors import ConfigError
-from ..recommend import MIN_RATINGS, recommend, recommend_all, write_table
-from ..recommender import Recommender
-from .common import command, console, emit_json, start, table
+from latentrec.cli.common import command, console, emit_json, start, table
+from latentrec.errors import ConfigError
+from latentrec.use.coldstart import parse_ratings, read_ratings_file
+from latentrec.use.recommender import Recommender
+from latentrec.use.topn import MIN_RATINGS, recommend, recommend_all, write_table
 
 EXAMPLE = """latentrec recommend model --user 196 -n 10
   latentrec recommend model --ratings "50:5,181:4,1:2"      # a new user, folded in

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError
-from ..recommender import Recommender
-from ..similar import find_item, similar_items
-from .common import command, emit_json, start, table
+from latentrec.cli.common import command, emit_json, start, table
+from latentrec.errors import ConfigError
+from latentrec.use.recommender import Recommender
+from latentrec.use.similar import find_item, similar_items
 
 EXAMPLE = """latentrec similar model --title "Star Wars"
   latentrec similar model --item 50 -n 20 --min-ratings 20 --json"""

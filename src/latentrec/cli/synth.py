@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..synth import SynthSpec, write_synth
-from .common import command, console, emit_json
+from latentrec.cli.common import command, console, emit_json
+from latentrec.data.synth import SynthSpec, write_synth
 
 EXAMPLE = """latentrec synth --ratings 10000000 --users 200000 --items 50000 --out ratings.parquet
   latentrec synth --ratings 100000 --users 1000 --items 500 --factors 4 --noise 0.3 --out small.csv --json"""

@@ -6,17 +6,8 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from .. import distributed, progress
-from ..checkpoint import Checkpointer, completed_epoch, default_folder
-from ..config import MODELS, SOLVERS, TrainConfig
-from ..config_file import apply_config, defer_defaults
-from ..data import read_titles
-from ..errors import ConfigError
-from ..evaluate import evaluate
-from ..recommend import recommend
-from ..split import ML100K_SPLITS, ml100k_split_files, random_split
-from ..training import fit
-from .common import (
+from latentrec import progress
+from latentrec.cli.common import (
     add_data_options,
     command,
     console,
@@ -28,7 +19,17 @@ from .common import (
     table,
     writable_or_fail,
 )
-from .evaluate import print_evaluation
+from latentrec.cli.config_file import apply_config, defer_defaults
+from latentrec.cli.evaluate import print_evaluation
+from latentrec.config import MODELS, SOLVERS, TrainConfig
+from latentrec.data.ratings import read_titles
+from latentrec.data.split import ML100K_SPLITS, ml100k_split_files, random_split
+from latentrec.errors import ConfigError
+from latentrec.evaluation.evaluate import evaluate
+from latentrec.solvers import distributed
+from latentrec.training.checkpoint import Checkpointer, completed_epoch, default_folder
+from latentrec.training.fit import fit
+from latentrec.use.topn import recommend
 
 EXAMPLE = """latentrec train --data ml-100k --out model
   latentrec train --data ratings.csv --user-col customer --item-col product --rating-col stars --epochs 30

@@ -6,12 +6,12 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from ..config import MODELS, SOLVERS, TrainConfig
-from ..config_file import apply_config, check_value, defer_defaults
-from ..errors import ConfigError
-from ..tune import default_space, solver_for, space_from_toml, tune
-from ..tune_report import FILES, fmt, write_report
-from .common import add_data_options, command, console, emit_json, read, start, writable_or_fail
+from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, writable_or_fail
+from latentrec.cli.config_file import apply_config, check_value, defer_defaults
+from latentrec.cli.tune_report import FILES, fmt, write_report
+from latentrec.config import MODELS, SOLVERS, TrainConfig
+from latentrec.errors import ConfigError
+from latentrec.evaluation.tune import default_space, solver_for, space_from_toml, tune
 
 EXAMPLE = """latentrec tune --data train.csv --trials 30 --out tuning --test test.csv
   latentrec tune --data ml-100k --timeout 600 --storage sqlite:///tune.db --out tuning   # rerun to resume
@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
 
 def checked_train_options(values: dict, path) -> dict:
     """Training options from a config file, checked as ``latentrec train`` checks its flags."""
-    from . import train
+    from latentrec.cli import train
 
     sub = argparse.ArgumentParser().add_subparsers()
     train.add_parser(sub)

@@ -1,0 +1,177 @@
+"""Options from a TOML file (``--config FILE``), with command-line flags taking precedence.
+
+A command calls :func:`defer_defaults` on its parser after adding its options: every default
+becomes :data:`UNSET`, so after parsing, a value that is not ``UNSET`` was typed by the user.
+:func:`apply_config` then fills the rest from the file, checked against the option's type and
+choices, and finally from the real defaults. File keys are option names with ``_`` or ``-``
+(``n_factors`` or ``n-factors``). A model directory (its ``model.json``) is accepted as a
+config too, so any saved model can be retrained with exactly its resolved configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import tomllib
+
+from latentrec.errors import ConfigError
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+NOT_OPTIONS = {"help", "config"}
+
+
+def defer_defaults(parser: argparse.ArgumentParser) -> None:
+    """Make every option's default :data:`UNSET`, remembering the real defaults for :func:`apply_config`."""
+    options = {}
+    for action in parser._actions:
+        if action.dest in NOT_OPTIONS or action.dest is argparse.SUPPRESS:
+            continue
+        options[action.dest] = (action, action.default)
+        action.default = UNSET
+    parser.set_defaults(_options=options)
+
+
+def apply_config(args: argparse.Namespace, extra: set[str] = frozenset()) -> dict:
+    """Fill options not given on the command line from ``args.config`` (if any), then from defaults.
+
+    Returns the file's keys in ``extra`` (e.g. a search space) untouched; any other key that is not
+    an option of the command is an error.
+    """
+    options: dict = args._options
+    path = getattr(args, "config", None)
+    values = read_config(path) if path else {}
+    unknown = sorted(k for k in values if k not in options and k not in extra)
+    if unknown:
+        raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(options))}).")
+    for dest, (action, default) in options.items():
+        if getattr(args, dest, UNSET) is UNSET:
+            setattr(args, dest, check_value(action, values[dest], path) if dest in values else default)
+    return {k: v for k, v in values.items() if k in extra}
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """A TOML file, or a model directory's resolved config, as ``{option: value}`` with ``_`` keys."""
+    p = Path(path)
+    if p.is_dir() or p.suffix == ".json":
+        return _model_config(p / "model.json" if p.is_dir() else p)
+    try:
+        with open(p, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {path} does not exist.") from None
+    except OSError as e:
+        raise ConfigError(f"Cannot read config file {path}: {e.strerror or e}.") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}.") from None
+    return {k.replace("-", "_"): v for k, v in raw.items()}
+
+
+def _model_config(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        values = {k: v for k, v in meta["config"].items() if v is not None}
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist (give a TOML file or a model directory).") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigError(f"{path} holds no training config (give a TOML file or a model directory).") from None
+    if isinstance(meta.get("data"), str) and meta["data"] != "DataFrame":
+        values["data"] = meta["data"]
+    return values
+
+
+def check_value(action: argparse.Action, value, path) -> object:
+    """``value`` from the file, checked as argparse would check the typed option."""
+    name = action.dest
+    where = f"{path}: {name}"
+    if action.nargs == 0:  # a flag such as --json
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, not {value!r}.")
+        return value
+    if action.nargs == "+":
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{where} must be a list of one or more values, not {value!r}.")
+        return [_scalar(action, v, where) for v in value]
+    if isinstance(action.nargs, int) or action.nargs == "*":
+        n = action.nargs if isinstance(action.nargs, int) else None
+        if not isinstance(value, list) or (n is not None and len(value) != n):
+            raise ConfigError(f"{where} must be a list of {n if n is not None else 'any number of'} values, "
+                              f"not {value!r}.")
+        return [_scalar(action, v, where) for v in value]
+    return _scalar(action, value, where)
+
+
+def _scalar(action: argparse.Action, value, where: str):
+    kind = action.type
+    if isinstance(value, bool) or isinstance(value, (dict, list)):
+        ok = False
+    elif kind is int:
+        ok = isinstance(value, int)
+    elif kind is float:
+        ok = isinstance(value, (int, float))
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        want = {int: "a whole number", float: "a number"}.get(kind, "a string")
+        raise ConfigError(f"{where} must be {want}, not {value!r}.")
+    if action.choices is not None and value not in action.choices:
+        raise ConfigError(f"{where} must be one of {', '.join(map(str, action.choices))}, not {value!r}.")
+    return value
+
+
+def dumps_toml(values: dict) -> str:
+    """TOML text for a dict of scalars, lists and one level of tables; ``None`` values are left out."""
+    lines, tables = [], []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for name, table in tables:
+        lines.append(f"\n[{name}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None)
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else
+                                                         "inf" if value > 0 else "-inf")
+    if isinstance(value, str):  # TOML basic string: escape quotes, backslashes and control characters
+        return '"' + "".join(c if c >= " " and c not in '"\\\x7f' else f"\\u{ord(c):04x}" for c in value) + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to a temp file beside ``path`` and rename it into place."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,132 @@
+"""What ``latentrec tune`` leaves behind: the trial table (CSV, Markdown), the winner's TOML, two plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import optuna
+import pandas as pd
+
+from latentrec.cli.config_file import dumps_toml, write_text_atomic
+from latentrec.cli.jsonsafe import json_safe
+from latentrec.errors import DataError
+from latentrec.evaluation.tune import TuneResult
+
+FILES = ("trials.csv", "trials.md", "best.toml", "valid_rmse_by_trial.png", "param_importances.png",
+         "summary.json")
+
+
+def summary(result: TuneResult) -> dict:
+    t = result.table
+    best = t.loc[t.trial == result.best_trial].iloc[0]
+    return {
+        "n_trials": int(len(t)), "n_pruned": int(t.pruned.sum()), "seconds": result.seconds,
+        "best_trial": result.best_trial, "best_valid_rmse": float(best.valid_rmse), "best_config": result.best_config,
+        "refit": result.model is not None and result.model.info.get("n_valid", 0) == 0,
+        "test": result.test,
+    }
+
+
+def write_report(result: TuneResult, out: str | Path, toml_extra: dict | None = None) -> dict:
+    """Write every file of :data:`FILES` into ``out`` (each atomically); returns the summary."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"Cannot create {out}: {e.strerror or e}.") from None
+    info = summary(result)
+    write_text_atomic(out / "trials.csv", result.table.to_csv(index=False))
+    write_text_atomic(out / "trials.md", markdown(result.table, result.best_trial))
+    header = (f"# latentrec tune winner: trial {result.best_trial}, valid RMSE {info['best_valid_rmse']:.6f} "
+              "after its last epoch.\n# Reproduce it: latentrec train --config best.toml\n"
+              "# Refit on every training row: latentrec train --config best.toml --valid-pct 0\n")
+    write_text_atomic(out / "best.toml", header + dumps_toml({**(toml_extra or {}), **result.best_config}))
+    plot_trials(result.table, out / "valid_rmse_by_trial.png")
+    plot_importances(result.study, list(result.space), out / "param_importances.png")
+    write_text_atomic(out / "summary.json", json.dumps(json_safe(info), indent=1) + "\n")
+    return info
+
+
+def fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4f}" if 0.01 <= abs(value) < 1000 else f"{value:.3g}"
+    return str(value)
+
+
+def markdown(table: pd.DataFrame, best_trial: int) -> str:
+    """The trial table as Markdown, the winner in bold."""
+    cols = list(table.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---:" for _ in cols) + "|"]
+    for row in table.itertuples(index=False):
+        cells = [fmt(v) for v in row]
+        if row.trial == best_trial:
+            cells = [f"**{c}**" if c else c for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_trials(table: pd.DataFrame, path: Path) -> None:
+    """Valid RMSE of each trial (pruned ones hollow, at their last report) and the running best."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    done, pruned = table[~table.pruned], table[table.pruned]
+    ax.scatter(done.trial, done.valid_rmse, color="tab:blue", label="complete", zorder=3)
+    ax.scatter(pruned.trial, pruned.valid_rmse, facecolors="none", edgecolors="tab:gray", label="pruned", zorder=3)
+    best = done.set_index("trial").valid_rmse.reindex(table.trial).cummin().ffill()
+    ax.step(table.trial, best.to_numpy(), where="post", color="tab:red", label="best so far")
+    values = table.valid_rmse.dropna()
+    if len(values) > 2:  # keep the interesting range readable when a few trials are far off
+        lo, hi = values.min(), values.quantile(0.9)
+        ax.set_ylim(lo - 0.05 * (hi - lo + 1e-3), hi + 0.15 * (hi - lo + 1e-3))
+    ax.set(xlabel="trial", ylabel="validation RMSE (last epoch run)", title="Validation RMSE by trial")
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def importances(study: optuna.Study, params: list[str]) -> dict[str, float] | None:
+    """Parameter importances (PED-ANOVA, which needs no scikit-learn); None if too few trials."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), params=params)
+        except (ValueError, RuntimeError, ZeroDivisionError):
+            return None
+
+
+def plot_importances(study: optuna.Study, params: list[str], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    imp = importances(study, params)
+    fig, ax = plt.subplots(figsize=(6, 0.5 * max(len(params), 2) + 1.2))
+    if imp:
+        names = list(imp)[::-1]
+        ax.barh(names, [imp[n] for n in names], color="tab:blue")
+        ax.set(xlabel="importance (PED-ANOVA)", title="Which hyperparameters mattered")
+    else:
+        ax.axis("off")
+        ax.text(0.5, 0.5, "Too few finished trials to rank the hyperparameters.", ha="center", va="center")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,231 @@
+"""Big rating files with integer ids, read in chunks with pyarrow straight into encoded columns.
+
+``load_ratings`` keeps raw ids as strings in pandas, about 100 bytes a rating: right for real
+ids like ``B000FA64PK``, too much for 100M ratings. A Parquet/CSV/TSV file of at least
+:data:`LEAN_BYTES` whose user and item columns hold integers is instead read chunk by chunk
+into int32/int32/float32 columns (12 bytes a rating), checked, split and encoded in place.
+The result is the same as the in-memory route's: same vocabularies (ids sorted as text), same
+validation rows, same training rows in the same order, same error sentences for bad rows.
+
+Files this route does not take (text ids, negative ids, a ``title`` column, ``--duplicates
+mean|last``, ``::``-separated, small) go through ``load_ratings`` as before.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from latentrec.data import csr
+from latentrec.data.batches import Encoded, EncodedRows
+from latentrec.data.ratings import first_line, refuse_column_names, resolve_columns, sniff_header
+from latentrec.data.split import check_valid_pct
+from latentrec.data.vocab import NA, Vocab
+from latentrec.errors import DataError
+
+LEAN_BYTES = 64 << 20
+CHUNK_ROWS = 1 << 21
+TABLE_IDS = 1 << 26
+ROLES = ("user", "item", "rating")
+
+
+@dataclass
+class EncodedSplit:
+    """Training rows, encoded, with their vocabularies and the held-out validation rows (if any)."""
+
+    users: Vocab
+    items: Vocab
+    train: Encoded
+    valid: EncodedRows | None
+    source: str
+
+
+class _NotLean(Exception):
+    """The file is fine but not for this route (text or negative ids, ...): read it with load_ratings."""
+
+
+def read_split(path: str | os.PathLike, cols: dict | None = None, duplicates: str = "error", valid_pct: float = 0.0,
+               seed: int | None = 42, min_bytes: int | None = None) -> EncodedSplit | None:
+    """The file as an :class:`EncodedSplit` holding out a random ``valid_pct`` (as ``split.random_split``
+    would), or ``None`` when the file is not for this route."""
+    check_valid_pct(valid_pct)
+    path = Path(path)
+    min_bytes = LEAN_BYTES if min_bytes is None else min_bytes
+    if duplicates != "error" or not path.is_file() or path.stat().st_size < min_bytes:
+        return None
+    try:
+        batches, names, n_max, row_offset = _open(path, cols or {})
+        u, i, r = _read(path, batches, names, n_max, row_offset)
+    except _NotLean:
+        return None
+    except (pa.ArrowInvalid, OSError):  # a damaged or irregular file: load_ratings says what is wrong
+        return None
+    where = str(path)
+    user_ids, item_ids = _to_file_index(u), _to_file_index(i)
+    _check_duplicates(u, i, user_ids, item_ids, where, row_offset)
+    n_valid = int(round(len(r) * valid_pct))
+    _move_to_end(np.random.default_rng(seed).permutation(len(r))[:n_valid], u, i, r)
+    n_train = len(r) - n_valid
+    users, user_map = _train_vocab(u[:n_train], user_ids)
+    items, item_map = _train_vocab(i[:n_train], item_ids)
+    held = u[n_train:]
+    n_unknown = len(np.unique(held[user_map[held] == 0])) if n_valid else 0
+    for col, mapping in ((u, user_map), (i, item_map)):
+        for s in range(0, len(col), CHUNK_ROWS):
+            col[s:s + CHUNK_ROWS] = mapping[col[s:s + CHUNK_ROWS]]
+    valid = None
+    if n_valid:
+        valid = EncodedRows(Encoded(u[n_train:], i[n_train:], r[n_train:]), "the validation rows", n_unknown)
+    return EncodedSplit(users, items, Encoded(u[:n_train], i[:n_train], r[:n_train]), valid, where)
+
+
+def _open(path: Path, cols: dict):
+    """(batches iterator, resolved column names, most rows, row offset of the first data row)."""
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        f = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 22)  # stream; don't buffer row groups
+        schema = f.schema_arrow
+        names = _lean_columns(schema.names, cols, path)
+        types = [schema.field(n).type for n in names]
+        if not (all(pa.types.is_integer(t) for t in types[:2]) and
+                (pa.types.is_integer(types[2]) or pa.types.is_floating(types[2]))):
+            raise _NotLean
+        return f.iter_batches(batch_size=CHUNK_ROWS, columns=names), names, f.metadata.num_rows, 0
+    if suffix not in (".csv", ".tsv", ".txt", ".data"):
+        raise _NotLean
+    import pyarrow.csv as pcsv
+
+    line, encoding = first_line(path)
+    sep, fields, has_header = sniff_header(line, cols)
+    if sep not in (",", "\t") or encoding != "utf-8-sig":
+        raise _NotLean
+    if has_header:
+        header, names = fields, _lean_columns(fields, cols, path)
+    else:  # like load_ratings: user, item, rating[, timestamp] by position
+        refuse_column_names(cols, str(path))
+        header = [*ROLES, "timestamp", *(f"extra{n}" for n in range(len(fields) - 4))][:len(fields)]
+        names = list(ROLES)
+    if len(set(header)) != len(header):
+        raise _NotLean
+    reader = pcsv.open_csv(
+        path,
+        read_options=pcsv.ReadOptions(block_size=CHUNK_ROWS * 24, column_names=header,
+                                      skip_rows=1 if has_header else 0),
+        parse_options=pcsv.ParseOptions(delimiter=sep),
+        convert_options=pcsv.ConvertOptions(  # only a blank cell is missing: "NA" or "null" in an id column is text
+            include_columns=names, null_values=[""], column_types={
+                names[0]: pa.int64(), names[1]: pa.int64(), names[2]: pa.float64()}),
+    )
+    return reader, names, _count_lines(path), 1 if has_header else 0
+
+
+def _lean_columns(columns: list[str], cols: dict, path: Path) -> list[str]:
+    if "title" in columns:  # titles travel with rows: the in-memory route handles them
+        raise _NotLean
+    return resolve_columns(columns, ROLES, cols, str(path))
+
+
+def _count_lines(path: Path) -> int:
+    n = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            n += block.count(b"\n")
+    return n + 1
+
+
+def _read(path: Path, batches, names: list[str], n_max: int, row_offset: int):
+    """Every row into int32, int32, float32 columns, with load_ratings' checks and sentences."""
+    u, i, r = np.empty(n_max, np.int32), np.empty(n_max, np.int32), np.empty(n_max, np.float32)
+    n = 0
+    for batch in batches:
+        m = batch.num_rows
+        for role, name, out in zip(ROLES, names, (u, i, r)):
+            col = batch.column(name)
+            missing = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else np.zeros(m, bool)
+            values = col.fill_null(0).to_numpy(zero_copy_only=False)
+            if role == "rating":
+                bad = np.flatnonzero(missing | ~np.isfinite(values))
+                if len(bad):
+                    shown = "infinite" if np.isinf(values[bad[0]]) else "missing"
+                    raise DataError(f"{path}, row {n + bad[0] + 1 + row_offset}, column {name!r}: "
+                                    f"the rating is {shown}.")
+            else:
+                if missing.any():
+                    raise DataError(f"{path}, row {n + np.flatnonzero(missing)[0] + 1 + row_offset}, column {name!r}: "
+                                    f"the {role} id is empty.")
+                if m and (values.min() < 0 or values.max() >= 2 ** 31):
+                    raise _NotLean
+            out[n:n + m] = values
+        n += m
+    pa.default_memory_pool().release_unused()  # hand the decoding buffers back
+    if n == 0:
+        raise _NotLean  # load_ratings words the empty-file errors
+    return u[:n], i[:n], r[:n]
+
+
+def _to_file_index(col: np.ndarray) -> np.ndarray:
+    """Replace raw ids by their rank among the file's distinct ids (in place); returns the sorted distinct ids."""
+    top = int(col.max())
+    if top < TABLE_IDS:  # ids up to 64M: a lookup table (seconds faster than sorting 100M ids)
+        seen = np.zeros(top + 1, bool)
+        for s in range(0, len(col), CHUNK_ROWS):
+            seen[col[s:s + CHUNK_ROWS]] = True
+        ids = np.flatnonzero(seen).astype(np.int32)
+        rank = np.cumsum(seen, dtype=np.int32) - 1
+        find = lambda chunk: rank[chunk]  # noqa: E731
+    else:
+        ids = np.zeros(0, np.int32)
+        for s in range(0, len(col), CHUNK_ROWS):
+            ids = np.union1d(ids, np.unique(col[s:s + CHUNK_ROWS]))
+        find = lambda chunk: np.searchsorted(ids, chunk)  # noqa: E731
+    for s in range(0, len(col), CHUNK_ROWS):
+        col[s:s + CHUNK_ROWS] = find(col[s:s + CHUNK_ROWS])
+    return ids
+
+
+def _check_duplicates(u, i, user_ids, item_ids, where: str, row_offset: int) -> None:
+    indptr, sorted_items = csr.by_row(u, i, len(user_ids))
+    first = csr.first_duplicate(u, i, indptr, sorted_items)
+    del indptr, sorted_items
+    if first < 0:
+        return
+    rows = np.flatnonzero((u == u[first]) & (i == i[first]))[:2] + 1 + row_offset
+    raise DataError(
+        f"{where}: user {user_ids[u[first]]} rated item {item_ids[i[first]]} more than once (rows {rows[0]} and "
+        f"{rows[1]}); choose --duplicates mean or --duplicates last."
+    )
+
+
+def _move_to_end(picked: np.ndarray, *cols: np.ndarray) -> None:
+    """Reorder each column in place: unpicked rows first, then picked rows, both in their original order."""
+    if not len(picked):
+        return
+    mask = np.zeros(len(cols[0]), bool)
+    mask[picked] = True
+    del picked
+    keep = ~mask
+    n_keep = int(keep.sum())
+    for col in cols:
+        tail = col[mask]
+        col[:n_keep] = col[keep]
+        col[n_keep:] = tail
+
+
+def _train_vocab(col: np.ndarray, ids: np.ndarray) -> tuple[Vocab, np.ndarray]:
+    """The vocabulary of the ids in ``col`` (file indices) and the map file index -> vocabulary index (0: absent)."""
+    seen = np.zeros(len(ids), bool)
+    for s in range(0, len(col), CHUNK_ROWS):
+        seen[col[s:s + CHUNK_ROWS]] = True
+    present = np.flatnonzero(seen)
+    text = ids[present].astype(str)
+    order = np.argsort(text, kind="stable")  # Vocab.from_ids sorts ids as text
+    mapping = np.zeros(len(ids), np.int32)
+    mapping[present[order]] = np.arange(1, len(present) + 1, dtype=np.int32)
+    return Vocab([NA, *text[order].tolist()]), mapping
+

@@ -1,0 +1,333 @@
+"""Reading and validating ratings: the one place bad input is caught.
+
+``load_ratings`` takes a named dataset (``ml-100k``), a CSV/TSV/Parquet path or a pandas
+DataFrame and returns :class:`Ratings`: columns ``user`` and ``item`` (raw ids as strings),
+``rating`` (float32) and, when present, ``timestamp``; plus item titles when known.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from latentrec.data.datasets import DATASETS, dataset_path
+from latentrec.errors import DataError
+
+TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".data", ".dat", ".base", ".test"}
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+ALIASES = {
+    "user": {"user", "userid", "uid", "customer", "customerid", "reviewer", "reviewerid"},
+    "item": {"item", "itemid", "iid", "movie", "movieid", "product", "productid", "asin"},
+    "rating": {"rating", "ratings", "score", "stars", "value", "overall"},
+}
+DUPLICATE_POLICIES = ("error", "mean", "last")
+NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
+
+
+@dataclass
+class Ratings:
+    """Validated ratings plus item titles; ``source`` names where they came from."""
+
+    df: pd.DataFrame
+    source: str
+    titles: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.df)
+
+    def title(self, item: str) -> str:
+        return self.titles.get(str(item), "")
+
+
+def load_ratings(
+    source: str | os.PathLike | pd.DataFrame,
+    *,
+    user_col: str | None = None,
+    item_col: str | None = None,
+    rating_col: str | None = None,
+    duplicates: str = "error",
+    data_dir: str | os.PathLike | None = None,
+) -> Ratings:
+    """Load and validate ratings from a dataset name, a file or a DataFrame."""
+    if duplicates not in DUPLICATE_POLICIES:
+        raise DataError(f"--duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, not {duplicates!r}.")
+    cols = {"user": user_col, "item": item_col, "rating": rating_col}
+    if isinstance(source, pd.DataFrame):
+        df = _validate(source.copy(), "the DataFrame", cols, duplicates, row_offset=0, has_header=True)
+        return Ratings(df, "DataFrame", _pop_titles(df))
+    if str(source) in DATASETS:
+        folder = dataset_path(str(source), data_dir)
+        spec = DATASETS[str(source)]
+        ratings = read_ratings_file(folder / spec.ratings, duplicates=duplicates)
+        ratings.source = str(source)
+        ratings.titles = read_titles(folder / spec.items)
+        return ratings
+    name, _, rest = str(source).partition("/")
+    if name in DATASETS and rest and not Path(source).exists():
+        # "ml-100k/u1.test": a file inside a named dataset's folder, with that dataset's titles
+        folder = dataset_path(name, data_dir)
+        ratings = read_ratings_file(folder / rest, cols=cols, duplicates=duplicates)
+        ratings.titles = ratings.titles or read_titles(folder / DATASETS[name].items)
+        return ratings
+    return read_ratings_file(Path(source), cols=cols, duplicates=duplicates)
+
+
+def load_pairs(source: str | os.PathLike | pd.DataFrame, *, user_col: str | None = None, item_col: str | None = None,
+               data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """(user, item) rows to predict: read and checked like ratings, but a rating column is optional
+    (it is ignored) and repeated pairs are kept."""
+    cols = {"user": user_col, "item": item_col, "rating": None}
+    if isinstance(source, pd.DataFrame):
+        return _validate(source.copy(), "the DataFrame", cols, "error", 0, True, pairs=True)[["user", "item"]]
+    name, _, rest = str(source).partition("/")
+    path = Path(source)
+    if name in DATASETS and not path.exists():  # a named dataset's ratings, or a file inside its folder
+        path = dataset_path(name, data_dir) / (rest or DATASETS[name].ratings)
+    return read_ratings_file(path, cols=cols, pairs=True).df[["user", "item"]]
+
+
+def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "error", pairs: bool = False) -> Ratings:
+    """Read one ratings file (CSV/TSV/Parquet; headerless or with a header); ``pairs``: see :func:`load_pairs`."""
+    cols = cols or {"user": None, "item": None, "rating": None}
+    path = Path(path)
+    if not path.exists():
+        names = ", ".join(DATASETS)
+        raise DataError(f"{path} does not exist (give a ratings file or one of the datasets {names}).")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; give a ratings file (CSV, TSV or Parquet).")
+    suffix = path.suffix.lower()
+    if suffix not in TEXT_SUFFIXES | PARQUET_SUFFIXES:
+        known = ", ".join(sorted(TEXT_SUFFIXES | PARQUET_SUFFIXES))
+        raise DataError(f"{path}: unknown file type {suffix or '(no extension)'!r}; use one of {known}.")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty; it needs rows of user, item, rating.")
+    if suffix in PARQUET_SUFFIXES:
+        try:
+            raw = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            raise DataError(f"{path} could not be read as Parquet ({type(e).__name__}: {e}).") from None
+        has_header, row_offset = True, 0
+    else:
+        raw, has_header = _read_text(path, cols, pairs)
+        row_offset = 1 if has_header else 0
+    df = _validate(raw, str(path), cols, duplicates, row_offset=row_offset, has_header=has_header, pairs=pairs)
+    return Ratings(df, str(path), _pop_titles(df))
+
+
+def first_line(path: Path) -> tuple[str, str]:
+    for encoding in ("utf-8-sig", "latin-1"):
+        try:
+            with open(path, encoding=encoding) as f:
+                for line in f:
+                    if line.strip():
+                        return line.rstrip("\r\n"), encoding
+                return "", encoding
+        except UnicodeDecodeError:
+            continue
+    return "", "latin-1"
+
+
+def _sniff_sep(line: str) -> str:
+    for sep in ("::", "\t", ",", "|", ";"):
+        if sep in line:
+            return sep
+    return r"\s+"
+
+
+def _read_text(path: Path, cols: dict, pairs: bool = False) -> tuple[pd.DataFrame, bool]:
+    line, encoding = first_line(path)
+    if not line:
+        raise DataError(f"{path} has no rows; it needs rows of user, item, rating.")
+    sep, fields, has_header = sniff_header(line, cols, pairs)
+
+    def read(enc: str) -> pd.DataFrame:
+        return pd.read_csv(path, sep=sep, header=0 if has_header else None, dtype=str, keep_default_na=False,
+                           encoding=enc, engine="python" if len(sep) > 1 else "c", skipinitialspace=True)
+
+    try:
+        try:
+            raw = read(encoding)
+        except UnicodeDecodeError:  # not UTF-8 after the first line: read it as latin-1
+            raw = read("latin-1")
+    except (pd.errors.ParserError, ValueError) as e:
+        raise DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table ({str(e).strip()}).") from None
+    if len(raw) == 0:
+        raise DataError(f"{path} has a header but no rating rows.")
+    if not has_header:
+        names = ["user", "item", "rating", "timestamp"][: raw.shape[1]]
+        raw = raw.iloc[:, : len(names)]
+        raw.columns = names
+    return raw, has_header
+
+
+def sniff_header(line: str, cols: dict, pairs: bool = False) -> tuple[str, list[str], bool]:
+    """(separator, fields, whether it is a header) of a text file's first line."""
+    sep = _sniff_sep(re.sub(r'"[^"]*"', "", line))  # a separator inside a quoted id does not count
+    fields = [f.strip().strip('"') for f in _split_line(line, sep)]
+    named = {c for c in cols.values() if c}
+    if pairs:  # ids may be text, so only known column names mark a header
+        known = set().union(*ALIASES.values())
+        return sep, fields, bool(named & set(fields)) or any(_normalized(f) in known for f in fields)
+    return sep, fields, bool(named & set(fields)) or len(fields) < 3 or not _is_number(fields[2])
+
+
+def _split_line(line: str, sep: str) -> list[str]:
+    if sep == r"\s+":
+        return line.split()
+    if len(sep) == 1:
+        return next(csv.reader([line], delimiter=sep), [])
+    return line.split(sep)
+
+
+def _sep_name(sep: str) -> str:
+    return {"\t": "tab", ",": "comma", "|": "pipe", ";": "semicolon", "::": "'::'"}.get(sep, "whitespace")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def refuse_column_names(cols: dict, where: str) -> None:
+    """A headerless file is read by position, so a --user-col/--item-col/--rating-col given for it is a mistake."""
+    named = [f"--{role}-col {name}" for role, name in cols.items() if name]
+    if named:
+        raise DataError(f"{where} has no header row, so {', '.join(named)} names no column; its columns are read "
+                        f"by position as user, item, rating[, timestamp].")
+
+
+def resolve_columns(columns: list, roles: tuple[str, ...], cols: dict, where: str) -> list[str]:
+    """The column holding each role: the one named in ``cols``, else the first whose name is a known alias."""
+    return [_resolve_column([str(c) for c in columns], role, cols.get(role), where) for role in roles]
+
+
+def _resolve_column(columns: list[str], role: str, wanted: str | None, where: str) -> str:
+    if wanted:
+        if wanted in columns:
+            return wanted
+        raise DataError(f"{where} has no column {wanted!r} (its columns: {', '.join(columns)}).")
+    for c in columns:
+        if _normalized(c) in ALIASES[role]:
+            return c
+    raise DataError(
+        f"{where} has no {role} column (its columns: {', '.join(columns)}); name it with --{role}-col."
+    )
+
+
+def _normalized(name: str) -> str:
+    return name.lower().replace("_", "").replace(" ", "")
+
+
+def _ids(col: pd.Series, role: str, where: str, row_offset: int) -> pd.Series:
+    """Raw ids as strings; integral floats lose their '.0'; blanks and nulls are errors."""
+    if pd.api.types.is_float_dtype(col):
+        if col.isna().any():
+            bad = int(np.flatnonzero(col.isna().to_numpy())[0])
+            raise DataError(f"{where}, row {bad + 1 + row_offset}, column {col.name!r}: the {role} id is empty.")
+        if (col == np.floor(col)).all():
+            col = col.astype(np.int64)
+    out = col.astype("string").str.strip()
+    empty = out.isna() | (out == "") | out.str.lower().isin({"nan", "null", "none"})
+    if empty.any():
+        bad = int(np.flatnonzero(empty.to_numpy())[0])
+        raise DataError(f"{where}, row {bad + 1 + row_offset}, column {col.name!r}: the {role} id is empty.")
+    return out.astype(object)
+
+
+def _ratings(col: pd.Series, where: str, row_offset: int) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        text = None
+    else:
+        text = col.astype("string").str.strip()
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        unparsed = np.isnan(values) & ~text.str.lower().isin(NAN_WORDS).fillna(True).to_numpy()
+        if unparsed.any():
+            bad = int(np.flatnonzero(unparsed)[0])
+            raise DataError(
+                f"{where}, row {bad + 1 + row_offset}, column {col.name!r}: {text.iloc[bad]!r} is not a number."
+            )
+    bad_mask = ~np.isfinite(values)
+    if bad_mask.any():
+        bad = int(np.flatnonzero(bad_mask)[0])
+        shown = "missing" if np.isnan(values[bad]) else "infinite"
+        raise DataError(f"{where}, row {bad + 1 + row_offset}, column {col.name!r}: the rating is {shown}.")
+    return values.astype(np.float32)
+
+
+def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_offset: int,
+              has_header: bool, pairs: bool = False) -> pd.DataFrame:
+    if len(raw) == 0:
+        raise DataError(f"{where} has no rating rows.")
+    roles = ("user", "item") if pairs else ("user", "item", "rating")
+    if not has_header:
+        refuse_column_names(cols, where)
+    names = dict(zip(roles, resolve_columns(list(raw.columns), roles, cols if has_header else {}, where)))
+    df = pd.DataFrame({
+        "user": _ids(raw[names["user"]], "user", where, row_offset),
+        "item": _ids(raw[names["item"]], "item", where, row_offset),
+    })
+    if pairs:
+        return df
+    df["rating"] = _ratings(raw[names["rating"]], where, row_offset)
+    if "title" in raw.columns:  # travels with its row through deduplication
+        df["title"] = raw["title"].astype(str).to_numpy()
+    if "timestamp" in raw.columns:
+        ts = pd.to_numeric(raw["timestamp"], errors="coerce")
+        if ts.notna().all():
+            df["timestamp"] = ts.to_numpy(dtype=np.int64)
+    return _deduplicate(df.reset_index(drop=True), where, duplicates, row_offset)
+
+
+def _deduplicate(df: pd.DataFrame, where: str, policy: str, row_offset: int) -> pd.DataFrame:
+    dup = df.duplicated(["user", "item"], keep=False).to_numpy()
+    if not dup.any():
+        return df
+    if policy == "error":
+        first = int(np.flatnonzero(dup)[0])
+        u, i = df.at[first, "user"], df.at[first, "item"]
+        rows = np.flatnonzero(dup & (df["user"] == u).to_numpy() & (df["item"] == i).to_numpy())[:2] + 1 + row_offset
+        raise DataError(
+            f"{where}: user {u} rated item {i} more than once (rows {rows[0]} and {rows[1]}); "
+            f"choose --duplicates mean or --duplicates last."
+        )
+    if policy == "last":
+        return df.drop_duplicates(["user", "item"], keep="last").reset_index(drop=True)
+    agg = {"rating": "mean", **{c: how for c, how in (("timestamp", "max"), ("title", "last")) if c in df}}
+    out = df.groupby(["user", "item"], sort=False, as_index=False).agg(agg)
+    out["rating"] = out["rating"].astype(np.float32)
+    return out
+
+
+def _pop_titles(df: pd.DataFrame) -> dict[str, str]:
+    """Item id -> title from a ``title`` column of the ratings (removed from ``df``); {} without one."""
+    if "title" not in df.columns:
+        return {}
+    return dict(zip(df["item"], df.pop("title").to_numpy()))
+
+
+def read_titles(path: Path) -> dict[str, str]:
+    """Item id -> title from ``u.item``, ``movies.dat`` or ``movies.csv``; {} when absent."""
+    if not path.is_file():
+        return {}
+    if path.name == "movies.csv":
+        t = pd.read_csv(path, dtype=str, encoding="utf-8")
+        return dict(zip(t["movieId"], t["title"]))
+    sep = "|" if path.name == "u.item" else "::"
+    ids, titles = [], []
+    with open(path, encoding="latin-1") as f:
+        for line in f:
+            parts = line.rstrip("\r\n").split(sep)
+            if len(parts) >= 2:
+                ids.append(parts[0])
+                titles.append(parts[1])
+    return dict(zip(ids, titles))

@@ -1,0 +1,44 @@
+"""Train/validation/test splits. Every split returns DataFrames that share no row and lose none."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from latentrec.errors import ConfigError
+
+ML100K_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
+
+
+def random_split(df: pd.DataFrame, valid_pct: float, seed: int | None = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out a random ``valid_pct`` of the rows (the seed's random splitter)."""
+    check_valid_pct(valid_pct)
+    perm = np.random.default_rng(seed).permutation(len(df))
+    n_valid = int(round(len(df) * valid_pct))
+    valid, train = perm[:n_valid], perm[n_valid:]
+    return df.iloc[np.sort(train)].reset_index(drop=True), df.iloc[np.sort(valid)].reset_index(drop=True)
+
+
+def check_valid_pct(valid_pct: float) -> None:
+    if not 0 <= valid_pct < 1:
+        raise ConfigError(f"--valid-pct must be in [0, 1), not {valid_pct}.")
+
+
+def kfold_indices(n: int, k: int, seed: int | None = 42) -> list[np.ndarray]:
+    """``k`` disjoint index arrays that together cover ``range(n)``."""
+    if not 2 <= k <= n:
+        raise ConfigError(f"--folds must be between 2 and the number of ratings ({n}), not {k}.")
+    perm = np.random.default_rng(seed).permutation(n)
+    return [np.sort(f) for f in np.array_split(perm, k)]
+
+
+def ml100k_split_files(name: str, data_dir: str | os.PathLike | None = None) -> tuple[str, str]:
+    """Paths of ML-100K's own ``<name>.base`` and ``<name>.test``."""
+    from latentrec.data.datasets import dataset_path
+
+    if name not in ML100K_SPLITS:
+        raise ConfigError(f"--split must be one of {', '.join(ML100K_SPLITS)}, not {name!r}.")
+    folder = dataset_path("ml-100k", data_dir)
+    return str(folder / f"{name}.base"), str(folder / f"{name}.test")

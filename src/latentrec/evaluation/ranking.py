@@ -1,0 +1,73 @@
+"""Ranking metrics of top-k lists against the liked items of a test file.
+
+Relevant items are a user's test ratings of at least ``threshold`` (4 on a 1-5 scale). Each test
+user known to the model gets a top-``k`` list that skips their training items; users without a
+relevant test item are not scored. Per user: precision@k = hits / k, recall@k = hits / relevant,
+NDCG@k = DCG / ideal DCG with binary gains and ``1 / log2(rank + 1)`` discounts, hit = at least
+one hit; all averaged over users. Catalog coverage is the share of known items that appear in
+at least one list. The popularity baseline recommends the most-rated training items.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from latentrec.data.batches import EncodedRows
+from latentrec.use.recommender import Recommender
+from latentrec.use.topn import check_n, item_counts, top_n
+
+
+def ranking_metrics(lists: np.ndarray, relevant: list[np.ndarray], n_items: int) -> dict:
+    """Metrics of ``lists`` (users x k item indices, 0 = empty slot) against ``relevant`` item sets."""
+    n_users, k = lists.shape
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    n_rel = np.fromiter((len(r) for r in relevant), np.int64, n_users)
+    rows = np.arange(n_users, dtype=np.int64)
+    wanted = np.repeat(rows, n_rel) * n_items + (np.concatenate(relevant) if n_users else 0)
+    gains = np.isin(rows[:, None] * n_items + lists, wanted) & (lists > 0)  # (user, item) keys: one vector test
+    hits = gains.sum(1)
+    ideal = np.concatenate([[0.0], np.cumsum(discounts)])[np.minimum(n_rel, k)]
+    shown = np.unique(lists[lists > 0])
+    mean = (lambda a: float(a.mean())) if n_users else (lambda a: float("nan"))
+    return {f"precision@{k}": mean(hits / k), f"recall@{k}": mean(hits / np.maximum(n_rel, 1)),
+            f"ndcg@{k}": mean((gains * discounts).sum(1) / np.maximum(ideal, 1e-12)), "hit_rate": mean(hits > 0),
+            "coverage": len(shown) / max(n_items - 1, 1)}
+
+
+def popularity_lists(rec: Recommender, users: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` most-rated training items each user has not rated."""
+    counts = item_counts(rec)
+    order = np.argsort(-counts, kind="stable")
+    order = order[(order > 0) & (counts[order] > 0)]
+    lists = np.zeros((len(users), k), np.int64)
+    rated_mark = np.zeros(len(counts), bool)  # set for one user's training items at a time
+    for row, u in enumerate(users):
+        rated = rec.rated_by(u)
+        rated_mark[rated] = True
+        cand = order[:k + len(rated)]
+        cand = cand[~rated_mark[cand]][:k]
+        rated_mark[rated] = False
+        lists[row, :len(cand)] = cand
+    return lists
+
+
+def evaluate_ranking(rec: Recommender, test: EncodedRows, k: int = 10, threshold: float = 4.0) -> dict:
+    """Top-``k`` metrics of the model and of the popularity baseline on ``test`` (see ``rec.encode_rows``)."""
+    check_n(k)
+    liked = np.flatnonzero((test.data.ratings >= threshold) & (test.data.users > 0))
+    lu, li = test.data.users[liked].astype(np.int64), test.data.items[liked].astype(np.int64)
+    order = np.argsort(lu, kind="stable")
+    lu, li = lu[order], li[order]
+    scored, starts = np.unique(lu, return_index=True)
+    relevant = np.split(li, starts[1:]) if len(scored) else []
+    model_lists, _ = top_n(rec, scored, k)
+    k = model_lists.shape[1]  # at most the number of known items
+    return {
+        "k": k,
+        "threshold": threshold,
+        "n_users": int(len(scored)),
+        "n_unknown_users": test.n_unknown_users,
+        "n_relevant": int(len(li)),
+        "model": ranking_metrics(model_lists, relevant, len(rec.items)),
+        "popularity": ranking_metrics(popularity_lists(rec, scored, k), relevant, len(rec.items)),
+    }

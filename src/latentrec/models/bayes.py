@@ -1,0 +1,51 @@
+"""The Bayesian biased dot model: posterior samples kept side by side (trained by ``solvers/gibbs.py``)."""
+
+from __future__ import annotations
+
+import torch
+
+from latentrec.models.dot import DotProductBias
+
+
+class BayesianDot(DotProductBias):
+    """The biased dot model averaged over ``n_samples`` posterior samples of ``n_factors`` each.
+
+    ``user_factors`` / ``item_factors`` hold the samples side by side (``n_factors * n_samples``
+    columns), the item side already divided by the number of kept samples, so the ordinary dot
+    product of a user row and an item row *is* the average of the samples' dot products: the
+    model predicts (and ranks, and compares items) exactly as a linear ``DotProductBias``.
+    ``user_bias`` / ``item_bias`` are posterior means (the global mean folded into the item biases).
+    """
+
+    kind = "bayes"
+
+    def __init__(self, n_users: int, n_items: int, n_factors: int = 10, n_samples: int = 1,
+                 y_range: tuple[float, float] | None = None, bias: bool = True):
+        super().__init__(n_users, n_items, n_factors * n_samples, None, bias)
+        self.sample_factors = n_factors
+        with torch.no_grad():
+            for t in (self.user_factors, self.item_factors, self.user_bias, self.item_bias):
+                t.zero_()
+
+    @property
+    def n_samples(self) -> int:
+        return self.n_factors // self.sample_factors
+
+    def config(self) -> dict:
+        return {**super().config(), "n_factors": self.sample_factors, "n_samples": self.n_samples}
+
+    def item_samples(self, items: torch.Tensor) -> torch.Tensor:
+        """The kept item factor samples of ``items``, shape ``(n_samples, len(items), n_factors)``."""
+        q = self.item_factors[items] * self.n_samples
+        return q.view(len(items), self.n_samples, self.sample_factors).transpose(0, 1)
+
+    @torch.no_grad()
+    def keep(self, slot: int, p: torch.Tensor, q: torch.Tensor, bu: torch.Tensor, bi: torch.Tensor) -> None:
+        """Store sample number ``slot`` (0-based) and make the model the average of samples ``0..slot``."""
+        k = self.sample_factors
+        w = 1.0 / (slot + 1)
+        self.item_factors[:, :slot * k].mul_(1 - w)
+        self.user_factors[:, slot * k:(slot + 1) * k] = p
+        self.item_factors[:, slot * k:(slot + 1) * k] = q * w
+        self.user_bias.mul_(1 - w).add_(bu, alpha=w)
+        self.item_bias.mul_(1 - w).add_(bi, alpha=w)

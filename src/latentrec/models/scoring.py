@@ -1,0 +1,71 @@
+"""Scoring encoded rows with a model: the compiled kernel for the dot model on the CPU, batches otherwise;
+and RMSE/MAE. Shared by training (validation) and use (predict, evaluate)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+
+from latentrec.data.batches import Batches, Encoded
+from latentrec.models.dot import DotProductBias
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"  # as in solvers/sgd_kernel.py
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _predict(users, items, P, Q, bu, bi, lo, span, sigmoid, bias, out):
+    k = P.shape[1]
+    for n in prange(len(users)):
+        u = users[n]
+        i = items[n]
+        z = bu[u] + bi[i] if bias else np.float32(0.0)
+        for f in range(k):
+            z += P[u, f] * Q[i, f]
+        out[n] = lo + span / (1.0 + math.exp(-z)) if sigmoid else z
+
+
+def predict(users: np.ndarray, items: np.ndarray, P: np.ndarray, Q: np.ndarray, bu: np.ndarray, bi: np.ndarray,
+            y_range: tuple[float, float] | None, bias: bool) -> np.ndarray:
+    """The dot model's predictions for (user, item) index pairs, in parallel, with no temporaries."""
+    lo, hi = y_range if y_range is not None else (0.0, 1.0)
+    out = np.empty(len(users), np.float32)
+    _predict(users, items, P, Q, bu, bi, np.float32(lo), np.float32(hi - lo), y_range is not None, bias, out)
+    return out
+
+
+
+def scored_by_kernel(model: torch.nn.Module, device: torch.device) -> bool:
+    """Whether :func:`predict_rows` scores ``model`` with the compiled kernel (a plain dot model on the CPU)."""
+    return type(model) is DotProductBias and device.type == "cpu"
+
+
+@torch.no_grad()
+def predict_rows(model: torch.nn.Module, data: Encoded, device: torch.device, bs: int = 65536) -> np.ndarray:
+    """Model predictions for encoded rows: the compiled kernel for the dot model on the CPU (parallel, no
+    temporaries: 20M rows in a fraction of a second), batches through the model's forward otherwise."""
+    if scored_by_kernel(model, device):
+        m = model
+        tables = [t.detach().numpy() for t in (m.user_factors, m.item_factors, m.user_bias, m.item_bias)]
+        return predict(data.users, data.items, *tables, m.y_range, m.use_bias)
+    model.eval()
+    out = []
+    for x, _ in Batches(data, bs=bs, shuffle=False, device=device):
+        out.append(model(x).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def rmse_mae(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """RMSE and MAE, a slice at a time (no float64 copies of 20M-row columns)."""
+    sq = ab = 0.0
+    for a in range(0, len(target), 1 << 18):
+        err = pred[a:a + (1 << 18)].astype(np.float64) - target[a:a + (1 << 18)]
+        sq += float(err @ err)
+        ab += float(np.abs(err).sum())
+    n = len(target)
+    return (math.sqrt(sq / n), ab / n) if n else (math.nan, math.nan)

@@ -1,0 +1,139 @@
+"""Data-parallel training under ``torchrun`` (torch.distributed: gloo on CPU, NCCL on GPU).
+
+``torchrun --nproc-per-node N -m latentrec train ...`` starts N copies of the command. Each
+rank keeps an equal share of the training rows (its shard) and trains its own copy of the
+model on it; after every step the copies are made identical again:
+
+- ``--solver autograd``: gradients are averaged across ranks inside ``backward`` (a hook per
+  parameter), so every rank takes the same optimizer step (batch = N x bs);
+- ``--solver sgd``: each rank runs the per-rating kernel over a quarter of its shard, then
+  the row updates (weights minus the starting weights) are summed across ranks and added to
+  the starting weights, four times an epoch: to first order, the single-process epoch.
+
+Validation runs on every rank over the whole validation set (same weights, same result);
+only rank 0 prints and writes the model.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+
+import numpy as np
+import torch
+
+from latentrec.data.batches import Encoded
+
+SYNCS_PER_EPOCH = 4  # --solver sgd: row updates are summed across ranks this often per epoch
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) outside it."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def is_main() -> bool:
+    return world()[0] == 0
+
+
+def active() -> bool:
+    return world()[1] > 1
+
+
+def local_device(device: torch.device) -> torch.device:
+    """Under torchrun, ``cuda`` means this process's own GPU (``cuda:LOCAL_RANK``)."""
+    if active() and device.type == "cuda" and device.index is None:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
+
+
+def init(device: torch.device) -> None:
+    """Join the process group (once): NCCL for CUDA, gloo otherwise."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend)
+        # leave the group before the interpreter exits: a group torn down by exit-time destructors
+        # can abort the process ("terminate called without an active exception") after good work
+        atexit.register(_leave)
+
+
+def _leave() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard(data: Encoded, rank: int, size: int, seed: int | None) -> Encoded:
+    """This rank's share of the rows: a seeded shuffle dealt round-robin, equal sizes on all ranks."""
+    n = len(data) // size * size
+    idx = np.sort(np.random.default_rng(seed or 0).permutation(len(data))[:n][rank::size])
+    return Encoded(data.users[idx], data.items[idx], data.ratings[idx])
+
+
+class DataParallelRunner:
+    """Wraps an epoch runner built on this rank's shard; keeps all ranks' weights identical."""
+
+    def __init__(self, factory, model: torch.nn.Module, data: Encoded, cfg, device: torch.device):
+        import torch.distributed as dist
+
+        init(device)
+        self.dist = dist
+        rank, self.size = world()
+        self.model = model
+        self.params = [p for p in model.parameters()]
+        for p in self.params:  # start from rank 0's initial weights
+            dist.broadcast(p.data, 0)
+        part = shard(data, rank, self.size, cfg.seed)
+        self.sum_updates = cfg.solver == "sgd"
+        syncs = SYNCS_PER_EPOCH if self.sum_updates else 1
+        self.inners = [factory(model, shard(part, j, syncs, cfg.seed), cfg, device) for j in range(syncs)]
+        if not self.sum_updates:
+            for p in self.params:
+                if p.requires_grad:
+                    p.register_hook(self._average)
+
+    def _average(self, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        self.dist.all_reduce(grad)
+        return grad / self.size
+
+    @property
+    def limit(self) -> float:
+        return self.inners[0].limit
+
+    @limit.setter
+    def limit(self, value: float) -> None:
+        for inner in self.inners:
+            inner.limit = value
+
+    def epoch(self, lr_at) -> float:
+        n = len(self.inners)
+        mse = 0.0
+        for j, inner in enumerate(self.inners):
+            start = [p.data.clone() for p in self.params] if self.sum_updates else None
+            mse += inner.epoch(lambda frac, j=j: lr_at((j + frac) / n)) / n
+            if self.sum_updates:
+                with torch.no_grad():
+                    for p, p0 in zip(self.params, start):
+                        delta = p.data - p0
+                        self.dist.all_reduce(delta)
+                        p.data.copy_(p0 + delta)
+        loss = torch.tensor([mse], dtype=torch.float64, device=self.params[0].device)
+        self.dist.all_reduce(loss)
+        return float(loss) / self.size
+
+
+def data_parallel(factory, model: torch.nn.Module, data: Encoded, cfg, device: torch.device):
+    """``factory(model, data, cfg, device)``, wrapped in :class:`DataParallelRunner` under torchrun."""
+    if not active():
+        return factory(model, data, cfg, device)
+    if cfg.solver not in ("sgd", "autograd"):
+        from latentrec.errors import ConfigError
+
+        raise ConfigError(f"torchrun trains --solver sgd or autograd, not {cfg.solver}.")
+    return DataParallelRunner(factory, model, data, cfg, device)

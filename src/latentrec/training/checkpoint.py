@@ -1,0 +1,259 @@
+"""Training checkpoints: everything needed to continue a run, rewritten atomically at every epoch end.
+
+A checkpoint is one ``checkpoint.safetensors`` file in the checkpoint folder. Its tensors are
+the current weights, the best epoch's weights, the optimizer's moments and the torch random
+generators' states; the epoch, history, config, numpy generator states and a fingerprint of
+the training data are JSON in the safetensors header. Nothing is pickled, so reading a
+checkpoint cannot run code. The file is written to a temporary name, flushed to disk and
+renamed over the previous one, so a crash at any moment leaves the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as to_bytes
+
+from latentrec.data.batches import Batches
+from latentrec.errors import ConfigError, DataError, ModelFileError
+from latentrec.solvers.optim import Optimizer
+
+FILE = "checkpoint.safetensors"
+TMP_PREFIX = ".checkpoint.tmp-"
+FORMAT, FORMAT_VERSION = "latentrec-checkpoint", 1
+
+
+def default_folder(out: str | os.PathLike) -> Path:
+    """Where ``latentrec train --out OUT`` keeps its checkpoint: ``OUT.checkpoint`` beside the model."""
+    return Path(f"{os.fspath(out).rstrip('/')}.checkpoint")
+
+
+def fingerprint(trainer) -> str:
+    """sha256 of the encoded training and validation rows: resuming on other data is refused.
+
+    Computed once per trainer (the rows do not change during training; hashing 100M ratings takes seconds).
+    """
+    if trainer.data_hash is None:
+        h = hashlib.sha256()
+        for data in (trainer.train, trainer.valid):
+            if data is not None:
+                for a in (data.users, data.items, data.ratings):
+                    h.update(memoryview(np.ascontiguousarray(a)))
+        h.update(repr(trainer.model_sizes()).encode())
+        trainer.data_hash = h.hexdigest()
+    return trainer.data_hash
+
+
+def capture(trainer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and JSON-able metadata describing ``trainer`` at the end of its last epoch."""
+    tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
+    if trainer.best_state is not None:
+        tensors.update({f"best.{k}": v.detach().cpu().clone() for k, v in trainer.best_state.items()})
+    tensors["rng.torch"] = torch.get_rng_state()
+    runner_meta: dict = {"numpy": {}, "optim": {}, "limit": trainer.runner.limit}
+    for name, value in vars(trainer.runner).items():
+        if isinstance(value, np.random.Generator):
+            runner_meta["numpy"][name] = value.bit_generator.state
+        elif isinstance(value, torch.Generator):
+            tensors[f"rng.{name}"] = value.get_state()
+        elif isinstance(value, Batches):
+            tensors[f"rng.{name}"] = value.generator.get_state()
+        elif isinstance(value, Optimizer):
+            scalars = {}
+            for i, p in enumerate(value.params):
+                for key, v in value.state.get(id(p), {}).items():
+                    if isinstance(v, torch.Tensor):
+                        tensors[f"opt.{name}.{i}.{key}"] = v.detach().cpu().clone()
+                    else:
+                        scalars.setdefault(str(i), {})[key] = v
+            runner_meta["optim"][name] = scalars
+    if hasattr(trainer.runner, "solver_state"):  # closed-form solvers keep their own iterates
+        runner_meta["solver"] = {}
+        for key, value in trainer.runner.solver_state().items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"solver.{key}"] = value.detach().cpu().clone()
+            else:
+                runner_meta["solver"][key] = value
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "epoch": trainer.history[-1]["epoch"] if trainer.history else 0,
+        "config": trainer.cfg.to_dict(),
+        "data": fingerprint(trainer),
+        "history": trainer.history,
+        "best_epoch": trainer.best_epoch,
+        "best_rmse": trainer.best_rmse,
+        "train_seconds": trainer.train_seconds,
+        "runner": runner_meta,
+    }
+    return tensors, meta
+
+
+def restore(trainer, tensors: dict[str, torch.Tensor], meta: dict, where: Path) -> None:
+    """Put ``trainer`` (whose runner exists) back in the state ``capture`` recorded."""
+    config, saved = trainer.cfg.to_dict(), meta["config"]
+    differ = [k for k in config if _jsonable(config[k]) != _jsonable(saved.get(k))]
+    if differ:
+        shown = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)} (now {config[k]})" for k in differ)
+        raise ConfigError(
+            f"The checkpoint in {where} was made with {shown}; resume with the run's original options, "
+            f"or delete {where} to start over."
+        )
+    if meta["data"] != fingerprint(trainer):
+        raise DataError(
+            f"The checkpoint in {where} was made from different training data; resume with the same data "
+            f"and split options, or delete {where} to start over."
+        )
+    device = next(trainer.model.parameters()).device
+    trainer.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    best = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")}
+    trainer.best_state = best or None
+    torch.set_rng_state(tensors["rng.torch"])
+    runner = trainer.runner
+    runner.limit = meta["runner"]["limit"]
+    for name, value in vars(runner).items():
+        if isinstance(value, np.random.Generator):
+            value.bit_generator.state = meta["runner"]["numpy"][name]
+        elif isinstance(value, torch.Generator):
+            value.set_state(tensors[f"rng.{name}"])
+        elif isinstance(value, Batches):
+            value.generator.set_state(tensors[f"rng.{name}"])
+        elif isinstance(value, Optimizer):
+            scalars = meta["runner"]["optim"].get(name, {})
+            for i, p in enumerate(value.params):
+                state = dict(scalars.get(str(i), {}))
+                prefix = f"opt.{name}.{i}."
+                state.update({k[len(prefix):]: v.to(p.device) for k, v in tensors.items() if k.startswith(prefix)})
+                if state:
+                    value.state[id(p)] = state
+    if hasattr(runner, "load_solver_state"):
+        state = dict(meta["runner"].get("solver", {}))
+        state.update({k[7:]: v.to(device) for k, v in tensors.items() if k.startswith("solver.")})
+        runner.load_solver_state(state)
+    trainer.history = list(meta["history"])
+    trainer.best_epoch, trainer.best_rmse = meta["best_epoch"], meta["best_rmse"]
+    trainer.train_seconds = meta["train_seconds"]
+    trainer.start_epoch = meta["epoch"]
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value))
+
+
+def save(folder: str | os.PathLike, trainer) -> Path:
+    """Write ``trainer``'s checkpoint into ``folder`` atomically; the previous one stays until then."""
+    folder = Path(folder)
+    tensors, meta = capture(trainer)
+    data = to_bytes(tensors, metadata={"latentrec": json.dumps(meta)})
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with _deferred_interrupt():
+            _atomic_write(folder / FILE, data)
+    except OSError as e:
+        raise ModelFileError(f"Cannot write the checkpoint to {folder}: {e.strerror or e}.") from None
+    return folder / FILE
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@contextmanager
+def _deferred_interrupt():
+    """Hold back Ctrl-C while a checkpoint is written, then raise it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def load(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and metadata of the checkpoint in ``folder``, every failure as one sentence."""
+    folder = Path(folder)
+    path = folder / FILE
+    if not path.is_file():
+        raise ConfigError(f"There is no checkpoint to resume from in {folder}; run without --resume to start.")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["latentrec"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelFileError(f"The checkpoint {path} is corrupt ({e}); delete {folder} to start over.") from None
+    if meta.get("format") != FORMAT or not isinstance(meta.get("format_version"), int):
+        raise ModelFileError(f"{path} is not a latentrec checkpoint; delete {folder} to start over.")
+    if meta["format_version"] > FORMAT_VERSION:
+        raise ModelFileError(f"{path} was written by a newer latentrec (checkpoint format {meta['format_version']}); "
+                             f"upgrade latentrec to resume it.")
+    return tensors, meta
+
+
+def completed_epoch(folder: str | os.PathLike) -> int | None:
+    """The last completed epoch saved in ``folder``, or None when it holds no readable checkpoint."""
+    try:
+        return int(load(folder)[1]["epoch"])
+    except (ConfigError, ModelFileError):
+        return None
+
+
+class Checkpointer:
+    """Callback: saves a checkpoint at every epoch end; with ``resume`` first restores the saved one."""
+
+    def __init__(self, folder: str | os.PathLike, resume: bool = False):
+        self.folder = Path(folder)
+        self.resume = resume
+        self.saved_epoch: int | None = None
+
+    def on_fit_start(self, trainer) -> None:
+        if self.resume:
+            tensors, meta = load(self.folder)
+            self.remove_partial()  # a save cut short by a crash
+            restore(trainer, tensors, meta, self.folder)
+            self.saved_epoch = meta["epoch"]
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        save(self.folder, trainer)
+        self.saved_epoch = record["epoch"]
+
+    def remove_partial(self) -> None:
+        for stale in self.folder.glob(f"{TMP_PREFIX}*"):
+            stale.unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        """Delete the checkpoint once the finished model is safely saved."""
+        (self.folder / FILE).unlink(missing_ok=True)
+        self.remove_partial()
+        try:
+            self.folder.rmdir()
+        except OSError:
+            pass  # the folder holds files that are not ours: leave them

@@ -1,0 +1,126 @@
+"""``fit``: Ratings -> Vocab -> Split -> Model <- Trainer -> Recommender, in one call."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from latentrec.config import TrainConfig
+from latentrec.data import csr
+from latentrec.data.batches import Encoded
+from latentrec.data.lean import EncodedSplit
+from latentrec.data.ratings import Ratings
+from latentrec.data.split import random_split
+from latentrec.data.vocab import Vocab
+from latentrec.errors import DataError
+from latentrec.models.baselines import fit_biases
+from latentrec.models.dot import DotProductBias, default_y_range
+from latentrec.solvers.distributed import local_device
+from latentrec.training.loop import Trainer
+from latentrec.use.recommender import Recommender
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        from latentrec.errors import ConfigError
+
+        raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps, not {name!r}.") from None
+
+
+def make_model(cfg: TrainConfig, n_users: int, n_items: int, y_range: tuple[float, float]) -> torch.nn.Module:
+    if cfg.model == "nn":
+        from latentrec.models.nn import CollabNN
+
+        return CollabNN(n_users, n_items, cfg.n_factors, cfg.n_factors, cfg.layers, cfg.dropout, cfg.bn, y_range,
+                        cfg.implicit)
+    if cfg.solver == "bayes":
+        from latentrec.models.bayes import BayesianDot
+
+        return BayesianDot(n_users, n_items, cfg.n_factors, n_samples=cfg.epochs - cfg.burn_in)
+    return DotProductBias(n_users, n_items, cfg.n_factors, None if cfg.solver == "als" else y_range)
+
+
+def encode(df, users: Vocab, items: Vocab) -> Encoded:
+    return Encoded(users.encode(df["user"]), items.encode(df["item"]), df["rating"].to_numpy(np.float32, copy=True))
+
+
+def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str) -> None:
+    """Refuse training rows from which no collaborative model can learn anything."""
+    for role, vocab in (("user", users), ("item", items)):
+        if len(vocab) < 3:  # #na# and one id
+            raise DataError(f"{source}: all training ratings belong to one {role} ({vocab.classes[1]!r}); "
+                            f"a collaborative model needs at least two {role}s.")
+    if ratings.min() == ratings.max():
+        raise DataError(f"{source}: every training rating is {float(ratings[0]):g}, so there is nothing "
+                        f"to learn (any model would predict that value for every pair).")
+
+
+def training_rows(train: Ratings | EncodedSplit, valid: Ratings | None,
+                  cfg: TrainConfig) -> tuple[Vocab, Vocab, Encoded, Encoded | None]:
+    """Vocabularies from the training rows, and the encoded training and validation rows."""
+    if isinstance(train, EncodedSplit):
+        users, items, tr = train.users, train.items, train.train
+        if valid is not None:
+            va = encode(valid.df, users, items) if len(valid.df) else None
+        else:
+            va = train.valid.data if train.valid is not None else None
+    else:
+        train_df = train.df
+        valid_df = valid.df if valid is not None else None
+        if valid_df is None and cfg.valid_pct > 0:
+            train_df, valid_df = random_split(train_df, cfg.valid_pct, cfg.seed)
+        if len(train_df) < 2:
+            raise DataError(f"{train.source} has {len(train_df)} training rating(s); training needs at least 2.")
+        users, items = Vocab.from_ids(train_df["user"]), Vocab.from_ids(train_df["item"])
+        tr = encode(train_df, users, items)
+        va = encode(valid_df, users, items) if valid_df is not None and len(valid_df) else None
+    check_learnable(users, items, tr.ratings, train.source)
+    return users, items, tr, va
+
+
+def fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: TrainConfig | None = None,
+        callbacks: list | None = None, build=None) -> tuple[Recommender, Trainer]:
+    """Train a model on ``train``; validate on ``valid`` or on a random ``valid_pct`` of ``train``.
+
+    ``train`` may be an :class:`~latentrec.data.lean.EncodedSplit` (a big file read lean; its
+    training arrays are reordered in place). ``build(cfg, n_users, n_items, y_range)`` replaces
+    :func:`make_model` (the ablation uses it).
+    """
+    cfg = config or TrainConfig()
+    device = local_device(pick_device(cfg.device))
+    cfg = cfg.resolved()
+    users, items, tr, va = training_rows(train, valid, cfg)
+    lo, hi = float(tr.ratings.min()), float(tr.ratings.max())
+    y_range = tuple(cfg.y_range) if cfg.y_range is not None else default_y_range(lo, hi)
+    torch.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
+    model = (build or make_model)(cfg, len(users), len(items), y_range).to(device)
+    if hasattr(model, "set_rated"):  # CollabNN's implicit embeddings sum over the training pairs
+        model.set_rated(tr.users, tr.items)
+    trainer = Trainer(model, tr, va, cfg, device=device, callbacks=list(callbacks or []), clip=(lo, hi))
+    trainer.fit()
+    trainer.runner = None  # let go of the solver's working copies before the summaries below
+
+    baseline = fit_biases(tr.users, tr.items, tr.ratings, len(users), len(items))
+    indptr, rated = csr.by_row(tr.users, tr.items, len(users))
+    last = trainer.history[-1] if trainer.history else {}
+    best = next((h for h in trainer.history if h["epoch"] == trainer.best_epoch), last)
+    metrics = {k: best[k] for k in ("train_rmse", "valid_rmse", "valid_mae") if k in best}
+    info = {"metrics": metrics, "best_epoch": trainer.best_epoch, "train_seconds": trainer.train_seconds,
+            "data": train.source, "n_train": len(tr), "n_valid": len(va) if va is not None else 0}
+    if trainer.diverged:
+        info["diverged"] = trainer.diverged
+    rec = Recommender(
+        model=model, users=users, items=items, rating_range=(lo, hi), rated_indptr=indptr, rated_items=rated,
+        baseline=baseline, config=cfg.to_dict(), history=trainer.history, info=info,
+        titles=getattr(train, "titles", {}),
+    )
+    return rec, trainer

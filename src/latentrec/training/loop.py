@@ -1,0 +1,135 @@
+"""The training loop: one epoch at a time through a solver's runner (``solvers/runners.py``), with
+schedule, validation, history, best epoch, divergence checks and callbacks."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from latentrec.config import TrainConfig
+from latentrec.data.batches import Encoded
+from latentrec.data.csr import bincount
+from latentrec.models.scoring import predict_rows, rmse_mae, scored_by_kernel
+from latentrec.solvers.distributed import data_parallel
+from latentrec.solvers.optim import parse_schedule
+from latentrec.solvers.runners import RUNNERS, Diverged
+
+
+class Callback(Protocol):
+    def on_epoch_end(self, trainer: "Trainer", record: dict) -> None: ...
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """Run the block with torch limited to ``n`` threads (``None``: unchanged)."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n:
+            torch.set_num_threads(before)
+
+
+@dataclass
+class Trainer:
+    """Fit ``model`` on ``train``, scoring ``valid`` (if any) after every epoch.
+
+    After training the model holds the weights of the best validation epoch (or the last epoch
+    without validation). If training diverges, the last good weights are kept and
+    ``diverged`` holds a sentence saying what happened and which setting to lower. The
+    ``--solver sgd`` kernel reorders ``train`` in place (into its blocks), and the dot model on
+    the CPU reorders big ``valid`` sets in place (for cache-friendly scoring); no metric depends on row order.
+    """
+
+    model: torch.nn.Module
+    train: Encoded
+    valid: Encoded | None
+    cfg: TrainConfig
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    callbacks: list = field(default_factory=list)
+    clip: tuple[float, float] | None = None  # predictions are clipped to the rating scale
+    history: list[dict] = field(default_factory=list)
+    diverged: str | None = None
+    best_epoch: int | None = None
+    train_seconds: float = 0.0
+    start_epoch: int = 0
+    best_state: dict | None = field(default=None, repr=False)
+    best_rmse: float = math.inf
+    runner: object = field(default=None, repr=False)
+    data_hash: str | None = field(default=None, repr=False)  # checkpoint.fingerprint, once the runner exists
+
+    def __post_init__(self):
+        n_users, n_items = self.model_sizes()
+        self.user_counts = torch.from_numpy(bincount(self.train.users, n_users))
+        self.item_counts = torch.from_numpy(bincount(self.train.items, n_items))
+        if self.valid is not None and scored_by_kernel(self.model, self.device):
+            from latentrec.solvers.sgd_kernel import block_order
+
+            block_order(self.valid, n_users, n_items)  # scored every epoch by the kernel's predict
+
+    def model_sizes(self) -> tuple[int, int]:
+        return self.model.n_users, self.model.n_items
+
+    def predict(self, data: Encoded) -> np.ndarray:
+        pred = predict_rows(self.model, data, self.device)
+        return np.clip(pred, *self.clip) if self.clip else pred
+
+    def fit(self) -> list[dict]:
+        cfg = self.cfg
+        runner = self.runner = data_parallel(RUNNERS[cfg.solver], self.model, self.train, cfg, self.device)
+        schedule = parse_schedule(cfg.schedule, cfg.lr, cfg.epochs)
+        for cb in self.callbacks:  # e.g. a Checkpointer restoring a saved run
+            if hasattr(cb, "on_fit_start"):
+                cb.on_fit_start(self)
+        with torch_threads(getattr(runner, "torch_threads", None)):
+            self._epochs(runner, schedule)
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        elif self.history:
+            self.best_epoch = self.history[-1]["epoch"]
+        return self.history
+
+    def _epochs(self, runner, schedule) -> None:
+        cfg = self.cfg
+        good = copy.deepcopy(self.model.state_dict())
+        t_start = time.perf_counter()
+        for epoch in range(self.start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            lr = schedule(epoch)
+            try:
+                mse = runner.epoch(lambda frac, e=epoch: schedule(e + frac))
+                if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+                    raise Diverged("the weights became infinite or NaN")
+            except Diverged as why:
+                self.model.load_state_dict(good)
+                advice = ("Regularize more or use fewer factors: try a larger --wd or a smaller --n-factors."
+                          if getattr(runner, "closed_form", False) else
+                          f"Lower the learning rate: try --lr {cfg.lr / 3:.3g}.")
+                self.diverged = (f"Training diverged in epoch {epoch + 1} ({why}); kept the weights of epoch "
+                                 f"{epoch}. {advice}")
+                break
+            runner.limit = max(10 * mse, 1.0) if math.isinf(runner.limit) else runner.limit
+            self.model.set_unknown_rows(self.user_counts, self.item_counts)
+            record = {"epoch": epoch + 1, "train_rmse": math.sqrt(mse)}
+            if not getattr(runner, "closed_form", False):  # ALS sweeps and Gibbs samples have no lr
+                record["lr"] = lr
+            if self.valid is not None and len(self.valid):
+                record["valid_rmse"], record["valid_mae"] = rmse_mae(self.predict(self.valid), self.valid.ratings)
+                if record["valid_rmse"] < self.best_rmse:
+                    self.best_rmse, self.best_epoch = record["valid_rmse"], epoch + 1
+                    self.best_state = copy.deepcopy(self.model.state_dict())
+            record["seconds"] = time.perf_counter() - t0
+            self.history.append(record)
+            good = copy.deepcopy(self.model.state_dict())
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, record)
+        self.train_seconds += time.perf_counter() - t_start

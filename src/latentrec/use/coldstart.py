@@ -1,0 +1,128 @@
+"""Fold-in: a user who is not in the model, described by a few ratings, without retraining.
+
+With the item factors ``q_i`` and biases ``b_i`` fixed, the user's factors ``p`` and bias ``b``
+minimise ``sum_i (r_i - squash(p . q_i + b + b_i))^2 + reg * |p|^2`` -- the same objective, per
+user, that training minimised. ``reg`` (on ``p`` and ``b``) defaults to ``max(wd, 0.05) * n_ratings``, which is what
+per-rating weight decay (``grad += wd * param`` on every rating) adds up to. Started from the ridge solution
+in logit space, a few Gauss-Newton steps solve it; each is one small ``(k+1) x (k+1)`` system. For the
+Bayesian model each kept sample is solved on its own (one batched solve) and the model averages them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latentrec.errors import ConfigError, DataError
+from latentrec.models.dot import is_dot
+from latentrec.use.recommender import Recommender
+
+
+@dataclass
+class UserRatings:
+    """A user outside the model, described by a few (item, rating) pairs."""
+
+    items: list[str]
+    ratings: list[float]
+
+
+@dataclass
+class FoldedUser:
+    """Solved factors and bias of a folded-in user, and which of their ratings were used."""
+
+    factors: np.ndarray
+    bias: float
+    item_index: np.ndarray  # indices of the known items they rated
+    ignored: list[str]  # their items the model does not know
+
+
+def parse_ratings(text: str, source: str = "--ratings") -> UserRatings:
+    """``"50:5,181:4"`` (or one ``item,rating`` / ``item:rating`` / ``item<TAB>rating`` pair per line)."""
+    items, ratings = [], []
+    pairs = [p for p in re.split(r"[\n;]|,(?=[^,:]*:)", text.strip()) if p.strip()]
+    for n, pair in enumerate(pairs, 1):
+        parts = [x.strip() for x in re.split(r"[:,\t]|\s+", pair.strip(), maxsplit=1)]
+        if len(parts) != 2 or not parts[0]:
+            raise DataError(f"{source}: entry {n} ({pair.strip()!r}) is not ITEM:RATING.")
+        try:
+            value = float(parts[1])
+        except ValueError:
+            if n == 1 and len(pairs) > 1:
+                continue  # a header line such as "item,rating"
+            raise DataError(f"{source}: entry {n} ({pair.strip()!r}) has a rating that is not a number.") from None
+        if not math.isfinite(value):
+            raise DataError(f"{source}: entry {n} ({pair.strip()!r}) has a rating that is not finite.")
+        items.append(parts[0])
+        ratings.append(value)
+    if not items:
+        raise DataError(f"{source} holds no ITEM:RATING pairs.")
+    if len(set(items)) != len(items):
+        dup = next(i for i in items if items.count(i) > 1)
+        raise DataError(f"{source} rates item {dup} more than once.")
+    return UserRatings(items, ratings)
+
+
+def read_ratings_file(path: str) -> UserRatings:
+    """A file of ``item,rating`` lines (CSV, TSV or ``item:rating``; a header line is allowed)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"Cannot read {path}: {getattr(e, 'strerror', None) or e}.") from None
+    return parse_ratings(text, path)
+
+
+def fold_in(rec: Recommender, given: UserRatings, reg: float | None = None, steps: int = 15) -> FoldedUser:
+    """Solve a new user's factors and bias from ``given`` ratings with the item side of ``rec`` fixed."""
+    model = rec.model
+    if not is_dot(model):
+        raise ConfigError(f"Fold-in needs a dot-product model; this model is {getattr(model, 'kind', type(model).__name__)!r}.")
+    idx = rec.items.encode(given.items).astype(np.int64)
+    known = idx > 0
+    ignored = [i for i, k in zip(given.items, known) if not k]
+    if not known.any():
+        raise DataError("None of the rated items is known to the model, so there is nothing to fold in.")
+    idx = idx[known]
+    with torch.no_grad():
+        # one (n, k) item block per posterior sample for the Bayesian model, else the one factor table
+        Q = (model.item_samples(torch.from_numpy(idx)) if hasattr(model, "item_samples")
+             else model.item_factors[idx][None]).double().cpu()
+        bi = model.item_bias[idx].double().cpu()
+    r = torch.tensor(np.asarray(given.ratings, np.float64)[known])
+    r = r.clamp(*rec.rating_range)
+    k = Q.shape[2]
+    A = torch.cat([Q, torch.ones(*Q.shape[:2], 1, dtype=torch.float64)], 2)
+    wd = float(rec.config.get("wd") or 0.0)
+    lam = float(reg) if reg is not None else max(wd, 0.05) * len(idx)
+    D = lam * torch.eye(k + 1, dtype=torch.float64)  # training decays the bias like the factors
+    y_range = model.y_range
+    if y_range is None:  # each sample's own ridge solution; the model averages their predictions
+        x = torch.linalg.solve(A.mT @ A + D, A.mT @ (r - bi)[:, None])[..., 0].float().numpy()
+        return FoldedUser(x[:, :k].reshape(-1), float(x[:, k].mean()), idx, ignored)
+    A = A[0]
+    lo, hi = y_range
+    frac = ((r - lo) / (hi - lo)).clamp(1e-4, 1 - 1e-4)
+    x = torch.linalg.solve(A.T @ A + D, A.T @ (torch.logit(frac) - bi))
+    for _ in range(steps):
+        s = torch.sigmoid(A @ x + bi)
+        err = r - (lo + (hi - lo) * s)
+        J = A * ((hi - lo) * s * (1 - s))[:, None]
+        dx = torch.linalg.solve(J.T @ J + D, J.T @ err - D @ x)
+        x = x + dx
+        if float(dx.abs().max()) < 1e-7:
+            break
+    x = x.float().numpy()
+    return FoldedUser(x[:k], float(x[k]), idx, ignored)
+
+
+@torch.no_grad()
+def fold_in_scores(rec: Recommender, user: FoldedUser) -> np.ndarray:
+    """Predicted ratings of a folded-in user for every item index (index 0 included)."""
+    m = rec.model
+    p = torch.from_numpy(user.factors).to(m.item_factors)
+    z = m.item_factors @ p + m.item_bias + user.bias
+    return m.squash(z).clamp(*rec.rating_range).float().cpu().numpy()

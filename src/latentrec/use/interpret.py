@@ -1,0 +1,166 @@
+"""What the model learned: item biases, a PCA map of the item factors, and the training curve.
+
+The item bias is what an item gets "even after accounting for who rates it" (the seed's
+"Interpreting Embedding and Bias"): a low bias means even users who like this kind of item
+rate it low. The PCA (``torch.pca_lowrank``) of the factors of the most-rated items gives
+axes along which taste varies; the items at both ends of each axis show what it means.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from latentrec.errors import DataError
+from latentrec.use.recommender import Recommender
+from latentrec.use.similar import item_vectors
+from latentrec.use.topn import item_counts
+
+
+def item_biases(rec: Recommender) -> tuple[np.ndarray, str]:
+    """The model's learned item biases, or the baseline's when the model has none; and which it is."""
+    b = getattr(rec.model, "item_bias", None)
+    if isinstance(b, torch.Tensor) and getattr(rec.model, "use_bias", True):
+        return b.detach().float().cpu().numpy(), "model"
+    return np.asarray(rec.baseline[2], np.float32), "baseline"
+
+
+def _items(rec: Recommender, idx: np.ndarray, counts: np.ndarray) -> pd.DataFrame:
+    ids = rec.items.decode(idx)
+    return pd.DataFrame({"item": ids, "title": [rec.titles.get(i, "") for i in ids], "n_ratings": counts[idx]})
+
+
+def bias_extremes(rec: Recommender, n: int = 10, min_ratings: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``n`` items with the lowest and the highest bias (lowest/highest first)."""
+    bias, _ = item_biases(rec)
+    counts = item_counts(rec)
+    ok = np.flatnonzero(counts >= max(min_ratings, 1))
+    order = ok[np.argsort(bias[ok], kind="stable")]
+    frames = []
+    for idx in (order[:n], order[::-1][:n]):
+        df = _items(rec, idx, counts)
+        df.insert(2, "bias", bias[idx])
+        frames.append(df)
+    return frames[0], frames[1]
+
+
+def item_pca(rec: Recommender, n_items: int = 1000, q: int = 3) -> tuple[pd.DataFrame, list[float]]:
+    """PCA of the item vectors of the ``n_items`` most-rated items: a table with ``pc1..pcq`` per item,
+    and each component's share of the variance among those items.
+    """
+    counts = item_counts(rec)
+    top = np.argsort(-counts, kind="stable")[:n_items]
+    top = top[counts[top] > 0]
+    vectors = item_vectors(rec.model).float().cpu()[torch.from_numpy(top)]
+    q = min(q, *vectors.shape)
+    if q < 2:
+        raise DataError("A map of the item factors needs at least two factors and two rated items; "
+                        "this model has too few.")
+    with torch.random.fork_rng():  # pca_lowrank is randomized; keep the picture repeatable
+        torch.manual_seed(0)
+        _, S, V = torch.pca_lowrank(vectors, q=q, center=True)
+    centered = vectors - vectors.mean(0)
+    proj = centered @ V[:, :q]
+    flip = torch.sign(proj.gather(0, proj.abs().argmax(0, keepdim=True)))  # largest |score| positive
+    proj = (proj * flip).numpy()
+    total = float((centered ** 2).sum())
+    share = [float(s ** 2) / total if total else 0.0 for s in S[:q]]
+    df = _items(rec, top, counts)
+    for c in range(q):
+        df[f"pc{c + 1}"] = proj[:, c]
+    return df, share
+
+
+def component_ends(pca: pd.DataFrame, n: int = 10) -> dict[str, dict[str, list[str]]]:
+    """Titles (or ids) of the ``n`` items at the low and high end of each component."""
+    label = pca["title"].where(pca["title"] != "", pca["item"])
+    ends = {}
+    for col in [c for c in pca.columns if c.startswith("pc")]:
+        order = np.argsort(pca[col].to_numpy(), kind="stable")
+        ends[col] = {"low": label.iloc[order[:n]].tolist(), "high": label.iloc[order[::-1][:n]].tolist()}
+    return ends
+
+
+def _save(fig, path: Path) -> None:
+    """Save a figure through a temporary file, so no half-written picture remains."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise DataError(f"Cannot write {path}: {e.strerror or e}.") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def plot_pca(pca: pd.DataFrame, path: Path, n_labels: int = 50, share: list[float] | None = None) -> Path:
+    """Scatter of the first two components, the ``n_labels`` most-rated items labeled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(12, 10))
+    ax.scatter(pca["pc1"], pca["pc2"], s=6, c="#bbbbbb")
+    top = pca.nlargest(n_labels, "n_ratings", keep="first")
+    ax.scatter(top["pc1"], top["pc2"], s=14, c="#1f77b4")
+    for _, row in top.iterrows():
+        ax.annotate(row["title"] or row["item"], (row["pc1"], row["pc2"]), fontsize=7, xytext=(3, 2),
+                    textcoords="offset points")
+    pct = [f" ({100 * s:.0f}% of variance)" for s in share] if share else ["", ""]
+    ax.set_xlabel(f"component 1{pct[0]}")
+    ax.set_ylabel(f"component 2{pct[1]}")
+    ax.set_title(f"PCA of the item factors: the {len(pca)} most-rated items, the {len(top)} most-rated labeled")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_history(history: list[dict], path: Path) -> Path:
+    """Train and validation RMSE by epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    epochs = [h["epoch"] for h in history]
+    for key, label in (("train_rmse", "train"), ("valid_rmse", "validation")):
+        pts = [(e, h[key]) for e, h in zip(epochs, history) if h.get(key) is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("RMSE")
+    ax.set_title("Training curve")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def interpret(rec: Recommender, out: str | os.PathLike, n: int = 10, n_items: int = 1000,
+              n_labels: int = 50, min_ratings: int = 1) -> dict:
+    """Bias extremes, PCA ends and pictures (``item_pca.png``, ``training_curve.png``) written to ``out``."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"Cannot create {out}: {e.strerror or e}.") from None
+    low, high = bias_extremes(rec, n, min_ratings)
+    pca, share = item_pca(rec, n_items)
+    result = {
+        "bias_source": item_biases(rec)[1],
+        "lowest_bias": low.to_dict(orient="records"),
+        "highest_bias": high.to_dict(orient="records"),
+        "pca": {"n_items": len(pca), "variance_share": share, "ends": component_ends(pca, n)},
+        "pictures": {"item_pca": str(plot_pca(pca, out / "item_pca.png", n_labels, share))},
+    }
+    if rec.history:
+        result["pictures"]["training_curve"] = str(plot_history(rec.history, out / "training_curve.png"))
+    return result

@@ -1,0 +1,153 @@
+"""A trained model with everything needed to use it: vocabularies, titles, what each user rated,
+baselines, and the training record. Saved to and loaded from a model directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from latentrec.data.batches import Encoded, EncodedRows
+from latentrec.data.ratings import Ratings
+from latentrec.data.vocab import Vocab
+from latentrec.errors import ModelFileError
+from latentrec.models.baselines import predict_biases
+from latentrec.models.registry import build_model
+from latentrec.models.scoring import predict_rows
+from latentrec.use.model_dir import read_model_dir, write_model_dir
+
+
+def library_version() -> str:
+    try:
+        return version("latentrec")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass
+class Recommender:
+    """A trained rating model over known users and items, with documented fallbacks for unknown ones.
+
+    Unknown users or items encode to index 0 (``#na#``), whose row is the average user/item:
+    an unknown item is predicted at about the user's usual rating, an unknown user at about
+    the item's usual rating, both unknown at the global mean. Predictions say which rows were
+    known, and are clipped to the training data's rating scale.
+    """
+
+    model: nn.Module
+    users: Vocab
+    items: Vocab
+    rating_range: tuple[float, float]
+    rated_indptr: np.ndarray  # CSR of the training pairs: items rated by user u are
+    rated_items: np.ndarray  # rated_items[rated_indptr[u]:rated_indptr[u + 1]]
+    baseline: tuple[float, np.ndarray, np.ndarray]  # global mean, user biases, item biases
+    config: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    info: dict = field(default_factory=dict)  # metrics, best epoch, train seconds, data source
+    titles: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode(self, users, items, ratings=None) -> Encoded:
+        r = np.zeros(len(users), np.float32) if ratings is None else np.array(ratings, np.float32)
+        return Encoded(self.users.encode(users), self.items.encode(items), r)
+
+    def encode_rows(self, ratings: Ratings) -> EncodedRows:
+        """Ratings encoded with this model's vocabularies, counting the distinct users it does not know."""
+        df = ratings.df
+        data = self.encode(df["user"], df["item"], df["rating"].to_numpy(np.float32))
+        n_unknown = len(np.unique(df["user"].to_numpy()[data.users == 0]))
+        return EncodedRows(data, ratings.source, n_unknown)
+
+    def predict_encoded(self, data: Encoded) -> np.ndarray:
+        return np.clip(predict_rows(self.model, data, self.device), *self.rating_range)
+
+    def predict(self, users, items) -> pd.DataFrame:
+        """Predicted ratings for raw (user, item) pairs, with ``known_user``/``known_item``/``known`` flags."""
+        data = self.encode(users, items)
+        return pd.DataFrame({
+            "user": pd.Series(users, dtype="string").astype(str).to_numpy(),
+            "item": pd.Series(items, dtype="string").astype(str).to_numpy(),
+            "title": [self.titles.get(str(i), "") for i in items],
+            "prediction": self.predict_encoded(data),
+            "known_user": data.users > 0,
+            "known_item": data.items > 0,
+            "known": (data.users > 0) & (data.items > 0),  # personalized: neither id fell back to #na#
+        })
+
+    def predict_baseline(self, data: Encoded) -> np.ndarray:
+        mu, bu, bi = self.baseline
+        return np.clip(predict_biases(mu, bu, bi, data.users, data.items), *self.rating_range)
+
+    def rated_by(self, user_index: int) -> np.ndarray:
+        return self.rated_items[self.rated_indptr[user_index]:self.rated_indptr[user_index + 1]]
+
+    # ---- persistence -------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        mu, bu, bi = self.baseline
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors.update({
+            "rated.indptr": torch.from_numpy(self.rated_indptr.astype(np.int64)),
+            "rated.items": torch.from_numpy(self.rated_items.astype(np.int32)),
+            "baseline.user_bias": torch.from_numpy(bu.astype(np.float32)),
+            "baseline.item_bias": torch.from_numpy(bi.astype(np.float32)),
+        })
+        known = set(self.items.classes)
+        meta = {
+            "latentrec_version": library_version(),
+            "architecture": self.model.config(),
+            "users": self.users.classes,
+            "items": self.items.classes,
+            "titles": {k: v for k, v in self.titles.items() if k in known},
+            "rating_range": list(self.rating_range),
+            "baseline_mean": mu,
+            "config": self.config,
+            "history": self.history,
+            **self.info,
+        }
+        write_model_dir(path, tensors, meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Recommender":
+        tensors, meta = read_model_dir(path)
+        try:
+            arch = meta["architecture"]
+            model = build_model(arch)
+            state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+            expected = model.state_dict()
+            for name, t in expected.items():
+                if name not in state or state[name].shape != t.shape:
+                    got = tuple(state[name].shape) if name in state else "missing"
+                    raise ModelFileError(
+                        f"{path}: {name} in the weights has shape {got}, but model.json describes "
+                        f"{tuple(t.shape)}; the two files do not belong together."
+                    )
+            model.load_state_dict(state)
+            users, items = Vocab(meta["users"]), Vocab(meta["items"])
+            if len(users) != arch["n_users"] or len(items) != arch["n_items"]:
+                raise ModelFileError(f"{path}: the id lists in model.json do not match the weights' shapes.")
+            info_keys = {"metrics", "best_epoch", "train_seconds", "data", "diverged"}
+            return cls(
+                model=model.to(device),
+                users=users,
+                items=items,
+                rating_range=tuple(meta["rating_range"]),
+                rated_indptr=tensors["rated.indptr"].numpy(),
+                rated_items=tensors["rated.items"].numpy(),
+                baseline=(float(meta["baseline_mean"]), tensors["baseline.user_bias"].numpy(),
+                          tensors["baseline.item_bias"].numpy()),
+                config=meta.get("config", {}),
+                history=meta.get("history", []),
+                info={k: meta[k] for k in info_keys if k in meta},
+                titles=meta.get("titles", {}),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFileError(f"{path}/model.json is missing or has a malformed field ({e}).") from None

@@ -1,0 +1,87 @@
+"""Similar items by cosine similarity of the learned item vectors, and finding items by title."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import torch
+
+from latentrec.errors import ConfigError, DataError
+from latentrec.use.recommender import Recommender
+from latentrec.use.topn import check_n, item_counts
+
+VECTOR_ATTRS = ("item_factors", "item_embedding", "item_emb")  # dot model first, then neural embeddings
+
+
+def item_vectors(model: torch.nn.Module) -> torch.Tensor:
+    """The ``(n_items, k)`` item vectors of a model: its item factors, or its item embedding."""
+    for name in VECTOR_ATTRS:
+        v = getattr(model, name, None)
+        if isinstance(v, torch.nn.Embedding):
+            v = v.weight
+        if isinstance(v, torch.Tensor) and v.dim() == 2:
+            return v.detach()
+    raise ConfigError(f"This model ({getattr(model, 'kind', type(model).__name__)!r}) has no item factors or "
+                      f"item embedding to compare items by.")
+
+
+def _normal(title: str) -> str:
+    """Lower case, year removed, a trailing ', The'/', A'/', An' moved to the front."""
+    t = re.sub(r"\s*\(\d{4}\)\s*$", "", title.strip()).casefold()
+    m = re.match(r"^(.*), (the|a|an|les|la|le|il|el|das|der|die)$", t)
+    return f"{m.group(2)} {m.group(1)}" if m else t
+
+
+def find_item(rec: Recommender, title: str) -> str:
+    """The raw id of the one known item whose title matches ``title`` (case-insensitive).
+
+    An exact title (with or without its year, articles either way round) wins; otherwise the
+    titles containing ``title``. Zero or several matches raise an error listing candidates.
+    """
+    query = title.strip().casefold()
+    if not query:
+        raise DataError("--title is empty.")
+    known = [(i, t) for i, t in rec.titles.items() if i in rec.items]
+    if not known:
+        raise DataError("This model has no titles; use --item ID.")
+    exact = [i for i, t in known if t.casefold() == query or _normal(t) in (query, _normal(title))]
+    if len(exact) == 1:
+        return exact[0]
+    matches = exact or [i for i, t in known if query in t.casefold() or _normal(title) in _normal(t)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise DataError(f"No item title contains {title!r}.")
+    counts = item_counts(rec)
+    matches.sort(key=lambda i: -counts[rec.items.encode([i])[0]])
+    listed = "; ".join(f"{i}: {rec.titles[i]}" for i in matches[:10])
+    more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
+    raise DataError(f"{len(matches)} titles match {title!r}: {listed}{more}. Use --item ID or a longer title.")
+
+
+def similar_items(rec: Recommender, item: str, n: int = 10, min_ratings: int = 0) -> pd.DataFrame:
+    """The ``n`` items whose vectors have the highest cosine similarity to ``item``'s, among items
+    with at least ``min_ratings`` training ratings (rarely rated items have short, noisy vectors).
+    """
+    check_n(n)
+    idx = int(rec.items.encode([item])[0])
+    if idx == 0:
+        raise DataError(f"Item {item} is not in the model (it had no training ratings).")
+    v = item_vectors(rec.model).float()
+    unit = v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    sim = unit @ unit[idx]
+    counts = item_counts(rec)
+    sim[torch.from_numpy(counts < min_ratings).to(sim.device)] = -torch.inf
+    sim[[0, idx]] = -torch.inf
+    k = min(n, int(torch.isfinite(sim).sum()))
+    top = torch.topk(sim, k)
+    ids = rec.items.decode(top.indices.cpu().numpy())
+    return pd.DataFrame({
+        "rank": np.arange(1, k + 1),
+        "item": ids,
+        "title": [rec.titles.get(i, "") for i in ids],
+        "similarity": top.values.cpu().numpy(),
+        "n_ratings": counts[top.indices.cpu().numpy()],
+    })

@@ -1,0 +1,209 @@
+"""Top-N recommendations from a trained model: one user, every user in chunks, or a cold-start user.
+
+Scoring many users is a chunked matrix product followed by ``topk``: memory is bounded by the
+chunk (``chunk_users x n_items`` scores), never ``users x items``. For the dot model the ranking
+needs neither the sigmoid (monotone) nor the user bias (constant along a row): ranking scores are
+``b_i + p_u . q_i``, one ``addmm``, and only the ``n`` winners per user are turned
+into predicted ratings. Items the user rated in training are masked out by scattering ``-inf``
+into their cells, which costs one write per training rating.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from latentrec.data.csr import bincount
+from latentrec.errors import ConfigError, DataError
+from latentrec.models.dot import is_dot
+from latentrec.use.coldstart import UserRatings, fold_in, fold_in_scores
+from latentrec.use.recommender import Recommender
+
+CHUNK_SCORES = 1 << 22  # scores held at once per chunk (16 MiB of float32)
+MIN_RATINGS = 20  # an unknown user's ranking only considers items rated at least this often
+
+
+class Scorer:
+    """Ranking scores for chunks of users, and their conversion to predicted ratings."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.fast = is_dot(model)
+
+    @torch.no_grad()
+    def rank_scores(self, users: torch.Tensor) -> torch.Tensor:
+        """``(len(users), n_items)`` scores that order items like the predicted ratings do."""
+        if self.fast:
+            m = self.model
+            return torch.addmm(m.item_bias, m.user_factors[users], m.item_factors.T)
+        return self.model.score_users(users).float()
+
+    @torch.no_grad()
+    def ratings(self, users: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """Predicted ratings for ranking ``scores`` (any width) of ``users``."""
+        if self.fast:
+            return self.model.squash(scores + self.model.user_bias[users, None])
+        return scores
+
+
+def rated_cells(rec: Recommender, users: np.ndarray) -> np.ndarray:
+    """Flat positions ``row * n_items + item`` of the training ratings of ``users`` in a score block
+    whose rows are ``users``.
+    """
+    starts, ends = rec.rated_indptr[users], rec.rated_indptr[users + 1]
+    counts = ends - starts
+    total = int(counts.sum())
+    if len(users) and total == ends[-1] - starts[0] and (np.diff(users) > 0).all():  # one slice of the CSR
+        pos = np.arange(starts[0], ends[-1])
+    else:
+        pos = np.arange(total) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
+    rows = np.repeat(np.arange(len(users), dtype=np.int64) * len(rec.items), counts)
+    return rows + rec.rated_items[pos]
+
+
+def top_n(rec: Recommender, users: np.ndarray, n: int = 10, include_rated: bool = False,
+          chunk_scores: int = CHUNK_SCORES) -> tuple[np.ndarray, np.ndarray]:
+    """Item indices and predicted ratings ``(len(users), k)`` of each user's best ``k = min(n, items)`` items.
+
+    Rated training items are skipped unless ``include_rated``; a user with fewer than ``k``
+    candidates gets index 0 and a NaN rating in the unused slots.
+    """
+    check_n(n)
+    users = np.asarray(users, dtype=np.int64)
+    scorer = Scorer(rec.model)
+    n_items = len(rec.items)
+    k = min(n, n_items - 1)
+    step = max(1, chunk_scores // n_items)
+    out_items = np.zeros((len(users), k), np.int64)
+    out_scores = np.full((len(users), k), np.nan, np.float32)
+    device = rec.device
+    for a in range(0, len(users), step):
+        chunk = users[a:a + step]
+        idx = torch.from_numpy(chunk).to(device)
+        s = scorer.rank_scores(idx)
+        s[:, 0] = -torch.inf  # never recommend the unknown-item row
+        if not include_rated:
+            s.view(-1).index_fill_(0, torch.from_numpy(rated_cells(rec, chunk)).to(device), -torch.inf)
+        top = torch.topk(s, k, dim=1)
+        values = scorer.ratings(idx, top.values)
+        values = torch.where(torch.isfinite(top.values), values.clamp(*rec.rating_range), torch.nan)
+        out_items[a:a + len(chunk)] = top.indices.cpu().numpy()
+        out_scores[a:a + len(chunk)] = values.float().cpu().numpy()
+    out_items[np.isnan(out_scores)] = 0
+    return out_items, out_scores
+
+
+def check_n(n: int) -> None:
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ConfigError(f"-n must be a whole number of at least 1, not {n!r}.")
+
+
+def item_counts(rec: Recommender) -> np.ndarray:
+    """Training ratings per item index."""
+    return bincount(rec.rated_items, len(rec.items))
+
+
+def popular(rec: Recommender, n: int = 10, min_ratings: int = MIN_RATINGS,
+            exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The non-personalized ranking for an unknown user: the model's prediction for the average user
+    (row 0, i.e. the item bias for the dot model) over items with at least ``min_ratings`` ratings.
+    """
+    check_n(n)
+    counts = item_counts(rec)
+    if min_ratings > counts.max(initial=0):
+        raise ConfigError(f"--min-ratings {min_ratings} leaves no item: the most-rated item has {counts.max()} ratings.")
+    scores = rec.model.score_users(torch.zeros(1, dtype=torch.long, device=rec.device))[0].float().cpu().numpy()
+    scores = scores.astype(np.float64)
+    scores[counts < max(min_ratings, 1)] = -np.inf
+    scores[0] = -np.inf
+    if exclude is not None:
+        scores[exclude] = -np.inf
+    order = np.argsort(-scores, kind="stable")[:n]
+    order = order[np.isfinite(scores[order])]
+    return order, np.clip(scores[order], *rec.rating_range).astype(np.float32)
+
+
+def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_rated: bool = False,
+              min_ratings: int = MIN_RATINGS, ratings: UserRatings | None = None) -> pd.DataFrame:
+    """The ``n`` items with the highest predicted rating for ``user`` that they have not rated.
+
+    A known user gets personalized results (``known`` True). An unknown user gets the
+    non-personalized ranking of :func:`popular` (``known`` False), unless ``ratings`` are given:
+    then the user is folded in from them (factors solved with the item factors fixed) and the
+    results are personalized.
+    """
+    check_n(n)
+    if ratings is not None:
+        folded = fold_in(rec, ratings)
+        scores = fold_in_scores(rec, folded).astype(np.float64)
+        scores[0] = -np.inf
+        if not include_rated:
+            scores[folded.item_index] = -np.inf
+        order = np.argsort(-scores, kind="stable")[:n]
+        order = order[np.isfinite(scores[order])]
+        return frame(rec, order, scores[order].astype(np.float32), known=True)
+    u = int(rec.users.encode([user])[0]) if user is not None else 0
+    if u == 0:
+        items, scores = popular(rec, n, min_ratings)
+        return frame(rec, items, scores, known=False)
+    items, scores = top_n(rec, np.array([u]), n, include_rated)
+    keep = ~np.isnan(scores[0])
+    return frame(rec, items[0][keep], scores[0][keep], known=True)
+
+
+def frame(rec: Recommender, items: np.ndarray, scores: np.ndarray, known: bool) -> pd.DataFrame:
+    ids = rec.items.decode(items)
+    return pd.DataFrame({
+        "rank": np.arange(1, len(ids) + 1),
+        "item": ids,
+        "title": [rec.titles.get(i, "") for i in ids],
+        "prediction": np.clip(scores, *rec.rating_range),
+        "known": known,
+    })
+
+
+def recommend_all(rec: Recommender, n: int = 10, include_rated: bool = False,
+                  chunk_scores: int = CHUNK_SCORES) -> pd.DataFrame:
+    """Top-``n`` for every known user as a long table: user, rank, item, title, prediction, known."""
+    users = np.arange(1, len(rec.users))
+    items, scores = top_n(rec, users, n, include_rated, chunk_scores)
+    keep = ~np.isnan(scores)
+    user_ids = np.asarray(rec.users.classes, dtype=object)[users]
+    item_ids = np.asarray(rec.items.classes, dtype=object)
+    titles = np.asarray([rec.titles.get(i, "") for i in rec.items.classes], dtype=object)
+    ranks = np.broadcast_to(np.arange(1, items.shape[1] + 1), items.shape)
+    flat = items[keep]
+    return pd.DataFrame({
+        "user": np.repeat(user_ids, keep.sum(1)),
+        "rank": ranks[keep],
+        "item": item_ids[flat],
+        "title": titles[flat],
+        "prediction": scores[keep],
+        "known": True,
+    })
+
+
+def write_table(df: pd.DataFrame, out: str | os.PathLike) -> Path:
+    """Write ``df`` as CSV or Parquet (by suffix) through a temporary file, so no half-written file remains."""
+    out = Path(out)
+    fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(out.suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"--out must end in .csv, .parquet or .pq, not {out.name!r}.")
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise DataError(f"Cannot write {out}: the folder {out.parent} does not exist.")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        if fmt == "csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+        os.replace(tmp, out)
+    except OSError as e:
+        raise DataError(f"Cannot write {out}: {e.strerror or e}.") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
