@@ -74,10 +74,8 @@ def test_bad_rows_get_the_in_memory_routes_sentences(files, tmp_path):
 
 
 def test_cli_trains_the_same_model_either_way(files, tmp_path, monkeypatch, capsys):
-    import latentrec.cli.common as common
-
     taken = []
-    monkeypatch.setattr(common, "read_split", lambda *a, **k: taken.append(read_split(*a, **k)) or taken[-1])
+    monkeypatch.setattr(chunked, "read_split", lambda *a, **k: taken.append(read_split(*a, **k)) or taken[-1])
     out = {}
     for route, min_bytes in (("lean", 0), ("memory", 1 << 62)):
         monkeypatch.setattr(chunked, "LEAN_BYTES", min_bytes)

@@ -1,13 +1,37 @@
-"""latentrec: collaborative filtering on explicit ratings, from scratch on PyTorch."""
+"""latentrec: collaborative filtering on explicit ratings, from scratch on PyTorch.
 
-from latentrec.config import TrainConfig
-from latentrec.data.ratings import Ratings, load_ratings
-from latentrec.errors import LatentrecError
-from latentrec.evaluation.evaluate import evaluate
-from latentrec.models.dot import DotProductBias, create_params
-from latentrec.training.fit import fit
-from latentrec.use.recommender import Recommender
-from latentrec.use.topn import recommend
+The public names load on first use (PEP 562), so ``latentrec --help`` starts without torch or pandas.
+"""
 
-__all__ = ["DotProductBias", "LatentrecError", "Ratings", "Recommender", "TrainConfig", "create_params", "evaluate",
-           "fit", "load_ratings", "recommend"]
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+_PUBLIC = {
+    "DotProductBias": "latentrec.models.dot", "LatentrecError": "latentrec.errors", "Ratings": "latentrec.data.ratings",
+    "Recommender": "latentrec.use.recommender", "TrainConfig": "latentrec.config", "create_params": "latentrec.models.dot",
+    "evaluate": "latentrec.evaluation.evaluate", "fit": "latentrec.training.fit",
+    "load_ratings": "latentrec.data.ratings", "recommend": "latentrec.use.topn",
+}
+__all__ = sorted(_PUBLIC)
+
+if TYPE_CHECKING:
+    from latentrec.config import TrainConfig
+    from latentrec.data.ratings import Ratings, load_ratings
+    from latentrec.errors import LatentrecError
+    from latentrec.evaluation.evaluate import evaluate
+    from latentrec.models.dot import DotProductBias, create_params
+    from latentrec.training.fit import fit
+    from latentrec.use.recommender import Recommender
+    from latentrec.use.topn import recommend
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'latentrec' has no attribute {name!r}")
+    value = getattr(import_module(_PUBLIC[name]), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -8,6 +8,10 @@ from latentrec.errors import ConfigError
 
 MODELS = ("dot", "nn")
 SOLVERS = ("sgd", "autograd", "als", "bayes")  # als/bayes: closed-form solvers for the dot model
+# Choices and defaults the CLI shows in --help live here, so that building its parser imports no heavy module.
+DUPLICATE_POLICIES = ("error", "mean", "last")  # what to do with a (user, item) pair rated twice
+ML100K_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")  # ML-100K's own <name>.base / <name>.test files
+MIN_RATINGS = 20  # an unknown user's ranking only considers items rated at least this often
 
 
 @dataclass

@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 err_console = Console(stderr=True)
 _enabled = True
@@ -29,6 +28,8 @@ def byte_progress(desc: str, total: int | None) -> Iterator[Callable[[int], None
     if not active():
         yield lambda n: None
         return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
     with Progress(TextColumn(desc), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err_console) as p:
         task = p.add_task(desc, total=total)
         yield lambda n: p.advance(task, n)
@@ -40,6 +41,8 @@ def step_progress(desc: str, total: int) -> Iterator[Callable[[int], None]]:
     if not active():
         yield lambda n: None
         return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
     with Progress(
         TextColumn(desc), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
         console=err_console, transient=True,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, table
-from latentrec.data.ratings import Ratings
-from latentrec.data.split import ML100K_SPLITS, ml100k_split_files, random_split
+from latentrec.config import ML100K_SPLITS
 from latentrec.errors import ConfigError
-from latentrec.evaluation.ablation import STEPS, run_ablation, to_markdown
+
+if TYPE_CHECKING:
+    from latentrec.data.ratings import Ratings
 
 EXAMPLE = """latentrec ablation --data ml-100k --out ablation.md     # rng-42 split: 20 % test
   latentrec ablation --data ml-100k --split u1 --json
@@ -33,6 +35,9 @@ def add_parser(sub) -> None:
 
 
 def split(args) -> tuple[Ratings, Ratings, str]:
+    from latentrec.data.ratings import Ratings
+    from latentrec.data.split import ml100k_split_files, random_split
+
     if args.split:
         if args.test or args.data not in (None, "ml-100k"):
             raise ConfigError("--split names ML-100K's own files; leave out --data and --test.")
@@ -49,6 +54,8 @@ def split(args) -> tuple[Ratings, Ratings, str]:
 
 
 def run(args) -> int:
+    from latentrec.evaluation.ablation import STEPS, run_ablation, to_markdown
+
     start(args)
     names = [s.name for s in STEPS]
     unknown = [n for n in args.only or [] if n not in names]

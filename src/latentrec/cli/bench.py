@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, table
-from latentrec.data.batches import Encoded
 from latentrec.errors import ConfigError
-from latentrec.evaluation.bench import available_devices, default_setups, run_setup, seconds_to_target
+
+if TYPE_CHECKING:
+    from latentrec.data.batches import Encoded
 
 EXAMPLE = """latentrec bench                                   # 1M synthetic ratings, every available device
   latentrec bench --data ml-100k --epochs 10 --json
@@ -38,6 +37,10 @@ def add_parser(sub) -> None:
 
 
 def _data(args) -> tuple[Encoded, Encoded, int, int, tuple[float, float], str]:
+    import numpy as np
+
+    from latentrec.data.batches import Encoded
+
     if args.data:
         from latentrec.data.vocab import Vocab
         from latentrec.training.fit import encode
@@ -65,6 +68,10 @@ def _data(args) -> tuple[Encoded, Encoded, int, int, tuple[float, float], str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from latentrec.evaluation.bench import available_devices, default_setups, run_setup, seconds_to_target
+
     start(args)
     if args.threads:
         import numba

@@ -7,15 +7,19 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from latentrec import progress
 from latentrec.cli.jsonsafe import json_safe
-from latentrec.data.lean import EncodedSplit, read_split
-from latentrec.data.ratings import DUPLICATE_POLICIES, Ratings, load_ratings
+from latentrec.config import DUPLICATE_POLICIES
 from latentrec.errors import ModelFileError
+
+if TYPE_CHECKING:  # the parser is built without pandas and torch; the commands import them when they run
+    from latentrec.data.lean import EncodedSplit
+    from latentrec.data.ratings import Ratings
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
@@ -41,12 +45,16 @@ def add_data_options(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def read(args, source) -> Ratings:
+    from latentrec.data.ratings import load_ratings
+
     return load_ratings(source, user_col=args.user_col, item_col=args.item_col, rating_col=args.rating_col,
                         duplicates=args.duplicates, data_dir=args.data_dir)
 
 
 def read_big(args, source, valid_pct: float, seed: int | None) -> EncodedSplit | None:
     """A big file with integer ids, read, split and encoded at 12 bytes a rating (``chunked``); else None."""
+    from latentrec.data.lean import read_split
+
     cols = {"user": args.user_col, "item": args.item_col, "rating": args.rating_col}
     return read_split(source, cols, args.duplicates, valid_pct, seed)
 

@@ -8,9 +8,7 @@ from latentrec.cli.common import add_data_options, command, console, emit_json, 
 from latentrec.cli.config_file import apply_config, defer_defaults
 from latentrec.cli.tune import checked_train_options
 from latentrec.config import MODELS, SOLVERS, TrainConfig
-from latentrec.data.split import ml100k_split_files
 from latentrec.errors import ConfigError
-from latentrec.evaluation.cv import cross_validate, kfolds, parse_split
 
 EXAMPLE = """latentrec cv --data ml-100k --folds 5
   latentrec cv --data ml-100k --split u1-u5 --json
@@ -44,6 +42,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from latentrec.data.split import ml100k_split_files
+    from latentrec.evaluation.cv import cross_validate, kfolds, parse_split
+
     extra = apply_config(args, extra=({f.name for f in fields(TrainConfig)} - OWN) | IGNORED)
     start(args)
     fixed = checked_train_options({k: v for k, v in extra.items() if k not in IGNORED}, args.config)

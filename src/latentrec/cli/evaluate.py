@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, table
-from latentrec.evaluation.evaluate import evaluate
-from latentrec.use.recommender import Recommender
 
 EXAMPLE = "latentrec evaluate model --data test.csv   (or --data ml-100k/u1.test, --json)"
 
@@ -39,6 +37,9 @@ def print_ranking(g: dict) -> None:
 
 
 def run(args) -> int:
+    from latentrec.evaluation.evaluate import evaluate
+    from latentrec.use.recommender import Recommender
+
     start(args)
     rec = Recommender.load(args.model_dir)
     result = evaluate(rec, read(args, args.data), k=args.k, threshold=args.relevant)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from latentrec.cli.common import command, console, emit_json, start, table
 from latentrec.errors import ConfigError
-from latentrec.use.interpret import interpret
-from latentrec.use.recommender import Recommender
 
 EXAMPLE = "latentrec interpret model --out model-pictures   (writes item_pca.png and training_curve.png)"
 
@@ -22,6 +20,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from latentrec.use.interpret import interpret
+    from latentrec.use.recommender import Recommender
+
     start(args)
     for name in ("n", "pca_items", "labels", "min_ratings"):
         if getattr(args, name) < 1:

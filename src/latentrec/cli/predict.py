@@ -7,9 +7,7 @@ import tempfile
 from pathlib import Path
 
 from latentrec.cli.common import add_data_options, command, console, emit_json, start, table
-from latentrec.data.ratings import load_pairs
 from latentrec.errors import ConfigError, DataError
-from latentrec.use.recommender import Recommender
 
 EXAMPLE = """latentrec predict model --user 196 --item 242
   latentrec predict model --data pairs.csv --out preds.csv"""
@@ -38,6 +36,9 @@ def write_csv_atomic(df, out: str) -> None:
 
 
 def run(args) -> int:
+    from latentrec.data.ratings import load_pairs
+    from latentrec.use.recommender import Recommender
+
     start(args)
     if args.data is None and (args.user is None or args.item is None):
         raise ConfigError("Give --user and --item, or --data FILE (with --out) for many rows.")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from latentrec.cli.common import command, console, emit_json, start, table
+from latentrec.config import MIN_RATINGS
 from latentrec.errors import ConfigError
-from latentrec.use.coldstart import parse_ratings, read_ratings_file
-from latentrec.use.recommender import Recommender
-from latentrec.use.topn import MIN_RATINGS, recommend, recommend_all, write_table
 
 EXAMPLE = """latentrec recommend model --user 196 -n 10
   latentrec recommend model --ratings "50:5,181:4,1:2"      # a new user, folded in
@@ -29,6 +27,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from latentrec.use.coldstart import parse_ratings, read_ratings_file
+    from latentrec.use.recommender import Recommender
+    from latentrec.use.topn import recommend, recommend_all, write_table
+
     start(args)
     if args.all_users != bool(args.out):
         raise ConfigError("--all-users and --out go together: --all-users --out FILE.csv|.parquet.")

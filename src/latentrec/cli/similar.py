@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from latentrec.cli.common import command, emit_json, start, table
 from latentrec.errors import ConfigError
-from latentrec.use.recommender import Recommender
-from latentrec.use.similar import find_item, similar_items
 
 EXAMPLE = """latentrec similar model --title "Star Wars"
   latentrec similar model --item 50 -n 20 --min-ratings 20 --json"""
@@ -22,6 +20,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from latentrec.use.recommender import Recommender
+    from latentrec.use.similar import find_item, similar_items
+
     start(args)
     if args.min_ratings < 0:
         raise ConfigError(f"--min-ratings must be zero or positive, not {args.min_ratings}.")

@@ -6,7 +6,6 @@ import argparse
 import time
 
 from latentrec.cli.common import command, console, emit_json
-from latentrec.data.synth import SynthSpec, write_synth
 
 EXAMPLE = """latentrec synth --ratings 10000000 --users 200000 --items 50000 --out ratings.parquet
   latentrec synth --ratings 100000 --users 1000 --items 500 --factors 4 --noise 0.3 --out small.csv --json"""
@@ -28,6 +27,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from latentrec.data.synth import SynthSpec, write_synth
+
     spec = SynthSpec(args.ratings, args.users, args.items, args.factors, args.noise, args.alpha,
                      tuple(args.scale), args.seed)
     t0 = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from latentrec import progress
 from latentrec.cli.common import (
@@ -21,15 +22,11 @@ from latentrec.cli.common import (
 )
 from latentrec.cli.config_file import apply_config, defer_defaults
 from latentrec.cli.evaluate import print_evaluation
-from latentrec.config import MODELS, SOLVERS, TrainConfig
-from latentrec.data.ratings import read_titles
-from latentrec.data.split import ML100K_SPLITS, ml100k_split_files, random_split
+from latentrec.config import ML100K_SPLITS, MODELS, SOLVERS, TrainConfig
 from latentrec.errors import ConfigError
-from latentrec.evaluation.evaluate import evaluate
-from latentrec.solvers import distributed
-from latentrec.training.checkpoint import Checkpointer, completed_epoch, default_folder
-from latentrec.training.fit import fit
-from latentrec.use.topn import recommend
+
+if TYPE_CHECKING:
+    from latentrec.training.checkpoint import Checkpointer
 
 EXAMPLE = """latentrec train --data ml-100k --out model
   latentrec train --data ratings.csv --user-col customer --item-col product --rating-col stars --epochs 30
@@ -122,6 +119,8 @@ class EpochTable:
 
 def checkpointer(args: argparse.Namespace) -> Checkpointer:
     """The run's Checkpointer, after checking (before any training) that its files can be written."""
+    from latentrec.training.checkpoint import Checkpointer, completed_epoch, default_folder
+
     folder = args.checkpoint_dir or default_folder(args.out)
     for target in (Path(args.out), Path(folder)):
         writable_or_fail(target)
@@ -145,6 +144,13 @@ def interrupted(checkpoints: Checkpointer, epochs: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from latentrec.data.ratings import read_titles
+    from latentrec.data.split import ml100k_split_files, random_split
+    from latentrec.evaluation.evaluate import evaluate
+    from latentrec.solvers import distributed
+    from latentrec.training.fit import fit
+    from latentrec.use.topn import recommend
+
     apply_config(args)
     start(args)
     cfg = config_from_args(args).resolved()

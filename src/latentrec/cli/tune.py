@@ -8,10 +8,8 @@ from pathlib import Path
 
 from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, writable_or_fail
 from latentrec.cli.config_file import apply_config, check_value, defer_defaults
-from latentrec.cli.tune_report import FILES, fmt, write_report
 from latentrec.config import MODELS, SOLVERS, TrainConfig
 from latentrec.errors import ConfigError
-from latentrec.evaluation.tune import default_space, solver_for, space_from_toml, tune
 
 EXAMPLE = """latentrec tune --data train.csv --trials 30 --out tuning --test test.csv
   latentrec tune --data ml-100k --timeout 600 --storage sqlite:///tune.db --out tuning   # rerun to resume
@@ -58,6 +56,9 @@ def checked_train_options(values: dict, path) -> dict:
 
 
 def run(args) -> int:
+    from latentrec.cli.tune_report import write_report
+    from latentrec.evaluation.tune import default_space, solver_for, space_from_toml, tune
+
     config_fields = {f.name for f in fields(TrainConfig)} - OWN
     extra = apply_config(args, extra=config_fields | {"space"})
     start(args)
@@ -113,6 +114,8 @@ def data_options(args) -> dict:
 
 
 def print_trial(row: dict) -> None:
+    from latentrec.cli.tune_report import fmt
+
     params = "  ".join(f"{k}={fmt(v)}" for k, v in row.items() if k not in REPORT_COLUMNS)
     valid = fmt(row["valid_rmse"]) or "-"
     console.print(f"trial {row['trial']:>3}  valid {valid:>6} after {row['epochs_run'] or 0:>3} epochs  "
@@ -120,6 +123,8 @@ def print_trial(row: dict) -> None:
 
 
 def print_summary(result, info: dict, out: Path) -> None:
+    from latentrec.cli.tune_report import FILES
+
     best = result.table.sort_values("valid_rmse").head(10)
     console.print(f"\nBest {len(best)} of {info['n_trials']} trials ({info['n_pruned']} pruned) "
                   f"in {info['seconds']:.0f} s:")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from latentrec.config import DUPLICATE_POLICIES
 from latentrec.data.datasets import DATASETS, dataset_path
 from latentrec.errors import DataError
 
@@ -26,7 +27,6 @@ ALIASES = {
     "item": {"item", "itemid", "iid", "movie", "movieid", "product", "productid", "asin"},
     "rating": {"rating", "ratings", "score", "stars", "value", "overall"},
 }
-DUPLICATE_POLICIES = ("error", "mean", "last")
 NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
 
 

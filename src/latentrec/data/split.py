@@ -7,9 +7,8 @@ import os
 import numpy as np
 import pandas as pd
 
+from latentrec.config import ML100K_SPLITS
 from latentrec.errors import ConfigError
-
-ML100K_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 
 
 def random_split(df: pd.DataFrame, valid_pct: float, seed: int | None = 42) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from latentrec.config import MIN_RATINGS
 from latentrec.data.csr import bincount
 from latentrec.errors import ConfigError, DataError
 from latentrec.models.dot import is_dot
@@ -24,7 +25,6 @@ from latentrec.use.coldstart import UserRatings, fold_in, fold_in_scores
 from latentrec.use.recommender import Recommender
 
 CHUNK_SCORES = 1 << 22  # scores held at once per chunk (16 MiB of float32)
-MIN_RATINGS = 20  # an unknown user's ranking only considers items rated at least this often
 
 
 class Scorer:

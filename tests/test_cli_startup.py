@@ -1,0 +1,30 @@
+"""The CLI builds its parser from light modules: torch, pandas and the like load only when a command runs."""
+
+import json
+import subprocess
+import sys
+
+HEAVY = ["torch", "pandas", "numpy", "numba", "pyarrow", "optuna", "matplotlib", "fastapi", "scipy"]
+
+
+def loaded_after(code: str) -> list[str]:
+    probe = f"import sys\n{code}\nimport json; print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+def test_building_the_parser_imports_no_heavy_module():
+    code = "import latentrec.cli\nparser = latentrec.cli.build_parser()\nparser.format_help()"
+    assert loaded_after(code) == []
+
+
+def test_every_command_help_stays_light():
+    code = ("import contextlib, io, latentrec.cli\nfor name in latentrec.cli.COMMANDS:\n"
+            "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "        latentrec.cli.main([name, '--help'])")
+    assert loaded_after(code) == []
+
+
+def test_the_public_api_still_loads_on_use():
+    assert "torch" in loaded_after("import latentrec\nlatentrec.fit")
+    assert loaded_after("import latentrec\nlatentrec.TrainConfig") == []
