@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from latentrec.atomic import write_text
 from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, table
 from latentrec.config import ML100K_SPLITS
 from latentrec.errors import ConfigError
@@ -74,7 +75,7 @@ def run(args) -> int:
                                                                f"MAE {r['mae']:.4f}  {r['seconds']:.2f} s"))
     rows = run_ablation(train, test, args.seed, args.device, steps, on_row=progress)
     if args.out:
-        Path(args.out).write_text(to_markdown(rows, f"Ablation on {where}"), encoding="utf-8")
+        write_text(args.out, to_markdown(rows, f"Ablation on {where}"))
     if args.json:
         emit_json({"split": where, "rows": rows, "markdown": args.out})
     else:

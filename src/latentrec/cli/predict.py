@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
+from latentrec.atomic import atomic_path
 from latentrec.cli.common import add_data_options, command, console, emit_json, start, table
 from latentrec.errors import ConfigError, DataError
 
@@ -23,14 +20,11 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="CSV file for the predictions of --data")
 
 
-def write_csv_atomic(df, out: str) -> None:
-    """Write a CSV next to ``out`` and rename it into place, so no half-written file remains."""
-    target = Path(out)
+def write_csv(df, out: str) -> None:
+    """Write the predictions as CSV, atomically: no half-written file remains."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else ".")
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            df.to_csv(f, index=False)
-        os.replace(tmp, target)
+        with atomic_path(out) as tmp:
+            df.to_csv(tmp, index=False)
     except OSError as e:
         raise DataError(f"Cannot write {out}: {e.strerror or e}.") from None
 
@@ -49,7 +43,7 @@ def run(args) -> int:
     else:
         preds = rec.predict([args.user], [args.item])
     if args.out:
-        write_csv_atomic(preds, args.out)
+        write_csv(preds, args.out)
     if args.json:
         emit_json(preds.to_dict(orient="records") if args.data is not None else preds.iloc[0].to_dict())
     elif not args.out or args.data is None:

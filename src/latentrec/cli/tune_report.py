@@ -10,7 +10,8 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from latentrec.cli.config_file import dumps_toml, write_text_atomic
+from latentrec.atomic import atomic_path, write_text
+from latentrec.cli.config_file import dumps_toml
 from latentrec.cli.jsonsafe import json_safe
 from latentrec.errors import DataError
 from latentrec.evaluation.tune import TuneResult
@@ -38,15 +39,15 @@ def write_report(result: TuneResult, out: str | Path, toml_extra: dict | None = 
     except OSError as e:
         raise DataError(f"Cannot create {out}: {e.strerror or e}.") from None
     info = summary(result)
-    write_text_atomic(out / "trials.csv", result.table.to_csv(index=False))
-    write_text_atomic(out / "trials.md", markdown(result.table, result.best_trial))
+    write_text(out / "trials.csv", result.table.to_csv(index=False))
+    write_text(out / "trials.md", markdown(result.table, result.best_trial))
     header = (f"# latentrec tune winner: trial {result.best_trial}, valid RMSE {info['best_valid_rmse']:.6f} "
               "after its last epoch.\n# Reproduce it: latentrec train --config best.toml\n"
               "# Refit on every training row: latentrec train --config best.toml --valid-pct 0\n")
-    write_text_atomic(out / "best.toml", header + dumps_toml({**(toml_extra or {}), **result.best_config}))
+    write_text(out / "best.toml", header + dumps_toml({**(toml_extra or {}), **result.best_config}))
     plot_trials(result.table, out / "valid_rmse_by_trial.png")
     plot_importances(result.study, list(result.space), out / "param_importances.png")
-    write_text_atomic(out / "summary.json", json.dumps(json_safe(info), indent=1) + "\n")
+    write_text(out / "summary.json", json.dumps(json_safe(info), indent=1) + "\n")
     return info
 
 
@@ -126,7 +127,8 @@ def plot_importances(study: optuna.Study, params: list[str], path: Path) -> None
 def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from latentrec.atomic import atomic_path
 from latentrec.errors import ConfigError
 
 
@@ -137,17 +138,13 @@ def write_synth(spec: SynthSpec, out: str | os.PathLike, chunk_rows: int = 2_000
         raise ConfigError(f"--out must end in .parquet, .pq or .csv, not {out.name!r}.")
     if not out.parent.is_dir():
         raise ConfigError(f"The folder {out.parent} does not exist.")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     schema = pa.schema([("user", pa.int32()), ("item", pa.int32()), ("rating", pa.float32())])
     try:
-        with _writer(fmt, tmp, schema) as writer:  # closed (and its file handle freed) on any error too
+        with atomic_path(out) as tmp, _writer(fmt, tmp, schema) as writer:  # the writer closes on any error too
             for table in generate(spec, chunk_rows):
                 writer.write_table(table)
-        os.replace(tmp, out)
     except OSError as e:  # disk full, permissions: one sentence, no partial file
         raise ConfigError(f"Could not write {out}: {e.strerror or e}.") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return {"out": str(out), "format": fmt, "n_ratings": spec.n_ratings, "n_users": spec.n_users,
             "n_items": spec.n_items, "n_factors": spec.n_factors, "noise": spec.noise, "alpha": spec.alpha,
             "scale": list(spec.scale), "seed": spec.seed, "bytes": out.stat().st_size}

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import signal
-import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,12 +23,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as to_bytes
 
+from latentrec.atomic import write_bytes
 from latentrec.data.batches import Batches
 from latentrec.errors import ConfigError, DataError, ModelFileError
 from latentrec.solvers.optim import Optimizer
 
 FILE = "checkpoint.safetensors"
-TMP_PREFIX = ".checkpoint.tmp-"
+TMP_PREFIX = f".{FILE}."  # latentrec.atomic's temp files beside it
 FORMAT, FORMAT_VERSION = "latentrec-checkpoint", 1
 
 
@@ -158,28 +158,10 @@ def save(folder: str | os.PathLike, trainer) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with _deferred_interrupt():
-            _atomic_write(folder / FILE, data)
+            write_bytes(folder / FILE, data)
     except OSError as e:
         raise ModelFileError(f"Cannot write the checkpoint to {folder}: {e.strerror or e}.") from None
     return folder / FILE
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 @contextmanager

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from latentrec.atomic import atomic_path
 from latentrec.errors import DataError
 from latentrec.use.recommender import Recommender
 from latentrec.use.similar import item_vectors
@@ -87,14 +88,11 @@ def component_ends(pca: pd.DataFrame, n: int = 10) -> dict[str, dict[str, list[s
 
 def _save(fig, path: Path) -> None:
     """Save a figure through a temporary file, so no half-written picture remains."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
     except OSError as e:
         raise DataError(f"Cannot write {path}: {e.strerror or e}.") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def plot_pca(pca: pd.DataFrame, path: Path, n_labels: int = 50, share: list[float] | None = None) -> Path:

@@ -1,8 +1,9 @@
 """The saved model directory: ``model.safetensors`` (tensors) + ``model.json`` (everything else).
 
-Never pickle: loading a model can only read numbers and JSON, not run code. Writes go to a
-temporary sibling folder first and are swapped in with renames, so a crash never leaves a
-half-written model where a good one was.
+Never pickle: loading a model can only read numbers and JSON, not run code. A model is never
+missing at its path, not even while it is replaced: a new folder is built beside it and renamed
+into place; an existing one has each file replaced atomically (``latentrec.atomic``). Both files
+carry the same ``write_id``, so a reader that catches the swap between them reads again.
 """
 
 from __future__ import annotations
@@ -11,58 +12,67 @@ import json
 import os
 import shutil
 import tempfile
+import time
+import uuid
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
+from latentrec.atomic import atomic_path, fsync_folder, write_text
 from latentrec.errors import ModelFileError
 
 FORMAT = "latentrec-model"
 FORMAT_VERSION = 1
 WEIGHTS, META = "model.safetensors", "model.json"
+WRITE_ID = "write_id"  # in model.json and in the weights' header: which write the file belongs to
+READ_TRIES = 50  # a swap takes microseconds; a reader that keeps seeing a mix gives up after ~1 s
 
 
 def write_model_dir(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
-    """Atomically (re)place ``path`` with a model dir holding ``tensors`` and ``meta``."""
+    """Write (or atomically replace) the model dir at ``path`` holding ``tensors`` and ``meta``."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
+    if path.exists() and not path.is_dir():
+        raise ModelFileError(f"Cannot write the model to {path}: it exists and is not a directory.")
+    write_id = uuid.uuid4().hex
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    text = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **meta, WRITE_ID: write_id}, indent=1)
+    tmp = None
     try:
+        if path.is_dir():  # swap file by file: each name always holds a whole file
+            with atomic_path(path / WEIGHTS) as weights:
+                save_file(tensors, str(weights), metadata={WRITE_ID: write_id})
+            write_text(path / META, text)
+            return path
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
-    except OSError as e:
-        raise ModelFileError(f"Cannot write the model to {path}: {e.strerror or e}.") from None
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS))
-        with open(tmp / META, "w", encoding="utf-8") as f:
-            json.dump({"format": FORMAT, "format_version": FORMAT_VERSION, **meta}, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        old = None
-        if path.exists():
-            if not path.is_dir():
-                raise ModelFileError(f"Cannot write the model to {path}: it exists and is not a directory.")
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=parent))
-            os.replace(path, old / "m")
-        try:
-            os.replace(tmp, path)
-        except OSError:
-            if old is not None and not path.exists():
-                os.replace(old / "m", path)  # the previous good model goes back where it was
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        with atomic_path(tmp / WEIGHTS) as weights:
+            save_file(tensors, str(weights), metadata={WRITE_ID: write_id})
+        write_text(tmp / META, text)
+        os.replace(tmp, path)
+        fsync_folder(parent)
     except OSError as e:
         raise ModelFileError(f"Cannot write the model to {path}: {e.strerror or e}.") from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
 def read_model_dir(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     """Tensors and metadata of a model dir, with every failure turned into one clear sentence."""
     path = Path(path)
+    for _ in range(READ_TRIES):
+        tensors, meta, write_id = _read_once(path)
+        if meta.get(WRITE_ID) == write_id:
+            return tensors, meta
+        time.sleep(0.02)  # caught between the two files of a replacement: read the new pair
+    raise ModelFileError(f"{path}: {WEIGHTS} and {META} come from different writes; save the model again.")
+
+
+def _read_once(path: Path) -> tuple[dict[str, torch.Tensor], dict, str | None]:
     if not path.exists():
         raise ModelFileError(f"Model directory {path} does not exist; train one with `latentrec train --out {path}`.")
     if not path.is_dir():
@@ -91,7 +101,9 @@ def read_model_dir(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
         kind = "a pickle or zip file" if head[:1] == b"\x80" or head[:2] == b"PK" else "not a safetensors file"
         raise ModelFileError(f"{path / WEIGHTS} is {kind}; refused without being unpickled or run.")
     try:
-        tensors = load_file(str(path / WEIGHTS))
+        with safe_open(str(path / WEIGHTS), framework="pt") as f:
+            write_id = (f.metadata() or {}).get(WRITE_ID)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path / WEIGHTS} is truncated or corrupt ({e}).") from None
-    return tensors, meta
+    return tensors, meta, write_id

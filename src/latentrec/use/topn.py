@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from latentrec.atomic import atomic_path
 from latentrec.config import MIN_RATINGS
 from latentrec.data.csr import bincount
 from latentrec.errors import ConfigError, DataError
@@ -195,15 +196,12 @@ def write_table(df: pd.DataFrame, out: str | os.PathLike) -> Path:
         raise ConfigError(f"--out must end in .csv, .parquet or .pq, not {out.name!r}.")
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise DataError(f"Cannot write {out}: the folder {out.parent} does not exist.")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        if fmt == "csv":
-            df.to_csv(tmp, index=False)
-        else:
-            df.to_parquet(tmp, index=False)
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            if fmt == "csv":
+                df.to_csv(tmp, index=False)
+            else:
+                df.to_parquet(tmp, index=False)
     except OSError as e:
         raise DataError(f"Cannot write {out}: {e.strerror or e}.") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
