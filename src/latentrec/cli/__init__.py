@@ -9,7 +9,8 @@ from importlib import import_module
 from latentrec.cli.memory import release_big_blocks
 from latentrec.errors import LatentrecError
 
-COMMANDS = ["train", "evaluate", "predict", "tune", "cv", "recommend", "similar", "interpret", "synth", "bench", "ablation"]
+COMMANDS = ["train", "evaluate", "predict", "tune", "cv", "recommend", "similar", "interpret", "synth", "bench", "ablation",
+            "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:

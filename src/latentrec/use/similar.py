@@ -40,25 +40,36 @@ def find_item(rec: Recommender, title: str) -> str:
     An exact title (with or without its year, articles either way round) wins; otherwise the
     titles containing ``title``. Zero or several matches raise an error listing candidates.
     """
-    query = title.strip().casefold()
-    if not query:
+    if not title.strip():
         raise DataError("--title is empty.")
-    known = [(i, t) for i, t in rec.titles.items() if i in rec.items]
-    if not known:
+    if not any(i in rec.items for i in rec.titles):
         raise DataError("This model has no titles; use --item ID.")
-    exact = [i for i, t in known if t.casefold() == query or _normal(t) in (query, _normal(title))]
-    if len(exact) == 1:
-        return exact[0]
-    matches = exact or [i for i, t in known if query in t.casefold() or _normal(title) in _normal(t)]
+    matches = title_matches(rec, title)
     if len(matches) == 1:
         return matches[0]
     if not matches:
         raise DataError(f"No item title contains {title!r}.")
-    counts = item_counts(rec)
-    matches.sort(key=lambda i: -counts[rec.items.encode([i])[0]])
     listed = "; ".join(f"{i}: {rec.titles[i]}" for i in matches[:10])
     more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
     raise DataError(f"{len(matches)} titles match {title!r}: {listed}{more}. Use --item ID or a longer title.")
+
+
+def title_matches(rec: Recommender, title: str, exact_wins: bool = True) -> list[str]:
+    """Raw ids of the known items whose title matches ``title`` (case-insensitive), most-rated first: the
+    exact titles (with or without the year, articles either way round), then the titles containing it --
+    only the exact ones if there are any and ``exact_wins``.
+    """
+    query = title.strip().casefold()
+    if not query:
+        return []
+    known = [(i, t) for i, t in rec.titles.items() if i in rec.items]
+    exact = [i for i, t in known if t.casefold() == query or _normal(t) in (query, _normal(title))]
+    groups = [exact]
+    if not (exact and exact_wins):
+        seen = set(exact)
+        groups.append([i for i, t in known if (query in t.casefold() or _normal(title) in _normal(t)) and i not in seen])
+    counts = item_counts(rec)
+    return [g[k] for g in groups if g for k in np.argsort(-counts[rec.items.encode(g)], kind="stable")]
 
 
 def similar_items(rec: Recommender, item: str, n: int = 10, min_ratings: int = 0) -> pd.DataFrame:

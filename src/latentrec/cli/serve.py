@@ -1,0 +1,68 @@
+"""``latentrec serve``: a trained model behind an HTTP JSON API and a web page, reloaded on SIGHUP."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+
+from latentrec.cli.common import command
+from latentrec.errors import ConfigError
+
+EXAMPLE = """latentrec serve model --port 8000          # then open http://127.0.0.1:8000/
+  curl 'http://127.0.0.1:8000/api/users/196/recommendations?n=5'
+  kill -HUP <pid>                             # read the model dir again after retraining it"""
+
+
+def add_parser(sub) -> None:
+    p = command(sub, "serve", "Serve a model over HTTP: a JSON API (docs at /docs), a web page at /, "
+                "reload on SIGHUP.", EXAMPLE, run)
+    p.add_argument("model_dir", help="model directory written by `latentrec train` (opened read-only)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0 picks a free one)")
+    p.add_argument("--access-log", action="store_true", help="log every request to stderr")
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, or one clear sentence saying why not."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535, not {port}.")
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as e:
+        raise ConfigError(f"Cannot listen on {host}:{port}: {e.strerror or e}.") from None
+    return sock
+
+
+def run(args) -> int:
+    try:
+        import uvicorn
+
+        from latentrec.use.serve.app import create_app
+        from latentrec.use.serve.holder import ModelHolder
+    except ImportError as e:
+        raise ConfigError(f"latentrec serve needs FastAPI and uvicorn ({e.name} is missing): "
+                          f"pip install 'latentrec[serve]'.") from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    holder = ModelHolder(args.model_dir)
+    state = holder.load()  # a model that cannot be read stops here with one sentence (exit status 2)
+    sock = listen(args.host, args.port)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=holder.reload, daemon=True).start())
+    host, port = sock.getsockname()[:2]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    if args.json:
+        print(json.dumps({"url": url, "pid": os.getpid(), "model": state.info()}), flush=True)
+    else:
+        print(f"Serving {args.model_dir} ({state.info()['kind']} model, {state.info()['n_users']} users, "
+              f"{state.info()['n_items']} items) at {url}/  -- API docs at {url}/docs; reload with "
+              f"`kill -HUP {os.getpid()}` or POST /admin/reload; Ctrl+C stops.", flush=True)
+    config = uvicorn.Config(create_app(holder), log_level="info" if args.access_log else "warning", access_log=args.access_log)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0

@@ -1,0 +1,1 @@
+"""``latentrec serve``: a trained model behind an HTTP JSON API and a small web page (FastAPI + uvicorn)."""

@@ -1,0 +1,202 @@
+"""The HTTP API and the page: the use-side functions (top-N, fold-in, similar items, predict, the PCA map)
+behind FastAPI routes.
+
+Status codes: 422 for malformed JSON or parameters and for ratings the model cannot use, 400 for a
+request this model cannot answer (say, ratings from a ranking-only model), 404 for an unknown item,
+413 for a body over 1 MiB, 503 until a model is loaded, 403 for ``/admin/reload`` from another host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from latentrec.errors import DataError, LatentrecError
+from latentrec.use.coldstart import UserRatings
+from latentrec.use.interpret import item_pca
+from latentrec.use.serve.holder import Loaded, ModelHolder
+from latentrec.use.similar import similar_items, title_matches
+from latentrec.use.topn import item_counts, recommend
+
+STATIC = Path(__file__).parent / "static"
+MAX_BODY = 1 << 20  # bytes; larger request bodies get 413
+MAX_N = 1000  # the most items one list may ask for
+
+Id = Annotated[str | int, Field(description="a raw user or item id, as in the training file")]
+N = Annotated[int, Query(ge=1, le=MAX_N, description="how many items")]
+
+
+class Rated(BaseModel):
+    item: Id
+    rating: float = Field(allow_inf_nan=False)
+
+
+class FoldInRequest(BaseModel):
+    ratings: list[Rated] = Field(min_length=1, max_length=10_000, description="a new user's ratings")
+    n: int = Field(10, ge=1, le=MAX_N)
+
+    model_config = {"json_schema_extra": {"examples": [{"ratings": [{"item": "50", "rating": 5},
+                                                                    {"item": "181", "rating": 4}], "n": 10}]}}
+
+
+class PredictRequest(BaseModel):
+    pairs: list[tuple[Id, Id]] = Field(min_length=1, description="(user, item) pairs")
+
+    model_config = {"json_schema_extra": {"examples": [{"pairs": [["196", "242"], ["186", "302"]]}]}}
+
+
+def records(df, drop: tuple[str, ...] = ()) -> list[dict]:
+    """Rows of a frame as JSON-ready dicts (numpy scalars turned into Python ones), without the ``drop`` columns."""
+    columns = [c for c in df.columns if c not in drop]
+    return [dict(zip(columns, row)) for row in zip(*(df[c].tolist() for c in columns))]
+
+
+def is_loopback(host: str | None) -> bool:
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    return address.is_loopback or bool(getattr(address, "ipv4_mapped", None) and address.ipv4_mapped.is_loopback)
+
+
+def create_app(holder: ModelHolder) -> FastAPI:
+    """The server for ``holder``'s model dir; loads it in the background at start-up if it is not loaded yet."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if holder.state is None:
+            threading.Thread(target=holder.reload, name="latentrec-load", daemon=True).start()
+        yield
+
+    app = FastAPI(title="latentrec", summary="Recommendations, similar items and predictions from a trained model.",
+                  lifespan=lifespan, max_body_size=MAX_BODY)
+
+    def model() -> Loaded:
+        state = holder.state
+        if state is None:
+            raise HTTPException(503, "The model is still loading." if holder.last_error is None
+                                else f"No model is loaded: {holder.last_error}")
+        return state
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, e: RequestValidationError) -> JSONResponse:
+        """422 naming each bad field, without echoing the input back (it may be large, or NaN, not JSON)."""
+        return JSONResponse({"detail": [{"loc": list(d["loc"]), "msg": d["msg"], "type": d["type"]} for d in e.errors()]},
+                            status_code=422)
+
+    @app.exception_handler(LatentrecError)
+    async def latentrec_error(request: Request, e: LatentrecError) -> JSONResponse:
+        return JSONResponse({"detail": " ".join(str(e).split())}, status_code=422 if isinstance(e, DataError) else 400)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict:
+        """The process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        """200 once a model is loaded (with what it is), 503 before."""
+        state = holder.state
+        body = {"ready": state is not None, "model_dir": str(holder.model_dir), "last_reload_error": holder.last_error}
+        if state is not None:
+            body["model"] = state.info()
+        return JSONResponse(body, status_code=200 if state is not None else 503)
+
+    @app.get("/api/users/{user}/recommendations", tags=["recommendations"])
+    async def user_recommendations(user: str, n: N = 10) -> JSONResponse:
+        """Top-n items the user has not rated; an unknown user gets the non-personalized list (``known: false``)."""
+        rec = model().rec
+        with holder.lock:
+            top = recommend(rec, user, n)
+        return JSONResponse({"user": user, "known": user in rec.users,
+                             "recommendations": records(top, drop=("known",))})
+
+    @app.post("/api/recommendations", tags=["recommendations"])
+    async def fold_in_recommendations(body: FoldInRequest) -> JSONResponse:
+        """Top-n for a new user described by a few ratings: folded in with the item factors fixed, nothing stored."""
+        rec = model().rec
+        items = [str(r.item) for r in body.ratings]
+        if len(set(items)) != len(items):
+            raise DataError(f"The ratings rate item {next(i for i in items if items.count(i) > 1)} more than once.")
+        given = UserRatings(items, [r.rating for r in body.ratings])
+        with holder.lock:
+            top = recommend(rec, None, body.n, ratings=given)
+        return JSONResponse({"known": True, "folded_in": True, "ignored": [i for i in items if i not in rec.items],
+                             "recommendations": records(top, drop=("known",))})
+
+    @app.get("/api/items", tags=["items"])
+    async def search_items(q: Annotated[str, Query(min_length=1, max_length=200, description="title or part of it")],
+                           n: Annotated[int, Query(ge=1, le=MAX_N)] = 20) -> JSONResponse:
+        """Items whose title matches ``q`` (case-insensitive; exact titles first), most-rated first."""
+        rec = model().rec
+        with holder.lock:
+            ids = title_matches(rec, q, exact_wins=False)[:n]
+            counts = item_counts(rec)[rec.items.encode(ids)] if ids else np.zeros(0, np.int64)
+        return JSONResponse({"query": q, "items": [{"item": i, "title": rec.titles.get(i, ""), "n_ratings": int(c)}
+                                                   for i, c in zip(ids, counts)]})
+
+    @app.get("/api/items/{item}/similar", tags=["items"])
+    async def similar(item: str, n: N = 10,
+                      min_ratings: Annotated[int, Query(ge=0, description="only items rated this often")] = 0
+                      ) -> JSONResponse:
+        """Items nearest to ``item`` by cosine similarity of the item factors; 404 for an unknown item."""
+        rec = model().rec
+        if item not in rec.items:
+            raise HTTPException(404, f"Item {item} is not in the model (it had no training ratings).")
+        with holder.lock:
+            sims = similar_items(rec, item, n, min_ratings)
+        return JSONResponse({"item": item, "title": rec.titles.get(item, ""),
+                             "similar": records(sims)})
+
+    @app.post("/api/predict", tags=["predictions"])
+    async def predict(body: PredictRequest) -> JSONResponse:
+        """Predicted ratings for (user, item) pairs; ``known`` is false where either id fell back to the average."""
+        rec = model().rec
+        users = np.array([str(u) for u, _ in body.pairs], dtype=object)
+        items = np.array([str(i) for _, i in body.pairs], dtype=object)
+        with holder.lock:
+            out = rec.predict(users, items)
+        return JSONResponse({"predictions": records(out)})
+
+    @app.get("/api/map", tags=["items"])
+    async def item_map(n_items: Annotated[int, Query(ge=2, le=20_000, description="the most-rated items")] = 1000
+                       ) -> JSONResponse:
+        """The PCA map of the item factors that ``latentrec interpret`` draws, as coordinates."""
+        state = model()
+        if n_items not in state.maps:
+            with holder.lock:
+                pca, share = item_pca(state.rec, n_items, q=2)
+            state.maps[n_items] = {"variance_share": share, "items": [
+                {"item": i, "title": t, "n_ratings": c, "x": x, "y": y}
+                for i, t, c, x, y in zip(*(pca[k].tolist() for k in ("item", "title", "n_ratings", "pc1", "pc2")))]}
+        return JSONResponse(state.maps[n_items])
+
+    @app.post("/admin/reload", tags=["admin"])
+    async def reload(request: Request) -> JSONResponse:
+        """Read the model dir again and swap it in (loopback clients only); on failure the old model keeps serving
+        and the answer is 409 with the reason."""
+        if request.client is None or not is_loopback(request.client.host):
+            raise HTTPException(403, "Reload is only accepted from the loopback interface.")
+        swapped, message = await run_in_threadpool(holder.reload)
+        state = holder.state
+        return JSONResponse({"reloaded": swapped, "detail": message, "model": state.info() if state else None},
+                            status_code=200 if swapped else 409)
+
+    return app

@@ -1,0 +1,91 @@
+"""The model a server answers with: loaded from a model dir, reloaded and swapped in atomically.
+
+Requests read ``holder.state`` once and use that snapshot to the end, so a reload never changes
+the model under a request. A reload loads and warms the new model beside the old one and swaps
+one reference; if the new model fails to load, the old one keeps serving and the failure is
+logged. Model calls run one at a time under ``holder.lock``: the compiled (numba) kernels that
+``predict`` reaches may not be entered from two threads at once, and on a few cores one call at
+a time is also the fastest order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from latentrec.errors import LatentrecError
+from latentrec.use.recommender import Recommender
+from latentrec.use.topn import recommend
+
+log = logging.getLogger("latentrec.serve")
+
+
+@dataclass
+class Loaded:
+    """One loaded model and what the server derived from it."""
+
+    rec: Recommender
+    generation: int
+    loaded_at: float
+    maps: dict = field(default_factory=dict)  # /api/map answers by n_items, computed on first use
+
+    def info(self) -> dict:
+        model = self.rec.model
+        return {"kind": getattr(model, "kind", type(model).__name__), "n_users": len(self.rec.users) - 1,
+                "n_items": len(self.rec.items) - 1, "rating_range": list(self.rec.rating_range),
+                "generation": self.generation,
+                "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at))}
+
+
+class ModelHolder:
+    """The model dir a server answers from; ``state`` is None until the first load succeeds."""
+
+    def __init__(self, model_dir: str | os.PathLike):
+        self.model_dir = Path(model_dir)
+        self.state: Loaded | None = None
+        self.lock = threading.Lock()  # one model call at a time (see the module docstring)
+        self._reloading = threading.Lock()  # one load at a time
+        self.last_error: str | None = None
+
+    def load(self) -> Loaded:
+        """Read the model dir (read-only), warm the model up, and swap it in; raises on failure,
+        leaving the current model (if any) serving."""
+        with self._reloading:
+            rec = Recommender.load(self.model_dir)
+            self._warm_up(rec)
+            generation = self.state.generation + 1 if self.state else 1
+            self.state = Loaded(rec, generation, time.time())  # one reference assignment: atomic
+            self.last_error = None
+            return self.state
+
+    def reload(self) -> tuple[bool, str]:
+        """:meth:`load`, with a failure logged and reported instead of raised: ``(swapped, message)``."""
+        try:
+            state = self.load()
+        except Exception as e:  # noqa: BLE001 -- whatever breaks the new model, the old one must keep serving
+            message = " ".join(str(e).split()) if isinstance(e, LatentrecError) else f"{type(e).__name__}: {e}"
+            self.last_error = message
+            serving = f"generation {self.state.generation} keeps serving" if self.state else "no model is serving"
+            log.error("Reload of %s failed (%s); %s.", self.model_dir, message, serving)
+            return False, message
+        message = f"loaded {self.model_dir} as generation {state.generation}"
+        log.info("Model %s.", message)
+        return True, message
+
+    def _warm_up(self, rec: Recommender) -> None:
+        """One recommendation and one prediction, so the first request does not pay for compiled code
+        loading; a model that cannot answer one of them is still served (the request will say so)."""
+        user = rec.users.classes[1] if len(rec.users) > 1 else "#na#"
+        item = rec.items.classes[1] if len(rec.items) > 1 else "#na#"
+        with self.lock:
+            for call in (lambda: recommend(rec, user, 1), lambda: rec.predict(np.array([user]), np.array([item]))):
+                try:
+                    call()
+                except LatentrecError:
+                    pass

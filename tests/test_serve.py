@@ -1,0 +1,280 @@
+"""latentrec serve through FastAPI's test client: every endpoint, every error, reloads, concurrent threads."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from serve_model import served
+
+from latentrec.models.nn import CollabNN
+from latentrec.use.coldstart import UserRatings
+from latentrec.use.interpret import item_pca
+from latentrec.use.serve.app import MAX_BODY, create_app
+from latentrec.use.serve.holder import Loaded, ModelHolder
+from latentrec.use.topn import popular, recommend
+
+LOCAL = ("127.0.0.1", 50000)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("serve") / "model"
+    served()[0].save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def holder(model_dir) -> ModelHolder:
+    h = ModelHolder(model_dir)
+    h.load()
+    return h
+
+
+@pytest.fixture(scope="module")
+def client(holder) -> TestClient:
+    return TestClient(create_app(holder))
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir()}
+
+
+def test_health_ready_docs_and_page(client, holder):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    rec = holder.state.rec
+    assert ready["ready"] and ready["model"]["n_users"] == len(rec.users) - 1 and ready["model"]["kind"] == "dot"
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/users/{user}/recommendations", "/api/recommendations", "/api/items", "/api/items/{item}/similar",
+            "/api/predict", "/api/map"} <= set(paths)
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    for name in ("app.js", "style.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+
+
+def test_page_fetches_nothing_from_elsewhere(client):
+    for name in ("/", "/static/app.js", "/static/style.css"):
+        text = client.get(name).text
+        assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text
+
+
+def test_known_user_recommendations_skip_rated_items(client, holder):
+    rec = holder.state.rec
+    user = rec.users.classes[5]
+    body = client.get(f"/api/users/{user}/recommendations", params={"n": 7}).json()
+    assert body["known"] is True and len(body["recommendations"]) == 7
+    items = [r["item"] for r in body["recommendations"]]
+    assert items == list(recommend(rec, user, 7)["item"])
+    rated = set(rec.items.decode(rec.rated_by(5)))
+    assert rated and not rated & set(items)
+    predictions = [r["prediction"] for r in body["recommendations"]]
+    assert predictions == sorted(predictions, reverse=True)
+
+
+def test_unknown_user_gets_the_popular_list_flagged(client, holder):
+    body = client.get("/api/users/nobody/recommendations?n=5").json()
+    assert body["known"] is False
+    idx, _ = popular(holder.state.rec, 5)
+    assert [r["item"] for r in body["recommendations"]] == holder.state.rec.items.decode(idx)
+
+
+def test_fold_in_recommendations(client, holder):
+    rec = holder.state.rec
+    given = [{"item": "i3", "rating": 5}, {"item": "i7", "rating": 4.5}, {"item": "i9", "rating": 1},
+             {"item": "not-an-item", "rating": 3}]
+    body = client.post("/api/recommendations", json={"ratings": given, "n": 6}).json()
+    assert body["known"] and body["folded_in"] and body["ignored"] == ["not-an-item"]
+    items = [r["item"] for r in body["recommendations"]]
+    assert len(items) == 6 and not {"i3", "i7", "i9"} & set(items)
+    direct = recommend(rec, None, 6, ratings=UserRatings([g["item"] for g in given], [g["rating"] for g in given]))
+    assert items == list(direct["item"])
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"ratings": [{"item": "nope", "rating": 4}]}, 422),  # nothing known to fold in
+    ({"ratings": [{"item": "i1", "rating": 4}, {"item": "i1", "rating": 2}]}, 422),  # rated twice
+    ({"ratings": []}, 422),
+    ({"ratings": [{"item": "i1"}]}, 422),
+    ({"ratings": [{"item": "i1", "rating": "good"}]}, 422),
+    ({"ratings": [{"item": "i1", "rating": 4}], "n": 0}, 422),
+    ({"ratings": [{"item": 1.5, "rating": 4}]}, 422),
+])
+def test_fold_in_refuses_bad_bodies(client, body, status):
+    r = client.post("/api/recommendations", json=body)
+    assert r.status_code == status and r.json()["detail"]
+
+
+def test_non_finite_rating_is_refused(client):
+    r = client.post("/api/recommendations", content=b'{"ratings": [{"item": "i1", "rating": NaN}]}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 422
+
+
+def test_title_search(client):
+    exact = client.get("/api/items", params={"q": "movie 11"}).json()["items"]  # the exact title first
+    assert exact[0]["item"] == "i11" and {i["item"] for i in exact[1:]} == {f"i11{d}" for d in range(10)}
+    many = client.get("/api/items", params={"q": "Movie 1", "n": 50}).json()["items"]
+    assert many[0]["item"] == "i1" and len(many) > 10 and all("Movie 1" in i["title"] for i in many)
+    counts = [i["n_ratings"] for i in many[1:]]
+    assert counts == sorted(counts, reverse=True)
+    assert len(client.get("/api/items", params={"q": "Movie 1", "n": 3}).json()["items"]) == 3
+    assert client.get("/api/items", params={"q": "zzz"}).json()["items"] == []
+    assert client.get("/api/items").status_code == 422
+
+
+def test_similar_items(client, holder):
+    body = client.get("/api/items/i4/similar?n=5").json()
+    assert body["item"] == "i4" and body["title"] == holder.state.rec.titles["i4"]
+    sims = [s["similarity"] for s in body["similar"]]
+    assert len(sims) == 5 and sims == sorted(sims, reverse=True) and "i4" not in {s["item"] for s in body["similar"]}
+    _, clusters = served()
+    assert sum(clusters[s["item"]] == clusters["i4"] for s in body["similar"]) >= 4
+
+
+@pytest.mark.parametrize("url, status", [
+    ("/api/items/nope/similar", 404),
+    ("/api/items/i4/similar?n=0", 422),
+    ("/api/items/i4/similar?n=abc", 422),
+    ("/api/items/i4/similar?min_ratings=-1", 422),
+    ("/api/users/u1/recommendations?n=100000", 422),
+    ("/api/map?n_items=1", 422),
+])
+def test_bad_parameters(client, url, status):
+    r = client.get(url)
+    assert r.status_code == status and r.json()["detail"]
+
+
+def test_predict_with_known_flags(client, holder):
+    rec = holder.state.rec
+    pairs = [["u1", "i2"], ["u1", "nope"], ["nobody", "i2"], ["u3", "i4"]]
+    body = client.post("/api/predict", json={"pairs": pairs}).json()["predictions"]
+    assert [(p["known_user"], p["known_item"], p["known"]) for p in body] == [
+        (True, True, True), (True, False, False), (False, True, False), (True, True, True)]
+    expected = rec.predict(np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]))["prediction"]
+    assert [p["prediction"] for p in body] == pytest.approx(list(expected), abs=1e-6)
+    assert body[0]["title"] == rec.titles["i2"]
+
+
+@pytest.mark.parametrize("content", [b'{"pairs": [["u1", "i2"]', b'{"pairs": [["u1"]]}', b'{"pairs": []}',
+                                     b'{"pears": [["u1", "i2"]]}', b"[1, 2]"])
+def test_malformed_predict_bodies_are_422(client, content):
+    r = client.post("/api/predict", content=content, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"]
+
+
+def test_bodies_over_one_megabyte_are_413(client):
+    big = json.dumps({"pairs": [["u1", "i2"]] * (MAX_BODY // 10)}).encode()
+    assert len(big) > MAX_BODY
+    assert client.post("/api/predict", content=big, headers={"content-type": "application/json"}).status_code == 413
+
+    def streamed():  # no Content-Length: the limit must count the bytes as they come
+        for a in range(0, len(big), 65536):
+            yield big[a:a + 65536]
+    r = client.post("/api/predict", content=streamed(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert client.post("/api/predict", json={"pairs": [["u1", "i2"]] * 1000}).status_code == 200
+
+
+def test_map_coordinates(client, holder):
+    body = client.get("/api/map?n_items=50").json()
+    pca, share = item_pca(holder.state.rec, 50, q=2)
+    assert len(body["items"]) == 50 and body["variance_share"] == pytest.approx(share)
+    assert [p["item"] for p in body["items"]] == list(pca["item"])
+    assert [p["x"] for p in body["items"]] == pytest.approx(list(pca["pc1"]), abs=1e-6)
+    assert all(np.isfinite([p["y"] for p in body["items"]]))
+
+
+def test_a_request_the_model_cannot_answer_is_a_4xx(model_dir):
+    rec = served()[0]
+    nn_rec = dataclasses.replace(rec, model=CollabNN(len(rec.users), len(rec.items), layers=(8,), y_range=(0.5, 5.5)))
+    h = ModelHolder(model_dir)
+    h.state = Loaded(nn_rec, 1, time.time())
+    c = TestClient(create_app(h))
+    r = c.post("/api/recommendations", json={"ratings": [{"item": "i1", "rating": 5}]})
+    assert r.status_code == 400 and "dot-product model" in r.json()["detail"]
+    assert c.post("/api/predict", json={"pairs": [["u1", "i1"]]}).status_code == 200
+
+
+def test_not_ready_until_loaded_then_reload_from_loopback_only(tmp_path, caplog):
+    path = tmp_path / "later"
+    h = ModelHolder(path)
+    with TestClient(create_app(h), client=LOCAL) as c:  # the start-up load fails: there is no model yet
+        for _ in range(100):
+            if h.last_error:
+                break
+            time.sleep(0.05)
+        r = c.get("/readyz")
+        assert r.status_code == 503 and "does not exist" in r.json()["last_reload_error"]
+        assert c.get("/api/users/u1/recommendations").status_code == 503
+        assert c.get("/healthz").status_code == 200
+        served()[0].save(path)
+        assert TestClient(create_app(h)).post("/admin/reload").status_code == 403  # not from loopback
+        r = c.post("/admin/reload")
+        assert r.status_code == 200 and r.json()["model"]["generation"] == 1
+        assert c.get("/readyz").status_code == 200
+        assert c.get("/api/users/u1/recommendations").status_code == 200
+
+
+def test_broken_new_model_keeps_the_old_one_serving(tmp_path, caplog):
+    path = tmp_path / "m"
+    served()[0].save(path)
+    h = ModelHolder(path)
+    h.load()
+    before = snapshot(path)
+    c = TestClient(create_app(h), client=LOCAL)
+    good = c.get("/api/users/u1/recommendations").json()
+    (path / "model.json").write_text('{"format": "latentrec-model", "format_version": 1}')
+    with caplog.at_level(logging.ERROR, logger="latentrec.serve"):
+        r = c.post("/admin/reload")
+    assert r.status_code == 409 and r.json()["reloaded"] is False and r.json()["model"]["generation"] == 1
+    assert str(path) in r.json()["detail"] and "generation 1 keeps serving" in caplog.text
+    assert c.get("/api/users/u1/recommendations").json() == good
+    assert c.get("/readyz").json()["last_reload_error"]
+    served()[0].save(path)
+    assert c.post("/admin/reload").json()["model"]["generation"] == 2
+    assert c.get("/readyz").json()["last_reload_error"] is None
+    assert set(before) == set(snapshot(path))
+
+
+def test_serving_never_writes_into_the_model_dir(model_dir, client):
+    before = snapshot(model_dir)
+    client.get("/api/users/u2/recommendations")
+    client.post("/api/predict", json={"pairs": [["u1", "i1"]]})
+    ModelHolder(model_dir).reload()
+    assert snapshot(model_dir) == before
+
+
+def test_many_threads_at_once(client, holder):
+    """Predict reaches the parallel numba kernel; from many threads at once the process must survive and answer
+    exactly what one thread at a time answers. (Without the holder's lock, numba's workqueue layer aborts.)"""
+    rec = holder.state.rec
+    rng = np.random.default_rng(0)
+    users, items = rec.users.classes[1:], rec.items.classes[1:]
+    jobs = []
+    for k in range(160):
+        if k % 2:
+            pairs = [[users[a], items[b]] for a, b in zip(rng.integers(0, len(users), 50), rng.integers(0, len(items), 50))]
+            jobs.append(("post", "/api/predict", {"pairs": pairs}))
+        else:
+            jobs.append(("get", f"/api/users/{users[k % len(users)]}/recommendations?n=5", None))
+
+    def call(job):
+        method, url, body = job
+        r = client.post(url, json=body) if method == "post" else client.get(url)
+        return r.status_code, r.json()
+
+    serial = [call(j) for j in jobs[:20]]
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(call, jobs))
+    assert all(status == 200 for status, _ in results)
+    assert results[:20] == serial
