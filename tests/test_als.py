@@ -10,18 +10,20 @@ from latentrec.config import TrainConfig
 from latentrec.data.batches import Encoded
 from latentrec.errors import ConfigError
 from latentrec.evaluation.evaluate import evaluate
-from latentrec.solvers.als import RatingGraph, als_side
+from latentrec.solvers.als import als_side
+from latentrec.solvers.rating_graph import RatingGraph
 from latentrec.training.fit import fit
 from latentrec.use.recommender import Recommender
 
 
-def test_user_solve_equals_direct_least_squares():
+@pytest.mark.parametrize("compiled", [True, False], ids=["kernel", "torch"])
+def test_user_solve_equals_direct_least_squares(compiled):
     rng = np.random.default_rng(0)
     n_users, n_items, k, reg = 4, 6, 2, 0.3
     users = np.array([1, 1, 1, 2, 2, 3, 3, 3, 3], np.int32)
     items = np.array([1, 2, 5, 2, 3, 1, 3, 4, 5], np.int32)
     ratings = rng.uniform(1, 5, len(users)).astype(np.float32)
-    graph = RatingGraph(Encoded(users, items, ratings), n_users, n_items, torch.device("cpu"))
+    graph = RatingGraph(Encoded(users, items, ratings), n_users, n_items, torch.device("cpu"), compiled=compiled)
     v = torch.from_numpy(rng.normal(size=(n_items, k + 1)).astype(np.float32))  # [q_i, b_i]
     got = als_side(graph, "user", v, reg).numpy()
     for u in (1, 2, 3):

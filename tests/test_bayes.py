@@ -3,46 +3,55 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from latentrec.config import TrainConfig
 from latentrec.data.batches import Encoded
 from latentrec.evaluation.evaluate import evaluate
 from latentrec.models.bayes import BayesianDot
-from latentrec.solvers.als import RatingGraph, with_ones
-from latentrec.solvers.gibbs import gaussian_conditional, sample_gaussian, wishart
+from latentrec.solvers.gibbs import sample_gaussian, wishart
+from latentrec.solvers.rating_graph import RatingGraph
 from latentrec.training.fit import fit
 from latentrec.use.recommender import Recommender
 from latentrec.use.topn import recommend
 
 
-def test_user_conditional_matches_closed_form_posterior():
+@pytest.mark.parametrize("compiled", [True, False], ids=["kernel", "torch"])
+def test_user_conditional_matches_closed_form_posterior(compiled):
     rng = np.random.default_rng(0)
     k, alpha = 2, 1.7
     users = np.array([1, 1, 1, 2, 2], np.int32)
     items = np.array([1, 2, 3, 1, 3], np.int32)
     ratings = np.array([4, 2, 5, 3, 1], np.float32)
-    graph = RatingGraph(Encoded(users, items, ratings), 3, 4, torch.device("cpu"))
-    v = rng.normal(size=(4, k + 1))
-    prior_mean = rng.normal(size=k + 1)
+    graph = RatingGraph(Encoded(users, items, ratings), 3, 4, torch.device("cpu"), compiled=compiled)
+    v = rng.normal(size=(4, k + 1)).astype(np.float32)
+    prior_mean = rng.normal(size=(3, k + 1)).astype(np.float32)
     a = rng.normal(size=(k + 1, k + 1))
-    prior_prec = a @ a.T + np.eye(k + 1)
+    prior_prec = (a @ a.T + np.eye(k + 1)).astype(np.float32)
     target = ratings - ratings.mean() - v[items, k]
-    gram, rhs = graph.normal_equations("user", with_ones(torch.tensor(v[:, :k], dtype=torch.float32)),
-                                       torch.tensor(target, dtype=torch.float32))
-    mean, chol = gaussian_conditional(gram.double(), rhs.double(), torch.tensor(prior_mean), torch.tensor(prior_prec),
-                                      alpha)
-    # closed form for user 1: N(P^-1 (alpha F^T t + L0 m0), P^-1), P = L0 + alpha F^T F
-    f = np.c_[v[items[:3], :k], np.ones(3)]
-    prec = prior_prec + alpha * f.T @ f
-    want = np.linalg.solve(prec, alpha * f.T @ target[:3] + prior_prec @ prior_mean)
-    np.testing.assert_allclose(mean[1].numpy(), want, rtol=1e-4)
-    np.testing.assert_allclose((chol[1] @ chol[1].T).numpy(), prec, rtol=1e-4)
-    # and the draws have that mean and covariance
+    z = torch.from_numpy(rng.normal(size=(3, k + 1)).astype(np.float32))
+    mean, draw = graph.solve("user", torch.from_numpy(v), "singular", alpha=alpha, prec=torch.from_numpy(prior_prec),
+                             prior_mean=torch.from_numpy(prior_mean), z=z)
+    for u, rows in ((1, slice(0, 3)), (2, slice(3, 5))):
+        # closed form: N(P^-1 (alpha F^T t + L0 m0), P^-1), P = L0 + alpha F^T F; a draw is mean + chol(P)^-T z
+        f = np.c_[v[items[rows], :k], np.ones(len(items[rows]))]
+        prec = prior_prec + alpha * f.T @ f
+        want = np.linalg.solve(prec, alpha * f.T @ target[rows] + prior_prec @ prior_mean[u])
+        np.testing.assert_allclose(mean[u].numpy(), want, rtol=1e-4, atol=1e-5)
+        chol = np.linalg.cholesky(prec)
+        np.testing.assert_allclose(draw[u].numpy(), want + np.linalg.solve(chol.T, z[u].numpy()), rtol=1e-4, atol=1e-5)
+    # user 0 rated nothing: its conditional is its prior
+    np.testing.assert_allclose(mean[0].numpy(), prior_mean[0], rtol=1e-4, atol=1e-5)
+
+
+def test_gaussian_draws_have_the_precision_asked():
     gen = torch.Generator().manual_seed(0)
-    draws = torch.stack([sample_gaussian(mean[1:2], chol[1:2], gen)[0] for _ in range(20000)]).numpy()
-    np.testing.assert_allclose(draws.mean(0), want, atol=0.03)
-    np.testing.assert_allclose(np.cov(draws.T), np.linalg.inv(prec), atol=0.02)
+    prec = torch.tensor([[2.0, 0.5], [0.5, 1.0]])
+    chol = torch.linalg.cholesky(prec)
+    draws = torch.stack([sample_gaussian(torch.ones(1, 2), chol[None], gen)[0] for _ in range(20000)]).numpy()
+    np.testing.assert_allclose(draws.mean(0), [1, 1], atol=0.03)
+    np.testing.assert_allclose(np.cov(draws.T), np.linalg.inv(prec.numpy()), atol=0.02)
 
 
 def test_wishart_draws_have_the_right_mean():
@@ -68,7 +77,7 @@ def test_bayesian_dot_predicts_the_average_of_its_samples():
 def test_bayes_fits_planted_data_and_the_saved_model_predicts_what_was_measured(lowrank, tmp_path):
     train, test, noise = lowrank
     cfg = TrainConfig(solver="bayes", n_factors=4, epochs=30, burn_in=10, valid_pct=0)
-    rec, trainer = fit(train, None, cfg)
+    rec, _ = fit(train, None, cfg)
     assert rec.model.kind == "bayes" and rec.model.n_samples == 20
     measured = evaluate(rec, test)
     assert measured["rmse"] < 1.6 * noise + 0.05

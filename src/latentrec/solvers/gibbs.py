@@ -6,8 +6,11 @@ Gaussian prior whose mean and precision have a Normal-Wishart hyperprior (the sa
 and the noise precision ``alpha`` a Gamma prior, so nothing is tuned but the number of factors
 and sweeps. As in SVD++, a row's prior mean is shifted by what it rated (:class:`ImplicitPrior`;
 for items: by who rated them). One Trainer epoch is one Gibbs sweep: hyperparameters, then every
-user's vector from its Gaussian conditional (all users at once: one sparse product and one
-batched Cholesky, as in ALS), then the items, then ``alpha``. The chain starts from a few ALS
+user's vector from its Gaussian conditional (all users at once, as in ALS: one compiled pass over
+the ratings on the CPU, one batched Cholesky elsewhere; ``rating_graph.py``), then the items, then
+``alpha``. Under ``torchrun`` each rank solves its range of rows and the ranges are joined; every
+rank draws the same hyperparameters and noise from the same seeded generator, so N processes
+run the chain of one. The chain starts from a few ALS
 sweeps. After ``burn_in`` sweeps every sample is kept (Rao-Blackwellized: the users' conditional
 means with the item sample they were drawn against), and the model predicts the average of the
 kept samples' predictions (Rendle, Zhang & Koren 2019 show a well-run Bayesian MF beats tuned SGD).
@@ -19,33 +22,21 @@ the stacked factors divided by the number of samples: exactly the average, after
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
 from latentrec.config import TrainConfig
 from latentrec.data.batches import Encoded
 from latentrec.errors import ConfigError
-from latentrec.solvers.als import RatingGraph, als_side, with_ones
+from latentrec.solvers.als import als_side
+from latentrec.solvers.rating_graph import Partition, RatingGraph
 
 ALS_START_REG, ALS_START_SWEEPS = 0.1, 3
 IMPLICIT_MAX_ROWS = 6000  # the implicit priors hold dense (rows x rows) matrices
 
 
-def gaussian_conditional(gram: torch.Tensor, rhs: torch.Tensor, prior_mean: torch.Tensor, prior_prec: torch.Tensor,
-                         alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and Cholesky factor of the precision of ``x | data`` for a batch of rows.
-
-    Prior ``x ~ N(prior_mean, prior_prec^-1)``; likelihood ``target ~ N(f . x, 1/alpha)`` with
-    ``gram = sum f f^T`` and ``rhs = sum f * target``. Posterior precision
-    ``prior_prec + alpha * gram``, mean ``precision^-1 (alpha * rhs + prior_prec @ prior_mean)``.
-    """
-    prec = alpha * gram + prior_prec
-    chol, info = torch.linalg.cholesky_ex(prec)
-    if bool((info != 0).any()):
-        raise ConfigError("the Gibbs sampler met a singular posterior; use fewer --n-factors.")
-    b = alpha * rhs + prior_mean @ prior_prec
-    mean = torch.cholesky_solve(b[:, :, None], chol)[:, :, 0]
-    return mean, chol
+SINGULAR = "the Gibbs sampler met a singular posterior; use fewer --n-factors."
 
 
 def sample_gaussian(mean: torch.Tensor, chol: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
@@ -89,7 +80,7 @@ def wishart(df: float, scale: torch.Tensor, gen: torch.Generator | None = None) 
 
 def als_start(graph: RatingGraph, k: int, sweeps: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """A starting point near the posterior mode: a few ALS sweeps (S&M start from the MAP solution)."""
-    v = torch.randn(graph.n_items, k + 1, device=graph.ratings.device, generator=gen) * 0.1
+    v = torch.randn(graph.n_items, k + 1, device=graph.device, generator=gen) * 0.1
     v[:, -1] = 0
     u = torch.zeros(graph.n_users, k + 1, device=v.device)
     for _ in range(sweeps):
@@ -111,25 +102,27 @@ class ImplicitPrior:
         counts = torch.bincount(rows, minlength=n_rows).float()
         values = counts[rows].rsqrt()
         x = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n_rows, n_cols), check_invariants=False).coalesce()
-        self.x_all = x
+        self.x_all = _rowwise(x)
         known = torch.sparse_coo_tensor(torch.stack([rows - 1, cols]), values, (n_rows - 1, n_cols),
                                         check_invariants=False).coalesce()
-        self.x, self.xt = known, known.t().coalesce()  # row 0, the unknown id, rated nothing
+        xt = known.t().coalesce()  # row 0, the unknown id, rated nothing
         self.wide = n_rows - 1 < n_cols
-        self.gram = torch.sparse.mm(known, self.xt.to_dense()) if self.wide else torch.sparse.mm(self.xt, known.to_dense())
+        gram = torch.sparse.mm(known, xt.to_dense()) if self.wide else torch.sparse.mm(xt, known.to_dense())
+        self.x, self.xt = _rowwise(known), _rowwise(xt)
+        self.eig, self.basis = torch.linalg.eigh(gram)  # once: then a solve for any lam is two products
+        self.eig.clamp_min_(0)
         self.y = torch.zeros(n_cols, d, device=rows.device)
         self.lam = 1.0
 
     def offsets(self) -> torch.Tensor:
-        return torch.sparse.mm(self.x_all, self.y)
+        return self.x_all @ self.y
 
     def solve(self, w: torch.Tensor) -> torch.Tensor:
-        """``(X^T X + lam I)^-1 w``."""
-        eye = torch.eye(len(self.gram), device=w.device)
-        chol = torch.linalg.cholesky(self.gram + self.lam * eye)
+        """``(X^T X + lam I)^-1 w``, through the eigenvectors of the smaller Gram matrix."""
+        inverse = lambda t: self.basis @ ((self.basis.T @ t) / (self.eig + self.lam)[:, None])
         if not self.wide:
-            return torch.cholesky_solve(w, chol)
-        return (w - torch.sparse.mm(self.xt, torch.cholesky_solve(torch.sparse.mm(self.x, w), chol))) / self.lam
+            return inverse(w)
+        return (w - self.xt @ inverse(self.x @ w)) / self.lam
 
     def sample(self, rows: torch.Tensor, mean: torch.Tensor, prec: torch.Tensor, gen) -> None:
         """Draw ``y`` given the rows (known ones), their prior mean and precision; then ``lam``."""
@@ -137,10 +130,19 @@ class ImplicitPrior:
         t = (rows[1:] - mean) @ l
         e1 = torch.randn(t.shape, device=t.device, generator=gen)
         e2 = torch.randn(self.y.shape, device=t.device, generator=gen)
-        z = self.solve(torch.sparse.mm(self.xt, t + e1) + self.lam ** 0.5 * e2)
+        z = self.solve(self.xt @ (t + e1) + self.lam ** 0.5 * e2)
         self.y = torch.linalg.solve_triangular(l.T, z.T, upper=True).T
         shape = torch.tensor(1.0 + z.numel() / 2, device=z.device)
         self.lam = float(torch._standard_gamma(shape, generator=gen)) / (1.0 + float((z ** 2).sum()) / 2)
+
+
+def _rowwise(x: torch.Tensor) -> torch.Tensor:
+    """CSR on the CPU (its products with dense tables are ~15x faster there than COO's); COO elsewhere."""
+    if x.device.type != "cpu":
+        return x
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR tensor support is in beta state"
+        return x.to_sparse_csr()
 
 
 class GibbsRunner:
@@ -148,20 +150,29 @@ class GibbsRunner:
 
     closed_form = True
 
-    def __init__(self, model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
+    def __init__(self, model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device,
+                 part: Partition | None = None):
         if getattr(model, "kind", None) != "bayes":
             raise ConfigError("--solver bayes trains the Bayesian dot model only.")
         k = model.sample_factors
         self.model = model
-        self.graph = RatingGraph(data, model.n_users, model.n_items, device)
+        self.graph = RatingGraph(data, model.n_users, model.n_items, device, part)
+        self.torch_threads = 1 if device.type == "cpu" else None  # torch does only small work beside the kernel
         self.burn_in = cfg.burn_in
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed if cfg.seed is not None else 0)
         self.u, self.v = als_start(self.graph, k, ALS_START_SWEEPS, self.gen)  # [p_u, b_u], [q_i, b_i]
         self.alpha = 2.0
         g = self.graph
-        dense_ok = max(g.n_users, g.n_items) <= IMPLICIT_MAX_ROWS
-        self.implicit = {"user": ImplicitPrior(g.users, g.items, g.n_users, g.n_items, k + 1) if dense_ok else None,
-                         "item": ImplicitPrior(g.items, g.users, g.n_items, g.n_users, k + 1) if dense_ok else None}
+        self.implicit = {"user": None, "item": None}
+        if max(g.n_users, g.n_items) <= IMPLICIT_MAX_ROWS:
+            users, items = torch.as_tensor(data.users, device=device).long(), torch.as_tensor(data.items, device=device).long()
+            threads = torch.get_num_threads()
+            torch.set_num_threads(self.torch_threads or threads)  # an eigh with 2 threads on a busy CPU: 70x slower
+            try:
+                self.implicit = {"user": ImplicitPrior(users, items, g.n_users, g.n_items, k + 1),
+                                 "item": ImplicitPrior(items, users, g.n_items, g.n_users, k + 1)}
+            finally:
+                torch.set_num_threads(threads)
         self.sweep = 0
         self.limit = math.inf
 
@@ -182,7 +193,6 @@ class GibbsRunner:
     def sample_side(self, side: str, other: torch.Tensor, mine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A new draw of every row of ``side`` and its conditional mean, given the other side's rows."""
         g = self.graph
-        target = g.ratings - g.mu - other[g.items if side == "user" else g.users, -1]
         imp = self.implicit[side]
         if imp is None:
             mean, prec = sample_normal_wishart(mine[1:], self.gen)  # row 0 (unknown) has no ratings
@@ -191,9 +201,9 @@ class GibbsRunner:
             off = imp.offsets()
             mean, prec = sample_normal_wishart((mine - off)[1:], self.gen, imp.lam * imp.y.T @ imp.y, len(imp.y))
             prior = mean + off
-        gram, rhs = g.normal_equations(side, with_ones(other[:, :-1]), target)
-        post_mean, chol = gaussian_conditional(gram, rhs, prior, prec, self.alpha)
-        new = sample_gaussian(post_mean, chol, self.gen)
+        z = torch.randn(mine.shape, device=mine.device, generator=self.gen)  # all rows, on every rank
+        post_mean, new = g.solve(side, other, SINGULAR, alpha=self.alpha, prec=prec, prior_mean=prior.reshape(-1, mine.shape[1]),
+                                 z=z)
         if imp is not None:
             imp.sample(new, mean, prec, self.gen)
         return new, post_mean
@@ -203,10 +213,9 @@ class GibbsRunner:
         v_old = self.v
         self.u, u_mean = self.sample_side("user", self.v, self.u)
         self.v, _ = self.sample_side("item", self.u, self.v)
-        p, bu, q, bi = self.u[:, :-1], self.u[:, -1], self.v[:, :-1], self.v[:, -1]
-        sse = float((g.residual(p, q, bu, bi) ** 2).sum())
-        n = len(g.ratings)
-        shape = torch.tensor(1.0 + n / 2, device=g.ratings.device)
+        sse = g.sse(self.u, self.v)
+        n = g.n_ratings
+        shape = torch.tensor(1.0 + n / 2, device=self.u.device)
         self.alpha = float(torch._standard_gamma(shape, generator=self.gen)) / (1.0 + sse / 2)
         slot = max(self.sweep - self.burn_in, 0)
         # Rao-Blackwellized: keep the users' conditional means with the items they were drawn against
