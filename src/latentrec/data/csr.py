@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from latentrec.parallel import thread_safe
+
 SLICE = 1 << 23
 
 
@@ -30,6 +32,7 @@ def _fill(rows, cols, pos, out):
         pos[r] += 1
 
 
+@thread_safe
 @njit(parallel=True, cache=True)
 def _sort_rows(indptr, cols):
     for r in prange(len(indptr) - 1):
@@ -46,6 +49,7 @@ def by_row(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> tuple[np.ndarray,
     return indptr, out
 
 
+@thread_safe
 @njit(parallel=True, cache=True)
 def _any_repeat(indptr, cols):
     found = 0

@@ -4,20 +4,18 @@ and RMSE/MAE. Shared by training (validation) and use (predict, evaluate)."""
 from __future__ import annotations
 
 import math
-import os
 
-import numba
 import numpy as np
 import torch
 from numba import njit, prange
 
 from latentrec.data.batches import Batches, Encoded
+from latentrec.models.bayes import BayesianDot
 from latentrec.models.dot import DotProductBias
-
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"  # as in solvers/sgd_kernel.py
+from latentrec.parallel import thread_safe
 
 
+@thread_safe
 @njit(parallel=True, fastmath=True, cache=True)
 def _predict(users, items, P, Q, bu, bi, lo, span, sigmoid, bias, out):
     k = P.shape[1]
@@ -41,8 +39,9 @@ def predict(users: np.ndarray, items: np.ndarray, P: np.ndarray, Q: np.ndarray, 
 
 
 def scored_by_kernel(model: torch.nn.Module, device: torch.device) -> bool:
-    """Whether :func:`predict_rows` scores ``model`` with the compiled kernel (a plain dot model on the CPU)."""
-    return type(model) is DotProductBias and device.type == "cpu"
+    """Whether :func:`predict_rows` scores ``model`` with the compiled kernel (a plain or Bayesian dot model on
+    the CPU: the Bayesian one's stacked samples are an ordinary dot product)."""
+    return type(model) in (DotProductBias, BayesianDot) and device.type == "cpu"
 
 
 @torch.no_grad()

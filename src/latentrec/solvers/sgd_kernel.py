@@ -15,15 +15,12 @@ thread timing and a seeded run is repeatable.
 from __future__ import annotations
 
 import math
-import os
 
 import numba
 import numpy as np
 from numba import njit, prange
 
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    # numba's OpenMP layer would resize the OpenMP pool torch shares and leave it spinning
-    numba.config.THREADING_LAYER = "workqueue"
+from latentrec.parallel import thread_safe
 
 
 @njit(fastmath=True, nogil=True, cache=True)
@@ -59,6 +56,7 @@ def _sgd_block(users, items, ratings, start, end, P, Q, bu, bi, lr, wd, lo, span
     return sq
 
 
+@thread_safe
 @njit(parallel=True, cache=True)
 def _sgd_epoch(users, items, ratings, offsets, grid, shifts, P, Q, bu, bi, lr, wd, lo, span, sigmoid, bias):
     sq = np.zeros(grid)
@@ -88,6 +86,7 @@ def _permute_into_blocks(users, items, ratings, ublock, iblock, grid, offsets):
             pos[d] = p + 1
 
 
+@thread_safe
 @njit(parallel=True, cache=True)
 def _sort_blocks(offsets, users, items, ratings):
     for b in prange(len(offsets) - 1):

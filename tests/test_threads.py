@@ -1,0 +1,61 @@
+"""Our parallel kernels are safe to enter from many Python threads, and importing latentrec leaves numba's
+global threading layer alone (latentrec/parallel.py)."""
+
+import os
+import subprocess
+import sys
+
+MANY_THREADS = """
+import threading
+import numpy as np
+from tiny_rec import tiny_rec
+
+rng = np.random.default_rng(0)
+rec = tiny_rec(rng.normal(size=(50, 4)), rng.normal(size=(40, 4)))
+users, items = rec.users.classes[1:], rec.items.classes[1:]
+pairs = rng.integers(0, 40, (2, 20000))
+expected = rec.predict([users[a] for a in pairs[0]], [items[b] for b in pairs[1]])["prediction"].to_numpy()
+results, errors = [], []
+
+def work():
+    try:
+        for _ in range(20):
+            got = rec.predict([users[a] for a in pairs[0]], [items[b] for b in pairs[1]])["prediction"].to_numpy()
+            results.append(np.array_equal(got, expected))
+    except Exception as e:
+        errors.append(repr(e))
+
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+import numba
+print(numba.threading_layer(), len(results), all(results), errors)
+"""
+
+
+def run(code: str, **env) -> subprocess.CompletedProcess:
+    tests = os.path.dirname(__file__)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tests, timeout=300,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")])), **env})
+
+
+def test_many_threads_predict_at_once_under_the_workqueue_layer():
+    done = run(MANY_THREADS, NUMBA_THREADING_LAYER="workqueue")  # the layer that aborts on concurrent entry
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["workqueue", "160", "True", "[]"]
+
+
+def test_importing_latentrec_leaves_numbas_threading_layer_alone():
+    code = ("import numba, pkgutil, importlib, latentrec\n"
+            "before = numba.config.THREADING_LAYER\n"
+            "for m in pkgutil.walk_packages(latentrec.__path__, 'latentrec.'):\n"
+            "    if '.serve' not in m.name and not m.name.endswith('__main__'):\n"
+            "        importlib.import_module(m.name)\n"
+            "print(before, numba.config.THREADING_LAYER)")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, after = done.stdout.split()
+    assert after == before == "default"
