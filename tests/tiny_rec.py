@@ -54,9 +54,10 @@ def planted_clusters(n_users=300, n_items=120, n_clusters=4, density=0.35, noise
 
 @lru_cache(maxsize=None)
 def trained() -> tuple[Recommender, pd.DataFrame, dict]:
-    """A dot model trained (all rows, no validation) on planted-cluster ratings; with its data and clusters."""
+    """A dot model (no ranker: these tests are about the rating model's lists) trained (all rows, no validation)
+    on planted-cluster ratings; with its data and clusters."""
     df, clusters = planted_clusters()
     titles = {i: f"Movie {i[1:]} (1999)" for i in df["item"].unique()}
     rec, _ = fit(Ratings(df, "planted", titles), config=TrainConfig(n_factors=8, epochs=40, valid_pct=0,
-                                                                     device="cpu", seed=0))
+                                                                     device="cpu", seed=0, ranker="none"))
     return rec, df, clusters

@@ -6,8 +6,11 @@ from dataclasses import asdict, dataclass, fields
 
 from latentrec.errors import ConfigError
 
-MODELS = ("dot", "nn")
-SOLVERS = ("sgd", "autograd", "als", "bayes")  # als/bayes: closed-form solvers for the dot model
+MODELS = ("dot", "nn", "ease", "ials")
+RANKING_MODELS = ("ease", "ials")  # learn which items users pick; they order lists but predict no ratings
+SOLVERS = ("sgd", "autograd", "als", "bayes", "closed", "cg")  # als/bayes: closed-form solvers for the dot model
+RANKERS = ("auto", "ease", "ials", "none")  # the ranking model a rating model's dir is paired with
+EASE_AUTO_ITEMS = 10_000  # ranker "auto": EASE up to this many items (seconds to fit), iALS beyond
 # Choices and defaults the CLI shows in --help live here, so that building its parser imports no heavy module.
 DUPLICATE_POLICIES = ("error", "mean", "last")  # what to do with a (user, item) pair rated twice
 ML100K_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")  # ML-100K's own <name>.base / <name>.test files
@@ -44,10 +47,13 @@ class TrainConfig:
     bn: bool | None = None  # nn: batch norm after each hidden layer
     implicit: bool | None = None  # nn: embeddings also sum what was rated (SVD++-style)
     burn_in: int | None = None  # bayes: Gibbs sweeps (of --epochs) discarded before averaging; default epochs // 6
+    ranker: str | None = None  # rating models: the ranking model paired with them (RANKERS; default auto)
+    alpha: float | None = None  # ials: confidence of a rated cell is 1 + alpha * its rating weight
+    rating_weight: float | None = None  # ease/ials: how much more a high rating counts as "picked" (0: all equal)
 
     def resolved(self) -> "TrainConfig":
         """A copy with every ``None`` filled from the recipe for this model and solver, checked."""
-        solver = self.solver or ("bayes" if self.model == "dot" else "autograd")
+        solver = self.solver or {"dot": "bayes", "ease": "closed", "ials": "cg"}.get(self.model, "autograd")
         recipe = RECIPES.get((self.model, solver))
         if recipe is None:
             raise ConfigError(f"--model {self.model} cannot be trained with --solver {solver}.")
@@ -56,6 +62,8 @@ class TrainConfig:
         for key, value in recipe.items():
             if values[key] is None:
                 values[key] = value
+        if values["ranker"] is None:
+            values["ranker"] = "none" if self.model in RANKING_MODELS else "auto"
         if solver == "bayes" and values["burn_in"] is None:
             values["burn_in"] = values["epochs"] // 6  # the recipe's 10 of 60, kept in proportion
         cfg = TrainConfig(**values)
@@ -67,6 +75,17 @@ class TrainConfig:
             raise ConfigError(f"--model must be one of {', '.join(MODELS)}, not {self.model!r}.")
         if self.solver not in SOLVERS:
             raise ConfigError(f"--solver must be one of {', '.join(SOLVERS)}, not {self.solver!r}.")
+        if self.ranker not in RANKERS:
+            raise ConfigError(f"--ranker must be one of {', '.join(RANKERS)}, not {self.ranker!r}.")
+        if self.model in RANKING_MODELS and self.ranker != "none":
+            raise ConfigError(f"--model {self.model} is itself a ranking model; drop --ranker.")
+        if self.model in RANKING_MODELS and not 0 <= self.rating_weight <= 10:
+            raise ConfigError(f"--rating-weight must be in [0, 10], not {self.rating_weight}.")
+        if self.model == "ials" and not self.alpha > 0:
+            raise ConfigError(f"--alpha must be positive, not {self.alpha}.")
+        if self.model == "ease" and not (self.wd > 0 and 0 <= self.dropout < 1):
+            raise ConfigError(f"--model ease needs --wd (its lambda) > 0 and --dropout in [0, 1), "
+                              f"not {self.wd} and {self.dropout}.")
         for name in ("n_factors", "epochs", "bs"):
             value = getattr(self, name)
             if name == "n_factors" and value is None and self.model == "nn":
@@ -121,6 +140,12 @@ RECIPES: dict[tuple[str, str], dict] = {
     ("dot", "als"): dict(n_factors=40, epochs=6, wd=0.14, lr=1.0, wd_mode="l2", bs=1, schedule="constant"),
     ("dot", "bayes"): dict(n_factors=10, epochs=60, wd=0.0, lr=1.0, wd_mode="l2", bs=1,
                            schedule="constant"),
+    # ranking models (lr, bs, schedule, wd_mode unused): EASE's lambda is wd, its dropout emphasis is dropout;
+    # iALS's ridge is wd. Tuned on validation carves of ML-100K's quickstart and u1..u5 training rows.
+    ("ease", "closed"): dict(n_factors=1, epochs=1, wd=300.0, dropout=0.25, rating_weight=0.2, lr=1.0, wd_mode="l2",
+                             bs=1, schedule="constant"),
+    ("ials", "cg"): dict(n_factors=64, epochs=10, wd=40.0, alpha=5.0, rating_weight=0.2, lr=1.0, wd_mode="l2", bs=1,
+                         schedule="constant"),
     ("nn", "autograd"): dict(epochs=8, lr=5e-3, wd=0.3, wd_mode="decoupled", bs=2048, schedule="onecycle",
                              layers=(100,), dropout=0.0, bn=False, implicit=True),
 }

@@ -23,3 +23,7 @@ class ConfigError(LatentrecError):
 
 class TrainingDiverged(LatentrecError):
     """Training produced a non-finite or exploding loss."""
+
+
+class ModelCapabilityError(LatentrecError):
+    """The model cannot answer this request (e.g. predicted ratings from a ranking-only model)."""

@@ -14,31 +14,35 @@ from latentrec.use.recommender import Recommender
 def evaluate(rec: Recommender, ratings: Ratings | EncodedRows, k: int | None = 10, threshold: float = 4.0) -> dict:
     """Score ``rec`` on ``ratings``; unknown users/items are predicted by the fallback and counted.
 
+    RMSE and MAE (next to the baselines) need a rating model; a ranking-only model gets only the
+    ranking metrics, and with ``k=None`` raises :class:`~latentrec.errors.ModelCapabilityError`.
+
     With ``k``, also top-``k`` ranking metrics (relevant: test rating >= ``threshold``) for the
     model and a popularity baseline, under ``"ranking"``; ``k=None`` skips them.
     """
     rows = ratings if isinstance(ratings, EncodedRows) else rec.encode_rows(ratings)
     data = rows.data
     target = data.ratings
-    rmse, mae = rmse_mae(rec.predict_encoded(data), target)
-    mu = rec.baseline[0]
-    baselines = {
-        "global_mean": dict(zip(("rmse", "mae"), rmse_mae(np.full(len(target), mu, np.float32), target))),
-        "biases": dict(zip(("rmse", "mae"), rmse_mae(rec.predict_baseline(data), target))),
-    }
     unknown_user, unknown_item = data.users == 0, data.items == 0
     result = {
         "data": rows.source,
         "n": int(len(target)),
-        "rmse": rmse,
-        "mae": mae,
         "n_unknown": int((unknown_user | unknown_item).sum()),
         "n_unknown_users": int(unknown_user.sum()),
         "n_unknown_items": int(unknown_item.sum()),
         "ratings_std": float(np.std(target)),
-        "baselines": baselines,
-        "improvement_pct": {name: 100.0 * (b["rmse"] - rmse) / b["rmse"] for name, b in baselines.items()},
     }
+    if rec.model is not None:
+        rmse, mae = rmse_mae(rec.predict_encoded(data), target)
+        mu = rec.baseline[0]
+        baselines = {
+            "global_mean": dict(zip(("rmse", "mae"), rmse_mae(np.full(len(target), mu, np.float32), target))),
+            "biases": dict(zip(("rmse", "mae"), rmse_mae(rec.predict_baseline(data), target))),
+        }
+        result.update(rmse=rmse, mae=mae, baselines=baselines,
+                      improvement_pct={name: 100.0 * (b["rmse"] - rmse) / b["rmse"] for name, b in baselines.items()})
+    elif k is None:
+        rec.require_ratings("RMSE and MAE")
     if k is not None:
         result["ranking"] = evaluate_ranking(rec, rows, k, threshold)
     return result

@@ -6,9 +6,13 @@ from torch import nn
 
 from latentrec.models.bayes import BayesianDot
 from latentrec.models.dot import DotProductBias
+from latentrec.models.ease import EASE
+from latentrec.models.ials import ImplicitALS
 from latentrec.models.nn import CollabNN
+from latentrec.models.ranker import Ranker
 
 MODEL_CLASSES: dict[str, type[nn.Module]] = {"dot": DotProductBias, "bayes": BayesianDot, "nn": CollabNN}
+RANKER_CLASSES: dict[str, type[Ranker]] = {"ease": EASE, "ials": ImplicitALS}  # ranking models (models/ranker.py)
 
 
 def build_model(arch: dict) -> nn.Module:
@@ -18,3 +22,9 @@ def build_model(arch: dict) -> nn.Module:
     if arch.get("y_range") is not None:
         arch["y_range"] = tuple(arch["y_range"])
     return MODEL_CLASSES[kind](**arch)
+
+
+def build_ranker(arch: dict) -> Ranker:
+    """A ranking model from its ``config()`` dict (``model.json``'s ``ranker``)."""
+    arch = dict(arch)
+    return RANKER_CLASSES[arch.pop("kind")](**arch)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from latentrec.config import TrainConfig
+from latentrec.config import RANKING_MODELS, TrainConfig
 from latentrec.data import csr
 from latentrec.data.batches import Encoded
 from latentrec.data.lean import EncodedSplit
@@ -17,6 +17,7 @@ from latentrec.models.baselines import fit_biases
 from latentrec.models.dot import DotProductBias, default_y_range
 from latentrec.solvers.distributed import local_device
 from latentrec.training.loop import Trainer
+from latentrec.training.rankers import fit_ranker, pick_ranker, ratings_by_row
 from latentrec.use.recommender import Recommender
 
 
@@ -88,12 +89,16 @@ def training_rows(train: Ratings | EncodedSplit, valid: Ratings | None,
 
 
 def fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: TrainConfig | None = None,
-        callbacks: list | None = None, build=None) -> tuple[Recommender, Trainer]:
+        callbacks: list | None = None, build=None) -> tuple[Recommender, Trainer | None]:
     """Train a model on ``train``; validate on ``valid`` or on a random ``valid_pct`` of ``train``.
 
     ``train`` may be an :class:`~latentrec.data.lean.EncodedSplit` (a big file read lean; its
     training arrays are reordered in place). ``build(cfg, n_users, n_items, y_range)`` replaces
     :func:`make_model` (the ablation uses it).
+
+    ``--model ease|ials`` fits only a ranking model (the Trainer is None). A rating model is paired
+    with the ranking model ``config.ranker`` names (default ``auto``: EASE up to
+    ``config.EASE_AUTO_ITEMS`` items, iALS beyond; ``none``: no ranker), which orders its top-N lists.
     """
     cfg = config or TrainConfig()
     device = local_device(pick_device(cfg.device))
@@ -102,6 +107,15 @@ def fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tra
     lo, hi = float(tr.ratings.min()), float(tr.ratings.max())
     y_range = tuple(cfg.y_range) if cfg.y_range is not None else default_y_range(lo, hi)
     torch.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
+    ranker_kind = pick_ranker(cfg, len(items))
+    if cfg.model in RANKING_MODELS:
+        ranker, seconds = fit_ranker(ranker_kind, cfg, tr, len(users), len(items), device)
+        info = {"metrics": {}, "best_epoch": None, "train_seconds": seconds, "data": train.source,
+                "n_train": len(tr), "n_valid": len(va) if va is not None else 0}
+        return Recommender(None, users, items, (lo, hi), *csr.by_row(tr.users, tr.items, len(users)),
+                           baseline=fit_biases(tr.users, tr.items, tr.ratings, len(users), len(items)),
+                           config=cfg.to_dict(), info=info, titles=getattr(train, "titles", {}), ranker=ranker,
+                           rated_ratings=ratings_by_row(tr)), None
     model = (build or make_model)(cfg, len(users), len(items), y_range).to(device)
     if hasattr(model, "set_rated"):  # CollabNN's implicit embeddings sum over the training pairs
         model.set_rated(tr.users, tr.items)
@@ -118,9 +132,13 @@ def fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tra
             "data": train.source, "n_train": len(tr), "n_valid": len(va) if va is not None else 0}
     if trainer.diverged:
         info["diverged"] = trainer.diverged
+    ranker = rated_ratings = None
+    if ranker_kind is not None:
+        ranker, info["ranker_seconds"] = fit_ranker(ranker_kind, cfg, tr, len(users), len(items), device)
+        rated_ratings = ratings_by_row(tr)
     rec = Recommender(
         model=model, users=users, items=items, rating_range=(lo, hi), rated_indptr=indptr, rated_items=rated,
         baseline=baseline, config=cfg.to_dict(), history=trainer.history, info=info,
-        titles=getattr(train, "titles", {}),
+        titles=getattr(train, "titles", {}), ranker=ranker, rated_ratings=rated_ratings,
     )
     return rec, trainer

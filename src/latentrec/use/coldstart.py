@@ -120,6 +120,20 @@ def fold_in(rec: Recommender, given: UserRatings, reg: float | None = None, step
 
 
 @torch.no_grad()
+def fold_in_ranker(rec: Recommender, given: UserRatings) -> tuple[np.ndarray, np.ndarray]:
+    """A new user's ranking scores over every item index from ``rec.ranker`` (EASE: their weighted row times
+    its item x item matrix; iALS: one small ridge solve of their factors), and the indices of their known items."""
+    idx = rec.items.encode(given.items).astype(np.int64)
+    known = idx > 0
+    if not known.any():
+        raise DataError("None of the rated items is known to the model, so there is nothing to fold in.")
+    ranker = rec.ranker
+    w = ranker.weights(torch.tensor(np.asarray(given.ratings, np.float32)[known])).to(rec.device)
+    scores = ranker.fold_in(torch.from_numpy(idx[known]).to(rec.device), w)
+    return scores.double().cpu().numpy(), idx[known]
+
+
+@torch.no_grad()
 def fold_in_scores(rec: Recommender, user: FoldedUser) -> np.ndarray:
     """Predicted ratings of a folded-in user for every item index (index 0 included)."""
     m = rec.model

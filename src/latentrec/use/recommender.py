@@ -16,9 +16,10 @@ from torch import nn
 from latentrec.data.batches import Encoded, EncodedRows
 from latentrec.data.ratings import Ratings
 from latentrec.data.vocab import Vocab
-from latentrec.errors import ModelFileError
+from latentrec.errors import ModelCapabilityError, ModelFileError
 from latentrec.models.baselines import predict_biases
-from latentrec.models.registry import build_model
+from latentrec.models.ranker import Ranker
+from latentrec.models.registry import build_model, build_ranker
 from latentrec.models.scoring import predict_rows
 from latentrec.use.model_dir import read_model_dir, write_model_dir
 
@@ -32,7 +33,13 @@ def library_version() -> str:
 
 @dataclass
 class Recommender:
-    """A trained rating model over known users and items, with documented fallbacks for unknown ones.
+    """A trained model over known users and items, with documented fallbacks for unknown ones.
+
+    It holds a rating model (``model``: predicts ratings), a ranking model (``ranker``: orders
+    top-N lists from what users chose to rate), or both; ``latentrec train``'s default pairs them:
+    the ranker orders a user's list and the rating model supplies the predicted rating shown beside
+    each item. Asking a model for what it lacks (ratings from a ranking-only model) raises
+    :class:`~latentrec.errors.ModelCapabilityError`.
 
     Unknown users or items encode to index 0 (``#na#``), whose row is the average user/item:
     an unknown item is predicted at about the user's usual rating, an unknown user at about
@@ -40,7 +47,7 @@ class Recommender:
     known, and are clipped to the training data's rating scale.
     """
 
-    model: nn.Module
+    model: nn.Module | None  # the rating model, or None for a ranking-only model
     users: Vocab
     items: Vocab
     rating_range: tuple[float, float]
@@ -51,10 +58,31 @@ class Recommender:
     history: list = field(default_factory=list)
     info: dict = field(default_factory=dict)  # metrics, best epoch, train seconds, data source
     titles: dict[str, str] = field(default_factory=dict)
+    ranker: Ranker | None = None  # orders top-N lists when present
+    rated_ratings: np.ndarray | None = None  # the training rating of each rated_items entry (kept with a ranker)
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        part = self.model if self.model is not None else self.ranker
+        return next(part.buffers() if self.model is None else part.parameters()).device
+
+    @property
+    def parts(self) -> list[str]:
+        """What the model answers: ``"ratings"`` (predicted ratings, RMSE), ``"ranking"`` (a ranker orders lists)."""
+        return (["ratings"] if self.model is not None else []) + (["ranking"] if self.ranker is not None else [])
+
+    def require_ratings(self, what: str = "Predicted ratings") -> None:
+        """Refuse, in one sentence, a question only a rating model answers."""
+        if self.model is None:
+            raise ModelCapabilityError(
+                f"{what} need a rating model, and this model dir holds only a ranking model "
+                f"({self.ranker.kind}), which orders items but predicts no ratings; train one with "
+                f"`latentrec train` (default) or --model dot|nn.")
+
+    def rated_weights(self, user_index: int) -> np.ndarray:
+        """The ranker's input weights of the items ``user_index`` rated in training (see :meth:`rated_by`)."""
+        a, b = self.rated_indptr[user_index], self.rated_indptr[user_index + 1]
+        return self.ranker.weights(self.rated_ratings[a:b])
 
     def encode(self, users, items, ratings=None) -> Encoded:
         r = np.zeros(len(users), np.float32) if ratings is None else np.array(ratings, np.float32)
@@ -68,6 +96,7 @@ class Recommender:
         return EncodedRows(data, ratings.source, n_unknown)
 
     def predict_encoded(self, data: Encoded) -> np.ndarray:
+        self.require_ratings()
         return np.clip(predict_rows(self.model, data, self.device), *self.rating_range)
 
     def predict(self, users, items) -> pd.DataFrame:
@@ -93,7 +122,10 @@ class Recommender:
     # ---- persistence -------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         mu, bu, bi = self.baseline
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()} if self.model is not None else {}
+        if self.ranker is not None:
+            tensors.update({f"ranker.{k}": v for k, v in self.ranker.state_dict().items()})
+            tensors["rated.ratings"] = torch.from_numpy(self.rated_ratings.astype(np.float32))
         tensors.update({
             "rated.indptr": torch.from_numpy(self.rated_indptr.astype(np.int64)),
             "rated.items": torch.from_numpy(self.rated_items.astype(np.int32)),
@@ -103,7 +135,9 @@ class Recommender:
         known = set(self.items.classes)
         meta = {
             "latentrec_version": library_version(),
-            "architecture": self.model.config(),
+            "parts": self.parts,
+            **({"architecture": self.model.config()} if self.model is not None else {}),
+            **({"ranker": self.ranker.config()} if self.ranker is not None else {}),
             "users": self.users.classes,
             "items": self.items.classes,
             "titles": {k: v for k, v in self.titles.items() if k in known},
@@ -119,24 +153,21 @@ class Recommender:
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Recommender":
         tensors, meta = read_model_dir(path)
         try:
-            arch = meta["architecture"]
-            model = build_model(arch)
-            state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-            expected = model.state_dict()
-            for name, t in expected.items():
-                if name not in state or state[name].shape != t.shape:
-                    got = tuple(state[name].shape) if name in state else "missing"
-                    raise ModelFileError(
-                        f"{path}: {name} in the weights has shape {got}, but model.json describes "
-                        f"{tuple(t.shape)}; the two files do not belong together."
-                    )
-            model.load_state_dict(state)
+            model = ranker = None
+            if "architecture" in meta or "ranker" not in meta:
+                arch = meta["architecture"]
+                model = _load_part(path, build_model(arch), tensors, "model.")
+            if "ranker" in meta:
+                arch = meta["ranker"]
+                ranker = _load_part(path, build_ranker(arch), tensors, "ranker.")
             users, items = Vocab(meta["users"]), Vocab(meta["items"])
-            if len(users) != arch["n_users"] or len(items) != arch["n_items"]:
+            if len(users) != arch.get("n_users", len(users)) or len(items) != arch["n_items"]:
                 raise ModelFileError(f"{path}: the id lists in model.json do not match the weights' shapes.")
-            info_keys = {"metrics", "best_epoch", "train_seconds", "data", "diverged"}
+            info_keys = {"metrics", "best_epoch", "train_seconds", "ranker_seconds", "data", "diverged"}
             return cls(
-                model=model.to(device),
+                model=model.to(device) if model is not None else None,
+                ranker=ranker.to(device) if ranker is not None else None,
+                rated_ratings=tensors["rated.ratings"].numpy() if ranker is not None else None,
                 users=users,
                 items=items,
                 rating_range=tuple(meta["rating_range"]),
@@ -151,3 +182,17 @@ class Recommender:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ModelFileError(f"{path}/model.json is missing or has a malformed field ({e}).") from None
+
+
+def _load_part(path, module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str) -> nn.Module:
+    """``module`` with its weights from ``tensors[prefix + name]``, refusing shapes model.json does not describe."""
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    for name, t in module.state_dict().items():
+        if name not in state or state[name].shape != t.shape:
+            got = tuple(state[name].shape) if name in state else "missing"
+            raise ModelFileError(
+                f"{path}: {prefix}{name} in the weights has shape {got}, but model.json describes "
+                f"{tuple(t.shape)}; the two files do not belong together."
+            )
+    module.load_state_dict(state)
+    return module

@@ -6,6 +6,10 @@ needs neither the sigmoid (monotone) nor the user bias (constant along a row): r
 ``b_i + p_u . q_i``, one ``addmm``, and only the ``n`` winners per user are turned
 into predicted ratings. Items the user rated in training are masked out by scattering ``-inf``
 into their cells, which costs one write per training rating.
+
+A model dir with a ranking model (``rec.ranker``: EASE or iALS) is ordered by the ranker's scores
+(EASE's are the users' weighted training rows times its item x item matrix); the predicted rating
+shown beside each winner comes from the rating model, or is NaN when the dir holds none.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from latentrec.config import MIN_RATINGS
 from latentrec.data.csr import bincount
 from latentrec.errors import ConfigError, DataError
 from latentrec.models.dot import is_dot
-from latentrec.use.coldstart import UserRatings, fold_in, fold_in_scores
+from latentrec.use.coldstart import UserRatings, fold_in, fold_in_ranker, fold_in_scores
 from latentrec.use.recommender import Recommender
 
 CHUNK_SCORES = 1 << 22  # scores held at once per chunk (16 MiB of float32)
@@ -31,9 +35,9 @@ CHUNK_SCORES = 1 << 22  # scores held at once per chunk (16 MiB of float32)
 class Scorer:
     """Ranking scores for chunks of users, and their conversion to predicted ratings."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module | None):
         self.model = model
-        self.fast = is_dot(model)
+        self.fast = model is not None and is_dot(model)
 
     @torch.no_grad()
     def rank_scores(self, users: torch.Tensor) -> torch.Tensor:
@@ -55,6 +59,11 @@ def rated_cells(rec: Recommender, users: np.ndarray) -> np.ndarray:
     """Flat positions ``row * n_items + item`` of the training ratings of ``users`` in a score block
     whose rows are ``users``.
     """
+    return rated_cells_and_rows(rec, users)[0]
+
+
+def rated_cells_and_rows(rec: Recommender, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rated_cells`, and the positions in ``rec.rated_items`` (CSR order) they come from."""
     starts, ends = rec.rated_indptr[users], rec.rated_indptr[users + 1]
     counts = ends - starts
     total = int(counts.sum())
@@ -63,7 +72,19 @@ def rated_cells(rec: Recommender, users: np.ndarray) -> np.ndarray:
     else:
         pos = np.arange(total) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
     rows = np.repeat(np.arange(len(users), dtype=np.int64) * len(rec.items), counts)
-    return rows + rec.rated_items[pos]
+    return rows + rec.rated_items[pos], pos
+
+
+@torch.no_grad()
+def ranker_scores(rec: Recommender, users: np.ndarray, cells: np.ndarray, pos: np.ndarray) -> torch.Tensor:
+    """The ranker's ``(len(users), n_items)`` scores; ``cells``/``pos`` from :func:`rated_cells_and_rows`."""
+    idx = torch.from_numpy(users).to(rec.device)
+    rows = None
+    if rec.ranker.uses_rows:  # the users' weighted training rows, dense for one chunk
+        rows = torch.zeros(len(users), len(rec.items), device=rec.device)
+        w = rec.ranker.weights(torch.from_numpy(rec.rated_ratings[pos]).to(rec.device))
+        rows.view(-1).index_put_((torch.from_numpy(cells).to(rec.device),), w.float())
+    return rec.ranker.score_users(idx, rows)
 
 
 def top_n(rec: Recommender, users: np.ndarray, n: int = 10, include_rated: bool = False,
@@ -71,7 +92,8 @@ def top_n(rec: Recommender, users: np.ndarray, n: int = 10, include_rated: bool 
     """Item indices and predicted ratings ``(len(users), k)`` of each user's best ``k = min(n, items)`` items.
 
     Rated training items are skipped unless ``include_rated``; a user with fewer than ``k``
-    candidates gets index 0 and a NaN rating in the unused slots.
+    candidates gets index 0 and a NaN rating in the unused slots. With a ranker, the ranker orders
+    the items; without a rating model, every rating is NaN.
     """
     check_n(n)
     users = np.asarray(users, dtype=np.int64)
@@ -85,16 +107,21 @@ def top_n(rec: Recommender, users: np.ndarray, n: int = 10, include_rated: bool 
     for a in range(0, len(users), step):
         chunk = users[a:a + step]
         idx = torch.from_numpy(chunk).to(device)
-        s = scorer.rank_scores(idx)
+        cells, pos = rated_cells_and_rows(rec, chunk)
+        s = ranker_scores(rec, chunk, cells, pos) if rec.ranker is not None else scorer.rank_scores(idx)
         s[:, 0] = -torch.inf  # never recommend the unknown-item row
         if not include_rated:
-            s.view(-1).index_fill_(0, torch.from_numpy(rated_cells(rec, chunk)).to(device), -torch.inf)
+            s.view(-1).index_fill_(0, torch.from_numpy(cells).to(device), -torch.inf)
         top = torch.topk(s, k, dim=1)
-        values = scorer.ratings(idx, top.values)
-        values = torch.where(torch.isfinite(top.values), values.clamp(*rec.rating_range), torch.nan)
-        out_items[a:a + len(chunk)] = top.indices.cpu().numpy()
+        found = torch.isfinite(top.values)
+        if rec.model is None:
+            values = torch.full_like(top.values, torch.nan)
+        else:
+            rank = top.values if rec.ranker is None else scorer.rank_scores(idx).gather(1, top.indices)
+            values = scorer.ratings(idx, rank).clamp(*rec.rating_range)
+        values = torch.where(found, values, torch.nan)
+        out_items[a:a + len(chunk)] = torch.where(found, top.indices, 0).cpu().numpy()
         out_scores[a:a + len(chunk)] = values.float().cpu().numpy()
-    out_items[np.isnan(out_scores)] = 0
     return out_items, out_scores
 
 
@@ -110,49 +137,61 @@ def item_counts(rec: Recommender) -> np.ndarray:
 
 def popular(rec: Recommender, n: int = 10, min_ratings: int = MIN_RATINGS,
             exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The non-personalized ranking for an unknown user: the model's prediction for the average user
-    (row 0, i.e. the item bias for the dot model) over items with at least ``min_ratings`` ratings.
+    """The non-personalized ranking for an unknown user: the most-rated training items (ties: the higher
+    baseline item bias, i.e. the item's shrunk mean rating first) among items with at least
+    ``min_ratings`` ratings. The ratings returned are the rating model's predictions for the average
+    user (row 0), NaN for a ranking-only model.
     """
     check_n(n)
     counts = item_counts(rec)
     if min_ratings > counts.max(initial=0):
         raise ConfigError(f"--min-ratings {min_ratings} leaves no item: the most-rated item has {counts.max()} ratings.")
-    scores = rec.model.score_users(torch.zeros(1, dtype=torch.long, device=rec.device))[0].float().cpu().numpy()
-    scores = scores.astype(np.float64)
-    scores[counts < max(min_ratings, 1)] = -np.inf
-    scores[0] = -np.inf
+    ok = counts >= max(min_ratings, 1)
+    ok[0] = False
     if exclude is not None:
-        scores[exclude] = -np.inf
-    order = np.argsort(-scores, kind="stable")[:n]
-    order = order[np.isfinite(scores[order])]
+        ok[exclude] = False
+    order = np.lexsort((-rec.baseline[2][:len(counts)], -counts))
+    order = order[ok[order]][:n]
+    if rec.model is None:
+        return order, np.full(len(order), np.nan, np.float32)
+    scores = rec.model.score_users(torch.zeros(1, dtype=torch.long, device=rec.device))[0].float().cpu().numpy()
     return order, np.clip(scores[order], *rec.rating_range).astype(np.float32)
 
 
 def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_rated: bool = False,
               min_ratings: int = MIN_RATINGS, ratings: UserRatings | None = None) -> pd.DataFrame:
-    """The ``n`` items with the highest predicted rating for ``user`` that they have not rated.
+    """The ``n`` best items for ``user`` that they have not rated: ordered by the ranker when the model
+    dir has one, else by predicted rating.
 
     A known user gets personalized results (``known`` True). An unknown user gets the
     non-personalized ranking of :func:`popular` (``known`` False), unless ``ratings`` are given:
-    then the user is folded in from them (factors solved with the item factors fixed) and the
-    results are personalized.
+    then the user is folded in from them (for a ranker: EASE multiplies their row by its item x item
+    matrix, iALS solves their factors; for the rating model: factors solved with the item factors
+    fixed) and the results are personalized.
     """
     check_n(n)
     if ratings is not None:
-        folded = fold_in(rec, ratings)
-        scores = fold_in_scores(rec, folded).astype(np.float64)
+        predicted = None
+        if rec.model is not None and (rec.ranker is None or is_dot(rec.model)):
+            folded = fold_in(rec, ratings)
+            predicted, rated = fold_in_scores(rec, folded), folded.item_index
+        if rec.ranker is not None:
+            scores, rated = fold_in_ranker(rec, ratings)
+        else:
+            scores = predicted.astype(np.float64)
         scores[0] = -np.inf
         if not include_rated:
-            scores[folded.item_index] = -np.inf
+            scores[rated] = -np.inf
         order = np.argsort(-scores, kind="stable")[:n]
         order = order[np.isfinite(scores[order])]
-        return frame(rec, order, scores[order].astype(np.float32), known=True)
+        shown = predicted[order] if predicted is not None else np.full(len(order), np.nan, np.float32)
+        return frame(rec, order, shown.astype(np.float32), known=True)
     u = int(rec.users.encode([user])[0]) if user is not None else 0
     if u == 0:
         items, scores = popular(rec, n, min_ratings)
         return frame(rec, items, scores, known=False)
     items, scores = top_n(rec, np.array([u]), n, include_rated)
-    keep = ~np.isnan(scores[0])
+    keep = items[0] > 0
     return frame(rec, items[0][keep], scores[0][keep], known=True)
 
 
@@ -172,7 +211,7 @@ def recommend_all(rec: Recommender, n: int = 10, include_rated: bool = False,
     """Top-``n`` for every known user as a long table: user, rank, item, title, prediction, known."""
     users = np.arange(1, len(rec.users))
     items, scores = top_n(rec, users, n, include_rated, chunk_scores)
-    keep = ~np.isnan(scores)
+    keep = items > 0
     user_ids = np.asarray(rec.users.classes, dtype=object)[users]
     item_ids = np.asarray(rec.items.classes, dtype=object)
     titles = np.asarray([rec.titles.get(i, "") for i in rec.items.classes], dtype=object)

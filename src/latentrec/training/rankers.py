@@ -1,0 +1,87 @@
+"""Fitting ranking models (EASE, iALS) from the training rows, alone or as the ranker paired with a rating model."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from latentrec.config import EASE_AUTO_ITEMS, RECIPES, TrainConfig
+from latentrec.data.batches import Encoded
+from latentrec.errors import ConfigError
+from latentrec.models.ease import EASE, ease_memory
+from latentrec.models.ials import ImplicitALS
+from latentrec.models.ranker import Ranker, rating_weights
+from latentrec.solvers.ials import fit_ials
+
+EASE_MAX_BYTES = 4 << 30  # one items x items float32 matrix beyond this: refused, --model ials named
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (Linux: MemAvailable; else free pages)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def ease_fits(n_items: int) -> bool:
+    """Whether EASE's ``items x items`` matrices fit the budget: one under 4 GB, all three under half the free RAM."""
+    return 4 * n_items * n_items <= EASE_MAX_BYTES and ease_memory(n_items) <= available_memory() // 2
+
+
+def check_ease_fits(n_items: int) -> None:
+    if not ease_fits(n_items):
+        raise ConfigError(
+            f"EASE needs {ease_memory(n_items) / 2**30:.1f} GB for {n_items - 1:,} items (items x items, float32), "
+            f"over its budget (4 GB a matrix, half the free memory); use --model ials, whose memory grows with "
+            f"users + items.")
+
+
+def ranker_config(kind: str, cfg: TrainConfig) -> TrainConfig:
+    """The settings a ranker is fit with: ``cfg`` itself for ``--model ease|ials``, else that model's recipe."""
+    if cfg.model == kind:
+        return cfg
+    solver = {"ease": "closed", "ials": "cg"}[kind]
+    return replace(cfg, model=kind, solver=solver, ranker="none", **RECIPES[(kind, solver)])
+
+
+def pick_ranker(cfg: TrainConfig, n_items: int) -> str | None:
+    """The kind of ranking model to fit: the model itself, the paired ``cfg.ranker``, or None."""
+    if cfg.model in ("ease", "ials"):
+        return cfg.model
+    if cfg.ranker == "auto":
+        return "ease" if n_items <= EASE_AUTO_ITEMS and ease_fits(n_items) else "ials"
+    return None if cfg.ranker == "none" else cfg.ranker
+
+
+def ratings_by_row(tr: Encoded) -> np.ndarray:
+    """Training ratings in the order of ``csr.by_row(tr.users, tr.items)``: by user, then item."""
+    return tr.ratings[np.lexsort((tr.items, tr.users))]
+
+
+def fit_ranker(kind: str, cfg: TrainConfig, tr: Encoded, n_users: int, n_items: int,
+               device: torch.device) -> tuple[Ranker, float]:
+    """A fitted ranking model of ``kind`` and the seconds it took."""
+    rc = ranker_config(kind, cfg)
+    t0 = time.perf_counter()
+    mean, std = float(tr.ratings.mean()), float(tr.ratings.std())
+    users = torch.from_numpy(tr.users.astype(np.int64)).to(device)
+    items = torch.from_numpy(tr.items.astype(np.int64)).to(device)
+    w = torch.from_numpy(rating_weights(tr.ratings, mean, std, rc.rating_weight).astype(np.float32)).to(device)
+    if kind == "ease":
+        check_ease_fits(n_items)
+        model = EASE(n_items, rc.wd, rc.dropout, mean, std, rc.rating_weight).to(device).fit(users, items, w, n_users)
+    else:
+        model = ImplicitALS(n_users, n_items, rc.n_factors, rc.wd, rc.alpha, mean, std, rc.rating_weight).to(device)
+        fit_ials(model, users, items, w, rc.epochs, rc.seed)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return model, time.perf_counter() - t0
