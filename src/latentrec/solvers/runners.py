@@ -33,6 +33,9 @@ class Diverged(Exception):
     """Raised inside an epoch when the loss or the weights stop being finite or explode."""
 
 
+CHECK_EVERY = 64  # batches between divergence checks off the CPU
+
+
 class AutogradRunner:
     """Batched training through autograd with our own optimizer; works for every model and device."""
 
@@ -44,22 +47,29 @@ class AutogradRunner:
         self.limit = math.inf
 
     def epoch(self, lr_at) -> float:
+        """One pass; the squared errors are summed on the device and read at the end. Divergence is checked
+        every batch on the CPU, every ``CHECK_EVERY`` batches elsewhere (each check waits for the device)."""
         self.model.train()
-        total, n = 0.0, 0
+        total = torch.zeros((), dtype=torch.float64, device=self.batches.device)
         nb = len(self.batches)
+        every = 1 if self.batches.device.type == "cpu" else CHECK_EVERY
         for b, (x, y) in enumerate(self.batches):
             pred = self.model(x)
-            mse = ((pred - y) ** 2).mean()
+            sq = ((pred - y) ** 2).sum()
+            mse = sq / len(y)
             loss = mse.sqrt() if self.loss == "rmse" else mse
             loss.backward()
-            value = float(mse.detach())
-            if not math.isfinite(value) or value > self.limit:
-                raise Diverged(f"the batch loss reached {value:.3g}")
+            if (b + 1) % every == 0:
+                value = float(mse.detach())
+                if not math.isfinite(value) or value > self.limit:
+                    raise Diverged(f"the batch loss reached {value:.3g}")
             self.opt.step(lr_at(b / nb))
             self.opt.zero_grad()
-            total += value * len(y)
-            n += len(y)
-        return total / max(n, 1)
+            total += sq.detach()
+        value = float(total) / max(len(self.batches.y), 1)
+        if not math.isfinite(value) or value > self.limit:
+            raise Diverged(f"the epoch's loss reached {value:.3g}")
+        return value
 
 
 class KernelRunner:
@@ -100,9 +110,13 @@ class KernelRunner:
         return mse
 
 
-def sgd_runner(model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
-    """``--solver sgd``: the numba kernel on the CPU, batched torch updates (sgd_torch.py) elsewhere."""
-    if device.type == "cpu":
+def sgd_runner(model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device,
+               batched: bool | None = None):
+    """``--solver sgd``: the numba kernel on the CPU, batched torch updates (sgd_torch.py) elsewhere.
+
+    ``batched=True`` takes the batched path on the CPU too (tests and benchmarks run the GPU's algorithm there).
+    """
+    if not batched and device.type == "cpu":
         return KernelRunner(model, data, cfg, device)
     from latentrec.solvers.sgd_torch import TorchSGDRunner
 

@@ -3,7 +3,6 @@ schedule, validation, history, best epoch, divergence checks and callbacks."""
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from contextlib import contextmanager
@@ -37,6 +36,16 @@ def torch_threads(n: int | None):
     finally:
         if n:
             torch.set_num_threads(before)
+
+
+def copy_state(model: torch.nn.Module, into: dict | None = None) -> dict:
+    """The model's weights copied into ``into`` in place (no allocation once the buffers exist), or into new tensors."""
+    state = model.state_dict()
+    if into is None or into.keys() != state.keys() or any(into[k].shape != v.shape for k, v in state.items()):
+        return {k: v.detach().clone() for k, v in state.items()}
+    for k, v in state.items():
+        into[k].copy_(v)
+    return into
 
 
 @dataclass
@@ -100,14 +109,14 @@ class Trainer:
 
     def _epochs(self, runner, schedule) -> None:
         cfg = self.cfg
-        good = copy.deepcopy(self.model.state_dict())
+        good = copy_state(self.model)
         t_start = time.perf_counter()
         for epoch in range(self.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             lr = schedule(epoch)
             try:
                 mse = runner.epoch(lambda frac, e=epoch: schedule(e + frac))
-                if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+                if not torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all():
                     raise Diverged("the weights became infinite or NaN")
             except Diverged as why:
                 self.model.load_state_dict(good)
@@ -126,10 +135,10 @@ class Trainer:
                 record["valid_rmse"], record["valid_mae"] = rmse_mae(self.predict(self.valid), self.valid.ratings)
                 if record["valid_rmse"] < self.best_rmse:
                     self.best_rmse, self.best_epoch = record["valid_rmse"], epoch + 1
-                    self.best_state = copy.deepcopy(self.model.state_dict())
+                    self.best_state = copy_state(self.model, self.best_state)
             record["seconds"] = time.perf_counter() - t0
             self.history.append(record)
-            good = copy.deepcopy(self.model.state_dict())
+            good = copy_state(self.model, good)
             for cb in self.callbacks:
                 cb.on_epoch_end(self, record)
         self.train_seconds += time.perf_counter() - t_start
