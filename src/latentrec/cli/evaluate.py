@@ -1,10 +1,12 @@
-"""``latentrec evaluate``: RMSE and MAE of a saved model next to its baselines."""
+"""``latentrec evaluate``: RMSE and MAE of a saved model next to its baselines, and its top-k ranking next to popularity."""
 
 from __future__ import annotations
 
 from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, table
 
-EXAMPLE = "latentrec evaluate model --data test.csv   (or --data ml-100k/u1.test, --json)"
+EXAMPLE = """latentrec evaluate model --data test.csv   (or --data ml-100k/u1.test, --json)
+  latentrec evaluate model --data test.csv --relevant 1     # every test item counts as relevant
+  latentrec evaluate model --data test.csv --metrics rmse   # rating accuracy only"""
 
 
 def add_parser(sub) -> None:
@@ -13,10 +15,18 @@ def add_parser(sub) -> None:
     add_data_options(p)
     p.add_argument("-k", "--k", type=int, default=10, help="length of the top-k lists for ranking metrics (default 10)")
     p.add_argument("--relevant", type=float, default=4.0, metavar="RATING",
-                   help="a test rating at least this high marks a relevant item (default 4)")
+                   help="a test rating at least this high marks a relevant item (default 4; 1: every test item)")
+    p.add_argument("--metrics", choices=["all", "rmse", "ranking"], default="all",
+                   help="all (default): RMSE/MAE when the model predicts ratings, and top-k ranking; rmse or ranking alone")
 
 
 def print_evaluation(r: dict) -> None:
+    if "rmse" not in r:
+        console.print(f"\nEvaluation on {r['data']} ({r['n']} ratings): a ranking-only model, so no RMSE; "
+                      f"ranking metrics only.")
+        if "ranking" in r:
+            print_ranking(r["ranking"])
+        return
     rows = [("model", r["rmse"], r["mae"], "")]
     for name, b in r["baselines"].items():
         rows.append((f"baseline: {name.replace('_', ' ')}", b["rmse"], b["mae"], f"{r['improvement_pct'][name]:+.1f}%"))
@@ -42,6 +52,11 @@ def run(args) -> int:
 
     start(args)
     rec = Recommender.load(args.model_dir)
-    result = evaluate(rec, read(args, args.data), k=args.k, threshold=args.relevant)
+    if args.metrics == "rmse":
+        rec.require_ratings("RMSE and MAE")
+    result = evaluate(rec, read(args, args.data), k=None if args.metrics == "rmse" else args.k,
+                      threshold=args.relevant)
+    if args.metrics == "ranking":
+        result = {key: v for key, v in result.items() if key not in ("rmse", "mae", "baselines", "improvement_pct")}
     emit_json(result) if args.json else print_evaluation(result)
     return 0

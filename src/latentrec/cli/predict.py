@@ -37,6 +37,7 @@ def run(args) -> int:
     if args.data is None and (args.user is None or args.item is None):
         raise ConfigError("Give --user and --item, or --data FILE (with --out) for many rows.")
     rec = Recommender.load(args.model_dir)
+    rec.require_ratings()
     if args.data is not None:
         pairs = load_pairs(args.data, user_col=args.user_col, item_col=args.item_col, data_dir=args.data_dir)
         preds = rec.predict(pairs["user"].to_numpy(), pairs["item"].to_numpy())

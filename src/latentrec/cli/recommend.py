@@ -12,7 +12,8 @@ EXAMPLE = """latentrec recommend model --user 196 -n 10
 
 
 def add_parser(sub) -> None:
-    p = command(sub, "recommend", "Top-N items a user has not rated, by predicted rating.", EXAMPLE, run)
+    p = command(sub, "recommend", "Top-N items a user has not rated, ordered by the model's ranker (or by predicted "
+                "rating when it has none).", EXAMPLE, run)
     p.add_argument("model_dir", help="model directory written by `latentrec train`")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="raw user id (an unknown id gets the non-personalized ranking)")
@@ -22,7 +23,7 @@ def add_parser(sub) -> None:
     p.add_argument("-n", type=int, default=10, help="how many items (default 10)")
     p.add_argument("--include-rated", action="store_true", help="keep items the user rated in training")
     p.add_argument("--min-ratings", type=int, default=MIN_RATINGS,
-                   help=f"an unknown user's ranking considers items with at least this many ratings (default {MIN_RATINGS})")
+                   help=f"an unknown user gets the most-rated items with at least this many ratings (default {MIN_RATINGS})")
     p.add_argument("--out", help="CSV or Parquet file (by suffix) for --all-users")
 
 
@@ -57,7 +58,8 @@ def run(args) -> int:
     elif args.user in rec.users:
         who = f"user {args.user}"
     else:
-        who = f"unknown user {args.user}: not personalized, best item bias among items with >= {args.min_ratings} ratings"
-    table(f"Top {args.n} for {who}", ["rank", "item", "title", "prediction"],
-          top[["rank", "item", "title", "prediction"]].itertuples(index=False), {"prediction": ".2f"})
+        who = f"unknown user {args.user}: not personalized, the most-rated items (>= {args.min_ratings} ratings)"
+    cols = ["rank", "item", "title"] + (["prediction"] if rec.model is not None else [])
+    how = f", ordered by {rec.ranker.kind}" if rec.ranker is not None and (given is not None or args.user in rec.users) else ""
+    table(f"Top {args.n} for {who}{how}", cols, top[cols].itertuples(index=False), {"prediction": ".2f"})
     return 0

@@ -22,7 +22,7 @@ from latentrec.cli.common import (
 )
 from latentrec.cli.config_file import apply_config, defer_defaults
 from latentrec.cli.evaluate import print_evaluation
-from latentrec.config import ML100K_SPLITS, MODELS, SOLVERS, TrainConfig
+from latentrec.config import EASE_AUTO_ITEMS, ML100K_SPLITS, MODELS, RANKERS, RANKING_MODELS, SOLVERS, TrainConfig
 from latentrec.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -31,13 +31,16 @@ if TYPE_CHECKING:
 EXAMPLE = """latentrec train --data ml-100k --out model
   latentrec train --data ratings.csv --user-col customer --item-col product --rating-col stars --epochs 30
   latentrec train --data ml-100k --split u1 --out model-u1     # ML-100K's own u1.base / u1.test
-  latentrec train --data train.csv --valid-pct 0 --test test.csv --out model --json"""
+  latentrec train --data train.csv --valid-pct 0 --test test.csv --out model --json
+  latentrec train --data ml-100k --model ease --out ease     # a ranking model only (top-N lists, no ratings)
+  latentrec train --data ml-100k --ranker none               # the rating model alone orders the lists"""
 
 COLUMNS = ["epoch", "train_rmse", "valid_rmse", "valid_mae", "lr", "seconds"]
 
 
 def add_parser(sub) -> None:
-    p = command(sub, "train", "Train a rating model and save it as a model directory.", EXAMPLE, run)
+    p = command(sub, "train", "Train a rating model paired with a ranking model (or either alone) and save it as a "
+                "model directory.", EXAMPLE, run)
     add_data_options(p, required=False)
     g = p.add_argument_group("split")
     g.add_argument("--valid", help="explicit validation file (instead of a random --valid-pct)")
@@ -46,14 +49,22 @@ def add_parser(sub) -> None:
     g.add_argument("--split", choices=ML100K_SPLITS, help="ML-100K's own split: train on <split>.base, test on <split>.test")
     g.add_argument("--test", help="test file scored once, after training")
     m = p.add_argument_group("model and training (defaults: the tuned recipe for the model/solver)")
-    m.add_argument("--model", choices=MODELS, default="dot", help="dot: dot product + biases (default); nn: neural")
+    m.add_argument("--model", choices=MODELS, default="dot",
+                   help="dot: dot product + biases (default); nn: neural; ease or ials: a ranking model alone "
+                        "(orders top-N lists from what users chose to rate; predicts no ratings)")
+    m.add_argument("--ranker", choices=RANKERS,
+                   help="ranking model saved beside a rating model to order its top-N lists (default auto: EASE up "
+                        f"to {EASE_AUTO_ITEMS:,} items, iALS beyond; none: order by predicted rating)")
+    m.add_argument("--alpha", type=float, help="--model ials: a rated cell's confidence is 1 + alpha * its weight")
+    m.add_argument("--rating-weight", type=float,
+                   help="--model ease|ials: how much more a high rating counts as picked (0: every rating alike)")
     m.add_argument("--solver", choices=SOLVERS, help="for --model dot: bayes (default; Bayesian MF by Gibbs sampling), "
                    "sgd (fused per-rating kernel), als (alternating least squares) or autograd (batched loop, "
                    "the only one for --model nn)")
     m.add_argument("--n-factors", type=int, help="latent factors per user and item")
     m.add_argument("--epochs", type=int, help="passes over the training data (sweeps for bayes and als)")
     m.add_argument("--lr", type=float, help="learning rate")
-    m.add_argument("--wd", type=float, help="weight decay")
+    m.add_argument("--wd", type=float, help="weight decay (--model ease: its lambda; ials: its ridge)")
     m.add_argument("--wd-mode", choices=["l2", "decoupled"], help="l2: grad += wd * param (the seed); decoupled: AdamW")
     m.add_argument("--opt", choices=["sgd", "adam"], default="adam", help="optimizer for --solver autograd")
     m.add_argument("--momentum", type=float, default=0.9, help="momentum for --opt sgd")
@@ -65,7 +76,8 @@ def add_parser(sub) -> None:
     m.add_argument("--seed", type=int, default=42, help="seed for the split, init and shuffling (default 42)")
     m.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     m.add_argument("--layers", type=int, nargs="+", metavar="SIZE", help="--model nn: hidden layer sizes (default 100)")
-    m.add_argument("--dropout", type=float, help="--model nn: dropout after each hidden layer")
+    m.add_argument("--dropout", type=float, help="--model nn: dropout after each hidden layer; "
+                   "--model ease: dropout emphasis (regularizes popular items more)")
     m.add_argument("--bn", action=argparse.BooleanOptionalAction, help="--model nn: batch norm after each hidden layer")
     m.add_argument("--implicit", action=argparse.BooleanOptionalAction,
                    help="--model nn: embeddings also sum what the user/item rated, SVD++-style (default: on)")
@@ -87,7 +99,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         schedule=args.schedule, loss=args.loss, y_range=tuple(args.y_range) if args.y_range else None,
         valid_pct=args.valid_pct, seed=args.seed, device=args.device,
         layers=tuple(args.layers) if args.layers else None, dropout=args.dropout, bn=args.bn, burn_in=args.burn_in,
-        implicit=args.implicit,
+        implicit=args.implicit, ranker=args.ranker, alpha=args.alpha, rating_weight=args.rating_weight,
     )
 
 
@@ -173,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
 
     main_rank = distributed.is_main()  # under torchrun only rank 0 prints, checkpoints and saves
     progress.set_enabled(main_rank and not args.json)
-    printer = EpochTable(cfg.epochs, quiet=args.json or not main_rank)
+    printer = EpochTable(cfg.epochs, quiet=args.json or not main_rank or cfg.model in RANKING_MODELS)
     printer.header()
     with progress.step_progress("Training", cfg.epochs) as advance:
         printer.bar = advance
@@ -183,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
             return interrupted(checkpoints, cfg.epochs)
     if not main_rank:
         return 0
+    trainer_diverged = trainer.diverged if trainer is not None else None
     rec.save(args.out)
     checkpoints.remove()
 
@@ -195,15 +208,23 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result)
     else:
-        console.print(f"\nBest epoch {rec.info['best_epoch']}; trained in {rec.info['train_seconds']:.2f} s; "
-                      f"saved to {args.out}/")
+        if trainer is None:
+            console.print(f"Fitted {rec.ranker.kind} (a ranking model: orders lists, predicts no ratings) in "
+                          f"{rec.info['train_seconds']:.2f} s; saved to {args.out}/")
+        else:
+            ranked = (f" + {rec.ranker.kind} ranker in {rec.info['ranker_seconds']:.2f} s"
+                      if rec.ranker is not None else "")
+            console.print(f"\nBest epoch {rec.info['best_epoch']}; trained in {rec.info['train_seconds']:.2f} s"
+                          f"{ranked}; saved to {args.out}/")
         if "test" in result or "valid" in result:
             print_evaluation(result.get("test") or result["valid"])
         sample = rec.users.classes[1]
         top = recommend(rec, sample, n=5)
-        table(f"\nTop 5 for user {sample} (unrated items)", ["rank", "item", "title", "prediction"],
-              top[["rank", "item", "title", "prediction"]].itertuples(index=False), {"prediction": ".2f"})
-    if trainer.diverged:
-        stderr(f"latentrec train: error: {trainer.diverged} The last good model was saved to {args.out}.")
+        cols = ["rank", "item", "title"] + (["prediction"] if rec.model is not None else [])
+        how = f", ordered by {rec.ranker.kind}" if rec.ranker is not None else ""
+        table(f"\nTop 5 for user {sample} (unrated items{how})", cols,
+              top[cols].itertuples(index=False), {"prediction": ".2f"})
+    if trainer_diverged:
+        stderr(f"latentrec train: error: {trainer_diverged} The last good model was saved to {args.out}.")
         return 2
     return 0

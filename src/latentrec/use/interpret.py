@@ -56,7 +56,7 @@ def item_pca(rec: Recommender, n_items: int = 1000, q: int = 3) -> tuple[pd.Data
     counts = item_counts(rec)
     top = np.argsort(-counts, kind="stable")[:n_items]
     top = top[counts[top] > 0]
-    vectors = item_vectors(rec.model).float().cpu()[torch.from_numpy(top)]
+    vectors = item_vectors(rec.model if rec.model is not None else rec.ranker).float().cpu()[torch.from_numpy(top)]
     q = min(q, *vectors.shape)
     if q < 2:
         raise DataError("A map of the item factors needs at least two factors and two rated items; "

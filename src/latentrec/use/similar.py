@@ -1,4 +1,9 @@
-"""Similar items by cosine similarity of the learned item vectors, and finding items by title."""
+"""Similar items, and finding items by title.
+
+A model dir with a ranker compares items as the ranker does (EASE: column ``i`` of its item x item
+matrix, how much rating each item predicts picking ``i``; iALS: cosine of its item factors); a
+rating model alone by the cosine similarity of its learned item vectors.
+"""
 
 from __future__ import annotations
 
@@ -73,16 +78,19 @@ def title_matches(rec: Recommender, title: str, exact_wins: bool = True) -> list
 
 
 def similar_items(rec: Recommender, item: str, n: int = 10, min_ratings: int = 0) -> pd.DataFrame:
-    """The ``n`` items whose vectors have the highest cosine similarity to ``item``'s, among items
-    with at least ``min_ratings`` training ratings (rarely rated items have short, noisy vectors).
+    """The ``n`` items most similar to ``item`` (see the module docstring), among items with at least
+    ``min_ratings`` training ratings (rarely rated items have short, noisy vectors).
     """
     check_n(n)
     idx = int(rec.items.encode([item])[0])
     if idx == 0:
         raise DataError(f"Item {item} is not in the model (it had no training ratings).")
-    v = item_vectors(rec.model).float()
-    unit = v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    sim = unit @ unit[idx]
+    if rec.ranker is not None:
+        sim = rec.ranker.similarity(idx).float()
+    else:
+        v = item_vectors(rec.model).float()
+        unit = v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        sim = unit @ unit[idx]
     counts = item_counts(rec)
     sim[torch.from_numpy(counts < min_ratings).to(sim.device)] = -torch.inf
     sim[[0, idx]] = -torch.inf
