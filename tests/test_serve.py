@@ -14,11 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 from serve_model import served
 
-from latentrec.models.nn import CollabNN
 from latentrec.use.coldstart import UserRatings
 from latentrec.use.interpret import item_pca
 from latentrec.use.serve.app import MAX_BODY, create_app
 from latentrec.use.serve.holder import Loaded, ModelHolder
+from latentrec.use.similar import similar_items
 from latentrec.use.topn import popular, recommend
 
 LOCAL = ("127.0.0.1", 50000)
@@ -52,6 +52,7 @@ def test_health_ready_docs_and_page(client, holder):
     ready = client.get("/readyz").json()
     rec = holder.state.rec
     assert ready["ready"] and ready["model"]["n_users"] == len(rec.users) - 1 and ready["model"]["kind"] == "dot"
+    assert ready["model"]["answers"] == rec.parts
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/users/{user}/recommendations", "/api/recommendations", "/api/items", "/api/items/{item}/similar",
             "/api/predict", "/api/map"} <= set(paths)
@@ -77,8 +78,8 @@ def test_known_user_recommendations_skip_rated_items(client, holder):
     assert items == list(recommend(rec, user, 7)["item"])
     rated = set(rec.items.decode(rec.rated_by(5)))
     assert rated and not rated & set(items)
-    predictions = [r["prediction"] for r in body["recommendations"]]
-    assert predictions == sorted(predictions, reverse=True)
+    assert [r["prediction"] for r in body["recommendations"]] == pytest.approx(
+        list(rec.predict(np.array([user] * 7), np.array(items))["prediction"]), abs=1e-5)
 
 
 def test_unknown_user_gets_the_popular_list_flagged(client, holder):
@@ -137,8 +138,9 @@ def test_similar_items(client, holder):
     assert body["item"] == "i4" and body["title"] == holder.state.rec.titles["i4"]
     sims = [s["similarity"] for s in body["similar"]]
     assert len(sims) == 5 and sims == sorted(sims, reverse=True) and "i4" not in {s["item"] for s in body["similar"]}
-    _, clusters = served()
-    assert sum(clusters[s["item"]] == clusters["i4"] for s in body["similar"]) >= 4
+    direct = similar_items(holder.state.rec, "i4", 5)
+    assert [s["item"] for s in body["similar"]] == list(direct["item"])
+    assert client.get("/api/items/i4/similar?n=5&min_ratings=1000").json()["similar"] == []
 
 
 @pytest.mark.parametrize("url, status", [
@@ -194,15 +196,19 @@ def test_map_coordinates(client, holder):
     assert all(np.isfinite([p["y"] for p in body["items"]]))
 
 
-def test_a_request_the_model_cannot_answer_is_a_4xx(model_dir):
+def test_a_ranking_only_model_answers_lists_and_refuses_ratings_with_a_4xx(model_dir):
     rec = served()[0]
-    nn_rec = dataclasses.replace(rec, model=CollabNN(len(rec.users), len(rec.items), layers=(8,), y_range=(0.5, 5.5)))
+    assert rec.ranker is not None
     h = ModelHolder(model_dir)
-    h.state = Loaded(nn_rec, 1, time.time())
+    h.state = Loaded(dataclasses.replace(rec, model=None), 1, time.time())
     c = TestClient(create_app(h))
-    r = c.post("/api/recommendations", json={"ratings": [{"item": "i1", "rating": 5}]})
-    assert r.status_code == 400 and "dot-product model" in r.json()["detail"]
-    assert c.post("/api/predict", json={"pairs": [["u1", "i1"]]}).status_code == 200
+    r = c.post("/api/predict", json={"pairs": [["u1", "i1"]]})
+    assert r.status_code == 400 and "rating model" in r.json()["detail"]
+    top = c.get("/api/users/u1/recommendations?n=3").json()["recommendations"]
+    assert [t["item"] for t in top] == list(recommend(rec, "u1", 3)["item"]) and {t["prediction"] for t in top} == {None}
+    folded = c.post("/api/recommendations", json={"ratings": [{"item": "i1", "rating": 5}]})
+    assert folded.status_code == 200 and len(folded.json()["recommendations"]) == 10
+    assert c.get("/readyz").json()["model"]["answers"] == ["ranking"]
 
 
 def test_not_ready_until_loaded_then_reload_from_loopback_only(tmp_path, caplog):

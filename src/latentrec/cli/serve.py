@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port``, or one clear sentence saying why not."""
+    """A socket listening on ``host:port``, or one clear sentence saying why not."""
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be between 0 and 65535, not {port}.")
     try:
@@ -35,6 +35,7 @@ def listen(host: str, port: int) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(2048)  # connections wait in the backlog from now on, before the server starts accepting
     except OSError as e:
         raise ConfigError(f"Cannot listen on {host}:{port}: {e.strerror or e}.") from None
     return sock

@@ -9,6 +9,7 @@ request this model cannot answer (say, ratings from a ranking-only model), 404 f
 from __future__ import annotations
 
 import ipaddress
+import math
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -57,9 +58,12 @@ class PredictRequest(BaseModel):
 
 
 def records(df, drop: tuple[str, ...] = ()) -> list[dict]:
-    """Rows of a frame as JSON-ready dicts (numpy scalars turned into Python ones), without the ``drop`` columns."""
+    """Rows of a frame as JSON-ready dicts without the ``drop`` columns: Python scalars, NaN as null (a
+    ranking-only model predicts no rating)."""
     columns = [c for c in df.columns if c not in drop]
-    return [dict(zip(columns, row)) for row in zip(*(df[c].tolist() for c in columns))]
+    values = [[None if isinstance(v, float) and not math.isfinite(v) else v for v in df[c].tolist()]
+              if df[c].dtype.kind == "f" else df[c].tolist() for c in columns]
+    return [dict(zip(columns, row)) for row in zip(*values)]
 
 
 def is_loopback(host: str | None) -> bool:

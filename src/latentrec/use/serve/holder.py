@@ -36,8 +36,10 @@ class Loaded:
     maps: dict = field(default_factory=dict)  # /api/map answers by n_items, computed on first use
 
     def info(self) -> dict:
-        model = self.rec.model
-        return {"kind": getattr(model, "kind", type(model).__name__), "n_users": len(self.rec.users) - 1,
+        """What is served: the rating model's and the ranker's kinds (None where the dir has none), sizes."""
+        rec = self.rec
+        return {"kind": getattr(rec.model, "kind", None), "ranker": getattr(rec.ranker, "kind", None),
+                "answers": rec.parts, "n_users": len(self.rec.users) - 1,
                 "n_items": len(self.rec.items) - 1, "rating_range": list(self.rec.rating_range),
                 "generation": self.generation,
                 "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at))}

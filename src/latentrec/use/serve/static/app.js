@@ -120,7 +120,7 @@ async function recommendForMe() {
   const body = {n: 10, ratings: [...ratings].map(([item, r]) => ({item, rating: r.rating}))};
   try {
     const data = await api("/api/recommendations", body);
-    fill($("recommendations"), data.recommendations.map((r) => row(r.item, r.title, r.prediction.toFixed(1))));
+    fill($("recommendations"), data.recommendations.map((r) => row(r.item, r.title, r.prediction === null ? "" : r.prediction.toFixed(1))));
     showError(null);
   } catch (e) { showError(e); }
 }
@@ -176,7 +176,8 @@ async function showModel() {
   try {
     const data = await api("/readyz");
     const m = data.model;
-    $("model-info").textContent = `${m.kind} model · ${m.n_users} users · ${m.n_items} items · ` +
+    $("model-info").textContent = `${[m.kind, m.ranker].filter(Boolean).join(" + ")} model · ` +
+      `${m.n_users} users · ${m.n_items} items · ` +
       `ratings ${m.rating_range[0]}–${m.rating_range[1]}`;
   } catch (e) { $("model-info").textContent = String(e.message); }
 }

@@ -1,0 +1,147 @@
+"""One real ``latentrec serve`` on 127.0.0.1 (port 0), started and stopped here: HTTP from many threads, SIGHUP
+reload, bad command lines, and the page driven in headless Chromium (Debian's package, through Playwright)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from serve_model import served
+
+from latentrec.cli import main
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("serve-http") / "model"
+    served()[0].save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    """``latentrec serve MODEL --port 0 --json`` in a subprocess: yields (url, process, log file); SIGTERM stops it."""
+    log = model_dir.parent / "server.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "latentrec", "serve", str(model_dir), "--port", "0", "--json"],
+                                stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        line = proc.stdout.readline()  # printed once the model is loaded and the port is listening
+        assert line, f"the server did not start: {log.read_text()}"
+        yield json.loads(line)["url"], proc, log
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    # uvicorn finishes the open requests, then lets SIGTERM end the process as it would have
+    assert code in (0, -signal.SIGTERM) and "Traceback" not in log.read_text(), log.read_text()
+
+
+def get(url: str, body: dict | None = None) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+def test_real_server_answers(server):
+    url, _, _ = server
+    assert get(f"{url}/healthz") == (200, {"status": "ok"})
+    status, body = get(f"{url}/api/users/u3/recommendations?n=4")
+    assert status == 200 and body["known"] and len(body["recommendations"]) == 4
+    assert get(f"{url}/api/items/nope/similar")[0] == 404
+
+
+def test_many_concurrent_clients_over_http(server):
+    url, proc, _ = server
+    users = served()[0].users.classes[1:]
+
+    def call(k: int) -> int:
+        if k % 2:
+            return get(f"{url}/api/predict", {"pairs": [[users[(k + j) % len(users)], f"i{j}"] for j in range(40)]})[0]
+        return get(f"{url}/api/users/{users[k % len(users)]}/recommendations?n=5")[0]
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(call, range(200)))
+    assert codes == [200] * 200 and proc.poll() is None
+
+
+def test_sighup_reloads_the_model_dir(server):
+    url, proc, log = server
+    before = get(f"{url}/readyz")[1]["model"]["generation"]
+    proc.send_signal(signal.SIGHUP)
+    for _ in range(200):
+        if get(f"{url}/readyz")[1]["model"]["generation"] == before + 1:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("SIGHUP did not reload the model")
+    assert f"as generation {before + 1}" in log.read_text()  # logged before the new model answers
+
+
+def test_bad_command_lines_exit_2_with_one_sentence(tmp_path, model_dir, capsys):
+    assert main(["serve", str(tmp_path / "none")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["serve", str(model_dir), "--port", "70000"]) == 2
+    assert "--port must be between 0 and 65535" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", str(model_dir), "--port", str(taken.getsockname()[1])]) == 2
+    err = capsys.readouterr().err
+    assert "Cannot listen on 127.0.0.1" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_page_in_headless_chromium(server):
+    """Search a movie, open it, rate three of its neighbours, get recommendations; the map is drawn."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    url, _, _ = server
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(url + "/")
+            page.wait_for_selector("#map circle")
+            assert page.locator("#map circle").count() == 120
+            page.fill("#search", "movie 11")
+            page.press("#search", "Enter")
+            page.wait_for_selector("#search-results li")
+            assert page.locator("#search-results li a.title").first.inner_text() == "Movie 11 (1999)"
+            page.locator("#search-results li a.title").first.click()
+            page.wait_for_selector("#neighbours li")
+            assert page.locator("#neighbours li").count() == 10
+            assert page.locator("#map circle.selected").count() == 1
+            rated = []
+            for k in range(3):
+                li = page.locator("#neighbours li").nth(k)
+                rated.append(li.get_attribute("data-item"))
+                li.locator(".stars button").nth(4).click()
+            assert page.locator("#ratings li").count() == 3
+            page.click("#recommend")
+            page.wait_for_selector("#recommendations li")
+            shown = [page.locator("#recommendations li").nth(k).get_attribute("data-item") for k in range(10)]
+            assert len(set(shown)) == 10 and not set(shown) & set(rated)
+            assert page.locator("#error").is_hidden()
+        finally:
+            browser.close()
