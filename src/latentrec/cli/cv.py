@@ -7,7 +7,7 @@ from dataclasses import fields
 from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, table
 from latentrec.cli.config_file import apply_config, defer_defaults
 from latentrec.cli.tune import checked_train_options
-from latentrec.config import MODELS, SOLVERS, TrainConfig
+from latentrec.config import MODELS, RANKING_MODELS, SOLVERS, TrainConfig
 from latentrec.errors import ConfigError
 
 EXAMPLE = """latentrec cv --data ml-100k --folds 5
@@ -58,7 +58,9 @@ def run(args) -> int:
             folds.append((name, read(args, base), read(args, test)))
     else:
         folds = kfolds(read(args, args.data or "ml-100k"), args.folds, args.seed)
-    if not args.json:
+    if not args.json and cfg.model in RANKING_MODELS:
+        console.print(f"Cross-validating {cfg.model} (a ranking model; wd {cfg.wd:g}) on {len(folds)} folds")
+    elif not args.json:
         console.print(f"Cross-validating {cfg.model}/{cfg.solver} (n_factors {cfg.n_factors}, {cfg.epochs} epochs, "
                       f"lr {cfg.lr:g}, wd {cfg.wd:g}, {cfg.schedule}) on {len(folds)} folds")
     result = cross_validate(folds, cfg, on_fold=None if args.json else print_fold)
@@ -70,10 +72,21 @@ def run(args) -> int:
 
 
 def print_fold(row: dict) -> None:
+    if "rmse" not in row:
+        console.print(f"{row['fold']:>8}: NDCG@10 {row['ndcg@10']:.4f}  P@10 {row['precision@10']:.4f}  "
+                      f"(popularity {row['popularity_ndcg@10']:.4f})  ({row['seconds']:.1f} s)")
+        return
     console.print(f"{row['fold']:>8}: RMSE {row['rmse']:.4f}  MAE {row['mae']:.4f}  ({row['seconds']:.1f} s)")
 
 
 def print_result(result: dict) -> None:
+    if "ndcg@10" in result["summary"]:
+        s = result["summary"]
+        rows = [(name, *[f"{s[p + m]['mean']:.4f} ± {s[p + m]['std']:.4f}" for m in ("ndcg@10", "precision@10")])
+                for name, p in (("model", ""), ("baseline: popularity", "popularity_"))]
+        table(f"\nMean ± std over {len(result['folds'])} folds (test ratings >= 4 relevant)",
+              ["model", "ndcg@10", "precision@10"], rows)
+        return
     table("\nPer fold", COLUMNS, [[r[c] for c in COLUMNS] for r in result["folds"]],
           {c: ".4f" for c in COLUMNS if "rmse" in c or "mae" in c} | {"seconds": ".1f"})
     s = result["summary"]

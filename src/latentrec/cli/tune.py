@@ -116,7 +116,12 @@ def data_options(args) -> dict:
 def print_trial(row: dict) -> None:
     from latentrec.cli.tune_report import fmt
 
-    params = "  ".join(f"{k}={fmt(v)}" for k, v in row.items() if k not in REPORT_COLUMNS)
+    params = "  ".join(f"{k}={fmt(v)}" for k, v in row.items()
+                      if k not in REPORT_COLUMNS and k != "valid_ndcg@10")
+    if "valid_ndcg@10" in row:
+        console.print(f"trial {row['trial']:>3}  valid NDCG@10 {fmt(row['valid_ndcg@10']):>6}  {row['seconds'] or 0:6.1f} s"
+                      f"  {params}", soft_wrap=True)
+        return
     valid = fmt(row["valid_rmse"]) or "-"
     console.print(f"trial {row['trial']:>3}  valid {valid:>6} after {row['epochs_run'] or 0:>3} epochs  "
                   f"{row['seconds'] or 0:6.1f} s  {'pruned' if row['pruned'] else '      '}  {params}", soft_wrap=True)
@@ -125,14 +130,22 @@ def print_trial(row: dict) -> None:
 def print_summary(result, info: dict, out: Path) -> None:
     from latentrec.cli.tune_report import FILES
 
-    best = result.table.sort_values("valid_rmse").head(10)
+    ranking = "valid_ndcg@10" in result.table
+    best = result.table.sort_values("valid_ndcg@10" if ranking else "valid_rmse", ascending=not ranking).head(10)
     console.print(f"\nBest {len(best)} of {info['n_trials']} trials ({info['n_pruned']} pruned) "
                   f"in {info['seconds']:.0f} s:")
     for row in best.to_dict("records"):
         print_trial(row)
-    console.print(f"\nWinner: trial {info['best_trial']}, valid RMSE {info['best_valid_rmse']:.4f} "
-                  f"after its {info['best_config']['epochs']} epochs.")
-    if info["test"]:
+    if ranking:
+        console.print(f"\nWinner: trial {info['best_trial']}, valid NDCG@10 {info['best_valid_ndcg@10']:.4f}.")
+    else:
+        console.print(f"\nWinner: trial {info['best_trial']}, valid RMSE {info['best_valid_rmse']:.4f} "
+                      f"after its {info['best_config']['epochs']} epochs.")
+    if info["test"] and "rmse" not in info["test"]:
+        g = info["test"]["ranking"]
+        console.print(f"Test ({info['test']['data']}, scored once): NDCG@10 {g['model']['ndcg@10']:.4f}, "
+                      f"popularity {g['popularity']['ndcg@10']:.4f}.", soft_wrap=True)
+    elif info["test"]:
         r = info["test"]
         console.print(f"Test ({r['data']}, {r['n']} ratings, scored once): RMSE {r['rmse']:.4f}, MAE {r['mae']:.4f}; "
                       f"biases baseline RMSE {r['baselines']['biases']['rmse']:.4f}.", soft_wrap=True)

@@ -25,7 +25,8 @@ def summary(result: TuneResult) -> dict:
     best = t.loc[t.trial == result.best_trial].iloc[0]
     return {
         "n_trials": int(len(t)), "n_pruned": int(t.pruned.sum()), "seconds": result.seconds,
-        "best_trial": result.best_trial, "best_valid_rmse": float(best.valid_rmse), "best_config": result.best_config,
+        "best_trial": result.best_trial, "best_valid_rmse": float(best.valid_rmse if best.valid_rmse is not None else "nan"), "best_config": result.best_config,
+        **({"best_valid_ndcg@10": float(best["valid_ndcg@10"])} if "valid_ndcg@10" in t else {}),
         "refit": result.model is not None and result.model.info.get("n_valid", 0) == 0,
         "test": result.test,
     }

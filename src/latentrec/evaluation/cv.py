@@ -3,7 +3,8 @@
 This is the protocol of Surprise's published table (5 random folds; mean RMSE and MAE), so
 the figures are comparable. Every fold trains from scratch on the other folds with the same
 config and is scored, next to the global-mean and user+item-bias baselines fit on the same
-training rows. Standard deviations are over folds with ``ddof=0``, as Surprise reports them.
+training rows. A ranking model (``--model ease|ials``) is scored by its top-10 lists instead
+(NDCG@10 and precision@10 with test ratings >= 4 relevant, next to popularity's). Standard deviations are over folds with ``ddof=0``, as Surprise reports them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from latentrec.training.fit import fit
 
 Fold = tuple[str, Ratings, Ratings]  # name, training rows, test rows
 SCORES = ("rmse", "mae", "global_mean_rmse", "global_mean_mae", "biases_rmse", "biases_mae")
+RANKING_SCORES = ("ndcg@10", "precision@10", "popularity_ndcg@10", "popularity_precision@10")
 
 
 def kfolds(ratings: Ratings, k: int = 5, seed: int | None = 42) -> list[Fold]:
@@ -62,15 +64,22 @@ def cross_validate(folds: list[Fold], config: TrainConfig, on_fold: Callable[[di
     for name, train, test in folds:
         t0 = time.perf_counter()
         rec, trainer = fit(train, None, cfg)
-        r = evaluate(rec, test, k=None)
-        row = {"fold": name, "n_train": len(train), "n_test": r["n"], "n_unknown": r["n_unknown"],
-               "rmse": r["rmse"], "mae": r["mae"]}
-        for base, b in r["baselines"].items():
-            row[f"{base}_rmse"], row[f"{base}_mae"] = b["rmse"], b["mae"]
-        row.update(best_epoch=trainer.best_epoch, seconds=time.perf_counter() - t0, diverged=trainer.diverged)
+        r = evaluate(rec, test, k=10 if trainer is None else None)
+        row = {"fold": name, "n_train": len(train), "n_test": r["n"], "n_unknown": r["n_unknown"]}
+        if trainer is None:  # a ranking model
+            g = r["ranking"]
+            for who, prefix in (("model", ""), ("popularity", "popularity_")):
+                row.update({prefix + m: g[who][m] for m in ("ndcg@10", "precision@10")})
+            row.update(best_epoch=None, seconds=time.perf_counter() - t0, diverged=None)
+        else:
+            row.update(rmse=r["rmse"], mae=r["mae"])
+            for base, b in r["baselines"].items():
+                row[f"{base}_rmse"], row[f"{base}_mae"] = b["rmse"], b["mae"]
+            row.update(best_epoch=trainer.best_epoch, seconds=time.perf_counter() - t0, diverged=trainer.diverged)
         rows.append(row)
         if on_fold:
             on_fold(row)
+    scores = SCORES if "rmse" in rows[0] else RANKING_SCORES
     summary = {s: {"mean": float(np.mean([r[s] for r in rows])), "std": float(np.std([r[s] for r in rows]))}
-               for s in SCORES}
+               for s in scores}
     return {"config": cfg.to_dict(), "folds": rows, "summary": summary}

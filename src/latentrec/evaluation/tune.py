@@ -9,6 +9,9 @@ validation RMSE at each tenth of the trial's epochs (steps 10, 20, ... 100, so t
 different lengths and schedules are compared at the same share of their schedule) and stops
 hopeless trials.
 The test data, if any, is never seen by the search: only the winner is scored on it, once.
+
+A ranking model (``--model ease|ials``) is scored instead by the NDCG@10 of its lists on the
+validation rows (ratings >= 4 relevant, training items excluded); the study minimizes ``-NDCG@10``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from dataclasses import dataclass, fields, replace
 import optuna
 import pandas as pd
 
-from latentrec.config import TrainConfig
+from latentrec.config import RANKING_MODELS, TrainConfig
+from latentrec.data.split import random_split
 from latentrec.data.ratings import Ratings
 from latentrec.errors import ConfigError
 from latentrec.evaluation.evaluate import evaluate
@@ -69,6 +73,10 @@ DEFAULT_SPACES: dict[tuple[str, str], Space] = {
     ("dot", "als"): {"n_factors": Int(8, 128, log=True), "epochs": Int(3, 20), "wd": Float(0.03, 0.5, log=True)},
     # kept small enough that 30 trials fit in about two minutes on ML-100K on 2 cores
     ("dot", "bayes"): {"n_factors": Int(5, 24, log=True), "epochs": Int(30, 100, step=10)},
+    ("ease", "closed"): {"wd": Float(50.0, 2000.0, log=True), "dropout": Float(0.0, 0.5),
+                         "rating_weight": Float(0.0, 0.5)},
+    ("ials", "cg"): {"n_factors": Int(16, 128, log=True), "epochs": Int(5, 20), "wd": Float(5.0, 200.0, log=True),
+                     "alpha": Float(1.0, 20.0, log=True), "rating_weight": Float(0.0, 0.5)},
     ("nn", "autograd"): {
         "epochs": Int(3, 15), "lr": Float(1e-3, 2e-2, log=True), "wd": Float(0.01, 0.5, log=True),
         "dropout": Float(0.0, 0.5), "bs": Choice((512, 1024, 2048)),
@@ -217,9 +225,21 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
         "data": train.source, "n_train": len(train), "valid": valid.source if valid is not None else None,
         "base": base.to_dict(), "space": {k: repr(v) for k, v in space.items()}})))
 
+    ranking = base.model in RANKING_MODELS
+    if ranking and valid is None:  # the carve fit would make, kept to score the lists on
+        rows, held = random_split(train.df, base.valid_pct, base.seed)
+        train, valid = replace(train, df=rows), replace(train, df=held, source="the validation rows")
+
     def objective(trial: optuna.Trial) -> float:
         cfg = replace(base, solver=solver, **{k: suggest(trial, k, d) for k, d in space.items()}).resolved()
         trial.set_user_attr("config", cfg.to_dict())
+        if ranking:
+            t0 = time.perf_counter()
+            rec, _ = fit(train, valid, cfg)
+            ndcg = evaluate(rec, valid)["ranking"]["model"]["ndcg@10"]
+            _record(trial, [], time.perf_counter() - t0, None)
+            trial.set_user_attr("valid_ndcg@10", ndcg)
+            return -ndcg
         cb = PruningCallback(trial, cfg.epochs)
         t0 = time.perf_counter()
         try:
@@ -302,6 +322,8 @@ def trial_row(t: optuna.trial.FrozenTrial, space: Space) -> dict:
     row.update({k: t.params.get(k, a.get("config", {}).get(k)) for k in space})
     row.update({k: a.get(k) for k in ("train_rmse", "valid_rmse", "valid_mae", "best_epoch", "best_valid_rmse",
                                       "epochs_run", "seconds")})
+    if "valid_ndcg@10" in a:  # a ranking model's trial
+        row["valid_ndcg@10"] = a["valid_ndcg@10"]
     row["pruned"] = t.state == optuna.trial.TrialState.PRUNED
     row["note"] = a.get("note", "")
     return row
