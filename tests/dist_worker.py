@@ -1,4 +1,8 @@
-"""Run by tests/test_distributed.py under torchrun (and once alone): train, then save this rank's weights."""
+"""Run by tests/test_distributed.py under torchrun (and once alone).
+
+    dist_worker.py TRAIN VALID OUT SOLVER     train, then save this rank's weights to OUT/rank{R}-of-{N}.npz
+    dist_worker.py cli EPOCH ARGS...          ``latentrec ARGS``, stopped as by Ctrl-C after EPOCH (0: never)
+"""
 
 import json
 import sys
@@ -16,12 +20,31 @@ def main(train_csv: str, valid_csv: str, out: str, solver: str) -> None:
     sgd = solver == "sgd"
     cfg = TrainConfig(solver=solver, n_factors=8, epochs=25, lr=0.02 if sgd else 0.01, wd=0.02 if sgd else 1e-4,
                       wd_mode="l2", bs=256, schedule="cosine", opt="adam", seed=0, device="cpu")
-    rec, trainer = fit(load_ratings(train_csv), load_ratings(valid_csv), cfg)
+    rec, _ = fit(load_ratings(train_csv), load_ratings(valid_csv), cfg)
     rank, size = world()
     weights = {k: v.detach().numpy() for k, v in rec.model.state_dict().items()}
     np.savez(Path(out) / f"rank{rank}-of-{size}.npz", **weights)
     (Path(out) / f"rank{rank}-of-{size}.json").write_text(json.dumps(rec.info["metrics"]))
 
 
+def cli(stop: str, *argv: str) -> int:
+    """The CLI, interrupted (KeyboardInterrupt, as Ctrl-C raises) when epoch ``stop`` ends; exit 0 when it says so."""
+    from latentrec.cli import main as latentrec
+    from latentrec.cli.train import EpochTable
+
+    shown = EpochTable.on_epoch_end
+
+    def on_epoch_end(self, trainer, record):
+        shown(self, trainer, record)
+        if record["epoch"] == int(stop):
+            raise KeyboardInterrupt
+
+    EpochTable.on_epoch_end = on_epoch_end
+    code = latentrec(list(argv))
+    return 0 if code == 130 and int(stop) else code
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "cli":
+        sys.exit(cli(*sys.argv[2:]))
     main(*sys.argv[1:])

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import lowrank_ratings
+from safetensors.torch import load_file
+
+from latentrec.training import checkpoint
 
 WORKER = Path(__file__).with_name("dist_worker.py")
 
@@ -31,15 +35,22 @@ def files(tmp_path_factory):
     return folder
 
 
+def torchrun(*args: str, nproc: int = 2, timeout: float = 180) -> subprocess.CompletedProcess:
+    """``args`` (a script or ``-m module`` and its arguments) on ``nproc`` ranks on loopback; fails on a non-zero exit."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+                          "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *args],
+                         env=env, timeout=timeout, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
 @pytest.mark.parametrize("solver", ["sgd", pytest.param("autograd", marks=pytest.mark.slow)])
 def test_two_ranks_agree_and_match_one_process(files, tmp_path, solver):
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     args = [str(WORKER), str(files / "train.csv"), str(files / "valid.csv"), str(tmp_path), solver]
     subprocess.run([sys.executable, *args], check=True, env=env, timeout=120)
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                          "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *args],
-                         env=env, timeout=180, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-3000:]
+    torchrun(*args)
     ranks = [np.load(tmp_path / f"rank{r}-of-2.npz") for r in (0, 1)]
     single = np.load(tmp_path / "rank0-of-1.npz")
     for name in single.files:
@@ -48,3 +59,38 @@ def test_two_ranks_agree_and_match_one_process(files, tmp_path, solver):
     metric = lambda f: json.loads((tmp_path / f).read_text())["valid_rmse"]
     assert metric("rank0-of-2.json") <= metric("rank0-of-1.json") + 0.005
     assert metric("rank0-of-1.json") < 0.5  # and the single run did learn (the global mean scores 0.83)
+
+
+def test_resume_under_torchrun_continues_every_rank_exactly(files, tmp_path):
+    """``latentrec train --resume`` on 2 ranks: every rank restores the checkpoint (weights, its own
+    generators, the inner runners' optimizer moments and batch order) and ends with the uninterrupted weights."""
+    def train(stop: int, out: str, *extra: str) -> None:
+        torchrun(str(WORKER), "cli", str(stop), "train", "--data", str(files / "train.csv"), "--valid",
+                 str(files / "valid.csv"), "--solver", "autograd", "--n-factors", "4", "--epochs", "5",
+                 "--device", "cpu", "--out", str(tmp_path / out), "--json", *extra)
+
+    train(0, "straight")
+    train(2, "resumed")
+    assert checkpoint.completed_epoch(checkpoint.default_folder(tmp_path / "resumed")) == 2
+    train(0, "resumed", "--resume")
+    straight, resumed = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("straight", "resumed"))
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
+
+
+@pytest.mark.skipif(not os.environ.get("LATENTREC_DATA"), reason="needs LATENTREC_DATA with ml-100k")
+def test_default_solver_on_two_processes_matches_one_and_resumes_on_ml100k(tmp_path):
+    """``torchrun --nproc-per-node 2 -m latentrec train --data ml-100k``, stopped after 30 of its 60 Gibbs
+    sweeps and resumed: the rows split across two ranks give the one-process validation RMSE within 0.003."""
+    common = ["train", "--data", "ml-100k", "--device", "cpu", "--json"]
+    one = subprocess.run([sys.executable, "-m", "latentrec", *common, "--out", str(tmp_path / "one")],
+                         check=False, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    torchrun(str(WORKER), "cli", "30", *common, "--out", str(tmp_path / "two"), timeout=300)
+    assert checkpoint.completed_epoch(checkpoint.default_folder(tmp_path / "two")) == 30
+    two = torchrun(str(WORKER), "cli", "0", *common, "--out", str(tmp_path / "two"), "--resume", timeout=300)
+    results = [json.loads(out) for out in (one.stdout, two.stdout)]
+    assert [r["config"]["solver"] for r in results] == ["bayes", "bayes"]
+    assert [h["epoch"] for h in json.loads((tmp_path / "two" / "model.json").read_text())["history"]] == list(range(1, 61))
+    rmse = [r["metrics"]["valid_rmse"] for r in results]
+    assert abs(rmse[0] - rmse[1]) <= 0.003 and rmse[0] < 0.89, rmse

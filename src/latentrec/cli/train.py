@@ -183,14 +183,14 @@ def run(args: argparse.Namespace) -> int:
     if args.test:
         test = read(args, args.test)
 
-    main_rank = distributed.is_main()  # under torchrun only rank 0 prints, checkpoints and saves
+    main_rank = distributed.is_main()  # under torchrun only rank 0 prints, writes checkpoints and saves
     progress.set_enabled(main_rank and not args.json)
     printer = EpochTable(cfg.epochs, quiet=args.json or not main_rank or cfg.model in RANKING_MODELS)
     printer.header()
     with progress.step_progress("Training", cfg.epochs) as advance:
         printer.bar = advance
         try:
-            rec, trainer = fit(train_data, valid, cfg, callbacks=[checkpoints, printer] if main_rank else [printer])
+            rec, trainer = fit(train_data, valid, cfg, callbacks=[checkpoints, printer])  # every rank restores
         except KeyboardInterrupt:
             return interrupted(checkpoints, cfg.epochs)
     if not main_rank:

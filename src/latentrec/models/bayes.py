@@ -23,6 +23,7 @@ class BayesianDot(DotProductBias):
                  y_range: tuple[float, float] | None = None, bias: bool = True):
         super().__init__(n_users, n_items, n_factors * n_samples, None, bias)
         self.sample_factors = n_factors
+        self.kept = n_samples  # samples filled in (training fills them one by one; not saved)
         with torch.no_grad():
             for t in (self.user_factors, self.item_factors, self.user_bias, self.item_bias):
                 t.zero_()
@@ -30,6 +31,11 @@ class BayesianDot(DotProductBias):
     @property
     def n_samples(self) -> int:
         return self.n_factors // self.sample_factors
+
+    @property
+    def filled_factors(self) -> int:
+        """Columns holding kept samples; the others are still zero (scoring may skip them)."""
+        return self.kept * self.sample_factors
 
     def config(self) -> dict:
         return {**super().config(), "n_factors": self.sample_factors, "n_samples": self.n_samples}
@@ -43,6 +49,7 @@ class BayesianDot(DotProductBias):
     def keep(self, slot: int, p: torch.Tensor, q: torch.Tensor, bu: torch.Tensor, bi: torch.Tensor) -> None:
         """Store sample number ``slot`` (0-based) and make the model the average of samples ``0..slot``."""
         k = self.sample_factors
+        self.kept = slot + 1
         w = 1.0 / (slot + 1)
         self.item_factors[:, :slot * k].mul_(1 - w)
         self.user_factors[:, slot * k:(slot + 1) * k] = p

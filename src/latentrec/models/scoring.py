@@ -50,7 +50,9 @@ def predict_rows(model: torch.nn.Module, data: Encoded, device: torch.device, bs
     temporaries: 20M rows in a fraction of a second), batches through the model's forward otherwise."""
     if scored_by_kernel(model, device):
         m = model
-        tables = [t.detach().numpy() for t in (m.user_factors, m.item_factors, m.user_bias, m.item_bias)]
+        used = getattr(m, "filled_factors", m.n_factors)  # a Bayesian model in training: the samples kept so far
+        tables = [t.detach().numpy() for t in (m.user_factors[:, :used], m.item_factors[:, :used], m.user_bias,
+                                                m.item_bias)]
         return predict(data.users, data.items, *tables, m.y_range, m.use_bias)
     model.eval()
     out = []

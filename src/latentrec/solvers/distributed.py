@@ -8,21 +8,28 @@ model on it; after every step the copies are made identical again:
   parameter), so every rank takes the same optimizer step (batch = N x bs);
 - ``--solver sgd``: each rank runs the per-rating kernel over a quarter of its shard, then
   the row updates (weights minus the starting weights) are summed across ranks and added to
-  the starting weights, four times an epoch: to first order, the single-process epoch.
+  the starting weights, four times an epoch: to first order, the single-process epoch;
+- ``--solver als`` and ``bayes`` are not data-parallel but row-parallel: every rank solves a
+  contiguous range of the users (then of the items) holding about ``1/N`` of the ratings, and the
+  ranges are joined with ``all_gather`` (``rating_graph.Partition``). Gibbs hyperparameters and
+  noise come from the same seeded generator on every rank, so N ranks run the one-process chain.
 
 Validation runs on every rank over the whole validation set (same weights, same result);
-only rank 0 prints and writes the model.
+only rank 0 prints and writes the model. Every rank restores a checkpoint; rank 0 writes it,
+with every rank's random generator states (:func:`gather_states`).
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 
 import numpy as np
 import torch
 
 from latentrec.data.batches import Encoded
+from latentrec.solvers.rating_graph import Partition
 
 SYNCS_PER_EPOCH = 4  # --solver sgd: row updates are summed across ranks this often per epoch
 
@@ -129,11 +136,42 @@ class DataParallelRunner:
 
 
 def data_parallel(factory, model: torch.nn.Module, data: Encoded, cfg, device: torch.device):
-    """``factory(model, data, cfg, device)``, wrapped in :class:`DataParallelRunner` under torchrun."""
+    """``factory(model, data, cfg, device)`` alone; under torchrun wrapped in :class:`DataParallelRunner`
+    (sgd, autograd), or the closed-form solvers' runners on this rank's rows (als, bayes)."""
     if not active():
         return factory(model, data, cfg, device)
-    if cfg.solver not in ("sgd", "autograd"):
-        from latentrec.errors import ConfigError
+    if cfg.solver in ("als", "bayes"):
+        from latentrec.solvers.als import ALSRunner
+        from latentrec.solvers.gibbs import GibbsRunner
 
-        raise ConfigError(f"torchrun trains --solver sgd or autograd, not {cfg.solver}.")
+        init(device)
+        return {"als": ALSRunner, "bayes": GibbsRunner}[cfg.solver](model, data, cfg, device, Partition(*world()))
     return DataParallelRunner(factory, model, data, cfg, device)
+
+
+def gather_states(tensors: dict[str, torch.Tensor], meta: dict) -> list[tuple[dict[str, torch.Tensor], dict]]:
+    """Every rank's ``(tensors, JSON-able meta)``, in rank order, on every rank; just this one outside torchrun.
+
+    Sent as safetensors bytes (nothing is pickled), padded to the longest rank's.
+    """
+    if not active():
+        return [(tensors, meta)]
+    import torch.distributed as dist
+    from safetensors.torch import load, save
+
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata={"meta": json.dumps(meta)})
+    mine = torch.frombuffer(bytearray(blob), dtype=torch.uint8).to(device)
+    sizes = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(world()[1])]
+    dist.all_gather(sizes, torch.tensor([len(mine)], device=device))
+    widest = int(max(sizes))
+    padded = torch.zeros(widest, dtype=torch.uint8, device=device)
+    padded[:len(mine)] = mine
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    out = []
+    for part, size in zip(parts, sizes):
+        data = part[:int(size)].cpu().numpy().tobytes()
+        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+        out.append((load(data), json.loads(header["__metadata__"]["meta"])))
+    return out

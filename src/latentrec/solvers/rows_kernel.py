@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from latentrec.parallel import thread_safe
+
 CHUNK = 256  # rows per parallel task
 
 
@@ -75,6 +77,7 @@ def _solve_row(a, b, x, d):
     return True
 
 
+@thread_safe
 @njit(parallel=True, fastmath=True, cache=True)
 def _solve_rows(indptr, cols, vals, other, mu, alpha, prec, ridge, prior_mean, z, mean_out, draw_out):
     n = len(indptr) - 1
@@ -145,6 +148,7 @@ def solve_rows(indptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, other: np
                        np.float64(ridge), prior_mean.astype(np.float64), zz, mean_out, out)
 
 
+@thread_safe
 @njit(parallel=True, fastmath=True, cache=True)
 def _sse(indptr, cols, vals, mine, other, mu):
     n = len(indptr) - 1

@@ -6,6 +6,10 @@ generators' states; the epoch, history, config, numpy generator states and a fin
 the training data are JSON in the safetensors header. Nothing is pickled, so reading a
 checkpoint cannot run code. The file is written to a temporary name, flushed to disk and
 renamed over the previous one, so a crash at any moment leaves the last good checkpoint.
+
+Under ``torchrun`` every rank restores the same file and rank 0 writes it, with every rank's
+generator states (rank ``r``'s under ``rankR.``) and the data-parallel wrapper's inner runners'
+generators and optimizer moments; resuming needs the same number of processes.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from safetensors.torch import save as to_bytes
 from latentrec.atomic import write_bytes
 from latentrec.data.batches import Batches
 from latentrec.errors import ConfigError, DataError, ModelFileError
+from latentrec.solvers.distributed import gather_states, is_main, world
 from latentrec.solvers.optim import Optimizer
 
 FILE = "checkpoint.safetensors"
@@ -59,16 +64,16 @@ def capture(trainer) -> tuple[dict[str, torch.Tensor], dict]:
     tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
     if trainer.best_state is not None:
         tensors.update({f"best.{k}": v.detach().cpu().clone() for k, v in trainer.best_state.items()})
-    tensors["rng.torch"] = torch.get_rng_state()
-    runner_meta: dict = {"numpy": {}, "optim": {}, "limit": trainer.runner.limit}
-    for name, value in vars(trainer.runner).items():
-        if isinstance(value, np.random.Generator):
-            runner_meta["numpy"][name] = value.bit_generator.state
-        elif isinstance(value, torch.Generator):
-            tensors[f"rng.{name}"] = value.get_state()
-        elif isinstance(value, Batches):
-            tensors[f"rng.{name}"] = value.generator.get_state()
-        elif isinstance(value, Optimizer):
+    runner_meta: dict = {"numpy": {}, "optim": {}, "limit": trainer.runner.limit, "ranks": {}}
+    ranks = gather_states(*random_state(trainer.runner))  # every rank takes part; rank 0 writes them all
+    for rank, (rng, numpy_states) in enumerate(ranks):
+        tensors.update({f"{_rank_prefix(rank)}{k}": v for k, v in rng.items()})
+        if rank:
+            runner_meta["ranks"][str(rank)] = numpy_states
+        else:
+            runner_meta["numpy"] = numpy_states
+    for name, value in _parts(trainer.runner):
+        if isinstance(value, Optimizer):  # moments are the same on every rank (gradients are averaged)
             scalars = {}
             for i, p in enumerate(value.params):
                 for key, v in value.state.get(id(p), {}).items():
@@ -87,6 +92,7 @@ def capture(trainer) -> tuple[dict[str, torch.Tensor], dict]:
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "processes": len(ranks),
         "epoch": trainer.history[-1]["epoch"] if trainer.history else 0,
         "config": trainer.cfg.to_dict(),
         "data": fingerprint(trainer),
@@ -114,20 +120,29 @@ def restore(trainer, tensors: dict[str, torch.Tensor], meta: dict, where: Path) 
             f"The checkpoint in {where} was made from different training data; resume with the same data "
             f"and split options, or delete {where} to start over."
         )
+    saved_processes, processes = meta.get("processes", 1), world()[1]
+    if saved_processes != processes:
+        raise ConfigError(
+            f"The checkpoint in {where} was made by {saved_processes} process(es), and this run has {processes}; "
+            f"resume with as many, or delete {where} to start over."
+        )
     device = next(trainer.model.parameters()).device
     trainer.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     best = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")}
     trainer.best_state = best or None
-    torch.set_rng_state(tensors["rng.torch"])
     runner = trainer.runner
     runner.limit = meta["runner"]["limit"]
-    for name, value in vars(runner).items():
+    rank = world()[0]
+    key = _rank_prefix(rank)
+    numpy_states = meta["runner"]["ranks"][str(rank)] if rank else meta["runner"]["numpy"]
+    torch.set_rng_state(tensors[f"{key}rng.torch"])
+    for name, value in _parts(runner):
         if isinstance(value, np.random.Generator):
-            value.bit_generator.state = meta["runner"]["numpy"][name]
+            value.bit_generator.state = numpy_states[name]
         elif isinstance(value, torch.Generator):
-            value.set_state(tensors[f"rng.{name}"])
+            value.set_state(tensors[f"{key}rng.{name}"])
         elif isinstance(value, Batches):
-            value.generator.set_state(tensors[f"rng.{name}"])
+            value.generator.set_state(tensors[f"{key}rng.{name}"])
         elif isinstance(value, Optimizer):
             scalars = meta["runner"]["optim"].get(name, {})
             for i, p in enumerate(value.params):
@@ -146,6 +161,32 @@ def restore(trainer, tensors: dict[str, torch.Tensor], meta: dict, where: Path) 
     trainer.start_epoch = meta["epoch"]
 
 
+def _parts(runner):
+    """``(name, value)`` of every attribute of the runner, or under torchrun of its data-parallel wrapper's
+    inner runners (named ``inner0.NAME``, ...), where generators and optimizers live."""
+    inners = getattr(runner, "inners", None)
+    parts = {f"inner{j}.": r for j, r in enumerate(inners)} if inners else {"": runner}
+    return [(prefix + name, value) for prefix, part in parts.items() for name, value in vars(part).items()]
+
+
+def random_state(runner) -> tuple[dict[str, torch.Tensor], dict]:
+    """This process's random generators: torch's global one and every one the runner holds (numpy's as JSON)."""
+    tensors, numpy_states = {"rng.torch": torch.get_rng_state()}, {}
+    for name, value in _parts(runner):
+        if isinstance(value, np.random.Generator):
+            numpy_states[name] = value.bit_generator.state
+        elif isinstance(value, torch.Generator):
+            tensors[f"rng.{name}"] = value.get_state()
+        elif isinstance(value, Batches):
+            tensors[f"rng.{name}"] = value.generator.get_state()
+    return tensors, numpy_states
+
+
+def _rank_prefix(rank: int) -> str:
+    """Rank 0's generators are stored under their plain names (as a one-process run's), rank r's under ``rankR.``."""
+    return f"rank{rank}." if rank else ""
+
+
 def _jsonable(value):
     return json.loads(json.dumps(value))
 
@@ -154,6 +195,8 @@ def save(folder: str | os.PathLike, trainer) -> Path:
     """Write ``trainer``'s checkpoint into ``folder`` atomically; the previous one stays until then."""
     folder = Path(folder)
     tensors, meta = capture(trainer)
+    if not is_main():  # under torchrun every rank takes part in capture; rank 0 writes
+        return folder / FILE
     data = to_bytes(tensors, metadata={"latentrec": json.dumps(meta)})
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -219,7 +262,8 @@ class Checkpointer:
     def on_fit_start(self, trainer) -> None:
         if self.resume:
             tensors, meta = load(self.folder)
-            self.remove_partial()  # a save cut short by a crash
+            if is_main():
+                self.remove_partial()  # a save cut short by a crash
             restore(trainer, tensors, meta, self.folder)
             self.saved_epoch = meta["epoch"]
 
