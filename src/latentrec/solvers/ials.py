@@ -23,7 +23,8 @@ class Side:
 
     def __init__(self, rows: torch.Tensor, cols: torch.Tensor, extra: torch.Tensor, n_rows: int, n_cols: int):
         order = torch.argsort(rows * n_cols + cols)
-        coo = torch.sparse_coo_tensor(torch.stack([rows[order], cols[order]]), extra[order], (n_rows, n_cols))
+        coo = torch.sparse_coo_tensor(torch.stack([rows[order], cols[order]]), extra[order], (n_rows, n_cols),
+                                      check_invariants=False)
         with warnings.catch_warnings():  # "sparse CSR support is in beta": the ops used here are stable
             warnings.simplefilter("ignore", UserWarning)
             self.extra = coo.coalesce().to_sparse_csr()
