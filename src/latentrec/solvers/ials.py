@@ -31,7 +31,7 @@ class Side:
 
     def valued(self, values: torch.Tensor) -> torch.Tensor:
         e = self.extra
-        return torch.sparse_csr_tensor(e.crow_indices(), e.col_indices(), values, e.shape)
+        return torch.sparse_csr_tensor(e.crow_indices(), e.col_indices(), values, e.shape, check_invariants=False)
 
 
 def cg_side(x: torch.Tensor, other: torch.Tensor, side: Side, reg: float, steps: int) -> torch.Tensor:

@@ -1,0 +1,175 @@
+"""Ranking models (EASE, iALS) and the model dir that pairs a ranker with a rating model (issue #12)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from latentrec.cli import main
+from latentrec.config import TrainConfig
+from latentrec.data.ratings import Ratings
+from latentrec.data.split import random_split
+from latentrec.errors import ConfigError, ModelCapabilityError
+from latentrec.evaluation.evaluate import evaluate
+from latentrec.models.ease import EASE
+from latentrec.solvers.ials import Side, cg_side
+from latentrec.training.fit import fit
+from latentrec.training.rankers import check_ease_fits, pick_ranker
+from latentrec.use.coldstart import UserRatings
+from latentrec.use.recommender import Recommender
+from latentrec.use.similar import similar_items
+from latentrec.use.topn import item_counts, recommend
+
+
+def planted_choices(n_users=240, n_items=80, n_groups=4, per_user=14, seed=0) -> pd.DataFrame:
+    """Users in ``n_groups`` taste groups pick mostly (12 of 14) items of their group's block, the rest at
+    random, with a popularity skew inside each block; ratings are higher inside the block."""
+    rng = np.random.default_rng(seed)
+    block = n_items // n_groups
+    rows = []
+    for u in range(n_users):
+        g = u % n_groups
+        own = g * block + rng.choice(block, 12, replace=False, p=np.r_[np.full(5, 3.0), np.ones(block - 5)] /
+                                     (15 + block - 5))
+        other = rng.choice(np.setdiff1d(np.arange(n_items), np.arange(g * block, (g + 1) * block)), per_user - 12,
+                           replace=False)
+        for i in own:
+            rows.append((f"u{u}", f"i{i}", float(rng.integers(3, 6))))
+        for i in other:
+            rows.append((f"u{u}", f"i{i}", float(rng.integers(1, 4))))
+    return pd.DataFrame(rows, columns=["user", "item", "rating"])
+
+
+@lru_cache(maxsize=None)
+def split() -> tuple[Ratings, Ratings]:
+    df = planted_choices()
+    train, test = random_split(df, 0.25, 1)
+    return Ratings(train, "planted"), Ratings(test, "planted test")
+
+
+@lru_cache(maxsize=None)
+def trained(kind: str) -> Recommender:
+    """``ease``/``ials`` alone, or ``paired``: a Bayesian dot model with the default (auto -> EASE) ranker."""
+    train, _ = split()
+    cfg = TrainConfig(model=kind, valid_pct=0, device="cpu", seed=0) if kind != "paired" else \
+        TrainConfig(n_factors=4, epochs=12, valid_pct=0, device="cpu", seed=0)
+    rec, _ = fit(train, None, cfg)
+    return rec
+
+
+@pytest.mark.parametrize("kind", ["ease", "ials", "paired"])
+def test_ranking_model_beats_popularity_on_planted_choices(kind):
+    rec = trained(kind)
+    assert rec.ranker is not None and rec.ranker.kind in ("ease", "ials")
+    g = evaluate(rec, split()[1], k=10, threshold=1.0)["ranking"]
+    assert g["model"]["ndcg@10"] > 1.5 * g["popularity"]["ndcg@10"]
+    assert g["model"]["ndcg@10"] > 0.3
+
+
+def test_ease_matches_the_closed_form():
+    rng = np.random.default_rng(3)
+    X = (rng.random((30, 9)) < 0.4) * rng.uniform(0.5, 1.5, (30, 9))
+    X[:, 0] = 0  # item 0 is #na#: never rated
+    u, i = np.nonzero(X)
+    model = EASE(9, lam=2.0, dropout=0.2).fit(torch.from_numpy(u), torch.from_numpy(i),
+                                              torch.from_numpy(X[u, i]).float(), 30)
+    G = X[:, 1:].T @ X[:, 1:]
+    P = np.linalg.inv(G + np.diag(2.0 + 0.2 / 0.8 * np.diag(G)))
+    B = -P / np.diag(P)[None, :]
+    np.fill_diagonal(B, 0)
+    np.testing.assert_allclose(model.B[1:, 1:].numpy(), B, atol=1e-4)
+    assert (model.B[0] == 0).all() and (model.B[:, 0] == 0).all()
+
+
+def test_cg_side_reaches_the_exact_per_row_solution():
+    gen = torch.Generator().manual_seed(0)
+    n_rows, n_cols, k = 7, 12, 3
+    rows = torch.tensor([0, 0, 1, 2, 2, 2, 3, 4, 5, 6, 6])
+    cols = torch.tensor([1, 4, 2, 0, 5, 9, 3, 11, 7, 2, 8])
+    extra = torch.rand(len(rows), generator=gen) * 4
+    Y = torch.randn(n_cols, k, generator=gen, dtype=torch.float64)
+    x = cg_side(torch.zeros(n_rows, k, dtype=torch.float64), Y, Side(rows, cols, extra.double(), n_rows, n_cols),
+                reg=0.5, steps=k)  # CG is exact after k steps on a k x k system
+    for r in range(n_rows):
+        m = rows == r
+        y, a = Y[cols[m]], extra[m].double()
+        A = Y.T @ Y + (y * a[:, None]).T @ y + 0.5 * torch.eye(k, dtype=torch.float64)
+        np.testing.assert_allclose(x[r].numpy(), torch.linalg.solve(A, (y * (1 + a)[:, None]).sum(0)).numpy(),
+                                   atol=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["ease", "ials", "paired"])
+def test_save_load_round_trip_gives_the_same_lists(kind, tmp_path):
+    rec = trained(kind)
+    rec.save(tmp_path / "m")
+    again = Recommender.load(tmp_path / "m")
+    assert again.parts == rec.parts
+    for user in ("u0", "u5", "u77"):
+        pd.testing.assert_frame_equal(recommend(rec, user, 10), recommend(again, user, 10))
+    pd.testing.assert_frame_equal(similar_items(rec, "i3", 5), similar_items(again, "i3", 5))
+
+
+@pytest.mark.parametrize("kind", ["ease", "paired"])
+def test_ease_fold_in_of_a_training_user_equals_their_trained_list(kind):
+    rec, (train, _) = trained(kind), split()
+    for user in ("u1", "u42"):
+        rows = train.df[train.df.user == user]
+        folded = recommend(rec, None, 10, ratings=UserRatings(list(rows.item), list(rows.rating)))
+        known = recommend(rec, user, 10)
+        assert list(folded["item"]) == list(known["item"]) and folded["known"].all()
+        # the ratings shown come from the rating model's own fold-in (a ridge solve), near the trained user's
+        assert folded["prediction"].isna().all() if rec.model is None else \
+            np.abs(folded["prediction"] - known["prediction"]).max() < 0.5
+
+
+def test_unknown_users_get_flagged_popular_items_and_new_users_folded_in():
+    rec = trained("ials")
+    top = recommend(rec, "nobody", 5, min_ratings=1)
+    assert not top["known"].any() and top["prediction"].isna().all()
+    counts = item_counts(rec)
+    assert list(counts[rec.items.encode(top["item"])]) == sorted(counts[1:], reverse=True)[:5]
+    given = UserRatings(["i0", "i1", "i2", "i3"], [5.0, 5.0, 4.0, 5.0])  # items of the first block
+    new = recommend(rec, None, 5, ratings=given)
+    assert new["known"].all() and not set(new["item"]) & set(given.items)
+    assert sum(int(i[1:]) < 20 for i in new["item"]) >= 4  # the rest of the block comes first
+
+
+def test_a_ranking_only_model_refuses_rating_questions(tmp_path, capsys):
+    rec = trained("ease")
+    with pytest.raises(ModelCapabilityError, match="--model dot"):
+        rec.predict(["u1"], ["i1"])
+    with pytest.raises(ModelCapabilityError):
+        evaluate(rec, split()[1], k=None)
+    assert "rmse" not in evaluate(rec, split()[1]) and "ranking" in evaluate(rec, split()[1])
+    rec.save(tmp_path / "m")
+    split()[1].df.to_csv(tmp_path / "test.csv", index=False)
+    for argv in (["predict", str(tmp_path / "m"), "--user", "u1", "--item", "i1"],
+                 ["evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "test.csv"), "--metrics", "rmse"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "ranking model" in err and "Traceback" not in err
+
+
+def test_ease_is_refused_when_items_x_items_is_too_big_and_auto_picks_ials():
+    with pytest.raises(ConfigError, match="--model ials"):
+        check_ease_fits(50_001)
+    cfg = TrainConfig().resolved()
+    assert pick_ranker(cfg, 1_000) == "ease" and pick_ranker(cfg, 20_000) == "ials"
+    assert pick_ranker(replace(cfg, ranker="none"), 1_000) is None
+    with pytest.raises(ConfigError, match="ranking model"):
+        TrainConfig(model="ease", ranker="ials").resolved()
+
+
+def test_the_cli_trains_a_ranker_and_recommends_with_it(tmp_path, capsys):
+    split()[0].df.to_csv(tmp_path / "train.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "train.csv"), "--model", "ials", "--out", str(tmp_path / "m"),
+                 "--json", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["recommend", str(tmp_path / "m"), "--user", "u3", "-n", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "ordered by ials" in out and "prediction" not in out
