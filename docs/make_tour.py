@@ -78,30 +78,35 @@ item as relevant, items the user rated in training are never recommended, and a 
 ranking (most-rated items first) is scored the same way.
 
 {evaluate}
-The honest reading: a model trained to predict ratings beats the baselines at predicting
-ratings, but as a top-10 list it loses to "most popular first". Its highest predictions go to
-items that few people rated but those few loved (*Pather Panchali*: 5 ratings, below), and its
-lists spread over more of the catalogue (coverage); what people *watch next* is a different
-question from how they would *rate* it.
+The model dir holds two models trained from the same rows: the rating model (Bayesian MF),
+which the RMSE scores, and a ranking model (EASE), which orders the top-N lists. A model trained
+only to predict ratings answers "how much would they like it, given that they watched it" and,
+as a top-10 list, loses to "most popular first" (`--ranker none`: see
+[Recommendations that beat popularity](#recommendations-that-beat-popularity)); EASE learns
+which items users pick, and its lists beat popularity by about 2x.
 
 ### Recommend
 
-For a known user, the items with the highest predicted rating that they have not rated:
+For a known user, the items they have not rated, ordered by the ranker, with the rating
+model's predicted rating beside each:
 
 {rec_user}
-A new user, described by a few ratings, is folded in: their factors are solved with the
-item factors fixed, no retraining (here: loves the Star Wars trilogy, dislikes *The Godfather*
+A new user, described by a few ratings, is folded in without retraining: EASE multiplies
+their weighted row of ratings by its item x item matrix, and the rating model solves their
+factors with the item factors fixed (here: loves the Star Wars trilogy, dislikes *The Godfather*
 and *Heat*):
 
 {rec_new}
-An unknown user gets a non-personalized ranking, the items with the best bias among items
-with at least 20 ratings (`known: false` in `--json` output). `--all-users --out top10.parquet`
+An unknown user gets a non-personalized ranking, the most-rated items (ties: the higher
+shrunk mean rating) among items with at least 20 ratings (`known: false` in `--json` output). `--all-users --out top10.parquet`
 writes the top-N of every user.
 
 {rec_cold}
 ### Similar items
 
-Cosine similarity of the item factors; titles match case-insensitively.
+Items as the ranker relates them (EASE: column *i* of its item x item matrix, how much
+picking each item predicts picking *i*; a rating model alone compares the cosine of its item
+factors); titles match case-insensitively.
 
 {similar}
 When a title is ambiguous, the candidates are listed:
