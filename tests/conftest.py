@@ -1,4 +1,4 @@
-"""Shared fixtures: a planted low-rank ratings generator and the real ML-100K copy."""
+"""Shared fixtures: a planted low-rank ratings generator, the real ML-100K copy and the devices present."""
 
 from __future__ import annotations
 
@@ -8,8 +8,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from latentrec.data.ratings import Ratings
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    """Every device a test should pass on: the CPU always, CUDA where present (skipped elsewhere)."""
+    return request.param
+
+
+def assert_same_scores(a, b, same_device: bool, atol: float = 1e-5) -> None:
+    """Scores of one model computed twice: bit-identical on one device; across devices (scored on CUDA,
+    reloaded on the CPU) equal up to float32 rounding, since the kernels sum in different orders."""
+    if same_device:
+        np.testing.assert_array_equal(a, b)
+    else:
+        np.testing.assert_allclose(a, b, rtol=0, atol=atol)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

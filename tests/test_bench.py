@@ -11,7 +11,9 @@ def test_bench_reports_every_cpu_path(capsys):
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     runs = {(r["solver"], r["bs"]): r for r in out["runs"]}
-    assert set(runs) == {("sgd", 1), ("sgd-torch", 256), ("autograd", 256)}
+    assert set(runs) == {("sgd", 1), ("sgd-torch", 1), ("sgd-torch", 256), ("autograd", 256)}
+    assert runs["sgd-torch", 1]["batch"] == 100  # --solver sgd off the CPU: half the smaller table (200 items)
+    assert runs["sgd-torch", 1]["lr"] == runs["sgd", 1]["lr"]  # the per-rating rate, as fit uses it
     for r in runs.values():
         assert r["ratings_per_s"] > 0 and r["scores_per_s"] > 0 and r["peak_mb"] > 10
         assert len(r["curve"]) == 3 and r["best_valid_rmse"] < 1.5

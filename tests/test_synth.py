@@ -1,7 +1,10 @@
 """`latentrec synth` and the chunked Parquet/CSV reader."""
 
+import functools
+
 import numpy as np
 import pandas as pd
+import pytest
 
 from latentrec.cli import main
 from latentrec.data.synth import SynthSpec, synth_arrays, write_synth
@@ -31,11 +34,15 @@ def test_csv_and_parquet_and_memory_agree(tmp_path):
     assert np.array_equal(u, b.user) and np.array_equal(i, b.item) and np.array_equal(r, b.rating)
 
 
-def test_training_recovers_the_planted_structure(tmp_path):
+@pytest.mark.parametrize("batched", [False, True], ids=["kernel", "batched"])
+def test_training_recovers_the_planted_structure(tmp_path, monkeypatch, batched):
+    """Both ``--solver sgd`` paths: the CPU kernel, and the batched updates CUDA takes (run here on the CPU)."""
     from latentrec.config import TrainConfig
     from latentrec.data.ratings import load_ratings
+    from latentrec.solvers import runners
     from latentrec.training.fit import fit
 
+    monkeypatch.setitem(runners.RUNNERS, "sgd", functools.partial(runners.sgd_runner, batched=batched))
     noise = 0.2
     write_synth(SynthSpec(30_000, 600, 300, n_factors=3, noise=noise, scale=(-10, 20), seed=0), tmp_path / "r.csv")
     cfg = TrainConfig(solver="sgd", n_factors=8, epochs=25, lr=0.02, wd=0.01, schedule="cosine", y_range=(-2, 9), seed=0)

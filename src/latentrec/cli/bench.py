@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             cells.append([r["device"], r["solver"], r["bs"], "diverged", "-", "-", "-", "-"])
             continue
         stt = r["seconds_to_target"]
-        cells.append([r["device"], r["solver"], r["bs"], r["ratings_per_s"] / 1e6, "-" if stt is None else stt,
+        cells.append([r["device"], r["solver"], r.get("batch", r["bs"]), r["ratings_per_s"] / 1e6, "-" if stt is None else stt,
                       r["best_valid_rmse"], r["scores_per_s"] / 1e6, r["peak_mb"]])
     table(f"{name}: {len(train):,} train / {len(valid):,} valid ratings, k={args.n_factors}, "
           f"{args.epochs} epochs, target RMSE {target:.4f}", COLUMNS, cells,

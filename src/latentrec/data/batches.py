@@ -43,7 +43,7 @@ class Batches:
         self.x = torch.stack([torch.as_tensor(data.users), torch.as_tensor(data.items)], 1).to(self.device)
         self.y = torch.as_tensor(data.ratings).to(self.device)
         self.bs, self.shuffle = bs, shuffle
-        self.generator = torch.Generator(device=self.device)
+        self.generator = torch.Generator()  # on the CPU: the same seed deals the same batches on every device
         if seed is not None:
             self.generator.manual_seed(seed)
 
@@ -52,7 +52,7 @@ class Batches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.y)
-        order = torch.randperm(n, generator=self.generator, device=self.device) if self.shuffle else None
+        order = torch.randperm(n, generator=self.generator).to(self.device) if self.shuffle else None
         for start in range(0, n, self.bs):
             if order is None:
                 x, y = self.x[start:start + self.bs], self.y[start:start + self.bs]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from latentrec.solvers.runners import RUNNERS, Diverged
 class Setup:
     device: str
     solver: str  # sgd (numba kernel on CPU, torch batches elsewhere), sgd-torch, autograd
-    bs: int
+    bs: int  # sgd-torch bs=1: the batch --solver sgd takes off the CPU (sgd_torch.batch_size)
 
     @property
     def name(self) -> str:
@@ -47,7 +47,7 @@ def default_setups(devices: list[str], batch_sizes: list[int]) -> list[Setup]:
     for d in devices:
         if d == "cpu":
             setups.append(Setup(d, "sgd", 1))
-        setups += [Setup(d, "sgd-torch", bs) for bs in batch_sizes]
+        setups += [Setup(d, "sgd-torch", bs) for bs in [1, *batch_sizes]]
         setups += [Setup(d, "autograd", bs) for bs in batch_sizes]
     return setups
 
@@ -85,11 +85,8 @@ def _sync(device: torch.device) -> None:
 
 def config_for(setup: Setup, n_factors: int, epochs: int, seed: int) -> TrainConfig:
     solver = "autograd" if setup.solver == "autograd" else "sgd"
-    cfg = TrainConfig(model="dot", solver=solver, n_factors=n_factors, epochs=epochs, bs=setup.bs, seed=seed,
-                      schedule="constant", device=setup.device).resolved()
-    if setup.solver == "sgd-torch":
-        cfg = replace(cfg, lr=cfg.lr * min(1.0, 1024 / setup.bs) ** 0.5)  # big batches sum many row updates
-    return cfg
+    return TrainConfig(model="dot", solver=solver, n_factors=n_factors, epochs=epochs, bs=setup.bs, seed=seed,
+                       schedule="constant", device=setup.device).resolved()  # the rate fit uses, on every path
 
 
 def run_setup(setup: Setup, train: Encoded, valid: Encoded, n_users: int, n_items: int, y_range, n_factors: int,
@@ -107,6 +104,7 @@ def run_setup(setup: Setup, train: Encoded, valid: Encoded, n_users: int, n_item
     row = {"device": setup.device, "solver": setup.solver, "bs": setup.bs, "lr": cfg.lr}
     try:
         runner = runner_cls(model, train, cfg, device)
+        row["batch"] = getattr(runner, "bs", setup.bs)  # ratings per update step
         train_s, curve = [], []
         for _ in range(epochs):
             _sync(device)

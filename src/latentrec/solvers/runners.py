@@ -18,6 +18,7 @@ import torch
 from latentrec.config import TrainConfig
 from latentrec.data.batches import Batches, Encoded
 from latentrec.errors import ConfigError
+from latentrec.solvers.deterministic import deterministic
 from latentrec.solvers.optim import make_optimizer
 
 
@@ -47,25 +48,27 @@ class AutogradRunner:
         self.limit = math.inf
 
     def epoch(self, lr_at) -> float:
-        """One pass; the squared errors are summed on the device and read at the end. Divergence is checked
-        every batch on the CPU, every ``CHECK_EVERY`` batches elsewhere (each check waits for the device)."""
+        """One pass with deterministic kernels; the squared errors are summed on the device and read at the end.
+        Divergence is checked every batch on the CPU, every ``CHECK_EVERY`` batches elsewhere (each check
+        waits for the device)."""
         self.model.train()
         total = torch.zeros((), dtype=torch.float64, device=self.batches.device)
         nb = len(self.batches)
         every = 1 if self.batches.device.type == "cpu" else CHECK_EVERY
-        for b, (x, y) in enumerate(self.batches):
-            pred = self.model(x)
-            sq = ((pred - y) ** 2).sum()
-            mse = sq / len(y)
-            loss = mse.sqrt() if self.loss == "rmse" else mse
-            loss.backward()
-            if (b + 1) % every == 0:
-                value = float(mse.detach())
-                if not math.isfinite(value) or value > self.limit:
-                    raise Diverged(f"the batch loss reached {value:.3g}")
-            self.opt.step(lr_at(b / nb))
-            self.opt.zero_grad()
-            total += sq.detach()
+        with deterministic():
+            for b, (x, y) in enumerate(self.batches):
+                pred = self.model(x)
+                sq = ((pred - y) ** 2).sum()
+                mse = sq / len(y)
+                loss = mse.sqrt() if self.loss == "rmse" else mse
+                loss.backward()
+                if (b + 1) % every == 0:
+                    value = float(mse.detach())
+                    if not math.isfinite(value) or value > self.limit:
+                        raise Diverged(f"the batch loss reached {value:.3g}")
+                self.opt.step(lr_at(b / nb))
+                self.opt.zero_grad()
+                total += sq.detach()
         value = float(total) / max(len(self.batches.y), 1)
         if not math.isfinite(value) or value > self.limit:
             raise Diverged(f"the epoch's loss reached {value:.3g}")

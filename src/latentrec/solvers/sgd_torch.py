@@ -19,13 +19,13 @@ tracks the kernel's epoch by epoch (README, "GPU").
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 from latentrec.config import TrainConfig
 from latentrec.data.batches import Encoded
+from latentrec.solvers.deterministic import deterministic
 
 MIN_BS = 64
 
@@ -42,18 +42,6 @@ def kernel_order(n: int, n_users: int, n_items: int, seed: int | None) -> np.nda
     rng = np.random.default_rng(seed)
     rng.permutation(n_users), rng.permutation(n_items)
     return rng.permutation(n)
-
-
-@contextmanager
-def deterministic():
-    """Deterministic kernels for the block: on CUDA ``index_add_`` otherwise sums a row's updates with atomics,
-    in whatever order the threads arrive, so two seeded runs would differ in the last bits."""
-    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 @torch.no_grad()
