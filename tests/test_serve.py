@@ -75,7 +75,9 @@ def test_known_user_recommendations_skip_rated_items(client, holder):
     body = client.get(f"/api/users/{user}/recommendations", params={"n": 7}).json()
     assert body["known"] is True and len(body["recommendations"]) == 7
     items = [r["item"] for r in body["recommendations"]]
-    assert items == list(recommend(rec, user, 7)["item"])
+    direct = recommend(rec, user, 7)
+    assert items == list(direct["item"])
+    assert [r["prediction"] for r in body["recommendations"]] == pytest.approx(list(direct["prediction"]))
     rated = set(rec.items.decode(rec.rated_by(5)))
     assert rated and not rated & set(items)
     assert [r["prediction"] for r in body["recommendations"]] == pytest.approx(
@@ -85,8 +87,10 @@ def test_known_user_recommendations_skip_rated_items(client, holder):
 def test_unknown_user_gets_the_popular_list_flagged(client, holder):
     body = client.get("/api/users/nobody/recommendations?n=5").json()
     assert body["known"] is False
-    idx, _ = popular(holder.state.rec, 5)
+    idx, scores = popular(holder.state.rec, 5)
     assert [r["item"] for r in body["recommendations"]] == holder.state.rec.items.decode(idx)
+    assert [r["prediction"] for r in body["recommendations"]] == pytest.approx(list(scores))
+    assert holder.state.rec.users.index("nobody") == 0 and holder.state.rec.users.index("u1") > 0
 
 
 def test_fold_in_recommendations(client, holder):

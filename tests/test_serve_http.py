@@ -20,6 +20,7 @@ import pytest
 from serve_model import served
 
 from latentrec.cli import main
+from latentrec.cli.serve import listen
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -109,6 +110,13 @@ def test_bad_command_lines_exit_2_with_one_sentence(tmp_path, model_dir, capsys)
         assert main(["serve", str(model_dir), "--port", str(taken.getsockname()[1])]) == 2
     err = capsys.readouterr().err
     assert "Cannot listen on 127.0.0.1" in err and len(err.strip().splitlines()) == 1
+
+
+def test_listening_socket_is_tcp_so_connections_get_nodelay():
+    """asyncio sets TCP_NODELAY only on sockets made with proto TCP; without it each response waits ~40 ms for
+    the client's delayed ACK between its header and body segments."""
+    with listen("127.0.0.1", 0) as sock:
+        assert sock.proto == socket.IPPROTO_TCP
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")

@@ -31,6 +31,13 @@ class Vocab:
         arr = pd.Series(ids, dtype="string").astype(str)
         return (self._index.get_indexer(arr) + 1).astype(np.int32)
 
+    def index(self, raw) -> int:
+        """The index of one raw id (0 if unknown): a hash lookup, without :meth:`encode`'s per-call Series."""
+        try:
+            return int(self._index.get_loc(str(raw))) + 1
+        except KeyError:
+            return 0
+
     def decode(self, idx) -> list[str]:
         """Raw ids for indices."""
         return [self.classes[int(i)] for i in np.asarray(idx).ravel()]

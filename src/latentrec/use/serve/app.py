@@ -26,9 +26,10 @@ from starlette.concurrency import run_in_threadpool
 from latentrec.errors import DataError, LatentrecError
 from latentrec.use.coldstart import UserRatings
 from latentrec.use.interpret import item_pca
+from latentrec.use.recommender import Recommender
 from latentrec.use.serve.holder import Loaded, ModelHolder
 from latentrec.use.similar import similar_items, title_matches
-from latentrec.use.topn import item_counts, recommend
+from latentrec.use.topn import item_counts, popular, recommend, top_n
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 1 << 20  # bytes; larger request bodies get 413
@@ -64,6 +65,22 @@ def records(df, drop: tuple[str, ...] = ()) -> list[dict]:
     values = [[None if isinstance(v, float) and not math.isfinite(v) else v for v in df[c].tolist()]
               if df[c].dtype.kind == "f" else df[c].tolist() for c in columns]
     return [dict(zip(columns, row)) for row in zip(*values)]
+
+
+def user_recommendations(rec: Recommender, user: str, n: int) -> dict:
+    """``recommend(rec, user, n)`` as JSON-ready data, built straight from :func:`top_n` / :func:`popular`
+    (the DataFrame and the id encoding of ``recommend`` cost more than the ranking itself)."""
+    u = rec.users.index(user)
+    if u == 0:
+        items, scores = popular(rec, n)
+    else:
+        top, values = top_n(rec, np.array([u]), n)
+        keep = top[0] > 0
+        items, scores = top[0][keep], values[0][keep]
+    ids = rec.items.decode(items)
+    return {"user": user, "known": u > 0, "recommendations": [
+        {"rank": k, "item": i, "title": rec.titles.get(i, ""), "prediction": s if math.isfinite(s) else None}
+        for k, (i, s) in enumerate(zip(ids, scores.tolist()), 1)]}
 
 
 def is_loopback(host: str | None) -> bool:
@@ -124,13 +141,11 @@ def create_app(holder: ModelHolder) -> FastAPI:
         return JSONResponse(body, status_code=200 if state is not None else 503)
 
     @app.get("/api/users/{user}/recommendations", tags=["recommendations"])
-    async def user_recommendations(user: str, n: N = 10) -> JSONResponse:
+    async def known_or_unknown_user(user: str, n: N = 10) -> JSONResponse:
         """Top-n items the user has not rated; an unknown user gets the non-personalized list (``known: false``)."""
         rec = model().rec
         with holder.lock:
-            top = recommend(rec, user, n)
-        return JSONResponse({"user": user, "known": user in rec.users,
-                             "recommendations": records(top, drop=("known",))})
+            return JSONResponse(user_recommendations(rec, user, n))
 
     @app.post("/api/recommendations", tags=["recommendations"])
     async def fold_in_recommendations(body: FoldInRequest) -> JSONResponse:
