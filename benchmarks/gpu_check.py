@@ -140,8 +140,10 @@ def main() -> None:
                       ("sweeps", lambda: sweep_seconds(devices, *sizes["sweep"])),
                       ("ml-100k", lambda: ml100k_accuracy(devices, args.tiny))):
         t0 = time.perf_counter()
-        rows += run()
-        print(f"[{part} done in {time.perf_counter() - t0:.0f} s]", flush=True)
+        part_rows = run()
+        rows += part_rows
+        print(f"[{part} done in {time.perf_counter() - t0:.0f} s]", *("  ".join(map(str, r)) for r in part_rows),
+              sep="\n", flush=True)  # shown as it comes, in case a time limit stops the run
     widths = [max(len(str(row[c])) for row in rows) for c in range(4)]
     gpu = torch.cuda.get_device_name(0) if "cuda" in devices else "no CUDA"
     print(f"\nissue #13 figures on {gpu}, CPU threads: {torch.get_num_threads()}")

@@ -18,9 +18,12 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 @contextmanager
-def deterministic() -> Iterator[None]:
+def deterministic(on: bool = True) -> Iterator[None]:
     """Run the block with ``torch.use_deterministic_algorithms`` on (warning, not failing, where an op has
-    no deterministic kernel), then restore the caller's setting."""
+    no deterministic kernel), then restore the caller's setting; ``on=False`` leaves it as it is."""
+    if not on:
+        yield
+        return
     before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:

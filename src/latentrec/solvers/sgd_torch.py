@@ -100,7 +100,7 @@ class TorchSGDRunner:
         n, users, items, ratings = len(self.ratings), self.users, self.items, self.ratings
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         lr = lr_at(0.0)  # the kernel's schedule: one rate per epoch
-        with deterministic():
+        with deterministic(self.device.type != "cpu"):  # index_add_ already sums in order on the CPU (5x faster)
             for start in range(0, n, self.bs):
                 end = start + self.bs
                 total += sgd_step(self.model, users[start:end], items[start:end], ratings[start:end], lr, self.wd)
