@@ -53,3 +53,64 @@ def test_bad_nn_options_are_one_sentence():
         TrainConfig(model="nn", layers=(0,)).resolved()
     with pytest.raises(ConfigError, match="--dropout"):
         TrainConfig(model="nn", dropout=1.5).resolved()
+
+
+def implicit_model(n_users=3000, n_items=2000, per_user=5, seed=0) -> CollabNN:
+    g = torch.Generator().manual_seed(seed)
+    m = CollabNN(n_users, n_items, 12, 10, layers=(8,), implicit=True)
+    users = torch.arange(1, n_users).repeat_interleave(per_user)  # row 0, the unknown id, rated nothing
+    items = torch.randint(1, n_items, (len(users),), generator=g)
+    m.set_rated(users.numpy(), items.numpy())
+    with torch.no_grad():
+        for t in (m.user_implicit, m.item_implicit):
+            t.normal_(0, 0.5, generator=g)
+    return m.eval()
+
+
+def test_implicit_embeddings_are_the_svdpp_sums():
+    """p_u + |N(u)|^-1/2 sum_{j in N(u)} y_j (and the item side likewise), against a dense reference."""
+    m = implicit_model(n_users=60, n_items=40, per_user=7)
+    u, i = m.rated_users.numpy(), m.rated_items.numpy()
+    for factors, implicit, rows, cols, n, m_cols in ((m.user_factors, m.user_implicit, u, i, 60, 40),
+                                                     (m.item_factors, m.item_implicit, i, u, 40, 60)):
+        x = np.zeros((n, m_cols))
+        np.add.at(x, (rows, cols), 1.0)  # a pair rated twice counts twice, as in the sum
+        x /= np.sqrt(np.maximum(x.sum(1, keepdims=True), 1))
+        want = factors.detach().numpy() + x @ implicit.detach().numpy()
+        got = m.embeddings()[0 if factors is m.user_factors else 1].detach().numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    x = torch.tensor([[1, 2], [5, 0], [0, 3], [59, 39], [5, 2]])
+    grads = []
+    for batch_only in (True, False):  # a batch's own pairs (gathered) or the product over every row
+        users, items = (None, None) if batch_only else m.embeddings()
+        out = m(x) if batch_only else m.head(users[x[:, 0]], items[x[:, 1]])
+        (out * torch.arange(1.0, 6.0)).sum().backward()
+        grads.append([out.detach()] + [p.grad.clone() for p in (m.user_implicit, m.item_implicit, m.user_factors)])
+        m.zero_grad()
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_a_batch_reads_only_its_own_rated_pairs():
+    """The forward pass of 8 ratings must not build a tensor over every user or every training pair
+    (it used to multiply the whole sparse who-rated-what matrix on every batch)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Largest(TorchDispatchMode):
+        numel = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor):
+                    Largest.numel = max(Largest.numel, t.numel())
+            return out
+
+    m = implicit_model().train()
+    x = torch.tensor([[u, u % 7 + 1] for u in range(1, 9)])
+    m(x).sum().backward()  # builds whatever the model caches
+    m.zero_grad()
+    with Largest():
+        out = m(x)
+    assert out.shape == (8,)
+    assert Largest.numel < min(m.n_users * 10, len(m.rated_users)) / 4
