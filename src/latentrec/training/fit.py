@@ -100,6 +100,12 @@ def fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tra
     with the ranking model ``config.ranker`` names (default ``auto``: EASE up to
     ``config.EASE_AUTO_ITEMS`` items, iALS beyond; ``none``: no ranker), which orders its top-N lists.
     """
+    with torch.random.fork_rng():  # training seeds and draws from torch's global generators; the caller's come back
+        return _fit(train, valid, config, callbacks, build)
+
+
+def _fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: TrainConfig | None = None,
+         callbacks: list | None = None, build=None) -> tuple[Recommender, Trainer | None]:
     cfg = config or TrainConfig()
     device = local_device(pick_device(cfg.device))
     cfg = cfg.resolved()
