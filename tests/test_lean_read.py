@@ -89,3 +89,15 @@ def test_cli_trains_the_same_model_either_way(files, tmp_path, monkeypatch, caps
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     meta = [json.loads((tmp_path / r / "model.json").read_text()) for r in ("lean", "memory")]
     assert meta[0]["users"] == meta[1]["users"] and meta[0]["items"] == meta[1]["items"]
+
+
+def test_a_file_the_lean_reader_cannot_parse_is_named_with_the_reason(tmp_path, caplog):
+    bad = tmp_path / "ratings.csv"
+    bad.write_text("user,item,rating\n" + "".join(f"{u},{u % 7},4\n" for u in range(1, 200)) + "5,6,4,extra\n")
+    with caplog.at_level("WARNING", logger="latentrec"):
+        assert read_split(bad, min_bytes=0) is None
+    [record] = caplog.records
+    message = record.getMessage()
+    assert str(bad) in message and "100 bytes a rating" in message and "4" in message.split("(")[1]
+    with pytest.raises(DataError, match="Expected 3 fields"):  # then the pandas route says what is wrong
+        load_ratings(bad)

@@ -13,6 +13,7 @@ mean|last``, ``::``-separated, small) go through ``load_ratings`` as before.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +23,19 @@ import pyarrow as pa
 
 from latentrec.data import csr
 from latentrec.data.batches import Encoded, EncodedRows
-from latentrec.data.ratings import first_line, refuse_column_names, resolve_columns, sniff_header
+from latentrec.data.ratings import (
+    bad_rating,
+    empty_id,
+    first_line,
+    rated_twice,
+    refuse_column_names,
+    resolve_columns,
+    sniff_header,
+)
 from latentrec.data.split import check_valid_pct
 from latentrec.data.vocab import NA, Vocab
-from latentrec.errors import DataError
 
+log = logging.getLogger(__name__)
 LEAN_BYTES = 64 << 20
 CHUNK_ROWS = 1 << 21
 TABLE_IDS = 1 << 26
@@ -62,7 +71,10 @@ def read_split(path: str | os.PathLike, cols: dict | None = None, duplicates: st
         u, i, r = _read(path, batches, names, n_max, row_offset)
     except _NotLean:
         return None
-    except (pa.ArrowInvalid, OSError):  # a damaged or irregular file: load_ratings says what is wrong
+    except (pa.ArrowInvalid, OSError) as e:  # a damaged or irregular file: load_ratings says what is wrong
+        reason = " ".join(str(e).split()) or type(e).__name__
+        log.warning("%s: not read lean (%s); reading it with pandas instead, at about 100 bytes a rating "
+                    "rather than 12.", path, reason)
         return None
     where = str(path)
     user_ids, item_ids = _to_file_index(u), _to_file_index(i)
@@ -153,12 +165,10 @@ def _read(path: Path, batches, names: list[str], n_max: int, row_offset: int):
                 bad = np.flatnonzero(missing | ~np.isfinite(values))
                 if len(bad):
                     shown = "infinite" if np.isinf(values[bad[0]]) else "missing"
-                    raise DataError(f"{path}, row {n + bad[0] + 1 + row_offset}, column {name!r}: "
-                                    f"the rating is {shown}.")
+                    raise bad_rating(str(path), n + bad[0] + 1 + row_offset, name, shown)
             else:
                 if missing.any():
-                    raise DataError(f"{path}, row {n + np.flatnonzero(missing)[0] + 1 + row_offset}, column {name!r}: "
-                                    f"the {role} id is empty.")
+                    raise empty_id(str(path), n + np.flatnonzero(missing)[0] + 1 + row_offset, name, role)
                 if m and (values.min() < 0 or values.max() >= 2 ** 31):
                     raise _NotLean
             out[n:n + m] = values
@@ -196,10 +206,7 @@ def _check_duplicates(u, i, user_ids, item_ids, where: str, row_offset: int) -> 
     if first < 0:
         return
     rows = np.flatnonzero((u == u[first]) & (i == i[first]))[:2] + 1 + row_offset
-    raise DataError(
-        f"{where}: user {user_ids[u[first]]} rated item {item_ids[i[first]]} more than once (rows {rows[0]} and "
-        f"{rows[1]}); choose --duplicates mean or --duplicates last."
-    )
+    raise rated_twice(where, user_ids[u[first]], item_ids[i[first]], rows)
 
 
 def _move_to_end(picked: np.ndarray, *cols: np.ndarray) -> None:

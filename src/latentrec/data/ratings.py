@@ -227,19 +227,32 @@ def _normalized(name: str) -> str:
     return name.lower().replace("_", "").replace(" ", "")
 
 
+def empty_id(where: str, row: int, column: str, role: str) -> DataError:
+    return DataError(f"{where}, row {row}, column {column!r}: the {role} id is empty.")
+
+
+def bad_rating(where: str, row: int, column: str, shown: str) -> DataError:
+    return DataError(f"{where}, row {row}, column {column!r}: the rating is {shown}.")
+
+
+def rated_twice(where: str, user, item, rows) -> DataError:
+    return DataError(f"{where}: user {user} rated item {item} more than once (rows {rows[0]} and {rows[1]}); "
+                     f"choose --duplicates mean or --duplicates last.")
+
+
 def _ids(col: pd.Series, role: str, where: str, row_offset: int) -> pd.Series:
     """Raw ids as strings; integral floats lose their '.0'; blanks and nulls are errors."""
     if pd.api.types.is_float_dtype(col):
         if col.isna().any():
             bad = int(np.flatnonzero(col.isna().to_numpy())[0])
-            raise DataError(f"{where}, row {bad + 1 + row_offset}, column {col.name!r}: the {role} id is empty.")
+            raise empty_id(where, bad + 1 + row_offset, col.name, role)
         if (col == np.floor(col)).all():
             col = col.astype(np.int64)
     out = col.astype("string").str.strip()
     empty = out.isna() | (out == "") | out.str.lower().isin({"nan", "null", "none"})
     if empty.any():
         bad = int(np.flatnonzero(empty.to_numpy())[0])
-        raise DataError(f"{where}, row {bad + 1 + row_offset}, column {col.name!r}: the {role} id is empty.")
+        raise empty_id(where, bad + 1 + row_offset, col.name, role)
     return out.astype(object)
 
 
@@ -260,7 +273,7 @@ def _ratings(col: pd.Series, where: str, row_offset: int) -> np.ndarray:
     if bad_mask.any():
         bad = int(np.flatnonzero(bad_mask)[0])
         shown = "missing" if np.isnan(values[bad]) else "infinite"
-        raise DataError(f"{where}, row {bad + 1 + row_offset}, column {col.name!r}: the rating is {shown}.")
+        raise bad_rating(where, bad + 1 + row_offset, col.name, shown)
     return values.astype(np.float32)
 
 
@@ -296,10 +309,7 @@ def _deduplicate(df: pd.DataFrame, where: str, policy: str, row_offset: int) -> 
         first = int(np.flatnonzero(dup)[0])
         u, i = df.at[first, "user"], df.at[first, "item"]
         rows = np.flatnonzero(dup & (df["user"] == u).to_numpy() & (df["item"] == i).to_numpy())[:2] + 1 + row_offset
-        raise DataError(
-            f"{where}: user {u} rated item {i} more than once (rows {rows[0]} and {rows[1]}); "
-            f"choose --duplicates mean or --duplicates last."
-        )
+        raise rated_twice(where, u, i, rows)
     if policy == "last":
         return df.drop_duplicates(["user", "item"], keep="last").reset_index(drop=True)
     agg = {"rating": "mean", **{c: how for c, how in (("timestamp", "max"), ("title", "last")) if c in df}}
