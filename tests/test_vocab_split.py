@@ -36,3 +36,18 @@ def test_kfold_disjoint_and_covering():
     folds = kfold_indices(103, 5, seed=0)
     allidx = np.concatenate(folds)
     assert len(allidx) == 103 and len(set(allidx.tolist())) == 103
+
+
+def test_hold_out_is_the_one_validation_split_of_fit_and_the_cli():
+    from latentrec.data.ratings import Ratings
+    from latentrec.data.split import hold_out, random_indices, random_split
+
+    df = pd.DataFrame({"user": list("abcdefghij"), "item": list("klmnopqrst"), "rating": np.arange(10.0)})
+    data = Ratings(df, "f.csv")
+    rows, held = hold_out(data, None, 0.3, seed=5)
+    want_rows, want_held = random_split(df, 0.3, seed=5)
+    assert rows.df.equals(want_rows) and held.df.equals(want_held) and held.source == "the validation rows"
+    assert list(held.df.index) == list(range(3))
+    assert hold_out(data, held, 0.3) == (data, held) and hold_out(data, None, 0.0) == (data, None)
+    train_idx, valid_idx = random_indices(10, 0.3, seed=5)
+    assert sorted([*train_idx, *valid_idx]) == list(range(10)) and len(valid_idx) == 3

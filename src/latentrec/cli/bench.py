@@ -37,9 +37,9 @@ def add_parser(sub) -> None:
 
 
 def _data(args) -> tuple[Encoded, Encoded, int, int, tuple[float, float], str]:
-    import numpy as np
-
     from latentrec.data.batches import Encoded
+    from latentrec.data.split import random_indices
+    from latentrec.models.dot import default_y_range
 
     if args.data:
         from latentrec.data.vocab import Vocab
@@ -58,13 +58,9 @@ def _data(args) -> tuple[Encoded, Encoded, int, int, tuple[float, float], str]:
         enc = Encoded(u + 1, i + 1, r)  # row 0 stays the unknown id
         n_users, n_items = args.users + 1, args.items + 1
         name = f"synthetic {args.ratings:,} ratings"
-    perm = np.random.default_rng(args.seed).permutation(len(enc))
-    cut = int(0.9 * len(perm))
     pick = lambda idx: Encoded(enc.users[idx], enc.items[idx], enc.ratings[idx])
-    train, valid = pick(np.sort(perm[:cut])), pick(np.sort(perm[cut:]))
-    lo, hi = float(enc.ratings.min()), float(enc.ratings.max())
-    pad = 0.1 * max(hi - lo, 1.0)
-    return train, valid, n_users, n_items, (lo - pad, hi + pad), name
+    train, valid = map(pick, random_indices(len(enc), 0.1, args.seed))
+    return train, valid, n_users, n_items, default_y_range(float(enc.ratings.min()), float(enc.ratings.max())), name
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -157,7 +156,7 @@ def interrupted(checkpoints: Checkpointer, epochs: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from latentrec.data.ratings import read_titles
-    from latentrec.data.split import ml100k_split_files, random_split
+    from latentrec.data.split import hold_out, ml100k_split_files
     from latentrec.evaluation.evaluate import evaluate
     from latentrec.solvers import distributed
     from latentrec.training.fit import fit
@@ -177,9 +176,8 @@ def run(args: argparse.Namespace) -> int:
         lean = read_big(args, source, 0.0 if args.valid else cfg.valid_pct, cfg.seed)
         train_data = lean or read(args, source)
     valid = read(args, args.valid) if args.valid else None
-    if lean is None and valid is None and cfg.valid_pct > 0:
-        rows, held = random_split(train_data.df, cfg.valid_pct, cfg.seed)
-        train_data, valid = replace(train_data, df=rows), replace(train_data, df=held, source="the validation rows")
+    if lean is None:  # the lean reader held its validation rows out already
+        train_data, valid = hold_out(train_data, valid, cfg.valid_pct, cfg.seed)
     if args.test:
         test = read(args, args.test)
 

@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from latentrec.config import ML100K_SPLITS
+from latentrec.data.ratings import Ratings
 from latentrec.errors import ConfigError
 
 
-def random_split(df: pd.DataFrame, valid_pct: float, seed: int | None = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Hold out a random ``valid_pct`` of the rows (the seed's random splitter)."""
+def random_indices(n: int, valid_pct: float, seed: int | None = 42) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted row numbers of the training rows and of a random ``valid_pct`` held out (the seed's random splitter)."""
     check_valid_pct(valid_pct)
-    perm = np.random.default_rng(seed).permutation(len(df))
-    n_valid = int(round(len(df) * valid_pct))
-    valid, train = perm[:n_valid], perm[n_valid:]
-    return df.iloc[np.sort(train)].reset_index(drop=True), df.iloc[np.sort(valid)].reset_index(drop=True)
+    perm = np.random.default_rng(seed).permutation(n)
+    n_valid = int(round(n * valid_pct))
+    return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
+
+
+def random_split(df: pd.DataFrame, valid_pct: float, seed: int | None = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out a random ``valid_pct`` of the rows."""
+    train, valid = random_indices(len(df), valid_pct, seed)
+    return df.iloc[train].reset_index(drop=True), df.iloc[valid].reset_index(drop=True)
+
+
+def hold_out(train: Ratings, valid: Ratings | None, valid_pct: float,
+             seed: int | None = 42) -> tuple[Ratings, Ratings | None]:
+    """The training and validation ratings: ``valid`` if given, else a random ``valid_pct`` of ``train``."""
+    if valid is not None or valid_pct == 0:
+        return train, valid
+    rows, held = random_split(train.df, valid_pct, seed)
+    return replace(train, df=rows), replace(train, df=held, source="the validation rows")
 
 
 def check_valid_pct(valid_pct: float) -> None:

@@ -10,7 +10,7 @@ from latentrec.data import csr
 from latentrec.data.batches import Encoded
 from latentrec.data.lean import EncodedSplit
 from latentrec.data.ratings import Ratings
-from latentrec.data.split import random_split
+from latentrec.data.split import hold_out
 from latentrec.data.vocab import Vocab
 from latentrec.errors import DataError
 from latentrec.models.baselines import fit_biases
@@ -75,10 +75,8 @@ def training_rows(train: Ratings | EncodedSplit, valid: Ratings | None,
         else:
             va = train.valid.data if train.valid is not None else None
     else:
-        train_df = train.df
-        valid_df = valid.df if valid is not None else None
-        if valid_df is None and cfg.valid_pct > 0:
-            train_df, valid_df = random_split(train_df, cfg.valid_pct, cfg.seed)
+        rows, valid = hold_out(train, valid, cfg.valid_pct, cfg.seed)
+        train_df, valid_df = rows.df, valid.df if valid is not None else None
         if len(train_df) < 2:
             raise DataError(f"{train.source} has {len(train_df)} training rating(s); training needs at least 2.")
         users, items = Vocab.from_ids(train_df["user"]), Vocab.from_ids(train_df["item"])
