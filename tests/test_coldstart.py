@@ -11,7 +11,7 @@ from tiny_rec import trained
 
 from latentrec.cli import main
 from latentrec.errors import DataError
-from latentrec.use.coldstart import UserRatings, fold_in, fold_in_scores, parse_ratings, read_ratings_file
+from latentrec.use.coldstart import UserRatings, fold_in, fold_in_scores, parse_ratings, read_user_ratings
 from latentrec.use.topn import recommend
 
 
@@ -19,9 +19,9 @@ def test_parse_ratings_inline_and_file(tmp_path):
     r = parse_ratings("50:5, 181:4,1:2.5")
     assert r.items == ["50", "181", "1"] and r.ratings == [5.0, 4.0, 2.5]
     (tmp_path / "r.csv").write_text("item,rating\n50,5\n181,4\n")
-    assert read_ratings_file(str(tmp_path / "r.csv")).items == ["50", "181"]
+    assert read_user_ratings(str(tmp_path / "r.csv")).items == ["50", "181"]
     (tmp_path / "r.tsv").write_text("50\t5\n181\t3\n")
-    assert read_ratings_file(str(tmp_path / "r.tsv")).ratings == [5.0, 3.0]
+    assert read_user_ratings(str(tmp_path / "r.tsv")).ratings == [5.0, 3.0]
     for bad in ("50:x", "50", "", "50:5,50:4", "1:nan"):
         with pytest.raises(DataError):
             parse_ratings(bad)

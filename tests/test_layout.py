@@ -43,3 +43,14 @@ def test_imports_run_one_way():
 def test_no_flat_modules_left_beside_the_stages():
     flat = {p.stem for p in PKG.glob("*.py")}
     assert flat <= {"__init__", "__main__", "atomic", "parallel", "config", "errors", "progress"}
+
+
+def test_every_error_class_is_raised_somewhere():
+    import inspect
+
+    from latentrec import errors
+
+    classes = [n for n, c in vars(errors).items() if inspect.isclass(c) and issubclass(c, errors.LatentrecError)]
+    source = "\n".join(p.read_text() for p in PKG.rglob("*.py") if p.name != "errors.py")
+    unused = [n for n in classes if n != "LatentrecError" and f"{n}(" not in source]
+    assert unused == []

@@ -59,9 +59,17 @@ def test_find_item_by_title():
 def test_models_without_item_vectors_get_a_clear_error():
     with pytest.raises(ConfigError, match="no item factors"):
         item_vectors(torch.nn.Linear(2, 2))
-    emb = torch.nn.Module()
-    emb.item_embedding = torch.nn.Embedding(4, 3)
-    assert item_vectors(emb).shape == (4, 3)
+
+
+def test_collab_nn_items_are_compared_by_the_embeddings_its_head_sees():
+    from latentrec.models.nn import CollabNN
+
+    m = CollabNN(4, 5, 3, 3, implicit=True)
+    m.set_rated(np.array([1, 1, 2, 3]), np.array([1, 2, 2, 4]))
+    with torch.no_grad():
+        m.item_implicit.normal_()
+    torch.testing.assert_close(item_vectors(m), m.embeddings()[1])
+    assert not torch.equal(item_vectors(m), m.item_factors)  # the implicit part is in
 
 
 def test_cli_similar(tmp_path, capsys):

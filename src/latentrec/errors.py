@@ -21,9 +21,5 @@ class ConfigError(LatentrecError):
     """An option or config value is out of range or inconsistent."""
 
 
-class TrainingDiverged(LatentrecError):
-    """Training produced a non-finite or exploding loss."""
-
-
 class ModelCapabilityError(LatentrecError):
     """The model cannot answer this request (e.g. predicted ratings from a ranking-only model)."""

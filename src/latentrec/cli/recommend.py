@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from latentrec.use.coldstart import parse_ratings, read_ratings_file
+    from latentrec.use.coldstart import parse_ratings, read_user_ratings
     from latentrec.use.recommender import Recommender
     from latentrec.use.topn import recommend, recommend_all, write_table
 
@@ -47,7 +47,7 @@ def run(args) -> int:
     if args.ratings is not None:
         given = parse_ratings(args.ratings)
     elif args.ratings_file is not None:
-        given = read_ratings_file(args.ratings_file)
+        given = read_user_ratings(args.ratings_file)
     top = recommend(rec, args.user, args.n, args.include_rated, args.min_ratings, ratings=given)
     if args.json:
         emit_json({"user": args.user, "known": given is not None or args.user in rec.users,

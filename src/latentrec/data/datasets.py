@@ -63,12 +63,10 @@ def data_dir(override: str | os.PathLike | None = None) -> Path:
     return Path.home() / ".cache" / "latentrec"
 
 
-def sha256_of(path: Path, algo: str = "sha256") -> str:
-    h = hashlib.new(algo)
+def file_digest(path: Path, algo: str) -> str:
+    """The hex digest of a file's bytes by ``algo`` (``sha256``, or ``md5`` for GroupLens' archive checksums)."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, algo).hexdigest()
 
 
 def dataset_path(name: str, override: str | os.PathLike | None = None, url: str | None = None) -> Path:
@@ -103,7 +101,7 @@ def download(spec: DatasetSpec, root: Path, url: str) -> None:
     try:
         archive = tmp / f"{spec.name}.zip"
         _fetch(url, archive, spec, root)
-        if spec.zip_md5 and sha256_of(archive, "md5") != spec.zip_md5:
+        if spec.zip_md5 and file_digest(archive, "md5") != spec.zip_md5:
             raise DownloadError(
                 f"The archive from {url} does not match GroupLens' published checksum; it was deleted. "
                 f"Try again later, or {_manual_hint(spec, root, url)}."
@@ -112,7 +110,7 @@ def download(spec: DatasetSpec, root: Path, url: str) -> None:
         extracted = tmp / "x" / spec.name
         if not (extracted / spec.ratings).is_file():
             raise DownloadError(f"The archive from {url} has no {spec.name}/{spec.ratings}; it was deleted.")
-        if spec.ratings_sha256 and sha256_of(extracted / spec.ratings) != spec.ratings_sha256:
+        if spec.ratings_sha256 and file_digest(extracted / spec.ratings, "sha256") != spec.ratings_sha256:
             raise DownloadError(
                 f"{spec.name}/{spec.ratings} from {url} failed its sha256 check; it was deleted. "
                 f"Try again later, or {_manual_hint(spec, root, url)}."

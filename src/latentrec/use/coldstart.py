@@ -67,8 +67,8 @@ def parse_ratings(text: str, source: str = "--ratings") -> UserRatings:
     return UserRatings(items, ratings)
 
 
-def read_ratings_file(path: str) -> UserRatings:
-    """A file of ``item,rating`` lines (CSV, TSV or ``item:rating``; a header line is allowed)."""
+def read_user_ratings(path: str) -> UserRatings:
+    """One new user's ratings from a file of ``item,rating`` lines (CSV, TSV or ``item:rating``; a header line is allowed)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:

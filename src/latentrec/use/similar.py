@@ -17,17 +17,16 @@ from latentrec.errors import ConfigError, DataError
 from latentrec.use.recommender import Recommender
 from latentrec.use.topn import check_n, item_counts
 
-VECTOR_ATTRS = ("item_factors", "item_embedding", "item_emb")  # dot model first, then neural embeddings
-
 
 def item_vectors(model: torch.nn.Module) -> torch.Tensor:
-    """The ``(n_items, k)`` item vectors of a model: its item factors, or its item embedding."""
-    for name in VECTOR_ATTRS:
-        v = getattr(model, name, None)
-        if isinstance(v, torch.nn.Embedding):
-            v = v.weight
-        if isinstance(v, torch.Tensor) and v.dim() == 2:
-            return v.detach()
+    """The ``(n_items, k)`` item vectors of a model: the embeddings it feeds its head (CollabNN's include
+    the implicit part, what being rated by whom says about an item), else its item factors."""
+    if hasattr(model, "embeddings"):
+        with torch.no_grad():
+            return model.embeddings()[1].detach()
+    v = getattr(model, "item_factors", None)
+    if isinstance(v, torch.Tensor) and v.dim() == 2:
+        return v.detach()
     raise ConfigError(f"This model ({getattr(model, 'kind', type(model).__name__)!r}) has no item factors or "
                       f"item embedding to compare items by.")
 
