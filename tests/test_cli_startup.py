@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ["torch", "pandas", "numpy", "numba", "pyarrow", "optuna", "matplotlib", "fastapi", "scipy"]
+HEAVY = ["torch", "pandas", "numpy", "numba", "pyarrow", "optuna", "matplotlib", "fastapi", "uvicorn", "scipy"]
 
 
 def loaded_after(code: str) -> list[str]:
