@@ -97,9 +97,10 @@ def run_setup(setup: Setup, train: Encoded, valid: Encoded, n_users: int, n_item
 
     device = torch.device(setup.device)
     cfg = config_for(setup, n_factors, epochs, seed)
-    torch.manual_seed(seed)
     _reset_peak(device)
-    model = DotProductBias(n_users, n_items, n_factors, y_range).to(device)
+    with torch.random.fork_rng():  # seeded weights without reseeding the caller's generator
+        torch.manual_seed(seed)
+        model = DotProductBias(n_users, n_items, n_factors, y_range).to(device)
     runner_cls = TorchSGDRunner if setup.solver == "sgd-torch" else RUNNERS[cfg.solver]
     row = {"device": setup.device, "solver": setup.solver, "bs": setup.bs, "lr": cfg.lr}
     try:
