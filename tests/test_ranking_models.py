@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -45,14 +45,14 @@ def planted_choices(n_users=240, n_items=80, n_groups=4, per_user=14, seed=0) ->
     return pd.DataFrame(rows, columns=["user", "item", "rating"])
 
 
-@lru_cache(maxsize=None)
+@cache
 def split() -> tuple[Ratings, Ratings]:
     df = planted_choices()
     train, test = random_split(df, 0.25, 1)
     return Ratings(train, "planted"), Ratings(test, "planted test")
 
 
-@lru_cache(maxsize=None)
+@cache
 def trained(kind: str) -> Recommender:
     """``ease``/``ials`` alone, or ``paired``: a Bayesian dot model with the default (auto -> EASE) ranker."""
     train, _ = split()
@@ -173,3 +173,20 @@ def test_the_cli_trains_a_ranker_and_recommends_with_it(tmp_path, capsys):
     assert main(["recommend", str(tmp_path / "m"), "--user", "u3", "-n", "4"]) == 0
     out = capsys.readouterr().out
     assert "ordered by ials" in out and "prediction" not in out
+
+
+def test_cv_and_tune_score_a_ranking_model_by_its_lists():
+    from latentrec.evaluation.cv import cross_validate, kfolds
+    from latentrec.evaluation.tune import Float, tune
+
+    train, test = split()
+    result = cross_validate(kfolds(train, 2, seed=0), TrainConfig(model="ease", valid_pct=0, device="cpu"))
+    s = result["summary"]
+    assert set(s) == {"ndcg@10", "precision@10", "popularity_ndcg@10", "popularity_precision@10"}
+    assert s["ndcg@10"]["mean"] > 1.5 * s["popularity_ndcg@10"]["mean"]
+    tuned = tune(train, base=TrainConfig(model="ease", device="cpu"), space={"wd": Float(1.0, 1000.0, log=True)},
+                 n_trials=3, test=test)
+    scores = tuned.table["valid_ndcg@10"]
+    assert scores.notna().all() and tuned.table.loc[tuned.table.trial == tuned.best_trial, "valid_ndcg@10"].item() \
+        == scores.max()
+    assert tuned.model.ranker is not None and "ranking" in tuned.test and "rmse" not in tuned.test

@@ -26,8 +26,8 @@ import optuna
 import pandas as pd
 
 from latentrec.config import RANKING_MODELS, TrainConfig
-from latentrec.data.split import random_split
 from latentrec.data.ratings import Ratings
+from latentrec.data.split import random_split
 from latentrec.errors import ConfigError
 from latentrec.evaluation.evaluate import evaluate
 from latentrec.training.fit import fit

@@ -63,7 +63,7 @@ class EASE(Ranker):
         return {**super().config(), "lam": self.lam, "dropout": self.dropout}
 
     @torch.no_grad()
-    def fit(self, users: torch.Tensor, items: torch.Tensor, weights: torch.Tensor, n_users: int) -> "EASE":
+    def fit(self, users: torch.Tensor, items: torch.Tensor, weights: torch.Tensor, n_users: int) -> EASE:
         """Solve ``B`` from the training pairs (index tensors) and their input weights."""
         dev = self.B.device
         G = gram(users.to(dev), items.to(dev), weights.to(dev, torch.float32), n_users, self.n_items)
