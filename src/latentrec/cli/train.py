@@ -59,7 +59,8 @@ def add_parser(sub) -> None:
                    help="--model ease|ials: how much more a high rating counts as picked (0: every rating alike)")
     m.add_argument("--solver", choices=SOLVERS, help="for --model dot: bayes (default; Bayesian MF by Gibbs sampling), "
                    "sgd (fused per-rating kernel), als (alternating least squares) or autograd (batched loop, "
-                   "the only one for --model nn)")
+                   "the only one for --model nn); --model ease is solved in closed form (closed), ials by "
+                   "conjugate gradient (cg)")
     m.add_argument("--n-factors", type=int, help="latent factors per user and item")
     m.add_argument("--epochs", type=int, help="passes over the training data (sweeps for bayes and als)")
     m.add_argument("--lr", type=float, help="learning rate")
