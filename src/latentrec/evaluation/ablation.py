@@ -38,7 +38,7 @@ STEPS = (
 
 def run_step(step: Step, train: Ratings, test: Ratings, seed: int | None = 42, device: str = "auto") -> dict:
     """Train one step on ``train`` (no validation carve) and score it on ``test``."""
-    cfg = replace(step.config, valid_pct=0.0, seed=seed, device=device)
+    cfg = replace(step.config, valid_pct=0.0, seed=seed, device=device, ranker="none")  # scored by RMSE only
 
     def build(c, n_users, n_items, y_range):
         return DotProductBias(n_users, n_items, c.n_factors, y_range if step.sigmoid else None, bias=step.bias)

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from latentrec.config import TrainConfig
+from latentrec.config import RANKING_MODELS, TrainConfig
 from latentrec.data.ratings import Ratings
 from latentrec.data.split import ML100K_SPLITS, kfold_indices
 from latentrec.errors import ConfigError
@@ -60,10 +60,11 @@ def cross_validate(folds: list[Fold], config: TrainConfig, on_fold: Callable[[di
     (``latentrec cv`` sets it to 0 unless told otherwise).
     """
     cfg = config.resolved()
+    fit_cfg = cfg if cfg.model in RANKING_MODELS else replace(cfg, ranker="none")  # folds scored by RMSE only
     rows = []
     for name, train, test in folds:
         t0 = time.perf_counter()
-        rec, trainer = fit(train, None, cfg)
+        rec, trainer = fit(train, None, fit_cfg)
         r = evaluate(rec, test, k=10 if trainer is None else None)
         row = {"fold": name, "n_train": len(train), "n_test": r["n"], "n_unknown": r["n_unknown"]}
         if trainer is None:  # a ranking model

@@ -243,7 +243,7 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
         cb = PruningCallback(trial, cfg.epochs)
         t0 = time.perf_counter()
         try:
-            _, trainer = fit(train, valid, cfg, callbacks=[cb])
+            _, trainer = fit(train, valid, replace(cfg, ranker="none"), callbacks=[cb])  # trials: RMSE only
         except optuna.TrialPruned as why:
             _record(trial, cb.history, time.perf_counter() - t0, f"pruned: {why}")
             raise
