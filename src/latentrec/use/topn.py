@@ -30,7 +30,6 @@ from latentrec.use.coldstart import UserRatings, fold_in, fold_in_ranker, fold_i
 from latentrec.use.recommender import Recommender
 
 CHUNK_SCORES = 1 << 22  # scores held at once per chunk (16 MiB of float32)
-SPARSE_USERS = 16  # EASE scores this many users or fewer from their rated rows of its matrix only
 
 
 class Scorer:
@@ -81,16 +80,12 @@ def ranker_scores(rec: Recommender, users: np.ndarray, cells: np.ndarray, pos: n
     """The ranker's ``(len(users), n_items)`` scores; ``cells``/``pos`` from :func:`rated_cells_and_rows`."""
     idx = torch.from_numpy(users).to(rec.device)
     rows = None
-    if rec.ranker.uses_rows:  # the users' weighted training rows: sparse for a few users, dense for a chunk
+    if rec.ranker.uses_rows:  # the users' weighted training rows, sparse: only their rated rows of B are read
         w = rec.ranker.weights(torch.from_numpy(rec.rated_ratings[pos]).to(rec.device)).float()
         n_items = len(rec.items)
         flat = torch.from_numpy(cells).to(rec.device)
-        if len(users) <= SPARSE_USERS:
-            rows = torch.sparse_coo_tensor(torch.stack([flat // n_items, flat % n_items]), w, (len(users), n_items),
-                                           check_invariants=False)
-        else:
-            rows = torch.zeros(len(users), n_items, device=rec.device)
-            rows.view(-1).index_put_((flat,), w)
+        rows = torch.sparse_coo_tensor(torch.stack([flat // n_items, flat % n_items]), w, (len(users), n_items),
+                                       check_invariants=False)
     return rec.ranker.score_users(idx, rows)
 
 
