@@ -103,7 +103,7 @@ def ml100k_accuracy(devices: list[str], tiny: bool) -> list[tuple]:
 
         u, i, r = synth_arrays(SynthSpec(20_000 if tiny else 100_000, 943, 1682, seed=2))
         ratings = Ratings(pd.DataFrame({"user": u, "item": i, "rating": r}), "planted")
-        name = "planted 943x1682 (ML-100K absent)"
+        name = f"planted 943x1682 ({'tiny run' if tiny else 'ML-100K absent'})"
     rows = []
     for model, solver in (("dot", "bayes"), ("dot", "sgd"), ("dot", "autograd"), ("dot", "als"), ("nn", "autograd")):
         cfg = TrainConfig(model=model, solver=solver)
