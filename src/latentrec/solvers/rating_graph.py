@@ -62,12 +62,12 @@ class Side:
     def __init__(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, counts: np.ndarray, lo: int, hi: int,
                  n_cols: int, device: torch.device, compiled: bool):
         self.lo, self.hi, self.device, self.compiled = lo, hi, device, compiled
-        self.counts = torch.as_tensor(counts[lo:hi], dtype=torch.float32, device=device)
         if compiled:
             from latentrec.solvers.rows_kernel import group_rows
 
             self.indptr, self.cols, self.vals = group_rows(rows, cols, vals, lo, hi, counts)
             return
+        self.counts = torch.as_tensor(counts[lo:hi], dtype=torch.float32, device=device)
         keep = (rows >= lo) & (rows < hi) if (lo, hi) != (0, len(counts)) else slice(None)
         self.rows = torch.as_tensor(rows[keep] - lo, device=device).long()
         self.cols = torch.as_tensor(cols[keep], device=device).long()
@@ -120,14 +120,13 @@ class RatingGraph:
         self.mu = float(np.mean(data.ratings, dtype=np.float64))
         self.n_users, self.n_items, self.n_ratings = n_users, n_items, len(data.ratings)
         compiled = device.type == "cpu" if compiled is None else compiled
-        self.bounds, self.sides, self.counts = {}, {}, {}
+        self.bounds, self.sides = {}, {}
         for side, rows, cols, n_rows, n_cols in (("user", data.users, data.items, n_users, n_items),
                                                  ("item", data.items, data.users, n_items, n_users)):
             counts = bincount(rows, n_rows)
             b = self.bounds[side] = self.part.bounds(counts)
             lo, hi = int(b[self.part.rank]), int(b[self.part.rank + 1])
             self.sides[side] = Side(rows, cols, data.ratings, counts, lo, hi, n_cols, device, compiled)
-            self.counts[side] = torch.as_tensor(counts, dtype=torch.float32, device=device)
 
     def solve(self, side: str, other: torch.Tensor, singular: str, *, alpha: float = 1.0, prec: torch.Tensor | None = None,
               ridge: float = 0.0, prior_mean: torch.Tensor | None = None,
