@@ -17,8 +17,7 @@ from latentrec.parallel import thread_safe
 
 @thread_safe
 @njit(parallel=True, fastmath=True, cache=True)
-def _predict(users, items, P, Q, bu, bi, lo, span, sigmoid, bias, out):
-    k = P.shape[1]
+def _predict(users, items, P, Q, k, bu, bi, lo, span, sigmoid, bias, out):
     for n in prange(len(users)):
         u = users[n]
         i = items[n]
@@ -29,11 +28,13 @@ def _predict(users, items, P, Q, bu, bi, lo, span, sigmoid, bias, out):
 
 
 def predict(users: np.ndarray, items: np.ndarray, P: np.ndarray, Q: np.ndarray, bu: np.ndarray, bi: np.ndarray,
-            y_range: tuple[float, float] | None, bias: bool) -> np.ndarray:
-    """The dot model's predictions for (user, item) index pairs, in parallel, with no temporaries."""
+            y_range: tuple[float, float] | None, bias: bool, k: int | None = None) -> np.ndarray:
+    """The dot model's predictions for (user, item) index pairs, in parallel, with no temporaries; only the
+    first ``k`` factor columns are used if given (contiguous tables keep the inner loop vectorized)."""
     lo, hi = y_range if y_range is not None else (0.0, 1.0)
     out = np.empty(len(users), np.float32)
-    _predict(users, items, P, Q, bu, bi, np.float32(lo), np.float32(hi - lo), y_range is not None, bias, out)
+    _predict(users, items, P, Q, P.shape[1] if k is None else k, bu, bi, np.float32(lo), np.float32(hi - lo),
+             y_range is not None, bias, out)
     return out
 
 
@@ -50,10 +51,9 @@ def predict_rows(model: torch.nn.Module, data: Encoded, device: torch.device, bs
     temporaries: 20M rows in a fraction of a second), batches through the model's forward otherwise."""
     if scored_by_kernel(model, device):
         m = model
-        used = getattr(m, "filled_factors", m.n_factors)  # a Bayesian model in training: the samples kept so far
-        tables = [t.detach().numpy() for t in (m.user_factors[:, :used], m.item_factors[:, :used], m.user_bias,
-                                                m.item_bias)]
-        return predict(data.users, data.items, *tables, m.y_range, m.use_bias)
+        tables = [t.detach().numpy() for t in (m.user_factors, m.item_factors, m.user_bias, m.item_bias)]
+        used = getattr(m, "filled_factors", None)  # a Bayesian model in training: the samples kept so far
+        return predict(data.users, data.items, *tables, m.y_range, m.use_bias, used)
     model.eval()
     out = []
     for x, _ in Batches(data, bs=bs, shuffle=False, device=device):
