@@ -67,7 +67,7 @@ def test_resume_under_torchrun_continues_every_rank_exactly(files, tmp_path):
     def train(stop: int, out: str, *extra: str) -> None:
         torchrun(str(WORKER), "cli", str(stop), "train", "--data", str(files / "train.csv"), "--valid",
                  str(files / "valid.csv"), "--solver", "autograd", "--n-factors", "4", "--epochs", "5",
-                 "--device", "cpu", "--out", str(tmp_path / out), "--json", *extra)
+                 "--device", "cpu", "--out", str(tmp_path / out), "--json", "--checkpoint-every", "0", *extra)
 
     train(0, "straight")
     train(2, "resumed")
@@ -82,7 +82,7 @@ def test_resume_under_torchrun_continues_every_rank_exactly(files, tmp_path):
 def test_default_solver_on_two_processes_matches_one_and_resumes_on_ml100k(tmp_path):
     """``torchrun --nproc-per-node 2 -m latentrec train --data ml-100k``, stopped after 30 of its 60 Gibbs
     sweeps and resumed: the rows split across two ranks give the one-process validation RMSE within 0.003."""
-    common = ["train", "--data", "ml-100k", "--device", "cpu", "--json"]
+    common = ["train", "--data", "ml-100k", "--device", "cpu", "--json", "--checkpoint-every", "0"]
     one = subprocess.run([sys.executable, "-m", "latentrec", *common, "--out", str(tmp_path / "one")],
                          check=False, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]

@@ -31,7 +31,7 @@ def ratings_csv(tmp_path_factory) -> Path:
 
 def train_args(data: Path, out: Path, solver: str, epochs: int = EPOCHS, *extra: str) -> list[str]:
     return ["train", "--data", str(data), "--out", str(out), "--epochs", str(epochs), "--n-factors", "4",
-            "--solver", solver, "--device", "cpu", "--json", *extra]
+            "--solver", solver, "--device", "cpu", "--json", "--checkpoint-every", "0", *extra]
 
 
 def weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -78,6 +78,16 @@ def test_ctrl_c_saves_exits_130_and_resume_matches_uninterrupted(capsys, monkeyp
     assert [h["epoch"] for h in meta["history"]] == list(range(1, EPOCHS + 1))
     assert meta["best_epoch"] == json.loads((ref / "model.json").read_text())["best_epoch"]
     assert not folder.exists()
+
+
+def test_checkpoints_wait_for_their_interval(capsys, monkeypatch, tmp_path, ratings_csv):
+    """By default a checkpoint waits --checkpoint-every seconds: a short run writes none, and Ctrl-C says so."""
+    interrupt_at(monkeypatch, 3)
+    out = tmp_path / "m"
+    assert main(train_args(ratings_csv, out, "sgd", EPOCHS, "--checkpoint-every", "3600")) == 130
+    assert "before the first checkpoint" in capsys.readouterr().err
+    assert not (checkpoint.default_folder(out) / "checkpoint.safetensors").exists()
+    assert main(train_args(ratings_csv, out, "sgd", EPOCHS, "--checkpoint-every", "-1")) == 2
 
 
 def test_resume_refuses_what_does_not_match(capsys, monkeypatch, tmp_path, ratings_csv):

@@ -14,6 +14,7 @@ EASE_AUTO_ITEMS = 10_000  # ranker "auto": EASE up to this many items (seconds t
 # Choices and defaults the CLI shows in --help live here, so that building its parser imports no heavy module.
 DUPLICATE_POLICIES = ("error", "mean", "last")  # what to do with a (user, item) pair rated twice
 ML100K_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")  # ML-100K's own <name>.base / <name>.test files
+CHECKPOINT_EVERY = 10.0  # seconds between training checkpoints (latentrec train --checkpoint-every)
 MIN_RATINGS = 20  # an unknown user's ranking only considers items rated at least this often
 
 

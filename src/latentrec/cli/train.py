@@ -21,7 +21,7 @@ from latentrec.cli.common import (
 )
 from latentrec.cli.config_file import apply_config, defer_defaults
 from latentrec.cli.evaluate import print_evaluation
-from latentrec.config import EASE_AUTO_ITEMS, ML100K_SPLITS, MODELS, RANKERS, RANKING_MODELS, SOLVERS, TrainConfig
+from latentrec.config import CHECKPOINT_EVERY, EASE_AUTO_ITEMS, ML100K_SPLITS, MODELS, RANKERS, RANKING_MODELS, SOLVERS, TrainConfig
 from latentrec.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -85,6 +85,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="model", help="model directory to write (default: ./model)")
     p.add_argument("--checkpoint-dir", help="where the last completed epoch is kept while training "
                    "(default: OUT.checkpoint; removed once the model is saved)")
+    p.add_argument("--checkpoint-every", type=float, default=CHECKPOINT_EVERY, metavar="SECONDS",
+                   help=f"save a checkpoint at the first epoch end this long after the last one "
+                   f"(default: {CHECKPOINT_EVERY:g}; 0: every epoch)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its last completed epoch (give the run's same options)")
     p.add_argument("--config", metavar="FILE", help="TOML file of these options (or a model dir to retrain); "
@@ -133,6 +136,8 @@ def checkpointer(args: argparse.Namespace) -> Checkpointer:
     """The run's Checkpointer, after checking (before any training) that its files can be written."""
     from latentrec.training.checkpoint import Checkpointer, completed_epoch, default_folder
 
+    if args.checkpoint_every < 0:
+        raise ConfigError(f"--checkpoint-every must be 0 or more seconds, not {args.checkpoint_every:g}.")
     folder = args.checkpoint_dir or default_folder(args.out)
     for target in (Path(args.out), Path(folder)):
         writable_or_fail(target)
@@ -143,7 +148,7 @@ def checkpointer(args: argparse.Namespace) -> Checkpointer:
             f"continue it with --resume, "
             f"or delete {folder} to start over."
         )
-    return Checkpointer(folder, resume=args.resume)
+    return Checkpointer(folder, resume=args.resume, every=args.checkpoint_every)
 
 
 def interrupted(checkpoints: Checkpointer, epochs: int) -> int:
@@ -151,7 +156,7 @@ def interrupted(checkpoints: Checkpointer, epochs: int) -> int:
         stderr(f"latentrec train: interrupted; epoch {checkpoints.saved_epoch} of {epochs} is saved in "
                f"{checkpoints.folder}. Run the same command with --resume to continue.")
     else:
-        stderr("latentrec train: interrupted before the first epoch ended; nothing was saved.")
+        stderr("latentrec train: interrupted before the first checkpoint (see --checkpoint-every); nothing was saved.")
     return 130
 
 

@@ -1,4 +1,6 @@
-"""Training checkpoints: everything needed to continue a run, rewritten atomically at every epoch end.
+"""Training checkpoints: everything needed to continue a run, rewritten atomically at an epoch end once
+``every`` seconds have passed since the last one (0: every epoch). A checkpoint of a big model is
+megabytes serialized and fsynced, which at 60 epochs of ML-100K cost 1.6 s of a 4 s run.
 
 A checkpoint is one ``checkpoint.safetensors`` file in the checkpoint folder. Its tensors are
 the current weights, the best epoch's weights, the optimizer's moments and the torch random
@@ -19,6 +21,7 @@ import json
 import os
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -252,14 +255,18 @@ def completed_epoch(folder: str | os.PathLike) -> int | None:
 
 
 class Checkpointer:
-    """Callback: saves a checkpoint at every epoch end; with ``resume`` first restores the saved one."""
+    """Callback: saves a checkpoint at an epoch end once ``every`` seconds have passed since the last save
+    (or the start); with ``resume`` first restores the saved one."""
 
-    def __init__(self, folder: str | os.PathLike, resume: bool = False):
+    def __init__(self, folder: str | os.PathLike, resume: bool = False, every: float = 0.0):
         self.folder = Path(folder)
         self.resume = resume
+        self.every = every
         self.saved_epoch: int | None = None
+        self.saved_at = time.monotonic()
 
     def on_fit_start(self, trainer) -> None:
+        self.saved_at = time.monotonic()
         if self.resume:
             tensors, meta = load(self.folder)
             if is_main():
@@ -268,8 +275,11 @@ class Checkpointer:
             self.saved_epoch = meta["epoch"]
 
     def on_epoch_end(self, trainer, record: dict) -> None:
+        if time.monotonic() - self.saved_at < self.every:
+            return
         save(self.folder, trainer)
         self.saved_epoch = record["epoch"]
+        self.saved_at = time.monotonic()
 
     def remove_partial(self) -> None:
         for stale in self.folder.glob(f"{TMP_PREFIX}*"):
