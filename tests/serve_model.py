@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 from tiny_rec import planted_clusters
 
@@ -21,3 +22,10 @@ def served() -> tuple[Recommender, dict]:
     rec, _ = fit(Ratings(df, "planted", titles), config=TrainConfig(n_factors=8, epochs=10, solver="als",
                                                                      valid_pct=0, device="cpu", seed=0))
     return rec, clusters
+
+
+def saved(tmp_path_factory, name: str) -> Path:
+    """The served model saved into a fresh folder ``name``."""
+    path = tmp_path_factory.mktemp(name) / "model"
+    served()[0].save(path)
+    return path

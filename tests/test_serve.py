@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from serve_model import served
+from serve_model import saved, served
 
 from latentrec.use.coldstart import UserRatings
 from latentrec.use.interpret import item_pca
@@ -26,9 +26,7 @@ LOCAL = ("127.0.0.1", 50000)
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("serve") / "model"
-    served()[0].save(path)
-    return path
+    return saved(tmp_path_factory, "serve")
 
 
 @pytest.fixture(scope="module")

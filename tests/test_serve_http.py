@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from serve_model import served
+from serve_model import saved, served
 
 from latentrec.cli import main
 from latentrec.cli.serve import listen
@@ -27,9 +27,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("serve-http") / "model"
-    served()[0].save(path)
-    return path
+    return saved(tmp_path_factory, "serve-http")
 
 
 @pytest.fixture(scope="module")
