@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 MANY_THREADS = """
 import threading
 import numpy as np
@@ -59,3 +61,15 @@ def test_importing_latentrec_leaves_numbas_threading_layer_alone():
     assert done.returncode == 0, done.stderr[-2000:]
     before, after = done.stdout.split()
     assert after == before == "default"
+
+
+@pytest.mark.parametrize("given, picked", [(None, "workqueue"), ("omp", "omp")])
+def test_the_program_picks_workqueue_unless_told(given, picked):
+    """The ``latentrec`` program (not the library) runs numba on workqueue, and a user's choice wins."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    if given:
+        env["NUMBA_THREADING_LAYER"] = given
+    code = ("import os; from latentrec import cli; cli.main = lambda: 0; cli.entry(); "
+            "print(os.environ['NUMBA_THREADING_LAYER'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == picked

@@ -1,5 +1,5 @@
 import sys
 
-from latentrec.cli import main
+from latentrec.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import import_module
 
@@ -23,6 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         import_module(f"{__name__}.{name.replace('-', '_')}").add_parser(sub)
     return parser
+
+
+def entry() -> int:
+    """The ``latentrec`` program. As its own process it picks numba's ``workqueue`` threading layer unless
+    ``NUMBA_THREADING_LAYER`` says otherwise: OpenMP's spinning workers slowed the torch and numpy work
+    between our kernels (the quickstart's training 1.73 s -> 1.01 s, ML-1M-shaped 4.62 s -> 3.63 s,
+    ``benchmarks/sweeps.py``). The library, imported by another program, leaves numba alone."""
+    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+    return main()
 
 
 def main(argv: list[str] | None = None) -> int:
