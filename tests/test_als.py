@@ -59,3 +59,16 @@ def test_als_refuses_a_sigmoid():
         TrainConfig(solver="als", y_range=(0, 5)).resolved()
     with pytest.raises(ConfigError, match="cannot be trained"):
         TrainConfig(model="nn", solver="als").resolved()
+
+
+def test_rating_graph_refuses_the_unknown_row():
+    """Row 0 is #na#: the compiled sweeps assume it rated nothing, so encoded rows using it are refused."""
+    import numpy as np
+    import pytest
+
+    from latentrec.data.batches import Encoded
+    from latentrec.solvers.rating_graph import RatingGraph
+
+    data = Encoded(np.array([0, 1, 2], np.int32), np.array([1, 2, 1], np.int32), np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="unknown id"):
+        RatingGraph(data, 3, 3, torch.device("cpu"))

@@ -115,6 +115,8 @@ class RatingGraph:
 
     def __init__(self, data: Encoded, n_users: int, n_items: int, device: torch.device,
                  part: Partition | None = None, compiled: bool | None = None):
+        if len(data.ratings) and min(int(data.users.min()), int(data.items.min())) < 1:
+            raise ValueError("index 0 is the unknown id (#na#) and rates nothing: encode ids through a Vocab")
         self.part = part or Partition()
         self.device = device
         self.mu = float(np.mean(data.ratings, dtype=np.float64))
