@@ -68,3 +68,22 @@ def test_cli_fold_in(tmp_path, capsys):
     assert out["folded_in"] and len(out["recommendations"]) == 5
     assert main(["recommend", str(tmp_path / "m"), "--ratings-file", str(tmp_path / "missing.csv")]) == 2
     assert "Cannot read" in capsys.readouterr().err
+
+
+def test_parse_ratings_names_the_entry_at_fault_and_takes_spaces():
+    assert parse_ratings("50:5 181:4").items == ["50", "181"]
+    with pytest.raises(DataError, match=r"entry 2 \('zzz'\)"):
+        parse_ratings("50:5,zzz")
+    with pytest.raises(DataError, match=r"entry 3 \('zzz'\)"):
+        parse_ratings("50:5,181:4,zzz")
+
+
+def test_new_user_ratings_outside_the_scale_are_refused_and_unknown_items_reported(capsys, tmp_path):
+    rec, df, _ = trained()
+    item = df["item"].iloc[0]
+    lo, hi = rec.rating_range
+    with pytest.raises(DataError, match="outside the model's rating scale"):
+        recommend(rec, ratings=UserRatings([item], [hi * 10]))
+    rec.save(tmp_path / "m")
+    assert main(["recommend", str(tmp_path / "m"), "--ratings", f"{item}:{hi},nope:{lo}", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ignored"] == ["nope"]

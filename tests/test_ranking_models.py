@@ -190,3 +190,10 @@ def test_cv_and_tune_score_a_ranking_model_by_its_lists():
     assert scores.notna().all() and tuned.table.loc[tuned.table.trial == tuned.best_trial, "valid_ndcg@10"].item() \
         == scores.max()
     assert tuned.model.ranker is not None and "ranking" in tuned.test and "rmse" not in tuned.test
+
+
+def test_interpret_of_a_ranking_only_model_is_one_sentence_and_creates_nothing(tmp_path, capsys):
+    trained("ease").save(tmp_path / "m")
+    assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "pics")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert not (tmp_path / "pics").exists()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latentrec.cli.common import command, console, emit_json, start, table
+from latentrec.cli.common import command, console, emit_json, start, stderr, table
 from latentrec.config import MIN_RATINGS
 from latentrec.errors import ConfigError
 
@@ -49,12 +49,15 @@ def run(args) -> int:
     elif args.ratings_file is not None:
         given = read_user_ratings(args.ratings_file)
     top = recommend(rec, args.user, args.n, args.include_rated, args.min_ratings, ratings=given)
+    ignored = [i for i in given.items if i not in rec.items] if given is not None else []
     if args.json:
         emit_json({"user": args.user, "known": given is not None or args.user in rec.users,
-                   "folded_in": given is not None, "recommendations": top.to_dict(orient="records")})
+                   "folded_in": given is not None, "ignored": ignored, "recommendations": top.to_dict(orient="records")})
         return 0
+    if ignored:
+        stderr(f"latentrec recommend: ignored {len(ignored)} rated item(s) the model does not know: {', '.join(ignored)}")
     if given is not None:
-        who = f"a new user folded in from {len(given.items)} ratings"
+        who = f"a new user folded in from {len(given.items) - len(ignored)} ratings"
     elif args.user in rec.users:
         who = f"user {args.user}"
     else:

@@ -44,7 +44,10 @@ class FoldedUser:
 def parse_ratings(text: str, source: str = "--ratings") -> UserRatings:
     """``"50:5,181:4"`` (or one ``item,rating`` / ``item:rating`` / ``item<TAB>rating`` pair per line)."""
     items, ratings = [], []
-    pairs = [p for p in re.split(r"[\n;]|,(?=[^,:]*:)", text.strip()) if p.strip()]
+    pairs = []
+    for line in re.split(r"[\n;]", text.strip()):  # "50:5,181:4 1:2" is three pairs; "50,5" one
+        pairs.extend(re.split(r"[,\s]+", line.strip()) if ":" in line else [line])
+    pairs = [p for p in pairs if p.strip()]
     for n, pair in enumerate(pairs, 1):
         parts = [x.strip() for x in re.split(r"[:,\t]|\s+", pair.strip(), maxsplit=1)]
         if len(parts) != 2 or not parts[0]:

@@ -146,12 +146,12 @@ def interpret(rec: Recommender, out: str | os.PathLike, n: int = 10, n_items: in
               n_labels: int = 50, min_ratings: int = 1) -> dict:
     """Bias extremes, PCA ends and pictures (``item_pca.png``, ``training_curve.png``) written to ``out``."""
     out = Path(out)
+    low, high = bias_extremes(rec, n, min_ratings)  # a model without what is drawn stops here, before any folder
+    pca, share = item_pca(rec, n_items)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(f"Cannot create {out}: {e.strerror or e}.") from None
-    low, high = bias_extremes(rec, n, min_ratings)
-    pca, share = item_pca(rec, n_items)
     result = {
         "bias_source": item_biases(rec)[1],
         "lowest_bias": low.to_dict(orient="records"),

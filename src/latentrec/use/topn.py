@@ -173,6 +173,10 @@ def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_ra
     """
     check_n(n)
     if ratings is not None:
+        lo, hi = rec.rating_range
+        off = next(((i, r) for i, r in zip(ratings.items, ratings.ratings) if not lo <= r <= hi), None)
+        if off:
+            raise DataError(f"Item {off[0]} is rated {off[1]:g}, outside the model's rating scale {lo:g}-{hi:g}.")
         predicted = None
         if rec.model is not None and (rec.ranker is None or is_dot(rec.model)):
             folded = fold_in(rec, ratings)
