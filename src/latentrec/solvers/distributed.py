@@ -31,6 +31,7 @@ import torch
 from latentrec.data.batches import Encoded
 from latentrec.solvers.rating_graph import Partition
 
+LEAVE_WAIT_S = 30  # how long a leaving rank waits for the others
 SYNCS_PER_EPOCH = 4  # --solver sgd: row updates are summed across ranks this often per epoch
 
 
@@ -69,9 +70,20 @@ def init(device: torch.device) -> None:
 
 
 def _leave() -> None:
+    """Wait (bounded) until every rank is leaving, then tear the group down: a rank that destroys its
+    group while a peer still talks to it can abort the peer (seen after an interrupted run)."""
+    from datetime import timedelta
+
     import torch.distributed as dist
 
     if dist.is_initialized():
+        try:
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=timedelta(seconds=LEAVE_WAIT_S))
+            else:
+                dist.barrier()
+        except RuntimeError:
+            pass  # a peer is gone already: nothing left to wait for
         dist.destroy_process_group()
 
 
