@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from latentrec.use.coldstart import parse_ratings, read_user_ratings
+    from latentrec.use.coldstart import ignored_items, parse_ratings, read_user_ratings
     from latentrec.use.recommender import Recommender
     from latentrec.use.topn import recommend, recommend_all, write_table
 
@@ -49,7 +49,7 @@ def run(args) -> int:
     elif args.ratings_file is not None:
         given = read_user_ratings(args.ratings_file)
     top = recommend(rec, args.user, args.n, args.include_rated, args.min_ratings, ratings=given)
-    ignored = [i for i in given.items if i not in rec.items] if given is not None else []
+    ignored = ignored_items(rec, given.items) if given is not None else []
     if args.json:
         emit_json({"user": args.user, "known": given is not None or args.user in rec.users,
                    "folded_in": given is not None, "ignored": ignored, "recommendations": top.to_dict(orient="records")})

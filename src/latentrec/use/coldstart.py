@@ -79,16 +79,37 @@ def read_user_ratings(path: str) -> UserRatings:
     return parse_ratings(text, path)
 
 
+def check_given(rec: Recommender, given: UserRatings) -> None:
+    """A new user's ratings must rate each item once, on the model's rating scale."""
+    if len(set(given.items)) != len(given.items):
+        raise DataError(f"The ratings rate item {next(i for i in given.items if given.items.count(i) > 1)} more than once.")
+    lo, hi = rec.rating_range
+    off = next(((i, r) for i, r in zip(given.items, given.ratings) if not lo <= r <= hi), None)
+    if off:
+        raise DataError(f"Item {off[0]} is rated {off[1]:g}, outside the model's rating scale {lo:g}-{hi:g}.")
+
+
+def ignored_items(rec: Recommender, items: list[str]) -> list[str]:
+    """The rated items the model does not know: fold-in leaves them out."""
+    return [i for i in items if i not in rec.items]
+
+
+def known_items(rec: Recommender, given: UserRatings) -> tuple[np.ndarray, np.ndarray]:
+    """The given items' indices and which of them the model knows; none known is one sentence."""
+    idx = rec.items.encode(given.items).astype(np.int64)
+    known = idx > 0
+    if not known.any():
+        raise DataError("None of the rated items is known to the model, so there is nothing to fold in.")
+    return idx, known
+
+
 def fold_in(rec: Recommender, given: UserRatings, reg: float | None = None, steps: int = 15) -> FoldedUser:
     """Solve a new user's factors and bias from ``given`` ratings with the item side of ``rec`` fixed."""
     model = rec.model
     if not is_dot(model):
         raise ConfigError(f"Fold-in needs a dot-product model; this model is {getattr(model, 'kind', type(model).__name__)!r}.")
-    idx = rec.items.encode(given.items).astype(np.int64)
-    known = idx > 0
-    ignored = [i for i, k in zip(given.items, known) if not k]
-    if not known.any():
-        raise DataError("None of the rated items is known to the model, so there is nothing to fold in.")
+    idx, known = known_items(rec, given)
+    ignored = ignored_items(rec, given.items)
     idx = idx[known]
     with torch.no_grad():
         # one (n, k) item block per posterior sample for the Bayesian model, else the one factor table
@@ -126,10 +147,7 @@ def fold_in(rec: Recommender, given: UserRatings, reg: float | None = None, step
 def fold_in_ranker(rec: Recommender, given: UserRatings) -> tuple[np.ndarray, np.ndarray]:
     """A new user's ranking scores over every item index from ``rec.ranker`` (EASE: their weighted row times
     its item x item matrix; iALS: one small ridge solve of their factors), and the indices of their known items."""
-    idx = rec.items.encode(given.items).astype(np.int64)
-    known = idx > 0
-    if not known.any():
-        raise DataError("None of the rated items is known to the model, so there is nothing to fold in.")
+    idx, known = known_items(rec, given)
     ranker = rec.ranker
     w = ranker.weights(torch.tensor(np.asarray(given.ratings, np.float32)[known])).to(rec.device)
     scores = ranker.fold_in(torch.from_numpy(idx[known]).to(rec.device), w)

@@ -26,7 +26,7 @@ from latentrec.config import MIN_RATINGS
 from latentrec.data.csr import bincount
 from latentrec.errors import ConfigError, DataError
 from latentrec.models.dot import is_dot
-from latentrec.use.coldstart import UserRatings, fold_in, fold_in_ranker, fold_in_scores
+from latentrec.use.coldstart import UserRatings, check_given, fold_in, fold_in_ranker, fold_in_scores
 from latentrec.use.recommender import Recommender
 
 CHUNK_SCORES = 1 << 22  # scores held at once per chunk (16 MiB of float32)
@@ -173,10 +173,7 @@ def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_ra
     """
     check_n(n)
     if ratings is not None:
-        lo, hi = rec.rating_range
-        off = next(((i, r) for i, r in zip(ratings.items, ratings.ratings) if not lo <= r <= hi), None)
-        if off:
-            raise DataError(f"Item {off[0]} is rated {off[1]:g}, outside the model's rating scale {lo:g}-{hi:g}.")
+        check_given(rec, ratings)
         predicted = None
         if rec.model is not None and (rec.ranker is None or is_dot(rec.model)):
             folded = fold_in(rec, ratings)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from latentrec.errors import DataError, LatentrecError
-from latentrec.use.coldstart import UserRatings
+from latentrec.use.coldstart import UserRatings, ignored_items
 from latentrec.use.interpret import item_pca
 from latentrec.use.recommender import Recommender
 from latentrec.use.serve.holder import Loaded, ModelHolder
@@ -151,13 +151,10 @@ def create_app(holder: ModelHolder) -> FastAPI:
     async def fold_in_recommendations(body: FoldInRequest) -> JSONResponse:
         """Top-n for a new user described by a few ratings: folded in with the item factors fixed, nothing stored."""
         rec = model().rec
-        items = [str(r.item) for r in body.ratings]
-        if len(set(items)) != len(items):
-            raise DataError(f"The ratings rate item {next(i for i in items if items.count(i) > 1)} more than once.")
-        given = UserRatings(items, [r.rating for r in body.ratings])
+        given = UserRatings([str(r.item) for r in body.ratings], [r.rating for r in body.ratings])
         with holder.lock:
             top = recommend(rec, None, body.n, ratings=given)
-        return JSONResponse({"known": True, "folded_in": True, "ignored": [i for i in items if i not in rec.items],
+        return JSONResponse({"known": True, "folded_in": True, "ignored": ignored_items(rec, given.items),
                              "recommendations": records(top, drop=("known",))})
 
     @app.get("/api/items", tags=["items"])
