@@ -2,9 +2,13 @@
 
     dist_worker.py TRAIN VALID OUT SOLVER     train, then save this rank's weights to OUT/rank{R}-of-{N}.npz
     dist_worker.py cli EPOCH ARGS...          ``latentrec ARGS``, stopped as by Ctrl-C after EPOCH (0: never)
+
+With ``LEAN_BYTES`` set, files of that many bytes or more are read lean, and each rank says on
+stderr how many rows it parsed itself ("rank R parsed N rows").
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -29,8 +33,19 @@ def main(train_csv: str, valid_csv: str, out: str, solver: str) -> None:
 
 def cli(stop: str, *argv: str) -> int:
     """The CLI, interrupted (KeyboardInterrupt, as Ctrl-C raises) when epoch ``stop`` ends; exit 0 when it says so."""
+    import latentrec.data.lean as lean
     from latentrec.cli import main as latentrec
     from latentrec.cli.train import EpochTable
+
+    if "LEAN_BYTES" in os.environ:
+        lean.LEAN_BYTES, parse = int(os.environ["LEAN_BYTES"]), lean._read
+
+        def parse_and_say(*a):
+            columns = parse(*a)
+            print(f"rank {world()[0]} parsed {len(columns[0])} rows", file=sys.stderr)
+            return columns
+
+        lean._read = parse_and_say
 
     shown = EpochTable.on_epoch_end
 

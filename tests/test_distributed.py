@@ -2,12 +2,14 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import lowrank_ratings
@@ -35,9 +37,9 @@ def files(tmp_path_factory):
     return folder
 
 
-def torchrun(*args: str, nproc: int = 2, timeout: float = 180) -> subprocess.CompletedProcess:
+def torchrun(*args: str, nproc: int = 2, timeout: float = 180, **env_vars: str) -> subprocess.CompletedProcess:
     """``args`` (a script or ``-m module`` and its arguments) on ``nproc`` ranks on loopback; fails on a non-zero exit."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")} | env_vars
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
                           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *args],
                          env=env, timeout=timeout, capture_output=True, text=True, check=False)
@@ -76,6 +78,28 @@ def test_resume_under_torchrun_continues_every_rank_exactly(files, tmp_path):
     straight, resumed = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("straight", "resumed"))
     for name in straight:
         assert torch.equal(straight[name], resumed[name]), name
+
+
+def test_each_rank_parses_its_part_of_a_big_file_and_trains_the_one_process_model(files, tmp_path):
+    """Read lean under torchrun: rank 0 parses the first part of the file, rank 1 the rest; joined, they
+    train (ALS, rows split across the ranks) the model one process trains from the whole file."""
+    df = pd.read_csv(files / "train.csv")
+    df.assign(user=df.user.str[1:].astype(int), item=df.item.str[1:].astype(int)).to_csv(tmp_path / "ids.csv", index=False)
+    common = ["train", "--data", str(tmp_path / "ids.csv"), "--solver", "als", "--n-factors", "4", "--epochs", "4",
+              "--device", "cpu", "--json", "--checkpoint-every", "0", "--ranker", "none"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")} | {"LEAN_BYTES": "0"}
+    one = subprocess.run([sys.executable, str(WORKER), "cli", "0", *common, "--out", str(tmp_path / "one")],
+                         env=env, check=False, capture_output=True, text=True, timeout=180)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = torchrun(str(WORKER), "cli", "0", *common, "--out", str(tmp_path / "two"), LEAN_BYTES="0")
+    [total] = [int(n) for n in re.findall(r"rank 0 parsed (\d+) rows", one.stderr)]
+    parts = {int(r): int(n) for r, n in re.findall(r"rank (\d) parsed (\d+) rows", two.stderr)}
+    assert sorted(parts) == [0, 1] and sum(parts.values()) == total and max(parts.values()) < 0.6 * total
+    a, b = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("one", "two"))
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-5), name
+    meta = [json.loads((tmp_path / d / "model.json").read_text()) for d in ("one", "two")]
+    assert meta[0]["users"] == meta[1]["users"] and meta[0]["n_valid"] == meta[1]["n_valid"] > 0
 
 
 @pytest.mark.skipif(not os.environ.get("LATENTREC_DATA"), reason="needs LATENTREC_DATA with ml-100k")

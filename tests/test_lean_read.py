@@ -1,6 +1,8 @@
 """Big integer-id files read lean (chunked.read_split) give exactly what the in-memory route gives."""
 
 import json
+import threading
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -101,3 +103,86 @@ def test_a_file_the_lean_reader_cannot_parse_is_named_with_the_reason(tmp_path, 
     assert str(bad) in message and "100 bytes a rating" in message and "4" in message.split("(")[1]
     with pytest.raises(DataError, match="Expected 3 fields"):  # then the pandas route says what is wrong
         load_ratings(bad)
+
+
+class Ranks:
+    """``size`` threads reading one file together, each as one rank of a :class:`Share`."""
+
+    def __init__(self, size: int):
+        self.size, self.slots, self.barrier = size, [None] * size, threading.Barrier(size)
+
+    def share(self, rank: int) -> chunked.Share:
+        def join(values):
+            self.slots[rank] = np.array(values)
+            self.barrier.wait()
+            parts = list(self.slots)
+            self.barrier.wait()
+            return np.concatenate(parts), [len(p) for p in parts]
+
+        return chunked.Share(rank, self.size, join)
+
+    def read(self, path, **kw) -> list:
+        """Every rank's result (or the exception it raised), and the rows each rank parsed itself."""
+        results, parsed, read = [None] * self.size, {}, chunked._read
+
+        def parse(*a):
+            columns = read(*a)
+            parsed[threading.current_thread().name] = len(columns[0])
+            return columns
+
+        def rank(r):
+            try:
+                results[r] = read_split(path, min_bytes=0, share=self.share(r), **kw)
+            except Exception as e:  # noqa: BLE001 - compared below
+                results[r] = e
+
+        with mock.patch.object(chunked, "_read", parse):
+            threads = [threading.Thread(target=rank, args=(r,), name=f"rank{r}") for r in range(self.size)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        self.parsed = [parsed.get(f"rank{r}", 0) for r in range(self.size)]
+        return results
+
+
+@pytest.mark.parametrize("name", ["r.parquet", "r.csv", "r.tsv"])
+@pytest.mark.parametrize("size", [2, 3])
+def test_ranks_parse_only_their_part_and_all_get_the_one_process_result(files, name, size):
+    alone = read_split(files / name, valid_pct=0.2, seed=7, min_bytes=0)
+    ranks = Ranks(size)
+    results = ranks.read(files / name, valid_pct=0.2, seed=7)
+    assert sum(ranks.parsed) == len(alone.train) + len(alone.valid.data)
+    assert max(ranks.parsed) < (1 / size + 0.25) * sum(ranks.parsed)  # near equal parts
+    for got in results:
+        assert got.users.classes == alone.users.classes and got.items.classes == alone.items.classes
+        for mine, theirs in ((got.train, alone.train), (got.valid.data, alone.valid.data)):
+            for col in ("users", "items", "ratings"):
+                assert np.array_equal(getattr(mine, col), getattr(theirs, col)), col
+        assert got.valid.n_unknown_users == alone.valid.n_unknown_users
+
+
+def test_ranks_raise_the_first_bad_row_of_the_file_and_fall_back_together(files, tmp_path):
+    df = pd.read_parquet(files / "r.parquet")
+    late = df.assign(rating=df.rating.where(df.index != 29_000, np.inf))  # in the last rank's part
+    late.to_csv(tmp_path / "late.csv", index=False)
+    both = late.assign(user=late.user.astype("Int64").where(late.index != 20_000))  # and an earlier one
+    both.to_csv(tmp_path / "both.csv", index=False)
+    for name in ("late.csv", "both.csv"):
+        with pytest.raises(DataError) as memory:
+            load_ratings(tmp_path / name)
+        results = Ranks(3).read(tmp_path / name)
+        assert all(isinstance(e, DataError) and str(e) == str(memory.value) for e in results), results
+    text = df.astype({"user": str})
+    text.loc[29_000, "user"] = "u1"  # text ids only near the end: every rank takes the in-memory route
+    text.to_csv(tmp_path / "text.csv", index=False)
+    assert Ranks(2).read(tmp_path / "text.csv") == [None, None]
+
+
+def test_more_ranks_than_lines_and_a_last_line_without_its_end(tmp_path):
+    path = tmp_path / "few.csv"
+    path.write_text("user,item,rating\n1,2,4\n2,1,3\n3,3,5")
+    alone = read_split(path, min_bytes=0)
+    for got in Ranks(5).read(path):
+        assert np.array_equal(got.train.ratings, alone.train.ratings)
+        assert got.users.classes == alone.users.classes

@@ -52,11 +52,19 @@ def read(args, source) -> Ratings:
 
 
 def read_big(args, source, valid_pct: float, seed: int | None) -> EncodedSplit | None:
-    """A big file with integer ids, read, split and encoded at 12 bytes a rating (``chunked``); else None."""
+    """A big file with integer ids, read, split and encoded at 12 bytes a rating (``data/lean.py``); else None.
+    Under torchrun each rank parses its part of the file and the ranks join the parts."""
     from latentrec.data.lean import read_split
+    from latentrec.solvers import distributed
 
+    share = None
+    if distributed.active():
+        from latentrec.training.fit import pick_device
+
+        distributed.init(distributed.local_device(pick_device(args.device)))
+        share = distributed.file_share()
     cols = {"user": args.user_col, "item": args.item_col, "rating": args.rating_col}
-    return read_split(source, cols, args.duplicates, valid_pct, seed)
+    return read_split(source, cols, args.duplicates, valid_pct, seed, share=share)
 
 
 def start(args) -> None:

@@ -9,12 +9,21 @@ validation rows, same training rows in the same order, same error sentences for 
 
 Files this route does not take (text ids, negative ids, a ``title`` column, ``--duplicates
 mean|last``, ``::``-separated, small) go through ``load_ratings`` as before.
+
+Under ``torchrun`` (a :class:`Share`), each rank parses only its part of the file: a
+contiguous range of row groups (Parquet) or of bytes cut at line ends (CSV/TSV). The ranks then
+agree on the outcome (the first bad row in file order is the error every rank raises; a file one
+rank cannot take lean is read by every rank the other way) and join the parsed columns in file
+order, so every rank goes on with exactly the one-process arrays.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +43,7 @@ from latentrec.data.ratings import (
 )
 from latentrec.data.split import check_valid_pct
 from latentrec.data.vocab import NA, Vocab
+from latentrec.errors import DataError
 
 log = logging.getLogger(__name__)
 LEAN_BYTES = 64 << 20
@@ -53,32 +63,48 @@ class EncodedSplit:
     source: str
 
 
+@dataclass(frozen=True)
+class Share:
+    """Rank ``rank`` of ``size`` processes reading one file together. ``join(values)``: every rank's 1-D
+    array joined in rank order, on every rank, with each rank's length (a collective: all ranks call it)."""
+
+    rank: int
+    size: int
+    join: Callable[[np.ndarray], tuple[np.ndarray, list[int]]]
+
+
 class _NotLean(Exception):
     """The file is fine but not for this route (text or negative ids, ...): read it with load_ratings."""
 
 
+class _Unreadable(Exception):
+    """pyarrow could not parse the file: load_ratings says what is wrong."""
+
+
 def read_split(path: str | os.PathLike, cols: dict | None = None, duplicates: str = "error", valid_pct: float = 0.0,
-               seed: int | None = 42, min_bytes: int | None = None) -> EncodedSplit | None:
+               seed: int | None = 42, min_bytes: int | None = None, share: Share | None = None) -> EncodedSplit | None:
     """The file as an :class:`EncodedSplit` holding out a random ``valid_pct`` (as ``split.random_split``
-    would), or ``None`` when the file is not for this route."""
+    would), or ``None`` when the file is not for this route. With a ``share``, this rank parses only its
+    part of the file, and every rank gets the same, whole result."""
     check_valid_pct(valid_pct)
     path = Path(path)
     min_bytes = LEAN_BYTES if min_bytes is None else min_bytes
     if duplicates != "error" or not path.is_file() or path.stat().st_size < min_bytes:
         return None
     try:
-        batches, names, n_max, row_offset = _open(path, cols or {})
-        u, i, r = _read(path, batches, names, n_max, row_offset)
+        read = _read_shared if share and share.size > 1 else _read_all
+        u, i, r, header = read(path, cols or {}, share)
     except _NotLean:
         return None
-    except (pa.ArrowInvalid, OSError) as e:  # a damaged or irregular file: load_ratings says what is wrong
-        reason = " ".join(str(e).split()) or type(e).__name__
+    except _Unreadable as e:
         log.warning("%s: not read lean (%s); reading it with pandas instead, at about 100 bytes a rating "
-                    "rather than 12.", path, reason)
+                    "rather than 12.", path, e)
         return None
+    if len(r) == 0:
+        return None  # load_ratings words the empty-file errors
     where = str(path)
     user_ids, item_ids = _to_file_index(u), _to_file_index(i)
-    _check_duplicates(u, i, user_ids, item_ids, where, row_offset)
+    _check_duplicates(u, i, user_ids, item_ids, where, header)
     n_valid = int(round(len(r) * valid_pct))
     _move_to_end(np.random.default_rng(seed).permutation(len(r))[:n_valid], u, i, r)
     n_train = len(r) - n_valid
@@ -95,8 +121,56 @@ def read_split(path: str | os.PathLike, cols: dict | None = None, duplicates: st
     return EncodedSplit(users, items, Encoded(u[:n_train], i[:n_train], r[:n_train]), valid, where)
 
 
-def _open(path: Path, cols: dict):
-    """(batches iterator, resolved column names, most rows, row offset of the first data row)."""
+def _read_all(path: Path, cols: dict, _=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The file's user, item and rating columns, and its number of header lines."""
+    try:
+        batches, names, n_max, row_offset, header = _open(path, cols, Share(0, 1, _alone))
+        return *_read(path, batches, names, n_max, row_offset), header
+    except (pa.ArrowInvalid, OSError) as e:  # a damaged or irregular file
+        raise _Unreadable(_reason(e)) from None
+
+
+def _alone(values: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    return values, [len(values)]
+
+
+def _reason(e: Exception) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _attempt(step) -> tuple[object, dict]:
+    """``(step(), {})``, or ``(None, what went wrong)`` in words the ranks can exchange."""
+    try:
+        return step(), {}
+    except DataError as e:
+        return None, {"error": str(e)}
+    except _NotLean:
+        return None, {"not_lean": True}
+    except (pa.ArrowInvalid, OSError) as e:
+        return None, {"unreadable": _reason(e)}
+
+
+def _read_shared(path: Path, cols: dict, share: Share) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """This rank's part of the file parsed, the ranks' outcomes agreed, the columns joined in file order."""
+    opened, outcome = _attempt(lambda: _open(path, cols, share))
+    lines, _ = share.join(np.array([opened[2] if opened else 0], np.int64))  # each part's lines
+    columns = None
+    if opened:
+        batches, names, n_lines, row_offset, header = opened
+        columns, outcome = _attempt(lambda: _read(path, batches, names, n_lines,
+                                                  row_offset + int(lines[:share.rank].sum())))
+    said, sizes = share.join(np.frombuffer(json.dumps(outcome).encode(), np.uint8))
+    ends = np.cumsum(sizes)
+    first = next((o for o in (json.loads(said[e - n:e].tobytes()) for n, e in zip(sizes, ends)) if o), None)
+    if first is not None:  # the earliest part of the file that went wrong speaks for every rank
+        if "error" in first:
+            raise DataError(first["error"])
+        raise _NotLean if "not_lean" in first else _Unreadable(first["unreadable"])
+    return (*(share.join(col)[0] for col in columns), header)
+
+
+def _open(path: Path, cols: dict, share: Share):
+    """(batches over this share's part, resolved column names, its lines, its header lines, the file's header lines)."""
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
@@ -108,7 +182,10 @@ def _open(path: Path, cols: dict):
         if not (all(pa.types.is_integer(t) for t in types[:2]) and
                 (pa.types.is_integer(types[2]) or pa.types.is_floating(types[2]))):
             raise _NotLean
-        return f.iter_batches(batch_size=CHUNK_ROWS, columns=names), names, f.metadata.num_rows, 0
+        group_rows = np.array([f.metadata.row_group(g).num_rows for g in range(f.num_row_groups)], np.int64)
+        lo, hi = _cut(np.cumsum(group_rows), share)
+        batches = f.iter_batches(batch_size=CHUNK_ROWS, columns=names, row_groups=range(lo, hi)) if hi > lo else ()
+        return batches, names, int(group_rows[lo:hi].sum()), 0, 0
     if suffix not in (".csv", ".tsv", ".txt", ".data"):
         raise _NotLean
     import pyarrow.csv as pcsv
@@ -125,16 +202,19 @@ def _open(path: Path, cols: dict):
         names = list(ROLES)
     if len(set(header)) != len(header):
         raise _NotLean
+    start, end = _line_range(path, share)
+    skip = 1 if has_header and start == 0 else 0
+    if start == end:
+        return (), names, 0, skip, int(has_header)
     reader = pcsv.open_csv(
-        path,
-        read_options=pcsv.ReadOptions(block_size=CHUNK_ROWS * 24, column_names=header,
-                                      skip_rows=1 if has_header else 0),
+        _ByteRange(path, start, end),
+        read_options=pcsv.ReadOptions(block_size=CHUNK_ROWS * 24, column_names=header, skip_rows=skip),
         parse_options=pcsv.ParseOptions(delimiter=sep),
         convert_options=pcsv.ConvertOptions(  # only a blank cell is missing: "NA" or "null" in an id column is text
             include_columns=names, null_values=[""], column_types={
                 names[0]: pa.int64(), names[1]: pa.int64(), names[2]: pa.float64()}),
     )
-    return reader, names, _count_lines(path), 1 if has_header else 0
+    return reader, names, _count_lines(path, start, end), skip, int(has_header)
 
 
 def _lean_columns(columns: list[str], cols: dict, path: Path) -> list[str]:
@@ -143,12 +223,56 @@ def _lean_columns(columns: list[str], cols: dict, path: Path) -> list[str]:
     return resolve_columns(columns, ROLES, cols, str(path))
 
 
-def _count_lines(path: Path) -> int:
-    n = 0
+def _cut(ends: np.ndarray, share: Share) -> tuple[int, int]:
+    """This share's contiguous range of units (row groups) whose cumulative sizes are ``ends``: about equal sizes."""
+    starts = np.concatenate([[0], ends])  # the boundaries a cut may take
+    targets = starts[-1] * np.arange(share.size + 1) / share.size
+    edges = np.abs(starts[:, None] - targets[None, :]).argmin(0)  # the boundary nearest each equal cut
+    return int(edges[share.rank]), int(edges[share.rank + 1])
+
+
+def _line_range(path: Path, share: Share) -> tuple[int, int]:
+    """This share's bytes ``[start, end)`` of the file: an equal cut, each end moved past its line's end."""
+    size = path.stat().st_size
     with open(path, "rb") as f:
+        def after_line(at: int) -> int:
+            if at <= 0 or at >= size:
+                return min(max(at, 0), size)
+            f.seek(at - 1)
+            f.readline()
+            return f.tell()
+
+        return after_line(size * share.rank // share.size), after_line(size * (share.rank + 1) // share.size)
+
+
+class _ByteRange(io.RawIOBase):
+    """Bytes ``[start, end)`` of a file, read as a file of their own."""
+
+    def __init__(self, path: Path, start: int, end: int):
+        self._f = open(path, "rb")
+        self._f.seek(start)
+        self._left = end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._f.readinto(memoryview(buffer)[:min(len(buffer), self._left)])
+        self._left -= n
+        return n
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def _count_lines(path: Path, start: int, end: int) -> int:
+    """The lines that start in bytes ``[start, end)``."""
+    n, last = 0, b"\n"
+    with _ByteRange(path, start, end) as f:
         while block := f.read(1 << 24):
-            n += block.count(b"\n")
-    return n + 1
+            n, last = n + block.count(b"\n"), block[-1:]
+    return n + (last != b"\n")
 
 
 def _read(path: Path, batches, names: list[str], n_max: int, row_offset: int):
@@ -157,6 +281,8 @@ def _read(path: Path, batches, names: list[str], n_max: int, row_offset: int):
     n = 0
     for batch in batches:
         m = batch.num_rows
+        if n + m > n_max:  # rows that end in something other than "\n" (a lone "\r")
+            raise _NotLean
         for role, name, out in zip(ROLES, names, (u, i, r)):
             col = batch.column(name)
             missing = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else np.zeros(m, bool)
@@ -174,8 +300,6 @@ def _read(path: Path, batches, names: list[str], n_max: int, row_offset: int):
             out[n:n + m] = values
         n += m
     pa.default_memory_pool().release_unused()  # hand the decoding buffers back
-    if n == 0:
-        raise _NotLean  # load_ratings words the empty-file errors
     return u[:n], i[:n], r[:n]
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from latentrec.data.batches import Encoded
+from latentrec.data.lean import Share
 from latentrec.solvers.rating_graph import Partition
 
 LEAVE_WAIT_S = 30  # how long a leaving rank waits for the others
@@ -161,29 +162,51 @@ def data_parallel(factory, model: torch.nn.Module, data: Encoded, cfg, device: t
     return DataParallelRunner(factory, model, data, cfg, device)
 
 
+def join(values: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Every rank's 1-D ``values`` (same dtype on all ranks) joined in rank order, on every rank, and each
+    rank's length: one ``all_gather`` into one buffer, padded to the longest, then closed up."""
+    import torch.distributed as dist
+
+    size = world()[1]
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    mine = torch.from_numpy(np.array(values, copy=not values.flags.writeable, order="C")).to(device)
+    lengths = torch.zeros(size, dtype=torch.int64, device=device)
+    dist.all_gather(list(lengths.view(size, 1)), torch.tensor([len(mine)], device=device))
+    sizes = lengths.tolist()
+    widest = max(*sizes, 1)
+    buffer = torch.empty(size, widest, dtype=mine.dtype, device=device)
+    padded = torch.zeros(widest, dtype=mine.dtype, device=device)
+    padded[:len(mine)] = mine
+    dist.all_gather(list(buffer), padded)
+    del padded
+    out = buffer.view(-1).cpu().numpy()
+    at = 0
+    for r, n in enumerate(sizes):  # close the gaps, left to right (numpy copes with the overlap)
+        out[at:at + n] = out[r * widest:r * widest + n]
+        at += n
+    return out[:at], sizes
+
+
+def file_share() -> Share:
+    """This rank's part in reading one file together (the process group joined already)."""
+    return Share(*world(), join)
+
+
 def gather_states(tensors: dict[str, torch.Tensor], meta: dict) -> list[tuple[dict[str, torch.Tensor], dict]]:
     """Every rank's ``(tensors, JSON-able meta)``, in rank order, on every rank; just this one outside torchrun.
 
-    Sent as safetensors bytes (nothing is pickled), padded to the longest rank's.
+    Sent as safetensors bytes (nothing is pickled).
     """
     if not active():
         return [(tensors, meta)]
-    import torch.distributed as dist
     from safetensors.torch import load, save
 
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
     blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata={"meta": json.dumps(meta)})
-    mine = torch.frombuffer(bytearray(blob), dtype=torch.uint8).to(device)
-    sizes = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(world()[1])]
-    dist.all_gather(sizes, torch.tensor([len(mine)], device=device))
-    widest = int(max(sizes))
-    padded = torch.zeros(widest, dtype=torch.uint8, device=device)
-    padded[:len(mine)] = mine
-    parts = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded)
-    out = []
-    for part, size in zip(parts, sizes):
-        data = part[:int(size)].cpu().numpy().tobytes()
+    joined, sizes = join(np.frombuffer(bytearray(blob), np.uint8))
+    out, at = [], 0
+    for size in sizes:
+        data = joined[at:at + size].tobytes()
+        at += size
         header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
         out.append((load(data), json.loads(header["__metadata__"]["meta"])))
     return out
