@@ -19,7 +19,8 @@ validation) and report the training loop's seconds, the whole ``fit`` and the va
 reference in the same run); ``--fastai PYTHON`` runs fastai's book recipe (``collab_learner``,
 50 factors, ``y_range=(0, 5.5)``, ``fit_one_cycle(5, 5e-3, wd=0.1)``, bs 64) on the quickstart
 split with that interpreter; ``--procs 1 2`` times the sweeps under ``torchrun`` with that many
-processes (rank 0's timings).
+processes (rank 0's timings). Children use numba's workqueue threading layer, as the ``latentrec``
+program does, unless ``NUMBA_THREADING_LAYER`` says otherwise.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def free_port() -> int:
 
 
 def child(args: argparse.Namespace, src: str | None, size: str, what: str, solver: str, procs: int = 1) -> dict:
-    env = dict(os.environ)
+    env = {"NUMBA_THREADING_LAYER": "workqueue"} | dict(os.environ)  # what the latentrec program picks
     if src:
         env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     k = args.k if size in ("10m", "100m") else 0
