@@ -56,7 +56,7 @@ def train_argv(data: Path, out: Path, *extra: str) -> list[str]:
 
 BAD_FILES = {
     "empty": ("", ["is empty"]),
-    "header-only": ("user,item,rating\n", ["no rating rows"]),
+    "header-only": ("user,item,rating\n", ["has a header but no rows", "user, item, rating"]),
     "blank-lines-only": ("\n\n\n", ["has no rows"]),
     "missing-rating-column": ("user,item,when\n1,2,3\n", ["no rating column", "--rating-col"]),
     "text-rating": ("user,item,rating\n1,2,3\n1,3,abc\n", ["row 3, column 'rating'", "'abc' is not a number"]),
@@ -212,6 +212,13 @@ def evaluate_argv(model: Path, data: Path) -> list[str]:
     return ["evaluate", str(model), "--data", str(data)]
 
 
+@pytest.mark.parametrize("content", ["", "user,item\n", "\n\n"])
+def test_predict_from_a_file_without_rows_asks_for_pairs(capsys, tmp_path, trained, content):
+    path = write(tmp_path / "pairs.csv", content)
+    err = fails(capsys, tmp_path, ["predict", str(trained[0]), "--data", str(path)], str(path), "user, item (a rating")
+    assert "user, item, rating" not in err
+
+
 def test_model_dir_missing(capsys, tmp_path, trained):
     fails(capsys, tmp_path, evaluate_argv(tmp_path / "nothing", trained[1]), str(tmp_path / "nothing"),
           "does not exist")
@@ -253,6 +260,15 @@ def test_model_json_not_json(capsys, tmp_path, trained, model_copy):
     write(model_copy / "model.json", "{not json")
     fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(model_copy / "model.json"),
           "not valid JSON")
+
+
+@pytest.mark.parametrize("part", ["architecture", "ranker"])
+def test_model_kind_from_a_newer_latentrec(capsys, tmp_path, trained, model_copy, part):
+    meta = json.loads((model_copy / "model.json").read_text())
+    meta[part] = {**meta.get(part, {"n_items": 20}), "kind": "transformer"}
+    write(model_copy / "model.json", json.dumps(meta))
+    fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(model_copy / "model.json"),
+          "kind 'transformer'", "does not know", "newer latentrec")
 
 
 def test_model_json_missing(capsys, tmp_path, trained, model_copy):

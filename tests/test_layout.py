@@ -7,7 +7,7 @@ import latentrec
 
 PKG = Path(latentrec.__file__).parent
 # A stage may import its own folder and the stages below it; use and solvers sit side by side.
-RANK = {"errors": 0, "atomic": 0, "parallel": 0, "config": 0.5, "progress": 0.5, "data": 1, "models": 2, "solvers": 3, "use": 3,
+RANK = {"errors": -1, "atomic": 0, "parallel": 0, "config": 0.5, "progress": 0.5, "data": 1, "models": 2, "solvers": 3, "use": 3,
         "training": 4, "evaluation": 5, "cli": 6, "__init__": 7, "__main__": 7}
 
 

@@ -12,6 +12,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from latentrec.errors import DataError
+
+
+def make_folder(path: str | os.PathLike) -> Path:
+    """The folder at ``path``, created with its parents if needed; one sentence if it cannot be."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"Cannot create {path}: {e.strerror or e}.") from None
+    return path
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:

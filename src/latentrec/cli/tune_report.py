@@ -10,10 +10,9 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from latentrec.atomic import atomic_path, write_text
+from latentrec.atomic import atomic_path, make_folder, write_text
 from latentrec.cli.config_file import dumps_toml
 from latentrec.cli.jsonsafe import json_safe
-from latentrec.errors import DataError
 from latentrec.evaluation.tune import TuneResult
 
 FILES = ("trials.csv", "trials.md", "best.toml", "valid_rmse_by_trial.png", "param_importances.png",
@@ -34,11 +33,7 @@ def summary(result: TuneResult) -> dict:
 
 def write_report(result: TuneResult, out: str | Path, toml_extra: dict | None = None) -> dict:
     """Write every file of :data:`FILES` into ``out`` (each atomically); returns the summary."""
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"Cannot create {out}: {e.strerror or e}.") from None
+    out = make_folder(out)
     info = summary(result)
     write_text(out / "trials.csv", result.table.to_csv(index=False))
     write_text(out / "trials.md", markdown(result.table, result.best_trial))

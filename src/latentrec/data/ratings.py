@@ -106,7 +106,7 @@ def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "e
         known = ", ".join(sorted(TEXT_SUFFIXES | PARQUET_SUFFIXES))
         raise DataError(f"{path}: unknown file type {suffix or '(no extension)'!r}; use one of {known}.")
     if path.stat().st_size == 0:
-        raise DataError(f"{path} is empty; it needs rows of user, item, rating.")
+        raise DataError(f"{path} is empty; it needs rows of {_row_kind(pairs)}.")
     if suffix in PARQUET_SUFFIXES:
         try:
             raw = pd.read_parquet(path)
@@ -143,7 +143,7 @@ def _sniff_sep(line: str) -> str:
 def _read_text(path: Path, cols: dict, pairs: bool = False) -> tuple[pd.DataFrame, bool]:
     line, encoding = first_line(path)
     if not line:
-        raise DataError(f"{path} has no rows; it needs rows of user, item, rating.")
+        raise DataError(f"{path} has no rows; it needs rows of {_row_kind(pairs)}.")
     sep, fields, has_header = sniff_header(line, cols, pairs)
 
     def read(enc: str) -> pd.DataFrame:
@@ -158,12 +158,16 @@ def _read_text(path: Path, cols: dict, pairs: bool = False) -> tuple[pd.DataFram
     except (pd.errors.ParserError, ValueError) as e:
         raise DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table ({str(e).strip()}).") from None
     if len(raw) == 0:
-        raise DataError(f"{path} has a header but no rating rows.")
+        raise DataError(f"{path} has a header but no rows; it needs rows of {_row_kind(pairs)}.")
     if not has_header:
         names = ["user", "item", "rating", "timestamp"][: raw.shape[1]]
         raw = raw.iloc[:, : len(names)]
         raw.columns = names
     return raw, has_header
+
+
+def _row_kind(pairs: bool) -> str:
+    return "user, item (a rating column is optional)" if pairs else "user, item, rating"
 
 
 def sniff_header(line: str, cols: dict, pairs: bool = False) -> tuple[str, list[str], bool]:

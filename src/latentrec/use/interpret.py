@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentrec.atomic import atomic_path
+from latentrec.atomic import atomic_path, make_folder
 from latentrec.errors import DataError
 from latentrec.use.recommender import Recommender
 from latentrec.use.similar import item_vectors
@@ -148,10 +148,7 @@ def interpret(rec: Recommender, out: str | os.PathLike, n: int = 10, n_items: in
     out = Path(out)
     low, high = bias_extremes(rec, n, min_ratings)  # a model without what is drawn stops here, before any folder
     pca, share = item_pca(rec, n_items)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"Cannot create {out}: {e.strerror or e}.") from None
+    out = make_folder(out)
     result = {
         "bias_source": item_biases(rec)[1],
         "lowest_bias": low.to_dict(orient="records"),

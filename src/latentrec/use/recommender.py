@@ -156,10 +156,10 @@ class Recommender:
             model = ranker = None
             if "architecture" in meta or "ranker" not in meta:
                 arch = meta["architecture"]
-                model = _load_part(path, build_model(arch), tensors, "model.")
+                model = _load_part(path, build_model(arch, f"{path}/model.json"), tensors, "model.")
             if "ranker" in meta:
                 arch = meta["ranker"]
-                ranker = _load_part(path, build_ranker(arch), tensors, "ranker.")
+                ranker = _load_part(path, build_ranker(arch, f"{path}/model.json"), tensors, "ranker.")
             users, items = Vocab(meta["users"]), Vocab(meta["items"])
             if len(users) != arch.get("n_users", len(users)) or len(items) != arch["n_items"]:
                 raise ModelFileError(f"{path}: the id lists in model.json do not match the weights' shapes.")
