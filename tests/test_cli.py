@@ -55,7 +55,7 @@ def test_human_output_has_table_and_recommendations(capsys, tmp_path, ratings_cs
 
 @pytest.mark.parametrize("content,needle", [
     ("", "is empty"),
-    ("user,item,rating\n", "no rating rows"),
+    ("user,item,rating\n", "has a header but no rows"),
     ("user,item,stars_x\n1,2,3\n", "no rating column"),
     ("user,item,rating\n1,2,3\n1,3,abc\n", "row 3, column 'rating'"),
     ("user,item,rating\n1,2,3\n1,3,nan\n", "row 3"),
