@@ -11,6 +11,7 @@ import pytest
 from tiny_rec import tiny_rec, trained
 
 from latentrec.cli import main
+from latentrec.data.batches import Encoded, EncodedRows
 from latentrec.data.ratings import Ratings
 from latentrec.evaluation.evaluate import evaluate
 from latentrec.evaluation.ranking import evaluate_ranking, popularity_lists, ranking_metrics
@@ -64,3 +65,38 @@ def test_cli_evaluate_reports_ranking(tmp_path, capsys):
     assert "precision@5" in json.loads(capsys.readouterr().out)["ranking"]["model"]
     assert main(["evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "t.csv")]) == 0
     assert "popularity" in capsys.readouterr().out
+
+
+def test_a_sample_of_users_is_scored_like_those_users_alone(capsys):
+    rec, df, _ = trained()
+    test = Ratings(df.sample(3000, random_state=1).assign(rating=5.0), "t")
+    rows = rec.encode_rows(test)
+    full = evaluate_ranking(rec, rows, 5)
+    sample = evaluate_ranking(rec, rows, 5, max_users=7)
+    assert sample["n_users"] == 7 and sample["n_users_eligible"] == full["n_users"] == full["n_users_eligible"] > 7
+    assert evaluate_ranking(rec, rows, 5, max_users=7) == sample  # seeded
+    assert evaluate_ranking(rec, rows, 5, max_users=full["n_users"]) == full  # no more users than the cap: all
+    # the same numbers as scoring the sampled users' rows alone (the sample: seeded, seed 0)
+    eligible = np.unique(rows.data.users[rows.data.users > 0])
+    kept = eligible[np.sort(np.random.default_rng(0).choice(len(eligible), 7, replace=False))]
+    mask = np.isin(rows.data.users, kept)
+    d = rows.data
+    alone = evaluate_ranking(rec, EncodedRows(Encoded(d.users[mask], d.items[mask], d.ratings[mask]), "t", 0), 5)
+    assert alone["model"] == sample["model"] and alone["popularity"] == sample["popularity"]
+    assert alone["n_relevant"] == sample["n_relevant"]
+    from latentrec.cli.evaluate import print_ranking
+
+    print_ranking(sample)
+    assert f"a seeded sample of 7 of the {full['n_users']:,} test users" in capsys.readouterr().out
+
+
+def test_train_scores_a_sample_of_many_test_users(tmp_path, capsys, monkeypatch):
+    import latentrec.cli.train
+
+    monkeypatch.setattr(latentrec.cli.train, "RANK_EVAL_USERS", 5)
+    _, df, _ = trained()
+    df.to_csv(tmp_path / "r.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "r.csv"), "--epochs", "2", "--n-factors", "2", "--device", "cpu",
+                 "--out", str(tmp_path / "m"), "--json"]) == 0
+    ranking = json.loads(capsys.readouterr().out)["valid"]["ranking"]
+    assert ranking["n_users"] == 5 < ranking["n_users_eligible"]

@@ -15,6 +15,7 @@ EASE_AUTO_ITEMS = 10_000  # ranker "auto": EASE up to this many items (seconds t
 DUPLICATE_POLICIES = ("error", "mean", "last")  # what to do with a (user, item) pair rated twice
 ML100K_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")  # ML-100K's own <name>.base / <name>.test files
 CHECKPOINT_EVERY = 10.0  # seconds between training checkpoints (latentrec train --checkpoint-every)
+RANK_EVAL_USERS = 10_000  # train's closing ranking metrics score a seeded sample of this many test users at most
 MIN_RATINGS = 20  # an unknown user's ranking only considers items rated at least this often
 
 

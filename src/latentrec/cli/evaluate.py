@@ -41,7 +41,9 @@ def print_ranking(g: dict) -> None:
     k = g["k"]
     cols = [f"precision@{k}", f"recall@{k}", f"ndcg@{k}", "hit_rate", "coverage"]
     rows = [(name, *[g[name][c] for c in cols]) for name in ("model", "popularity")]
-    table(f"\nTop-{k} ranking ({g['n_users']} test users with a rating >= {g['threshold']:g}, "
+    who = (f"a seeded sample of {g['n_users']:,} of the {g['n_users_eligible']:,}"
+           if g["n_users"] < g["n_users_eligible"] else f"{g['n_users']:,}")
+    table(f"\nTop-{k} ranking ({who} test users with a rating >= {g['threshold']:g}, "
           f"training items excluded; {g['n_unknown_users']} unknown users skipped)",
           ["model", *cols], rows, {c: ".4f" for c in cols})
 

@@ -21,7 +21,17 @@ from latentrec.cli.common import (
 )
 from latentrec.cli.config_file import apply_config, defer_defaults
 from latentrec.cli.evaluate import print_evaluation
-from latentrec.config import CHECKPOINT_EVERY, EASE_AUTO_ITEMS, ML100K_SPLITS, MODELS, RANKERS, RANKING_MODELS, SOLVERS, TrainConfig
+from latentrec.config import (
+    CHECKPOINT_EVERY,
+    EASE_AUTO_ITEMS,
+    ML100K_SPLITS,
+    MODELS,
+    RANK_EVAL_USERS,
+    RANKERS,
+    RANKING_MODELS,
+    SOLVERS,
+    TrainConfig,
+)
 from latentrec.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -206,9 +216,9 @@ def run(args: argparse.Namespace) -> int:
     result = {"model": str(args.out), "metrics": rec.info["metrics"], "best_epoch": rec.info["best_epoch"],
               "train_seconds": rec.info["train_seconds"], "config": rec.config}
     if test is not None:
-        result["test"] = evaluate(rec, test)
+        result["test"] = evaluate(rec, test, max_rank_users=RANK_EVAL_USERS)
     elif valid is not None or lean is not None and lean.valid is not None:
-        result["valid"] = evaluate(rec, valid if valid is not None else lean.valid)
+        result["valid"] = evaluate(rec, valid if valid is not None else lean.valid, max_rank_users=RANK_EVAL_USERS)
     if args.json:
         emit_json(result)
     else:

@@ -11,14 +11,16 @@ from latentrec.models.scoring import rmse_mae
 from latentrec.use.recommender import Recommender
 
 
-def evaluate(rec: Recommender, ratings: Ratings | EncodedRows, k: int | None = 10, threshold: float = 4.0) -> dict:
+def evaluate(rec: Recommender, ratings: Ratings | EncodedRows, k: int | None = 10, threshold: float = 4.0,
+             max_rank_users: int | None = None) -> dict:
     """Score ``rec`` on ``ratings``; unknown users/items are predicted by the fallback and counted.
 
     RMSE and MAE (next to the baselines) need a rating model; a ranking-only model gets only the
     ranking metrics, and with ``k=None`` raises :class:`~latentrec.errors.ModelCapabilityError`.
 
     With ``k``, also top-``k`` ranking metrics (relevant: test rating >= ``threshold``) for the
-    model and a popularity baseline, under ``"ranking"``; ``k=None`` skips them.
+    model and a popularity baseline, under ``"ranking"``; ``k=None`` skips them. ``max_rank_users``:
+    score a seeded sample of at most that many users for them (see ``evaluate_ranking``).
     """
     rows = ratings if isinstance(ratings, EncodedRows) else rec.encode_rows(ratings)
     data = rows.data
@@ -44,5 +46,5 @@ def evaluate(rec: Recommender, ratings: Ratings | EncodedRows, k: int | None = 1
     elif k is None:
         rec.require_ratings("RMSE and MAE")
     if k is not None:
-        result["ranking"] = evaluate_ranking(rec, rows, k, threshold)
+        result["ranking"] = evaluate_ranking(rec, rows, k, threshold, max_rank_users)
     return result

@@ -51,8 +51,14 @@ def popularity_lists(rec: Recommender, users: np.ndarray, k: int) -> np.ndarray:
     return lists
 
 
-def evaluate_ranking(rec: Recommender, test: EncodedRows, k: int = 10, threshold: float = 4.0) -> dict:
-    """Top-``k`` metrics of the model and of the popularity baseline on ``test`` (see ``rec.encode_rows``)."""
+def evaluate_ranking(rec: Recommender, test: EncodedRows, k: int = 10, threshold: float = 4.0,
+                     max_users: int | None = None) -> dict:
+    """Top-``k`` metrics of the model and of the popularity baseline on ``test`` (see ``rec.encode_rows``).
+
+    With ``max_users``, a seeded random sample of that many of the test users is scored when there
+    are more (``n_users_eligible`` says how many there were): scoring every item for every user is
+    what costs. Coverage then counts the sampled users' lists only.
+    """
     check_n(k)
     liked = np.flatnonzero((test.data.ratings >= threshold) & (test.data.users > 0))
     lu, li = test.data.users[liked].astype(np.int64), test.data.items[liked].astype(np.int64)
@@ -60,14 +66,19 @@ def evaluate_ranking(rec: Recommender, test: EncodedRows, k: int = 10, threshold
     lu, li = lu[order], li[order]
     scored, starts = np.unique(lu, return_index=True)
     relevant = np.split(li, starts[1:]) if len(scored) else []
+    eligible = len(scored)
+    if max_users is not None and eligible > max_users:
+        keep = np.sort(np.random.default_rng(0).choice(eligible, max_users, replace=False))
+        scored, relevant = scored[keep], [relevant[j] for j in keep]
     model_lists, _ = top_n(rec, scored, k)
     k = model_lists.shape[1]  # at most the number of known items
     return {
         "k": k,
         "threshold": threshold,
         "n_users": int(len(scored)),
+        "n_users_eligible": int(eligible),
         "n_unknown_users": test.n_unknown_users,
-        "n_relevant": int(len(li)),
+        "n_relevant": int(sum(len(r) for r in relevant)),
         "model": ranking_metrics(model_lists, relevant, len(rec.items)),
         "popularity": ranking_metrics(popularity_lists(rec, scored, k), relevant, len(rec.items)),
     }
