@@ -1,9 +1,10 @@
 """The figures of issue #13, CPU against CUDA in one process, printed as one table (run by gpu_check.sh).
 
 1. ``--solver sgd`` training speed at k=64 on planted synthetic ratings (20M; the bench's 20k x 5k
-   tables): the CPU kernel, the batched CUDA path with its own batch (half the smaller table) and
-   with 65,536-rating batches; ratings/s, and seconds until the validation RMSE reaches what the
-   CPU kernel reaches in the same number of epochs.
+   tables): the CPU kernel, the Triton per-rating kernel (what ``--solver sgd`` runs on CUDA), the
+   batched CUDA path with its own batch (half the smaller table) and with 65,536-rating batches;
+   ratings/s, and seconds until the validation RMSE reaches what the CPU kernel reaches in the
+   same number of epochs.
 2. Seconds per ALS and Gibbs sweep at ML-1M's shape (1M planted ratings, 6,040 x 3,706, recipe k).
 3. Validation RMSE and training seconds of every solver and model on the ML-100K quickstart split
    (``latentrec train --data ml-100k``: 20% random validation, seed 42), on each device. Without the
@@ -25,6 +26,7 @@ from latentrec.config import TrainConfig
 from latentrec.data.batches import Encoded
 from latentrec.data.synth import SynthSpec, synth_arrays
 from latentrec.evaluation.bench import Setup, run_setup
+from latentrec.solvers import sgd_triton
 
 
 def planted(n: int, users: int, items: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -43,12 +45,15 @@ def split(u, i, r, seed: int = 0) -> tuple[Encoded, Encoded]:
 def sgd_speed(devices: list[str], n: int, users: int, items: int, epochs: int) -> list[tuple]:
     u, i, r = planted(n, users, items, seed=0)
     train, valid = split(u, i, r)
-    setups = [Setup("cpu", "sgd", 1)] + [Setup(d, "sgd-torch", bs) for d in devices if d != "cpu" for bs in (1, 65536)]
+    gpus = [d for d in devices if d != "cpu"]
+    setups = ([Setup("cpu", "sgd", 1)] + [Setup(d, "sgd-triton", 1) for d in gpus if sgd_triton.usable(torch.device(d))]
+              + [Setup(d, "sgd-torch", bs) for d in gpus for bs in (1, 65536)])
     runs = [run_setup(s, train, valid, users + 1, items + 1, (0.5, 5.5), 64, epochs) for s in setups]
     target = runs[0].get("best_valid_rmse")  # what the CPU kernel reaches in these epochs
     rows = []
     for s, run in zip(setups, runs):
-        what = f"sgd {n / 1e6:g}M, k=64: {s.device} {'kernel' if s.solver == 'sgd' else 'batch ' + str(run.get('batch'))}"
+        how = {"sgd": "kernel", "sgd-triton": f"Triton, {run.get('batch')} programs"}.get(s.solver, f"batch {run.get('batch')}")
+        what = f"sgd {n / 1e6:g}M, k=64: {s.device} {how}"
         if "diverged" in run:
             rows.append((what, "diverged", "", ""))
             continue

@@ -19,13 +19,14 @@ import torch
 from latentrec.config import TrainConfig
 from latentrec.data.batches import Encoded
 from latentrec.models.scoring import predict_rows, rmse_mae
+from latentrec.solvers import sgd_triton
 from latentrec.solvers.runners import RUNNERS, Diverged
 
 
 @dataclass(frozen=True)
 class Setup:
     device: str
-    solver: str  # sgd (numba kernel on CPU, torch batches elsewhere), sgd-torch, autograd
+    solver: str  # sgd (the numba kernel, CPU), sgd-triton (per-rating Triton kernel, CUDA), sgd-torch, autograd
     bs: int  # sgd-torch bs=1: the batch --solver sgd takes off the CPU (sgd_torch.batch_size)
 
     @property
@@ -47,6 +48,8 @@ def default_setups(devices: list[str], batch_sizes: list[int]) -> list[Setup]:
     for d in devices:
         if d == "cpu":
             setups.append(Setup(d, "sgd", 1))
+        elif sgd_triton.usable(torch.device(d)):
+            setups.append(Setup(d, "sgd-triton", 1))
         setups += [Setup(d, "sgd-torch", bs) for bs in [1, *batch_sizes]]
         setups += [Setup(d, "autograd", bs) for bs in batch_sizes]
     return setups
@@ -101,7 +104,8 @@ def run_setup(setup: Setup, train: Encoded, valid: Encoded, n_users: int, n_item
     with torch.random.fork_rng():  # seeded weights without reseeding the caller's generator
         torch.manual_seed(seed)
         model = DotProductBias(n_users, n_items, n_factors, y_range).to(device)
-    runner_cls = TorchSGDRunner if setup.solver == "sgd-torch" else RUNNERS[cfg.solver]
+    runner_cls = {"sgd-torch": TorchSGDRunner, "sgd-triton": sgd_triton.TritonSGDRunner}.get(setup.solver,
+                                                                                             RUNNERS[cfg.solver])
     row = {"device": setup.device, "solver": setup.solver, "bs": setup.bs, "lr": cfg.lr}
     try:
         runner = runner_cls(model, train, cfg, device)

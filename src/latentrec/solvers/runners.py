@@ -115,12 +115,18 @@ class KernelRunner:
 
 def sgd_runner(model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device,
                batched: bool | None = None):
-    """``--solver sgd``: the numba kernel on the CPU, batched torch updates (sgd_torch.py) elsewhere.
+    """``--solver sgd``: the numba kernel on the CPU; off it the Triton per-rating kernel (sgd_triton.py)
+    where Triton runs (CUDA), else batched torch updates (sgd_torch.py; MPS, or no Triton installed).
 
-    ``batched=True`` takes the batched path on the CPU too (tests and benchmarks run the GPU's algorithm there).
+    ``batched=True`` takes the GPU's path on the CPU too (tests and benchmarks run its algorithm there:
+    Triton's under its interpreter, ``TRITON_INTERPRET=1``, else the batched one).
     """
     if not batched and device.type == "cpu":
         return KernelRunner(model, data, cfg, device)
+    from latentrec.solvers import sgd_triton
+
+    if sgd_triton.usable(device):
+        return sgd_triton.TritonSGDRunner(model, data, cfg, device)
     from latentrec.solvers.sgd_torch import TorchSGDRunner
 
     return TorchSGDRunner(model, data, cfg, device)

@@ -1,0 +1,95 @@
+"""``--solver sgd`` on CUDA: the CPU kernel's per-rating update as one Triton kernel launch per epoch.
+
+Each Triton program walks its own contiguous run of the ratings one at a time, in the order the
+CPU kernel visits them (``sgd_torch.kernel_order``): load the two factor rows (one vector of
+``k`` lanes each), predict, take the error, write the two rows and the two biases back. The
+programs run at once without locks (Hogwild, as in cuMF_SGD): a row that two programs touch at the
+same moment keeps one of their updates. How many programs run is bounded like the batched path's
+batch (:func:`programs`: half the smaller table), so a row is rarely in two programs' hands at once.
+Each rating moves its two rows once each way: the epoch is bound by memory traffic, not by
+kernel launches or by an ``index_add_`` of whole batches.
+
+The same kernel runs on the CPU under Triton's interpreter (``TRITON_INTERPRET=1`` set before
+Triton is imported), one program after another: then an epoch is exactly the sequential per-rating
+SGD of the CPU kernel over the same order (``tests/test_sgd_triton.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+
+from latentrec.config import TrainConfig
+from latentrec.data.batches import Encoded
+from latentrec.solvers.sgd_torch import batch_size, kernel_order
+
+MIN_RUN = 16  # ratings per program at least
+
+
+def usable(device: torch.device) -> bool:
+    """Triton is installed and can run on ``device`` (CUDA; the CPU only under its interpreter)."""
+    if device.type != "cuda" and not _interpreting():
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def programs(n: int, n_users: int, n_items: int) -> int:
+    """Programs of an epoch: as many as the batched path's batch (half the smaller table), each with
+    at least ``MIN_RUN`` ratings."""
+    return max(1, min(batch_size(n_users, n_items), n // MIN_RUN))
+
+
+def _interpreting() -> bool:
+    """Triton's interpreter is on (``TRITON_INTERPRET=1`` in the environment before Triton is first imported)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def sgd_epoch(model: torch.nn.Module, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor,
+              lr: float, wd: float, n_programs: int) -> torch.Tensor:
+    """One epoch over the ratings (int32, int32, float32, in visiting order) in place; returns the sum of
+    squared errors as a device tensor."""
+    P, Q = model.user_factors.data, model.item_factors.data
+    bu, bi = model.user_bias.data, model.item_bias.data
+    n, k = len(ratings), P.shape[1]
+    lanes = 1 << max(k - 1, 0).bit_length()  # the next power of two (Triton's vectors)
+    run = math.ceil(n / n_programs) if n else 1
+    lo, hi = model.y_range if model.y_range is not None else (0.0, 1.0)
+    from latentrec.solvers.sgd_triton_kernel import sgd_runs
+
+    sq = torch.zeros(n_programs, dtype=torch.float32, device=ratings.device)
+    sgd_runs[(n_programs,)](
+        users, items, ratings, P, Q, bu, bi, sq, n, run, float(lr), float(1.0 - lr * wd), float(lo), float(hi - lo),
+        K=k, KP=lanes, SIGMOID=model.y_range is not None, BIAS=bool(model.use_bias),
+        num_warps=max(1, min(4, lanes // 64)),  # a row is one vector: 64 lanes fill one warp (2 values a thread)
+    )
+    return sq.sum(dtype=torch.float64)
+
+
+class TritonSGDRunner:
+    """Epoch runner of :func:`sgd_epoch`; the ratings are put in the kernel's order once, on the device."""
+
+    def __init__(self, model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
+        self.model, self.wd = model, cfg.wd
+        n_users, n_items = model.user_factors.shape[0], model.item_factors.shape[0]
+        order = kernel_order(len(data), n_users, n_items, cfg.seed)
+        self.users = torch.from_numpy(np.ascontiguousarray(data.users[order], np.int32)).to(device)
+        self.items = torch.from_numpy(np.ascontiguousarray(data.items[order], np.int32)).to(device)
+        self.ratings = torch.from_numpy(np.ascontiguousarray(data.ratings[order], np.float32)).to(device)
+        self.bs = programs(len(data), n_users, n_items)  # how many ratings are in flight at once
+        self.limit = math.inf
+
+    def epoch(self, lr_at) -> float:
+        from latentrec.solvers.runners import Diverged
+
+        total = sgd_epoch(self.model, self.users, self.items, self.ratings, lr_at(0.0), self.wd, self.bs)
+        mse = float(total) / max(len(self.ratings), 1)
+        if not math.isfinite(mse) or mse > self.limit:
+            raise Diverged(f"the epoch's loss reached {mse:.3g}")
+        return mse
