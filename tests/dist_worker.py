@@ -2,6 +2,7 @@
 
     dist_worker.py TRAIN VALID OUT SOLVER     train, then save this rank's weights to OUT/rank{R}-of-{N}.npz
     dist_worker.py cli EPOCH ARGS...          ``latentrec ARGS``, stopped as by Ctrl-C after EPOCH (0: never)
+    dist_worker.py join OUT                   ``distributed.join`` of parts of unequal lengths and dtypes
 
 With ``LEAN_BYTES`` set, files of that many bytes or more are read lean, and each rank says on
 stderr how many rows it parsed itself ("rank R parsed N rows").
@@ -59,7 +60,28 @@ def cli(stop: str, *argv: str) -> int:
     return 0 if code == 130 and int(stop) else code
 
 
+def join(out: str) -> None:
+    """Rank r offers ``r * 3`` values (rank 0: none) of each dtype; saves what every rank got."""
+    import torch
+
+    from latentrec.solvers import distributed
+
+    distributed.init(torch.device("cpu"))
+    rank = world()[0]
+    got = {}
+    for dtype in (np.uint8, np.int32, np.int64, np.float32):
+        values = (np.arange(rank * 3) + 10 * rank).astype(dtype)
+        joined, sizes = distributed.join(values[::-1].copy() if dtype == np.int64 else values)
+        got[np.dtype(dtype).name] = joined
+        got[np.dtype(dtype).name + "_sizes"] = np.array(sizes)
+    got["empty"] = distributed.join(np.zeros(0, np.float32))[0]
+    got["readonly"] = distributed.join(np.frombuffer(b"ab", np.uint8))[0]
+    np.savez(Path(out) / f"join{rank}.npz", **got)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "cli":
         sys.exit(cli(*sys.argv[2:]))
+    if sys.argv[1] == "join":
+        sys.exit(join(sys.argv[2]))
     main(*sys.argv[1:])

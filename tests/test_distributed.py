@@ -80,6 +80,16 @@ def test_resume_under_torchrun_continues_every_rank_exactly(files, tmp_path):
         assert torch.equal(straight[name], resumed[name]), name
 
 
+def test_join_gives_every_rank_all_parts_in_rank_order(tmp_path):
+    torchrun(str(WORKER), "join", str(tmp_path), nproc=3)
+    for rank in range(3):
+        got = np.load(tmp_path / f"join{rank}.npz")
+        assert got["float32"].dtype == np.float32 and got["uint8"].dtype == np.uint8
+        assert got["int32"].tolist() == [10, 11, 12, 20, 21, 22, 23, 24, 25] and got["int32_sizes"].tolist() == [0, 3, 6]
+        assert got["int64"].tolist() == [12, 11, 10, 25, 24, 23, 22, 21, 20]
+        assert got["empty"].shape == (0,) and got["readonly"].tolist() == [97, 98] * 3
+
+
 def test_each_rank_parses_its_part_of_a_big_file_and_trains_the_one_process_model(files, tmp_path):
     """Read lean under torchrun: rank 0 parses the first part of the file, rank 1 the rest; joined, they
     train (ALS, rows split across the ranks) the model one process trains from the whole file."""

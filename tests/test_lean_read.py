@@ -186,3 +186,34 @@ def test_more_ranks_than_lines_and_a_last_line_without_its_end(tmp_path):
     for got in Ranks(5).read(path):
         assert np.array_equal(got.train.ratings, alone.train.ratings)
         assert got.users.classes == alone.users.classes
+
+
+def test_quoted_line_ends_and_blank_lines_keep_the_one_process_result(tmp_path):
+    """A quoted field may hold a line end, so a part cut at a line end may cut a row: every rank then reads the
+    whole file. Blank lines are not rows: a bad row's number counts the rows parsed before it, as alone."""
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text("user,item,rating,note\n" + "".join(f'{u},{u % 7 + 1},{u % 5 + 1},"x\n{u + 1000},1,3,y"\n'
+                                                          for u in range(1, 30)))
+    alone = read_split(quoted, min_bytes=0)
+    for size in (2, 3, 5):
+        for got in Ranks(size).read(quoted):
+            assert got.users.classes == alone.users.classes and np.array_equal(got.train.ratings, alone.train.ratings)
+    blank = tmp_path / "blank.csv"
+    blank.write_text("user,item,rating\n\n\n" + "".join(f"{u},{u % 7 + 1},4\n" for u in range(1, 40)) + "41,2,\n")
+    with pytest.raises(DataError) as one:
+        read_split(blank, min_bytes=0)
+    assert "row 41" in str(one.value)
+    for size in (2, 3, 5):
+        assert [str(e) for e in Ranks(size).read(blank)] == [str(one.value)] * size
+
+
+def test_a_failure_of_any_kind_on_one_rank_is_every_rank_s(files, monkeypatch):
+    read = chunked._read
+
+    def fails_on_rank1(path, part):
+        if threading.current_thread().name == "rank1":
+            raise MemoryError("no room")
+        return read(path, part)
+
+    monkeypatch.setattr(chunked, "_read", fails_on_rank1)
+    assert Ranks(2).read(files / "r.csv") == [None, None]  # told to every rank: all read it the other way

@@ -73,3 +73,25 @@ def test_cuda_triton_epochs_track_the_cpu_kernel():
             curve.append(rmse_mae(predict_rows(model, valid, torch.device(device)), valid.ratings)[0])
         curves.append(curve)
     assert max(abs(a - b) for a, b in zip(*curves)) <= 0.005, curves
+
+
+def test_batches_asked_for_or_a_kernel_that_will_not_compile_take_the_batched_path(monkeypatch, caplog):
+    from latentrec.solvers.runners import sgd_runner
+    from latentrec.solvers.sgd_torch import TorchSGDRunner
+
+    df, _ = lowrank_ratings(n_users=20, n_items=10, density=0.5)
+    data = Encoded(df.user.str[1:].astype(np.int32).to_numpy() + 1, df.item.str[1:].astype(np.int32).to_numpy() + 1,
+                   df.rating.to_numpy(np.float32))
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(sgd_triton, "usable", lambda device: True)
+    cfg = TrainConfig(solver="sgd", n_factors=4, bs=256, seed=0, device="cpu").resolved()
+    assert isinstance(sgd_runner(DotProductBias(21, 11, 4), data, cfg, cpu, batched=True), TorchSGDRunner)
+
+    def no_compiler(*a):
+        raise RuntimeError("Failed to find C compiler")
+
+    monkeypatch.setattr(sgd_triton.TritonSGDRunner, "__init__", no_compiler)
+    cfg = TrainConfig(solver="sgd", n_factors=4, seed=0, device="cpu").resolved()
+    with caplog.at_level("WARNING", logger="latentrec"):
+        assert isinstance(sgd_runner(DotProductBias(21, 11, 4), data, cfg, cpu, batched=True), TorchSGDRunner)
+    assert "did not compile" in caplog.text and "C compiler" in caplog.text

@@ -43,6 +43,7 @@ from latentrec.data.ratings import (
 )
 from latentrec.data.split import check_valid_pct
 from latentrec.data.vocab import NA, Vocab
+from latentrec import errors
 from latentrec.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -124,8 +125,10 @@ def read_split(path: str | os.PathLike, cols: dict | None = None, duplicates: st
 def _read_all(path: Path, cols: dict, _=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """The file's user, item and rating columns, and its number of header lines."""
     try:
-        batches, names, n_max, row_offset, header = _open(path, cols, Share(0, 1, _alone))
-        return *_read(path, batches, names, n_max, row_offset), header
+        part = _open(path, cols, Share(0, 1, _alone))
+        return *_read(path, part), part.header
+    except _BadRow as e:
+        raise e.error(part.header + e.index + 1) from None
     except (pa.ArrowInvalid, OSError) as e:  # a damaged or irregular file
         raise _Unreadable(_reason(e)) from None
 
@@ -138,39 +141,69 @@ def _reason(e: Exception) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def _attempt(step) -> tuple[object, dict]:
-    """``(step(), {})``, or ``(None, what went wrong)`` in words the ranks can exchange."""
+def _attempt(step) -> tuple[object, Exception | None]:
+    """``(step(), None)`` or ``(None, what it raised)``: a rank must not leave its peers waiting in a collective."""
     try:
-        return step(), {}
-    except DataError as e:
-        return None, {"error": str(e)}
-    except _NotLean:
-        return None, {"not_lean": True}
-    except (pa.ArrowInvalid, OSError) as e:
-        return None, {"unreadable": _reason(e)}
+        return step(), None
+    except Exception as e:  # noqa: BLE001 - every failure is told to the other ranks, then raised everywhere
+        return None, e
 
 
 def _read_shared(path: Path, cols: dict, share: Share) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """This rank's part of the file parsed, the ranks' outcomes agreed, the columns joined in file order."""
-    opened, outcome = _attempt(lambda: _open(path, cols, share))
-    lines, _ = share.join(np.array([opened[2] if opened else 0], np.int64))  # each part's lines
+    part, failed = _attempt(lambda: _open(path, cols, share))
     columns = None
-    if opened:
-        batches, names, n_lines, row_offset, header = opened
-        columns, outcome = _attempt(lambda: _read(path, batches, names, n_lines,
-                                                  row_offset + int(lines[:share.rank].sum())))
-    said, sizes = share.join(np.frombuffer(json.dumps(outcome).encode(), np.uint8))
+    if part is not None:
+        columns, failed = _attempt(lambda: _read(path, part))
+    counts, _ = share.join(np.array([0 if columns is None else len(columns[0]), part is not None and part.quoted],
+                                    np.int64))
+    rows, quoted = counts[0::2], counts[1::2]
+    if quoted.any():  # a quoted field may hold a line end, so parts cut at line ends may cut a row: read it whole
+        return _read_all(path, cols)
+    if isinstance(failed, _BadRow):  # its row in the whole file: after every row the earlier parts parsed
+        failed = failed.error(part.header + int(rows[:share.rank].sum()) + failed.index + 1)
+    said, sizes = share.join(np.frombuffer(json.dumps(_outcome(failed)).encode(), np.uint8))
     ends = np.cumsum(sizes)
     first = next((o for o in (json.loads(said[e - n:e].tobytes()) for n, e in zip(sizes, ends)) if o), None)
     if first is not None:  # the earliest part of the file that went wrong speaks for every rank
         if "error" in first:
-            raise DataError(first["error"])
+            raise getattr(errors, first["kind"], DataError)(first["error"])
         raise _NotLean if "not_lean" in first else _Unreadable(first["unreadable"])
-    return (*(share.join(col)[0] for col in columns), header)
+    return (*(share.join(col)[0] for col in columns), part.header)
 
 
-def _open(path: Path, cols: dict, share: Share):
-    """(batches over this share's part, resolved column names, its lines, its header lines, the file's header lines)."""
+def _outcome(failed: Exception | None) -> dict:
+    """What went wrong on this rank, in words the ranks can exchange (``{}``: nothing)."""
+    if failed is None:
+        return {}
+    if isinstance(failed, errors.LatentrecError):
+        return {"error": str(failed), "kind": type(failed).__name__}
+    if isinstance(failed, _NotLean):
+        return {"not_lean": True}
+    return {"unreadable": _reason(failed)}
+
+
+@dataclass
+class _Part:
+    """One share's part of a file, ready to parse."""
+
+    batches: object  # an iterator of record batches
+    names: list[str]  # the user, item and rating columns
+    lines: int  # at most this many rows
+    header: int  # the file's header lines (0 or 1)
+    quoted: bool = False  # its rows hold a '"' (CSV)
+
+
+class _BadRow(Exception):
+    """A bad cell at row ``index`` (0-based) of a part; ``error(row)`` words it for its row in the whole file."""
+
+    def __init__(self, index: int, error: Callable[[int], DataError]):
+        super().__init__(index)
+        self.index, self.error = index, error
+
+
+def _open(path: Path, cols: dict, share: Share) -> _Part:
+    """This share's part of the file (Parquet: a range of row groups; CSV/TSV: a range of lines)."""
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
@@ -185,7 +218,7 @@ def _open(path: Path, cols: dict, share: Share):
         group_rows = np.array([f.metadata.row_group(g).num_rows for g in range(f.num_row_groups)], np.int64)
         lo, hi = _cut(np.cumsum(group_rows), share)
         batches = f.iter_batches(batch_size=CHUNK_ROWS, columns=names, row_groups=range(lo, hi)) if hi > lo else ()
-        return batches, names, int(group_rows[lo:hi].sum()), 0, 0
+        return _Part(batches, names, int(group_rows[lo:hi].sum()), 0)
     if suffix not in (".csv", ".tsv", ".txt", ".data"):
         raise _NotLean
     import pyarrow.csv as pcsv
@@ -205,7 +238,8 @@ def _open(path: Path, cols: dict, share: Share):
     start, end = _line_range(path, share)
     skip = 1 if has_header and start == 0 else 0
     if start == end:
-        return (), names, 0, skip, int(has_header)
+        return _Part((), names, 0, int(has_header))
+    lines, quoted = _scan(path, start, end, skip)
     reader = pcsv.open_csv(
         _ByteRange(path, start, end),
         read_options=pcsv.ReadOptions(block_size=CHUNK_ROWS * 24, column_names=header, skip_rows=skip),
@@ -214,7 +248,7 @@ def _open(path: Path, cols: dict, share: Share):
             include_columns=names, null_values=[""], column_types={
                 names[0]: pa.int64(), names[1]: pa.int64(), names[2]: pa.float64()}),
     )
-    return reader, names, _count_lines(path, start, end), skip, int(has_header)
+    return _Part(reader, names, lines, int(has_header), quoted)
 
 
 def _lean_columns(columns: list[str], cols: dict, path: Path) -> list[str]:
@@ -266,20 +300,24 @@ class _ByteRange(io.RawIOBase):
         super().close()
 
 
-def _count_lines(path: Path, start: int, end: int) -> int:
-    """The lines that start in bytes ``[start, end)``."""
-    n, last = 0, b"\n"
+def _scan(path: Path, start: int, end: int, skip: int) -> tuple[int, bool]:
+    """The lines that start in bytes ``[start, end)``, and whether a '"' follows the first ``skip`` of them."""
+    n, last, quoted = 0, b"\n", False
     with _ByteRange(path, start, end) as f:
+        if skip:
+            f.readline()
+            n = 1
         while block := f.read(1 << 24):
-            n, last = n + block.count(b"\n"), block[-1:]
-    return n + (last != b"\n")
+            n, last, quoted = n + block.count(b"\n"), block[-1:], quoted or b'"' in block
+    return n + (last != b"\n"), quoted
 
 
-def _read(path: Path, batches, names: list[str], n_max: int, row_offset: int):
-    """Every row into int32, int32, float32 columns, with load_ratings' checks and sentences."""
+def _read(path: Path, part: _Part) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every row of the part into int32, int32, float32 columns, with load_ratings' checks (bad cells: _BadRow)."""
+    n_max, names, where = part.lines, part.names, str(path)
     u, i, r = np.empty(n_max, np.int32), np.empty(n_max, np.int32), np.empty(n_max, np.float32)
     n = 0
-    for batch in batches:
+    for batch in part.batches:
         m = batch.num_rows
         if n + m > n_max:  # rows that end in something other than "\n" (a lone "\r")
             raise _NotLean
@@ -291,10 +329,11 @@ def _read(path: Path, batches, names: list[str], n_max: int, row_offset: int):
                 bad = np.flatnonzero(missing | ~np.isfinite(values))
                 if len(bad):
                     shown = "infinite" if np.isinf(values[bad[0]]) else "missing"
-                    raise bad_rating(str(path), n + bad[0] + 1 + row_offset, name, shown)
+                    raise _BadRow(n + int(bad[0]), lambda row, name=name, shown=shown: bad_rating(where, row, name, shown))
             else:
                 if missing.any():
-                    raise empty_id(str(path), n + np.flatnonzero(missing)[0] + 1 + row_offset, name, role)
+                    raise _BadRow(n + int(np.flatnonzero(missing)[0]),
+                                  lambda row, name=name, role=role: empty_id(where, row, name, role))
                 if m and (values.min() < 0 or values.max() >= 2 ** 31):
                     raise _NotLean
             out[n:n + m] = values

@@ -164,27 +164,27 @@ def data_parallel(factory, model: torch.nn.Module, data: Encoded, cfg, device: t
 
 def join(values: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """Every rank's 1-D ``values`` (same dtype on all ranks) joined in rank order, on every rank, and each
-    rank's length: one ``all_gather`` into one buffer, padded to the longest, then closed up."""
+    rank's length: the lengths by ``all_gather``, then each rank's values broadcast into their place of
+    one buffer of the joined length (no padding, which unequal parts would multiply)."""
     import torch.distributed as dist
 
-    size = world()[1]
+    rank, size = world()
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    mine = torch.from_numpy(np.array(values, copy=not values.flags.writeable, order="C")).to(device)
+    values = np.ascontiguousarray(values)
+    mine = torch.from_numpy(values if values.flags.writeable else values.copy()).to(device)
     lengths = torch.zeros(size, dtype=torch.int64, device=device)
     dist.all_gather(list(lengths.view(size, 1)), torch.tensor([len(mine)], device=device))
     sizes = lengths.tolist()
-    widest = max(*sizes, 1)
-    buffer = torch.empty(size, widest, dtype=mine.dtype, device=device)
-    padded = torch.zeros(widest, dtype=mine.dtype, device=device)
-    padded[:len(mine)] = mine
-    dist.all_gather(list(buffer), padded)
-    del padded
-    out = buffer.view(-1).cpu().numpy()
+    out = torch.empty(sum(sizes), dtype=mine.dtype, device=device)
     at = 0
-    for r, n in enumerate(sizes):  # close the gaps, left to right (numpy copes with the overlap)
-        out[at:at + n] = out[r * widest:r * widest + n]
+    for r, n in enumerate(sizes):
+        if n:
+            place = out[at:at + n]
+            if r == rank:
+                place.copy_(mine)
+            dist.broadcast(place, r)
         at += n
-    return out[:at], sizes
+    return out.cpu().numpy(), sizes
 
 
 def file_share() -> Share:

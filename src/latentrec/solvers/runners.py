@@ -9,6 +9,7 @@ fused per-rating SGD kernel for the dot model; ALS and Gibbs sweeps live in ``al
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Callable, Protocol
 
@@ -20,6 +21,9 @@ from latentrec.data.batches import Batches, Encoded
 from latentrec.errors import ConfigError
 from latentrec.solvers.deterministic import deterministic
 from latentrec.solvers.optim import make_optimizer
+
+
+log = logging.getLogger(__name__)
 
 
 class Runner(Protocol):
@@ -116,7 +120,8 @@ class KernelRunner:
 def sgd_runner(model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device,
                batched: bool | None = None):
     """``--solver sgd``: the numba kernel on the CPU; off it the Triton per-rating kernel (sgd_triton.py)
-    where Triton runs (CUDA), else batched torch updates (sgd_torch.py; MPS, or no Triton installed).
+    where Triton runs (CUDA), else batched torch updates (sgd_torch.py: MPS, no Triton, a kernel Triton
+    could not compile, or ``--bs`` above 1, which asks for batches).
 
     ``batched=True`` takes the GPU's path on the CPU too (tests and benchmarks run its algorithm there:
     Triton's under its interpreter, ``TRITON_INTERPRET=1``, else the batched one).
@@ -124,11 +129,14 @@ def sgd_runner(model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: 
     if not batched and device.type == "cpu":
         return KernelRunner(model, data, cfg, device)
     from latentrec.solvers import sgd_triton
-
-    if sgd_triton.usable(device):
-        return sgd_triton.TritonSGDRunner(model, data, cfg, device)
     from latentrec.solvers.sgd_torch import TorchSGDRunner
 
+    if sgd_triton.usable(device) and cfg.bs <= 1:
+        try:
+            return sgd_triton.TritonSGDRunner(model, data, cfg, device)
+        except Exception as e:  # noqa: BLE001 - Triton's compile errors have many types; the batched path always runs
+            log.warning("The Triton SGD kernel did not compile on %s (%s); training with batched updates instead.",
+                        device, " ".join(str(e).split())[:300] or type(e).__name__)
     return TorchSGDRunner(model, data, cfg, device)
 
 

@@ -63,19 +63,25 @@ def sgd_epoch(model: torch.nn.Module, users: torch.Tensor, items: torch.Tensor, 
     lo, hi = model.y_range if model.y_range is not None else (0.0, 1.0)
     from latentrec.solvers.sgd_triton_kernel import sgd_runs
 
-    sq = torch.zeros(n_programs, dtype=torch.float32, device=ratings.device)
+    sq = torch.zeros(n_programs, dtype=torch.float64, device=ratings.device)
     sgd_runs[(n_programs,)](
         users, items, ratings, P, Q, bu, bi, sq, n, run, float(lr), float(1.0 - lr * wd), float(lo), float(hi - lo),
         K=k, KP=lanes, SIGMOID=model.y_range is not None, BIAS=bool(model.use_bias),
         num_warps=max(1, min(4, lanes // 64)),  # a row is one vector: 64 lanes fill one warp (2 values a thread)
     )
-    return sq.sum(dtype=torch.float64)
+    return sq.sum()
 
 
 class TritonSGDRunner:
-    """Epoch runner of :func:`sgd_epoch`; the ratings are put in the kernel's order once, on the device."""
+    """Epoch runner of :func:`sgd_epoch`; the ratings are put in the kernel's order once, on the device.
+
+    Building it compiles the kernel (an epoch over no ratings), so a machine where Triton cannot
+    compile (no C compiler, an unsupported GPU) fails here, where ``sgd_runner`` can fall back.
+    """
 
     def __init__(self, model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
+        nothing = torch.zeros(0, dtype=torch.int32, device=device)
+        sgd_epoch(model, nothing, nothing, nothing.float(), 0.0, 0.0, 1)
         self.model, self.wd = model, cfg.wd
         n_users, n_items = model.user_factors.shape[0], model.item_factors.shape[0]
         order = kernel_order(len(data), n_users, n_items, cfg.seed)

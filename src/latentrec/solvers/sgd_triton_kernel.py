@@ -7,12 +7,12 @@ import triton.language as tl
 @triton.jit
 def sgd_runs(users, items, ratings, P, Q, bu, bi, sq, n, run, lr, keep, lo, span,
              K: tl.constexpr, KP: tl.constexpr, SIGMOID: tl.constexpr, BIAS: tl.constexpr):
-    pid = tl.program_id(0)
+    pid = tl.program_id(0).to(tl.int64)  # 64-bit positions: more than 2**31 ratings fit on a big GPU
     start = pid * run
     end = tl.minimum(start + run, n)
     f = tl.arange(0, KP)
     lanes = f < K
-    total = 0.0
+    total = tl.cast(0.0, tl.float64)  # the run's squared errors, summed without float32 rounding
     for j in range(start, end):
         u = tl.load(users + j).to(tl.int64)
         i = tl.load(items + j).to(tl.int64)
@@ -30,7 +30,7 @@ def sgd_runs(users, items, ratings, P, Q, bu, bi, sq, n, run, lr, keep, lo, span
         else:
             err = z - tl.load(ratings + j)
             g = err
-        total += err * err
+        total += (err * err).to(tl.float64)
         if BIAS:
             tl.store(bu + u, keep * b_u - lr * g)
             tl.store(bi + i, keep * b_i - lr * g)
