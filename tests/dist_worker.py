@@ -34,7 +34,7 @@ def main(train_csv: str, valid_csv: str, out: str, solver: str) -> None:
 
 def cli(stop: str, *argv: str) -> int:
     """The CLI, interrupted (KeyboardInterrupt, as Ctrl-C raises) when epoch ``stop`` ends; exit 0 when it says so."""
-    import latentrec.data.lean as lean
+    from latentrec.data import lean
     from latentrec.cli import main as latentrec
     from latentrec.cli.train import EpochTable
 

@@ -58,6 +58,15 @@ def test_divergence_keeps_last_good_weights_and_suggests_lr(lowrank):
     assert all(np.isfinite(p.detach().numpy()).all() for p in rec.model.parameters())
 
 
+@pytest.mark.parametrize("y_range", [None, (0.5, 5.5)])
+def test_the_sgd_kernel_diverging_is_told_not_raised(lowrank, y_range):
+    train, _, _ = lowrank
+    cfg = TrainConfig(solver="sgd", lr=30.0, epochs=3, n_factors=4, y_range=y_range, device="cpu")
+    rec, trainer = fit(train, config=cfg)  # a numba division by zero used to escape as ZeroDivisionError
+    assert trainer.diverged and "--lr" in trainer.diverged
+    assert all(np.isfinite(p.detach().numpy()).all() for p in rec.model.parameters())
+
+
 @pytest.mark.slow
 def test_ml100k_few_epochs_beat_the_bias_baseline(ml100k_dir):
     data = load_ratings(str(ml100k_dir / "u1.base"))

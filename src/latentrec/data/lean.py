@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from latentrec import errors
 from latentrec.data import csr
 from latentrec.data.batches import Encoded, EncodedRows
 from latentrec.data.ratings import (
@@ -43,7 +44,6 @@ from latentrec.data.ratings import (
 )
 from latentrec.data.split import check_valid_pct
 from latentrec.data.vocab import NA, Vocab
-from latentrec import errors
 from latentrec.errors import DataError
 
 log = logging.getLogger(__name__)

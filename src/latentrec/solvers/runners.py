@@ -22,7 +22,6 @@ from latentrec.errors import ConfigError
 from latentrec.solvers.deterministic import deterministic
 from latentrec.solvers.optim import make_optimizer
 
-
 log = logging.getLogger(__name__)
 
 

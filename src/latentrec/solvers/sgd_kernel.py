@@ -23,7 +23,7 @@ from numba import njit, prange
 from latentrec.parallel import thread_safe
 
 
-@njit(fastmath=True, nogil=True, cache=True)
+@njit(fastmath=True, nogil=True, cache=True, error_model="numpy")  # a diverging run yields inf/NaN, never raises
 def _sgd_block(users, items, ratings, start, end, P, Q, bu, bi, lr, wd, lo, span, sigmoid, bias):
     k = P.shape[1]
     sq = 0.0
