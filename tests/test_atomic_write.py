@@ -92,3 +92,23 @@ def test_no_module_writes_a_file_except_through_latentrec_atomic():
     found = [f"{p.relative_to(pkg)}:{n}" for p in pkg.rglob("*.py") if str(p.relative_to(pkg)) not in allowed
              for n, line in enumerate(p.read_text().splitlines(), 1) if raw.search(line) and "/proc/" not in line]
     assert found == []
+
+
+def test_outputs_get_the_permissions_of_a_plain_open(tmp_path):
+    """Temp files and folders are private (0600/0700); what they become is readable as umask allows."""
+    import torch
+
+    from latentrec.use.model_dir import write_model_dir
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.txt", "x")
+        write_model_dir(tmp_path / "model", {"w": torch.zeros(2)}, {})
+        os.umask(0o077)
+        write_text(tmp_path / "private.txt", "x")
+    finally:
+        os.umask(old)
+    mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
+    assert mode(tmp_path / "a.txt") == 0o644 and mode(tmp_path / "private.txt") == 0o600
+    assert mode(tmp_path / "model") == 0o755
+    assert mode(tmp_path / "model" / "model.safetensors") == mode(tmp_path / "model" / "model.json") == 0o644

@@ -102,6 +102,23 @@ def test_column_option_for_a_headerless_file(capsys, tmp_path, monkeypatch, lean
           str(path), "no header row", "--user-col customer", "by position")
 
 
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "mps"])
+def test_a_device_this_pytorch_cannot_use(capsys, tmp_path, device):
+    import torch
+
+    if torch.cuda.is_available() and device.startswith("cuda") or device == "mps" and torch.backends.mps.is_available():
+        pytest.skip(f"{device} is usable here")
+    path = write(tmp_path / "r.csv", GOOD)
+    fails(capsys, tmp_path, train_argv(path, tmp_path / "m", "--device", device), f"--device {device}",
+          "use --device auto or cpu")
+
+
+@pytest.mark.parametrize("command", ["train", "cv"])
+def test_split_with_other_data_is_refused(capsys, tmp_path, command):
+    path = write(tmp_path / "r.csv", GOOD)
+    fails(capsys, tmp_path, [command, "--data", str(path), "--split", "u1"], "--split names ML-100K's own folds")
+
+
 def test_unknown_extension(capsys, tmp_path):
     path = write(tmp_path / "ratings.xlsx", GOOD)
     fails(capsys, tmp_path, train_argv(path, tmp_path / "m"), str(path), "unknown file type '.xlsx'")

@@ -36,11 +36,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         _fsync(tmp)
+        os.chmod(tmp, plain_mode())  # mkstemp made it private (0600)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_folder(target.parent if str(target.parent) else Path("."))
+
+
+def plain_mode(folder: bool = False) -> int:
+    """The permissions ``open`` (``mkdir`` for a folder) gives under this process's umask; temp files and folders
+    are private (0600, 0700), and a model or picture one account writes may be read by another."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

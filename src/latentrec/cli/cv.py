@@ -8,7 +8,6 @@ from latentrec.cli.common import add_data_options, command, console, emit_json, 
 from latentrec.cli.config_file import apply_config, defer_defaults
 from latentrec.cli.tune import checked_train_options
 from latentrec.config import MODELS, RANKING_MODELS, SOLVERS, TrainConfig
-from latentrec.errors import ConfigError
 
 EXAMPLE = """latentrec cv --data ml-100k --folds 5
   latentrec cv --data ml-100k --split u1-u5 --json
@@ -50,11 +49,9 @@ def run(args) -> int:
     fixed = checked_train_options({k: v for k, v in extra.items() if k not in IGNORED}, args.config)
     cfg = TrainConfig.from_dict(dict(fixed, **{k: getattr(args, k) for k in OWN})).resolved()
     if args.split:
-        if args.data not in (None, "ml-100k"):
-            raise ConfigError("--split names ML-100K's own folds; leave out --data or give --data ml-100k.")
         folds = []
         for name in parse_split(args.split):
-            base, test = ml100k_split_files(name, args.data_dir)
+            base, test = ml100k_split_files(name, args.data_dir, args.data)
             folds.append((name, read(args, base), read(args, test)))
     else:
         folds = kfolds(read(args, args.data or "ml-100k"), args.folds, args.seed)

@@ -175,16 +175,17 @@ def run(args: argparse.Namespace) -> int:
     from latentrec.data.split import hold_out, ml100k_split_files
     from latentrec.evaluation.evaluate import evaluate
     from latentrec.solvers import distributed
-    from latentrec.training.fit import fit
+    from latentrec.training.fit import fit, pick_device
     from latentrec.use.topn import recommend
 
     apply_config(args)
     start(args)
     cfg = config_from_args(args).resolved()
+    pick_device(cfg.device)  # an unusable --device is refused before any reading
     checkpoints = checkpointer(args)
     test = lean = None
     if args.split:
-        base, test_file = ml100k_split_files(args.split, args.data_dir)
+        base, test_file = ml100k_split_files(args.split, args.data_dir, args.data)
         train_data, test = read(args, base), read(args, test_file)
         train_data.titles = read_titles(Path(base).parent / "u.item")  # so outputs show titles
     else:

@@ -19,6 +19,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from latentrec.atomic import plain_mode
 from latentrec.errors import DownloadError
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens/"
@@ -92,6 +93,7 @@ def download(spec: DatasetSpec, root: Path, url: str) -> None:
     try:
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=root))
+        os.chmod(tmp, plain_mode(folder=True))  # mkdtemp made it private (0700)
     except OSError as e:
         raise DownloadError(
             f"Dataset {spec.name} is not in {root} and that folder is not writable ({e.strerror}); "

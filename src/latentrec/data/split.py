@@ -49,10 +49,12 @@ def kfold_indices(n: int, k: int, seed: int | None = 42) -> list[np.ndarray]:
     return [np.sort(f) for f in np.array_split(perm, k)]
 
 
-def ml100k_split_files(name: str, data_dir: str | os.PathLike | None = None) -> tuple[str, str]:
-    """Paths of ML-100K's own ``<name>.base`` and ``<name>.test``."""
+def ml100k_split_files(name: str, data_dir: str | os.PathLike | None = None, data: str | None = None) -> tuple[str, str]:
+    """Paths of ML-100K's own ``<name>.base`` and ``<name>.test`` (``data``: the ``--data`` given beside ``--split``)."""
     from latentrec.data.datasets import dataset_path
 
+    if data not in (None, "ml-100k"):
+        raise ConfigError("--split names ML-100K's own folds; leave out --data or give --data ml-100k.")
     if name not in ML100K_SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(ML100K_SPLITS)}, not {name!r}.")
     folder = dataset_path("ml-100k", data_dir)

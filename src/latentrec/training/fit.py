@@ -29,12 +29,20 @@ def pick_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        from latentrec.errors import ConfigError
+    from latentrec.errors import ConfigError
 
+    try:
+        device = torch.device(name)
+    except RuntimeError:
         raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps, not {name!r}.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: this PyTorch sees no CUDA GPU (torch.cuda.is_available() is False); "
+                          f"use --device auto or cpu.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices (cuda:0 ...).")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"--device {name}: this PyTorch has no usable MPS (Apple GPU) device; use --device auto or cpu.")
+    return device
 
 
 def make_model(cfg: TrainConfig, n_users: int, n_items: int, y_range: tuple[float, float]) -> torch.nn.Module:

@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from latentrec.atomic import atomic_path, fsync_folder, write_text
+from latentrec.atomic import atomic_path, fsync_folder, plain_mode, write_text
 from latentrec.errors import ModelFileError
 
 FORMAT = "latentrec-model"
@@ -48,6 +48,7 @@ def write_model_dir(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
             return path
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
+        os.chmod(tmp, plain_mode(folder=True))  # mkdtemp made it private (0700)
         with atomic_path(tmp / WEIGHTS) as weights:
             save_file(tensors, str(weights), metadata={WRITE_ID: write_id})
         write_text(tmp / META, text)
