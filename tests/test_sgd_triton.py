@@ -81,7 +81,7 @@ def test_batches_asked_for_or_a_kernel_that_will_not_compile_take_the_batched_pa
 
     df, _ = lowrank_ratings(n_users=20, n_items=10, density=0.5)
     data = Encoded(df.user.str[1:].astype(np.int32).to_numpy() + 1, df.item.str[1:].astype(np.int32).to_numpy() + 1,
-                   df.rating.to_numpy(np.float32))
+                   df.rating.to_numpy(np.float32).copy())
     cpu = torch.device("cpu")
     monkeypatch.setattr(sgd_triton, "usable", lambda device: True)
     cfg = TrainConfig(solver="sgd", n_factors=4, bs=256, seed=0, device="cpu").resolved()

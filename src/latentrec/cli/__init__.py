@@ -14,13 +14,20 @@ COMMANDS = ["train", "evaluate", "predict", "tune", "cv", "recommend", "similar"
             "serve"]
 
 
+class Parser(argparse.ArgumentParser):
+    """A usage mistake is one sentence, exit status 2, like every other error (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`).\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="latentrec",
         description="Collaborative filtering on explicit ratings: train, evaluate, predict, recommend.",
         epilog="Example: latentrec train --data ml-100k --out model && latentrec recommend model --user 196",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     for name in COMMANDS:
         import_module(f"{__name__}.{name.replace('-', '_')}").add_parser(sub)
     return parser

@@ -20,10 +20,11 @@ def add_parser(sub) -> None:
                    help="all (default): RMSE/MAE when the model predicts ratings, and top-k ranking; rmse or ranking alone")
 
 
-def print_evaluation(r: dict) -> None:
+def print_evaluation(r: dict, ranking_asked: bool = False) -> None:
+    """The evaluation's tables; ``ranking_asked``: ``--metrics ranking`` left RMSE out (else the model has none)."""
     if "rmse" not in r:
-        console.print(f"\nEvaluation on {r['data']} ({r['n']} ratings): a ranking-only model, so no RMSE; "
-                      f"ranking metrics only.")
+        what = "ranking metrics, as asked" if ranking_asked else "a ranking-only model, so no RMSE; ranking metrics only"
+        console.print(f"\nEvaluation on {r['data']} ({r['n']} ratings): {what}.")
         if "ranking" in r:
             print_ranking(r["ranking"])
         return
@@ -60,5 +61,5 @@ def run(args) -> int:
                       threshold=args.relevant)
     if args.metrics == "ranking":
         result = {key: v for key, v in result.items() if key not in ("rmse", "mae", "baselines", "improvement_pct")}
-    emit_json(result) if args.json else print_evaluation(result)
+    emit_json(result) if args.json else print_evaluation(result, ranking_asked=args.metrics == "ranking")
     return 0

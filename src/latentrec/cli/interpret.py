@@ -26,7 +26,8 @@ def run(args) -> int:
     start(args)
     for name in ("n", "pca_items", "labels", "min_ratings"):
         if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}.")
+            flag = "-n" if name == "n" else f"--{name.replace('_', '-')}"
+            raise ConfigError(f"{flag} must be at least 1, not {getattr(args, name)}.")
     r = interpret(Recommender.load(args.model_dir), args.out, args.n, args.pca_items, args.labels, args.min_ratings)
     if args.json:
         emit_json(r)

@@ -1,4 +1,4 @@
-"""``latentrec similar``: the items nearest to one item by cosine similarity of their factors."""
+"""``latentrec similar``: the items nearest to one item, as the model dir's ranker or rating model sees them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ EXAMPLE = """latentrec similar model --title "Star Wars"
 
 
 def add_parser(sub) -> None:
-    p = command(sub, "similar", "Items most similar to one item (cosine similarity of item factors).", EXAMPLE, run)
+    p = command(sub, "similar", "Items most similar to one item (by the ranker: EASE's item x item weights or iALS's factors; a rating "
+                "model alone: cosine similarity of its item factors).", EXAMPLE, run)
     p.add_argument("model_dir", help="model directory written by `latentrec train`")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--item", help="raw item id")

@@ -59,7 +59,7 @@ def evaluate_ranking(rec: Recommender, test: EncodedRows, k: int = 10, threshold
     are more (``n_users_eligible`` says how many there were): scoring every item for every user is
     what costs. Coverage then counts the sampled users' lists only.
     """
-    check_n(k)
+    check_n(k, "-k")
     liked = np.flatnonzero((test.data.ratings >= threshold) & (test.data.users > 0))
     lu, li = test.data.users[liked].astype(np.int64), test.data.items[liked].astype(np.int64)
     order = np.argsort(lu, kind="stable")

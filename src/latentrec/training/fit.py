@@ -106,6 +106,10 @@ def fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tra
     with the ranking model ``config.ranker`` names (default ``auto``: EASE up to
     ``config.EASE_AUTO_ITEMS`` items, iALS beyond; ``none``: no ranker), which orders its top-N lists.
     """
+    if not isinstance(train, (Ratings, EncodedSplit)):
+        raise DataError(f"fit() trains on Ratings (load_ratings) or an EncodedSplit (read_split), not "
+                        f"{type(train).__name__}; read_split returns None for a file it does not take: "
+                        f"read that one with load_ratings.")
     with torch.random.fork_rng():  # training seeds and draws from torch's global generators; the caller's come back
         return _fit(train, valid, config, callbacks, build)
 

@@ -127,9 +127,10 @@ def top_n(rec: Recommender, users: np.ndarray, n: int = 10, include_rated: bool 
     return out_items, out_scores
 
 
-def check_n(n: int) -> None:
+def check_n(n: int, flag: str = "-n") -> None:
+    """``n`` (given as ``flag``) is a list length: a whole number of at least 1."""
     if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ConfigError(f"-n must be a whole number of at least 1, not {n!r}.")
+        raise ConfigError(f"{flag} must be a whole number of at least 1, not {n!r}.")
 
 
 def item_counts(rec: Recommender) -> np.ndarray:
