@@ -52,7 +52,7 @@ def _all_finite(model: torch.nn.Module) -> bool:
     """No weight is NaN or infinite: each table's sum is finite (40x cheaper than ``isfinite(...).all()``;
     a finite table whose sum overflows float32 has diverged as well)."""
     with torch.no_grad():
-        return bool(torch.stack([p.sum() for p in model.parameters()]).isfinite().all())
+        return bool(torch.stack([p.sum(dtype=torch.float32) for p in model.parameters()]).isfinite().all())
 
 
 @dataclass
