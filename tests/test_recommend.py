@@ -133,3 +133,36 @@ def test_cli_recommend_json_and_errors(tmp_path, capsys):
     assert main(["recommend", str(tmp_path / "m"), "--all-users"]) == 2
     assert main(["recommend", str(tmp_path / "m"), "--user", "u1", "-n", "0"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_by_row_carries_values_in_the_order_of_its_columns():
+    from latentrec.data.csr import by_row
+
+    rng = np.random.default_rng(3)
+    pairs = np.unique(rng.integers(0, 40, (300, 2)), axis=0)
+    pairs = pairs[rng.permutation(len(pairs))]
+    rows, cols = pairs[:, 0].astype(np.int32), pairs[:, 1].astype(np.int32)
+    values = rng.random(len(rows)).astype(np.float32)
+    indptr, got_cols, got_values = by_row(rows, cols, 40, values)
+    order = np.lexsort((cols, rows))
+    assert np.array_equal(got_cols, cols[order]) and np.array_equal(got_values, values[order])
+    assert np.array_equal(by_row(rows, cols, 40)[1], got_cols) and indptr[-1] == len(rows)
+
+
+def test_train_saves_a_model_whose_lists_skip_every_rating_in_the_data(tmp_path):
+    """The validation rows held out of --data are the user's ratings too: the saved lists never show them."""
+    from latentrec.data.ratings import load_ratings
+    from latentrec.use.recommender import Recommender
+
+    _, df, _ = trained()
+    df.to_csv(tmp_path / "r.csv", index=False)
+    for ranker in ("ease", "none"):
+        out = tmp_path / ranker
+        assert main(["train", "--data", str(tmp_path / "r.csv"), "--epochs", "2", "--n-factors", "3", "--device",
+                     "cpu", "--ranker", ranker, "--out", str(out), "--json"]) == 0
+        rec = Recommender.load(out)
+        assert len(rec.rated_items) == len(df)  # training and validation rows
+        data = load_ratings(tmp_path / "r.csv").df
+        lists = recommend_all(rec, n=10)
+        shown = set(zip(lists["user"].astype(str), lists["item"].astype(str)))
+        assert not shown & set(zip(data["user"], data["item"])), ranker

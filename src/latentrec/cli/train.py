@@ -171,6 +171,7 @@ def interrupted(checkpoints: Checkpointer, epochs: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from latentrec.data.batches import EncodedRows
     from latentrec.data.ratings import read_titles
     from latentrec.data.split import hold_out, ml100k_split_files
     from latentrec.evaluation.evaluate import evaluate
@@ -211,15 +212,18 @@ def run(args: argparse.Namespace) -> int:
     if not main_rank:
         return 0
     trainer_diverged = trainer.diverged if trainer is not None else None
-    rec.save(args.out)
-    checkpoints.remove()
-
     result = {"model": str(args.out), "metrics": rec.info["metrics"], "best_epoch": rec.info["best_epoch"],
               "train_seconds": rec.info["train_seconds"], "config": rec.config}
+    scored = valid if valid is not None else lean.valid if lean is not None else None
+    if test is None and scored is not None:  # scored before its rows count as rated below
+        result["valid"] = evaluate(rec, scored, max_rank_users=RANK_EVAL_USERS)
+    held_out = None if args.valid else scored  # rows of --data kept from training: the user rated them too,
+    if held_out is not None:  # so the saved model's lists skip them
+        rec = rec.with_rated(held_out.data if isinstance(held_out, EncodedRows) else rec.encode_rows(held_out).data)
     if test is not None:
         result["test"] = evaluate(rec, test, max_rank_users=RANK_EVAL_USERS)
-    elif valid is not None or lean is not None and lean.valid is not None:
-        result["valid"] = evaluate(rec, valid if valid is not None else lean.valid, max_rank_users=RANK_EVAL_USERS)
+    rec.save(args.out)
+    checkpoints.remove()
     if args.json:
         emit_json(result)
     else:

@@ -32,6 +32,15 @@ def _fill(rows, cols, pos, out):
         pos[r] += 1
 
 
+@njit(cache=True)
+def _fill_with(rows, cols, values, pos, out, out_values):
+    for n in range(len(rows)):
+        r = rows[n]
+        out[pos[r]] = cols[n]
+        out_values[pos[r]] = values[n]
+        pos[r] += 1
+
+
 @thread_safe
 @njit(parallel=True, cache=True)
 def _sort_rows(indptr, cols):
@@ -39,14 +48,30 @@ def _sort_rows(indptr, cols):
         cols[indptr[r]:indptr[r + 1]] = np.sort(cols[indptr[r]:indptr[r + 1]])
 
 
-def by_row(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(indptr, cols)``: the columns of row ``r`` are ``cols[indptr[r]:indptr[r + 1]]``, in ascending order."""
+@thread_safe
+@njit(parallel=True, cache=True)
+def _sort_rows_with(indptr, cols, values):
+    for r in prange(len(indptr) - 1):
+        a, b = indptr[r], indptr[r + 1]
+        order = np.argsort(cols[a:b])
+        cols[a:b] = cols[a:b][order]
+        values[a:b] = values[a:b][order]
+
+
+def by_row(rows: np.ndarray, cols: np.ndarray, n_rows: int, values: np.ndarray | None = None):
+    """``(indptr, cols)``: the columns of row ``r`` are ``cols[indptr[r]:indptr[r + 1]]``, in ascending order.
+    With ``values`` (one per pair), ``(indptr, cols, values)``: the values in the same order."""
     indptr = np.zeros(n_rows + 1, np.int64)
     np.cumsum(bincount(rows, n_rows), out=indptr[1:])
     out = np.empty(len(cols), cols.dtype)
-    _fill(rows, cols, indptr[:-1].copy(), out)
-    _sort_rows(indptr, out)
-    return indptr, out
+    if values is None:
+        _fill(rows, cols, indptr[:-1].copy(), out)
+        _sort_rows(indptr, out)
+        return indptr, out
+    out_values = np.empty(len(values), values.dtype)
+    _fill_with(rows, cols, values, indptr[:-1].copy(), out, out_values)
+    _sort_rows_with(indptr, out, out_values)
+    return indptr, out, out_values
 
 
 @thread_safe

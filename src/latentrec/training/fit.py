@@ -17,7 +17,7 @@ from latentrec.models.baselines import fit_biases
 from latentrec.models.dot import DotProductBias, default_y_range
 from latentrec.solvers.distributed import local_device
 from latentrec.training.loop import Trainer
-from latentrec.training.rankers import fit_ranker, pick_ranker, ratings_by_row
+from latentrec.training.rankers import fit_ranker, pick_ranker
 from latentrec.use.recommender import Recommender
 
 
@@ -128,10 +128,11 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tr
         ranker, seconds = fit_ranker(ranker_kind, cfg, tr, len(users), len(items), device)
         info = {"metrics": {}, "best_epoch": None, "train_seconds": seconds, "data": train.source,
                 "n_train": len(tr), "n_valid": len(va) if va is not None else 0}
-        return Recommender(None, users, items, (lo, hi), *csr.by_row(tr.users, tr.items, len(users)),
+        indptr, rated, rated_ratings = csr.by_row(tr.users, tr.items, len(users), tr.ratings)
+        return Recommender(None, users, items, (lo, hi), indptr, rated,
                            baseline=fit_biases(tr.users, tr.items, tr.ratings, len(users), len(items)),
                            config=cfg.to_dict(), info=info, titles=getattr(train, "titles", {}), ranker=ranker,
-                           rated_ratings=ratings_by_row(tr)), None
+                           rated_ratings=rated_ratings), None
     model = (build or make_model)(cfg, len(users), len(items), y_range).to(device)
     if hasattr(model, "set_rated"):  # CollabNN's implicit embeddings sum over the training pairs
         model.set_rated(tr.users, tr.items)
@@ -140,7 +141,6 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tr
     trainer.runner = None  # let go of the solver's working copies before the summaries below
 
     baseline = fit_biases(tr.users, tr.items, tr.ratings, len(users), len(items))
-    indptr, rated = csr.by_row(tr.users, tr.items, len(users))
     last = trainer.history[-1] if trainer.history else {}
     best = next((h for h in trainer.history if h["epoch"] == trainer.best_epoch), last)
     metrics = {k: best[k] for k in ("train_rmse", "valid_rmse", "valid_mae") if k in best}
@@ -151,7 +151,9 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tr
     ranker = rated_ratings = None
     if ranker_kind is not None:
         ranker, info["ranker_seconds"] = fit_ranker(ranker_kind, cfg, tr, len(users), len(items), device)
-        rated_ratings = ratings_by_row(tr)
+        indptr, rated, rated_ratings = csr.by_row(tr.users, tr.items, len(users), tr.ratings)  # a ranker reads them
+    else:
+        indptr, rated = csr.by_row(tr.users, tr.items, len(users))
     rec = Recommender(
         model=model, users=users, items=items, rating_range=(lo, hi), rated_indptr=indptr, rated_items=rated,
         baseline=baseline, config=cfg.to_dict(), history=trainer.history, info=info,

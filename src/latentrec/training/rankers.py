@@ -62,11 +62,6 @@ def pick_ranker(cfg: TrainConfig, n_items: int) -> str | None:
     return None if cfg.ranker == "none" else cfg.ranker
 
 
-def ratings_by_row(tr: Encoded) -> np.ndarray:
-    """Training ratings in the order of ``csr.by_row(tr.users, tr.items)``: by user, then item."""
-    return tr.ratings[np.lexsort((tr.items, tr.users))]
-
-
 def fit_ranker(kind: str, cfg: TrainConfig, tr: Encoded, n_users: int, n_items: int,
                device: torch.device) -> tuple[Ranker, float]:
     """A fitted ranking model of ``kind`` and the seconds it took."""

@@ -4,6 +4,7 @@ baselines, and the training record. Saved to and loaded from a model directory.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from latentrec.data.batches import Encoded, EncodedRows
+from latentrec.data.csr import by_row
 from latentrec.data.ratings import Ratings
 from latentrec.data.vocab import Vocab
 from latentrec.errors import ModelCapabilityError, ModelFileError
@@ -115,6 +117,22 @@ class Recommender:
     def predict_baseline(self, data: Encoded) -> np.ndarray:
         mu, bu, bi = self.baseline
         return np.clip(predict_biases(mu, bu, bi, data.users, data.items), *self.rating_range)
+
+    def with_rated(self, rows: Encoded) -> "Recommender":
+        """This recommender with ``rows`` (encoded ratings it was not trained on: its validation rows) counted
+        as rated as well: top-N lists skip them, and a ranker reads them as the users' history. Rows of
+        unknown users or items (index 0) are left out."""
+        keep = (rows.users > 0) & (rows.items > 0)
+        counts = np.diff(self.rated_indptr)
+        users = np.concatenate([np.repeat(np.arange(len(counts), dtype=np.int32), counts), rows.users[keep]])
+        items = np.concatenate([self.rated_items, rows.items[keep].astype(self.rated_items.dtype)])
+        ratings = None
+        if self.rated_ratings is not None:
+            ratings = np.concatenate([self.rated_ratings, rows.ratings[keep].astype(self.rated_ratings.dtype)])
+            indptr, rated, ratings = by_row(users, items, len(self.users), ratings)
+        else:
+            indptr, rated = by_row(users, items, len(self.users))
+        return dataclasses.replace(self, rated_indptr=indptr, rated_items=rated, rated_ratings=ratings)
 
     def rated_by(self, user_index: int) -> np.ndarray:
         return self.rated_items[self.rated_indptr[user_index]:self.rated_indptr[user_index + 1]]
