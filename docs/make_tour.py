@@ -75,7 +75,10 @@ Everything below is real output on ML-100K's own `u1` split (80,000 training rat
 
 RMSE against the baselines, then top-10 ranking metrics: a test rating of 4 or 5 marks an
 item as relevant, items the user rated in training are never recommended, and a popularity
-ranking (most-rated items first) is scored the same way.
+ranking (most-rated items first) is scored the same way. "Training" is all of `--data`: the saved
+model counts the validation rows `train` held out of it as rated too, so its lists never show an
+item the user rated in that file (the closing evaluation of `train` on those validation rows runs
+before they are added).
 
 {evaluate}
 The model dir holds two models trained from the same rows: the rating model (Bayesian MF),
@@ -93,7 +96,9 @@ model's predicted rating beside each:
 {rec_user}
 A new user, described by a few ratings, is folded in without retraining: EASE multiplies
 their weighted row of ratings by its item x item matrix, and the rating model solves their
-factors with the item factors fixed (here: loves the Star Wars trilogy, dislikes *The Godfather*
+factors with the item factors fixed; the Bayesian model takes, for each of its samples, the
+user's posterior mean with the spread of its known users as the prior, so five ratings move a
+new user only as far as they say (here: loves the Star Wars trilogy, dislikes *The Godfather*
 and *Heat*):
 
 {rec_new}

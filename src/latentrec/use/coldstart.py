@@ -4,8 +4,13 @@ With the item factors ``q_i`` and biases ``b_i`` fixed, the user's factors ``p``
 minimise ``sum_i (r_i - squash(p . q_i + b + b_i))^2 + reg * |p|^2`` -- the same objective, per
 user, that training minimised. ``reg`` (on ``p`` and ``b``) defaults to ``max(wd, 0.05) * n_ratings``, which is what
 per-rating weight decay (``grad += wd * param`` on every rating) adds up to. Started from the ridge solution
-in logit space, a few Gauss-Newton steps solve it; each is one small ``(k+1) x (k+1)`` system. For the
-Bayesian model each kept sample is solved on its own (one batched solve) and the model averages them.
+in logit space, a few Gauss-Newton steps solve it; each is one small ``(k+1) x (k+1)`` system.
+
+For the Bayesian model each kept sample gives the user's posterior mean given that sample's items
+(one batched solve; the model averages them), as the sampler solved every trained user: the prior
+is the Gaussian of the known users' rows in that sample (:func:`user_prior`, estimated from the
+model itself), the noise precision ``1 / train_rmse**2``. A few ratings then move a new user from
+the typical user only as far as they say, instead of fitting them exactly.
 """
 
 from __future__ import annotations
@@ -124,7 +129,14 @@ def fold_in(rec: Recommender, given: UserRatings, reg: float | None = None, step
     lam = float(reg) if reg is not None else max(wd, 0.05) * len(idx)
     D = lam * torch.eye(k + 1, dtype=torch.float64)  # training decays the bias like the factors
     y_range = model.y_range
-    if y_range is None:  # each sample's own ridge solution; the model averages their predictions
+    if hasattr(model, "item_samples"):  # Bayesian: each sample's posterior mean under the users' spread as prior
+        prec, prior = user_prior(model, k)
+        alpha = 1.0 / max(float(rec.info.get("metrics", {}).get("train_rmse") or 1.0), 1e-3) ** 2
+        x = torch.linalg.solve(prec + alpha * A.mT @ A,
+                               (prec @ prior[..., None])[..., 0] + alpha * (A.mT @ (r - bi)[:, None])[..., 0])
+        x = x.float().numpy()
+        return FoldedUser(x[:, :k].reshape(-1), float(x[:, k].mean()), idx, ignored)
+    if y_range is None:  # the ridge solution
         x = torch.linalg.solve(A.mT @ A + D, A.mT @ (r - bi)[:, None])[..., 0].float().numpy()
         return FoldedUser(x[:, :k].reshape(-1), float(x[:, k].mean()), idx, ignored)
     A = A[0]
@@ -141,6 +153,20 @@ def fold_in(rec: Recommender, given: UserRatings, reg: float | None = None, step
             break
     x = x.float().numpy()
     return FoldedUser(x[:k], float(x[k]), idx, ignored)
+
+
+@torch.no_grad()
+def user_prior(model, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per kept sample, the precision ``(S, k+1, k+1)`` and mean ``(S, k+1)`` of the known users' ``[p, b]`` rows:
+    the Gaussian prior the sampler drew users from, estimated from the users it kept (empirical Bayes)."""
+    n_users = model.user_factors.shape[0] - 1  # row 0 is the unknown id
+    p = model.user_factors[1:].double().cpu().view(n_users, -1, k).transpose(0, 1)  # (S, users, k)
+    rows = torch.cat([p, model.user_bias[1:].double().cpu()[None, :, None].expand(len(p), -1, 1)], 2)
+    mean = rows.mean(1)
+    centered = rows - mean[:, None]
+    cov = centered.mT @ centered / max(n_users - 1, 1)
+    cov.diagonal(dim1=1, dim2=2).add_(1e-6)
+    return torch.linalg.inv(cov), mean
 
 
 @torch.no_grad()
