@@ -155,7 +155,10 @@ BAD_OPTIONS = {
     "zero-factors": (["--n-factors", "0"], "--n-factors must be"),
     "valid-pct-one": (["--valid-pct", "1"], "--valid-pct must be in [0, 1)"),
     "valid-pct-negative": (["--valid-pct", "-0.1"], "--valid-pct must be in [0, 1)"),
-    "zero-lr": (["--lr", "0"], "--lr must be positive"),
+    "zero-lr": (["--solver", "sgd", "--lr", "0"], "--lr must be positive"),
+    "lr-for-bayes": (["--lr", "0.1"], "--solver bayes has no lr to set"),
+    "wd-for-bayes": (["--wd", "0.1"], "--solver bayes has no wd to set"),
+    "lr-for-als": (["--solver", "als", "--lr", "0.1"], "--solver als has no lr to set"),
     "y-range-reversed": (["--y-range", "5", "1"], "--y-range must be LOW HIGH"),
     "unknown-schedule": (["--schedule", "sometimes"], "--schedule must be"),
 }

@@ -61,6 +61,10 @@ class TrainConfig:
             raise ConfigError(f"--model {self.model} cannot be trained with --solver {solver}.")
         values = asdict(self)
         values["solver"] = solver
+        for key in UNUSED.get(solver, ()):  # a value the solver would silently ignore (a saved config holds the recipe's)
+            if values[key] is not None and values[key] != recipe[key]:
+                raise ConfigError(f"--solver {solver} has no {key.replace('_', ' ')} to set ({UNUSED[solver][key]}); "
+                                  f"drop --{key.replace('_', '-')}.")
         for key, value in recipe.items():
             if values[key] is None:
                 values[key] = value
@@ -138,7 +142,7 @@ RECIPES: dict[tuple[str, str], dict] = {
     ("dot", "sgd"): dict(n_factors=100, epochs=60, lr=0.02, wd=0.12, wd_mode="l2", bs=1, schedule="cosine"),
     ("dot", "autograd"): dict(n_factors=50, epochs=10, lr=5e-3, wd=0.1, wd_mode="decoupled", bs=1024,
                                schedule="onecycle"),
-    # closed-form solvers: an epoch is one sweep; lr, bs and schedule only keep the epoch loop uniform
+    # closed-form solvers: an epoch is one sweep; lr, bs and schedule only keep the epoch loop uniform (see UNUSED)
     ("dot", "als"): dict(n_factors=40, epochs=6, wd=0.14, lr=1.0, wd_mode="l2", bs=1, schedule="constant"),
     ("dot", "bayes"): dict(n_factors=10, epochs=60, wd=0.0, lr=1.0, wd_mode="l2", bs=1,
                            schedule="constant"),
@@ -150,4 +154,12 @@ RECIPES: dict[tuple[str, str], dict] = {
                          schedule="constant"),
     ("nn", "autograd"): dict(epochs=8, lr=5e-3, wd=0.3, wd_mode="decoupled", bs=2048, schedule="onecycle",
                              layers=(100,), dropout=0.0, bn=False, implicit=True),
+}
+
+# options a closed-form solver has no use for, and why: given with another value, they are refused
+UNUSED: dict[str, dict[str, str]] = {
+    "bayes": {"lr": "it samples in closed form", "wd": "its priors are learned from the data"},
+    "als": {"lr": "it solves each sweep in closed form"},
+    "closed": {"lr": "EASE is solved in closed form"},
+    "cg": {"lr": "iALS is solved by conjugate gradients"},
 }
