@@ -239,6 +239,12 @@ def test_predict_from_a_file_without_rows_asks_for_pairs(capsys, tmp_path, train
     assert "user, item, rating" not in err
 
 
+def test_predict_takes_unknown_names_above_numeric_ids_as_a_header(capsys, tmp_path, trained):
+    path = write(tmp_path / "pairs.csv", "a,b\n1,2\n3,4\n")
+    fails(capsys, tmp_path, ["predict", str(trained[0]), "--data", str(path)], "no user column (its columns: a, b)",
+          "--user-col")
+
+
 def test_model_dir_missing(capsys, tmp_path, trained):
     fails(capsys, tmp_path, evaluate_argv(tmp_path / "nothing", trained[1]), str(tmp_path / "nothing"),
           "does not exist")

@@ -113,7 +113,8 @@ class TrainConfig:
         if self.y_range is not None and not self.y_range[0] < self.y_range[1]:
             raise ConfigError(f"--y-range must be LOW HIGH with LOW < HIGH, not {self.y_range}.")
         if self.solver in ("als", "bayes") and self.y_range is not None:
-            raise ConfigError(f"--solver {self.solver} fits the linear biased dot model; drop --y-range, or use --solver sgd or autograd for the sigmoid.")
+            raise ConfigError(f"--solver {self.solver} fits the linear biased dot model, so it takes no y_range; drop "
+                              f"--y-range (or y_range in a --config file), or use --solver sgd or autograd for the sigmoid.")
         if self.solver == "bayes" and not (isinstance(self.burn_in, int) and 0 <= self.burn_in < self.epochs):
             raise ConfigError(f"--burn-in must be a whole number from 0 to --epochs - 1, not {self.burn_in!r}.")
         if self.model == "nn" and (not self.layers or any(not isinstance(h, int) or h < 1 for h in self.layers)):

@@ -145,6 +145,9 @@ def _read_text(path: Path, cols: dict, pairs: bool = False) -> tuple[pd.DataFram
     if not line:
         raise DataError(f"{path} has no rows; it needs rows of {_row_kind(pairs)}.")
     sep, fields, has_header = sniff_header(line, cols, pairs)
+    if pairs and not has_header and not any(_is_number(f) for f in fields[:2]):
+        following = _second_line(path, encoding)  # "a,b" above numeric ids is a header, whatever its names
+        has_header = bool(following) and all(_is_number(f) for f in _split_line(following, sep)[:2])
 
     def read(enc: str) -> pd.DataFrame:
         return pd.read_csv(path, sep=sep, header=0 if has_header else None, dtype=str, keep_default_na=False,
@@ -164,6 +167,14 @@ def _read_text(path: Path, cols: dict, pairs: bool = False) -> tuple[pd.DataFram
         raw = raw.iloc[:, : len(names)]
         raw.columns = names
     return raw, has_header
+
+
+def _second_line(path: Path, encoding: str) -> str:
+    """The second non-blank line of a text file ("" if there is none)."""
+    with open(path, encoding=encoding, errors="replace") as f:
+        lines = (line.rstrip("\r\n") for line in f if line.strip())
+        next(lines, None)
+        return next(lines, "")
 
 
 def _row_kind(pairs: bool) -> str:
