@@ -68,6 +68,7 @@ BAD_FILES = {
     "blank-user-headerless": ("1\t2\t3\n\t5\t4\n", ["row 2, column 'user'"]),
     "duplicate-pair": ("user,item,rating\n1,2,3\n1,3,4\n1,2,5\n", ["rows 2 and 4", "--duplicates mean"]),
     "ragged-rows": ("user,item,rating\n1,2,3\n1,3,4,5,6\n", ["comma-separated", "line 3"]),
+    "long-first-row": ("user,item,rating,title\n1,2,5,A, the movie\n3,4,5,B\n", ["comma-separated", "line 2, saw 5"]),
     "two-columns": ("1 2\n3 4\n", ["no user column"]),
     "single-user": ("user,item,rating\n" + "".join(f"u1,i{k},{k % 5 + 1}\n" for k in range(20)),
                     ["one user ('u1')", "at least two users"]),

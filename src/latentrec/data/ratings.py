@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,8 +151,11 @@ def _read_text(path: Path, cols: dict, pairs: bool = False) -> tuple[pd.DataFram
         has_header = bool(following) and all(_is_number(f) for f in _split_line(following, sep)[:2])
 
     def read(enc: str) -> pd.DataFrame:
-        return pd.read_csv(path, sep=sep, header=0 if has_header else None, dtype=str, keep_default_na=False,
-                           encoding=enc, engine="python" if len(sep) > 1 else "c", skipinitialspace=True)
+        with warnings.catch_warnings():  # a first row longer than the header would become an index, shifting columns
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, sep=sep, header=0 if has_header else None, dtype=str, keep_default_na=False,
+                               encoding=enc, engine="python" if len(sep) > 1 else "c", skipinitialspace=True,
+                               index_col=False)
 
     try:
         try:
@@ -160,6 +164,9 @@ def _read_text(path: Path, cols: dict, pairs: bool = False) -> tuple[pd.DataFram
             raw = read("latin-1")
     except (pd.errors.ParserError, ValueError) as e:
         raise DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table ({str(e).strip()}).") from None
+    except pd.errors.ParserWarning:
+        raise DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table "
+                        f"({_longer_row(path, sep, len(fields), encoding)}).") from None
     if len(raw) == 0:
         raise DataError(f"{path} has a header but no rows; it needs rows of {_row_kind(pairs)}.")
     if not has_header:
@@ -167,6 +174,16 @@ def _read_text(path: Path, cols: dict, pairs: bool = False) -> tuple[pd.DataFram
         raw = raw.iloc[:, : len(names)]
         raw.columns = names
     return raw, has_header
+
+
+def _longer_row(path: Path, sep: str, n_fields: int, encoding: str) -> str:
+    """Where a row has more fields than the header, in pandas' words."""
+    with open(path, encoding=encoding, errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            seen = len(_split_line(line.rstrip("\r\n"), sep))
+            if seen > n_fields:
+                return f"Expected {n_fields} fields in line {number}, saw {seen}; quote fields that contain {sep!r}"
+    return "a row has more fields than the header"
 
 
 def _second_line(path: Path, encoding: str) -> str:
