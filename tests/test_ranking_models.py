@@ -159,8 +159,10 @@ def test_ease_is_refused_when_items_x_items_is_too_big_and_auto_picks_ials():
     with pytest.raises(ConfigError, match="--model ials"):
         check_ease_fits(50_001)
     cfg = TrainConfig().resolved()
-    assert pick_ranker(cfg, 1_000) == "ease" and pick_ranker(cfg, 20_000) == "ials"
-    assert pick_ranker(replace(cfg, ranker="none"), 1_000) is None
+    assert pick_ranker(cfg, 1_000, 10**6) == "ease" and pick_ranker(cfg, 20_000, 10**6) == "ials"
+    assert pick_ranker(cfg, 20_000, 10**8) is None  # iALS on 100M ratings: minutes and gigabytes, so not by default
+    assert pick_ranker(replace(cfg, ranker="ials"), 20_000, 10**8) == "ials"
+    assert pick_ranker(replace(cfg, ranker="none"), 1_000, 10**6) is None
     with pytest.raises(ConfigError, match="ranking model"):
         TrainConfig(model="ease", ranker="ials").resolved()
 

@@ -166,3 +166,19 @@ def test_train_saves_a_model_whose_lists_skip_every_rating_in_the_data(tmp_path)
         lists = recommend_all(rec, n=10)
         shown = set(zip(lists["user"].astype(str), lists["item"].astype(str)))
         assert not shown & set(zip(data["user"], data["item"])), ranker
+
+
+def test_merging_two_row_groupings_equals_grouping_all_pairs():
+    from latentrec.data.csr import by_row, merge
+
+    rng = np.random.default_rng(4)
+    pairs = np.unique(rng.integers(0, 30, (400, 2)), axis=0)
+    pairs = pairs[rng.permutation(len(pairs))]
+    rows, cols = pairs[:, 0].astype(np.int32), pairs[:, 1].astype(np.int32)
+    values = rng.random(len(rows)).astype(np.float32)
+    cut = 250
+    a, b = by_row(rows[:cut], cols[:cut], 30, values[:cut]), by_row(rows[cut:], cols[cut:], 30, values[cut:])
+    for got, want in zip(merge(a, b), by_row(rows, cols, 30, values)):
+        assert np.array_equal(got, want)
+    for got, want in zip(merge(a[:2], b[:2]), by_row(rows, cols, 30)):
+        assert np.array_equal(got, want)

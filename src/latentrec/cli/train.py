@@ -24,6 +24,7 @@ from latentrec.cli.evaluate import print_evaluation
 from latentrec.config import (
     CHECKPOINT_EVERY,
     EASE_AUTO_ITEMS,
+    IALS_AUTO_RATINGS,
     ML100K_SPLITS,
     MODELS,
     RANK_EVAL_USERS,
@@ -63,7 +64,8 @@ def add_parser(sub) -> None:
                         "(orders top-N lists from what users chose to rate; predicts no ratings)")
     m.add_argument("--ranker", choices=RANKERS,
                    help="ranking model saved beside a rating model to order its top-N lists (default auto: EASE up "
-                        f"to {EASE_AUTO_ITEMS:,} items, iALS beyond; none: order by predicted rating)")
+                        f"to {EASE_AUTO_ITEMS:,} items, iALS beyond up to {IALS_AUTO_RATINGS // 10**6}M training "
+                        f"ratings, none above; none: order by predicted rating)")
     m.add_argument("--alpha", type=float, help="--model ials: a rated cell's confidence is 1 + alpha * its weight")
     m.add_argument("--rating-weight", type=float,
                    help="--model ease|ials: how much more a high rating counts as picked (0: every rating alike)")
@@ -212,6 +214,10 @@ def run(args: argparse.Namespace) -> int:
     if not main_rank:
         return 0
     trainer_diverged = trainer.diverged if trainer is not None else None
+    if trainer is not None:
+        trainer.train = None  # the training columns are in the model now: let them go (12 bytes a rating)
+    if lean is not None:
+        lean.train = None
     result = {"model": str(args.out), "metrics": rec.info["metrics"], "best_epoch": rec.info["best_epoch"],
               "train_seconds": rec.info["train_seconds"], "config": rec.config}
     scored = valid if valid is not None else lean.valid if lean is not None else None
@@ -235,6 +241,9 @@ def run(args: argparse.Namespace) -> int:
                       if rec.ranker is not None else "")
             console.print(f"\nBest epoch {rec.info['best_epoch']}; trained in {rec.info['train_seconds']:.2f} s"
                           f"{ranked}; saved to {args.out}/")
+            if rec.ranker is None and cfg.ranker == "auto":
+                console.print(f"No ranker: above {IALS_AUTO_RATINGS // 10**6}M training ratings iALS takes minutes "
+                              f"and gigabytes; --ranker ials fits one anyway.")
         if "test" in result or "valid" in result:
             print_evaluation(result.get("test") or result["valid"])
         sample = rec.users.classes[1]

@@ -76,6 +76,38 @@ def by_row(rows: np.ndarray, cols: np.ndarray, n_rows: int, values: np.ndarray |
 
 @thread_safe
 @njit(parallel=True, cache=True)
+def _merge(ia, ca, va, ib, cb, vb, indptr, out, out_values, with_values):
+    for r in prange(len(indptr) - 1):
+        i, j, o, ea, eb = ia[r], ib[r], indptr[r], ia[r + 1], ib[r + 1]
+        while i < ea or j < eb:
+            if j >= eb or (i < ea and ca[i] <= cb[j]):
+                out[o] = ca[i]
+                if with_values:
+                    out_values[o] = va[i]
+                i += 1
+            else:
+                out[o] = cb[j]
+                if with_values:
+                    out_values[o] = vb[j]
+                j += 1
+            o += 1
+
+
+def merge(a: tuple, b: tuple) -> tuple:
+    """Two :func:`by_row` results over the same rows, ``(indptr, cols[, values])`` each, as one (rows' columns
+    kept in ascending order); no pair list of the whole is built."""
+    indptr = a[0] + b[0]
+    out = np.empty(int(indptr[-1]), a[1].dtype)
+    with_values = len(a) == 3
+    out_values = np.empty(len(out) if with_values else 0, a[2].dtype if with_values else np.float32)
+    empty = np.empty(0, out_values.dtype)
+    _merge(a[0], a[1], a[2] if with_values else empty, b[0], b[1], b[2] if with_values else empty, indptr, out,
+           out_values, with_values)
+    return (indptr, out, out_values) if with_values else (indptr, out)
+
+
+@thread_safe
+@njit(parallel=True, cache=True)
 def _any_repeat(indptr, cols):
     found = 0
     for r in prange(len(indptr) - 1):

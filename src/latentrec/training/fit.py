@@ -104,7 +104,8 @@ def fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tra
 
     ``--model ease|ials`` fits only a ranking model (the Trainer is None). A rating model is paired
     with the ranking model ``config.ranker`` names (default ``auto``: EASE up to
-    ``config.EASE_AUTO_ITEMS`` items, iALS beyond; ``none``: no ranker), which orders its top-N lists.
+    ``config.EASE_AUTO_ITEMS`` items, iALS beyond up to ``config.IALS_AUTO_RATINGS`` training ratings, none
+    above; ``none``: no ranker), which orders its top-N lists.
     """
     if not isinstance(train, (Ratings, EncodedSplit)):
         raise DataError(f"fit() trains on Ratings (load_ratings) or an EncodedSplit (read_split), not "
@@ -123,7 +124,7 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tr
     lo, hi = float(tr.ratings.min()), float(tr.ratings.max())
     y_range = tuple(cfg.y_range) if cfg.y_range is not None else default_y_range(lo, hi)
     torch.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
-    ranker_kind = pick_ranker(cfg, len(items))
+    ranker_kind = pick_ranker(cfg, len(items), len(tr))
     if cfg.model in RANKING_MODELS:
         ranker, seconds = fit_ranker(ranker_kind, cfg, tr, len(users), len(items), device)
         info = {"metrics": {}, "best_epoch": None, "train_seconds": seconds, "data": train.source,

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from latentrec.config import EASE_AUTO_ITEMS, RECIPES, TrainConfig
+from latentrec.config import EASE_AUTO_ITEMS, IALS_AUTO_RATINGS, RECIPES, TrainConfig
 from latentrec.data.batches import Encoded
 from latentrec.errors import ConfigError
 from latentrec.models.ease import EASE, ease_memory
@@ -53,12 +53,15 @@ def ranker_config(kind: str, cfg: TrainConfig) -> TrainConfig:
     return replace(cfg, model=kind, solver=solver, ranker="none", **RECIPES[(kind, solver)])
 
 
-def pick_ranker(cfg: TrainConfig, n_items: int) -> str | None:
-    """The kind of ranking model to fit: the model itself, the paired ``cfg.ranker``, or None."""
+def pick_ranker(cfg: TrainConfig, n_items: int, n_ratings: int) -> str | None:
+    """The kind of ranking model to fit: the model itself, the paired ``cfg.ranker``, or None. ``auto``: EASE up
+    to ``EASE_AUTO_ITEMS`` items, else iALS up to ``IALS_AUTO_RATINGS`` training ratings, else none."""
     if cfg.model in ("ease", "ials"):
         return cfg.model
     if cfg.ranker == "auto":
-        return "ease" if n_items <= EASE_AUTO_ITEMS and ease_fits(n_items) else "ials"
+        if n_items <= EASE_AUTO_ITEMS and ease_fits(n_items):
+            return "ease"
+        return "ials" if n_ratings <= IALS_AUTO_RATINGS else None
     return None if cfg.ranker == "none" else cfg.ranker
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from latentrec.data.batches import Encoded, EncodedRows
-from latentrec.data.csr import by_row
+from latentrec.data.csr import by_row, merge
 from latentrec.data.ratings import Ratings
 from latentrec.data.vocab import Vocab
 from latentrec.errors import ModelCapabilityError, ModelFileError
@@ -123,15 +123,13 @@ class Recommender:
         as rated as well: top-N lists skip them, and a ranker reads them as the users' history. Rows of
         unknown users or items (index 0) are left out."""
         keep = (rows.users > 0) & (rows.items > 0)
-        counts = np.diff(self.rated_indptr)
-        users = np.concatenate([np.repeat(np.arange(len(counts), dtype=np.int32), counts), rows.users[keep]])
-        items = np.concatenate([self.rated_items, rows.items[keep].astype(self.rated_items.dtype)])
-        ratings = None
-        if self.rated_ratings is not None:
-            ratings = np.concatenate([self.rated_ratings, rows.ratings[keep].astype(self.rated_ratings.dtype)])
-            indptr, rated, ratings = by_row(users, items, len(self.users), ratings)
-        else:
-            indptr, rated = by_row(users, items, len(self.users))
+        items = rows.items[keep].astype(self.rated_items.dtype)
+        if self.rated_ratings is None:
+            indptr, rated = merge((self.rated_indptr, self.rated_items), by_row(rows.users[keep], items, len(self.users)))
+            return dataclasses.replace(self, rated_indptr=indptr, rated_items=rated)
+        ratings = rows.ratings[keep].astype(self.rated_ratings.dtype)
+        indptr, rated, ratings = merge((self.rated_indptr, self.rated_items, self.rated_ratings),
+                                       by_row(rows.users[keep], items, len(self.users), ratings))
         return dataclasses.replace(self, rated_indptr=indptr, rated_items=rated, rated_ratings=ratings)
 
     def rated_by(self, user_index: int) -> np.ndarray:
