@@ -135,14 +135,18 @@ def test_cli_recommend_json_and_errors(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+def distinct_pairs(n_rows: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (row, column) pairs in random order, and a value for each."""
+    rng = np.random.default_rng(seed)
+    pairs = np.unique(rng.integers(0, n_rows, (n, 2)), axis=0)
+    pairs = pairs[rng.permutation(len(pairs))]
+    return pairs[:, 0].astype(np.int32), pairs[:, 1].astype(np.int32), rng.random(len(pairs)).astype(np.float32)
+
+
 def test_by_row_carries_values_in_the_order_of_its_columns():
     from latentrec.data.csr import by_row
 
-    rng = np.random.default_rng(3)
-    pairs = np.unique(rng.integers(0, 40, (300, 2)), axis=0)
-    pairs = pairs[rng.permutation(len(pairs))]
-    rows, cols = pairs[:, 0].astype(np.int32), pairs[:, 1].astype(np.int32)
-    values = rng.random(len(rows)).astype(np.float32)
+    rows, cols, values = distinct_pairs(40, 300, seed=3)
     indptr, got_cols, got_values = by_row(rows, cols, 40, values)
     order = np.lexsort((cols, rows))
     assert np.array_equal(got_cols, cols[order]) and np.array_equal(got_values, values[order])
@@ -171,11 +175,7 @@ def test_train_saves_a_model_whose_lists_skip_every_rating_in_the_data(tmp_path)
 def test_merging_two_row_groupings_equals_grouping_all_pairs():
     from latentrec.data.csr import by_row, merge
 
-    rng = np.random.default_rng(4)
-    pairs = np.unique(rng.integers(0, 30, (400, 2)), axis=0)
-    pairs = pairs[rng.permutation(len(pairs))]
-    rows, cols = pairs[:, 0].astype(np.int32), pairs[:, 1].astype(np.int32)
-    values = rng.random(len(rows)).astype(np.float32)
+    rows, cols, values = distinct_pairs(30, 400, seed=4)
     cut = 250
     a, b = by_row(rows[:cut], cols[:cut], 30, values[:cut]), by_row(rows[cut:], cols[cut:], 30, values[cut:])
     for got, want in zip(merge(a, b), by_row(rows, cols, 30, values)):
