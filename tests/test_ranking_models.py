@@ -23,7 +23,7 @@ from latentrec.training.rankers import check_ease_fits, pick_ranker
 from latentrec.use.coldstart import UserRatings
 from latentrec.use.recommender import Recommender
 from latentrec.use.similar import similar_items
-from latentrec.use.topn import item_counts, recommend
+from latentrec.use.topn import recommend
 
 
 def planted_choices(n_users=240, n_items=80, n_groups=4, per_user=14, seed=0) -> pd.DataFrame:
@@ -131,7 +131,7 @@ def test_unknown_users_get_flagged_popular_items_and_new_users_folded_in():
     rec = trained("ials")
     top = recommend(rec, "nobody", 5, min_ratings=1)
     assert not top["known"].any() and top["prediction"].isna().all()
-    counts = item_counts(rec)
+    counts = rec.item_counts
     assert list(counts[rec.items.encode(top["item"])]) == sorted(counts[1:], reverse=True)[:5]
     given = UserRatings(["i0", "i1", "i2", "i3"], [5.0, 5.0, 4.0, 5.0])  # items of the first block
     new = recommend(rec, None, 5, ratings=given)

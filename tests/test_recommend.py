@@ -13,7 +13,7 @@ from tiny_rec import tiny_rec, trained
 from latentrec.cli import main
 from latentrec.errors import ConfigError
 from latentrec.models.dot import DotProductBias
-from latentrec.use.topn import item_counts, popular, recommend, recommend_all, top_n, write_table
+from latentrec.use.topn import popular, recommend, recommend_all, top_n, write_table
 
 
 def brute_force(rec, users, n, include_rated=False):
@@ -91,7 +91,7 @@ def test_users_with_few_candidates_get_empty_slots():
 
 def test_unknown_user_gets_popular_items_with_enough_ratings():
     rec, _, _ = trained()
-    counts = item_counts(rec)
+    counts = rec.item_counts
     top = recommend(rec, "nobody", n=10, min_ratings=40)
     assert not top["known"].any()
     idx = rec.items.encode(top["item"])

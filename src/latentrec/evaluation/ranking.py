@@ -14,7 +14,7 @@ import numpy as np
 
 from latentrec.data.batches import EncodedRows
 from latentrec.use.recommender import Recommender
-from latentrec.use.topn import check_n, item_counts, top_n
+from latentrec.use.topn import check_n, top_n
 
 
 def ranking_metrics(lists: np.ndarray, relevant: list[np.ndarray], n_items: int) -> dict:
@@ -36,7 +36,7 @@ def ranking_metrics(lists: np.ndarray, relevant: list[np.ndarray], n_items: int)
 
 def popularity_lists(rec: Recommender, users: np.ndarray, k: int) -> np.ndarray:
     """The ``k`` most-rated training items each user has not rated."""
-    counts = item_counts(rec)
+    counts = rec.item_counts
     order = np.argsort(-counts, kind="stable")
     order = order[(order > 0) & (counts[order] > 0)]
     lists = np.zeros((len(users), k), np.int64)

@@ -27,7 +27,7 @@ import pandas as pd
 
 from latentrec.config import RANKING_MODELS, TrainConfig
 from latentrec.data.ratings import Ratings
-from latentrec.data.split import random_split
+from latentrec.data.split import hold_out
 from latentrec.errors import ConfigError
 from latentrec.evaluation.evaluate import evaluate
 from latentrec.training.fit import fit
@@ -227,8 +227,7 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
 
     ranking = base.model in RANKING_MODELS
     if ranking and valid is None:  # the carve fit would make, kept to score the lists on
-        rows, held = random_split(train.df, base.valid_pct, base.seed)
-        train, valid = replace(train, df=rows), replace(train, df=held, source="the validation rows")
+        train, valid = hold_out(train, valid, base.valid_pct, base.seed)
 
     def objective(trial: optuna.Trial) -> float:
         cfg = replace(base, solver=solver, **{k: suggest(trial, k, d) for k, d in space.items()}).resolved()

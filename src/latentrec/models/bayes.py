@@ -24,6 +24,7 @@ class BayesianDot(DotProductBias):
         super().__init__(n_users, n_items, n_factors * n_samples, None, bias)
         self.sample_factors = n_factors
         self.kept = n_samples  # samples filled in (training fills them one by one; not saved)
+        self._prior = None  # user_prior(), until the weights change
         with torch.no_grad():
             for t in (self.user_factors, self.item_factors, self.user_bias, self.item_bias):
                 t.zero_()
@@ -46,8 +47,31 @@ class BayesianDot(DotProductBias):
         return q.view(len(items), self.n_samples, self.sample_factors).transpose(0, 1)
 
     @torch.no_grad()
+    def user_prior(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per kept sample, the precision ``(S, k+1, k+1)`` and mean ``(S, k+1)`` (float64) of the known users'
+        ``[p, b]`` rows: the Gaussian the sampler drew users from, estimated from the users it kept (empirical
+        Bayes; fold-in's prior). Computed once, a sample at a time, until the weights change."""
+        if self._prior is None:
+            k, bias = self.sample_factors, self.user_bias[1:].double().cpu()[:, None]  # row 0 is the unknown id
+            precs, means = [], []
+            for s in range(self.n_samples):
+                rows = torch.cat([self.user_factors[1:, s * k:(s + 1) * k].double().cpu(), bias], 1)
+                mean = rows.mean(0)
+                cov = (rows - mean).T @ (rows - mean) / max(len(rows) - 1, 1)
+                cov.diagonal().add_(1e-6)
+                precs.append(torch.linalg.inv(cov))
+                means.append(mean)
+            self._prior = torch.stack(precs), torch.stack(means)
+        return self._prior
+
+    def load_state_dict(self, *args, **kwargs):
+        self._prior = None
+        return super().load_state_dict(*args, **kwargs)
+
+    @torch.no_grad()
     def keep(self, slot: int, p: torch.Tensor, q: torch.Tensor, bu: torch.Tensor, bi: torch.Tensor) -> None:
         """Store sample number ``slot`` (0-based) and make the model the average of samples ``0..slot``."""
+        self._prior = None
         k = self.sample_factors
         self.kept = slot + 1
         w = 1.0 / (slot + 1)

@@ -10,8 +10,7 @@ import torch
 from numba import njit, prange
 
 from latentrec.data.batches import Batches, Encoded
-from latentrec.models.bayes import BayesianDot
-from latentrec.models.dot import DotProductBias
+from latentrec.models.dot import is_dot
 from latentrec.parallel import thread_safe
 
 
@@ -42,7 +41,7 @@ def predict(users: np.ndarray, items: np.ndarray, P: np.ndarray, Q: np.ndarray, 
 def scored_by_kernel(model: torch.nn.Module, device: torch.device) -> bool:
     """Whether :func:`predict_rows` scores ``model`` with the compiled kernel (a plain or Bayesian dot model on
     the CPU: the Bayesian one's stacked samples are an ordinary dot product)."""
-    return type(model) in (DotProductBias, BayesianDot) and device.type == "cpu"
+    return is_dot(model) and device.type == "cpu"
 
 
 @torch.no_grad()

@@ -8,8 +8,8 @@ in logit space, a few Gauss-Newton steps solve it; each is one small ``(k+1) x (
 
 For the Bayesian model each kept sample gives the user's posterior mean given that sample's items
 (one batched solve; the model averages them), as the sampler solved every trained user: the prior
-is the Gaussian of the known users' rows in that sample (:func:`user_prior`, estimated from the
-model itself), the noise precision ``1 / train_rmse**2``. A few ratings then move a new user from
+is the Gaussian of the known users' rows in that sample (``BayesianDot.user_prior``, estimated from
+the model itself), the noise precision ``1 / train_rmse**2``. A few ratings then move a new user from
 the typical user only as far as they say, instead of fitting them exactly.
 """
 
@@ -130,7 +130,7 @@ def fold_in(rec: Recommender, given: UserRatings, reg: float | None = None, step
     D = lam * torch.eye(k + 1, dtype=torch.float64)  # training decays the bias like the factors
     y_range = model.y_range
     if hasattr(model, "item_samples"):  # Bayesian: each sample's posterior mean under the users' spread as prior
-        prec, prior = user_prior(model, k)
+        prec, prior = model.user_prior()
         alpha = 1.0 / max(float(rec.info.get("metrics", {}).get("train_rmse") or 1.0), 1e-3) ** 2
         x = torch.linalg.solve(prec + alpha * A.mT @ A,
                                (prec @ prior[..., None])[..., 0] + alpha * (A.mT @ (r - bi)[:, None])[..., 0])
@@ -153,20 +153,6 @@ def fold_in(rec: Recommender, given: UserRatings, reg: float | None = None, step
             break
     x = x.float().numpy()
     return FoldedUser(x[:k], float(x[k]), idx, ignored)
-
-
-@torch.no_grad()
-def user_prior(model, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per kept sample, the precision ``(S, k+1, k+1)`` and mean ``(S, k+1)`` of the known users' ``[p, b]`` rows:
-    the Gaussian prior the sampler drew users from, estimated from the users it kept (empirical Bayes)."""
-    n_users = model.user_factors.shape[0] - 1  # row 0 is the unknown id
-    p = model.user_factors[1:].double().cpu().view(n_users, -1, k).transpose(0, 1)  # (S, users, k)
-    rows = torch.cat([p, model.user_bias[1:].double().cpu()[None, :, None].expand(len(p), -1, 1)], 2)
-    mean = rows.mean(1)
-    centered = rows - mean[:, None]
-    cov = centered.mT @ centered / max(n_users - 1, 1)
-    cov.diagonal(dim1=1, dim2=2).add_(1e-6)
-    return torch.linalg.inv(cov), mean
 
 
 @torch.no_grad()

@@ -19,7 +19,6 @@ from latentrec.atomic import atomic_path, make_folder
 from latentrec.errors import DataError
 from latentrec.use.recommender import Recommender
 from latentrec.use.similar import item_vectors
-from latentrec.use.topn import item_counts
 
 
 def item_biases(rec: Recommender) -> tuple[np.ndarray, str]:
@@ -38,7 +37,7 @@ def _items(rec: Recommender, idx: np.ndarray, counts: np.ndarray) -> pd.DataFram
 def bias_extremes(rec: Recommender, n: int = 10, min_ratings: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``n`` items with the lowest and the highest bias (lowest/highest first)."""
     bias, _ = item_biases(rec)
-    counts = item_counts(rec)
+    counts = rec.item_counts
     ok = np.flatnonzero(counts >= max(min_ratings, 1))
     order = ok[np.argsort(bias[ok], kind="stable")]
     frames = []
@@ -53,7 +52,7 @@ def item_pca(rec: Recommender, n_items: int = 1000, q: int = 3) -> tuple[pd.Data
     """PCA of the item vectors of the ``n_items`` most-rated items: a table with ``pc1..pcq`` per item,
     and each component's share of the variance among those items.
     """
-    counts = item_counts(rec)
+    counts = rec.item_counts
     top = np.argsort(-counts, kind="stable")[:n_items]
     top = top[counts[top] > 0]
     vectors = item_vectors(rec.model if rec.model is not None else rec.ranker).float().cpu()[torch.from_numpy(top)]

@@ -5,6 +5,7 @@ baselines, and the training record. Saved to and loaded from a model directory.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from latentrec.data.batches import Encoded, EncodedRows
-from latentrec.data.csr import by_row, merge
+from latentrec.data.csr import bincount, by_row, merge
 from latentrec.data.ratings import Ratings
 from latentrec.data.vocab import Vocab
 from latentrec.errors import ModelCapabilityError, ModelFileError
@@ -81,11 +82,6 @@ class Recommender:
                 f"({self.ranker.kind}), which orders items but predicts no ratings; train one with "
                 f"`latentrec train` (default) or --model dot|nn.")
 
-    def rated_weights(self, user_index: int) -> np.ndarray:
-        """The ranker's input weights of the items ``user_index`` rated in training (see :meth:`rated_by`)."""
-        a, b = self.rated_indptr[user_index], self.rated_indptr[user_index + 1]
-        return self.ranker.weights(self.rated_ratings[a:b])
-
     def encode(self, users, items, ratings=None) -> Encoded:
         r = np.zeros(len(users), np.float32) if ratings is None else np.array(ratings, np.float32)
         return Encoded(self.users.encode(users), self.items.encode(items), r)
@@ -131,6 +127,11 @@ class Recommender:
         indptr, rated, ratings = merge((self.rated_indptr, self.rated_items, self.rated_ratings),
                                        by_row(rows.users[keep], items, len(self.users), ratings))
         return dataclasses.replace(self, rated_indptr=indptr, rated_items=rated, rated_ratings=ratings)
+
+    @functools.cached_property
+    def item_counts(self) -> np.ndarray:
+        """Rated pairs per item index (computed once: serving asks on every unknown user and title search)."""
+        return bincount(self.rated_items, len(self.items))
 
     def rated_by(self, user_index: int) -> np.ndarray:
         return self.rated_items[self.rated_indptr[user_index]:self.rated_indptr[user_index + 1]]

@@ -15,7 +15,7 @@ import torch
 
 from latentrec.errors import ConfigError, DataError
 from latentrec.use.recommender import Recommender
-from latentrec.use.topn import check_n, item_counts
+from latentrec.use.topn import check_n
 
 
 def item_vectors(model: torch.nn.Module) -> torch.Tensor:
@@ -72,7 +72,7 @@ def title_matches(rec: Recommender, title: str, exact_wins: bool = True) -> list
     if not (exact and exact_wins):
         seen = set(exact)
         groups.append([i for i, t in known if (query in t.casefold() or _normal(title) in _normal(t)) and i not in seen])
-    counts = item_counts(rec)
+    counts = rec.item_counts
     return [g[k] for g in groups if g for k in np.argsort(-counts[rec.items.encode(g)], kind="stable")]
 
 
@@ -90,7 +90,7 @@ def similar_items(rec: Recommender, item: str, n: int = 10, min_ratings: int = 0
         v = item_vectors(rec.model).float()
         unit = v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
         sim = unit @ unit[idx]
-    counts = item_counts(rec)
+    counts = rec.item_counts
     sim[torch.from_numpy(counts < min_ratings).to(sim.device)] = -torch.inf
     sim[[0, idx]] = -torch.inf
     k = min(n, int(torch.isfinite(sim).sum()))

@@ -23,7 +23,6 @@ import torch
 
 from latentrec.atomic import atomic_path
 from latentrec.config import MIN_RATINGS
-from latentrec.data.csr import bincount
 from latentrec.errors import ConfigError, DataError
 from latentrec.models.dot import is_dot
 from latentrec.use.coldstart import UserRatings, check_given, fold_in, fold_in_ranker, fold_in_scores
@@ -55,15 +54,9 @@ class Scorer:
         return scores
 
 
-def rated_cells(rec: Recommender, users: np.ndarray) -> np.ndarray:
-    """Flat positions ``row * n_items + item`` of the training ratings of ``users`` in a score block
-    whose rows are ``users``.
-    """
-    return rated_cells_and_rows(rec, users)[0]
-
-
-def rated_cells_and_rows(rec: Recommender, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`rated_cells`, and the positions in ``rec.rated_items`` (CSR order) they come from."""
+def rated_cells(rec: Recommender, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat positions ``row * n_items + item`` of the rated items of ``users`` in a score block whose rows are
+    ``users``, and the positions in ``rec.rated_items`` (CSR order) they come from."""
     starts, ends = rec.rated_indptr[users], rec.rated_indptr[users + 1]
     counts = ends - starts
     total = int(counts.sum())
@@ -77,7 +70,7 @@ def rated_cells_and_rows(rec: Recommender, users: np.ndarray) -> tuple[np.ndarra
 
 @torch.no_grad()
 def ranker_scores(rec: Recommender, users: np.ndarray, cells: np.ndarray, pos: np.ndarray) -> torch.Tensor:
-    """The ranker's ``(len(users), n_items)`` scores; ``cells``/``pos`` from :func:`rated_cells_and_rows`."""
+    """The ranker's ``(len(users), n_items)`` scores; ``cells``/``pos`` from :func:`rated_cells`."""
     idx = torch.from_numpy(users).to(rec.device)
     rows = None
     if rec.ranker.uses_rows:  # the users' weighted training rows, sparse: only their rated rows of B are read
@@ -109,7 +102,7 @@ def top_n(rec: Recommender, users: np.ndarray, n: int = 10, include_rated: bool 
     for a in range(0, len(users), step):
         chunk = users[a:a + step]
         idx = torch.from_numpy(chunk).to(device)
-        cells, pos = rated_cells_and_rows(rec, chunk)
+        cells, pos = rated_cells(rec, chunk)
         s = ranker_scores(rec, chunk, cells, pos) if rec.ranker is not None else scorer.rank_scores(idx)
         s[:, 0] = -torch.inf  # never recommend the unknown-item row
         if not include_rated:
@@ -133,11 +126,6 @@ def check_n(n: int, flag: str = "-n") -> None:
         raise ConfigError(f"{flag} must be a whole number of at least 1, not {n!r}.")
 
 
-def item_counts(rec: Recommender) -> np.ndarray:
-    """Training ratings per item index."""
-    return bincount(rec.rated_items, len(rec.items))
-
-
 def popular(rec: Recommender, n: int = 10, min_ratings: int = MIN_RATINGS,
             exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The non-personalized ranking for an unknown user: the most-rated training items (ties: the higher
@@ -146,7 +134,7 @@ def popular(rec: Recommender, n: int = 10, min_ratings: int = MIN_RATINGS,
     user (row 0), NaN for a ranking-only model.
     """
     check_n(n)
-    counts = item_counts(rec)
+    counts = rec.item_counts
     if min_ratings > counts.max(initial=0):
         raise ConfigError(f"--min-ratings {min_ratings} leaves no item: the most-rated item has {counts.max()} ratings.")
     ok = counts >= max(min_ratings, 1)

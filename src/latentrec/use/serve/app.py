@@ -29,7 +29,7 @@ from latentrec.use.interpret import item_pca
 from latentrec.use.recommender import Recommender
 from latentrec.use.serve.holder import Loaded, ModelHolder
 from latentrec.use.similar import similar_items, title_matches
-from latentrec.use.topn import item_counts, popular, recommend, top_n
+from latentrec.use.topn import popular, recommend, top_n
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 1 << 20  # bytes; larger request bodies get 413
@@ -164,7 +164,7 @@ def create_app(holder: ModelHolder) -> FastAPI:
         rec = model().rec
         with holder.lock:
             ids = title_matches(rec, q, exact_wins=False)[:n]
-            counts = item_counts(rec)[rec.items.encode(ids)] if ids else np.zeros(0, np.int64)
+            counts = rec.item_counts[rec.items.encode(ids)] if ids else np.zeros(0, np.int64)
         return JSONResponse({"query": q, "items": [{"item": i, "title": rec.titles.get(i, ""), "n_ratings": int(c)}
                                                    for i, c in zip(ids, counts)]})
 
