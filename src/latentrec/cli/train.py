@@ -221,11 +221,12 @@ def run(args: argparse.Namespace) -> int:
     result = {"model": str(args.out), "metrics": rec.info["metrics"], "best_epoch": rec.info["best_epoch"],
               "train_seconds": rec.info["train_seconds"], "config": rec.config}
     scored = valid if valid is not None else lean.valid if lean is not None else None
+    if scored is not None and not isinstance(scored, EncodedRows):
+        scored = rec.encode_rows(scored)  # once, for the evaluation and for counting them as rated
     if test is None and scored is not None:  # scored before its rows count as rated below
         result["valid"] = evaluate(rec, scored, max_rank_users=RANK_EVAL_USERS)
-    held_out = None if args.valid else scored  # rows of --data kept from training: the user rated them too,
-    if held_out is not None:  # so the saved model's lists skip them
-        rec = rec.with_rated(held_out.data if isinstance(held_out, EncodedRows) else rec.encode_rows(held_out).data)
+    if scored is not None and not args.valid:  # rows of --data kept from training: the user rated them too,
+        rec = rec.with_rated(scored.data)  # so the saved model's lists skip them
     if test is not None:
         result["test"] = evaluate(rec, test, max_rank_users=RANK_EVAL_USERS)
     rec.save(args.out)

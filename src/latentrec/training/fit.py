@@ -125,39 +125,32 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tr
     y_range = tuple(cfg.y_range) if cfg.y_range is not None else default_y_range(lo, hi)
     torch.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
     ranker_kind = pick_ranker(cfg, len(items), len(tr))
-    if cfg.model in RANKING_MODELS:
-        ranker, seconds = fit_ranker(ranker_kind, cfg, tr, len(users), len(items), device)
-        info = {"metrics": {}, "best_epoch": None, "train_seconds": seconds, "data": train.source,
-                "n_train": len(tr), "n_valid": len(va) if va is not None else 0}
-        indptr, rated, rated_ratings = csr.by_row(tr.users, tr.items, len(users), tr.ratings)
-        return Recommender(None, users, items, (lo, hi), indptr, rated,
-                           baseline=fit_biases(tr.users, tr.items, tr.ratings, len(users), len(items)),
-                           config=cfg.to_dict(), info=info, titles=getattr(train, "titles", {}), ranker=ranker,
-                           rated_ratings=rated_ratings), None
-    model = (build or make_model)(cfg, len(users), len(items), y_range).to(device)
-    if hasattr(model, "set_rated"):  # CollabNN's implicit embeddings sum over the training pairs
-        model.set_rated(tr.users, tr.items)
-    trainer = Trainer(model, tr, va, cfg, device=device, callbacks=list(callbacks or []), clip=(lo, hi))
-    trainer.fit()
-    trainer.runner = None  # let go of the solver's working copies before the summaries below
-
-    baseline = fit_biases(tr.users, tr.items, tr.ratings, len(users), len(items))
-    last = trainer.history[-1] if trainer.history else {}
-    best = next((h for h in trainer.history if h["epoch"] == trainer.best_epoch), last)
-    metrics = {k: best[k] for k in ("train_rmse", "valid_rmse", "valid_mae") if k in best}
-    info = {"metrics": metrics, "best_epoch": trainer.best_epoch, "train_seconds": trainer.train_seconds,
-            "data": train.source, "n_train": len(tr), "n_valid": len(va) if va is not None else 0}
-    if trainer.diverged:
+    model = trainer = None
+    info = {"metrics": {}, "best_epoch": None, "train_seconds": 0.0}
+    if cfg.model not in RANKING_MODELS:
+        model = (build or make_model)(cfg, len(users), len(items), y_range).to(device)
+        if hasattr(model, "set_rated"):  # CollabNN's implicit embeddings sum over the training pairs
+            model.set_rated(tr.users, tr.items)
+        trainer = Trainer(model, tr, va, cfg, device=device, callbacks=list(callbacks or []), clip=(lo, hi))
+        trainer.fit()
+        trainer.runner = None  # let go of the solver's working copies before the summaries below
+        last = trainer.history[-1] if trainer.history else {}
+        best = next((h for h in trainer.history if h["epoch"] == trainer.best_epoch), last)
+        info = {"metrics": {k: best[k] for k in ("train_rmse", "valid_rmse", "valid_mae") if k in best},
+                "best_epoch": trainer.best_epoch, "train_seconds": trainer.train_seconds}
+    info.update(data=train.source, n_train=len(tr), n_valid=len(va) if va is not None else 0)
+    if trainer is not None and trainer.diverged:
         info["diverged"] = trainer.diverged
-    ranker = rated_ratings = None
+    ranker = None
     if ranker_kind is not None:
-        ranker, info["ranker_seconds"] = fit_ranker(ranker_kind, cfg, tr, len(users), len(items), device)
-        indptr, rated, rated_ratings = csr.by_row(tr.users, tr.items, len(users), tr.ratings)  # a ranker reads them
-    else:
-        indptr, rated = csr.by_row(tr.users, tr.items, len(users))
+        ranker, seconds = fit_ranker(ranker_kind, cfg, tr, len(users), len(items), device)
+        info["ranker_seconds" if model is not None else "train_seconds"] = seconds
+    # the rated pairs by user (with their ratings, which a ranker reads as the users' history)
+    indptr, rated, *ratings = csr.by_row(tr.users, tr.items, len(users), tr.ratings if ranker is not None else None)
     rec = Recommender(
         model=model, users=users, items=items, rating_range=(lo, hi), rated_indptr=indptr, rated_items=rated,
-        baseline=baseline, config=cfg.to_dict(), history=trainer.history, info=info,
-        titles=getattr(train, "titles", {}), ranker=ranker, rated_ratings=rated_ratings,
+        baseline=fit_biases(tr.users, tr.items, tr.ratings, len(users), len(items)), config=cfg.to_dict(),
+        history=trainer.history if trainer is not None else [], info=info, titles=getattr(train, "titles", {}),
+        ranker=ranker, rated_ratings=ratings[0] if ratings else None,
     )
     return rec, trainer

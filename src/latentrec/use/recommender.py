@@ -120,13 +120,13 @@ class Recommender:
         unknown users or items (index 0) are left out."""
         keep = (rows.users > 0) & (rows.items > 0)
         items = rows.items[keep].astype(self.rated_items.dtype)
-        if self.rated_ratings is None:
-            indptr, rated = merge((self.rated_indptr, self.rated_items), by_row(rows.users[keep], items, len(self.users)))
-            return dataclasses.replace(self, rated_indptr=indptr, rated_items=rated)
-        ratings = rows.ratings[keep].astype(self.rated_ratings.dtype)
-        indptr, rated, ratings = merge((self.rated_indptr, self.rated_items, self.rated_ratings),
-                                       by_row(rows.users[keep], items, len(self.users), ratings))
-        return dataclasses.replace(self, rated_indptr=indptr, rated_items=rated, rated_ratings=ratings)
+        mine = (self.rated_indptr, self.rated_items)
+        values = None
+        if self.rated_ratings is not None:  # kept for a ranker: merged too
+            mine, values = (*mine, self.rated_ratings), rows.ratings[keep].astype(self.rated_ratings.dtype)
+        indptr, rated, *ratings = merge(mine, by_row(rows.users[keep], items, len(self.users), values))
+        return dataclasses.replace(self, rated_indptr=indptr, rated_items=rated,
+                                   rated_ratings=ratings[0] if ratings else None)
 
     @functools.cached_property
     def item_counts(self) -> np.ndarray:
