@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -75,7 +76,7 @@ def test_models_without_the_fast_path_rank_through_score_users():
     fast, _ = top_n(rec, np.arange(1, 30), 6)
     slow_model = Shifted(rec.model.n_users, rec.model.n_items, rec.model.n_factors, rec.model.y_range)
     slow_model.load_state_dict(rec.model.state_dict())
-    rec2 = type(rec)(**{**rec.__dict__, "model": slow_model})
+    rec2 = dataclasses.replace(rec, model=slow_model)
     slow, _ = top_n(rec2, np.arange(1, 30), 6)
     np.testing.assert_array_equal(fast, slow)
 

@@ -58,8 +58,6 @@ def run(args) -> int:
     if args.metrics == "rmse":
         rec.require_ratings("RMSE and MAE")
     result = evaluate(rec, read(args, args.data), k=None if args.metrics == "rmse" else args.k,
-                      threshold=args.relevant)
-    if args.metrics == "ranking":
-        result = {key: v for key, v in result.items() if key not in ("rmse", "mae", "baselines", "improvement_pct")}
+                      threshold=args.relevant, with_rmse=args.metrics != "ranking")
     emit_json(result) if args.json else print_evaluation(result, ranking_asked=args.metrics == "ranking")
     return 0

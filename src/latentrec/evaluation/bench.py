@@ -20,7 +20,8 @@ from latentrec.config import TrainConfig
 from latentrec.data.batches import Encoded
 from latentrec.models.scoring import predict_rows, rmse_mae
 from latentrec.solvers import sgd_triton
-from latentrec.solvers.runners import RUNNERS, Diverged
+from latentrec.solvers.diverged import Diverged
+from latentrec.solvers.runners import RUNNERS
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from latentrec.use.recommender import Recommender
 
 
 def evaluate(rec: Recommender, ratings: Ratings | EncodedRows, k: int | None = 10, threshold: float = 4.0,
-             max_rank_users: int | None = None) -> dict:
+             max_rank_users: int | None = None, with_rmse: bool = True) -> dict:
     """Score ``rec`` on ``ratings``; unknown users/items are predicted by the fallback and counted.
 
     RMSE and MAE (next to the baselines) need a rating model; a ranking-only model gets only the
@@ -20,7 +20,8 @@ def evaluate(rec: Recommender, ratings: Ratings | EncodedRows, k: int | None = 1
 
     With ``k``, also top-``k`` ranking metrics (relevant: test rating >= ``threshold``) for the
     model and a popularity baseline, under ``"ranking"``; ``k=None`` skips them. ``max_rank_users``:
-    score a seeded sample of at most that many users for them (see ``evaluate_ranking``).
+    score a seeded sample of at most that many users for them (see ``evaluate_ranking``). ``with_rmse=False``
+    skips RMSE and MAE (ranking metrics only).
     """
     rows = ratings if isinstance(ratings, EncodedRows) else rec.encode_rows(ratings)
     data = rows.data
@@ -34,7 +35,7 @@ def evaluate(rec: Recommender, ratings: Ratings | EncodedRows, k: int | None = 1
         "n_unknown_items": int(unknown_item.sum()),
         "ratings_std": float(np.std(target)),
     }
-    if rec.model is not None:
+    if rec.model is not None and with_rmse:
         rmse, mae = rmse_mae(rec.predict_encoded(data), target)
         mu = rec.baseline[0]
         baselines = {

@@ -153,12 +153,9 @@ def data_parallel(factory, model: torch.nn.Module, data: Encoded, cfg, device: t
     (sgd, autograd), or the closed-form solvers' runners on this rank's rows (als, bayes)."""
     if not active():
         return factory(model, data, cfg, device)
-    if cfg.solver in ("als", "bayes"):
-        from latentrec.solvers.als import ALSRunner
-        from latentrec.solvers.gibbs import GibbsRunner
-
+    if cfg.solver in ("als", "bayes"):  # row-parallel: the factory takes this rank's share of the rows
         init(device)
-        return {"als": ALSRunner, "bayes": GibbsRunner}[cfg.solver](model, data, cfg, device, Partition(*world()))
+        return factory(model, data, cfg, device, Partition(*world()))
     return DataParallelRunner(factory, model, data, cfg, device)
 
 

@@ -1,7 +1,7 @@
 """Epoch runners: one pass over the training ratings, returning the mean squared error it saw.
 
 Every solver implements the :class:`Runner` interface: ``epoch(lr_at) -> mse``, a divergence
-``limit`` (an epoch whose loss passes it raises :class:`Diverged`), and, where it has state of
+``limit`` (an epoch whose loss passes it raises ``diverged.Diverged``), and, where it has state of
 its own, ``state_dict``/``load_state_dict`` for checkpoints. :class:`AutogradRunner` is the seed's
 hand-written loop (predict -> loss -> backward -> step -> zero grad); :class:`KernelRunner` the
 fused per-rating SGD kernel for the dot model; ALS and Gibbs sweeps live in ``als.py``/``gibbs.py``.
@@ -20,6 +20,7 @@ from latentrec.config import TrainConfig
 from latentrec.data.batches import Batches, Encoded
 from latentrec.errors import ConfigError
 from latentrec.solvers.deterministic import deterministic
+from latentrec.solvers.diverged import check_loss
 from latentrec.solvers.optim import make_optimizer
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,6 @@ class Runner(Protocol):
     limit: float
 
     def epoch(self, lr_at: Callable[[float], float]) -> float: ...
-
-
-class Diverged(Exception):
-    """Raised inside an epoch when the loss or the weights stop being finite or explode."""
 
 
 CHECK_EVERY = 64  # batches between divergence checks off the CPU
@@ -67,15 +64,12 @@ class AutogradRunner:
                 loss.backward()
                 if (b + 1) % every == 0:
                     value = float(mse.detach())
-                    if not math.isfinite(value) or value > self.limit:
-                        raise Diverged(f"the batch loss reached {value:.3g}")
+                    check_loss(value, self.limit, "the batch loss")
                 self.opt.step(lr_at(b / nb))
                 self.opt.zero_grad()
                 total += sq.detach()
         value = float(total) / max(len(self.batches.y), 1)
-        if not math.isfinite(value) or value > self.limit:
-            raise Diverged(f"the epoch's loss reached {value:.3g}")
-        return value
+        return check_loss(value, self.limit)
 
 
 class KernelRunner:
@@ -111,9 +105,7 @@ class KernelRunner:
             mse = sgd_epoch(self.data, m.user_factors.data.numpy(), m.item_factors.data.numpy(),
                             m.user_bias.data.numpy(), m.item_bias.data.numpy(), lr_at(0.0), self.wd,
                             m.y_range, m.use_bias, self.rng)
-        if not math.isfinite(mse) or mse > self.limit:
-            raise Diverged(f"the epoch's loss reached {mse:.3g}")
-        return mse
+        return check_loss(mse, self.limit)
 
 
 def sgd_runner(model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device,
@@ -139,18 +131,18 @@ def sgd_runner(model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: 
     return TorchSGDRunner(model, data, cfg, device)
 
 
-def als_runner(model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
-    """``--solver als``: one epoch = one alternating least-squares sweep (als.py)."""
+def als_runner(model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device, part=None):
+    """``--solver als``: one epoch = one alternating least-squares sweep (als.py); ``part``: this rank's rows."""
     from latentrec.solvers.als import ALSRunner
 
-    return ALSRunner(model, data, cfg, device)
+    return ALSRunner(model, data, cfg, device, part)
 
 
-def gibbs_runner(model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
-    """``--solver bayes``: one epoch = one Gibbs sweep (gibbs.py)."""
+def gibbs_runner(model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device, part=None):
+    """``--solver bayes``: one epoch = one Gibbs sweep (gibbs.py); ``part``: this rank's rows."""
     from latentrec.solvers.gibbs import GibbsRunner
 
-    return GibbsRunner(model, data, cfg, device)
+    return GibbsRunner(model, data, cfg, device, part)
 
 
 RUNNERS = {"autograd": AutogradRunner, "sgd": sgd_runner, "als": als_runner, "bayes": gibbs_runner}

@@ -26,6 +26,7 @@ import torch
 from latentrec.config import TrainConfig
 from latentrec.data.batches import Encoded
 from latentrec.solvers.deterministic import deterministic
+from latentrec.solvers.diverged import check_loss
 
 MIN_BS = 64
 
@@ -42,6 +43,14 @@ def kernel_order(n: int, n_users: int, n_items: int, seed: int | None) -> np.nda
     rng = np.random.default_rng(seed)
     rng.permutation(n_users), rng.permutation(n_items)
     return rng.permutation(n)
+
+
+def ordered_columns(model: torch.nn.Module, data: Encoded, seed: int | None,
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The int32 user, int32 item and float32 rating columns on ``device``, in the kernel's order."""
+    order = torch.from_numpy(kernel_order(len(data), model.n_users, model.n_items, seed)).to(device)
+    return tuple(torch.as_tensor(col, dtype=dtype).to(device)[order]
+                 for col, dtype in ((data.users, torch.int32), (data.items, torch.int32), (data.ratings, torch.float32)))
 
 
 @torch.no_grad()
@@ -83,20 +92,11 @@ class TorchSGDRunner:
 
     def __init__(self, model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
         self.model, self.device, self.wd = model, device, cfg.wd
-        self.bs = cfg.bs if cfg.bs > 1 else batch_size(*self.table_sizes(model))
-        order = torch.from_numpy(kernel_order(len(data), *self.table_sizes(model), cfg.seed)).to(device)
-        self.users = torch.as_tensor(data.users, dtype=torch.int32).to(device)[order]
-        self.items = torch.as_tensor(data.items, dtype=torch.int32).to(device)[order]
-        self.ratings = torch.as_tensor(data.ratings, dtype=torch.float32).to(device)[order]
+        self.bs = cfg.bs if cfg.bs > 1 else batch_size(model.n_users, model.n_items)
+        self.users, self.items, self.ratings = ordered_columns(model, data, cfg.seed, device)
         self.limit = math.inf
 
-    @staticmethod
-    def table_sizes(model: torch.nn.Module) -> tuple[int, int]:
-        return model.user_factors.shape[0], model.item_factors.shape[0]
-
     def epoch(self, lr_at) -> float:
-        from latentrec.solvers.runners import Diverged
-
         n, users, items, ratings = len(self.ratings), self.users, self.items, self.ratings
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         lr = lr_at(0.0)  # the kernel's schedule: one rate per epoch
@@ -104,7 +104,4 @@ class TorchSGDRunner:
             for start in range(0, n, self.bs):
                 end = start + self.bs
                 total += sgd_step(self.model, users[start:end], items[start:end], ratings[start:end], lr, self.wd)
-        mse = float(total) / max(n, 1)
-        if not math.isfinite(mse) or mse > self.limit:
-            raise Diverged(f"the epoch's loss reached {mse:.3g}")
-        return mse
+        return check_loss(float(total) / max(n, 1), self.limit)

@@ -19,12 +19,12 @@ from __future__ import annotations
 import math
 import os
 
-import numpy as np
 import torch
 
 from latentrec.config import TrainConfig
 from latentrec.data.batches import Encoded
-from latentrec.solvers.sgd_torch import batch_size, kernel_order
+from latentrec.solvers.diverged import check_loss
+from latentrec.solvers.sgd_torch import batch_size, ordered_columns
 
 MIN_RUN = 16  # ratings per program at least
 
@@ -83,19 +83,10 @@ class TritonSGDRunner:
         nothing = torch.zeros(0, dtype=torch.int32, device=device)
         sgd_epoch(model, nothing, nothing, nothing.float(), 0.0, 0.0, 1)
         self.model, self.wd = model, cfg.wd
-        n_users, n_items = model.user_factors.shape[0], model.item_factors.shape[0]
-        order = kernel_order(len(data), n_users, n_items, cfg.seed)
-        self.users = torch.from_numpy(np.ascontiguousarray(data.users[order], np.int32)).to(device)
-        self.items = torch.from_numpy(np.ascontiguousarray(data.items[order], np.int32)).to(device)
-        self.ratings = torch.from_numpy(np.ascontiguousarray(data.ratings[order], np.float32)).to(device)
-        self.bs = programs(len(data), n_users, n_items)  # how many ratings are in flight at once
+        self.users, self.items, self.ratings = ordered_columns(model, data, cfg.seed, device)
+        self.bs = programs(len(data), model.n_users, model.n_items)  # how many ratings are in flight at once
         self.limit = math.inf
 
     def epoch(self, lr_at) -> float:
-        from latentrec.solvers.runners import Diverged
-
         total = sgd_epoch(self.model, self.users, self.items, self.ratings, lr_at(0.0), self.wd, self.bs)
-        mse = float(total) / max(len(self.ratings), 1)
-        if not math.isfinite(mse) or mse > self.limit:
-            raise Diverged(f"the epoch's loss reached {mse:.3g}")
-        return mse
+        return check_loss(float(total) / max(len(self.ratings), 1), self.limit)

@@ -17,8 +17,9 @@ from latentrec.data.batches import Encoded
 from latentrec.data.csr import bincount
 from latentrec.models.scoring import predict_rows, rmse_mae, scored_by_kernel
 from latentrec.solvers.distributed import data_parallel
+from latentrec.solvers.diverged import Diverged
 from latentrec.solvers.optim import parse_schedule
-from latentrec.solvers.runners import RUNNERS, Diverged
+from latentrec.solvers.runners import RUNNERS
 
 
 class Callback(Protocol):
