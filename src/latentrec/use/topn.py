@@ -23,6 +23,7 @@ import torch
 
 from latentrec.atomic import atomic_path
 from latentrec.config import MIN_RATINGS
+from latentrec.data.batches import Encoded
 from latentrec.errors import ConfigError, DataError
 from latentrec.models.dot import is_dot
 from latentrec.use.coldstart import UserRatings, check_given, fold_in, fold_in_ranker, fold_in_scores
@@ -111,9 +112,13 @@ def top_n(rec: Recommender, users: np.ndarray, n: int = 10, include_rated: bool 
         found = torch.isfinite(top.values)
         if rec.model is None:
             values = torch.full_like(top.values, torch.nan)
-        else:
-            rank = top.values if rec.ranker is None else scorer.rank_scores(idx).gather(1, top.indices)
-            values = scorer.ratings(idx, rank).clamp(*rec.rating_range)
+        elif rec.ranker is None:
+            values = scorer.ratings(idx, top.values).clamp(*rec.rating_range)
+        else:  # the rating model's predictions for the ranker's picks only
+            picks = top.indices.cpu().numpy()
+            pairs = Encoded(np.repeat(chunk, k).astype(np.int32), picks.reshape(-1).astype(np.int32),
+                            np.zeros(picks.size, np.float32))
+            values = torch.from_numpy(rec.predict_encoded(pairs).reshape(picks.shape)).to(device)
         values = torch.where(found, values, torch.nan)
         out_items[a:a + len(chunk)] = torch.where(found, top.indices, 0).cpu().numpy()
         out_scores[a:a + len(chunk)] = values.float().cpu().numpy()
