@@ -33,12 +33,25 @@ def _fill(rows, cols, pos, out):
 
 
 @njit(cache=True)
-def _fill_with(rows, cols, values, pos, out, out_values):
+def _fill_range(rows, cols, values, lo, hi, pos, out, out_values):
     for n in range(len(rows)):
         r = rows[n]
-        out[pos[r]] = cols[n]
-        out_values[pos[r]] = values[n]
-        pos[r] += 1
+        if lo <= r < hi:
+            at = pos[r - lo]
+            out[at] = cols[n]
+            out_values[at] = values[n]
+            pos[r - lo] = at + 1
+
+
+def group(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, lo: int, hi: int,
+          counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(indptr, cols, values)`` of the pairs of rows ``lo..hi-1`` grouped by row, in input order within a
+    row; ``counts`` holds every row's number of pairs."""
+    indptr = np.zeros(hi - lo + 1, np.int64)
+    np.cumsum(counts[lo:hi], out=indptr[1:])
+    out, out_values = np.empty(indptr[-1], cols.dtype), np.empty(indptr[-1], values.dtype)
+    _fill_range(rows, cols, values, lo, hi, indptr[:-1].copy(), out, out_values)
+    return indptr, out, out_values
 
 
 @thread_safe
@@ -61,15 +74,15 @@ def _sort_rows_with(indptr, cols, values):
 def by_row(rows: np.ndarray, cols: np.ndarray, n_rows: int, values: np.ndarray | None = None):
     """``(indptr, cols)``: the columns of row ``r`` are ``cols[indptr[r]:indptr[r + 1]]``, in ascending order.
     With ``values`` (one per pair), ``(indptr, cols, values)``: the values in the same order."""
-    indptr = np.zeros(n_rows + 1, np.int64)
-    np.cumsum(bincount(rows, n_rows), out=indptr[1:])
-    out = np.empty(len(cols), cols.dtype)
+    counts = bincount(rows, n_rows)
     if values is None:
+        indptr = np.zeros(n_rows + 1, np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        out = np.empty(len(cols), cols.dtype)
         _fill(rows, cols, indptr[:-1].copy(), out)
         _sort_rows(indptr, out)
         return indptr, out
-    out_values = np.empty(len(values), values.dtype)
-    _fill_with(rows, cols, values, indptr[:-1].copy(), out, out_values)
+    indptr, out, out_values = group(rows, cols, values, 0, n_rows, counts)
     _sort_rows_with(indptr, out, out_values)
     return indptr, out, out_values
 

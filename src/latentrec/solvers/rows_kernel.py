@@ -18,20 +18,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from latentrec.data.csr import group
 from latentrec.parallel import thread_safe
 
 CHUNK = 256  # rows per parallel task
-
-
-@njit(cache=True)
-def _fill(rows, cols, vals, lo, hi, pos, out_cols, out_vals):
-    for n in range(len(rows)):
-        r = rows[n]
-        if lo <= r < hi:
-            at = pos[r - lo]
-            out_cols[at] = cols[n]
-            out_vals[at] = vals[n]
-            pos[r - lo] = at + 1
 
 
 def group_rows(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, lo: int, hi: int,
@@ -40,12 +30,7 @@ def group_rows(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, lo: int, hi
 
     ``counts`` holds every row's number of ratings; 8 bytes a rating (int32 column, float32 value).
     """
-    indptr = np.zeros(hi - lo + 1, np.int64)
-    np.cumsum(counts[lo:hi], out=indptr[1:])
-    out_cols = np.empty(indptr[-1], np.int32)
-    out_vals = np.empty(indptr[-1], np.float32)
-    _fill(rows, cols, vals, lo, hi, indptr[:-1].copy(), out_cols, out_vals)
-    return indptr, out_cols, out_vals
+    return group(rows, cols.astype(np.int32, copy=False), vals.astype(np.float32, copy=False), lo, hi, counts)
 
 
 @njit(fastmath=True, cache=True)
