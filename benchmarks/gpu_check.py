@@ -25,7 +25,7 @@ import torch
 from latentrec.config import TrainConfig
 from latentrec.data.batches import Encoded
 from latentrec.data.synth import SynthSpec, synth_arrays
-from latentrec.evaluation.bench import Setup, run_setup
+from latentrec.evaluation.bench import Setup, run_setup, sync
 from latentrec.solvers import sgd_triton
 
 
@@ -124,11 +124,6 @@ def ml100k_accuracy(devices: list[str], tiny: bool) -> list[tuple]:
             gap = f"|CUDA - CPU| = {abs(a - b):.4f}"
         rows.append((f"{name} {model}/{solver}", cells[0], cells[1] if len(cells) > 1 else "", gap))
     return rows
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:

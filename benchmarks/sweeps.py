@@ -50,8 +50,8 @@ def data():
         df = load_ratings("ml-100k").df
         tr, va = random_split(df, 0.2, 42)
         users, items = Vocab.from_ids(tr["user"]), Vocab.from_ids(tr["item"])
-        enc = lambda d: Encoded(users.encode(d["user"]), items.encode(d["item"]), d["rating"].to_numpy(np.float32))
-        return enc(tr), enc(va), len(users), len(items)
+        from latentrec.training.fit import encode
+        return encode(tr, users, items), encode(va, users, items), len(users), len(items)
     if size == "100m":
         from latentrec.data.lean import read_split
         split = read_split(os.path.join(folder, "100m.parquet"), valid_pct=0.0, seed=42)

@@ -80,7 +80,7 @@ def _peak_mb(device: torch.device) -> float | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB (macOS: bytes, overstated)
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "mps":
@@ -113,10 +113,10 @@ def run_setup(setup: Setup, train: Encoded, valid: Encoded, n_users: int, n_item
         row["batch"] = getattr(runner, "bs", setup.bs)  # ratings per update step
         train_s, curve = [], []
         for _ in range(epochs):
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             mse = runner.epoch(lambda frac: cfg.lr)
-            _sync(device)
+            sync(device)
             train_s.append(time.perf_counter() - t0)
             if not math.isfinite(mse):
                 raise Diverged(f"the loss reached {mse}")
@@ -136,11 +136,11 @@ def run_setup(setup: Setup, train: Encoded, valid: Encoded, n_users: int, n_item
 def _scores_per_s(model, device: torch.device, n_users: int, block: int = 1024, repeats: int = 3) -> float:
     users = torch.arange(1, min(n_users, block + 1), device=device)
     model.score_users(users)
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(repeats):
         model.score_users(users)
-    _sync(device)
+    sync(device)
     return repeats * len(users) * model.n_items / (time.perf_counter() - t0)
 
 
