@@ -128,3 +128,10 @@ def test_default_solver_on_two_processes_matches_one_and_resumes_on_ml100k(tmp_p
     assert [h["epoch"] for h in json.loads((tmp_path / "two" / "model.json").read_text())["history"]] == list(range(1, 61))
     rmse = [r["metrics"]["valid_rmse"] for r in results]
     assert abs(rmse[0] - rmse[1]) <= 0.003 and rmse[0] < 0.89, rmse
+
+
+@pytest.mark.parametrize("solver", ["sgd", "autograd"])
+def test_a_divergence_on_one_rank_stops_every_rank_together(tmp_path, solver):
+    torchrun(str(WORKER), "diverge", solver, str(tmp_path), timeout=90)
+    said = [(tmp_path / f"diverge{rank}.txt").read_text() for rank in range(2)]
+    assert all(s.startswith("diverged") for s in said), said

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 
 import numpy as np
@@ -30,6 +31,7 @@ import torch
 
 from latentrec.data.batches import Encoded
 from latentrec.data.lean import Share
+from latentrec.solvers.diverged import Diverged, check_loss
 from latentrec.solvers.rating_graph import Partition
 
 LEAVE_WAIT_S = 30  # how long a leaving rank waits for the others
@@ -112,6 +114,9 @@ class DataParallelRunner:
         self.sum_updates = cfg.solver == "sgd"
         syncs = SYNCS_PER_EPOCH if self.sum_updates else 1
         self.inners = [factory(model, shard(part, j, syncs, cfg.seed), cfg, device) for j in range(syncs)]
+        for inner in self.inners:  # a check inside one rank's epoch would leave its peers in a collective
+            inner.checks_batches = False
+        self.limit = math.inf
         if not self.sum_updates:
             for p in self.params:
                 if p.requires_grad:
@@ -122,21 +127,18 @@ class DataParallelRunner:
         self.dist.all_reduce(grad)
         return grad / self.size
 
-    @property
-    def limit(self) -> float:
-        return self.inners[0].limit
-
-    @limit.setter
-    def limit(self, value: float) -> None:
-        for inner in self.inners:
-            inner.limit = value
-
     def epoch(self, lr_at) -> float:
+        """One epoch on this rank's shard, with every rank's updates combined; the divergence check is made
+        once, on the loss summed over all ranks, so that all ranks raise together or none does. A shard
+        that alone went non-finite counts as an infinite loss (its updates spread the NaN to every rank)."""
         n = len(self.inners)
         mse = 0.0
         for j, inner in enumerate(self.inners):
             start = [p.data.clone() for p in self.params] if self.sum_updates else None
-            mse += inner.epoch(lambda frac, j=j: lr_at((j + frac) / n)) / n
+            try:
+                mse += inner.epoch(lambda frac, j=j: lr_at((j + frac) / n)) / n
+            except Diverged:
+                mse = math.inf
             if self.sum_updates:
                 with torch.no_grad():
                     for p, p0 in zip(self.params, start):
@@ -145,7 +147,7 @@ class DataParallelRunner:
                         p.data.copy_(p0 + delta)
         loss = torch.tensor([mse], dtype=torch.float64, device=self.params[0].device)
         self.dist.all_reduce(loss)
-        return float(loss) / self.size
+        return check_loss(float(loss) / self.size, self.limit)
 
 
 def data_parallel(factory, model: torch.nn.Module, data: Encoded, cfg, device: torch.device):

@@ -38,7 +38,13 @@ CHECK_EVERY = 64  # batches between divergence checks off the CPU
 
 
 class AutogradRunner:
-    """Batched training through autograd with our own optimizer; works for every model and device."""
+    """Batched training through autograd with our own optimizer; works for every model and device.
+
+    ``checks_batches``: check the loss inside the epoch too (off under ``DataParallelRunner``, whose
+    ranks must reach every gradient all-reduce of the epoch and decide on divergence together).
+    """
+
+    checks_batches = True
 
     def __init__(self, model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
         self.model = model
@@ -62,7 +68,7 @@ class AutogradRunner:
                 mse = sq / len(y)
                 loss = mse.sqrt() if self.loss == "rmse" else mse
                 loss.backward()
-                if (b + 1) % every == 0:
+                if self.checks_batches and (b + 1) % every == 0:
                     value = float(mse.detach())
                     check_loss(value, self.limit, "the batch loss")
                 self.opt.step(lr_at(b / nb))
