@@ -95,3 +95,34 @@ def test_batches_asked_for_or_a_kernel_that_will_not_compile_take_the_batched_pa
     with caplog.at_level("WARNING", logger="latentrec"):
         assert isinstance(sgd_runner(DotProductBias(21, 11, 4), data, cfg, cpu, batched=True), TorchSGDRunner)
     assert "did not compile" in caplog.text and "C compiler" in caplog.text
+
+
+def hopper_build(k: int, sigmoid: bool, bias: bool, index: str):
+    """The kernel built for an H100/H200 (sm_90) without a GPU, by Triton's own compiler and ptxas, as a
+    launch on such a GPU would build it (pointers 16-byte aligned; ``index`` the type of ``n``/``run``)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from latentrec.solvers.sgd_triton_kernel import sgd_runs
+
+    lanes, warps = sgd_triton.launch_shape(k)
+    pointers = dict(users="*i32", items="*i32", ratings="*fp32", P="*fp32", Q="*fp32", bu="*fp32", bi="*fp32", sq="*fp64")
+    signature = pointers | dict(n=index, run=index, lr="fp32", keep="fp32", lo="fp32", span="fp32",
+                                K="constexpr", KP="constexpr", SIGMOID="constexpr", BIAS="constexpr")
+    source = ASTSource(sgd_runs, signature, constexprs=dict(K=k, KP=lanes, SIGMOID=sigmoid, BIAS=bias),
+                       attrs={(j,): [["tt.divisibility", 16]] for j in range(len(pointers))})
+    return triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
+
+
+@pytest.mark.parametrize("k, sigmoid, bias, index", [(64, True, True, "i32"), (50, False, True, "i64"),
+                                                     (1, True, False, "i32"), (300, False, False, "i64")])
+def test_the_kernel_builds_for_hopper_with_vector_row_loads(k, sigmoid, bias, index):
+    """What the interpreter cannot show: the kernel compiles to an sm_90 binary, and each thread loads its
+    lanes of a factor row as one vector (for k=64 on one warp, two floats: ld.global.v2)."""
+    built = hopper_build(k, sigmoid, bias, index)
+    assert built.asm["cubin"]
+    ptx = built.asm["ptx"]
+    assert ".target sm_90" in ptx
+    if k == 64:
+        assert ptx.count("ld.global.v2.b32") == 2 and ptx.count("st.global.v2.b32") == 2, ptx

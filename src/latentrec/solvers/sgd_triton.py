@@ -46,6 +46,13 @@ def programs(n: int, n_users: int, n_items: int) -> int:
     return max(1, min(batch_size(n_users, n_items), n // MIN_RUN))
 
 
+def launch_shape(k: int) -> tuple[int, int]:
+    """Lanes of a factor row (the next power of two of ``k``: Triton's vectors) and warps of a program
+    (64 lanes fill one warp, 2 values a thread; at most 4 warps)."""
+    lanes = 1 << max(k - 1, 0).bit_length()
+    return lanes, max(1, min(4, lanes // 64))
+
+
 def _interpreting() -> bool:
     """Triton's interpreter is on (``TRITON_INTERPRET=1`` in the environment before Triton is first imported)."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -58,7 +65,7 @@ def sgd_epoch(model: torch.nn.Module, users: torch.Tensor, items: torch.Tensor, 
     P, Q = model.user_factors.data, model.item_factors.data
     bu, bi = model.user_bias.data, model.item_bias.data
     n, k = len(ratings), P.shape[1]
-    lanes = 1 << max(k - 1, 0).bit_length()  # the next power of two (Triton's vectors)
+    lanes, warps = launch_shape(k)
     run = math.ceil(n / n_programs) if n else 1
     lo, hi = model.y_range if model.y_range is not None else (0.0, 1.0)
     from latentrec.solvers.sgd_triton_kernel import sgd_runs
@@ -67,7 +74,7 @@ def sgd_epoch(model: torch.nn.Module, users: torch.Tensor, items: torch.Tensor, 
     sgd_runs[(n_programs,)](
         users, items, ratings, P, Q, bu, bi, sq, n, run, float(lr), float(1.0 - lr * wd), float(lo), float(hi - lo),
         K=k, KP=lanes, SIGMOID=model.y_range is not None, BIAS=bool(model.use_bias),
-        num_warps=max(1, min(4, lanes // 64)),  # a row is one vector: 64 lanes fill one warp (2 values a thread)
+        num_warps=warps,
     )
     return sq.sum()
 
