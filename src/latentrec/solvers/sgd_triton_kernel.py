@@ -18,17 +18,19 @@ def sgd_runs(users, items, ratings, P, Q, bu, bi, sq, n, run, lr, keep, lo, span
         i = tl.load(items + j).to(tl.int64)
         pu = tl.load(P + u * K + f, mask=lanes, other=0.0)
         qi = tl.load(Q + i * K + f, mask=lanes, other=0.0)
-        z = tl.sum(pu * qi, axis=0)
-        if BIAS:
+        r = tl.load(ratings + j)
+        if BIAS:  # loaded beside the rows, so that one memory latency covers all four loads
             b_u = tl.load(bu + u)
             b_i = tl.load(bi + i)
+        z = tl.sum(pu * qi, axis=0)
+        if BIAS:
             z += b_u + b_i
         if SIGMOID:
             s = tl.sigmoid(z)
-            err = lo + span * s - tl.load(ratings + j)
+            err = lo + span * s - r
             g = err * span * s * (1.0 - s)
         else:
-            err = z - tl.load(ratings + j)
+            err = z - r
             g = err
         total += (err * err).to(tl.float64)
         if BIAS:
