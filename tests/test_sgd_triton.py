@@ -112,7 +112,8 @@ def hopper_build(k: int, sigmoid: bool, bias: bool, index: str):
                                 K="constexpr", KP="constexpr", SIGMOID="constexpr", BIAS="constexpr")
     source = ASTSource(sgd_runs, signature, constexprs=dict(K=k, KP=lanes, SIGMOID=sigmoid, BIAS=bias),
                        attrs={(j,): [["tt.divisibility", 16]] for j in range(len(pointers))})
-    return triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
+    options = {"num_warps": warps, "enable_fp_fusion": sgd_triton.FP_FUSION}
+    return triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
 
 
 @pytest.mark.parametrize("k, sigmoid, bias, index", [(64, True, True, "i32"), (50, False, True, "i64"),

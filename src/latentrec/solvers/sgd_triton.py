@@ -27,6 +27,7 @@ from latentrec.solvers.diverged import check_loss
 from latentrec.solvers.sgd_torch import batch_size, ordered_columns
 
 MIN_RUN = 16  # ratings per program at least
+FP_FUSION = True  # multiply-adds fused (said at launch: Triton 3.9 warns when left to its default)
 
 
 def usable(device: torch.device) -> bool:
@@ -74,7 +75,7 @@ def sgd_epoch(model: torch.nn.Module, users: torch.Tensor, items: torch.Tensor, 
     sgd_runs[(n_programs,)](
         users, items, ratings, P, Q, bu, bi, sq, n, run, float(lr), float(1.0 - lr * wd), float(lo), float(hi - lo),
         K=k, KP=lanes, SIGMOID=model.y_range is not None, BIAS=bool(model.use_bias),
-        num_warps=warps,
+        num_warps=warps, enable_fp_fusion=FP_FUSION,
     )
     return sq.sum()
 
