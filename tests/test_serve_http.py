@@ -1,5 +1,6 @@
-"""One real ``latentrec serve`` on 127.0.0.1 (port 0), started and stopped here: HTTP from many threads, SIGHUP
-reload, bad command lines, and the page driven in headless Chromium (Debian's package, through Playwright)."""
+"""A real ``latentrec serve`` on 127.0.0.1 (port 0), started and stopped here: HTTP from many threads, SIGHUP
+reload, a weights file truncated under it, bad command lines, and the page driven in headless Chromium (Debian's
+package, through Playwright)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,8 +32,8 @@ def model_dir(tmp_path_factory) -> Path:
     return saved(tmp_path_factory, "serve-http")
 
 
-@pytest.fixture(scope="module")
-def server(model_dir):
+@contextmanager
+def running(model_dir: Path):
     """``latentrec serve MODEL --port 0 --json`` in a subprocess: yields (url, process, log file); SIGTERM stops it."""
     log = model_dir.parent / "server.log"
     with open(log, "w") as err:
@@ -50,6 +52,12 @@ def server(model_dir):
             raise
     # uvicorn finishes the open requests, then lets SIGTERM end the process as it would have
     assert code in (0, -signal.SIGTERM) and "Traceback" not in log.read_text(), log.read_text()
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    with running(model_dir) as started:
+        yield started
 
 
 def get(url: str, body: dict | None = None) -> tuple[int, dict]:
@@ -95,6 +103,19 @@ def test_sighup_reloads_the_model_dir(server):
     else:
         pytest.fail("SIGHUP did not reload the model")
     assert f"as generation {before + 1}" in log.read_text()  # logged before the new model answers
+
+
+def test_weights_truncated_in_place_while_serving(tmp_path, model_dir):
+    """The served model lives in memory of its own, not in a mapping of the file: truncating the weights under
+    the server neither kills it (SIGBUS) nor changes its answers, and a reload of the damaged file is refused."""
+    model = shutil.copytree(model_dir, tmp_path / "model")
+    with running(model) as (url, proc, _):
+        before = get(f"{url}/api/users/u3/recommendations?n=4")
+        os.truncate(model / "model.safetensors", 100)
+        assert get(f"{url}/api/users/u3/recommendations?n=4") == before and proc.poll() is None
+        status, body = get(f"{url}/admin/reload", {})
+        assert status == 409 and "model.safetensors is truncated or corrupt" in body["detail"]
+        assert get(f"{url}/api/users/u3/recommendations?n=4") == before
 
 
 def test_bad_command_lines_exit_2_with_one_sentence(tmp_path, model_dir, capsys):

@@ -9,6 +9,7 @@ carry the same ``write_id``, so a reader that catches the swap between them read
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -17,7 +18,6 @@ import uuid
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from latentrec.atomic import atomic_path, fsync_folder, plain_mode, write_text
@@ -28,6 +28,9 @@ FORMAT_VERSION = 1
 WEIGHTS, META = "model.safetensors", "model.json"
 WRITE_ID = "write_id"  # in model.json and in the weights' header: which write the file belongs to
 READ_TRIES = 50  # a swap takes microseconds; a reader that keeps seeing a mix gives up after ~1 s
+DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+          "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+          "BOOL": torch.bool}  # safetensors' names of the dtypes a model may hold
 
 
 def write_model_dir(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
@@ -102,9 +105,36 @@ def _read_once(path: Path) -> tuple[dict[str, torch.Tensor], dict, str | None]:
         kind = "a pickle or zip file" if head[:1] == b"\x80" or head[:2] == b"PK" else "not a safetensors file"
         raise ModelFileError(f"{path / WEIGHTS} is {kind}; refused without being unpickled or run.")
     try:
-        with safe_open(str(path / WEIGHTS), framework="pt") as f:
-            write_id = (f.metadata() or {}).get(WRITE_ID)
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        tensors, header = _read_weights(path / WEIGHTS)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RuntimeError) as e:
         raise ModelFileError(f"{path / WEIGHTS} is truncated or corrupt ({e}).") from None
-    return tensors, meta, write_id
+    return tensors, meta, header.get(WRITE_ID)
+
+
+def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors of a safetensors file, each read into memory of its own, and the file's metadata.
+
+    Not memory-mapped as ``safetensors.safe_open`` does: a process keeps using its model even after the
+    file is truncated or rewritten in place (a mapped page would then kill it with SIGBUS). Peak memory is
+    the tensors themselves; ``safetensors.torch.load`` would hold the whole file twice.
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        n = int.from_bytes(f.read(8), "little")
+        if n > size - 8:
+            raise ValueError(f"its header claims {n} bytes, more than the file holds")
+        header = json.loads(f.read(n))
+        meta = header.pop("__metadata__", None) or {}
+        tensors = {}
+        for name, entry in header.items():
+            (begin, end), dtype = entry["data_offsets"], DTYPES[entry["dtype"]]
+            if end > size - 8 - n:
+                raise ValueError(f"{name} ends past the end of the file")
+            if not 0 <= begin <= end or end - begin != math.prod(entry["shape"]) * dtype.itemsize:
+                raise ValueError(f"{name}'s byte range does not match its shape")
+            t = torch.empty(entry["shape"], dtype=dtype)
+            f.seek(8 + n + begin)
+            if f.readinto(t.reshape(-1).view(torch.uint8).numpy()) != end - begin:
+                raise ValueError(f"{name} ends past the end of the file")
+            tensors[name] = t
+    return tensors, meta
