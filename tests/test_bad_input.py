@@ -303,6 +303,49 @@ def test_model_json_missing(capsys, tmp_path, trained, model_copy):
     fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(model_copy), "has no model.json")
 
 
+def _repeat_an_id(meta: dict) -> None:
+    meta["users"][2] = meta["users"][1]
+
+
+# each edit of one model.json field, and what the refusal says besides the file's name
+JSON_EDITS = {
+    "rating-range-text": (lambda m: m.update(rating_range="abc"), ["field 'rating_range'", "two finite numbers"]),
+    "rating-range-reversed": (lambda m: m.update(rating_range=[5, 1]), ["field 'rating_range'", "the lower first"]),
+    "rating-range-nan": (lambda m: m.update(rating_range=[float("nan"), 5]), ["field 'rating_range'", "NaN"]),
+    "titles-list": (lambda m: m.update(titles=[1, 2]), ["field 'titles'", "an object"]),
+    "title-number": (lambda m: m.update(titles={"1": 3}), ["field 'titles'", "a string"]),
+    "duplicate-user": (_repeat_an_id, ["field 'users' lists the id", "more than once"]),
+    "ids-not-strings": (lambda m: m.update(items=list(range(len(m["items"])))), ["field 'items'", "strings"]),
+    "history-text": (lambda m: m.update(history="x"), ["field 'history'", "epoch records"]),
+    "format-version-text": (lambda m: m.update(format_version="1"), ["field 'format_version'", "whole number"]),
+    "format-version-true": (lambda m: m.update(format_version=True), ["field 'format_version'", "whole number"]),
+    "baseline-mean-null": (lambda m: m.update(baseline_mean=None), ["field 'baseline_mean'", "not null"]),
+    "metrics-text": (lambda m: m.update(metrics={"train_rmse": "a"}), ["field 'metrics'"]),
+    "config-wd-text": (lambda m: m["config"].update(wd="x"), ["field 'config'"]),
+    "y-range-nan": (lambda m: m["architecture"].update(y_range=[float("nan"), 1]), ["field 'architecture.y_range'"]),
+    "bias-text": (lambda m: m["architecture"].update(bias="yes"), ["field 'architecture.bias'", "true or false"]),
+    "ranker-not-object": (lambda m: m.update(ranker=[]), ["field 'ranker'", "an object"]),
+    "ranker-without-kind": (lambda m: m["ranker"].pop("kind"), ["has no 'ranker.kind' field"]),
+    "architecture-gone": (lambda m: m.pop("architecture"), ["field 'parts'", "but the file describes"]),
+    "users-gone": (lambda m: m.pop("users"), ["has no 'users' field"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(JSON_EDITS))
+def test_edited_model_json_field(capsys, tmp_path, trained, model_copy, case):
+    edit, needles = JSON_EDITS[case]
+    meta = json.loads((model_copy / "model.json").read_text())
+    edit(meta)
+    write(model_copy / "model.json", json.dumps(meta))
+    fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(model_copy / "model.json"), *needles)
+
+
+def test_malformed_history_is_refused_before_any_picture(capsys, tmp_path, model_copy):
+    meta = json.loads((model_copy / "model.json").read_text())
+    write(model_copy / "model.json", json.dumps({**meta, "history": "x"}))
+    fails(capsys, tmp_path, ["interpret", str(model_copy), "--out", str(tmp_path / "pics")], "field 'history'")
+
+
 class Payload:
     """Unpickling this creates ``path``: proof that a file was (or was not) unpickled."""
 

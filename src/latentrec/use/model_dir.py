@@ -94,7 +94,10 @@ def _read_once(path: Path) -> tuple[dict[str, torch.Tensor], dict, str | None]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path / META} is not a latentrec model description.")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelFileError(f"{path / META}: field 'format_version' must be a whole number of at least 1, "
+                             f"not {json.dumps(version)}.")
+    if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{path} was written in model format {version}, newer than this latentrec reads ({FORMAT_VERSION}); "
             f"upgrade latentrec."

@@ -25,6 +25,7 @@ from latentrec.models.ranker import Ranker
 from latentrec.models.registry import build_model, build_ranker
 from latentrec.models.scoring import predict_rows
 from latentrec.use.model_dir import read_model_dir, write_model_dir
+from latentrec.use.model_meta import check_meta
 
 
 def library_version() -> str:
@@ -169,6 +170,7 @@ class Recommender:
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Recommender":
         tensors, meta = read_model_dir(path)
+        check_meta(meta, f"{path}/model.json")
         try:
             model = ranker = None
             if "architecture" in meta or "ranker" not in meta:
