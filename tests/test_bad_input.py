@@ -274,6 +274,40 @@ def test_shapes_disagree_with_weights(capsys, tmp_path, trained, model_copy):
           "do not belong together")
 
 
+@pytest.mark.parametrize("edit", ["users-cut", "users-added", "items-cut"])
+def test_id_lists_disagree_with_weights(capsys, tmp_path, trained, model_copy, edit):
+    meta = json.loads((model_copy / "model.json").read_text())
+    side, change = edit.split("-")
+    meta[side] = meta[side][:5] if change == "cut" else [*meta[side], "new"]
+    write(model_copy / "model.json", json.dumps(meta))
+    fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(model_copy), f"lists {len(meta['users'])} users",
+          "do not belong together")
+
+
+def overwrite(weights: Path, name: str | None, value: bytes = b"\xff") -> None:
+    """Fill tensor ``name``'s bytes in a safetensors file with ``value`` (None: the file's last 100 bytes)."""
+    data = bytearray(weights.read_bytes())
+    n = int.from_bytes(data[:8], "little")
+    if name is None:
+        begin, end = len(data) - 100, len(data)
+    else:
+        begin, end = (8 + n + k for k in json.loads(data[8:8 + n])[name]["data_offsets"])
+    data[begin:end] = value * (end - begin)
+    weights.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name, value, needle", [
+    (None, b"\xff", "is damaged"), ("rated.items", b"\xff", "rated.items holds values that are not indices"),
+    ("rated.items", b"\x7f", "rated.items holds values"), ("model.user_factors", b"\xff", "NaN or infinite"),
+    ("ranker.B", b"\xff", "ranker.B holds NaN"), ("rated.indptr", b"\x00", "rated.indptr does not mark out")])
+def test_damaged_weight_values(capsys, tmp_path, trained, model_copy, name, value, needle):
+    """The header is intact but the numbers are not: NaN floats, indices past the id lists, a broken row index."""
+    weights = model_copy / "model.safetensors"
+    overwrite(weights, name, value)
+    for argv in (evaluate_argv(model_copy, trained[1]), ["recommend", str(model_copy), "--user", "1"]):
+        fails(capsys, tmp_path, argv, str(weights), needle)
+
+
 def test_newer_format_version(capsys, tmp_path, trained, model_copy):
     meta_path = model_copy / "model.json"
     meta = json.loads(meta_path.read_text())

@@ -111,6 +111,10 @@ def _read_once(path: Path) -> tuple[dict[str, torch.Tensor], dict, str | None]:
         tensors, header = _read_weights(path / WEIGHTS)
     except (OSError, ValueError, TypeError, KeyError, AttributeError, RuntimeError) as e:
         raise ModelFileError(f"{path / WEIGHTS} is truncated or corrupt ({e}).") from None
+    for name, t in tensors.items():  # aminmax: one pass, no copy; NaN anywhere makes both NaN
+        if t.is_floating_point() and t.numel() and not all(map(math.isfinite, torch.aminmax(t))):
+            raise ModelFileError(f"{path / WEIGHTS} is damaged: {name} holds NaN or infinite numbers; "
+                                 f"train or copy the model again.")
     return tensors, meta, header.get(WRITE_ID)
 
 

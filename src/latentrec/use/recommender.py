@@ -171,17 +171,14 @@ class Recommender:
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Recommender":
         tensors, meta = read_model_dir(path)
         check_meta(meta, f"{path}/model.json")
+        users, items = Vocab(meta["users"]), Vocab(meta["items"])
+        _check_weights(path, tensors, meta, len(users), len(items))
         try:
             model = ranker = None
-            if "architecture" in meta or "ranker" not in meta:
-                arch = meta["architecture"]
-                model = _load_part(path, build_model(arch, f"{path}/model.json"), tensors, "model.")
+            if "architecture" in meta:
+                model = _load_part(path, build_model(meta["architecture"], f"{path}/model.json"), tensors, "model.")
             if "ranker" in meta:
-                arch = meta["ranker"]
-                ranker = _load_part(path, build_ranker(arch, f"{path}/model.json"), tensors, "ranker.")
-            users, items = Vocab(meta["users"]), Vocab(meta["items"])
-            if len(users) != arch.get("n_users", len(users)) or len(items) != arch["n_items"]:
-                raise ModelFileError(f"{path}: the id lists in model.json do not match the weights' shapes.")
+                ranker = _load_part(path, build_ranker(meta["ranker"], f"{path}/model.json"), tensors, "ranker.")
             info_keys = {"metrics", "best_epoch", "train_seconds", "ranker_seconds", "data", "diverged"}
             return cls(
                 model=model.to(device) if model is not None else None,
@@ -201,6 +198,45 @@ class Recommender:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ModelFileError(f"{path}/model.json is missing or has a malformed field ({e}).") from None
+
+
+def _check_weights(path, tensors: dict[str, torch.Tensor], meta: dict, n_users: int, n_items: int) -> None:
+    """Refuse weights whose rows disagree with model.json's id lists (``n_users``/``n_items`` with ``#na#``),
+    and index tensors that point outside them (a damaged file); each check is one vectorized pass."""
+    for part in ("architecture", "ranker"):
+        rows = meta.get(part, {})
+        if (rows.get("n_users", n_users), rows.get("n_items", n_items)) != (n_users, n_items):
+            raise ModelFileError(
+                f"{path}: model.json lists {n_users} users and {n_items} items (with #na#), but its {part} has "
+                f"{rows.get('n_users', n_users)} and {rows.get('n_items', n_items)}; the two do not belong together.")
+    n_rated = tensors["rated.items"].numel() if "rated.items" in tensors else 0
+    shapes = {"baseline.user_bias": (n_users,), "baseline.item_bias": (n_items,), "rated.indptr": (n_users + 1,),
+              "rated.items": (n_rated,), **({"rated.ratings": (n_rated,)} if "ranker" in meta else {})}
+    for name, shape in shapes.items():
+        got = tuple(tensors[name].shape) if name in tensors else "missing"
+        if got != shape:
+            raise ModelFileError(f"{path}: {name} in the weights has shape {got}, but model.json's id lists make it "
+                                 f"{shape}; the two files do not belong together.")
+    bounds = {"rated.items": n_items, "model.rated_users": n_users, "model.rated_items": n_items,
+              "rated.indptr": n_rated + 1}
+    for name, bound in bounds.items():
+        if name in tensors and not _indices(tensors[name], bound):
+            raise ModelFileError(f"{path}/model.safetensors is damaged: {name} holds values that are not indices "
+                                 f"from 0 to {bound - 1}; train or copy the model again.")
+    indptr = tensors["rated.indptr"]
+    if indptr[0] != 0 or indptr[-1] != n_rated or bool((indptr[1:] < indptr[:-1]).any()):
+        raise ModelFileError(f"{path}/model.safetensors is damaged: rated.indptr does not mark out rated.items "
+                             f"user by user; train or copy the model again.")
+
+
+def _indices(t: torch.Tensor, bound: int) -> bool:
+    """Whether ``t`` holds integers from 0 to ``bound - 1`` (one pass, no copy)."""
+    if t.dtype not in (torch.int32, torch.int64):
+        return False
+    if t.numel() == 0:
+        return True
+    low, high = torch.aminmax(t)
+    return bool(low >= 0 and high < bound)
 
 
 def _load_part(path, module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str) -> nn.Module:
