@@ -111,6 +111,7 @@ def test_fold_in_recommendations(client, holder):
     ({"ratings": [{"item": "i1", "rating": "good"}]}, 422),
     ({"ratings": [{"item": "i1", "rating": 4}], "n": 0}, 422),
     ({"ratings": [{"item": 1.5, "rating": 4}]}, 422),
+    ({"ratings": [{"item": True, "rating": 4}]}, 422),  # not the id "1"
 ])
 def test_fold_in_refuses_bad_bodies(client, body, status):
     r = client.post("/api/recommendations", json=body)
@@ -170,10 +171,17 @@ def test_predict_with_known_flags(client, holder):
 
 
 @pytest.mark.parametrize("content", [b'{"pairs": [["u1", "i2"]', b'{"pairs": [["u1"]]}', b'{"pairs": []}',
-                                     b'{"pears": [["u1", "i2"]]}', b"[1, 2]"])
+                                     b'{"pears": [["u1", "i2"]]}', b"[1, 2]",
+                                     b'{"pairs": [[true, "i2"]]}', b'{"pairs": [["u1", 1.0]]}',
+                                     b'{"pairs": [[null, "i2"]]}', b'{"pairs": [[["u1"], "i2"]]}'])
 def test_malformed_predict_bodies_are_422(client, content):
     r = client.post("/api/predict", content=content, headers={"content-type": "application/json"})
     assert r.status_code == 422 and r.json()["detail"]
+
+
+def test_integer_ids_are_read_as_their_strings(client):
+    r = client.post("/api/predict", json={"pairs": [[7, "i2"]]})
+    assert r.status_code == 200 and r.json()["predictions"][0]["user"] == "7"
 
 
 def test_bodies_over_one_megabyte_are_413(client):

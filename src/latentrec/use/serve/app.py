@@ -20,7 +20,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from latentrec.errors import DataError, LatentrecError
@@ -35,7 +35,9 @@ STATIC = Path(__file__).parent / "static"
 MAX_BODY = 1 << 20  # bytes; larger request bodies get 413
 MAX_N = 1000  # the most items one list may ask for
 
-Id = Annotated[str | int, Field(description="a raw user or item id, as in the training file")]
+# strict: a JSON true, 1.5 or null is refused (422), not read as the id "1", "1" or "None"
+Id = Annotated[StrictStr | StrictInt, Field(description="a raw user or item id (a string or an integer), as in the "
+                                                         "training file")]
 N = Annotated[int, Query(ge=1, le=MAX_N, description="how many items")]
 
 
