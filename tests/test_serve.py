@@ -16,6 +16,7 @@ from serve_model import saved, served
 
 from latentrec.use.coldstart import UserRatings
 from latentrec.use.interpret import item_pca
+from latentrec.use.recommender import Recommender
 from latentrec.use.serve.app import MAX_BODY, create_app
 from latentrec.use.serve.holder import Loaded, ModelHolder
 from latentrec.use.similar import similar_items
@@ -260,6 +261,29 @@ def test_broken_new_model_keeps_the_old_one_serving(tmp_path, caplog):
     assert c.post("/admin/reload").json()["model"]["generation"] == 2
     assert c.get("/readyz").json()["last_reload_error"] is None
     assert set(before) == set(snapshot(path))
+
+
+def test_failed_reload_detail_is_one_sentence(tmp_path, monkeypatch, caplog):
+    path = tmp_path / "m"
+    served()[0].save(path)
+    h = ModelHolder(path)
+    h.load()
+    c = TestClient(create_app(h), client=LOCAL)
+    meta = json.loads((path / "model.json").read_text())
+    (path / "model.json").write_text(json.dumps({**meta, "rating_range": "abc"}))
+    r = c.post("/admin/reload")
+    assert r.status_code == 409 and r.json()["detail"] == (
+        f"{path}/model.json: field 'rating_range' must be two finite numbers, the lower first, not \"abc\".")
+
+    def broken(path):
+        raise TypeError("return arrays must be of ArrayType")
+    monkeypatch.setattr(Recommender, "load", broken)  # a bug the checks on load did not foresee
+    with caplog.at_level(logging.ERROR, logger="latentrec.serve"):
+        r = c.post("/admin/reload")
+    assert r.status_code == 409 and r.json()["detail"] == f"Loading {path} failed unexpectedly; the server log has the details."
+    assert "TypeError: return arrays must be of ArrayType" in caplog.text  # the traceback, for whoever fixes it
+    assert c.get("/readyz").json()["last_reload_error"] == r.json()["detail"]
+    assert c.get("/api/users/u1/recommendations").status_code == 200
 
 
 def test_serving_never_writes_into_the_model_dir(model_dir, client):

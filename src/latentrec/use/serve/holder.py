@@ -70,11 +70,13 @@ class ModelHolder:
         """:meth:`load`, with a failure logged and reported instead of raised: ``(swapped, message)``."""
         try:
             state = self.load()
-        except Exception as e:  # noqa: BLE001 -- whatever breaks the new model, the old one must keep serving
-            message = " ".join(str(e).split()) if isinstance(e, LatentrecError) else f"{type(e).__name__}: {e}"
+        except Exception as e:  # whatever breaks the new model, the old one must keep serving
+            expected = isinstance(e, LatentrecError)  # a bad model dir says so in one sentence; anything else is a bug
+            message = (" ".join(str(e).split()) if expected
+                       else f"Loading {self.model_dir} failed unexpectedly; the server log has the details.")
             self.last_error = message
             serving = f"generation {self.state.generation} keeps serving" if self.state else "no model is serving"
-            log.error("Reload of %s failed (%s); %s.", self.model_dir, message, serving)
+            log.error("Reload of %s failed (%s); %s.", self.model_dir, message, serving, exc_info=not expected)
             return False, message
         message = f"loaded {self.model_dir} as generation {state.generation}"
         log.info("Model %s.", message)
