@@ -34,6 +34,15 @@ def test_csv_and_parquet_and_memory_agree(tmp_path):
     assert np.array_equal(u, b.user) and np.array_equal(i, b.item) and np.array_equal(r, b.rating)
 
 
+@pytest.mark.parametrize("n_ratings, n_users, n_items, alpha", [(90, 10, 10, 0.8), (100, 10, 10, 0.8),
+                                                               (9_000, 100, 100, 0.8), (50, 10, 10, 1e308)])
+def test_near_full_density_gives_every_rating_once(n_ratings, n_users, n_items, alpha):
+    """A chunk in which every user rates more than half the items left nothing to de-duplicate, and crashed."""
+    for chunk_rows in (7, 2_000_000):
+        u, i, _ = synth_arrays(SynthSpec(n_ratings, n_users, n_items, alpha=alpha), chunk_rows=chunk_rows)
+        assert len(u) == n_ratings == len(np.unique(u.astype(np.int64) * n_items + i))
+
+
 @pytest.mark.parametrize("batched", [False, True], ids=["kernel", "batched"])
 def test_training_recovers_the_planted_structure(tmp_path, monkeypatch, batched):
     """Both ``--solver sgd`` paths: the CPU kernel, and the batched updates CUDA takes (run here on the CPU)."""

@@ -90,7 +90,7 @@ def _chunk(spec: SynthSpec, planted: Planted, deg: np.ndarray, first: int, rng: 
     items = np.searchsorted(planted.item_cdf, rng.random(len(users)))
     while True:
         code = np.sort(users * spec.n_items + items)
-        code = code[np.concatenate([[True], code[1:] != code[:-1]])]
+        code = np.concatenate([code[:1], code[1:][code[1:] != code[:-1]]])  # distinct; empty when every user is dense
         users, items = code // spec.n_items, code % spec.n_items
         have = np.bincount(users - first, minlength=len(deg))
         short = np.where(dense, 0, deg - have)
