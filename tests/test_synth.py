@@ -1,6 +1,7 @@
 """`latentrec synth` and the chunked Parquet/CSV reader."""
 
 import functools
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -67,6 +68,23 @@ def test_synth_cli_writes_and_rejects_bad_input(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "do not fit" in err
     assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.parametrize("extra", [["--noise", "nan"], ["--noise", "inf"], ["--noise", "-1"], ["--alpha", "nan"],
+                                   ["--alpha", "inf"], ["--alpha", "-0.5"], ["--scale", "nan", "5"],
+                                   ["--scale", "1", "inf"], ["--scale", "1", "1e300"]], ids=" ".join)
+def test_synth_refuses_a_float_option_out_of_range(tmp_path, capsys, extra):
+    code = main(["synth", "--ratings", "50", "--users", "10", "--items", "10", "--out", str(tmp_path / "s.csv"), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"latentrec synth: error: {extra[0]} must be"), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_huge_noise_clips_to_the_scale_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, _, r = synth_arrays(SynthSpec(50, 10, 10, noise=1e300))
+    assert set(r) <= {1.0, 5.0}
 
 
 def test_synth_disk_full_is_one_sentence_and_leaves_no_file(tmp_path, capsys, monkeypatch):

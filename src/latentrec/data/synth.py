@@ -9,6 +9,7 @@ are integers ``0..n-1`` (int32), ratings float32.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ import pyarrow as pa
 
 from latentrec.atomic import atomic_path
 from latentrec.errors import ConfigError
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,13 @@ class SynthSpec:
                 raise ConfigError(f"--{name.removeprefix('n_')} must be at least 1, not {getattr(self, name)}.")
         if self.n_ratings > self.n_users * self.n_items:
             raise ConfigError(f"{self.n_ratings} ratings do not fit in {self.n_users} users x {self.n_items} items.")
-        if self.noise < 0 or self.alpha < 0:
-            raise ConfigError("--noise and --alpha must be zero or positive.")
-        if not self.scale[0] < self.scale[1]:
-            raise ConfigError(f"--scale must be LOW HIGH with LOW < HIGH, not {self.scale}.")
+        for name in ("noise", "alpha"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ConfigError(f"--{name} must be a finite number of at least 0, not {getattr(self, name)}.")
+        low, high = self.scale
+        if not -FLOAT32_MAX <= low < high <= FLOAT32_MAX:
+            raise ConfigError(f"--scale must be LOW HIGH with LOW < HIGH, both between -3.4e38 and 3.4e38 "
+                              f"(ratings are float32), not {low} {high}.")
 
 
 class Planted:
@@ -104,7 +110,8 @@ def _chunk(spec: SynthSpec, planted: Planted, deg: np.ndarray, first: int, rng: 
     items = np.concatenate([items, *(rng.permutation(spec.n_items)[:deg[u]] for u in dense_u)])
     order = rng.permutation(len(users))
     users, items = users[order], items[order]
-    r = planted.rating(users, items) + rng.normal(0, spec.noise, len(users)).astype(np.float32)
+    with np.errstate(over="ignore"):  # a noise draw beyond float32 becomes inf, then clips to the scale
+        r = planted.rating(users, items) + rng.normal(0, spec.noise, len(users)).astype(np.float32)
     np.clip(r, *spec.scale, out=r)
     return pa.table({"user": users.astype(np.int32), "item": items.astype(np.int32), "rating": r.astype(np.float32)})
 
