@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from latentrec.cli import main
 
 
@@ -25,3 +27,13 @@ def test_bench_reports_every_cpu_path(capsys):
 def test_bench_rejects_a_missing_device(capsys):
     assert main(["bench", "--devices", "tpu", "--ratings", "100"]) == 2
     assert "not available" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, needle", [(["--target", "nan"], "--target must be a positive finite RMSE"),
+                                           (["--target", "-1"], "--target must be a positive finite RMSE"),
+                                           (["--threads", "0"], "--threads must be at least 1")],
+                         ids=["target-nan", "target-negative", "threads-zero"])
+def test_bench_refuses_a_bad_option(capsys, extra, needle):
+    assert main(["bench", "--ratings", "100", "--users", "10", "--items", "10", "--devices", "cpu", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err, err

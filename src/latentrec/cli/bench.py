@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import TYPE_CHECKING
 
 from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, table
@@ -69,11 +70,11 @@ def run(args: argparse.Namespace) -> int:
     from latentrec.evaluation.bench import available_devices, default_setups, run_setup, seconds_to_target
 
     start(args)
-    if args.threads:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, not {args.threads}.")
         import numba
 
-        if args.threads < 1:
-            raise ConfigError("--threads must be at least 1.")
         torch.set_num_threads(args.threads)
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     devices = args.devices or available_devices()
@@ -82,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--devices: {d!r} is not available here (available: {', '.join(available_devices())}).")
     if args.epochs < 1 or args.n_factors < 1 or min(args.batch_sizes) < 1:
         raise ConfigError("--epochs, --n-factors and --batch-sizes must be at least 1.")
+    if args.target is not None and not 0 < args.target < math.inf:
+        raise ConfigError(f"--target must be a positive finite RMSE, not {args.target}.")
     train, valid, n_users, n_items, y_range, name = _data(args)
     rows = []
     for setup in default_setups(devices, args.batch_sizes):
