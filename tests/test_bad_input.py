@@ -87,6 +87,13 @@ def test_bad_ratings_file(capsys, tmp_path, case):
     fails(capsys, tmp_path, train_argv(path, tmp_path / "model"), str(path), *needles)
 
 
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bench_refuses_every_file_train_refuses(capsys, tmp_path, case):
+    content, needles = BAD_FILES[case]
+    path = write(tmp_path / f"{case}.csv", content)
+    fails(capsys, tmp_path, ["bench", "--data", str(path), "--devices", "cpu", "--epochs", "1"], str(path), *needles)
+
+
 def test_misnamed_rating_column(capsys, tmp_path):
     path = write(tmp_path / "r.csv", GOOD)
     fails(capsys, tmp_path, train_argv(path, tmp_path / "m", "--rating-col", "stars"),

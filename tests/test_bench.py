@@ -37,3 +37,11 @@ def test_bench_refuses_a_bad_option(capsys, extra, needle):
     assert main(["bench", "--ratings", "100", "--users", "10", "--items", "10", "--devices", "cpu", *extra]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err, err
+
+
+def test_bench_refuses_data_too_small_to_hold_out_validation_rows(capsys, tmp_path):
+    path = tmp_path / "four.csv"
+    path.write_text("user,item,rating\nu1,i1,4\nu1,i2,3\nu2,i1,5\nu2,i2,2\n")
+    assert main(["bench", "--data", str(path), "--devices", "cpu", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "leaves no validation rows" in err, err

@@ -7,7 +7,7 @@ import math
 from typing import TYPE_CHECKING
 
 from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, table
-from latentrec.errors import ConfigError
+from latentrec.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from latentrec.data.batches import Encoded
@@ -16,6 +16,7 @@ EXAMPLE = """latentrec bench                                   # 1M synthetic ra
   latentrec bench --data ml-100k --epochs 10 --json
   latentrec bench --ratings 10000000 --users 200000 --items 50000 --devices cpu --batch-sizes 4096 65536"""
 
+VALID_PCT = 0.1  # the rows held out to measure RMSE
 COLUMNS = ["device", "solver", "bs", "train M/s", "s to target", "best rmse", "scores M/s", "peak MB"]
 
 
@@ -38,30 +39,33 @@ def add_parser(sub) -> None:
 
 
 def _data(args) -> tuple[Encoded, Encoded, int, int, tuple[float, float], str]:
-    from latentrec.data.batches import Encoded
-    from latentrec.data.split import random_indices
+    """The training and validation rows: ``--data`` goes through train's own checks and split."""
     from latentrec.models.dot import default_y_range
 
     if args.data:
-        from latentrec.data.vocab import Vocab
-        from latentrec.training.fit import encode
+        from latentrec.config import TrainConfig
+        from latentrec.training.fit import training_rows
 
-        df = read(args, args.data).df
-        users, items = Vocab.from_ids(df["user"]), Vocab.from_ids(df["item"])
-        enc = encode(df, users, items)
+        cfg = TrainConfig(valid_pct=VALID_PCT, seed=args.seed)
+        users, items, train, valid = training_rows(read(args, args.data), None, cfg)
         n_users, n_items, name = len(users), len(items), args.data
     else:
+        from latentrec.data.batches import Encoded
+        from latentrec.data.split import random_indices
         from latentrec.data.synth import SynthSpec, synth_arrays
 
         if min(args.ratings, args.users, args.items) < 1:
             raise ConfigError("--ratings, --users and --items must be at least 1.")
         u, i, r = synth_arrays(SynthSpec(args.ratings, args.users, args.items, seed=args.seed))
         enc = Encoded(u + 1, i + 1, r)  # row 0 stays the unknown id
+        pick = lambda idx: Encoded(enc.users[idx], enc.items[idx], enc.ratings[idx])
+        train, valid = map(pick, random_indices(len(enc), VALID_PCT, args.seed))
         n_users, n_items = args.users + 1, args.items + 1
         name = f"synthetic {args.ratings:,} ratings"
-    pick = lambda idx: Encoded(enc.users[idx], enc.items[idx], enc.ratings[idx])
-    train, valid = map(pick, random_indices(len(enc), 0.1, args.seed))
-    return train, valid, n_users, n_items, default_y_range(float(enc.ratings.min()), float(enc.ratings.max())), name
+    if valid is None or not len(valid):
+        raise DataError(f"{name}: holding out {VALID_PCT:.0%} of its ratings leaves no validation rows to measure "
+                        f"RMSE on; give more ratings.")
+    return train, valid, n_users, n_items, default_y_range(float(train.ratings.min()), float(train.ratings.max())), name
 
 
 def run(args: argparse.Namespace) -> int:
