@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--epochs, --n-factors and --batch-sizes must be at least 1.")
     if args.target is not None and not 0 < args.target < math.inf:
         raise ConfigError(f"--target must be a positive finite RMSE, not {args.target}.")
+    if not 0 <= args.seed < 2 ** 64:  # numpy's and torch's seed range
+        raise ConfigError(f"--seed must be between 0 and 2**64 - 1, not {args.seed}.")
     train, valid, n_users, n_items, y_range, name = _data(args)
     rows = []
     for setup in default_setups(devices, args.batch_sizes):

@@ -45,6 +45,8 @@ class SynthSpec:
         for name in ("noise", "alpha"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise ConfigError(f"--{name} must be a finite number of at least 0, not {getattr(self, name)}.")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be zero or positive, not {self.seed}.")
         low, high = self.scale
         if not -FLOAT32_MAX <= low < high <= FLOAT32_MAX:
             raise ConfigError(f"--scale must be LOW HIGH with LOW < HIGH, both between -3.4e38 and 3.4e38 "
