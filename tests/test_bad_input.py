@@ -163,12 +163,23 @@ BAD_OPTIONS = {
     "zero-factors": (["--n-factors", "0"], "--n-factors must be"),
     "valid-pct-one": (["--valid-pct", "1"], "--valid-pct must be in [0, 1)"),
     "valid-pct-negative": (["--valid-pct", "-0.1"], "--valid-pct must be in [0, 1)"),
-    "zero-lr": (["--solver", "sgd", "--lr", "0"], "--lr must be positive"),
+    "zero-lr": (["--solver", "sgd", "--lr", "0"], "--lr must be a positive number"),
     "lr-for-bayes": (["--lr", "0.1"], "--solver bayes has no lr to set"),
     "wd-for-bayes": (["--wd", "0.1"], "--solver bayes has no wd to set"),
     "lr-for-als": (["--solver", "als", "--lr", "0.1"], "--solver als has no lr to set"),
-    "y-range-reversed": (["--y-range", "5", "1"], "--y-range must be LOW HIGH"),
-    "unknown-schedule": (["--schedule", "sometimes"], "--schedule must be"),
+    "y-range-reversed": (["--solver", "sgd", "--y-range", "5", "1"], "--y-range must be LOW HIGH"),
+    "unknown-schedule": (["--solver", "sgd", "--schedule", "sometimes"], "--schedule must be"),
+    "bs-for-bayes": (["--bs", "64"], "--solver bayes does not use --bs"),
+    "schedule-for-bayes": (["--schedule", "cosine"], "--solver bayes does not use --schedule"),
+    "layers-for-dot": (["--solver", "sgd", "--layers", "50"], "--solver sgd does not use --layers"),
+    "momentum-for-sgd": (["--solver", "sgd", "--momentum", "0.5"], "--solver sgd does not use --momentum"),
+    "momentum-for-adam": (["--solver", "autograd", "--momentum", "0.5"], "--momentum only applies with --opt sgd"),
+    "burn-in-for-sgd": (["--solver", "sgd", "--burn-in", "3"], "--solver sgd does not use --burn-in"),
+    "dropout-for-ials": (["--model", "ials", "--dropout", "0.1"], "--model ials does not use --dropout"),
+    "y-range-for-bayes": (["--y-range", "1", "5"], "--solver bayes has no y range to set"),
+    "infinite-lr": (["--solver", "sgd", "--lr", "inf"], "--lr must be a positive number, not inf"),
+    "nan-wd": (["--solver", "sgd", "--wd", "nan"], "--wd must be zero or a positive number, not nan"),
+    "nan-momentum": (["--solver", "autograd", "--opt", "sgd", "--momentum", "nan"], "--momentum must be in [0, 1)"),
 }
 
 
@@ -179,6 +190,21 @@ def test_bad_option(capsys, tmp_path, case):
     argv = train_argv(data, tmp_path / "m")
     argv[argv.index("--epochs"):argv.index("--epochs") + 2] = []  # the case sets it (or the recipe does)
     fails(capsys, tmp_path, argv + extra, needle)
+
+
+@pytest.mark.parametrize("command", ["train", "cv", "tune", "ablation"])
+def test_a_seed_numpy_cannot_take_is_a_usage_error(capsys, command):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--seed", "-1"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--seed: must be a whole number from 0 to 4294967295, not -1" in err, err
+
+
+def test_a_seed_numpy_cannot_take_in_a_config_file(capsys, tmp_path):
+    data = write(tmp_path / "r.csv", GOOD)
+    (tmp_path / "c.toml").write_text("seed = -1\n")
+    fails(capsys, tmp_path, train_argv(data, tmp_path / "m", "--config", str(tmp_path / "c.toml")),
+          "--seed must be a whole number from 0 to 4294967295, not -1")
 
 
 def test_duplicates_policy_choice_and_default_in_help(capsys, tmp_path):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import MISSING, asdict, dataclass, fields
 
 from latentrec.errors import ConfigError
+from latentrec.schedule import parse_schedule
 
 MODELS = ("dot", "nn", "ease", "ials")
 RANKING_MODELS = ("ease", "ials")  # learn which items users pick; they order lists but predict no ratings
@@ -18,6 +20,7 @@ ML100K_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")  # ML-100K's own <nam
 CHECKPOINT_EVERY = 10.0  # seconds between training checkpoints (latentrec train --checkpoint-every)
 RANK_EVAL_USERS = 10_000  # train's closing ranking metrics score a seeded sample of this many test users at most
 MIN_RATINGS = 20  # an unknown user's ranking only considers items rated at least this often
+SEED_MAX = 2**32 - 1  # numpy's and optuna's seeds are 32-bit
 
 
 @dataclass
@@ -62,10 +65,7 @@ class TrainConfig:
             raise ConfigError(f"--model {self.model} cannot be trained with --solver {solver}.")
         values = asdict(self)
         values["solver"] = solver
-        for key in UNUSED.get(solver, ()):  # a value the solver would silently ignore (a saved config holds the recipe's)
-            if values[key] is not None and values[key] != recipe[key]:
-                raise ConfigError(f"--solver {solver} has no {key.replace('_', ' ')} to set ({UNUSED[solver][key]}); "
-                                  f"drop --{key.replace('_', '-')}.")
+        _refuse_unused(self.model, solver, values, recipe)
         for key, value in recipe.items():
             if values[key] is None:
                 values[key] = value
@@ -99,10 +99,17 @@ class TrainConfig:
                 continue  # embedding sizes by fastai's rule of thumb
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a whole number of at least 1, not {value!r}.")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be positive, not {self.lr}.")
-        if self.wd < 0:
-            raise ConfigError(f"--wd must be zero or positive, not {self.wd}.")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"--lr must be a positive number, not {self.lr}.")
+        if not (self.wd >= 0 and math.isfinite(self.wd)):
+            raise ConfigError(f"--wd must be zero or a positive number, not {self.wd}.")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"--momentum must be in [0, 1), not {self.momentum}.")
+        parse_schedule(self.schedule, self.lr, self.epochs)
+        if self.opt not in ("sgd", "adam"):
+            raise ConfigError(f"--opt must be sgd or adam, not {self.opt!r}.")
+        if self.seed is not None and not (isinstance(self.seed, int) and 0 <= self.seed <= SEED_MAX):
+            raise ConfigError(f"--seed must be a whole number from 0 to {SEED_MAX}, not {self.seed!r}.")
         if not 0 <= self.valid_pct < 1:
             raise ConfigError(f"--valid-pct must be in [0, 1), not {self.valid_pct}.")
         if self.wd_mode not in ("l2", "decoupled"):
@@ -113,9 +120,6 @@ class TrainConfig:
             raise ConfigError(f"--loss must be mse or rmse, not {self.loss!r}.")
         if self.y_range is not None and not self.y_range[0] < self.y_range[1]:
             raise ConfigError(f"--y-range must be LOW HIGH with LOW < HIGH, not {self.y_range}.")
-        if self.solver in ("als", "bayes") and self.y_range is not None:
-            raise ConfigError(f"--solver {self.solver} fits the linear biased dot model, so it takes no y_range; drop "
-                              f"--y-range (or y_range in a --config file), or use --solver sgd or autograd for the sigmoid.")
         if self.solver == "bayes" and not (isinstance(self.burn_in, int) and 0 <= self.burn_in < self.epochs):
             raise ConfigError(f"--burn-in must be a whole number from 0 to --epochs - 1, not {self.burn_in!r}.")
         if self.model == "nn" and (not self.layers or any(not isinstance(h, int) or h < 1 for h in self.layers)):
@@ -158,10 +162,43 @@ RECIPES: dict[tuple[str, str], dict] = {
                              layers=(100,), dropout=0.0, bn=False, implicit=True),
 }
 
-# options a closed-form solver has no use for, and why: given with another value, they are refused
-UNUSED: dict[str, dict[str, str]] = {
-    "bayes": {"lr": "it samples in closed form", "wd": "its priors are learned from the data"},
-    "als": {"lr": "it solves each sweep in closed form"},
+# The options each model and solver reads, besides model, solver, valid_pct, seed, device and ranker.
+USES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("dot", "bayes"): ("n_factors", "epochs", "burn_in"),
+    ("dot", "als"): ("n_factors", "epochs", "wd"),
+    ("dot", "sgd"): ("n_factors", "epochs", "lr", "wd", "wd_mode", "bs", "schedule", "y_range"),
+    ("dot", "autograd"): ("n_factors", "epochs", "lr", "wd", "wd_mode", "opt", "momentum", "bs", "schedule", "loss",
+                          "y_range"),
+    ("nn", "autograd"): ("n_factors", "epochs", "lr", "wd", "wd_mode", "opt", "momentum", "bs", "schedule", "loss",
+                         "y_range", "layers", "dropout", "bn", "implicit"),
+    ("ease", "closed"): ("wd", "dropout", "rating_weight"),
+    ("ials", "cg"): ("n_factors", "epochs", "wd", "alpha", "rating_weight"),
+}
+ALWAYS = ("model", "solver", "valid_pct", "seed", "device", "ranker")
+# why some options mean nothing to a solver (others: it does not use them)
+WHY_UNUSED: dict[str, dict[str, str]] = {
+    "bayes": {"lr": "it samples in closed form", "wd": "its priors are learned from the data",
+              "y_range": "it fits the linear biased dot model; --solver sgd or autograd fit the sigmoid"},
+    "als": {"lr": "it solves each sweep in closed form",
+            "y_range": "it fits the linear biased dot model; --solver sgd or autograd fit the sigmoid"},
     "closed": {"lr": "EASE is solved in closed form"},
     "cg": {"lr": "iALS is solved by conjugate gradients"},
 }
+
+
+def _refuse_unused(model: str, solver: str, values: dict, recipe: dict) -> None:
+    """A ConfigError for the first option that ``model``/``solver`` would silently ignore: given a value that is
+    neither the recipe's nor the option's default (a saved config holds those for every option)."""
+    uses = set(USES[(model, solver)]) | set(ALWAYS)
+    if values["opt"] != "sgd":
+        uses.discard("momentum")
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    for key, value in values.items():
+        if key in uses or value is None or value == recipe.get(key) or value == defaults.get(key):
+            continue
+        if key == "momentum" and key in USES[(model, solver)]:
+            raise ConfigError("--momentum only applies with --opt sgd; drop --momentum (momentum in a --config file).")
+        who, flag = f"--solver {solver}" if model == "dot" else f"--model {model}", f"--{key.replace('_', '-')}"
+        why = WHY_UNUSED.get(solver, {}).get(key)
+        said = f"has no {key.replace('_', ' ')} to set ({why})" if why else f"does not use {flag}"
+        raise ConfigError(f"{who} {said}; drop {flag} ({key} in a --config file).")

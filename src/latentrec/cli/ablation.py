@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from latentrec.atomic import write_text
-from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, table
+from latentrec.cli.common import add_data_options, command, console, emit_json, read, seed, start, table
 from latentrec.config import ML100K_SPLITS
 from latentrec.errors import ConfigError
 
@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
     g.add_argument("--test-pct", type=float, default=0.2, help="share of --data held out as the test set (default 0.2)")
     g.add_argument("--split", choices=ML100K_SPLITS, help="ML-100K's own split: <split>.base / <split>.test")
     p.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps (names as in the table)")
-    p.add_argument("--seed", type=int, default=42, help="seed of the split and of training (default 42)")
+    p.add_argument("--seed", type=seed, default=42, help="seed of the split and of training (default 42)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     p.add_argument("--out", help="also write the table as Markdown to this file")
 

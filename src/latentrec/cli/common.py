@@ -14,7 +14,7 @@ from rich.table import Table
 
 from latentrec import progress
 from latentrec.cli.jsonsafe import json_safe
-from latentrec.config import DUPLICATE_POLICIES
+from latentrec.config import DUPLICATE_POLICIES, SEED_MAX
 from latentrec.errors import ModelFileError
 
 if TYPE_CHECKING:  # the parser is built without pandas and torch; the commands import them when they run
@@ -31,6 +31,14 @@ def command(sub, name: str, help: str, example: str, run) -> argparse.ArgumentPa
     p.set_defaults(run=run)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     return p
+
+
+def seed(text: str) -> int:
+    """The argparse type of ``--seed``: a whole number that numpy and optuna take."""
+    value = int(text)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {SEED_MAX}, not {text}")
+    return value
 
 
 def add_data_options(p: argparse.ArgumentParser, required: bool = True) -> None:

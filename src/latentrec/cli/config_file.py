@@ -18,6 +18,7 @@ from pathlib import Path
 
 import tomllib
 
+from latentrec.cli.common import seed
 from latentrec.errors import ConfigError
 
 
@@ -112,7 +113,7 @@ def check_value(action: argparse.Action, value, path) -> object:
 
 
 def _scalar(action: argparse.Action, value, where: str):
-    kind = action.type
+    kind = int if action.type is seed else action.type  # its range is checked with the other training options
     if isinstance(value, bool) or isinstance(value, (dict, list)):
         ok = False
     elif kind is int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, table
+from latentrec.cli.common import add_data_options, command, console, emit_json, read, seed, start, table
 from latentrec.cli.config_file import apply_config, defer_defaults
 from latentrec.cli.tune import checked_train_options
 from latentrec.config import MODELS, RANKING_MODELS, SOLVERS, TrainConfig
@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
     m.add_argument("--schedule")
     m.add_argument("--valid-pct", type=float, default=0.0,
                    help="share of each training fold held out to pick the best epoch (default 0: train on all of it)")
-    m.add_argument("--seed", type=int, default=42, help="seed of the folds and of training (default 42)")
+    m.add_argument("--seed", type=seed, default=42, help="seed of the folds and of training (default 42)")
     m.add_argument("--device", default="auto")
     p.add_argument("--config", metavar="FILE", help="TOML file of training options (e.g. tune's best.toml)")
     defer_defaults(p)

@@ -14,6 +14,7 @@ from latentrec.cli.common import (
     emit_json,
     read,
     read_big,
+    seed,
     start,
     stderr,
     table,
@@ -85,7 +86,7 @@ def add_parser(sub) -> None:
     m.add_argument("--loss", choices=["mse", "rmse"], default="mse")
     m.add_argument("--y-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="sigmoid output range (default: a little wider than the data's)")
-    m.add_argument("--seed", type=int, default=42, help="seed for the split, init and shuffling (default 42)")
+    m.add_argument("--seed", type=seed, default=42, help="seed for the split, init and shuffling (default 42)")
     m.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     m.add_argument("--layers", type=int, nargs="+", metavar="SIZE", help="--model nn: hidden layer sizes (default 100)")
     m.add_argument("--dropout", type=float, help="--model nn: dropout after each hidden layer; "

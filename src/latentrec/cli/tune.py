@@ -6,7 +6,7 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, writable_or_fail
+from latentrec.cli.common import add_data_options, command, console, emit_json, read, seed, start, writable_or_fail
 from latentrec.cli.config_file import apply_config, check_value, defer_defaults
 from latentrec.config import MODELS, SOLVERS, TrainConfig
 from latentrec.errors import ConfigError
@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
     s.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     s.add_argument("--storage", help="study database, e.g. sqlite:///tune.db; rerunning the command resumes it")
     s.add_argument("--study-name", default="latentrec", help="study name inside --storage (default latentrec)")
-    s.add_argument("--seed", type=int, default=42, help="seed of the validation split, every trial and TPE (default 42)")
+    s.add_argument("--seed", type=seed, default=42, help="seed of the validation split, every trial and TPE (default 42)")
     s.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     p.add_argument("--out", default="tune", help="folder for the report (default ./tune)")
     p.add_argument("--config", metavar="FILE",

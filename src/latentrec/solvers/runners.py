@@ -118,12 +118,12 @@ def sgd_runner(model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: 
                batched: bool | None = None):
     """``--solver sgd``: the numba kernel on the CPU; off it the Triton per-rating kernel (sgd_triton.py)
     where Triton runs (CUDA), else batched torch updates (sgd_torch.py: MPS, no Triton, a kernel Triton
-    could not compile, or ``--bs`` above 1, which asks for batches).
+    could not compile). ``--bs`` above 1 asks for the batched updates on every device.
 
     ``batched=True`` takes the GPU's path on the CPU too (tests and benchmarks run its algorithm there:
     Triton's under its interpreter, ``TRITON_INTERPRET=1``, else the batched one).
     """
-    if not batched and device.type == "cpu":
+    if not batched and device.type == "cpu" and cfg.bs <= 1:
         return KernelRunner(model, data, cfg, device)
     from latentrec.solvers import sgd_triton
     from latentrec.solvers.sgd_torch import TorchSGDRunner

@@ -18,7 +18,7 @@ from latentrec.data.csr import bincount
 from latentrec.models.scoring import predict_rows, rmse_mae, scored_by_kernel
 from latentrec.solvers.distributed import data_parallel
 from latentrec.solvers.diverged import Diverged
-from latentrec.solvers.optim import parse_schedule
+from latentrec.schedule import parse_schedule
 from latentrec.solvers.runners import RUNNERS
 
 
