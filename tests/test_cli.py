@@ -89,3 +89,12 @@ def test_predict_pairs_need_no_rating_column(capsys, tmp_path, ratings_csv, cont
     assert [(r["user"], r["item"], r["known_user"]) for r in rows] == [("u1", "i1", True), ("u1", "i1", True),
                                                                        ("nobody", "i2", False)]
     assert rows[0]["prediction"] == rows[1]["prediction"]
+
+
+def test_split_trains_on_all_of_its_base_file_as_published_results_do(ml100k_dir, tmp_path, capsys):
+    argv = ["train", "--split", "u1", "--epochs", "2", "--device", "cpu", "--ranker", "none", "--json"]
+    assert main([*argv, "--out", str(tmp_path / "all")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["config"]["valid_pct"] == 0 and "valid" not in result and result["test"]["n"] == 20000
+    assert main([*argv, "--valid-pct", "0.1", "--out", str(tmp_path / "carved")]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["valid_pct"] == 0.1

@@ -54,12 +54,12 @@ def test_cross_validate_reports_folds_and_mean_std():
 
 def test_cli_cv_json_and_bad_input(tmp_path, capsys):
     lowrank_ratings(n_users=60, n_items=40, density=0.4)[0].to_csv(tmp_path / "r.csv", index=False)
-    (tmp_path / "c.toml").write_text("n_factors = 3\nepochs = 3\nvalid = 'ignored.csv'\n")
+    (tmp_path / "c.toml").write_text("n_factors = 3\nepochs = 3\nvalid = 'ignored.csv'\nvalid_pct = 0.2\n")
     assert main(["cv", "--data", str(tmp_path / "r.csv"), "--folds", "3", "--config", str(tmp_path / "c.toml"),
                  "--device", "cpu", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert [f["fold"] for f in result["folds"]] == ["fold 1", "fold 2", "fold 3"]
-    assert result["config"]["n_factors"] == 3 and result["config"]["valid_pct"] == 0
+    assert result["config"]["n_factors"] == 3 and result["config"]["valid_pct"] == 0  # a tune best.toml's 0.2 too
     assert main(["cv", "--data", str(tmp_path / "r.csv"), "--folds", "1"]) == 2
     assert main(["cv", "--data", str(tmp_path / "r.csv"), "--split", "u1-u2"]) == 2
     err = capsys.readouterr().err

@@ -130,6 +130,14 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def summary(self) -> str:
+        """The settings this model and solver use, as ``name value`` pairs (for headers)."""
+        uses = [k for k in USES[(self.model, self.solver)] if getattr(self, k) is not None]
+        if self.opt != "sgd" and "momentum" in uses:
+            uses.remove("momentum")
+        return ", ".join(f"{k} {getattr(self, k):g}" if isinstance(getattr(self, k), float) else f"{k} {getattr(self, k)}"
+                         for k in uses)
+
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import fields
 
 from latentrec.cli.common import add_data_options, command, console, emit_json, read, seed, start, table
-from latentrec.cli.config_file import apply_config, defer_defaults
+from latentrec.cli.config_file import UNSET, apply_config, defer_defaults
 from latentrec.cli.tune import checked_train_options
 from latentrec.config import MODELS, RANKING_MODELS, SOLVERS, TrainConfig
 
 EXAMPLE = """latentrec cv --data ml-100k --folds 5
   latentrec cv --data ml-100k --split u1-u5 --json
-  latentrec cv --data ratings.csv --config tune/best.toml --valid-pct 0   # cross-validate a tuned config"""
+  latentrec cv --data ratings.csv --config tune/best.toml   # cross-validate a tuned config"""
 
 OWN = {"model", "solver", "n_factors", "epochs", "lr", "wd", "schedule", "valid_pct", "seed", "device"}
 IGNORED = {"valid", "test", "out"}  # options of a train config file that do not apply to cross-validation
@@ -33,7 +33,8 @@ def add_parser(sub) -> None:
     m.add_argument("--wd", type=float)
     m.add_argument("--schedule")
     m.add_argument("--valid-pct", type=float, default=0.0,
-                   help="share of each training fold held out to pick the best epoch (default 0: train on all of it)")
+                   help="share of each training fold held out to pick the best epoch (default 0: train on all of "
+                        "it; a --config file's valid_pct, such as tune's, is not used)")
     m.add_argument("--seed", type=seed, default=42, help="seed of the folds and of training (default 42)")
     m.add_argument("--device", default="auto")
     p.add_argument("--config", metavar="FILE", help="TOML file of training options (e.g. tune's best.toml)")
@@ -44,7 +45,10 @@ def run(args) -> int:
     from latentrec.data.split import ml100k_split_files
     from latentrec.evaluation.cv import cross_validate, kfolds, parse_split
 
+    given_pct = args.valid_pct
     extra = apply_config(args, extra=({f.name for f in fields(TrainConfig)} - OWN) | IGNORED)
+    if given_pct is UNSET:  # a fold trains on all its rows unless this command line says otherwise
+        args.valid_pct = 0.0
     start(args)
     fixed = checked_train_options({k: v for k, v in extra.items() if k not in IGNORED}, args.config)
     cfg = TrainConfig.from_dict(dict(fixed, **{k: getattr(args, k) for k in OWN})).resolved()
@@ -55,11 +59,9 @@ def run(args) -> int:
             folds.append((name, read(args, base), read(args, test)))
     else:
         folds = kfolds(read(args, args.data or "ml-100k"), args.folds, args.seed)
-    if not args.json and cfg.model in RANKING_MODELS:
-        console.print(f"Cross-validating {cfg.model} (a ranking model; wd {cfg.wd:g}) on {len(folds)} folds")
-    elif not args.json:
-        console.print(f"Cross-validating {cfg.model}/{cfg.solver} (n_factors {cfg.n_factors}, {cfg.epochs} epochs, "
-                      f"lr {cfg.lr:g}, wd {cfg.wd:g}, {cfg.schedule}) on {len(folds)} folds")
+    if not args.json:
+        kind = " (a ranking model)" if cfg.model in RANKING_MODELS else ""
+        console.print(f"Cross-validating {cfg.model}/{cfg.solver}{kind}: {cfg.summary()}; {len(folds)} folds")
     result = cross_validate(folds, cfg, on_fold=None if args.json else print_fold)
     if args.json:
         emit_json(result)

@@ -55,8 +55,9 @@ def add_parser(sub) -> None:
     add_data_options(p, required=False)
     g = p.add_argument_group("split")
     g.add_argument("--valid", help="explicit validation file (instead of a random --valid-pct)")
-    g.add_argument("--valid-pct", type=float, default=0.2,
-                   help="share of the training rows held out for validation; 0 trains on all (default 0.2)")
+    g.add_argument("--valid-pct", type=float,
+                   help="share of the training rows held out for validation; 0 trains on all "
+                        "(default 0.2; 0 with --split, which trains on all of <split>.base as published results do)")
     g.add_argument("--split", choices=ML100K_SPLITS, help="ML-100K's own split: train on <split>.base, test on <split>.test")
     g.add_argument("--test", help="test file scored once, after training")
     m = p.add_argument_group("model and training (defaults: the tuned recipe for the model/solver)")
@@ -183,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
     from latentrec.use.topn import recommend
 
     apply_config(args)
+    if args.valid_pct is None:
+        args.valid_pct = 0.0 if args.split else 0.2
     start(args)
     cfg = config_from_args(args).resolved()
     pick_device(cfg.device)  # an unusable --device is refused before any reading
