@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import optuna
 import pandas as pd
@@ -82,6 +84,18 @@ def test_winner_toml_reproduces_its_trial_valid_rmse(searched, capsys):
     row = pd.read_csv(out / "trials.csv").set_index("trial").loc[summary["best_trial"]]
     assert result["best_epoch"] == row.best_epoch
     assert abs(result["metrics"]["valid_rmse"] - row.best_valid_rmse) < 1e-6
+
+
+def test_a_resumed_search_draws_new_trials(tmp_path):
+    """Two runs of the command, as a user resumes a search: the second draws trials of its own."""
+    tiny().to_csv(tmp_path / "r.csv", index=False)
+    for trials in (3, 6):
+        subprocess.run([sys.executable, "-m", "latentrec", "tune", "--data", str(tmp_path / "r.csv"), "--device", "cpu",
+                        "--trials", str(trials), "--storage", f"sqlite:///{tmp_path / 'study.db'}",
+                        "--out", str(tmp_path / f"out{trials}"), "--json"], check=True, capture_output=True, timeout=300)
+    table = pd.read_csv(tmp_path / "out6" / "trials.csv")
+    drawn = [tuple(row) for row in table[["n_factors", "epochs"]].itertuples(index=False)]
+    assert not set(drawn[1:3]) & set(drawn[3:]), drawn  # not the first session's draws again (0 is the recipe)
 
 
 def test_resumed_study_continues_its_trial_count(tmp_path):

@@ -186,11 +186,14 @@ def make_study(storage: str | None, study_name: str, seed: int, pruner=None) -> 
                 storage = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=90)
             except Exception as e:  # SQLAlchemy raises many kinds for a bad URL or file
                 raise ConfigError(f"Cannot open --storage {storage}: {e}.") from None
-    return optuna.create_study(
+    study = optuna.create_study(
         storage=storage, study_name=study_name, load_if_exists=True, direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, multivariate=True),
         pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=20),
     )
+    # seeded by the trials already stored too: a resumed search would otherwise propose its first trials again
+    study.sampler = optuna.samplers.TPESampler(seed=(seed + len(study.trials)) % 2**32, n_startup_trials=8,
+                                               multivariate=True)
+    return study
 
 
 def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
