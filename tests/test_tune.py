@@ -147,3 +147,26 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("latentrec tune: error:") and "Traceback" not in err
     assert not out.exists()
+
+
+def test_ctrl_c_during_a_trial_is_one_line(tmp_path):
+    """As Ctrl-C in the third trial (in a process of its own: optuna logs to the stderr it found at start)."""
+    tiny().to_csv(tmp_path / "r.csv", index=False)
+    script = f"""
+import sys
+from latentrec.cli import main
+from latentrec.evaluation import tune
+calls, trained = [], tune.fit
+def fit(*args, **kwargs):
+    if len(calls) == 2:
+        raise KeyboardInterrupt
+    calls.append(1)
+    return trained(*args, **kwargs)
+tune.fit = fit
+sys.exit(main(["tune", "--data", {str(tmp_path / "r.csv")!r}, "--device", "cpu", "--trials", "5",
+               "--out", {str(tmp_path / "out")!r}]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and "failed with parameters" not in done.stderr, done.stderr
+    assert done.stderr.strip().endswith("latentrec tune: interrupted.")

@@ -17,6 +17,7 @@ validation rows (ratings >= 4 relevant, training items excluded); the study mini
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 import warnings
@@ -179,6 +180,9 @@ class TuneResult:
 def make_study(storage: str | None, study_name: str, seed: int, pruner=None) -> optuna.Study:
     """A new study, or the stored one of that name (so a killed search resumes)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # a trial that raises ends the search with our own one-sentence error (Ctrl-C: "interrupted"), so optuna's
+    # warning with the traceback, logged first, would only repeat it
+    logging.getLogger("optuna.study._optimize").setLevel(logging.ERROR)
     if storage:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
