@@ -216,6 +216,19 @@ def test_duplicates_policy_choice_and_default_in_help(capsys, tmp_path):
     assert "(default: error)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command, wants", [("train", "folder"), ("checkpoint", "folder"), ("tune", "folder"),
+                                           ("ablation", "file")])
+def test_an_output_of_the_other_kind_is_refused_before_any_work(capsys, tmp_path, command, wants):
+    data = write(tmp_path / "r.csv", GOOD)
+    taken = tmp_path / "taken"
+    taken.mkdir() if wants == "file" else taken.write_text("mine\n")
+    argv = {"train": train_argv(data, taken),
+            "checkpoint": train_argv(data, tmp_path / "m", "--checkpoint-dir", str(taken)),
+            "tune": ["tune", "--data", str(data), "--out", str(taken), "--trials", "1"],
+            "ablation": ["ablation", "--data", str(data), "--out", str(taken), "--only", "Bayesian"]}[command]
+    fails(capsys, tmp_path, argv, f"Cannot write {taken}: it exists and is {'not ' if wants == 'folder' else ''}a directory")
+
+
 @pytest.fixture
 def readonly_dir(tmp_path) -> Path:
     folder = tmp_path / "ro"

@@ -1,5 +1,7 @@
 import json
 
+import pandas as pd
+
 import pytest
 
 from latentrec.cli import main
@@ -98,3 +100,14 @@ def test_split_trains_on_all_of_its_base_file_as_published_results_do(ml100k_dir
     assert result["config"]["valid_pct"] == 0 and "valid" not in result and result["test"]["n"] == 20000
     assert main([*argv, "--valid-pct", "0.1", "--out", str(tmp_path / "carved")]) == 0
     assert json.loads(capsys.readouterr().out)["config"]["valid_pct"] == 0.1
+
+
+def test_predict_writes_parquet_by_suffix_and_takes_one_way_of_asking(capsys, tmp_path, ratings_csv):
+    out_dir = tmp_path / "m"
+    assert main(["train", "--data", str(ratings_csv), "--out", str(out_dir), "--epochs", "2", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    preds = tmp_path / "p.parquet"
+    assert main(["predict", str(out_dir), "--data", str(ratings_csv), "--out", str(preds)]) == 0
+    assert list(pd.read_parquet(preds).columns)[:2] == ["user", "item"]
+    assert main(["predict", str(out_dir), "--data", str(ratings_csv), "--user", "u1", "--item", "i1"]) == 2
+    assert "Give --user and --item, or --data FILE" in capsys.readouterr().err

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from latentrec.atomic import write_text
-from latentrec.cli.common import add_data_options, command, console, emit_json, read, seed, start, table
+from latentrec.cli.common import add_data_options, command, console, emit_json, read, seed, start, table, writable_or_fail
 from latentrec.config import ML100K_SPLITS
 from latentrec.errors import ConfigError
 
@@ -65,9 +64,7 @@ def run(args) -> int:
                           f"{', '.join(map(repr, names))}.")
     steps = [s for s in STEPS if not args.only or s.name in args.only]
     if args.out:
-        parent = Path(args.out).resolve().parent
-        if not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise ConfigError(f"--out {args.out}: the folder {parent} does not exist or is not writable.")
+        writable_or_fail(Path(args.out), parents=False)
     train, test, where = split(args)
     if not args.json:
         console.print(f"Ablation on {where}: {len(train.df)} training, {len(test.df)} test ratings")

@@ -100,12 +100,19 @@ def stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def writable_or_fail(target: Path) -> None:
-    """Fail now, not after training, if ``target`` could not be created or replaced."""
-    folder = target.parent.resolve()
-    while not folder.exists():
-        folder = folder.parent
+def writable_or_fail(target: Path, folder: bool = False, parents: bool = True) -> None:
+    """Fail now, not after the work, if ``target`` (a file, or a ``folder``) could not be created or replaced:
+    it exists as the other kind, or no folder on its way can be written (``parents``: missing folders above it
+    would be created; else its folder must exist)."""
+    target = Path(target)
+    if target.exists() and target.is_dir() != folder:
+        raise ModelFileError(f"Cannot write {target}: it exists and is {'not ' if folder else ''}a directory.")
+    folder_above = target.parent.resolve()
+    if not parents and not folder_above.is_dir():
+        raise ModelFileError(f"Cannot write {target}: the folder {folder_above} does not exist.")
+    while not folder_above.exists():
+        folder_above = folder_above.parent
     try:
-        tempfile.TemporaryFile(dir=folder).close()
+        tempfile.TemporaryFile(dir=folder_above).close()
     except OSError as e:
-        raise ModelFileError(f"Cannot write {target}: {folder} is not writable ({e.strerror or e}).") from None
+        raise ModelFileError(f"Cannot write {target}: {folder_above} is not writable ({e.strerror or e}).") from None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from latentrec.atomic import atomic_path
-from latentrec.cli.common import add_data_options, command, console, emit_json, start, table
-from latentrec.errors import ConfigError, DataError
+from pathlib import Path
+
+from latentrec.cli.common import add_data_options, command, console, emit_json, start, table, writable_or_fail
+from latentrec.errors import ConfigError
 
 EXAMPLE = """latentrec predict model --user 196 --item 242
   latentrec predict model --data pairs.csv --out preds.csv"""
@@ -17,25 +18,19 @@ def add_parser(sub) -> None:
     p.add_argument("--user", help="raw user id")
     p.add_argument("--item", help="raw item id")
     add_data_options(p, required=False)
-    p.add_argument("--out", help="CSV file for the predictions of --data")
-
-
-def write_csv(df, out: str) -> None:
-    """Write the predictions as CSV, atomically: no half-written file remains."""
-    try:
-        with atomic_path(out) as tmp:
-            df.to_csv(tmp, index=False)
-    except OSError as e:
-        raise DataError(f"Cannot write {out}: {e.strerror or e}.") from None
+    p.add_argument("--out", help="CSV or Parquet file (by suffix) for the predictions of --data")
 
 
 def run(args) -> int:
     from latentrec.data.ratings import load_pairs
     from latentrec.use.recommender import Recommender
+    from latentrec.use.topn import write_table
 
     start(args)
-    if args.data is None and (args.user is None or args.item is None):
+    if (args.data is None) != (args.user is not None and args.item is not None):
         raise ConfigError("Give --user and --item, or --data FILE (with --out) for many rows.")
+    if args.out:
+        writable_or_fail(Path(args.out), parents=False)
     rec = Recommender.load(args.model_dir)
     rec.require_ratings()
     if args.data is not None:
@@ -44,7 +39,7 @@ def run(args) -> int:
     else:
         preds = rec.predict([args.user], [args.item])
     if args.out:
-        write_csv(preds, args.out)
+        write_table(preds, args.out)
     if args.json:
         emit_json(preds.to_dict(orient="records") if args.data is not None else preds.iloc[0].to_dict())
     elif not args.out or args.data is None:

@@ -154,7 +154,7 @@ def checkpointer(args: argparse.Namespace) -> Checkpointer:
         raise ConfigError(f"--checkpoint-every must be 0 or more seconds, not {args.checkpoint_every:g}.")
     folder = args.checkpoint_dir or default_folder(args.out)
     for target in (Path(args.out), Path(folder)):
-        writable_or_fail(target)
+        writable_or_fail(target, folder=True)
     if not args.resume and (Path(folder) / "checkpoint.safetensors").exists():
         epoch = completed_epoch(folder)
         raise ConfigError(

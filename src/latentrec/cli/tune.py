@@ -79,9 +79,7 @@ def run(args) -> int:
         raise ConfigError(f"--timeout must be positive, not {args.timeout}.")
     trials = 30 if args.trials is None and args.timeout is None else args.trials
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a folder.")
-    writable_or_fail(out / "trials.csv")  # before the search, not after it
+    writable_or_fail(out, folder=True)  # before the search, not after it
 
     train_data = read(args, args.data)
     valid = read(args, args.valid) if args.valid else None
