@@ -147,3 +147,10 @@ def test_dataset_path_takes_an_explicit_url(tmp_path, server):
         dataset_path("ml-latest-small", tmp_path, url=f"{server}/half/x.zip")
     assert list(tmp_path.iterdir()) == []
     assert dataset_path("ml-latest-small", tmp_path, url=f"{server}/good/x.zip").is_dir()
+
+
+def test_a_mirror_that_is_not_a_web_address(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENTREC_MIRROR", "notaurl")
+    download_fails(capsys, tmp_path / "data", "ml-100k", "notaurl/ml-100k.zip is not a web address",
+                   "$LATENTREC_MIRROR")
+    assert not any((tmp_path / "data").iterdir())

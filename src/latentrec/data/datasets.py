@@ -145,6 +145,9 @@ def _fetch(url: str, dest: Path, spec: DatasetSpec, root: Path) -> None:
     except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as e:
         reason = getattr(e, "reason", None) or e
         raise DownloadError(f"Could not download {url} ({reason}); {_manual_hint(spec, root, url)}.") from None
+    except ValueError:  # urllib's word for an address it cannot parse
+        raise DownloadError(f"{url} is not a web address; check $LATENTREC_MIRROR, or "
+                            f"{_manual_hint(spec, root, url)}.") from None
 
 
 def extract_zip(archive: Path, dest: Path) -> None:
