@@ -161,6 +161,7 @@ BAD_OPTIONS = {
     "negative-epochs": (["--epochs", "-3"], "--epochs must be a whole number of at least 1"),
     "zero-bs": (["--solver", "autograd", "--bs", "0"], "--bs must be a whole number of at least 1"),
     "zero-factors": (["--n-factors", "0"], "--n-factors must be"),
+    "factors-beyond-memory": (["--n-factors", "1000000000000"], "Not enough memory for this run"),
     "valid-pct-one": (["--valid-pct", "1"], "--valid-pct must be in [0, 1)"),
     "valid-pct-negative": (["--valid-pct", "-0.1"], "--valid-pct must be in [0, 1)"),
     "zero-lr": (["--solver", "sgd", "--lr", "0"], "--lr must be a positive number"),

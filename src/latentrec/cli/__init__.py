@@ -42,6 +42,12 @@ def entry() -> int:
     return main()
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    """Python's MemoryError, or PyTorch's failed allocation on any device (a RuntimeError or its subclass)."""
+    return (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in str(e) or "out of memory" in str(e).lower())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     release_big_blocks()
@@ -50,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     except LatentrecError as e:
         message = " ".join(str(e).split())  # one line, even when it quotes a library's multi-line text
         print(f"latentrec {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as e:
+        if not _out_of_memory(e):
+            raise
+        print(f"latentrec {args.command}: error: Not enough memory for this run; use fewer factors or layers, "
+              f"a smaller --bs, or less data.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"latentrec {args.command}: interrupted.", file=sys.stderr)

@@ -121,23 +121,24 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 class EpochTable:
-    """Prints the epoch table as training goes, with a bar over epochs on stderr."""
+    """Prints the epoch table as training goes (its header with the first row, so an error before any epoch
+    is the only line), with a bar over epochs on stderr."""
 
     def __init__(self, epochs: int, quiet: bool):
         self.every = max(1, epochs // 20)
         self.epochs, self.quiet = epochs, quiet
         self.bar = None
-
-    def header(self) -> None:
-        if not self.quiet:
-            console.print("  ".join(f"{c:>10}" for c in COLUMNS), style="bold")
+        self.headed = False
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         if self.bar:
             self.bar(1)
         e = record["epoch"]
-        if self.quiet or not (e == 1 or e % self.every == 0 or e == self.epochs):
+        if self.quiet or not (e == 1 or e % self.every == 0 or e == self.epochs or not self.headed):
             return
+        if not self.headed:
+            console.print("  ".join(f"{c:>10}" for c in COLUMNS), style="bold")
+            self.headed = True
         cells = []
         for c in COLUMNS:
             v = record.get(c)
@@ -208,7 +209,6 @@ def run(args: argparse.Namespace) -> int:
     main_rank = distributed.is_main()  # under torchrun only rank 0 prints, writes checkpoints and saves
     progress.set_enabled(main_rank and not args.json)
     printer = EpochTable(cfg.epochs, quiet=args.json or not main_rank or cfg.model in RANKING_MODELS)
-    printer.header()
     with progress.step_progress("Training", cfg.epochs) as advance:
         printer.bar = advance
         try:
