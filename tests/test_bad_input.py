@@ -193,7 +193,7 @@ def test_bad_option(capsys, tmp_path, case):
     fails(capsys, tmp_path, argv + extra, needle)
 
 
-@pytest.mark.parametrize("command", ["train", "cv", "tune", "ablation"])
+@pytest.mark.parametrize("command", ["train", "cv", "tune", "ablation", "synth", "bench"])
 def test_a_seed_numpy_cannot_take_is_a_usage_error(capsys, command):
     with pytest.raises(SystemExit) as e:
         main([command, "--seed", "-1"])

@@ -6,7 +6,7 @@ import argparse
 import math
 from typing import TYPE_CHECKING
 
-from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, table
+from latentrec.cli.common import add_data_options, command, console, emit_json, read, seed, start, table
 from latentrec.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
     b.add_argument("--epochs", type=int, default=5)
     b.add_argument("--target", type=float, help="validation RMSE target (default: the median of the runs' best)")
     b.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=seed, default=0)
 
 
 def _data(args) -> tuple[Encoded, Encoded, int, int, tuple[float, float], str]:
@@ -89,8 +89,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--epochs, --n-factors and --batch-sizes must be at least 1.")
     if args.target is not None and not 0 < args.target < math.inf:
         raise ConfigError(f"--target must be a positive finite RMSE, not {args.target}.")
-    if not 0 <= args.seed < 2 ** 64:  # numpy's and torch's seed range
-        raise ConfigError(f"--seed must be between 0 and 2**64 - 1, not {args.seed}.")
     train, valid, n_users, n_items, y_range, name = _data(args)
     rows = []
     for setup in default_setups(devices, args.batch_sizes):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from latentrec.cli.common import command, console, emit_json
+from latentrec.cli.common import command, console, emit_json, seed
 
 EXAMPLE = """latentrec synth --ratings 10000000 --users 200000 --items 50000 --out ratings.parquet
   latentrec synth --ratings 100000 --users 1000 --items 500 --factors 4 --noise 0.3 --out small.csv --json"""
@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
                    help="power-law exponent of item popularity; users get alpha/2 (default 0.8)")
     p.add_argument("--scale", type=float, nargs=2, default=(1.0, 5.0), metavar=("LOW", "HIGH"),
                    help="ratings are clipped to this range (default 1 5)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", required=True, help="output file: .parquet, .pq or .csv")
 
 
