@@ -87,6 +87,10 @@ def test_new_user_ratings_outside_the_scale_are_refused_and_unknown_items_report
     rec.save(tmp_path / "m")
     assert main(["recommend", str(tmp_path / "m"), "--ratings", f"{item}:{hi},nope:{lo}", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["ignored"] == ["nope"]
+    assert main(["recommend", str(tmp_path / "m"), "--ratings", f"nope:{lo}", "-n", "3", "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)  # nothing to fold in: the flagged non-personalized list
+    assert not alone["known"] and not alone["folded_in"] and alone["ignored"] == ["nope"]
+    assert [r["item"] for r in alone["recommendations"]] == list(recommend(rec, "ghost", 3)["item"])
 
 
 def test_bayesian_fold_in_uses_the_users_spread_as_its_prior():

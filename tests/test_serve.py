@@ -104,8 +104,14 @@ def test_fold_in_recommendations(client, holder):
     assert items == list(direct["item"])
 
 
+def test_a_new_user_rating_only_unknown_items_gets_the_flagged_popular_list(client):
+    body = client.post("/api/recommendations", json={"ratings": [{"item": "nope", "rating": 4}], "n": 5}).json()
+    assert not body["known"] and not body["folded_in"] and body["ignored"] == ["nope"]
+    unknown = client.get("/api/users/nobody/recommendations", params={"n": 5}).json()
+    assert [r["item"] for r in body["recommendations"]] == [r["item"] for r in unknown["recommendations"]]
+
+
 @pytest.mark.parametrize("body, status", [
-    ({"ratings": [{"item": "nope", "rating": 4}]}, 422),  # nothing known to fold in
     ({"ratings": [{"item": "i1", "rating": 4}, {"item": "i1", "rating": 2}]}, 422),  # rated twice
     ({"ratings": []}, 422),
     ({"ratings": [{"item": "i1"}]}, 422),

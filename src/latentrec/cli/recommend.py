@@ -50,19 +50,23 @@ def run(args) -> int:
         given = read_user_ratings(args.ratings_file)
     top = recommend(rec, args.user, args.n, args.include_rated, args.min_ratings, ratings=given)
     ignored = ignored_items(rec, given.items) if given is not None else []
+    folded = given is not None and len(ignored) < len(given.items)
     if args.json:
-        emit_json({"user": args.user, "known": given is not None or args.user in rec.users,
-                   "folded_in": given is not None, "ignored": ignored, "recommendations": top.to_dict(orient="records")})
+        emit_json({"user": args.user, "known": folded or args.user in rec.users, "folded_in": folded,
+                   "ignored": ignored, "recommendations": top.to_dict(orient="records")})
         return 0
     if ignored:
         stderr(f"latentrec recommend: ignored {len(ignored)} rated item(s) the model does not know: {', '.join(ignored)}")
-    if given is not None:
+    if folded:
         who = f"a new user folded in from {len(given.items) - len(ignored)} ratings"
+    elif given is not None:
+        who = f"a new user with no rated item the model knows: not personalized, the most-rated items " \
+              f"(>= {args.min_ratings} ratings)"
     elif args.user in rec.users:
         who = f"user {args.user}"
     else:
         who = f"unknown user {args.user}: not personalized, the most-rated items (>= {args.min_ratings} ratings)"
     cols = ["rank", "item", "title"] + (["prediction"] if rec.model is not None else [])
-    how = f", ordered by {rec.ranker.kind}" if rec.ranker is not None and (given is not None or args.user in rec.users) else ""
+    how = f", ordered by {rec.ranker.kind}" if rec.ranker is not None and (folded or args.user in rec.users) else ""
     table(f"Top {args.n} for {who}{how}", cols, top[cols].itertuples(index=False), {"prediction": ".2f"})
     return 0

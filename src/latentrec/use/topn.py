@@ -163,11 +163,15 @@ def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_ra
     non-personalized ranking of :func:`popular` (``known`` False), unless ``ratings`` are given:
     then the user is folded in from them (for a ranker: EASE multiplies their row by its item x item
     matrix, iALS solves their factors; for the rating model: factors solved with the item factors
-    fixed) and the results are personalized.
+    fixed) and the results are personalized. Ratings of items the model does not know are left out;
+    if none is known, the user gets the non-personalized list (``known`` False).
     """
     check_n(n)
     if ratings is not None:
         check_given(rec, ratings)
+        if not (rec.items.encode(ratings.items) > 0).any():
+            ratings = None  # nothing to fold in: as an unknown user
+    if ratings is not None:
         predicted = None
         if rec.model is not None and (rec.ranker is None or is_dot(rec.model)):
             folded = fold_in(rec, ratings)

@@ -156,7 +156,9 @@ def create_app(holder: ModelHolder) -> FastAPI:
         given = UserRatings([str(r.item) for r in body.ratings], [r.rating for r in body.ratings])
         with holder.lock:
             top = recommend(rec, None, body.n, ratings=given)
-        return JSONResponse({"known": True, "folded_in": True, "ignored": ignored_items(rec, given.items),
+        ignored = ignored_items(rec, given.items)
+        folded = len(ignored) < len(given.items)  # none known: the non-personalized list
+        return JSONResponse({"known": folded, "folded_in": folded, "ignored": ignored,
                              "recommendations": records(top, drop=("known",))})
 
     @app.get("/api/items", tags=["items"])
