@@ -205,3 +205,12 @@ def test_divergence_is_caught_within_the_epoch_keeping_last_good_weights(capsys,
     assert_same_weights(out, one)  # exactly the weights after epoch 1
     assert all(torch.isfinite(t).all() for t in weights(out).values() if t.is_floating_point())
     assert not checkpoint.default_folder(out).exists()
+
+
+def test_divergence_in_the_first_epoch_saves_nothing_and_shows_nothing_else(capsys, tmp_path, ratings_csv):
+    out = tmp_path / "m"
+    assert main(train_args(ratings_csv, out, "sgd", EPOCHS, "--lr", "1000")) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("latentrec train: error: Training diverged in epoch 1 (")
+    assert captured.err.strip().endswith("Nothing was saved.") and "kept the weights" not in captured.err
+    assert "Top 5" not in captured.out and not out.exists() and not checkpoint.default_folder(out).exists()

@@ -218,6 +218,9 @@ def run(args: argparse.Namespace) -> int:
     if not main_rank:
         return 0
     trainer_diverged = trainer.diverged if trainer is not None else None
+    if trainer_diverged and not trainer.history:  # not one good epoch: nothing worth saving or showing
+        checkpoints.remove()
+        raise ConfigError(f"{trainer_diverged} Nothing was saved.")
     if trainer is not None:
         trainer.train = None  # the training columns are in the model now: let them go (12 bytes a rating)
     if lean is not None:

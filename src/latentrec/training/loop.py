@@ -131,8 +131,8 @@ class Trainer:
                 advice = ("Regularize more or use fewer factors: try a larger --wd or a smaller --n-factors."
                           if getattr(runner, "closed_form", False) else
                           f"Lower the learning rate: try --lr {cfg.lr / 3:.3g}.")
-                self.diverged = (f"Training diverged in epoch {epoch + 1} ({why}); kept the weights of epoch "
-                                 f"{epoch}. {advice}")
+                kept = f"; kept the weights of epoch {epoch}" if epoch else ""
+                self.diverged = f"Training diverged in epoch {epoch + 1} ({why}){kept}. {advice}"
                 break
             runner.limit = max(10 * mse, 1.0) if math.isinf(runner.limit) else runner.limit
             self.model.set_unknown_rows(self.user_counts, self.item_counts)
