@@ -31,7 +31,7 @@ def test_file_fills_options_and_flags_win(tmp_path):
     args = parse(["train", "--config", str(tmp_path / "c.toml"), "--epochs", "3", "--wd", "0.5"])
     assert (args.n_factors, args.epochs, args.lr, args.wd) == (12, 3, 1.0, 0.5)
     assert isinstance(args.lr, float) and args.y_range == [0.5, 5.0] and args.schedule == "constant"
-    assert (args.valid_pct, args.seed, args.out, args.json) == (0.2, 42, "model", False)  # real defaults
+    assert (args.valid_pct, args.seed, args.out, args.json) == (None, 42, "model", False)  # real defaults (valid_pct: by --split)
 
 
 def test_list_options(tmp_path):
@@ -95,3 +95,15 @@ def test_dumps_toml_round_trips(values):
 def test_dumps_toml_nan_and_tables():
     back = tomllib.loads(dumps_toml({"a": math.nan, "b": None, "space": {"lr": {"low": 0.1, "high": 1.0}}}))
     assert math.isnan(back["a"]) and "b" not in back and back["space"]["lr"] == {"low": 0.1, "high": 1.0}
+
+
+def test_a_relative_data_path_is_found_beside_the_config_file_from_any_folder(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    lowrank_ratings(n_users=40, n_items=30, density=0.4)[0].to_csv(folder / "r.csv", index=False)
+    (folder / "c.toml").write_text('data = "r.csv"\nn_factors = 3\nepochs = 2\ndevice = "cpu"\n')
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--config", "project/c.toml", "--out", "m", "--json"]) == 0
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["data"] == str((folder / "r.csv").resolve())
+    monkeypatch.chdir(folder.parent.parent)  # a model dir's recorded data is absolute: it retrains from anywhere
+    assert main(["train", "--config", str(tmp_path / "m"), "--out", str(tmp_path / "m2"), "--json"]) == 0

@@ -57,8 +57,18 @@ def apply_config(args: argparse.Namespace, extra: set[str] = frozenset()) -> dic
                           f"(known: {', '.join(sorted(options))}).")
     for dest, (action, default) in options.items():
         if getattr(args, dest, UNSET) is UNSET:
-            setattr(args, dest, check_value(action, values[dest], path) if dest in values else default)
+            value = check_value(action, values[dest], path) if dest in values else default
+            setattr(args, dest, beside(path, value) if dest in values and dest in INPUT_FILES else value)
     return {k: v for k, v in values.items() if k in extra}
+
+
+INPUT_FILES = {"data", "valid", "test", "data_dir"}  # options naming files or folders to read
+
+
+def beside(config: str | os.PathLike, value: str):
+    """A relative path in a config file, looked up beside that file first, then in the current folder."""
+    there = Path(config).parent / str(value)
+    return str(there) if isinstance(value, str) and not Path(value).is_absolute() and there.exists() else value
 
 
 def read_config(path: str | os.PathLike) -> dict:

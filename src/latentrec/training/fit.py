@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 import numpy as np
 import torch
 
@@ -138,7 +139,9 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tr
         best = next((h for h in trainer.history if h["epoch"] == trainer.best_epoch), last)
         info = {"metrics": {k: best[k] for k in ("train_rmse", "valid_rmse", "valid_mae") if k in best},
                 "best_epoch": trainer.best_epoch, "train_seconds": trainer.train_seconds}
-    info.update(data=train.source, n_train=len(tr), n_valid=len(va) if va is not None else 0)
+    source = Path(str(train.source))  # a file as an absolute path, so `train --config MODEL_DIR` finds it anywhere
+    info.update(data=str(source.resolve()) if source.is_file() else train.source, n_train=len(tr),
+                n_valid=len(va) if va is not None else 0)
     if trainer is not None and trainer.diverged:
         info["diverged"] = trainer.diverged
     ranker = None
