@@ -170,3 +170,13 @@ sys.exit(main(["tune", "--data", {str(tmp_path / "r.csv")!r}, "--device", "cpu",
     assert done.returncode == 130, done.stderr
     assert "Traceback" not in done.stderr and "failed with parameters" not in done.stderr, done.stderr
     assert done.stderr.strip().endswith("latentrec tune: interrupted.")
+
+
+def test_a_space_key_the_solver_does_not_use_is_named(tmp_path, capsys):
+    tiny().to_csv(tmp_path / "r.csv", index=False)
+    (tmp_path / "t.toml").write_text('[space]\nlr = {low = 0.005, high = 0.05, log = true}\n')
+    assert main(["tune", "--data", str(tmp_path / "r.csv"), "--config", str(tmp_path / "t.toml"),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "[space] searches lr, which --model dot --solver bayes does not use" in err, err
+    assert not (tmp_path / "o").exists()

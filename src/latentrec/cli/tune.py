@@ -8,7 +8,7 @@ from pathlib import Path
 
 from latentrec.cli.common import add_data_options, command, console, emit_json, read, seed, start, writable_or_fail
 from latentrec.cli.config_file import apply_config, check_value, defer_defaults
-from latentrec.config import MODELS, SOLVERS, TrainConfig
+from latentrec.config import MODELS, SOLVERS, USES, TrainConfig
 from latentrec.errors import ConfigError
 
 EXAMPLE = """latentrec tune --data train.csv --trials 30 --out tuning --test test.csv
@@ -67,10 +67,15 @@ def run(args) -> int:
     fixed = checked_train_options(extra, path)
     base = TrainConfig.from_dict(dict(fixed, model=args.model, solver=args.solver, seed=args.seed,
                                       device=args.device, valid_pct=args.valid_pct))
-    space = default_space(args.model, solver_for(base))
+    solver = solver_for(base)
+    space = default_space(args.model, solver)
     if space_table is not None:
         space.update(space_from_toml(space_table, f"{path}: [space]"))
     space = {k: v for k, v in space.items() if k not in fixed}
+    unused = sorted(set(space) - set(USES.get((args.model, solver), space)))
+    if unused:
+        raise ConfigError(f"{path}: [space] searches {', '.join(unused)}, which --model {args.model} --solver {solver} "
+                          f"does not use; drop {'it' if len(unused) == 1 else 'them'} (or set solver in the file).")
     if args.data is None:
         raise ConfigError("Give the training ratings with --data (or data = ... in --config).")
     if args.trials is not None and args.trials < 1:
