@@ -37,6 +37,11 @@ def test_train_evaluate_predict_json(capsys, tmp_path, ratings_csv):
     assert code == 0
     ev = json.loads(out)
     assert ev["n"] == result["test"]["n"] and abs(ev["rmse"] - result["test"]["rmse"]) < 1e-6
+    assert ev["n_seen"] == ev["n"]  # scored on the very rows it was built from
+    off = tmp_path / "off.csv"
+    off.write_text("user,item,rating\nu1,i1,99\nu2,i2,-3\nnobody,i3,2\n")
+    code, out, _ = run(capsys, "evaluate", str(out_dir), "--data", str(off))
+    assert code == 0 and "Note: 2 ratings lie outside the model's scale" in out
 
     code, out, _ = run(capsys, "predict", str(out_dir), "--user", "u1", "--item", "nobody", "--json")
     assert code == 0

@@ -25,6 +25,7 @@ def print_evaluation(r: dict, ranking_asked: bool = False) -> None:
     if "rmse" not in r:
         what = "ranking metrics, as asked" if ranking_asked else "a ranking-only model, so no RMSE; ranking metrics only"
         console.print(f"\nEvaluation on {r['data']} ({r['n']} ratings): {what}.")
+        print_notes(r)
         if "ranking" in r:
             print_ranking(r["ranking"])
         return
@@ -34,8 +35,20 @@ def print_evaluation(r: dict, ranking_asked: bool = False) -> None:
     table(f"\nEvaluation on {r['data']} ({r['n']} ratings, {r['n_unknown']} with an unknown user or item)",
           ["model", "rmse", "mae", "model's rmse gain"], rows, {"rmse": ".4f", "mae": ".4f"})
     console.print(f"Ratings' standard deviation: {r['ratings_std']:.4f} (what always guessing the mean scores)")
+    print_notes(r)
     if "ranking" in r:
         print_ranking(r["ranking"])
+
+
+def print_notes(r: dict) -> None:
+    """What makes the figures less than they seem: pairs the model was built from, ratings off its scale."""
+    if r["n_seen"]:
+        console.print(f"Note: {r['n_seen']:,} of these {r['n']:,} pairs were in the data the model was built from: "
+                      f"their RMSE is optimistic and the ranking leaves them out.")
+    if r["n_off_scale"]:
+        lo, hi = r["scale"]
+        console.print(f"Note: {r['n_off_scale']:,} ratings lie outside the model's scale {lo:g}-{hi:g} (its training "
+                      f"ratings' range); its predictions stay within it.")
 
 
 def print_ranking(g: dict) -> None:

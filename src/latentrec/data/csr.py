@@ -147,3 +147,19 @@ def first_duplicate(rows: np.ndarray, cols: np.ndarray, indptr: np.ndarray, sort
     if not _any_repeat(indptr, sorted_cols):
         return -1
     return int(_first_repeated(rows, cols, indptr, sorted_cols))
+
+
+@njit(cache=True)
+def _count_in(rows, cols, indptr, sorted_cols):
+    found = 0
+    for n in range(len(rows)):
+        seg = sorted_cols[indptr[rows[n]]:indptr[rows[n] + 1]]
+        j = np.searchsorted(seg, cols[n])
+        if j < len(seg) and seg[j] == cols[n]:
+            found += 1
+    return found
+
+
+def count_in(rows: np.ndarray, cols: np.ndarray, indptr: np.ndarray, sorted_cols: np.ndarray) -> int:
+    """How many of the pairs ``(rows[n], cols[n])`` the grouped pairs ``indptr``/``sorted_cols`` hold."""
+    return int(_count_in(rows, cols, indptr, sorted_cols))

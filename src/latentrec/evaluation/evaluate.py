@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from latentrec.data import csr
 from latentrec.data.batches import EncodedRows
 from latentrec.data.ratings import Ratings
 from latentrec.evaluation.ranking import evaluate_ranking
@@ -13,7 +14,10 @@ from latentrec.use.recommender import Recommender
 
 def evaluate(rec: Recommender, ratings: Ratings | EncodedRows, k: int | None = 10, threshold: float = 4.0,
              max_rank_users: int | None = None, with_rmse: bool = True) -> dict:
-    """Score ``rec`` on ``ratings``; unknown users/items are predicted by the fallback and counted.
+    """Score ``rec`` on ``ratings``; unknown users/items are predicted by the fallback and counted, and so are
+    pairs that were in the data the model was built from (``n_seen``: scores on them are optimistic, and the
+    ranking leaves them out) and ratings off the model's
+    scale (``n_off_scale``: its predictions stay within the range of its training ratings).
 
     RMSE and MAE (next to the baselines) need a rating model; a ranking-only model gets only the
     ranking metrics, and with ``k=None`` raises :class:`~latentrec.errors.ModelCapabilityError`.
@@ -27,12 +31,16 @@ def evaluate(rec: Recommender, ratings: Ratings | EncodedRows, k: int | None = 1
     data = rows.data
     target = data.ratings
     unknown_user, unknown_item = data.users == 0, data.items == 0
+    lo, hi = rec.rating_range
     result = {
         "data": rows.source,
         "n": int(len(target)),
         "n_unknown": int((unknown_user | unknown_item).sum()),
         "n_unknown_users": int(unknown_user.sum()),
         "n_unknown_items": int(unknown_item.sum()),
+        "n_seen": csr.count_in(data.users, data.items, rec.rated_indptr, rec.rated_items),
+        "n_off_scale": int(((target < lo) | (target > hi)).sum()),
+        "scale": [lo, hi],
         "ratings_std": float(np.std(target)),
     }
     if rec.model is not None and with_rmse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -13,7 +14,7 @@ from latentrec.data.lean import EncodedSplit
 from latentrec.data.ratings import Ratings
 from latentrec.data.split import hold_out
 from latentrec.data.vocab import Vocab
-from latentrec.errors import DataError
+from latentrec.errors import ConfigError, DataError
 from latentrec.models.baselines import fit_biases
 from latentrec.models.dot import DotProductBias, default_y_range
 from latentrec.solvers.distributed import local_device
@@ -30,8 +31,6 @@ def pick_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    from latentrec.errors import ConfigError
-
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -123,6 +122,9 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tr
     cfg = cfg.resolved()
     users, items, tr, va = training_rows(train, valid, cfg)
     lo, hi = float(tr.ratings.min()), float(tr.ratings.max())
+    if cfg.y_range is not None and not cfg.y_range[0] <= lo <= hi <= cfg.y_range[1]:
+        raise ConfigError(f"--y-range {cfg.y_range[0]:g} {cfg.y_range[1]:g} does not cover the training ratings, "
+                          f"which run from {lo:g} to {hi:g}; widen it, or leave it out to fit the data's range.")
     y_range = tuple(cfg.y_range) if cfg.y_range is not None else default_y_range(lo, hi)
     torch.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
     ranker_kind = pick_ranker(cfg, len(items), len(tr))
