@@ -168,8 +168,6 @@ BAD_OPTIONS = {
     "lr-for-bayes": (["--lr", "0.1"], "--solver bayes has no lr to set"),
     "wd-for-bayes": (["--wd", "0.1"], "--solver bayes has no wd to set"),
     "lr-for-als": (["--solver", "als", "--lr", "0.1"], "--solver als has no lr to set"),
-    "y-range-short-of-the-data": (["--solver", "sgd", "--y-range", "2", "3"],
-                                  "--y-range 2 3 does not cover the training ratings"),
     "y-range-reversed": (["--solver", "sgd", "--y-range", "5", "1"], "--y-range must be LOW HIGH"),
     "unknown-schedule": (["--solver", "sgd", "--schedule", "sometimes"], "--schedule must be"),
     "bs-for-bayes": (["--bs", "64"], "--solver bayes does not use --bs"),

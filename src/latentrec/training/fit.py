@@ -122,9 +122,6 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tr
     cfg = cfg.resolved()
     users, items, tr, va = training_rows(train, valid, cfg)
     lo, hi = float(tr.ratings.min()), float(tr.ratings.max())
-    if cfg.y_range is not None and not cfg.y_range[0] <= lo <= hi <= cfg.y_range[1]:
-        raise ConfigError(f"--y-range {cfg.y_range[0]:g} {cfg.y_range[1]:g} does not cover the training ratings, "
-                          f"which run from {lo:g} to {hi:g}; widen it, or leave it out to fit the data's range.")
     y_range = tuple(cfg.y_range) if cfg.y_range is not None else default_y_range(lo, hi)
     torch.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
     ranker_kind = pick_ranker(cfg, len(items), len(tr))
