@@ -37,13 +37,15 @@ def files(tmp_path_factory):
     return folder
 
 
-def torchrun(*args: str, nproc: int = 2, timeout: float = 180, **env_vars: str) -> subprocess.CompletedProcess:
-    """``args`` (a script or ``-m module`` and its arguments) on ``nproc`` ranks on loopback; fails on a non-zero exit."""
+def torchrun(*args: str, nproc: int = 2, timeout: float = 180, status: int = 0,
+             **env_vars: str) -> subprocess.CompletedProcess:
+    """``args`` (a script or ``-m module`` and its arguments) on ``nproc`` ranks on loopback; fails unless the exit
+    status is ``status``."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")} | env_vars
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
                           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *args],
                          env=env, timeout=timeout, capture_output=True, text=True, check=False)
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.returncode == status, run.stderr[-3000:]
     return run
 
 
@@ -135,3 +137,9 @@ def test_a_divergence_on_one_rank_stops_every_rank_together(tmp_path, solver):
     torchrun(str(WORKER), "diverge", solver, str(tmp_path), timeout=90)
     said = [(tmp_path / f"diverge{rank}.txt").read_text() for rank in range(2)]
     assert all(s.startswith("diverged") for s in said), said
+
+
+def test_an_error_every_rank_meets_is_said_once(files, tmp_path):
+    run = torchrun("-m", "latentrec", "train", "--data", str(files / "train.csv"), "--out", str(tmp_path / "m"),
+                   "--resume", "--device", "cpu", status=1)  # torchrun's own status when a rank fails
+    assert run.stderr.count("latentrec train: error:") == 1, run.stderr[-3000:]

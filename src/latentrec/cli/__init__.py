@@ -54,15 +54,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except LatentrecError as e:
-        message = " ".join(str(e).split())  # one line, even when it quotes a library's multi-line text
-        print(f"latentrec {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        return _fail(args.command, " ".join(str(e).split()))  # one line, even quoting a library's multi-line text
     except (MemoryError, RuntimeError) as e:
         if not _out_of_memory(e):
             raise
-        print(f"latentrec {args.command}: error: Not enough memory for this run; use fewer factors or layers, "
-              f"a smaller --bs, or less data.", file=sys.stderr)
-        return 2
+        return _fail(args.command, "Not enough memory for this run; use fewer factors or layers, a smaller --bs, "
+                                   "or less data.")
     except KeyboardInterrupt:
-        print(f"latentrec {args.command}: interrupted.", file=sys.stderr)
+        if _speaks():
+            print(f"latentrec {args.command}: interrupted.", file=sys.stderr)
         return 130
+
+
+def _speaks() -> bool:
+    """Whether this process reports errors: always, except the ranks other than 0 under torchrun (all of them
+    meet the same error, and one sentence is enough)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _fail(command: str, message: str) -> int:
+    if _speaks():
+        print(f"latentrec {command}: error: {message}", file=sys.stderr)
+    return 2

@@ -167,6 +167,11 @@ def checkpointer(args: argparse.Namespace) -> Checkpointer:
 
 
 def interrupted(checkpoints: Checkpointer, epochs: int) -> int:
+    """Say what Ctrl-C left (rank 0 only under torchrun: it alone writes checkpoints)."""
+    from latentrec.solvers import distributed
+
+    if not distributed.is_main():
+        return 130
     if checkpoints.saved_epoch:
         stderr(f"latentrec train: interrupted; epoch {checkpoints.saved_epoch} of {epochs} is saved in "
                f"{checkpoints.folder}. Run the same command with --resume to continue.")

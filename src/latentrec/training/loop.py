@@ -12,13 +12,12 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from latentrec.config import TrainConfig
+from latentrec.config import TrainConfig, parse_schedule
 from latentrec.data.batches import Encoded
 from latentrec.data.csr import bincount
 from latentrec.models.scoring import predict_rows, rmse_mae, scored_by_kernel
 from latentrec.solvers.distributed import data_parallel
 from latentrec.solvers.diverged import Diverged
-from latentrec.schedule import parse_schedule
 from latentrec.solvers.runners import RUNNERS
 
 
