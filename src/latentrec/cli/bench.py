@@ -24,18 +24,18 @@ def add_parser(sub) -> None:
     p = command(sub, "bench", "Measure training and inference speed on every available device.", EXAMPLE, run)
     add_data_options(p, required=False)
     g = p.add_argument_group("synthetic data (used when --data is not given)")
-    g.add_argument("--ratings", type=int, default=1_000_000)
-    g.add_argument("--users", type=int, default=20_000)
-    g.add_argument("--items", type=int, default=5_000)
+    g.add_argument("--ratings", type=int, default=1_000_000, help="planted ratings (default 1,000,000)")
+    g.add_argument("--users", type=int, default=20_000, help="users (default 20,000)")
+    g.add_argument("--items", type=int, default=5_000, help="items (default 5,000)")
     b = p.add_argument_group("what to measure")
     b.add_argument("--devices", nargs="+", help="devices to try (default: every available one)")
     b.add_argument("--batch-sizes", type=int, nargs="+", default=[1024, 16384],
                    help="batch sizes for the batched paths (default 1024 16384)")
-    b.add_argument("--n-factors", type=int, default=64)
-    b.add_argument("--epochs", type=int, default=5)
+    b.add_argument("--n-factors", type=int, default=64, help="latent factors (default 64)")
+    b.add_argument("--epochs", type=int, default=5, help="epochs of each run (default 5)")
     b.add_argument("--target", type=float, help="validation RMSE target (default: the median of the runs' best)")
     b.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
-    b.add_argument("--seed", type=seed, default=0)
+    b.add_argument("--seed", type=seed, default=0, help="seed of the data and of training (default 0)")
 
 
 def _data(args) -> tuple[Encoded, Encoded, int, int, tuple[float, float], str]:
@@ -124,5 +124,6 @@ def _fastest(rows: list[dict]) -> dict:
         return {}
     train = max(ok, key=lambda r: r["ratings_per_s"])
     infer = max(ok, key=lambda r: r["scores_per_s"])
-    return {"training": (train["device"], f"{train['solver']} bs={train['bs']}"),
-            "inference": (infer["device"], f"{infer['solver']} bs={infer['bs']}")}
+    batch = train.get("batch", train["bs"])
+    return {"training": (train["device"], train["solver"] + (f", batches of {batch:,}" if batch > 1 else "")),
+            "inference": (infer["device"], f"{infer['scores_per_s'] / 1e6:.0f}M scores/s")}

@@ -32,7 +32,9 @@ class Setup:
 
     @property
     def name(self) -> str:
-        return f"{self.solver} bs={self.bs}"
+        if self.bs > 1:
+            return f"{self.solver} bs={self.bs}"
+        return f"{self.solver} (its own batch)" if self.solver == "sgd-torch" else self.solver
 
 
 def available_devices() -> list[str]:
