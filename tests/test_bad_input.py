@@ -208,6 +208,13 @@ def test_a_seed_numpy_cannot_take_in_a_config_file(capsys, tmp_path):
           "--seed must be a whole number from 0 to 4294967295, not -1")
 
 
+def test_an_unknown_option_points_at_its_commands_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--bogus"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err == "latentrec train: error: unrecognized arguments: --bogus (see `latentrec train --help`).\n"
+
+
 def test_duplicates_policy_choice_and_default_in_help(capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
         main(["train", "--duplicates", "sometimes"])

@@ -21,12 +21,22 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`).\n")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("latentrec")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="latentrec",
         description="Collaborative filtering on explicit ratings: train, evaluate, predict, recommend.",
         epilog="Example: latentrec train --data ml-100k --out model && latentrec recommend model --user 196",
     )
+    parser.add_argument("--version", action="version", version=f"latentrec {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     for name in COMMANDS:
         import_module(f"{__name__}.{name.replace('-', '_')}").add_parser(sub)
@@ -49,7 +59,9 @@ def _out_of_memory(e: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # named by the command's own parser, so the message points at its --help
+        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     release_big_blocks()
     try:
         return int(args.run(args) or 0)

@@ -28,7 +28,7 @@ def command(sub, name: str, help: str, example: str, run) -> argparse.ArgumentPa
     """Register a subcommand whose --help ends with an example."""
     p = sub.add_parser(name, help=help, description=help, epilog=f"Example:\n  {example}",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, _parser=p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     return p
 
@@ -41,9 +41,11 @@ def seed(text: str) -> int:
     return value
 
 
-def add_data_options(p: argparse.ArgumentParser, required: bool = True) -> None:
+def add_data_options(p: argparse.ArgumentParser, required: bool = True, default: str | None = None) -> None:
+    """--data and the options that say how to read it; ``default``: the dataset used when --data is left out."""
     p.add_argument("--data", required=required,
-                   help="dataset name (ml-100k, ml-1m, ml-latest-small) or a CSV/TSV/Parquet file")
+                   help="dataset name (ml-100k, ml-1m, ml-latest-small) or a CSV/TSV/Parquet file"
+                        + (f" (default: {default})" if default else ""))
     p.add_argument("--user-col", help="user column (default: user, userId, ...; or the 1st of a headerless file)")
     p.add_argument("--item-col", help="item column (default: item, movieId, ...; or the 2nd)")
     p.add_argument("--rating-col", help="rating column (default: rating, score, ...; or the 3rd)")

@@ -20,12 +20,12 @@ COLUMNS = ["fold", "n_test", "rmse", "mae", "biases_rmse", "best_epoch", "second
 
 def add_parser(sub) -> None:
     p = command(sub, "cv", "Cross-validate a training config: per-fold RMSE/MAE, mean ± std, baselines.", EXAMPLE, run)
-    add_data_options(p, required=False)
+    add_data_options(p, required=False, default="ml-100k")
     g = p.add_argument_group("folds")
     g.add_argument("--folds", type=int, default=5, help="number of random folds (default 5)")
     g.add_argument("--split", help="ML-100K's own folds instead: u1-u5 (or a list such as u1,u2 or ua,ub)")
     m = p.add_argument_group("training (defaults: the tuned recipe; any `latentrec train` option via --config)")
-    m.add_argument("--model", choices=MODELS, default="dot")
+    m.add_argument("--model", choices=MODELS, default="dot", help="as for `latentrec train` (default dot)")
     m.add_argument("--solver", choices=SOLVERS)
     m.add_argument("--n-factors", type=int)
     m.add_argument("--epochs", type=int)

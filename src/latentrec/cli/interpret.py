@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
     p.add_argument("-n", type=int, default=10, help="items per table (default 10)")
     p.add_argument("--pca-items", type=int, default=1000, help="the most-rated items the PCA covers (default 1000)")
     p.add_argument("--labels", type=int, default=50, help="most-rated items labeled in the scatter (default 50)")
-    p.add_argument("--min-ratings", type=int, default=1, help="bias tables only show items with this many ratings")
+    p.add_argument("--min-ratings", type=int, default=1, help="bias tables only show items with this many ratings (default 1)")
 
 
 def run(args) -> int:

@@ -52,7 +52,7 @@ COLUMNS = ["epoch", "train_rmse", "valid_rmse", "valid_mae", "lr", "seconds"]
 def add_parser(sub) -> None:
     p = command(sub, "train", "Train a rating model paired with a ranking model (or either alone) and save it as a "
                 "model directory.", EXAMPLE, run)
-    add_data_options(p, required=False)
+    add_data_options(p, required=False, default="ml-100k")
     g = p.add_argument_group("split")
     g.add_argument("--valid", help="explicit validation file (instead of a random --valid-pct)")
     g.add_argument("--valid-pct", type=float,

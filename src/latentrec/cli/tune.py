@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
     g.add_argument("--no-refit", dest="refit", action="store_false",
                    help="score the winner's trial model on --test instead of refitting it on all training rows")
     s = p.add_argument_group("search")
-    s.add_argument("--model", choices=MODELS, default="dot")
+    s.add_argument("--model", choices=MODELS, default="dot", help="as for `latentrec train` (default dot)")
     s.add_argument("--solver", choices=SOLVERS, help="default: the model's default solver")
     s.add_argument("--trials", type=int, help="finished trials the study should hold (default 30 without --timeout)")
     s.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
