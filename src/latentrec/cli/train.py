@@ -121,26 +121,27 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 class EpochTable:
-    """Prints the epoch table as training goes (its header with the first row, so an error before any epoch
-    is the only line), with a bar over epochs on stderr."""
+    """Prints the epoch table as training goes, with a bar over epochs on stderr. The header comes with the
+    first row (so an error before any epoch is the only line) and names the columns that row has: no
+    validation columns without validation rows, no lr for a closed-form solver."""
 
     def __init__(self, epochs: int, quiet: bool):
         self.every = max(1, epochs // 20)
         self.epochs, self.quiet = epochs, quiet
         self.bar = None
-        self.headed = False
+        self.columns: list[str] | None = None
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         if self.bar:
             self.bar(1)
         e = record["epoch"]
-        if self.quiet or not (e == 1 or e % self.every == 0 or e == self.epochs or not self.headed):
+        if self.quiet or not (e == 1 or e % self.every == 0 or e == self.epochs or self.columns is None):
             return
-        if not self.headed:
-            console.print("  ".join(f"{c:>10}" for c in COLUMNS), style="bold")
-            self.headed = True
+        if self.columns is None:
+            self.columns = [c for c in COLUMNS if c in record]
+            console.print("  ".join(f"{c:>10}" for c in self.columns), style="bold")
         cells = []
-        for c in COLUMNS:
+        for c in self.columns:
             v = record.get(c)
             cells.append(f"{'-':>10}" if v is None else f"{v:>10d}" if isinstance(v, int) else
                          f"{v:>10.4g}" if c == "lr" else f"{v:>10.2f}" if c == "seconds" else f"{v:>10.4f}")
