@@ -215,6 +215,17 @@ def test_an_unknown_option_points_at_its_commands_help(capsys):
     assert e.value.code == 2 and err == "latentrec train: error: unrecognized arguments: --bogus (see `latentrec train --help`).\n"
 
 
+@pytest.mark.parametrize("argv, words", [
+    (["recommend", "m", "--user", "u1", "--min-ratings", "-1"], "--min-ratings: must be zero or more, not -1"),
+    (["similar", "m", "--item", "i1", "--min-ratings", "-1"], "--min-ratings: must be zero or more, not -1"),
+    (["evaluate", "m", "--data", "r.csv", "--relevant", "nan"], "--relevant: must be a finite number, not nan"),
+])
+def test_counts_and_thresholds_are_checked_as_they_are_read(capsys, argv, words):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and words in capsys.readouterr().err
+
+
 def test_duplicates_policy_choice_and_default_in_help(capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
         main(["train", "--duplicates", "sometimes"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -38,6 +39,22 @@ def seed(text: str) -> int:
     value = int(text)
     if not 0 <= value <= SEED_MAX:
         raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {SEED_MAX}, not {text}")
+    return value
+
+
+def count(text: str) -> int:
+    """The argparse type of a count that may be zero (``--min-ratings``)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, not {text}")
+    return value
+
+
+def finite(text: str) -> float:
+    """The argparse type of a number that must be finite (NaN and infinity refused)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
     return value
 
 

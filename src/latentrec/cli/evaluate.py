@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latentrec.cli.common import add_data_options, command, console, emit_json, read, start, table
+from latentrec.cli.common import add_data_options, command, console, emit_json, finite, read, start, table
 
 EXAMPLE = """latentrec evaluate model --data test.csv   (or --data ml-100k/u1.test, --json)
   latentrec evaluate model --data test.csv --relevant 1     # every test item counts as relevant
@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
     p.add_argument("model_dir", help="model directory written by `latentrec train`")
     add_data_options(p)
     p.add_argument("-k", "--k", type=int, default=10, help="length of the top-k lists for ranking metrics (default 10)")
-    p.add_argument("--relevant", type=float, default=4.0, metavar="RATING",
+    p.add_argument("--relevant", type=finite, default=4.0, metavar="RATING",
                    help="a test rating at least this high marks a relevant item (default 4; 1: every test item)")
     p.add_argument("--metrics", choices=["all", "rmse", "ranking"], default="all",
                    help="all (default): RMSE/MAE when the model predicts ratings, and top-k ranking; rmse or ranking alone")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latentrec.cli.common import command, console, emit_json, start, stderr, table
+from latentrec.cli.common import command, console, count, emit_json, start, stderr, table
 from latentrec.config import MIN_RATINGS
 from latentrec.errors import ConfigError
 
@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     who.add_argument("--all-users", action="store_true", help="top-N for every known user, written to --out")
     p.add_argument("-n", type=int, default=10, help="how many items (default 10)")
     p.add_argument("--include-rated", action="store_true", help="keep items the user rated in training")
-    p.add_argument("--min-ratings", type=int, default=MIN_RATINGS,
+    p.add_argument("--min-ratings", type=count, default=MIN_RATINGS,
                    help=f"an unknown user gets the most-rated items with at least this many ratings (default {MIN_RATINGS})")
     p.add_argument("--out", help="CSV or Parquet file (by suffix) for --all-users")
 

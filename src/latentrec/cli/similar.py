@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from latentrec.cli.common import command, emit_json, start, table
-from latentrec.errors import ConfigError
+from latentrec.cli.common import command, count, emit_json, start, table
 
 EXAMPLE = """latentrec similar model --title "Star Wars"
   latentrec similar model --item 50 -n 20 --min-ratings 20 --json"""
@@ -17,7 +16,7 @@ def add_parser(sub) -> None:
     which.add_argument("--item", help="raw item id")
     which.add_argument("--title", help="title or part of it, case-insensitive (lists candidates when ambiguous)")
     p.add_argument("-n", type=int, default=10, help="how many items (default 10)")
-    p.add_argument("--min-ratings", type=int, default=0, help="only items with at least this many training ratings (default 0)")
+    p.add_argument("--min-ratings", type=count, default=0, help="only items with at least this many training ratings (default 0)")
 
 
 def run(args) -> int:
@@ -25,8 +24,6 @@ def run(args) -> int:
     from latentrec.use.similar import find_item, similar_items
 
     start(args)
-    if args.min_ratings < 0:
-        raise ConfigError(f"--min-ratings must be zero or positive, not {args.min_ratings}.")
     rec = Recommender.load(args.model_dir)
     item = args.item if args.item is not None else find_item(rec, args.title)
     sims = similar_items(rec, item, args.n, args.min_ratings)
