@@ -178,6 +178,9 @@ BAD_OPTIONS = {
     "burn-in-for-sgd": (["--solver", "sgd", "--burn-in", "3"], "--solver sgd does not use --burn-in"),
     "dropout-for-ials": (["--model", "ials", "--dropout", "0.1"], "--model ials does not use --dropout"),
     "y-range-for-bayes": (["--y-range", "1", "5"], "--solver bayes has no y range to set"),
+    "infinite-alpha": (["--model", "ials", "--alpha", "inf"], "--alpha must be a positive number, not inf"),
+    "infinite-y-range": (["--solver", "sgd", "--y-range", "1", "inf"], "--y-range must be LOW HIGH"),
+    "nan-checkpoint-every": (["--checkpoint-every", "nan"], "--checkpoint-every must be 0 or more seconds"),
     "infinite-lr": (["--solver", "sgd", "--lr", "inf"], "--lr must be a positive number, not inf"),
     "nan-wd": (["--solver", "sgd", "--wd", "nan"], "--wd must be zero or a positive number, not nan"),
     "nan-momentum": (["--solver", "autograd", "--opt", "sgd", "--momentum", "nan"], "--momentum must be in [0, 1)"),
@@ -224,6 +227,12 @@ def test_counts_and_thresholds_are_checked_as_they_are_read(capsys, argv, words)
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_an_unknown_option_before_the_command_points_at_the_programs_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--bogus", "train"])
+    assert e.value.code == 2 and "(see `latentrec --help`)" in capsys.readouterr().err
 
 
 def test_duplicates_policy_choice_and_default_in_help(capsys, tmp_path):

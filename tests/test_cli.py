@@ -116,3 +116,5 @@ def test_predict_writes_parquet_by_suffix_and_takes_one_way_of_asking(capsys, tm
     assert list(pd.read_parquet(preds).columns)[:2] == ["user", "item"]
     assert main(["predict", str(out_dir), "--data", str(ratings_csv), "--user", "u1", "--item", "i1"]) == 2
     assert "Give --user and --item, or --data FILE" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "no-model-yet"), "--data", str(ratings_csv), "--out", "p.tsv"]) == 2
+    assert "--out must end in .csv, .parquet or .pq" in capsys.readouterr().err  # said before loading any model

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 
+import numpy as np
 import pytest
 import tomllib
 from conftest import lowrank_ratings
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from latentrec.cli import main, train
 from latentrec.cli.config_file import apply_config, dumps_toml, read_config
+from latentrec.config import TrainConfig
 from latentrec.errors import ConfigError
 
 
@@ -107,3 +109,24 @@ def test_a_relative_data_path_is_found_beside_the_config_file_from_any_folder(tm
     assert json.loads((tmp_path / "m" / "model.json").read_text())["data"] == str((folder / "r.csv").resolve())
     monkeypatch.chdir(folder.parent.parent)  # a model dir's recorded data is absolute: it retrains from anywhere
     assert main(["train", "--config", str(tmp_path / "m"), "--out", str(tmp_path / "m2"), "--json"]) == 0
+
+
+def test_a_dataset_name_stays_a_name_beside_a_folder_of_that_name(tmp_path, monkeypatch):
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "c.toml").write_text('data = "ml-100k"\n')
+    args = parse(["train", "--config", str(tmp_path / "c.toml")])
+    assert args.data == "ml-100k"
+
+
+def test_a_model_dir_config_with_another_solver_keeps_only_what_every_solver_shares(tmp_path, capsys):
+    lowrank_ratings(n_users=40, n_items=30, density=0.4)[0].to_csv(tmp_path / "r.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "r.csv"), "--epochs", "3", "--out", str(tmp_path / "bayes"),
+                 "--device", "cpu", "--seed", "7"]) == 0
+    assert main(["train", "--config", str(tmp_path / "bayes"), "--solver", "als", "--wd", "0.1",
+                 "--out", str(tmp_path / "als"), "--json"]) == 0
+    stored = json.loads((tmp_path / "als" / "model.json").read_text())["config"]
+    assert stored["solver"] == "als" and stored["wd"] == 0.1 and stored["seed"] == 7  # the shared seed is kept
+
+
+def test_a_numpy_integer_seed_is_a_seed():
+    assert TrainConfig(seed=np.int64(5)).resolved().seed == 5

@@ -180,3 +180,10 @@ def test_a_space_key_the_solver_does_not_use_is_named(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "[space] searches lr, which --model dot --solver bayes does not use" in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_momentum_searched_beside_the_optimizer_is_left_out_of_adam_trials():
+    space = {"opt": Choice(("sgd", "adam")), "momentum": Float(0.5, 0.95)}
+    result = tune(Ratings(tiny(), "tiny"), base=TrainConfig(solver="autograd", epochs=2, device="cpu"), space=space,
+                  n_trials=4, refit=False)
+    assert len(result.table) == 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import MISSING, asdict, dataclass, fields
 
 from latentrec.errors import ConfigError
@@ -20,6 +21,7 @@ CHECKPOINT_EVERY = 10.0  # seconds between training checkpoints (latentrec train
 RANK_EVAL_USERS = 10_000  # train's closing ranking metrics score a seeded sample of this many test users at most
 MIN_RATINGS = 20  # an unknown user's ranking only considers items rated at least this often
 SEED_MAX = 2**32 - 1  # numpy's and optuna's seeds are 32-bit
+OPTIMIZERS = ("sgd", "adam")  # --opt for --solver autograd (solvers/optim.py)
 
 
 @dataclass
@@ -87,8 +89,8 @@ class TrainConfig:
             raise ConfigError(f"--model {self.model} is itself a ranking model; drop --ranker.")
         if self.model in RANKING_MODELS and not 0 <= self.rating_weight <= 10:
             raise ConfigError(f"--rating-weight must be in [0, 10], not {self.rating_weight}.")
-        if self.model == "ials" and not self.alpha > 0:
-            raise ConfigError(f"--alpha must be positive, not {self.alpha}.")
+        if self.model == "ials" and not (self.alpha > 0 and math.isfinite(self.alpha)):
+            raise ConfigError(f"--alpha must be a positive number, not {self.alpha}.")
         if self.model == "ease" and not (self.wd > 0 and 0 <= self.dropout < 1):
             raise ConfigError(f"--model ease needs --wd (its lambda) > 0 and --dropout in [0, 1), "
                               f"not {self.wd} and {self.dropout}.")
@@ -105,9 +107,9 @@ class TrainConfig:
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"--momentum must be in [0, 1), not {self.momentum}.")
         parse_schedule(self.schedule, self.lr, self.epochs)
-        if self.opt not in ("sgd", "adam"):
-            raise ConfigError(f"--opt must be sgd or adam, not {self.opt!r}.")
-        if self.seed is not None and not (isinstance(self.seed, int) and 0 <= self.seed <= SEED_MAX):
+        if self.opt not in OPTIMIZERS:
+            raise ConfigError(f"--opt must be one of {', '.join(OPTIMIZERS)}, not {self.opt!r}.")
+        if self.seed is not None and not (isinstance(self.seed, numbers.Integral) and 0 <= self.seed <= SEED_MAX):
             raise ConfigError(f"--seed must be a whole number from 0 to {SEED_MAX}, not {self.seed!r}.")
         if not 0 <= self.valid_pct < 1:
             raise ConfigError(f"--valid-pct must be in [0, 1), not {self.valid_pct}.")
@@ -117,7 +119,7 @@ class TrainConfig:
             raise ConfigError("--solver sgd applies weight decay as grad += wd * param; use --wd-mode l2.")
         if self.loss not in ("mse", "rmse"):
             raise ConfigError(f"--loss must be mse or rmse, not {self.loss!r}.")
-        if self.y_range is not None and not self.y_range[0] < self.y_range[1]:
+        if self.y_range is not None and not (self.y_range[0] < self.y_range[1] and all(map(math.isfinite, self.y_range))):
             raise ConfigError(f"--y-range must be LOW HIGH with LOW < HIGH, not {self.y_range}.")
         if self.solver == "bayes" and not (isinstance(self.burn_in, int) and 0 <= self.burn_in < self.epochs):
             raise ConfigError(f"--burn-in must be a whole number from 0 to --epochs - 1, not {self.burn_in!r}.")
@@ -131,9 +133,7 @@ class TrainConfig:
 
     def summary(self) -> str:
         """The settings this model and solver use, as ``name value`` pairs (for headers)."""
-        uses = [k for k in USES[(self.model, self.solver)] if getattr(self, k) is not None]
-        if self.opt != "sgd" and "momentum" in uses:
-            uses.remove("momentum")
+        uses = [k for k in used_options(self.model, self.solver, self.opt) if getattr(self, k) is not None]
         return ", ".join(f"{k} {getattr(self, k):g}" if isinstance(getattr(self, k), float) else f"{k} {getattr(self, k)}"
                          for k in uses)
 
@@ -155,7 +155,7 @@ RECIPES: dict[tuple[str, str], dict] = {
     ("dot", "sgd"): dict(n_factors=100, epochs=60, lr=0.02, wd=0.12, wd_mode="l2", bs=1, schedule="cosine"),
     ("dot", "autograd"): dict(n_factors=50, epochs=10, lr=5e-3, wd=0.1, wd_mode="decoupled", bs=1024,
                                schedule="onecycle"),
-    # closed-form solvers: an epoch is one sweep; lr, bs and schedule only keep the epoch loop uniform (see UNUSED)
+    # closed-form solvers: an epoch is one sweep; lr, bs and schedule only keep the epoch loop uniform (see USES)
     ("dot", "als"): dict(n_factors=40, epochs=6, wd=0.14, lr=1.0, wd_mode="l2", bs=1, schedule="constant"),
     ("dot", "bayes"): dict(n_factors=10, epochs=60, wd=0.0, lr=1.0, wd_mode="l2", bs=1,
                            schedule="constant"),
@@ -183,22 +183,24 @@ USES: dict[tuple[str, str], tuple[str, ...]] = {
 }
 ALWAYS = ("model", "solver", "valid_pct", "seed", "device", "ranker")
 # why some options mean nothing to a solver (others: it does not use them)
+LINEAR = "it fits the linear biased dot model; --solver sgd or autograd fit the sigmoid"
 WHY_UNUSED: dict[str, dict[str, str]] = {
-    "bayes": {"lr": "it samples in closed form", "wd": "its priors are learned from the data",
-              "y_range": "it fits the linear biased dot model; --solver sgd or autograd fit the sigmoid"},
-    "als": {"lr": "it solves each sweep in closed form",
-            "y_range": "it fits the linear biased dot model; --solver sgd or autograd fit the sigmoid"},
+    "bayes": {"lr": "it samples in closed form", "wd": "its priors are learned from the data", "y_range": LINEAR},
+    "als": {"lr": "it solves each sweep in closed form", "y_range": LINEAR},
     "closed": {"lr": "EASE is solved in closed form"},
     "cg": {"lr": "iALS is solved by conjugate gradients"},
 }
 
 
+def used_options(model: str, solver: str, opt: str) -> list[str]:
+    """The options ``model`` trained by ``solver`` reads (momentum only with the sgd optimizer)."""
+    return [k for k in USES[(model, solver)] if k != "momentum" or opt == "sgd"]
+
+
 def _refuse_unused(model: str, solver: str, values: dict, recipe: dict) -> None:
     """A ConfigError for the first option that ``model``/``solver`` would silently ignore: given a value that is
     neither the recipe's nor the option's default (a saved config holds those for every option)."""
-    uses = set(USES[(model, solver)]) | set(ALWAYS)
-    if values["opt"] != "sgd":
-        uses.discard("momentum")
+    uses = set(used_options(model, solver, values["opt"])) | set(ALWAYS)
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     for key, value in values.items():
         if key in uses or value is None or value == recipe.get(key) or value == defaults.get(key):

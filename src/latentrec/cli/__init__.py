@@ -59,9 +59,12 @@ def _out_of_memory(e: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, unknown = build_parser().parse_known_args(argv)
-    if unknown:  # named by the command's own parser, so the message points at its --help
-        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the parser of the part it came in, so the message points at the right --help
+        given = sys.argv[1:] if argv is None else argv
+        before = args.command in given and unknown[0] in given[:given.index(args.command)]
+        (parser if before else args._parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     release_big_blocks()
     try:
         return int(args.run(args) or 0)
@@ -70,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     except (MemoryError, RuntimeError) as e:
         if not _out_of_memory(e):
             raise
-        return _fail(args.command, "Not enough memory for this run; use fewer factors or layers, a smaller --bs, "
-                                   "or less data.")
+        rank = os.environ.get("RANK")  # memory runs out on one rank (its own GPU): each says so, with its number
+        where = f" on rank {rank}" if rank not in (None, "0") else ""
+        print(f"latentrec {args.command}: error: Not enough memory for this run{where}; try smaller settings or "
+              f"less data.", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         if _speaks():
             print(f"latentrec {args.command}: interrupted.", file=sys.stderr)
@@ -79,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _speaks() -> bool:
-    """Whether this process reports errors: always, except the ranks other than 0 under torchrun (all of them
-    meet the same error, and one sentence is enough)."""
+    """Whether this process reports our errors: always, except the ranks other than 0 under torchrun (every rank
+    checks the same options and data, so all of them meet the same error, and one sentence is enough)."""
     return os.environ.get("RANK", "0") == "0"
 
 

@@ -6,7 +6,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from latentrec.atomic import write_text
-from latentrec.cli.common import add_data_options, command, console, emit_json, read, seed, start, table, writable_or_fail
+from latentrec.cli.common import (
+    add_data_options,
+    command,
+    console,
+    emit_json,
+    read,
+    seed,
+    start,
+    table,
+    writable_or_fail,
+)
 from latentrec.config import ML100K_SPLITS
 from latentrec.errors import ConfigError
 

@@ -14,11 +14,13 @@ import argparse
 import json
 import math
 import os
+from dataclasses import fields
 from pathlib import Path
 
 import tomllib
 
 from latentrec.cli.common import seed
+from latentrec.config import ALWAYS, TrainConfig
 from latentrec.errors import ConfigError
 
 
@@ -51,6 +53,8 @@ def apply_config(args: argparse.Namespace, extra: set[str] = frozenset()) -> dic
     options: dict = args._options
     path = getattr(args, "config", None)
     values = read_config(path) if path else {}
+    if path and Path(path).is_dir():
+        values = _retarget(values, args)
     unknown = sorted(k for k in values if k not in options and k not in extra)
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)} "
@@ -58,17 +62,29 @@ def apply_config(args: argparse.Namespace, extra: set[str] = frozenset()) -> dic
     for dest, (action, default) in options.items():
         if getattr(args, dest, UNSET) is UNSET:
             value = check_value(action, values[dest], path) if dest in values else default
-            setattr(args, dest, beside(path, value) if dest in values and dest in INPUT_FILES else value)
+            setattr(args, dest, beside(path, dest, value) if dest in values and dest in INPUT_FILES else value)
     return {k: v for k, v in values.items() if k in extra}
 
 
 INPUT_FILES = {"data", "valid", "test", "data_dir"}  # options naming files or folders to read
 
 
-def beside(config: str | os.PathLike, value: str):
-    """A relative path in a config file, looked up beside that file first, then in the current folder."""
-    there = Path(config).parent / str(value)
-    return str(there) if isinstance(value, str) and not Path(value).is_absolute() and there.exists() else value
+def beside(config: str | os.PathLike, dest: str, value: str):
+    """A relative path in a config file, looked up beside that file first, then in the current folder (a dataset
+    name such as ml-100k stays a name, even beside a folder of that name)."""
+    if not isinstance(value, str) or Path(value).is_absolute():
+        return value
+    there = Path(config).parent / value
+    return str(there) if (there.is_dir() if dest == "data_dir" else there.is_file()) else value
+
+
+def _retarget(values: dict, args: argparse.Namespace) -> dict:
+    """A model dir's resolved config fits its own model and solver. When the command line names another, only
+    the data options and the settings every solver shares are kept: the rest would be refused as unused."""
+    if all(getattr(args, k, UNSET) in (UNSET, values.get(k)) for k in ("model", "solver")):
+        return values
+    recipe = {f.name for f in fields(TrainConfig)} - set(ALWAYS)
+    return {k: v for k, v in values.items() if k not in recipe}
 
 
 def read_config(path: str | os.PathLike) -> dict:

@@ -24,12 +24,13 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from latentrec.data.ratings import load_pairs
     from latentrec.use.recommender import Recommender
-    from latentrec.use.topn import write_table
+    from latentrec.use.topn import table_format, write_table
 
     start(args)
     if (args.data is None) != (args.user is not None and args.item is not None):
         raise ConfigError("Give --user and --item, or --data FILE (with --out) for many rows.")
     if args.out:
+        table_format(args.out)
         writable_or_fail(Path(args.out), parents=False)
     rec = Recommender.load(args.model_dir)
     rec.require_ratings()

@@ -28,13 +28,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from latentrec.use.coldstart import ignored_items, parse_ratings, read_user_ratings
+    from latentrec.use.coldstart import folds_in, ignored_items, parse_ratings, read_user_ratings
     from latentrec.use.recommender import Recommender
-    from latentrec.use.topn import recommend, recommend_all, write_table
+    from latentrec.use.topn import recommend, recommend_all, table_format, write_table
 
     start(args)
     if args.all_users != bool(args.out):
         raise ConfigError("--all-users and --out go together: --all-users --out FILE.csv|.parquet.")
+    if args.out:
+        table_format(args.out)  # before the work, not after it
     rec = Recommender.load(args.model_dir)
     if args.all_users:
         df = recommend_all(rec, args.n, args.include_rated)
@@ -50,7 +52,7 @@ def run(args) -> int:
         given = read_user_ratings(args.ratings_file)
     top = recommend(rec, args.user, args.n, args.include_rated, args.min_ratings, ratings=given)
     ignored = ignored_items(rec, given.items) if given is not None else []
-    folded = given is not None and len(ignored) < len(given.items)
+    folded = given is not None and folds_in(rec, given)
     if args.json:
         emit_json({"user": args.user, "known": folded or args.user in rec.users, "folded_in": folded,
                    "ignored": ignored, "recommendations": top.to_dict(orient="records")})

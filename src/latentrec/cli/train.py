@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ from latentrec.config import (
     IALS_AUTO_RATINGS,
     ML100K_SPLITS,
     MODELS,
+    OPTIMIZERS,
     RANK_EVAL_USERS,
     RANKERS,
     RANKING_MODELS,
@@ -80,7 +82,7 @@ def add_parser(sub) -> None:
     m.add_argument("--lr", type=float, help="learning rate")
     m.add_argument("--wd", type=float, help="weight decay (--model ease: its lambda; ials: its ridge)")
     m.add_argument("--wd-mode", choices=["l2", "decoupled"], help="l2: grad += wd * param (the seed); decoupled: AdamW")
-    m.add_argument("--opt", choices=["sgd", "adam"], default="adam", help="optimizer for --solver autograd")
+    m.add_argument("--opt", choices=OPTIMIZERS, default="adam", help="optimizer for --solver autograd")
     m.add_argument("--momentum", type=float, default=0.9, help="momentum for --opt sgd")
     m.add_argument("--bs", type=int, help="batch size for --solver autograd")
     m.add_argument("--schedule", help="constant, cosine, onecycle or step:EPOCH:LR[,EPOCH:LR]")
@@ -152,7 +154,7 @@ def checkpointer(args: argparse.Namespace) -> Checkpointer:
     """The run's Checkpointer, after checking (before any training) that its files can be written."""
     from latentrec.training.checkpoint import Checkpointer, completed_epoch, default_folder
 
-    if args.checkpoint_every < 0:
+    if not 0 <= args.checkpoint_every < math.inf:
         raise ConfigError(f"--checkpoint-every must be 0 or more seconds, not {args.checkpoint_every:g}.")
     folder = args.checkpoint_dir or default_folder(args.out)
     for target in (Path(args.out), Path(folder)):

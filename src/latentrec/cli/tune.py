@@ -67,6 +67,7 @@ def run(args) -> int:
     fixed = checked_train_options(extra, path)
     base = TrainConfig.from_dict(dict(fixed, model=args.model, solver=args.solver, seed=args.seed,
                                       device=args.device, valid_pct=args.valid_pct))
+    base.resolved()  # its values checked now, before any data is read
     solver = solver_for(base)
     space = default_space(args.model, solver)
     if space_table is not None:

@@ -21,6 +21,7 @@ import logging
 import math
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 
 import optuna
@@ -177,12 +178,29 @@ class TuneResult:
     seconds: float
 
 
+@contextmanager
+def _quiet_failed_trials():
+    """A trial that raises ends the search with the caller's own one-sentence error (Ctrl-C: "interrupted"), so
+    optuna's warning with the traceback, logged first, would only repeat it: silenced for this search only."""
+    logger = logging.getLogger("optuna.study._optimize")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def trial_config(base: TrainConfig, solver: str, params: dict) -> TrainConfig:
+    """``base`` with a trial's values, resolved; a momentum drawn beside an optimizer that has none is left out."""
+    if params.get("opt", base.opt) != "sgd":
+        params = {k: v for k, v in params.items() if k != "momentum"}
+    return replace(base, solver=solver, **params).resolved()
+
+
 def make_study(storage: str | None, study_name: str, seed: int, pruner=None) -> optuna.Study:
     """A new study, or the stored one of that name (so a killed search resumes)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # a trial that raises ends the search with our own one-sentence error (Ctrl-C: "interrupted"), so optuna's
-    # warning with the traceback, logged first, would only repeat it
-    logging.getLogger("optuna.study._optimize").setLevel(logging.ERROR)
     if storage:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -226,7 +244,7 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
         raise ConfigError("The search space is empty: nothing to tune.")
     for name, dist in space.items():  # every point of the space must be a valid config
         for value in _corners(dist):
-            replace(base, solver=solver, **{name: value}).resolved()
+            trial_config(base, solver, {name: value, **({"opt": "sgd"} if name == "momentum" else {})})
     study = make_study(storage, study_name, base.seed, pruner)
     _check_setup(study, json.loads(json.dumps({
         "data": train.source, "n_train": len(train), "valid": valid.source if valid is not None else None,
@@ -237,7 +255,7 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
         train, valid = hold_out(train, valid, base.valid_pct, base.seed)
 
     def objective(trial: optuna.Trial) -> float:
-        cfg = replace(base, solver=solver, **{k: suggest(trial, k, d) for k, d in space.items()}).resolved()
+        cfg = trial_config(base, solver, {k: suggest(trial, k, d) for k, d in space.items()})
         trial.set_user_attr("config", cfg.to_dict())
         if ranking:
             t0 = time.perf_counter()
@@ -265,8 +283,9 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
     remaining = None if n_trials is None else max(0, n_trials - len(finished(study)))
     if remaining != 0:
         callbacks = [lambda s, t: on_trial(trial_row(t, space))] if on_trial else None
-        study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=callbacks,
-                       catch=(), gc_after_trial=False)
+        with _quiet_failed_trials():
+            study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=callbacks,
+                           catch=(), gc_after_trial=False)
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         raise ConfigError("No trial finished unpruned; widen the search space or give more --trials.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from latentrec.config import OPTIMIZERS
 from latentrec.errors import ConfigError
 
 
@@ -74,9 +75,6 @@ class Adam(Optimizer):
         m_hat = state["m"] / (1 - b1 ** state["t"])
         v_hat = state["v"] / (1 - b2 ** state["t"])
         p.data.addcdiv_(m_hat, v_hat.sqrt().add_(self.eps), value=-lr)
-
-
-OPTIMIZERS = {"sgd": SGD, "adam": Adam}
 
 
 def make_optimizer(name: str, params, wd: float, wd_mode: str, momentum: float) -> Optimizer:

@@ -143,6 +143,8 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tr
                 n_valid=len(va) if va is not None else 0)
     if trainer is not None and trainer.diverged:
         info["diverged"] = trainer.diverged
+        if not trainer.history:  # not one good epoch: the model is untrained, and no ranker is fit beside it
+            ranker_kind = None
     ranker = None
     if ranker_kind is not None:
         ranker, seconds = fit_ranker(ranker_kind, cfg, tr, len(users), len(items), device)

@@ -94,6 +94,11 @@ def check_given(rec: Recommender, given: UserRatings) -> None:
         raise DataError(f"Item {off[0]} is rated {off[1]:g}, outside the model's rating scale {lo:g}-{hi:g}.")
 
 
+def folds_in(rec: Recommender, given: UserRatings) -> bool:
+    """Whether the model knows any of the rated items (else there is nothing to fold in)."""
+    return bool((rec.items.encode(given.items) > 0).any())
+
+
 def ignored_items(rec: Recommender, items: list[str]) -> list[str]:
     """The rated items the model does not know: fold-in leaves them out."""
     return [i for i in items if i not in rec.items]

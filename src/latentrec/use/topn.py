@@ -26,7 +26,7 @@ from latentrec.config import MIN_RATINGS
 from latentrec.data.batches import Encoded
 from latentrec.errors import ConfigError, DataError
 from latentrec.models.dot import is_dot
-from latentrec.use.coldstart import UserRatings, check_given, fold_in, fold_in_ranker, fold_in_scores
+from latentrec.use.coldstart import UserRatings, check_given, fold_in, fold_in_ranker, fold_in_scores, folds_in
 from latentrec.use.recommender import Recommender
 
 CHUNK_SCORES = 1 << 22  # scores held at once per chunk (16 MiB of float32)
@@ -169,7 +169,7 @@ def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_ra
     check_n(n)
     if ratings is not None:
         check_given(rec, ratings)
-        if not (rec.items.encode(ratings.items) > 0).any():
+        if not folds_in(rec, ratings):
             ratings = None  # nothing to fold in: as an unknown user
     if ratings is not None:
         predicted = None
@@ -228,12 +228,18 @@ def recommend_all(rec: Recommender, n: int = 10, include_rated: bool = False,
     })
 
 
+def table_format(out: str | os.PathLike) -> str:
+    """``csv`` or ``parquet``, by the suffix of ``out`` (check it before the work that fills the table)."""
+    fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(Path(out).suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"--out must end in .csv, .parquet or .pq, not {Path(out).name!r}.")
+    return fmt
+
+
 def write_table(df: pd.DataFrame, out: str | os.PathLike) -> Path:
     """Write ``df`` as CSV or Parquet (by suffix) through a temporary file, so no half-written file remains."""
     out = Path(out)
-    fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(out.suffix.lower())
-    if fmt is None:
-        raise ConfigError(f"--out must end in .csv, .parquet or .pq, not {out.name!r}.")
+    fmt = table_format(out)
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise DataError(f"Cannot write {out}: the folder {out.parent} does not exist.")
     try:

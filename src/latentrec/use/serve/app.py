@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from latentrec.errors import DataError, LatentrecError
-from latentrec.use.coldstart import UserRatings, ignored_items
+from latentrec.use.coldstart import UserRatings, folds_in, ignored_items
 from latentrec.use.interpret import item_pca
 from latentrec.use.recommender import Recommender
 from latentrec.use.serve.holder import Loaded, ModelHolder
@@ -156,9 +156,8 @@ def create_app(holder: ModelHolder) -> FastAPI:
         given = UserRatings([str(r.item) for r in body.ratings], [r.rating for r in body.ratings])
         with holder.lock:
             top = recommend(rec, None, body.n, ratings=given)
-        ignored = ignored_items(rec, given.items)
-        folded = len(ignored) < len(given.items)  # none known: the non-personalized list
-        return JSONResponse({"known": folded, "folded_in": folded, "ignored": ignored,
+        folded = folds_in(rec, given)  # none known: the non-personalized list
+        return JSONResponse({"known": folded, "folded_in": folded, "ignored": ignored_items(rec, given.items),
                              "recommendations": records(top, drop=("known",))})
 
     @app.get("/api/items", tags=["items"])
