@@ -52,6 +52,7 @@ def test_cli_interpret(tmp_path, capsys):
     assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "o"), "--json", "-n", "3"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["bias_source"] == "model" and len(out["highest_bias"]) == 3
+    assert out["bias_unit"]  # biases differ in scale from model to model: the output says which it is
     assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "o2")]) == 0
     text = capsys.readouterr().out
     assert "Lowest item bias" in text and "Component 1" in text

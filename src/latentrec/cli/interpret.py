@@ -34,7 +34,7 @@ def run(args) -> int:
         return 0
     cols = ["item", "title", "bias", "n_ratings"]
     for key, what in (("lowest_bias", "Lowest"), ("highest_bias", "Highest")):
-        table(f"\n{what} item bias ({r['bias_source']}): rated {'low' if what == 'Lowest' else 'high'} "
+        table(f"\n{what} item bias ({r['bias_source']}, {r['bias_unit']}): rated {'low' if what == 'Lowest' else 'high'} "
               f"even by users whose taste fits", cols, [[row[c] for c in cols] for row in r[key]], {"bias": ".3f"})
     shares = r["pca"]["variance_share"]
     for c, (name, ends) in enumerate(r["pca"]["ends"].items()):

@@ -29,6 +29,15 @@ def item_biases(rec: Recommender) -> tuple[np.ndarray, str]:
     return np.asarray(rec.baseline[2], np.float32), "baseline"
 
 
+def bias_unit(rec: Recommender) -> str:
+    """What a number in the bias tables means: biases differ in scale from model to model."""
+    if item_biases(rec)[1] == "baseline":
+        return "stars above or below the mean rating"
+    if getattr(rec.model, "y_range", None) is not None:
+        return "before the sigmoid that maps scores to ratings"
+    return "in stars, the mean rating included"
+
+
 def _items(rec: Recommender, idx: np.ndarray, counts: np.ndarray) -> pd.DataFrame:
     ids = rec.items.decode(idx)
     return pd.DataFrame({"item": ids, "title": [rec.titles.get(i, "") for i in ids], "n_ratings": counts[idx]})
@@ -150,6 +159,7 @@ def interpret(rec: Recommender, out: str | os.PathLike, n: int = 10, n_items: in
     out = make_folder(out)
     result = {
         "bias_source": item_biases(rec)[1],
+        "bias_unit": bias_unit(rec),
         "lowest_bias": low.to_dict(orient="records"),
         "highest_bias": high.to_dict(orient="records"),
         "pca": {"n_items": len(pca), "variance_share": share, "ends": component_ends(pca, n)},
