@@ -172,7 +172,7 @@ BAD_OPTIONS = {
     "unknown-schedule": (["--solver", "sgd", "--schedule", "sometimes"], "--schedule must be"),
     "bs-for-bayes": (["--bs", "64"], "--solver bayes does not use --bs"),
     "schedule-for-bayes": (["--schedule", "cosine"], "--solver bayes does not use --schedule"),
-    "layers-for-dot": (["--solver", "sgd", "--layers", "50"], "--solver sgd does not use --layers"),
+    "layers-for-dot": (["--solver", "sgd", "--layers", "50"], "--solver sgd does not use --layers (it is for --model nn)"),
     "momentum-for-sgd": (["--solver", "sgd", "--momentum", "0.5"], "--solver sgd does not use --momentum"),
     "momentum-for-adam": (["--solver", "autograd", "--momentum", "0.5"], "--momentum only applies with --opt sgd"),
     "burn-in-for-sgd": (["--solver", "sgd", "--burn-in", "3"], "--solver sgd does not use --burn-in"),
@@ -233,6 +233,15 @@ def test_an_unknown_option_before_the_command_points_at_the_programs_help(capsys
     with pytest.raises(SystemExit) as e:
         main(["--bogus", "train"])
     assert e.value.code == 2 and "(see `latentrec --help`)" in capsys.readouterr().err
+
+
+def test_outputs_under_a_file_or_onto_a_folder_are_refused_before_the_work(capsys, tmp_path):
+    (tmp_path / "afile").write_text("x\n")
+    (tmp_path / "adir.csv").mkdir()
+    fails(capsys, tmp_path, ["synth", "--ratings", "100", "--users", "10", "--items", "20", "--out",
+                             str(tmp_path / "adir.csv")], "it exists and is a directory")
+    fails(capsys, tmp_path, ["synth", "--ratings", "100", "--users", "10", "--items", "20", "--out",
+                             str(tmp_path / "afile" / "s.csv")], "is not a folder")
 
 
 def test_duplicates_policy_choice_and_default_in_help(capsys, tmp_path):

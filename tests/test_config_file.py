@@ -126,6 +126,20 @@ def test_a_model_dir_config_with_another_solver_keeps_only_what_every_solver_sha
                  "--out", str(tmp_path / "als"), "--json"]) == 0
     stored = json.loads((tmp_path / "als" / "model.json").read_text())["config"]
     assert stored["solver"] == "als" and stored["wd"] == 0.1 and stored["seed"] == 7  # the shared seed is kept
+    assert main(["train", "--config", str(tmp_path / "bayes"), "--model", "nn", "--epochs", "1",
+                 "--out", str(tmp_path / "nn"), "--json"]) == 0  # another model takes its own solver
+    assert json.loads((tmp_path / "nn" / "model.json").read_text())["config"]["solver"] == "autograd"
+
+
+def test_a_default_burn_in_in_a_file_follows_the_epochs(tmp_path, capsys):
+    lowrank_ratings(n_users=40, n_items=30, density=0.4)[0].to_csv(tmp_path / "r.csv", index=False)
+    (tmp_path / "best.toml").write_text(f'data = "{tmp_path / "r.csv"}"\nepochs = 60\nburn_in = 10\n'
+                                        'device = "cpu"\n')  # as tune's best.toml writes a bayes winner
+    assert main(["train", "--config", str(tmp_path / "best.toml"), "--epochs", "6", "--out", str(tmp_path / "m"),
+                 "--json"]) == 0
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["config"]["burn_in"] == 1
+    assert main(["train", "--config", str(tmp_path / "best.toml"), "--solver", "sgd", "--epochs", "1",
+                 "--out", str(tmp_path / "sgd"), "--json"]) == 0
 
 
 def test_a_numpy_integer_seed_is_a_seed():

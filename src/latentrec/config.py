@@ -192,6 +192,14 @@ WHY_UNUSED: dict[str, dict[str, str]] = {
 }
 
 
+# where an option does apply, for the refusal's sentence
+WHERE_USED = {"layers": "--model nn", "bn": "--model nn", "implicit": "--model nn",
+              "dropout": "--model nn and --model ease", "burn_in": "--solver bayes",
+              "alpha": "--model ials (a --ranker ials beside a rating model is fit with its own recipe)",
+              "rating_weight": "--model ease and ials (a --ranker is fit with its own recipe)",
+              "opt": "--solver autograd", "loss": "--solver autograd"}
+
+
 def used_options(model: str, solver: str, opt: str) -> list[str]:
     """The options ``model`` trained by ``solver`` reads (momentum only with the sgd optimizer)."""
     return [k for k in USES[(model, solver)] if k != "momentum" or opt == "sgd"]
@@ -209,7 +217,8 @@ def _refuse_unused(model: str, solver: str, values: dict, recipe: dict) -> None:
             raise ConfigError("--momentum only applies with --opt sgd; drop --momentum (momentum in a --config file).")
         who, flag = f"--solver {solver}" if model == "dot" else f"--model {model}", f"--{key.replace('_', '-')}"
         why = WHY_UNUSED.get(solver, {}).get(key)
-        said = f"has no {key.replace('_', ' ')} to set ({why})" if why else f"does not use {flag}"
+        where = f" (it is for {WHERE_USED[key]})" if key in WHERE_USED else ""
+        said = f"has no {key.replace('_', ' ')} to set ({why})" if why else f"does not use {flag}{where}"
         raise ConfigError(f"{who} {said}; drop {flag} ({key} in a --config file).")
 
 

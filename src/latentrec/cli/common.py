@@ -128,7 +128,8 @@ def writable_or_fail(target: Path, folder: bool = False, parents: bool = True) -
         raise ModelFileError(f"Cannot write {target}: it exists and is {'not ' if folder else ''}a directory.")
     folder_above = target.parent.resolve()
     if not parents and not folder_above.is_dir():
-        raise ModelFileError(f"Cannot write {target}: the folder {folder_above} does not exist.")
+        why = "is not a folder" if folder_above.exists() else "does not exist"
+        raise ModelFileError(f"Cannot write {target}: {folder_above} {why}.")
     while not folder_above.exists():
         folder_above = folder_above.parent
     try:

@@ -52,9 +52,7 @@ def apply_config(args: argparse.Namespace, extra: set[str] = frozenset()) -> dic
     """
     options: dict = args._options
     path = getattr(args, "config", None)
-    values = read_config(path) if path else {}
-    if path and Path(path).is_dir():
-        values = _retarget(values, args)
+    values = _retarget(read_config(path), args) if path else {}
     unknown = sorted(k for k in values if k not in options and k not in extra)
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)} "
@@ -79,11 +77,17 @@ def beside(config: str | os.PathLike, dest: str, value: str):
 
 
 def _retarget(values: dict, args: argparse.Namespace) -> dict:
-    """A model dir's resolved config fits its own model and solver. When the command line names another, only
-    the data options and the settings every solver shares are kept: the rest would be refused as unused."""
-    if all(getattr(args, k, UNSET) in (UNSET, values.get(k)) for k in ("model", "solver")):
+    """A config file's (or model dir's, or tune's best.toml) settings fit its own model and solver. When the
+    command line names another model or solver, only the data options and the settings every solver shares are
+    kept (another model also takes its own default solver): the rest would be refused as unused. A burn-in that
+    is the default sixth of the epochs is left to follow ``--epochs``."""
+    values = dict(values)
+    if isinstance(values.get("epochs"), int) and values.get("burn_in") == values["epochs"] // 6:
+        del values["burn_in"]
+    changed = [k for k in ("model", "solver") if getattr(args, k, UNSET) not in (UNSET, values.get(k))]
+    if not changed:
         return values
-    recipe = {f.name for f in fields(TrainConfig)} - set(ALWAYS)
+    recipe = {f.name for f in fields(TrainConfig)} - set(ALWAYS) | ({"solver"} if "model" in changed else set())
     return {k: v for k, v in values.items() if k not in recipe}
 
 

@@ -43,9 +43,11 @@ def print_evaluation(r: dict, ranking_asked: bool = False) -> None:
 def print_notes(r: dict) -> None:
     """What makes the figures less than they seem: pairs the model was built from, ratings off its scale."""
     if r["n_seen"]:
-        console.print(f"Note: {r['n_seen']:,} of these {r['n']:,} pairs were in the data the model was built from: "
-                      f"their RMSE is optimistic and the ranking leaves them out.")
-    if r["n_off_scale"]:
+        scored = "scores on them say little about new data, and " if "rmse" in r else ""
+        console.print(f"Note: {r['n_seen']:,} of these {r['n']:,} pairs were in the data the model was built from "
+                      f"(rows it trained on or held out for validation): {scored}the ranking leaves them out"
+                      f"{' (so no user has a pair left to rank)' if r['n_seen'] == r['n'] else ''}.")
+    if r["n_off_scale"] and "rmse" in r:
         lo, hi = r["scale"]
         console.print(f"Note: {r['n_off_scale']:,} ratings lie outside the model's scale {lo:g}-{hi:g} (its training "
                       f"ratings' range); its predictions stay within it.")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from latentrec.cli.common import command, console, count, emit_json, start, stderr, table
+from pathlib import Path
+
+from latentrec.cli.common import command, console, count, emit_json, start, stderr, table, writable_or_fail
 from latentrec.config import MIN_RATINGS
 from latentrec.errors import ConfigError
 
@@ -35,8 +37,9 @@ def run(args) -> int:
     start(args)
     if args.all_users != bool(args.out):
         raise ConfigError("--all-users and --out go together: --all-users --out FILE.csv|.parquet.")
-    if args.out:
-        table_format(args.out)  # before the work, not after it
+    if args.out:  # before the work, not after it
+        table_format(args.out)
+        writable_or_fail(Path(args.out), parents=False)
     rec = Recommender.load(args.model_dir)
     if args.all_users:
         df = recommend_all(rec, args.n, args.include_rated)

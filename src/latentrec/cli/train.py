@@ -84,7 +84,8 @@ def add_parser(sub) -> None:
     m.add_argument("--wd-mode", choices=["l2", "decoupled"], help="l2: grad += wd * param (the seed); decoupled: AdamW")
     m.add_argument("--opt", choices=OPTIMIZERS, default="adam", help="optimizer for --solver autograd")
     m.add_argument("--momentum", type=float, default=0.9, help="momentum for --opt sgd")
-    m.add_argument("--bs", type=int, help="batch size for --solver autograd")
+    m.add_argument("--bs", type=int, help="batch size for --solver autograd; with --solver sgd, above 1 takes "
+                   "batched updates instead of the per-rating kernel")
     m.add_argument("--schedule", help="constant, cosine, onecycle or step:EPOCH:LR[,EPOCH:LR]")
     m.add_argument("--loss", choices=["mse", "rmse"], default="mse")
     m.add_argument("--y-range", type=float, nargs=2, metavar=("LOW", "HIGH"),

@@ -73,6 +73,8 @@ def run(args) -> int:
     if space_table is not None:
         space.update(space_from_toml(space_table, f"{path}: [space]"))
     space = {k: v for k, v in space.items() if k not in fixed}
+    if not space:
+        raise ConfigError("The search space is empty: every option it would search is fixed; nothing to tune.")
     unused = sorted(set(space) - set(USES.get((args.model, solver), space)))
     if unused:
         raise ConfigError(f"{path}: [space] searches {', '.join(unused)}, which --model {args.model} --solver {solver} "
