@@ -110,6 +110,12 @@ def test_column_option_for_a_headerless_file(capsys, tmp_path, monkeypatch, lean
           str(path), "no header row", "--user-col customer", "by position")
 
 
+def test_split_with_a_test_file_of_its_own_is_refused(capsys, tmp_path):
+    path = write(tmp_path / "t.csv", GOOD)
+    fails(capsys, tmp_path, ["train", "--split", "u1", "--test", str(path), "--out", str(tmp_path / "m")],
+          "--split u1 tests on ML-100K's own u1.test; leave out --test")
+
+
 @pytest.mark.parametrize("device", ["cuda", "cuda:0", "mps"])
 def test_a_device_this_pytorch_cannot_use(capsys, tmp_path, device):
     import torch

@@ -202,6 +202,8 @@ def run(args: argparse.Namespace) -> int:
     checkpoints = checkpointer(args)
     test = lean = None
     if args.split:
+        if args.test:
+            raise ConfigError(f"--split {args.split} tests on ML-100K's own {args.split}.test; leave out --test.")
         base, test_file = ml100k_split_files(args.split, args.data_dir, args.data)
         train_data, test = read(args, base), read(args, test_file)
         train_data.titles = read_titles(Path(base).parent / "u.item")  # so outputs show titles
