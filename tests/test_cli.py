@@ -116,5 +116,7 @@ def test_predict_writes_parquet_by_suffix_and_takes_one_way_of_asking(capsys, tm
     assert list(pd.read_parquet(preds).columns)[:2] == ["user", "item"]
     assert main(["predict", str(out_dir), "--data", str(ratings_csv), "--user", "u1", "--item", "i1"]) == 2
     assert "Give --user and --item, or --data FILE" in capsys.readouterr().err
-    assert main(["predict", str(tmp_path / "no-model-yet"), "--data", str(ratings_csv), "--out", "p.tsv"]) == 2
-    assert "--out must end in .csv, .parquet or .pq" in capsys.readouterr().err  # said before loading any model
+    assert main(["predict", str(out_dir), "--data", str(ratings_csv), "--out", str(tmp_path / "p.tsv")]) == 0
+    assert (tmp_path / "p.tsv").read_text().startswith("user\titem\t")
+    assert main(["predict", str(tmp_path / "no-model-yet"), "--data", str(ratings_csv), "--out", "p.txt"]) == 2
+    assert "--out must end in .csv, .tsv, .parquet or .pq" in capsys.readouterr().err  # said before loading a model

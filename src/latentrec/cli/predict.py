@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--user", help="raw user id")
     p.add_argument("--item", help="raw item id")
     add_data_options(p, required=False)
-    p.add_argument("--out", help="CSV or Parquet file (by suffix) for the predictions of --data")
+    p.add_argument("--out", help="CSV, TSV or Parquet file (by suffix) for the predictions of --data")
 
 
 def run(args) -> int:

@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--include-rated", action="store_true", help="keep items the user rated in training")
     p.add_argument("--min-ratings", type=count, default=MIN_RATINGS,
                    help=f"an unknown user gets the most-rated items with at least this many ratings (default {MIN_RATINGS})")
-    p.add_argument("--out", help="CSV or Parquet file (by suffix) for --all-users")
+    p.add_argument("--out", help="CSV, TSV or Parquet file (by suffix) for --all-users")
 
 
 def run(args) -> int:

@@ -229,23 +229,23 @@ def recommend_all(rec: Recommender, n: int = 10, include_rated: bool = False,
 
 
 def table_format(out: str | os.PathLike) -> str:
-    """``csv`` or ``parquet``, by the suffix of ``out`` (check it before the work that fills the table)."""
-    fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(Path(out).suffix.lower())
+    """``csv``, ``tsv`` or ``parquet``, by the suffix of ``out`` (check it before the work that fills the table)."""
+    fmt = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}.get(Path(out).suffix.lower())
     if fmt is None:
-        raise ConfigError(f"--out must end in .csv, .parquet or .pq, not {Path(out).name!r}.")
+        raise ConfigError(f"--out must end in .csv, .tsv, .parquet or .pq, not {Path(out).name!r}.")
     return fmt
 
 
 def write_table(df: pd.DataFrame, out: str | os.PathLike) -> Path:
-    """Write ``df`` as CSV or Parquet (by suffix) through a temporary file, so no half-written file remains."""
+    """Write ``df`` as CSV, TSV or Parquet (by suffix) through a temporary file, so no half-written file remains."""
     out = Path(out)
     fmt = table_format(out)
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise DataError(f"Cannot write {out}: the folder {out.parent} does not exist.")
     try:
         with atomic_path(out) as tmp:
-            if fmt == "csv":
-                df.to_csv(tmp, index=False)
+            if fmt in ("csv", "tsv"):
+                df.to_csv(tmp, index=False, sep="," if fmt == "csv" else "\t")
             else:
                 df.to_parquet(tmp, index=False)
     except OSError as e:
