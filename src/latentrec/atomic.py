@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from latentrec.errors import DataError
+from latentrec.errors import DataError, ModelFileError
 
 
 def make_folder(path: str | os.PathLike) -> Path:
@@ -82,3 +82,22 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def writable_or_fail(target: str | os.PathLike, folder: bool = False, parents: bool = True) -> None:
+    """Fail now, not after the work, if ``target`` (a file, or a ``folder``) could not be created or replaced:
+    it exists as the other kind, or no folder on its way can be written (``parents``: missing folders above it
+    would be created; else its folder must exist)."""
+    target = Path(target)
+    if target.exists() and target.is_dir() != folder:
+        raise ModelFileError(f"Cannot write {target}: it exists and is {'not ' if folder else ''}a directory.")
+    folder_above = target.parent.resolve()
+    if not parents and not folder_above.is_dir():
+        why = "is not a folder" if folder_above.exists() else "does not exist"
+        raise ModelFileError(f"Cannot write {target}: {folder_above} {why}.")
+    while not folder_above.exists():
+        folder_above = folder_above.parent
+    try:
+        tempfile.TemporaryFile(dir=folder_above).close()
+    except OSError as e:
+        raise ModelFileError(f"Cannot write {target}: {folder_above} is not writable ({e.strerror or e}).") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from latentrec.atomic import write_text
+from latentrec.atomic import writable_or_fail, write_text
 from latentrec.cli.common import (
     add_data_options,
     command,
@@ -15,7 +15,6 @@ from latentrec.cli.common import (
     seed,
     start,
     table,
-    writable_or_fail,
 )
 from latentrec.config import ML100K_SPLITS
 from latentrec.errors import ConfigError

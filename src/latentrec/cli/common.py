@@ -6,8 +6,6 @@ import argparse
 import json
 import math
 import sys
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -16,7 +14,6 @@ from rich.table import Table
 from latentrec import progress
 from latentrec.cli.jsonsafe import json_safe
 from latentrec.config import DUPLICATE_POLICIES, SEED_MAX
-from latentrec.errors import ModelFileError
 
 if TYPE_CHECKING:  # the parser is built without pandas and torch; the commands import them when they run
     from latentrec.data.lean import EncodedSplit
@@ -117,22 +114,3 @@ def table(title: str | None, columns: list[str], rows, formats: dict | None = No
 
 def stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
-
-
-def writable_or_fail(target: Path, folder: bool = False, parents: bool = True) -> None:
-    """Fail now, not after the work, if ``target`` (a file, or a ``folder``) could not be created or replaced:
-    it exists as the other kind, or no folder on its way can be written (``parents``: missing folders above it
-    would be created; else its folder must exist)."""
-    target = Path(target)
-    if target.exists() and target.is_dir() != folder:
-        raise ModelFileError(f"Cannot write {target}: it exists and is {'not ' if folder else ''}a directory.")
-    folder_above = target.parent.resolve()
-    if not parents and not folder_above.is_dir():
-        why = "is not a folder" if folder_above.exists() else "does not exist"
-        raise ModelFileError(f"Cannot write {target}: {folder_above} {why}.")
-    while not folder_above.exists():
-        folder_above = folder_above.parent
-    try:
-        tempfile.TemporaryFile(dir=folder_above).close()
-    except OSError as e:
-        raise ModelFileError(f"Cannot write {target}: {folder_above} is not writable ({e.strerror or e}).") from None

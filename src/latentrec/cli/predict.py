@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from latentrec.cli.common import add_data_options, command, console, emit_json, start, table, writable_or_fail
+from latentrec.atomic import writable_or_fail
+from latentrec.cli.common import add_data_options, command, console, emit_json, start, table
 from latentrec.errors import ConfigError
 
 EXAMPLE = """latentrec predict model --user 196 --item 242

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from latentrec.cli.common import command, console, count, emit_json, start, stderr, table, writable_or_fail
+from latentrec.atomic import writable_or_fail
+from latentrec.cli.common import command, console, count, emit_json, start, stderr, table
 from latentrec.config import MIN_RATINGS
 from latentrec.errors import ConfigError
 

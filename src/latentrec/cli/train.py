@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from latentrec import progress
+from latentrec.atomic import writable_or_fail
 from latentrec.cli.common import (
     add_data_options,
     command,
@@ -19,7 +20,6 @@ from latentrec.cli.common import (
     start,
     stderr,
     table,
-    writable_or_fail,
 )
 from latentrec.cli.config_file import apply_config, defer_defaults
 from latentrec.cli.evaluate import print_evaluation

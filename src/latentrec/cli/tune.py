@@ -6,7 +6,8 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from latentrec.cli.common import add_data_options, command, console, emit_json, read, seed, start, writable_or_fail
+from latentrec.atomic import writable_or_fail
+from latentrec.cli.common import add_data_options, command, console, emit_json, read, seed, start
 from latentrec.cli.config_file import apply_config, check_value, defer_defaults
 from latentrec.config import MODELS, SOLVERS, USES, TrainConfig
 from latentrec.errors import ConfigError

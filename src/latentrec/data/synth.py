@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from latentrec.atomic import atomic_path
+from latentrec.atomic import atomic_path, writable_or_fail
 from latentrec.errors import ConfigError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -145,10 +145,7 @@ def write_synth(spec: SynthSpec, out: str | os.PathLike, chunk_rows: int = 2_000
     fmt = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}.get(out.suffix.lower())
     if fmt is None:
         raise ConfigError(f"--out must end in .parquet, .pq or .csv, not {out.name!r}.")
-    if not out.parent.is_dir():
-        raise ConfigError(f"The folder {out.parent} {'is not a folder' if out.parent.exists() else 'does not exist'}.")
-    if out.is_dir():  # before generating, not after
-        raise ConfigError(f"Cannot write {out}: it exists and is a directory.")
+    writable_or_fail(out, parents=False)  # before generating, not after
     schema = pa.schema([("user", pa.int32()), ("item", pa.int32()), ("rating", pa.float32())])
     try:
         with atomic_path(out) as tmp, _writer(fmt, tmp, schema) as writer:  # the writer closes on any error too

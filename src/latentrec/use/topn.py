@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentrec.atomic import atomic_path
+from latentrec.atomic import atomic_path, writable_or_fail
 from latentrec.config import MIN_RATINGS
 from latentrec.data.batches import Encoded
 from latentrec.errors import ConfigError, DataError
@@ -240,8 +240,7 @@ def write_table(df: pd.DataFrame, out: str | os.PathLike) -> Path:
     """Write ``df`` as CSV, TSV or Parquet (by suffix) through a temporary file, so no half-written file remains."""
     out = Path(out)
     fmt = table_format(out)
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise DataError(f"Cannot write {out}: the folder {out.parent} does not exist.")
+    writable_or_fail(out, parents=False)
     try:
         with atomic_path(out) as tmp:
             if fmt in ("csv", "tsv"):
