@@ -75,9 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         rank = os.environ.get("RANK")  # memory runs out on one rank (its own GPU): each says so, with its number
         where = f" on rank {rank}" if rank not in (None, "0") else ""
-        print(f"latentrec {args.command}: error: Not enough memory for this run{where}; try smaller settings or "
-              f"less data.", file=sys.stderr)
-        return 2
+        return _fail(args.command, f"Not enough memory for this run{where}; try smaller settings or less data.",
+                     every_rank=True)
     except KeyboardInterrupt:
         if _speaks():
             print(f"latentrec {args.command}: interrupted.", file=sys.stderr)
@@ -90,7 +89,8 @@ def _speaks() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def _fail(command: str, message: str) -> int:
-    if _speaks():
+def _fail(command: str, message: str, every_rank: bool = False) -> int:
+    """Print the error (on rank 0 only under torchrun, unless ``every_rank``); the exit status 2."""
+    if every_rank or _speaks():
         print(f"latentrec {command}: error: {message}", file=sys.stderr)
     return 2
