@@ -4,7 +4,7 @@ Quickstart protocol: the rows of ML-100K's ``u.data`` split 80/20 at random exac
 ``latentrec train --data ml-100k`` splits them (``random_split``, seed 42); every model fits on the
 80 % as ``latentrec train`` does (the 20 % is its validation set; rating models pick their best
 epoch on it), all items are ranked for every test user, the user's training items excluded, and
-the lists are scored by ``evaluation/ranking.py``: NDCG@10 and P@10 with test ratings >= 4
+the lists are scored by ``use/ranking.py``: NDCG@10 and P@10 with test ratings >= 4
 relevant, and NDCG@10 with every test item relevant (``evaluate --relevant 1``). Popularity is the
 most-rated unrated items. Each model is fit in a child process, so ``peak MB`` is that process's
 peak resident memory minus its resident memory just before the fit.

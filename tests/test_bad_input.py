@@ -306,7 +306,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     df, _ = lowrank_ratings(n_users=30, n_items=20, density=0.5)
     data = root / "ratings.csv"
     df.to_csv(data, index=False)
-    rec, _ = fit(load_ratings(data), config=TrainConfig(epochs=2, n_factors=3, device="cpu"))
+    rec, _ = fit(load_ratings(data), config=TrainConfig(epochs=2, n_factors=3, device="cpu", ranker="ease"))
     rec.save(root / "model")
     return root / "model", data
 

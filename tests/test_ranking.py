@@ -14,7 +14,7 @@ from latentrec.cli import main
 from latentrec.data.batches import Encoded, EncodedRows
 from latentrec.data.ratings import Ratings
 from latentrec.evaluation.evaluate import evaluate
-from latentrec.evaluation.ranking import evaluate_ranking, popularity_lists, ranking_metrics
+from latentrec.use.ranking import evaluate_ranking, popularity_lists, ranking_metrics
 
 
 def test_hand_computed_metrics():

@@ -11,7 +11,7 @@ from latentrec.errors import ConfigError
 MODELS = ("dot", "nn", "ease", "ials")
 RANKING_MODELS = ("ease", "ials")  # learn which items users pick; they order lists but predict no ratings
 SOLVERS = ("sgd", "autograd", "als", "bayes", "closed", "cg")  # als/bayes: closed-form solvers for the dot model
-RANKERS = ("auto", "ease", "ials", "none")  # the ranking model a rating model's dir is paired with
+RANKERS = ("auto", "ease", "ials", "popular", "none")  # the ranking model a rating model's dir is paired with
 EASE_AUTO_ITEMS = 10_000  # ranker "auto": EASE up to this many items (seconds to fit), iALS beyond
 IALS_AUTO_RATINGS = 20_000_000  # ... and iALS up to this many training ratings (on 2 cores, 80M took 249 s and ~8 GB)
 # Choices and defaults the CLI shows in --help live here, so that building its parser imports no heavy module.

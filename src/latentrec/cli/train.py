@@ -69,7 +69,8 @@ def add_parser(sub) -> None:
     m.add_argument("--ranker", choices=RANKERS,
                    help="ranking model saved beside a rating model to order its top-N lists (default auto: EASE up "
                         f"to {EASE_AUTO_ITEMS:,} items, iALS beyond up to {IALS_AUTO_RATINGS // 10**6}M training "
-                        f"ratings, none above; none: order by predicted rating)")
+                        f"ratings, none above; then popular if that ranks the validation rows better; popular: the "
+                        f"most-rated items; none: order by predicted rating)")
     m.add_argument("--alpha", type=float, help="--model ials: a rated cell's confidence is 1 + alpha * its weight")
     m.add_argument("--rating-weight", type=float,
                    help="--model ease|ials: how much more a high rating counts as picked (0: every rating alike)")
@@ -260,7 +261,13 @@ def run(args: argparse.Namespace) -> int:
                       if rec.ranker is not None else "")
             console.print(f"\nBest epoch {rec.info['best_epoch']}; trained in {rec.info['train_seconds']:.2f} s"
                           f"{ranked}; saved to {args.out}/")
-            if rec.ranker is None and cfg.ranker == "auto":
+            check = rec.info.get("ranker_check")
+            if check is not None:
+                mine = f"the {check['ranker']} ranker" if check["ranker"] != "none" else "the predicted ratings"
+                console.print(f"Lists ordered by popularity: on {check['n_users']:,} validation users {mine} scored "
+                              f"NDCG@{check['k']} {check['ndcg']:.4f} against popularity's {check['popular_ndcg']:.4f} "
+                              f"(--ranker ease|ials|none keeps one anyway).")
+            elif rec.ranker is None and cfg.ranker == "auto":
                 console.print(f"No ranker: above {IALS_AUTO_RATINGS // 10**6}M training ratings iALS takes minutes "
                               f"and gigabytes; --ranker ials fits one anyway.")
         if "test" in result or "valid" in result:

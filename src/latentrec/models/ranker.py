@@ -4,7 +4,8 @@ A ranker learns "would they pick it", not "how would they rate it": its scores o
 are not ratings. Every ranker turns a user's training ratings into input weights with
 :func:`rating_weights` (1 for an average rating, a little more for a high one, a little less for a
 low one), scores users from those weighted rows, folds in a new user from theirs, and compares
-items. ``EASE`` (``models/ease.py``) and ``ImplicitALS`` (``models/ials.py``) implement it.
+items. ``EASE`` (``models/ease.py``) and ``ImplicitALS`` (``models/ials.py``) implement it, and
+``Popularity`` (``models/popularity.py``), the most-popular list, which every user gets alike.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Ranker(nn.Module):
 
     kind = "ranker"
     uses_rows = False  # True: scores need the users' weighted training rows (EASE); False: learned factors
+    compares_items = True  # False: no item similarity (``similar`` asks the rating model instead)
 
     def __init__(self, n_items: int, rating_mean: float, rating_std: float, rating_weight: float):
         super().__init__()

@@ -10,10 +10,12 @@ from latentrec.models.dot import DotProductBias
 from latentrec.models.ease import EASE
 from latentrec.models.ials import ImplicitALS
 from latentrec.models.nn import CollabNN
+from latentrec.models.popularity import Popularity
 from latentrec.models.ranker import Ranker
 
 MODEL_CLASSES: dict[str, type[nn.Module]] = {"dot": DotProductBias, "bayes": BayesianDot, "nn": CollabNN}
-RANKER_CLASSES: dict[str, type[Ranker]] = {"ease": EASE, "ials": ImplicitALS}  # ranking models (models/ranker.py)
+RANKER_CLASSES: dict[str, type[Ranker]] = {  # ranking models (models/ranker.py)
+    "ease": EASE, "ials": ImplicitALS, "popular": Popularity}
 
 
 def build_model(arch: dict, where: str = "model.json") -> nn.Module:

@@ -19,7 +19,7 @@ from latentrec.models.baselines import fit_biases
 from latentrec.models.dot import DotProductBias, default_y_range
 from latentrec.solvers.distributed import local_device
 from latentrec.training.loop import Trainer
-from latentrec.training.rankers import fit_ranker, pick_ranker
+from latentrec.training.rankers import fit_ranker, pick_ranker, popular_if_better
 from latentrec.use.recommender import Recommender
 
 
@@ -105,7 +105,8 @@ def fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tra
     ``--model ease|ials`` fits only a ranking model (the Trainer is None). A rating model is paired
     with the ranking model ``config.ranker`` names (default ``auto``: EASE up to
     ``config.EASE_AUTO_ITEMS`` items, iALS beyond up to ``config.IALS_AUTO_RATINGS`` training ratings, none
-    above; ``none``: no ranker), which orders its top-N lists.
+    above, then the most-popular list instead where that ranks the validation rows better; ``none``: no
+    ranker), which orders its top-N lists.
     """
     if not isinstance(train, (Ratings, EncodedSplit)):
         raise DataError(f"fit() trains on Ratings (load_ratings) or an EncodedSplit (read_split), not "
@@ -149,12 +150,18 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tr
     if ranker_kind is not None:
         ranker, seconds = fit_ranker(ranker_kind, cfg, tr, len(users), len(items), device)
         info["ranker_seconds" if model is not None else "train_seconds"] = seconds
+    checked = cfg.ranker == "auto" and model is not None and va is not None and bool(trainer.history)
     # the rated pairs by user (with their ratings, which a ranker reads as the users' history)
-    indptr, rated, *ratings = csr.by_row(tr.users, tr.items, len(users), tr.ratings if ranker is not None else None)
+    indptr, rated, *ratings = csr.by_row(tr.users, tr.items, len(users),
+                                         tr.ratings if ranker is not None or checked else None)
     rec = Recommender(
         model=model, users=users, items=items, rating_range=(lo, hi), rated_indptr=indptr, rated_items=rated,
         baseline=fit_biases(tr.users, tr.items, tr.ratings, len(users), len(items)), config=cfg.to_dict(),
         history=trainer.history if trainer is not None else [], info=info, titles=getattr(train, "titles", {}),
         ranker=ranker, rated_ratings=ratings[0] if ratings else None,
     )
+    if checked:
+        rec = popular_if_better(rec, va)
+        if rec.ranker is None:
+            rec.rated_ratings = None  # kept for a ranker only
     return rec, trainer

@@ -1,4 +1,5 @@
-"""Fitting ranking models (EASE, iALS) from the training rows, alone or as the ranker paired with a rating model."""
+"""Fitting ranking models (EASE, iALS, popularity) from the training rows, alone or as the ranker paired with a
+rating model, and ``--ranker auto``'s check that the lists it leaves beat the most-popular list."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from latentrec.config import EASE_AUTO_ITEMS, IALS_AUTO_RATINGS, RECIPES, TrainConfig
-from latentrec.data.batches import Encoded
+from latentrec.config import EASE_AUTO_ITEMS, IALS_AUTO_RATINGS, RANK_EVAL_USERS, RECIPES, TrainConfig
+from latentrec.data.batches import Encoded, EncodedRows
+from latentrec.data.csr import bincount
 from latentrec.errors import ConfigError
 from latentrec.models.ease import EASE, ease_memory
 from latentrec.models.ials import ImplicitALS
+from latentrec.models.popularity import Popularity
 from latentrec.models.ranker import Ranker, rating_weights
 from latentrec.solvers.ials import fit_ials
+from latentrec.use.ranking import evaluate_ranking
+from latentrec.use.recommender import Recommender
 
 EASE_MAX_BYTES = 4 << 30  # one items x items float32 matrix beyond this: refused, --model ials named
 
@@ -68,8 +73,10 @@ def pick_ranker(cfg: TrainConfig, n_items: int, n_ratings: int) -> str | None:
 def fit_ranker(kind: str, cfg: TrainConfig, tr: Encoded, n_users: int, n_items: int,
                device: torch.device) -> tuple[Ranker, float]:
     """A fitted ranking model of ``kind`` and the seconds it took."""
-    rc = ranker_config(kind, cfg)
     t0 = time.perf_counter()
+    if kind == "popular":
+        return Popularity(n_items).to(device).fit(bincount(tr.items, n_items)), time.perf_counter() - t0
+    rc = ranker_config(kind, cfg)
     mean, std = float(tr.ratings.mean()), float(tr.ratings.std())
     users = torch.from_numpy(tr.users.astype(np.int64)).to(device)
     items = torch.from_numpy(tr.items.astype(np.int64)).to(device)
@@ -83,3 +90,22 @@ def fit_ranker(kind: str, cfg: TrainConfig, tr: Encoded, n_users: int, n_items: 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return model, time.perf_counter() - t0
+
+
+def popular_if_better(rec: Recommender, valid: Encoded) -> Recommender:
+    """``--ranker auto``'s last check: ``rec``'s top-10 lists (its ranker's, or its rating model's where it has
+    none) against the most-popular lists on the validation rows, by NDCG@10 with ratings >= 4 relevant (the
+    table ``train`` prints); where popularity scores higher, ``rec`` with a :class:`Popularity` ranker instead,
+    its check in ``info["ranker_check"]``. ``rec`` keeps its training ratings (``rated_ratings``), as with any
+    ranker."""
+    t0 = time.perf_counter()
+    scored = evaluate_ranking(rec, EncodedRows(valid, "validation rows", 0), max_users=RANK_EVAL_USERS)
+    k = scored["k"]  # 10, or fewer with fewer items
+    mine, popular = scored["model"][f"ndcg@{k}"], scored["popularity"][f"ndcg@{k}"]
+    if not popular > mine:  # also when no validation user liked an item (NaN): nothing says popularity is better
+        return rec
+    check = {"ranker": rec.ranker.kind if rec.ranker is not None else "none", "k": k, "ndcg": mine,
+             "popular_ndcg": popular, "n_users": scored["n_users"]}
+    ranker = Popularity(len(rec.items)).to(rec.device).fit(rec.item_counts)
+    seconds = rec.info.get("ranker_seconds", 0.0) + time.perf_counter() - t0
+    return replace(rec, ranker=ranker, info={**rec.info, "ranker_check": check, "ranker_seconds": seconds})

@@ -21,6 +21,7 @@ from latentrec.data.ratings import Ratings
 from latentrec.data.vocab import Vocab
 from latentrec.errors import ModelCapabilityError, ModelFileError
 from latentrec.models.baselines import predict_biases
+from latentrec.models.popularity import Popularity
 from latentrec.models.ranker import Ranker
 from latentrec.models.registry import build_model, build_ranker
 from latentrec.models.scoring import predict_rows
@@ -117,7 +118,8 @@ class Recommender:
 
     def with_rated(self, rows: Encoded) -> "Recommender":
         """This recommender with ``rows`` (encoded ratings it was not trained on: its validation rows) counted
-        as rated as well: top-N lists skip them, and a ranker reads them as the users' history. Rows of
+        as rated as well: top-N lists skip them, a ranker reads them as the users' history (and the popularity
+        ranker counts them). Rows of
         unknown users or items (index 0) are left out."""
         keep = (rows.users > 0) & (rows.items > 0)
         items = rows.items[keep].astype(self.rated_items.dtype)
@@ -126,7 +128,10 @@ class Recommender:
         if self.rated_ratings is not None:  # kept for a ranker: merged too
             mine, values = (*mine, self.rated_ratings), rows.ratings[keep].astype(self.rated_ratings.dtype)
         indptr, rated, *ratings = merge(mine, by_row(rows.users[keep], items, len(self.users), values))
-        return dataclasses.replace(self, rated_indptr=indptr, rated_items=rated,
+        ranker = self.ranker
+        if isinstance(ranker, Popularity):  # the most-rated items: counting these rows too
+            ranker = Popularity(len(self.items)).to(self.device).fit(bincount(rated, len(self.items)))
+        return dataclasses.replace(self, rated_indptr=indptr, rated_items=rated, ranker=ranker,
                                    rated_ratings=ratings[0] if ratings else None)
 
     @functools.cached_property
@@ -179,7 +184,7 @@ class Recommender:
                 model = _load_part(path, build_model(meta["architecture"], f"{path}/model.json"), tensors, "model.")
             if "ranker" in meta:
                 ranker = _load_part(path, build_ranker(meta["ranker"], f"{path}/model.json"), tensors, "ranker.")
-            info_keys = {"metrics", "best_epoch", "train_seconds", "ranker_seconds", "data", "diverged"}
+            info_keys = {"metrics", "best_epoch", "train_seconds", "ranker_seconds", "ranker_check", "data", "diverged"}
             return cls(
                 model=model.to(device) if model is not None else None,
                 ranker=ranker.to(device) if ranker is not None else None,

@@ -2,7 +2,8 @@
 
 A model dir with a ranker compares items as the ranker does (EASE: column ``i`` of its item x item
 matrix, how much rating each item predicts picking ``i``; iALS: cosine of its item factors); a
-rating model alone by the cosine similarity of its learned item vectors.
+rating model alone, or beside the popularity ranker (one order for everyone, no notion of alike), by
+the cosine similarity of its learned item vectors.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def similar_items(rec: Recommender, item: str, n: int = 10, min_ratings: int = 0
     idx = int(rec.items.encode([item])[0])
     if idx == 0:
         raise DataError(f"Item {item} is not in the model (it had no training ratings).")
-    if rec.ranker is not None:
+    if rec.ranker is not None and rec.ranker.compares_items:
         sim = rec.ranker.similarity(idx).float()
     else:
         v = item_vectors(rec.model).float()

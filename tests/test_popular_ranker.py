@@ -1,0 +1,105 @@
+"""The most-popular list as a ranker: ``--ranker popular``, and ``--ranker auto`` falling back to it when the
+ranker it fitted loses to popularity on the validation rows."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from test_ranking_models import planted_choices
+
+from latentrec.cli import main
+from latentrec.config import TrainConfig
+from latentrec.data.ratings import Ratings
+from latentrec.training import rankers
+from latentrec.training.fit import fit
+from latentrec.use.ranking import popularity_lists
+from latentrec.use.recommender import Recommender
+from latentrec.use.similar import item_vectors, similar_items
+from latentrec.use.topn import top_n
+
+CFG = TrainConfig(n_factors=4, epochs=12, device="cpu", seed=0)
+
+
+@cache
+def data() -> tuple[Ratings, Ratings, Ratings]:
+    """Training rows of planted choices, validation rows the users chose by their group (what EASE finds), and
+    validation rows of each user's three most-rated unrated items (what popularity finds)."""
+    df = planted_choices()
+    rng = np.random.default_rng(0)
+    held = rng.random(len(df)) < 0.2
+    train = df[~held]
+    counts = train["item"].value_counts(sort=False)
+    order = sorted(counts.index, key=lambda i: (-counts[i], int(i[1:])))
+    popular = []
+    for user, items in train.groupby("user")["item"]:
+        mine = set(items)
+        popular += [(user, i, 5.0) for i in [i for i in order if i not in mine][:3]]
+    return (Ratings(train, "planted"), Ratings(df[held], "planted held out"),
+            Ratings(pd.DataFrame(popular, columns=["user", "item", "rating"]), "most popular"))
+
+
+def lists(rec: Recommender) -> np.ndarray:
+    return top_n(rec, np.arange(1, len(rec.users)), 10)[0]
+
+
+def test_auto_keeps_the_ranker_that_beats_popularity_on_the_validation_rows():
+    train, held, _ = data()
+    rec, _ = fit(train, held, CFG)
+    assert rec.ranker.kind == "ease" and "ranker_check" not in rec.info
+
+
+def test_auto_falls_back_to_popularity_where_it_ranks_the_validation_rows_better(tmp_path):
+    train, _, popular = data()
+    rec, _ = fit(train, popular, CFG)
+    assert rec.ranker.kind == "popular"
+    check = rec.info["ranker_check"]
+    assert check["ranker"] == "ease" and check["popular_ndcg"] > check["ndcg"] and check["k"] == 10 and check["n_users"] == 240
+    users = np.arange(1, len(rec.users))
+    np.testing.assert_array_equal(lists(rec), popularity_lists(rec, users, 10))
+    rec.save(tmp_path / "m")
+    back = Recommender.load(tmp_path / "m")
+    assert back.ranker.kind == "popular" and back.info["ranker_check"] == check
+    np.testing.assert_array_equal(lists(back), lists(rec))
+    # one order for everyone says nothing about which items are alike: similar items come from the rating model
+    v = item_vectors(rec.model)
+    cos = torch.nn.functional.cosine_similarity(v, v[5][None], dim=1)
+    cos[[0, 5]] = -torch.inf
+    assert list(similar_items(rec, rec.items.classes[5], n=3)["item"]) == \
+        list(rec.items.decode(torch.topk(cos, 3).indices.numpy()))
+
+
+def test_without_a_fitted_ranker_auto_compares_the_predicted_ratings_with_popularity(monkeypatch):
+    monkeypatch.setattr(rankers, "EASE_AUTO_ITEMS", 0)  # as above 20M ratings: auto fits no ranker
+    monkeypatch.setattr(rankers, "IALS_AUTO_RATINGS", 0)
+    train, _, popular = data()
+    rec, _ = fit(train, popular, CFG)
+    assert rec.ranker.kind == "popular" and rec.info["ranker_check"]["ranker"] == "none"
+    assert len(rec.rated_ratings) == len(rec.rated_items)  # kept for the ranker, as every ranker's are
+
+
+@pytest.mark.parametrize("ranker", ["ease", "none"])
+def test_a_named_ranker_is_kept_whatever_popularity_scores(ranker):
+    train, _, popular = data()
+    rec, _ = fit(train, popular, TrainConfig(n_factors=4, epochs=12, device="cpu", seed=0, ranker=ranker))
+    assert getattr(rec.ranker, "kind", "none") == ranker and "ranker_check" not in rec.info
+    assert (rec.rated_ratings is None) == (ranker == "none")
+
+
+def test_the_cli_trains_with_the_popular_ranker_and_says_so(tmp_path, capsys):
+    train, held, _ = data()
+    train.df.to_csv(tmp_path / "r.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "r.csv"), "--out", str(tmp_path / "m"), "--ranker", "popular",
+                 "--epochs", "12", "--n-factors", "4", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "popular ranker" in out and "ordered by popular" in out
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["ranker"]["kind"] == "popular"
+    assert main(["recommend", str(tmp_path / "m"), "--user", "u1", "-n", "3", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    rec = Recommender.load(tmp_path / "m")
+    want = rec.items.decode(popularity_lists(rec, rec.users.encode(["u1"]), 3)[0])
+    assert [r["item"] for r in got["recommendations"]] == list(want)
