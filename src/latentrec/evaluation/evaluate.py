@@ -7,8 +7,8 @@ import numpy as np
 from latentrec.data import csr
 from latentrec.data.batches import EncodedRows
 from latentrec.data.ratings import Ratings
-from latentrec.use.ranking import evaluate_ranking
 from latentrec.models.scoring import rmse_mae
+from latentrec.use.ranking import evaluate_ranking
 from latentrec.use.recommender import Recommender
 
 
