@@ -96,10 +96,27 @@ def test_the_cli_trains_with_the_popular_ranker_and_says_so(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "r.csv"), "--out", str(tmp_path / "m"), "--ranker", "popular",
                  "--epochs", "12", "--n-factors", "4", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "popular ranker" in out and "ordered by popular" in out
+    assert "popular ranker in" in out and "ordered by popularity)" in out
     assert json.loads((tmp_path / "m" / "model.json").read_text())["ranker"]["kind"] == "popular"
     assert main(["recommend", str(tmp_path / "m"), "--user", "u1", "-n", "3", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     rec = Recommender.load(tmp_path / "m")
     want = rec.items.decode(popularity_lists(rec, rec.users.encode(["u1"]), 3)[0])
     assert [r["item"] for r in got["recommendations"]] == list(want)
+
+
+def test_the_cli_says_which_ranker_auto_replaced_by_popularity_and_why(tmp_path, capsys):
+    train, _, popular = data()
+    train.df.to_csv(tmp_path / "r.csv", index=False)
+    popular.df.to_csv(tmp_path / "v.csv", index=False)
+    args = ["train", "--data", str(tmp_path / "r.csv"), "--valid", str(tmp_path / "v.csv"),
+            "--epochs", "12", "--n-factors", "4", "--device", "cpu", "--seed", "0"]
+    assert main(args + ["--out", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    assert "+ ease ranker and its check against popularity in" in out  # not "popular ranker": EASE took the time
+    assert "Lists ordered by popularity: on 240 validation users the ease ranker scored NDCG@10" in out
+    assert "ordered by popularity)" in out
+    assert main(args + ["--out", str(tmp_path / "m2"), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["ranker"] == "popular" and got["ranker_check"]["ranker"] == "ease"
+    assert got["ranker_check"] == Recommender.load(tmp_path / "m2").info["ranker_check"]

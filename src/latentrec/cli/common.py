@@ -112,5 +112,10 @@ def table(title: str | None, columns: list[str], rows, formats: dict | None = No
     console.print(t)
 
 
+def ordered_by(kind: str) -> str:
+    """How a list's title names the ranker of ``kind`` that ordered it ("ordered by ease", "... by popularity")."""
+    return {"popular": "popularity"}.get(kind, kind)
+
+
 def stderr(msg: str) -> None:
     print(msg, file=sys.stderr)

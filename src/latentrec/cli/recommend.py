@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from latentrec.atomic import writable_or_fail
-from latentrec.cli.common import command, console, count, emit_json, start, stderr, table
+from latentrec.cli.common import command, console, count, emit_json, ordered_by, start, stderr, table
 from latentrec.config import MIN_RATINGS
 from latentrec.errors import ConfigError
 
@@ -73,6 +73,6 @@ def run(args) -> int:
     else:
         who = f"unknown user {args.user}: not personalized, the most-rated items (>= {args.min_ratings} ratings)"
     cols = ["rank", "item", "title"] + (["prediction"] if rec.model is not None else [])
-    how = f", ordered by {rec.ranker.kind}" if rec.ranker is not None and (folded or args.user in rec.users) else ""
+    how = f", ordered by {ordered_by(rec.ranker.kind)}" if rec.ranker is not None and (folded or args.user in rec.users) else ""
     table(f"Top {args.n} for {who}{how}", cols, top[cols].itertuples(index=False), {"prediction": ".2f"})
     return 0

@@ -14,6 +14,7 @@ from latentrec.cli.common import (
     command,
     console,
     emit_json,
+    ordered_by,
     read,
     read_big,
     seed,
@@ -238,7 +239,10 @@ def run(args: argparse.Namespace) -> int:
     if lean is not None:
         lean.train = None
     result = {"model": str(args.out), "metrics": rec.info["metrics"], "best_epoch": rec.info["best_epoch"],
-              "train_seconds": rec.info["train_seconds"], "config": rec.config}
+              "train_seconds": rec.info["train_seconds"], "config": rec.config,
+              "ranker": rec.ranker.kind if rec.ranker is not None else None}
+    if "ranker_check" in rec.info:  # --ranker auto replaced its pick by popularity
+        result["ranker_check"] = rec.info["ranker_check"]
     scored = valid if valid is not None else lean.valid if lean is not None else None
     if scored is not None and not isinstance(scored, EncodedRows):
         scored = rec.encode_rows(scored)  # once, for the evaluation and for counting them as rated
@@ -257,11 +261,14 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"Fitted {rec.ranker.kind} (a ranking model: orders lists, predicts no ratings) in "
                           f"{rec.info['train_seconds']:.2f} s; saved to {args.out}/")
         else:
-            ranked = (f" + {rec.ranker.kind} ranker in {rec.info['ranker_seconds']:.2f} s"
-                      if rec.ranker is not None else "")
+            check = rec.info.get("ranker_check")
+            fitted = f"{rec.ranker.kind} ranker" if rec.ranker is not None else ""
+            if check is not None:  # the seconds are those of the ranker it replaced and of the check
+                fitted = ("check against popularity" if check["ranker"] == "none"
+                          else f"{check['ranker']} ranker and its check against popularity")
+            ranked = f" + {fitted} in {rec.info['ranker_seconds']:.2f} s" if rec.ranker is not None else ""
             console.print(f"\nBest epoch {rec.info['best_epoch']}; trained in {rec.info['train_seconds']:.2f} s"
                           f"{ranked}; saved to {args.out}/")
-            check = rec.info.get("ranker_check")
             if check is not None:
                 mine = f"the {check['ranker']} ranker" if check["ranker"] != "none" else "the predicted ratings"
                 console.print(f"Lists ordered by popularity: on {check['n_users']:,} validation users {mine} scored "
@@ -275,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
         sample = rec.users.classes[1]
         top = recommend(rec, sample, n=5)
         cols = ["rank", "item", "title"] + (["prediction"] if rec.model is not None else [])
-        how = f", ordered by {rec.ranker.kind}" if rec.ranker is not None else ""
+        how = f", ordered by {ordered_by(rec.ranker.kind)}" if rec.ranker is not None else ""
         table(f"\nTop 5 for user {sample} (unrated items{how})", cols,
               top[cols].itertuples(index=False), {"prediction": ".2f"})
     if trainer_diverged:
