@@ -140,6 +140,8 @@ def test_title_search(client):
     assert counts == sorted(counts, reverse=True)
     assert len(client.get("/api/items", params={"q": "Movie 1", "n": 3}).json()["items"]) == 3
     assert client.get("/api/items", params={"q": "zzz"}).json()["items"] == []
+    by_id = client.get("/api/items", params={"q": "i11"}).json()["items"]  # an id: data without titles
+    assert [i["item"] for i in by_id] == ["i11"] and by_id[0]["title"] == "Movie 11 (1999)"
     assert client.get("/api/items").status_code == 422
 
 

@@ -161,12 +161,15 @@ def create_app(holder: ModelHolder) -> FastAPI:
                              "recommendations": records(top, drop=("known",))})
 
     @app.get("/api/items", tags=["items"])
-    async def search_items(q: Annotated[str, Query(min_length=1, max_length=200, description="title or part of it")],
+    async def search_items(q: Annotated[str, Query(min_length=1, max_length=200,
+                                                   description="title or part of it, or an item id")],
                            n: Annotated[int, Query(ge=1, le=MAX_N)] = 20) -> JSONResponse:
-        """Items whose title matches ``q`` (case-insensitive; exact titles first), most-rated first."""
+        """Items whose title matches ``q`` (case-insensitive; exact titles first), most-rated first, after the
+        item whose id is ``q`` (so data without titles can be searched too)."""
         rec = model().rec
         with holder.lock:
-            ids = title_matches(rec, q, exact_wins=False)[:n]
+            by_id = [q.strip()] if q.strip() in rec.items else []
+            ids = (by_id + [i for i in title_matches(rec, q, exact_wins=False) if i not in by_id])[:n]
             counts = rec.item_counts[rec.items.encode(ids)] if ids else np.zeros(0, np.int64)
         return JSONResponse({"query": q, "items": [{"item": i, "title": rec.titles.get(i, ""), "n_ratings": int(c)}
                                                    for i, c in zip(ids, counts)]})
