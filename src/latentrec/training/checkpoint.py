@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as to_bytes
 
 from latentrec.atomic import write_bytes
@@ -35,6 +34,7 @@ from latentrec.data.batches import Batches
 from latentrec.errors import ConfigError, DataError, ModelFileError
 from latentrec.solvers.distributed import gather_states, is_main, world
 from latentrec.solvers.optim import Optimizer
+from latentrec.use.model_dir import read_weights
 
 FILE = "checkpoint.safetensors"
 TMP_PREFIX = f".{FILE}."  # latentrec.atomic's temp files beside it
@@ -233,10 +233,9 @@ def load(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     if not path.is_file():
         raise ConfigError(f"There is no checkpoint to resume from in {folder}; run without --resume to start.")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {})["latentrec"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:
+        tensors, header = read_weights(path)
+        meta = json.loads(header["latentrec"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
         raise ModelFileError(f"The checkpoint {path} is corrupt ({e}); delete {folder} to start over.") from None
     if meta.get("format") != FORMAT or not isinstance(meta.get("format_version"), int):
         raise ModelFileError(f"{path} is not a latentrec checkpoint; delete {folder} to start over.")

@@ -108,7 +108,7 @@ def _read_once(path: Path) -> tuple[dict[str, torch.Tensor], dict, str | None]:
         kind = "a pickle or zip file" if head[:1] == b"\x80" or head[:2] == b"PK" else "not a safetensors file"
         raise ModelFileError(f"{path / WEIGHTS} is {kind}; refused without being unpickled or run.")
     try:
-        tensors, header = _read_weights(path / WEIGHTS)
+        tensors, header = read_weights(path / WEIGHTS)
     except (OSError, ValueError, TypeError, KeyError, AttributeError, RuntimeError) as e:
         raise ModelFileError(f"{path / WEIGHTS} is truncated or corrupt ({e}).") from None
     for name, t in tensors.items():  # aminmax: one pass, no copy; NaN anywhere makes both NaN
@@ -118,11 +118,11 @@ def _read_once(path: Path) -> tuple[dict[str, torch.Tensor], dict, str | None]:
     return tensors, meta, header.get(WRITE_ID)
 
 
-def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors of a safetensors file, each read into memory of its own, and the file's metadata.
 
-    Not memory-mapped as ``safetensors.safe_open`` does: a process keeps using its model even after the
-    file is truncated or rewritten in place (a mapped page would then kill it with SIGBUS). Peak memory is
+    Not memory-mapped as ``safetensors.safe_open`` does: a process keeps using its model (or a resumed run its
+    checkpoint) even after the file is truncated or rewritten in place (a mapped page would then kill it with SIGBUS). Peak memory is
     the tensors themselves; ``safetensors.torch.load`` would hold the whole file twice.
     """
     with open(path, "rb") as f:
