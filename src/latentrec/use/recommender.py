@@ -181,9 +181,11 @@ class Recommender:
         try:
             model = ranker = None
             if "architecture" in meta:
-                model = _load_part(path, build_model(meta["architecture"], f"{path}/model.json"), tensors, "model.")
+                model = _load_part(path, lambda: build_model(meta["architecture"], f"{path}/model.json"), tensors,
+                                   "model.")
             if "ranker" in meta:
-                ranker = _load_part(path, build_ranker(meta["ranker"], f"{path}/model.json"), tensors, "ranker.")
+                ranker = _load_part(path, lambda: build_ranker(meta["ranker"], f"{path}/model.json"), tensors,
+                                    "ranker.")
             info_keys = {"metrics", "best_epoch", "train_seconds", "ranker_seconds", "ranker_check", "data", "diverged"}
             return cls(
                 model=model.to(device) if model is not None else None,
@@ -244,15 +246,21 @@ def _indices(t: torch.Tensor, bound: int) -> bool:
     return bool(low >= 0 and high < bound)
 
 
-def _load_part(path, module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str) -> nn.Module:
-    """``module`` with its weights from ``tensors[prefix + name]``, refusing shapes model.json does not describe."""
+def _load_part(path, build, tensors: dict[str, torch.Tensor], prefix: str) -> nn.Module:
+    """The module ``build()`` makes, holding ``tensors[prefix + name]`` themselves (built on the meta device: no
+    memory and no random init for weights about to be replaced), refusing shapes and dtypes model.json does not
+    describe."""
+    with torch.device("meta"):
+        module = build()
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     for name, t in module.state_dict().items():
-        if name not in state or state[name].shape != t.shape:
-            got = tuple(state[name].shape) if name in state else "missing"
-            raise ModelFileError(
-                f"{path}: {prefix}{name} in the weights has shape {got}, but model.json describes "
-                f"{tuple(t.shape)}; the two files do not belong together."
-            )
-    module.load_state_dict(state)
+        if name not in state or state[name].shape != t.shape or state[name].dtype != t.dtype:
+            got = _shape(state[name]) if name in state else "missing"
+            raise ModelFileError(f"{path}: {prefix}{name} in the weights has shape {got}, but model.json describes "
+                                 f"{_shape(t)}; the two files do not belong together.")
+    module.load_state_dict(state, assign=True)
     return module
+
+
+def _shape(t: torch.Tensor) -> str:
+    return f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
