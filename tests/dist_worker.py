@@ -31,7 +31,8 @@ def main(train_csv: str, valid_csv: str, out: str, solver: str) -> None:
     rank, size = world()
     weights = {k: v.detach().numpy() for k, v in rec.model.state_dict().items()}
     np.savez(Path(out) / f"rank{rank}-of-{size}.npz", **weights)
-    (Path(out) / f"rank{rank}-of-{size}.json").write_text(json.dumps(rec.info["metrics"]))
+    ranker = rec.ranker.kind if rec.ranker is not None else None
+    (Path(out) / f"rank{rank}-of-{size}.json").write_text(json.dumps({**rec.info["metrics"], "ranker": ranker}))
 
 
 def cli(stop: str, *argv: str) -> int:

@@ -63,6 +63,9 @@ def test_two_ranks_agree_and_match_one_process(files, tmp_path, solver):
     metric = lambda f: json.loads((tmp_path / f).read_text())["valid_rmse"]
     assert metric("rank0-of-2.json") <= metric("rank0-of-1.json") + 0.005
     assert metric("rank0-of-1.json") < 0.5  # and the single run did learn (the global mean scores 0.83)
+    ranker = lambda f: json.loads((tmp_path / f).read_text())["ranker"]
+    assert ranker("rank0-of-1.json") == ranker("rank0-of-2.json") is not None  # rank 0, which saves, fits the ranker
+    assert ranker("rank1-of-2.json") is None  # and the other ranks skip it
 
 
 def test_resume_under_torchrun_continues_every_rank_exactly(files, tmp_path):

@@ -17,7 +17,7 @@ from latentrec.data.vocab import Vocab
 from latentrec.errors import ConfigError, DataError
 from latentrec.models.baselines import fit_biases
 from latentrec.models.dot import DotProductBias, default_y_range
-from latentrec.solvers.distributed import local_device
+from latentrec.solvers.distributed import is_main, local_device
 from latentrec.training.loop import Trainer
 from latentrec.training.rankers import fit_ranker, pick_ranker, popular_if_better
 from latentrec.use.recommender import Recommender
@@ -106,7 +106,7 @@ def fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tra
     with the ranking model ``config.ranker`` names (default ``auto``: EASE up to
     ``config.EASE_AUTO_ITEMS`` items, iALS beyond up to ``config.IALS_AUTO_RATINGS`` training ratings, none
     above, then the most-popular list instead where that ranks the validation rows better; ``none``: no
-    ranker), which orders its top-N lists.
+    ranker), which orders its top-N lists. Under torchrun only rank 0 fits the ranker (it alone saves the model).
     """
     if not isinstance(train, (Ratings, EncodedSplit)):
         raise DataError(f"fit() trains on Ratings (load_ratings) or an EncodedSplit (read_split), not "
@@ -147,10 +147,12 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tr
         if not trainer.history:  # not one good epoch: the model is untrained, and no ranker is fit beside it
             ranker_kind = None
     ranker = None
+    if not is_main():  # under torchrun only rank 0 keeps a model: the other ranks would fit the ranker for nothing
+        ranker_kind = None
     if ranker_kind is not None:
         ranker, seconds = fit_ranker(ranker_kind, cfg, tr, len(users), len(items), device)
         info["ranker_seconds" if model is not None else "train_seconds"] = seconds
-    checked = cfg.ranker == "auto" and model is not None and va is not None and bool(trainer.history)
+    checked = cfg.ranker == "auto" and is_main() and model is not None and va is not None and bool(trainer.history)
     # the rated pairs by user (with their ratings, which a ranker reads as the users' history)
     indptr, rated, *ratings = csr.by_row(tr.users, tr.items, len(users),
                                          tr.ratings if ranker is not None or checked else None)
