@@ -73,6 +73,7 @@ def run(args) -> int:
     else:
         who = f"unknown user {args.user}: not personalized, the most-rated items (>= {args.min_ratings} ratings)"
     cols = ["rank", "item", "title"] + (["prediction"] if rec.model is not None else [])
-    how = f", ordered by {ordered_by(rec.ranker.kind)}" if rec.ranker is not None and (folded or args.user in rec.users) else ""
+    ranked = rec.ranker is not None and (folded or args.user in rec.users)
+    how = f", ordered by {ordered_by(rec.ranker.kind)}" if ranked else ""
     table(f"Top {args.n} for {who}{how}", cols, top[cols].itertuples(index=False), {"prediction": ".2f"})
     return 0

@@ -122,8 +122,8 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors of a safetensors file, each read into memory of its own, and the file's metadata.
 
     Not memory-mapped as ``safetensors.safe_open`` does: a process keeps using its model (or a resumed run its
-    checkpoint) even after the file is truncated or rewritten in place (a mapped page would then kill it with SIGBUS). Peak memory is
-    the tensors themselves; ``safetensors.torch.load`` would hold the whole file twice.
+    checkpoint) even after the file is truncated or rewritten in place (a mapped page would then kill it with
+    SIGBUS). Peak memory is the tensors themselves; ``safetensors.torch.load`` would hold the whole file twice.
     """
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
