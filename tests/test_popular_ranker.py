@@ -121,3 +121,14 @@ def test_the_cli_says_which_ranker_auto_replaced_by_popularity_and_why(tmp_path,
     got = json.loads(capsys.readouterr().out)
     assert got["ranker"] == "popular" and got["ranker_check"]["ranker"] == "ease"
     assert got["ranker_check"] == Recommender.load(tmp_path / "m2").info["ranker_check"]
+
+
+@pytest.mark.parametrize("held", ["popular", "chosen"])
+def test_tunes_refit_keeps_the_ranker_auto_checked_on_the_search_split(held):
+    from latentrec.evaluation.tune import Int, tune
+
+    train, chosen, popular = data()
+    valid = popular if held == "popular" else chosen
+    result = tune(train, valid, base=TrainConfig(n_factors=4, epochs=12, device="cpu", seed=0),
+                  space={"n_factors": Int(3, 5)}, n_trials=1)
+    assert result.model.ranker.kind == ("popular" if held == "popular" else "ease")

@@ -230,7 +230,8 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
 
     ``base`` fixes everything not searched (model, solver, seed, valid_pct, ...). The winner is
     the trial with the lowest validation RMSE after its last epoch; with ``refit`` it is retrained
-    on all training rows (validation rows included) before ``test`` is scored, once.
+    on all training rows (validation rows included) before ``test`` is scored, once, beside the ranker
+    that ``--ranker auto`` keeps on the search's own split (its check against popularity needs held-out rows).
     """
     t_start = time.perf_counter()
     base = base or TrainConfig()
@@ -293,6 +294,9 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
     cfg = TrainConfig.from_dict(winner.user_attrs["config"])
     model, test_result = None, None
     if refit:
+        if not ranking and cfg.ranker == "auto":  # auto's check against popularity needs held-out rows: the
+            probe, _ = fit(train, valid, cfg)  # search's own split decides the ranker the refit keeps
+            cfg = replace(cfg, ranker=probe.ranker.kind if probe.ranker is not None else "none")
         everything = train if valid is None else Ratings(pd.concat([train.df, valid.df], ignore_index=True),
                                                          train.source, train.titles)
         model, _ = fit(everything, None, replace(cfg, valid_pct=0.0))
