@@ -17,6 +17,14 @@ from latentrec.evaluation.evaluate import evaluate
 from latentrec.use.ranking import evaluate_ranking, popularity_lists, ranking_metrics
 
 
+def unseen(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """``n`` random (user, item) pairs of ``df``'s ids that ``df`` does not hold, rated 5."""
+    pairs = pd.MultiIndex.from_product([df["user"].unique(), df["item"].unique()]).difference(
+        pd.MultiIndex.from_frame(df[["user", "item"]]))
+    picked = pairs[np.random.default_rng(seed).choice(len(pairs), n, replace=False)]
+    return pd.DataFrame({"user": picked.get_level_values(0), "item": picked.get_level_values(1), "rating": 5.0})
+
+
 def test_hand_computed_metrics():
     lists = np.array([[3, 1, 5], [2, 4, 0]])  # user 2's list has an empty slot
     relevant = [np.array([1, 2]), np.array([6])]
@@ -35,10 +43,11 @@ def test_model_and_popularity_lists_on_a_tiny_model():
     test = Ratings(pd.DataFrame({"user": ["u1", "u1", "u1", "u2", "ghost"], "item": ["i1", "i3", "i4", "i1", "i2"],
                                  "rating": np.float32([5, 4, 2, 5, 5])}), "t")
     r = evaluate_ranking(rec, rec.encode_rows(test), k=2)
-    # u1: list [i2, i3], relevant {i1, i3} -> 1 hit; u2: list [i1], relevant {i1} -> 1 hit
-    assert r["n_users"] == 2 and r["n_unknown_users"] == 1 and r["k"] == 2
+    # u1: list [i2, i3], relevant {i3} (i1 is a training item: no list can hold it) -> 1 hit;
+    # u2: list [i1], relevant {i1} -> 1 hit
+    assert r["n_users"] == 2 and r["n_unknown_users"] == 1 and r["k"] == 2 and r["n_relevant"] == 2
     assert r["model"]["precision@2"] == pytest.approx((1 / 2 + 1 / 2) / 2)
-    assert r["model"]["recall@2"] == pytest.approx((1 / 2 + 1) / 2)
+    assert r["model"]["recall@2"] == pytest.approx(1.0)
     assert r["model"]["hit_rate"] == 1.0
     # popularity: every item has 1 training rating -> order i1, i2, i3, i4, minus each user's rated items
     np.testing.assert_array_equal(popularity_lists(rec, np.array([1, 2]), 2), [[2, 3], [1, 0]])
@@ -49,18 +58,21 @@ def test_evaluate_includes_ranking_and_excludes_training_items():
     test = Ratings(df.sample(2000, random_state=0), "t")
     r = evaluate(rec, test)
     g = r["ranking"]
+    # every test pair is a training pair here: no list can hold one, so no user is scored
+    assert g["n_users"] == 0 and g["n_relevant"] == 0
     for who in ("model", "popularity"):
         assert set(g[who]) == {"precision@10", "recall@10", "ndcg@10", "hit_rate", "coverage"}
-        assert all(0 <= v <= 1 for v in g[who].values())
-    # every test pair is a training pair here, so no relevant item can be recommended
-    assert g["model"]["hit_rate"] == 0 and g["popularity"]["hit_rate"] == 0
+        assert np.isnan(g[who]["ndcg@10"]) and g[who]["coverage"] == 0
+    g = evaluate(rec, Ratings(unseen(df, 2000, 0), "t"))["ranking"]
+    assert g["n_users"] > 0
+    assert all(0 <= v <= 1 for who in ("model", "popularity") for v in g[who].values())
     assert "ranking" not in evaluate(rec, test, k=None)
 
 
 def test_cli_evaluate_reports_ranking(tmp_path, capsys):
     rec, df, _ = trained()
     rec.save(tmp_path / "m")
-    df.head(500).to_csv(tmp_path / "t.csv", index=False)
+    unseen(df, 500, 0).to_csv(tmp_path / "t.csv", index=False)
     assert main(["evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "t.csv"), "--json", "-k", "5"]) == 0
     assert "precision@5" in json.loads(capsys.readouterr().out)["ranking"]["model"]
     assert main(["evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "t.csv")]) == 0
@@ -69,7 +81,7 @@ def test_cli_evaluate_reports_ranking(tmp_path, capsys):
 
 def test_a_sample_of_users_is_scored_like_those_users_alone(capsys):
     rec, df, _ = trained()
-    test = Ratings(df.sample(3000, random_state=1).assign(rating=5.0), "t")
+    test = Ratings(unseen(df, 3000, 1), "t")
     rows = rec.encode_rows(test)
     full = evaluate_ranking(rec, rows, 5)
     sample = evaluate_ranking(rec, rows, 5, max_users=7)

@@ -55,6 +55,10 @@ def print_notes(r: dict) -> None:
 
 def print_ranking(g: dict) -> None:
     k = g["k"]
+    if not g["n_users"]:
+        console.print(f"\nNo top-{k} ranking: no known user has a test rating >= {g['threshold']:g} of an item "
+                      f"outside their training items.")
+        return
     cols = [f"precision@{k}", f"recall@{k}", f"ndcg@{k}", "hit_rate", "coverage"]
     rows = [(name, *[g[name][c] for c in cols]) for name in ("model", "popularity")]
     who = (f"a seeded sample of {g['n_users']:,} of the {g['n_users_eligible']:,}"

@@ -150,16 +150,15 @@ def first_duplicate(rows: np.ndarray, cols: np.ndarray, indptr: np.ndarray, sort
 
 
 @njit(cache=True)
-def _count_in(rows, cols, indptr, sorted_cols):
-    found = 0
+def _held_in(rows, cols, indptr, sorted_cols, out):
     for n in range(len(rows)):
         seg = sorted_cols[indptr[rows[n]]:indptr[rows[n] + 1]]
         j = np.searchsorted(seg, cols[n])
-        if j < len(seg) and seg[j] == cols[n]:
-            found += 1
-    return found
+        out[n] = j < len(seg) and seg[j] == cols[n]
 
 
-def count_in(rows: np.ndarray, cols: np.ndarray, indptr: np.ndarray, sorted_cols: np.ndarray) -> int:
-    """How many of the pairs ``(rows[n], cols[n])`` the grouped pairs ``indptr``/``sorted_cols`` hold."""
-    return int(_count_in(rows, cols, indptr, sorted_cols))
+def held_in(rows: np.ndarray, cols: np.ndarray, indptr: np.ndarray, sorted_cols: np.ndarray) -> np.ndarray:
+    """Which of the pairs ``(rows[n], cols[n])`` the grouped pairs ``indptr``/``sorted_cols`` hold (a bool mask)."""
+    out = np.zeros(len(rows), np.bool_)
+    _held_in(rows, cols, indptr, sorted_cols, out)
+    return out

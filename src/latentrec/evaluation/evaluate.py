@@ -38,7 +38,7 @@ def evaluate(rec: Recommender, ratings: Ratings | EncodedRows, k: int | None = 1
         "n_unknown": int((unknown_user | unknown_item).sum()),
         "n_unknown_users": int(unknown_user.sum()),
         "n_unknown_items": int(unknown_item.sum()),
-        "n_seen": csr.count_in(data.users, data.items, rec.rated_indptr, rec.rated_items),
+        "n_seen": int(csr.held_in(data.users, data.items, rec.rated_indptr, rec.rated_items).sum()),
         "n_off_scale": int(((target < lo) | (target > hi)).sum()),
         "scale": [lo, hi],
         "ratings_std": float(np.std(target)),

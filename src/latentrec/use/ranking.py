@@ -1,9 +1,9 @@
 """Ranking metrics of top-k lists against the liked items of a test file.
 
-Relevant items are a user's test ratings of at least ``threshold`` (4 on a 1-5 scale). Each test
-user known to the model gets a top-``k`` list that skips their training items; users without a
-relevant test item are not scored. Per user: precision@k = hits / k, recall@k = hits / relevant,
-NDCG@k = DCG / ideal DCG with binary gains and ``1 / log2(rank + 1)`` discounts, hit = at least
+Relevant items are a user's test ratings of at least ``threshold`` (4 on a 1-5 scale) of items
+that are not among their training items. Each test user known to the model gets a top-``k`` list
+that skips their training items; users without a relevant test item are not scored. Per user:
+precision@k = hits / k, recall@k = hits / relevant, NDCG@k = DCG / ideal DCG with binary gains and ``1 / log2(rank + 1)`` discounts, hit = at least
 one hit; all averaged over users. Catalog coverage is the share of known items that appear in
 at least one list. The popularity baseline recommends the most-rated training items.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from latentrec.data.batches import EncodedRows
+from latentrec.data.csr import held_in
 from latentrec.use.recommender import Recommender
 from latentrec.use.topn import check_n, top_n
 
@@ -60,7 +61,8 @@ def evaluate_ranking(rec: Recommender, test: EncodedRows, k: int = 10, threshold
     what costs. Coverage then counts the sampled users' lists only.
     """
     check_n(k, "-k")
-    liked = np.flatnonzero((test.data.ratings >= threshold) & (test.data.users > 0))
+    seen = held_in(test.data.users, test.data.items, rec.rated_indptr, rec.rated_items)  # lists skip them
+    liked = np.flatnonzero((test.data.ratings >= threshold) & (test.data.users > 0) & ~seen)
     lu, li = test.data.users[liked].astype(np.int64), test.data.items[liked].astype(np.int64)
     order = np.argsort(lu, kind="stable")
     lu, li = lu[order], li[order]
