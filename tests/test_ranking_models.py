@@ -194,6 +194,19 @@ def test_cv_and_tune_score_a_ranking_model_by_its_lists():
     assert tuned.model.ranker is not None and "ranking" in tuned.test and "rmse" not in tuned.test
 
 
+def test_the_report_of_a_ranking_search_plots_and_names_ndcg(tmp_path):
+    from latentrec.cli.tune_report import files, write_report
+    from latentrec.evaluation.tune import Float, tune
+
+    train, _ = split()
+    tuned = tune(train, base=TrainConfig(model="ease", device="cpu"), space={"wd": Float(1.0, 1000.0, log=True)},
+                 n_trials=3, refit=False)
+    write_report(tuned, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files(tuned.table))
+    assert "valid_ndcg_by_trial.png" in files(tuned.table)
+    assert f"valid NDCG@10 {tuned.table['valid_ndcg@10'].max():.6f}" in (tmp_path / "best.toml").read_text()
+
+
 def test_interpret_of_a_ranking_only_model_is_one_sentence_and_creates_nothing(tmp_path, capsys):
     trained("ease").save(tmp_path / "m")
     assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "pics")]) == 2

@@ -135,7 +135,7 @@ def print_trial(row: dict) -> None:
 
 
 def print_summary(result, info: dict, out: Path) -> None:
-    from latentrec.cli.tune_report import FILES
+    from latentrec.cli.tune_report import files
 
     ranking = "valid_ndcg@10" in result.table
     best = result.table.sort_values("valid_ndcg@10" if ranking else "valid_rmse", ascending=not ranking).head(10)
@@ -156,5 +156,5 @@ def print_summary(result, info: dict, out: Path) -> None:
         r = info["test"]
         console.print(f"Test ({r['data']}, {r['n']} ratings, scored once): RMSE {r['rmse']:.4f}, MAE {r['mae']:.4f}; "
                       f"biases baseline RMSE {r['baselines']['biases']['rmse']:.4f}.", soft_wrap=True)
-    console.print(f"Wrote {', '.join(FILES)}{' and model/' if result.model is not None else ''} to {out}/",
-                  soft_wrap=True)
+    model = " and model/" if result.model is not None else ""
+    console.print(f"Wrote {', '.join(files(result.table))}{model} to {out}/", soft_wrap=True)

@@ -15,8 +15,17 @@ from latentrec.cli.config_file import dumps_toml
 from latentrec.cli.jsonsafe import json_safe
 from latentrec.evaluation.tune import TuneResult
 
-FILES = ("trials.csv", "trials.md", "best.toml", "valid_rmse_by_trial.png", "param_importances.png",
-         "summary.json")
+def scored_by(table: pd.DataFrame) -> tuple[str, str, str]:
+    """The column a search is scored by (ranking models: NDCG@10, higher is better; else RMSE), its name and the
+    file of its plot."""
+    if "valid_ndcg@10" in table:
+        return "valid_ndcg@10", "validation NDCG@10", "valid_ndcg_by_trial.png"
+    return "valid_rmse", "validation RMSE", "valid_rmse_by_trial.png"
+
+
+def files(table: pd.DataFrame) -> tuple[str, ...]:
+    """The files :func:`write_report` writes for a search with this trial table."""
+    return "trials.csv", "trials.md", "best.toml", scored_by(table)[2], "param_importances.png", "summary.json"
 
 
 def summary(result: TuneResult) -> dict:
@@ -32,16 +41,18 @@ def summary(result: TuneResult) -> dict:
 
 
 def write_report(result: TuneResult, out: str | Path, toml_extra: dict | None = None) -> dict:
-    """Write every file of :data:`FILES` into ``out`` (each atomically); returns the summary."""
+    """Write every file of :func:`files` into ``out`` (each atomically); returns the summary."""
     out = make_folder(out)
     info = summary(result)
     write_text(out / "trials.csv", result.table.to_csv(index=False))
     write_text(out / "trials.md", markdown(result.table, result.best_trial))
-    header = (f"# latentrec tune winner: trial {result.best_trial}, valid RMSE {info['best_valid_rmse']:.6f} "
-              "after its last epoch.\n# Reproduce it: latentrec train --config best.toml\n"
+    score = (f"valid NDCG@10 {info['best_valid_ndcg@10']:.6f}" if "best_valid_ndcg@10" in info
+             else f"valid RMSE {info['best_valid_rmse']:.6f} after its last epoch")
+    header = (f"# latentrec tune winner: trial {result.best_trial}, {score}.\n"
+              "# Reproduce it: latentrec train --config best.toml\n"
               "# Refit on every training row: latentrec train --config best.toml --valid-pct 0\n")
     write_text(out / "best.toml", header + dumps_toml({**(toml_extra or {}), **result.best_config}))
-    plot_trials(result.table, out / "valid_rmse_by_trial.png")
+    plot_trials(result.table, out / scored_by(result.table)[2])
     plot_importances(result.study, list(result.space), out / "param_importances.png")
     write_text(out / "summary.json", json.dumps(json_safe(info), indent=1) + "\n")
     return info
@@ -70,22 +81,26 @@ def markdown(table: pd.DataFrame, best_trial: int) -> str:
 
 
 def plot_trials(table: pd.DataFrame, path: Path) -> None:
-    """Valid RMSE of each trial (pruned ones hollow, at their last report) and the running best."""
+    """The validation score of each trial (pruned ones hollow, at their last report) and the running best."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    column, name, _ = scored_by(table)
+    higher = column != "valid_rmse"
     fig, ax = plt.subplots(figsize=(7, 4))
     done, pruned = table[~table.pruned], table[table.pruned]
-    ax.scatter(done.trial, done.valid_rmse, color="tab:blue", label="complete", zorder=3)
-    ax.scatter(pruned.trial, pruned.valid_rmse, facecolors="none", edgecolors="tab:gray", label="pruned", zorder=3)
-    best = done.set_index("trial").valid_rmse.reindex(table.trial).cummin().ffill()
+    ax.scatter(done.trial, done[column], color="tab:blue", label="complete", zorder=3)
+    ax.scatter(pruned.trial, pruned[column], facecolors="none", edgecolors="tab:gray", label="pruned", zorder=3)
+    running = done.set_index("trial")[column].reindex(table.trial)
+    best = (running.cummax() if higher else running.cummin()).ffill()
     ax.step(table.trial, best.to_numpy(), where="post", color="tab:red", label="best so far")
-    values = table.valid_rmse.dropna()
-    if len(values) > 2:  # keep the interesting range readable when a few trials are far off
+    values = table[column].dropna()
+    if len(values) > 2 and not higher:  # keep the interesting range readable when a few trials are far off
         lo, hi = values.min(), values.quantile(0.9)
         ax.set_ylim(lo - 0.05 * (hi - lo + 1e-3), hi + 0.15 * (hi - lo + 1e-3))
-    ax.set(xlabel="trial", ylabel="validation RMSE (last epoch run)", title="Validation RMSE by trial")
+    label = name if higher else f"{name} (last epoch run)"
+    ax.set(xlabel="trial", ylabel=label, title=f"{name[0].upper()}{name[1:]} by trial")
     ax.legend()
     fig.tight_layout()
     _save(fig, path)
