@@ -14,7 +14,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import lowrank_ratings
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from latentrec.cli import main
 from latentrec.config import TrainConfig
@@ -360,6 +363,17 @@ def test_shapes_disagree_with_weights(capsys, tmp_path, trained, model_copy):
     meta["architecture"]["n_factors"] += 1
     meta_path.write_text(json.dumps(meta))
     fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(model_copy), "has shape",
+          "do not belong together")
+
+
+@pytest.mark.parametrize("name", ["model.extra", "ranker.extra"])
+def test_a_tensor_model_json_does_not_describe(capsys, tmp_path, trained, model_copy, name):
+    """A weight the described module lacks is refused in one sentence (load_state_dict would raise)."""
+    weights = model_copy / "model.safetensors"
+    with safe_open(str(weights), "pt") as f:
+        metadata = f.metadata()
+    save_file({**load_file(str(weights)), name: torch.zeros(3)}, str(weights), metadata=metadata)
+    fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(model_copy), f"weights hold {name}",
           "do not belong together")
 
 

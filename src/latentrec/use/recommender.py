@@ -253,11 +253,17 @@ def _load_part(path, build, tensors: dict[str, torch.Tensor], prefix: str) -> nn
     with torch.device("meta"):
         module = build()
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-    for name, t in module.state_dict().items():
+    described = module.state_dict()
+    for name, t in described.items():
         if name not in state or state[name].shape != t.shape or state[name].dtype != t.dtype:
             got = _shape(state[name]) if name in state else "missing"
             raise ModelFileError(f"{path}: {prefix}{name} in the weights has shape {got}, but model.json describes "
                                  f"{_shape(t)}; the two files do not belong together.")
+    extra = sorted(set(state) - set(described))
+    if extra:  # load_state_dict would raise a RuntimeError listing them
+        part = "ranker" if prefix == "ranker." else "rating model"
+        raise ModelFileError(f"{path}: the weights hold {prefix}{extra[0]}, which the {module.kind} {part} model.json "
+                             f"describes does not have; the two files do not belong together.")
     module.load_state_dict(state, assign=True)
     return module
 
