@@ -4,6 +4,7 @@ ranker it fitted loses to popularity on the validation rows."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -132,3 +133,12 @@ def test_tunes_refit_keeps_the_ranker_auto_checked_on_the_search_split(held):
     result = tune(train, valid, base=TrainConfig(n_factors=4, epochs=12, device="cpu", seed=0),
                   space={"n_factors": Int(3, 5)}, n_trials=1)
     assert result.model.ranker.kind == ("popular" if held == "popular" else "ease")
+
+
+def test_similar_from_a_dir_with_only_the_popular_ranker_says_why_not(tmp_path, capsys):
+    train, _, _ = data()
+    rec, _ = fit(train, None, TrainConfig(n_factors=4, epochs=2, device="cpu", seed=0, ranker="popular"))
+    replace(rec, model=None).save(tmp_path / "m")  # no command writes one; an edited or hand-built dir may hold it
+    assert main(["similar", str(tmp_path / "m"), "--item", rec.items.classes[1]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds only the popular ranker" in err

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentrec.errors import ConfigError, DataError
+from latentrec.errors import ConfigError, DataError, ModelCapabilityError
 from latentrec.use.recommender import Recommender
 from latentrec.use.topn import check_n
 
@@ -87,6 +87,10 @@ def similar_items(rec: Recommender, item: str, n: int = 10, min_ratings: int = 0
         raise DataError(f"Item {item} is not in the model (it had no training ratings).")
     if rec.ranker is not None and rec.ranker.compares_items:
         sim = rec.ranker.similarity(idx).float()
+    elif rec.model is None:
+        raise ModelCapabilityError(f"Similar items need a rating model's item vectors or a ranker that compares "
+                                   f"items, and this model dir holds only the {rec.ranker.kind} ranker, which gives "
+                                   f"every user the same order.")
     else:
         v = item_vectors(rec.model).float()
         unit = v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
