@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import lowrank_ratings
 
 from latentrec.cli import main
 from latentrec.config import TrainConfig
@@ -192,6 +193,19 @@ def test_cv_and_tune_score_a_ranking_model_by_its_lists():
     assert scores.notna().all() and tuned.table.loc[tuned.table.trial == tuned.best_trial, "valid_ndcg@10"].item() \
         == scores.max()
     assert tuned.model.ranker is not None and "ranking" in tuned.test and "rmse" not in tuned.test
+
+
+def test_cv_and_tune_of_a_ranking_model_over_fewer_than_ten_items_score_the_lists_they_can_make():
+    from latentrec.evaluation.cv import cross_validate, kfolds
+    from latentrec.evaluation.tune import Float, tune
+
+    df, _ = lowrank_ratings(n_users=60, n_items=8, density=0.5)  # top-10 lists hold at most 7 items
+    train = Ratings(df, "eight items")
+    result = cross_validate(kfolds(train, 2, seed=0), TrainConfig(model="ease", valid_pct=0, device="cpu"))
+    assert all(np.isfinite(v["mean"]) for v in result["summary"].values())
+    tuned = tune(train, base=TrainConfig(model="ease", device="cpu"), space={"wd": Float(1.0, 1000.0, log=True)},
+                 n_trials=2, refit=False)
+    assert tuned.table["valid_ndcg@10"].notna().all()
 
 
 def test_the_report_of_a_ranking_search_plots_and_names_ndcg(tmp_path):

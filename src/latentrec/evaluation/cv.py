@@ -69,8 +69,8 @@ def cross_validate(folds: list[Fold], config: TrainConfig, on_fold: Callable[[di
         row = {"fold": name, "n_train": len(train), "n_test": r["n"], "n_unknown": r["n_unknown"]}
         if trainer is None:  # a ranking model
             g = r["ranking"]
-            for who, prefix in (("model", ""), ("popularity", "popularity_")):
-                row.update({prefix + m: g[who][m] for m in ("ndcg@10", "precision@10")})
+            for who, prefix in (("model", ""), ("popularity", "popularity_")):  # @k: fewer than 10 with fewer items
+                row.update({prefix + m: g[who][m.replace("@10", f"@{g['k']}")] for m in ("ndcg@10", "precision@10")})
             row.update(best_epoch=None, seconds=time.perf_counter() - t0, diverged=None)
         else:
             row.update(rmse=r["rmse"], mae=r["mae"])

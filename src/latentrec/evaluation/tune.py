@@ -261,7 +261,8 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
         if ranking:
             t0 = time.perf_counter()
             rec, _ = fit(train, valid, cfg)
-            ndcg = evaluate(rec, valid)["ranking"]["model"]["ndcg@10"]
+            g = evaluate(rec, valid)["ranking"]
+            ndcg = g["model"][f"ndcg@{g['k']}"]  # k: 10, or fewer where the catalog holds fewer items
             _record(trial, [], time.perf_counter() - t0, None)
             trial.set_user_attr("valid_ndcg@10", ndcg)
             return -ndcg
