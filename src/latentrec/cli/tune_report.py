@@ -15,6 +15,7 @@ from latentrec.cli.config_file import dumps_toml
 from latentrec.cli.jsonsafe import json_safe
 from latentrec.evaluation.tune import TuneResult
 
+
 def scored_by(table: pd.DataFrame) -> tuple[str, str, str]:
     """The column a search is scored by (ranking models: NDCG@10, higher is better; else RMSE), its name and the
     file of its plot."""

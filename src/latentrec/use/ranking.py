@@ -3,9 +3,10 @@
 Relevant items are a user's test ratings of at least ``threshold`` (4 on a 1-5 scale) of items
 that are not among their training items. Each test user known to the model gets a top-``k`` list
 that skips their training items; users without a relevant test item are not scored. Per user:
-precision@k = hits / k, recall@k = hits / relevant, NDCG@k = DCG / ideal DCG with binary gains and ``1 / log2(rank + 1)`` discounts, hit = at least
-one hit; all averaged over users. Catalog coverage is the share of known items that appear in
-at least one list. The popularity baseline recommends the most-rated training items.
+precision@k = hits / k, recall@k = hits / relevant, NDCG@k = DCG / ideal DCG with binary gains
+and ``1 / log2(rank + 1)`` discounts, hit = at least one hit; all averaged over users. Catalog
+coverage is the share of known items that appear in at least one list. The popularity baseline
+recommends the most-rated training items.
 """
 
 from __future__ import annotations

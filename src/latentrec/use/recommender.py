@@ -119,8 +119,7 @@ class Recommender:
     def with_rated(self, rows: Encoded) -> "Recommender":
         """This recommender with ``rows`` (encoded ratings it was not trained on: its validation rows) counted
         as rated as well: top-N lists skip them, a ranker reads them as the users' history (and the popularity
-        ranker counts them). Rows of
-        unknown users or items (index 0) are left out."""
+        ranker counts them). Rows of unknown users or items (index 0) are left out."""
         keep = (rows.users > 0) & (rows.items > 0)
         items = rows.items[keep].astype(self.rated_items.dtype)
         mine = (self.rated_indptr, self.rated_items)

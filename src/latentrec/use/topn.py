@@ -7,7 +7,7 @@ needs neither the sigmoid (monotone) nor the user bias (constant along a row): r
 into predicted ratings. Items the user rated in training are masked out by scattering ``-inf``
 into their cells, which costs one write per training rating.
 
-A model dir with a ranking model (``rec.ranker``: EASE or iALS) is ordered by the ranker's scores
+A model dir with a ranking model (``rec.ranker``: EASE, iALS or popularity) is ordered by the ranker's scores
 (EASE's are the users' weighted training rows times its item x item matrix); the predicted rating
 shown beside each winner comes from the rating model, or is NaN when the dir holds none.
 """
