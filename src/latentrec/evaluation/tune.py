@@ -228,10 +228,11 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
          on_trial=None) -> TuneResult:
     """Search ``space`` around ``base``; ``n_trials`` counts every finished trial of the study, stored ones too.
 
-    ``base`` fixes everything not searched (model, solver, seed, valid_pct, ...). The winner is
-    the trial with the lowest validation RMSE after its last epoch; with ``refit`` it is retrained
-    on all training rows (validation rows included) before ``test`` is scored, once, beside the ranker
-    that ``--ranker auto`` keeps on the search's own split (its check against popularity needs held-out rows).
+    ``base`` fixes everything not searched (model, solver, seed, valid_pct, ...). The winner is the trial
+    with the lowest validation RMSE after its last epoch (a ranking model's: the highest validation NDCG@10);
+    with ``refit`` it is retrained on all training rows (validation rows included) before ``test`` is scored,
+    once, beside the ranker that ``--ranker auto`` keeps on the search's own split (its check against
+    popularity needs held-out rows).
     """
     t_start = time.perf_counter()
     base = base or TrainConfig()
