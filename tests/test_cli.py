@@ -120,3 +120,14 @@ def test_predict_writes_parquet_by_suffix_and_takes_one_way_of_asking(capsys, tm
     assert (tmp_path / "p.tsv").read_text().startswith("user\titem\t")
     assert main(["predict", str(tmp_path / "no-model-yet"), "--data", str(ratings_csv), "--out", "p.txt"]) == 2
     assert "--out must end in .csv, .tsv, .parquet or .pq" in capsys.readouterr().err  # said before loading a model
+
+
+def test_a_table_title_wraps_at_the_consoles_width_and_an_empty_title_column_is_left_out(capsys):
+    from latentrec.cli.common import table
+
+    long = "Top 3 for user [u1], ordered by popularity, with a title longer than the table is wide"
+    table(long, ["rank", "item", "title"], [(1, "i1", ""), (2, "i2", "")])
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == long and "title" not in out  # one line, brackets kept (no markup)
+    table(None, ["rank", "item", "title"], [(1, "i1", "Heat (1995)"), (2, "i2", "")])
+    assert "Heat (1995)" in capsys.readouterr().out

@@ -101,9 +101,16 @@ def emit_json(obj) -> None:
 
 
 def table(title: str | None, columns: list[str], rows, formats: dict | None = None) -> None:
-    """Print rows as a table; ``formats`` maps a column to a format spec like ``.4f``."""
+    """Print rows as a table under ``title`` (wrapped at the terminal's width, not the table's); ``formats`` maps a
+    column to a format spec like ``.4f``. A ``title`` column with no title in it (data without titles) is left out."""
     formats = formats or {}
-    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    rows = list(rows)
+    if "title" in columns and not any(row[columns.index("title")] for row in rows):
+        keep = [n for n, c in enumerate(columns) if c != "title"]
+        columns, rows = [columns[n] for n in keep], [[row[n] for n in keep] for row in rows]
+    if title:
+        console.print(title, style="italic", highlight=False, markup=False)
+    t = Table(show_edge=False, pad_edge=False)
     for c in columns:
         t.add_column(c, justify="right" if c not in ("title", "item", "user", "model", "data") else "left")
     for row in rows:
