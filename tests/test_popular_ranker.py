@@ -142,3 +142,13 @@ def test_similar_from_a_dir_with_only_the_popular_ranker_says_why_not(tmp_path, 
     assert main(["similar", str(tmp_path / "m"), "--item", rec.items.classes[1]]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds only the popular ranker" in err
+
+
+def test_one_validation_user_or_a_close_call_keeps_the_ranker(monkeypatch):
+    train, _, popular = data()
+    one = Ratings(popular.df[popular.df["user"] == "u0"], "one user")
+    rec, _ = fit(train, one, CFG)
+    assert rec.ranker.kind == "ease" and "ranker_check" not in rec.info
+    monkeypatch.setattr(rankers, "SURE", 1e9)  # popularity ahead, but not by this many standard errors
+    rec, _ = fit(train, popular, CFG)
+    assert rec.ranker.kind == "ease"

@@ -273,7 +273,8 @@ def run(args: argparse.Namespace) -> int:
                 mine = f"the {check['ranker']} ranker" if check["ranker"] != "none" else "the predicted ratings"
                 console.print(f"Lists ordered by popularity: on {check['n_users']:,} validation users {mine} scored "
                               f"NDCG@{check['k']} {check['ndcg']:.4f} against popularity's {check['popular_ndcg']:.4f} "
-                              f"(--ranker ease|ials|none keeps one anyway).")
+                              f"(standard error of the difference {check['se']:.4f}; --ranker ease|ials|none keeps "
+                              f"one anyway).")
             elif rec.ranker is None and cfg.ranker == "auto":
                 console.print(f"No ranker: above {IALS_AUTO_RATINGS // 10**6}M training ratings iALS takes minutes "
                               f"and gigabytes; --ranker ials fits one anyway.")

@@ -19,9 +19,11 @@ from latentrec.models.ials import ImplicitALS
 from latentrec.models.popularity import Popularity
 from latentrec.models.ranker import Ranker, rating_weights
 from latentrec.solvers.ials import fit_ials
-from latentrec.use.ranking import evaluate_ranking
+from latentrec.use.ranking import hits, liked_by_user, ndcg_by_user, popularity_lists
 from latentrec.use.recommender import Recommender
+from latentrec.use.topn import top_n
 
+SURE = 2.0  # auto takes popularity over its ranker when popularity's NDCG gain is this many standard errors
 EASE_MAX_BYTES = 4 << 30  # one items x items float32 matrix beyond this: refused, --model ials named
 
 
@@ -95,17 +97,24 @@ def fit_ranker(kind: str, cfg: TrainConfig, tr: Encoded, n_users: int, n_items: 
 def popular_if_better(rec: Recommender, valid: Encoded) -> Recommender:
     """``--ranker auto``'s last check: ``rec``'s top-10 lists (its ranker's, or its rating model's where it has
     none) against the most-popular lists on the validation rows, by NDCG@10 with ratings >= 4 relevant (the
-    table ``train`` prints); where popularity scores higher, ``rec`` with a :class:`Popularity` ranker instead,
-    its check in ``info["ranker_check"]``. ``rec`` keeps its training ratings (``rated_ratings``), as with any
-    ranker."""
+    table ``train`` prints). Where popularity is clearly better -- its mean gain over ``rec``, user by user, is
+    more than ``SURE`` standard errors -- ``rec`` with a :class:`Popularity` ranker instead, its check in
+    ``info["ranker_check"]``; a few users, or a close call, keep ``rec``'s order. ``rec`` keeps its training
+    ratings (``rated_ratings``), as with any ranker."""
     t0 = time.perf_counter()
-    scored = evaluate_ranking(rec, EncodedRows(valid, "validation rows", 0), max_users=RANK_EVAL_USERS)
-    k = scored["k"]  # 10, or fewer with fewer items
-    mine, popular = scored["model"][f"ndcg@{k}"], scored["popularity"][f"ndcg@{k}"]
-    if not popular > mine:  # also when no validation user liked an item (NaN): nothing says popularity is better
+    users, relevant, _ = liked_by_user(rec, EncodedRows(valid, "validation rows", 0), max_users=RANK_EVAL_USERS)
+    if len(users) < 2:
         return rec
-    check = {"ranker": rec.ranker.kind if rec.ranker is not None else "none", "k": k, "ndcg": mine,
-             "popular_ndcg": popular, "n_users": scored["n_users"]}
-    ranker = Popularity(len(rec.items)).to(rec.device).fit(rec.item_counts)
+    n_items = len(rec.items)
+    lists, _ = top_n(rec, users, 10)
+    mine = ndcg_by_user(*hits(lists, relevant, n_items))
+    popular = ndcg_by_user(*hits(popularity_lists(rec, users, lists.shape[1]), relevant, n_items))
+    gain = popular - mine
+    se = float(gain.std(ddof=1) / np.sqrt(len(gain)))
+    if not gain.mean() > SURE * se:
+        return rec
+    check = {"ranker": rec.ranker.kind if rec.ranker is not None else "none", "k": lists.shape[1],
+             "ndcg": float(mine.mean()), "popular_ndcg": float(popular.mean()), "se": se, "n_users": len(users)}
+    ranker = Popularity(n_items).to(rec.device).fit(rec.item_counts)
     seconds = rec.info.get("ranker_seconds", 0.0) + time.perf_counter() - t0
     return replace(rec, ranker=ranker, info={**rec.info, "ranker_check": check, "ranker_seconds": seconds})

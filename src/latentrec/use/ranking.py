@@ -19,20 +19,32 @@ from latentrec.use.recommender import Recommender
 from latentrec.use.topn import check_n, top_n
 
 
-def ranking_metrics(lists: np.ndarray, relevant: list[np.ndarray], n_items: int) -> dict:
-    """Metrics of ``lists`` (users x k item indices, 0 = empty slot) against ``relevant`` item sets."""
-    n_users, k = lists.shape
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+def hits(lists: np.ndarray, relevant: list[np.ndarray], n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which slots of ``lists`` (users x k item indices, 0 = empty slot) hold one of the user's ``relevant`` items
+    (users x k, bool), and how many relevant items each user has."""
+    n_users = len(lists)
     n_rel = np.fromiter((len(r) for r in relevant), np.int64, n_users)
     rows = np.arange(n_users, dtype=np.int64)
     wanted = np.repeat(rows, n_rel) * n_items + (np.concatenate(relevant) if n_users else 0)
-    gains = np.isin(rows[:, None] * n_items + lists, wanted) & (lists > 0)  # (user, item) keys: one vector test
-    hits = gains.sum(1)
-    ideal = np.concatenate([[0.0], np.cumsum(discounts)])[np.minimum(n_rel, k)]
+    return np.isin(rows[:, None] * n_items + lists, wanted) & (lists > 0), n_rel  # (user, item) keys: one test
+
+
+def ndcg_by_user(gains: np.ndarray, n_rel: np.ndarray) -> np.ndarray:
+    """Each user's NDCG@k from :func:`hits`: binary gains, ``1 / log2(rank + 1)`` discounts."""
+    discounts = 1.0 / np.log2(np.arange(2, gains.shape[1] + 2))
+    ideal = np.concatenate([[0.0], np.cumsum(discounts)])[np.minimum(n_rel, gains.shape[1])]
+    return (gains * discounts).sum(1) / np.maximum(ideal, 1e-12)
+
+
+def ranking_metrics(lists: np.ndarray, relevant: list[np.ndarray], n_items: int) -> dict:
+    """Metrics of ``lists`` (users x k item indices, 0 = empty slot) against ``relevant`` item sets."""
+    n_users, k = lists.shape
+    gains, n_rel = hits(lists, relevant, n_items)
+    found = gains.sum(1)
     shown = np.unique(lists[lists > 0])
     mean = (lambda a: float(a.mean())) if n_users else (lambda a: float("nan"))
-    return {f"precision@{k}": mean(hits / k), f"recall@{k}": mean(hits / np.maximum(n_rel, 1)),
-            f"ndcg@{k}": mean((gains * discounts).sum(1) / np.maximum(ideal, 1e-12)), "hit_rate": mean(hits > 0),
+    return {f"precision@{k}": mean(found / k), f"recall@{k}": mean(found / np.maximum(n_rel, 1)),
+            f"ndcg@{k}": mean(ndcg_by_user(gains, n_rel)), "hit_rate": mean(found > 0),
             "coverage": len(shown) / max(n_items - 1, 1)}
 
 
@@ -62,17 +74,7 @@ def evaluate_ranking(rec: Recommender, test: EncodedRows, k: int = 10, threshold
     what costs. Coverage then counts the sampled users' lists only.
     """
     check_n(k, "-k")
-    seen = held_in(test.data.users, test.data.items, rec.rated_indptr, rec.rated_items)  # lists skip them
-    liked = np.flatnonzero((test.data.ratings >= threshold) & (test.data.users > 0) & ~seen)
-    lu, li = test.data.users[liked].astype(np.int64), test.data.items[liked].astype(np.int64)
-    order = np.argsort(lu, kind="stable")
-    lu, li = lu[order], li[order]
-    scored, starts = np.unique(lu, return_index=True)
-    relevant = np.split(li, starts[1:]) if len(scored) else []
-    eligible = len(scored)
-    if max_users is not None and eligible > max_users:
-        keep = np.sort(np.random.default_rng(0).choice(eligible, max_users, replace=False))
-        scored, relevant = scored[keep], [relevant[j] for j in keep]
+    scored, relevant, eligible = liked_by_user(rec, test, threshold, max_users)
     model_lists, _ = top_n(rec, scored, k)
     k = model_lists.shape[1]  # at most the number of known items
     return {
@@ -85,3 +87,21 @@ def evaluate_ranking(rec: Recommender, test: EncodedRows, k: int = 10, threshold
         "model": ranking_metrics(model_lists, relevant, len(rec.items)),
         "popularity": ranking_metrics(popularity_lists(rec, scored, k), relevant, len(rec.items)),
     }
+
+
+def liked_by_user(rec: Recommender, test: EncodedRows, threshold: float = 4.0,
+                  max_users: int | None = None) -> tuple[np.ndarray, list[np.ndarray], int]:
+    """The known test users with a relevant item (a seeded sample of ``max_users`` of them when there are more),
+    each one's relevant item indices, and how many users were eligible before sampling."""
+    seen = held_in(test.data.users, test.data.items, rec.rated_indptr, rec.rated_items)  # lists skip them
+    liked = np.flatnonzero((test.data.ratings >= threshold) & (test.data.users > 0) & ~seen)
+    lu, li = test.data.users[liked].astype(np.int64), test.data.items[liked].astype(np.int64)
+    order = np.argsort(lu, kind="stable")
+    lu, li = lu[order], li[order]
+    users, starts = np.unique(lu, return_index=True)
+    relevant = np.split(li, starts[1:]) if len(users) else []
+    eligible = len(users)
+    if max_users is not None and eligible > max_users:
+        keep = np.sort(np.random.default_rng(0).choice(eligible, max_users, replace=False))
+        users, relevant = users[keep], [relevant[j] for j in keep]
+    return users, relevant, eligible
