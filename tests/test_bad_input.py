@@ -465,6 +465,9 @@ JSON_EDITS = {
     "ranker-without-kind": (lambda m: m["ranker"].pop("kind"), ["has no 'ranker.kind' field"]),
     "architecture-gone": (lambda m: m.pop("architecture"), ["field 'parts'", "but the file describes"]),
     "users-gone": (lambda m: m.pop("users"), ["has no 'users' field"]),
+    "ranker-check-text": (lambda m: m.update(ranker_check="x"), ["field 'ranker_check'", "an object"]),
+    "ranker-check-nan": (lambda m: m.update(ranker_check={"ranker": "ease", "ndcg": float("nan")}),
+                         ["field 'ranker_check'"]),
 }
 
 
