@@ -362,7 +362,7 @@ def test_shapes_disagree_with_weights(capsys, tmp_path, trained, model_copy):
     meta = json.loads(meta_path.read_text())
     meta["architecture"]["n_factors"] += 1
     meta_path.write_text(json.dumps(meta))
-    fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(model_copy), "has shape",
+    fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(model_copy), "is shape",
           "do not belong together")
 
 

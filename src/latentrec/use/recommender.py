@@ -255,8 +255,8 @@ def _load_part(path, build, tensors: dict[str, torch.Tensor], prefix: str) -> nn
     described = module.state_dict()
     for name, t in described.items():
         if name not in state or state[name].shape != t.shape or state[name].dtype != t.dtype:
-            got = _shape(state[name]) if name in state else "missing"
-            raise ModelFileError(f"{path}: {prefix}{name} in the weights has shape {got}, but model.json describes "
+            got = f"is {_shape(state[name])}" if name in state else "is missing"
+            raise ModelFileError(f"{path}: {prefix}{name} in the weights {got}, but model.json describes "
                                  f"{_shape(t)}; the two files do not belong together.")
     extra = sorted(set(state) - set(described))
     if extra:  # load_state_dict would raise a RuntimeError listing them
@@ -268,4 +268,5 @@ def _load_part(path, build, tensors: dict[str, torch.Tensor], prefix: str) -> nn
 
 
 def _shape(t: torch.Tensor) -> str:
-    return f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+    """``shape (n, k) float32``: what a tensor is, for an error sentence."""
+    return f"shape {tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
