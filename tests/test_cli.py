@@ -132,3 +132,10 @@ def test_a_table_title_wraps_at_the_consoles_width_and_an_empty_title_column_is_
     assert out.splitlines()[1].split() == ["rank", "┃", "item"]
     table(None, ["rank", "item", "title"], [(1, "i1", "Heat (1995)"), (2, "i2", "")])
     assert "Heat (1995)" in capsys.readouterr().out
+
+
+def test_a_table_shows_brackets_in_its_cells_as_they_are(capsys):
+    from latentrec.cli.common import table
+
+    table("Top 1", ["rank", "item", "title"], [(1, "[i1]", "Movie [/x] [bold]b[/bold]")])  # rich markup would raise
+    assert "│ [i1] │ Movie [/x] [bold]b[/bold]" in capsys.readouterr().out

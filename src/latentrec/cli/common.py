@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from latentrec import progress
 from latentrec.cli.jsonsafe import json_safe
@@ -113,8 +114,8 @@ def table(title: str | None, columns: list[str], rows, formats: dict | None = No
     t = Table(show_edge=False, pad_edge=False)
     for c in columns:
         t.add_column(c, justify="right" if c not in ("title", "item", "user", "model", "data") else "left")
-    for row in rows:
-        t.add_row(*[format(v, formats[c]) if c in formats and isinstance(v, (int, float)) else str(v)
+    for row in rows:  # cells are data (titles, ids): Text, so a '[' in them is shown, not read as markup
+        t.add_row(*[Text(format(v, formats[c]) if c in formats and isinstance(v, (int, float)) else str(v))
                     for c, v in zip(columns, row)])
     console.print(t)
 
