@@ -214,3 +214,18 @@ def test_divergence_in_the_first_epoch_saves_nothing_and_shows_nothing_else(caps
     assert captured.err.startswith("latentrec train: error: Training diverged in epoch 1 (")
     assert captured.err.strip().endswith("Nothing was saved.") and "kept the weights" not in captured.err
     assert "Top 5" not in captured.out and not out.exists() and not checkpoint.default_folder(out).exists()
+
+
+def test_a_checkpoint_that_does_not_fit_on_disk_is_one_sentence(tmp_path, ratings_csv):
+    import resource
+
+    def small_files() -> None:  # a write past 20 kB fails with EFBIG, as a full disk fails with ENOSPC
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    argv = train_args(ratings_csv, tmp_path / "m", "sgd", 2, "--n-factors", "64")
+    run = subprocess.run([sys.executable, "-m", "latentrec", *argv], capture_output=True, text=True,
+                         preexec_fn=small_files, timeout=120, check=False)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("latentrec train: error: Cannot write the checkpoint to")
+    assert "Traceback" not in run.stderr
+    assert not list(checkpoint.default_folder(tmp_path / "m").glob(f"{checkpoint.TMP_PREFIX}*"))

@@ -30,14 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from latentrec.atomic import atomic_path
 from latentrec.data.batches import Batches
 from latentrec.errors import ConfigError, DataError, ModelFileError
 from latentrec.solvers.distributed import gather_states, is_main, world
 from latentrec.solvers.optim import Optimizer
-from latentrec.use.model_dir import read_weights
+from latentrec.use.model_dir import read_weights, write_tensors
 
 FILE = "checkpoint.safetensors"
 TMP_PREFIX = f".{FILE}."  # latentrec.atomic's temp files beside it
@@ -212,7 +211,7 @@ def save(folder: str | os.PathLike, trainer) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with _deferred_interrupt(), atomic_path(folder / FILE) as tmp:  # written from the tensors, not a copy
-            save_file(tensors, str(tmp), metadata={"latentrec": json.dumps(meta)})
+            write_tensors(tmp, tensors, {"latentrec": json.dumps(meta)})
     except OSError as e:
         raise ModelFileError(f"Cannot write the checkpoint to {folder}: {e.strerror or e}.") from None
     return folder / FILE

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -18,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from latentrec.atomic import atomic_path, fsync_folder, plain_mode, write_text
@@ -46,14 +48,14 @@ def write_model_dir(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     try:
         if path.is_dir():  # swap file by file: each name always holds a whole file
             with atomic_path(path / WEIGHTS) as weights:
-                save_file(tensors, str(weights), metadata={WRITE_ID: write_id})
+                write_tensors(weights, tensors, {WRITE_ID: write_id})
             write_text(path / META, text)
             return path
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
         os.chmod(tmp, plain_mode(folder=True))  # mkdtemp made it private (0700)
         with atomic_path(tmp / WEIGHTS) as weights:
-            save_file(tensors, str(weights), metadata={WRITE_ID: write_id})
+            write_tensors(weights, tensors, {WRITE_ID: write_id})
         write_text(tmp / META, text)
         os.replace(tmp, path)
         fsync_folder(parent)
@@ -63,6 +65,15 @@ def write_model_dir(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """``safetensors.torch.save_file``, a failed write (disk full, file too large) raised as the ``OSError`` it is."""
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as e:  # safetensors' Rust writer reports I/O errors as "... (os error 28)"
+        code = re.search(r"\(os error (\d+)\)", str(e))
+        raise (OSError(int(code[1]), os.strerror(int(code[1]))) if code else OSError(str(e))) from None
 
 
 def read_model_dir(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
