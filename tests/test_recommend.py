@@ -183,3 +183,20 @@ def test_merging_two_row_groupings_equals_grouping_all_pairs():
         assert np.array_equal(got, want)
     for got, want in zip(merge(a[:2], b[:2]), by_row(rows, cols, 30)):
         assert np.array_equal(got, want)
+
+
+def test_a_user_who_rated_every_item_gets_a_sentence_not_an_empty_table(capsys, tmp_path):
+    import pandas as pd
+
+    from latentrec.cli import main
+
+    rows = [(u, i, 1 + (u + i) % 5) for u in range(12) for i in range(8) if u == 0 or (u + i) % 3]
+    pd.DataFrame(rows, columns=["user", "item", "rating"]).to_csv(tmp_path / "r.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "r.csv"), "--out", str(tmp_path / "m"), "--epochs", "2",
+                 "--valid-pct", "0", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["recommend", str(tmp_path / "m"), "--user", "0"]) == 0
+    assert capsys.readouterr().out == ("Nothing to recommend for user 0: every item the model knows is rated "
+                                       "(--include-rated lists them).\n")
+    assert main(["recommend", str(tmp_path / "m"), "--user", "1", "-n", "50"]) == 0
+    assert capsys.readouterr().out.startswith("Top 2 for user 1")  # the 2 items user 1 did not rate

@@ -75,5 +75,9 @@ def run(args) -> int:
     cols = ["rank", "item", "title"] + (["prediction"] if rec.model is not None else [])
     ranked = rec.ranker is not None and (folded or args.user in rec.users)
     how = f", ordered by {ordered_by(rec.ranker.kind)}" if ranked else ""
-    table(f"Top {args.n} for {who}{how}", cols, top[cols].itertuples(index=False), {"prediction": ".2f"})
+    if top.empty:  # the user rated every item the model knows
+        console.print(f"Nothing to recommend for {who}: every item the model knows is rated (--include-rated lists "
+                      f"them).", markup=False)
+        return 0
+    table(f"Top {min(args.n, len(top))} for {who}{how}", cols, top[cols].itertuples(index=False), {"prediction": ".2f"})
     return 0
