@@ -139,3 +139,13 @@ def test_a_table_shows_brackets_in_its_cells_as_they_are(capsys):
 
     table("Top 1", ["rank", "item", "title"], [(1, "[i1]", "Movie [/x] [bold]b[/bold]")])  # rich markup would raise
     assert "│ [i1] │ Movie [/x] [bold]b[/bold]" in capsys.readouterr().out
+
+
+def test_a_path_with_brackets_is_printed_as_it_is(tmp_path, capsys):
+    from conftest import lowrank_ratings
+
+    df, _ = lowrank_ratings(n_users=30, n_items=20, density=0.5)
+    df.to_csv(tmp_path / "r.csv", index=False)
+    out = tmp_path / "m [/y]"
+    assert main(["train", "--data", str(tmp_path / "r.csv"), "--out", str(out), "--epochs", "2", "--device", "cpu"]) == 0
+    assert "m [/y]/" in capsys.readouterr().out  # was rich's MarkupError, after the model was saved

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for setup in default_setups(devices, args.batch_sizes):
         if not args.json:
-            console.print(f"[dim]{setup.device} {setup.name} ...[/dim]")
+            console.print(f"{setup.device} {setup.name} ...", style="dim")
         rows.append(run_setup(setup, train, valid, n_users, n_items, y_range, args.n_factors, args.epochs, args.seed))
     target = seconds_to_target(rows, args.target)
     result = {"data": name, "n_train": len(train), "n_valid": len(valid), "n_factors": args.n_factors,

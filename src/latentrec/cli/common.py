@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the parser is built without pandas and torch; the commands 
     from latentrec.data.lean import EncodedSplit
     from latentrec.data.ratings import Ratings
 
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 120)  # user text as is
 
 
 def command(sub, name: str, help: str, example: str, run) -> argparse.ArgumentParser:
@@ -110,7 +110,7 @@ def table(title: str | None, columns: list[str], rows, formats: dict | None = No
         keep = [n for n, c in enumerate(columns) if c != "title"]
         columns, rows = [columns[n] for n in keep], [[row[n] for n in keep] for row in rows]
     if title:
-        console.print(title, style="italic", highlight=False, markup=False)
+        console.print(title, style="italic")
     t = Table(show_edge=False, pad_edge=False)
     for c in columns:
         t.add_column(c, justify="right" if c not in ("title", "item", "user", "model", "data") else "left")

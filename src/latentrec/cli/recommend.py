@@ -64,7 +64,8 @@ def run(args) -> int:
     if ignored:
         stderr(f"latentrec recommend: ignored {len(ignored)} rated item(s) the model does not know: {', '.join(ignored)}")
     if folded:
-        who = f"a new user folded in from {len(given.items) - len(ignored)} ratings"
+        used = len(given.items) - len(ignored)
+        who = f"a new user folded in from {used} rating{'s' * (used != 1)}"
     elif given is not None:
         who = f"a new user with no rated item the model knows: not personalized, the most-rated items " \
               f"(>= {args.min_ratings} ratings)"
