@@ -54,10 +54,10 @@ def test_auto_keeps_the_ranker_that_beats_popularity_on_the_validation_rows():
     assert rec.ranker.kind == "ease" and "ranker_check" not in rec.info
 
 
-def test_auto_falls_back_to_popularity_where_it_ranks_the_validation_rows_better(tmp_path):
+def test_auto_falls_back_to_popularity_where_it_ranks_the_validation_rows_better(tmp_path, device):
     train, _, popular = data()
-    rec, _ = fit(train, popular, CFG)
-    assert rec.ranker.kind == "popular"
+    rec, _ = fit(train, popular, replace(CFG, device=device))
+    assert rec.ranker.kind == "popular" and rec.ranker.scores.device.type == device
     check = rec.info["ranker_check"]
     assert check["ranker"] == "ease" and check["popular_ndcg"] > check["ndcg"]
     assert check["k"] == 10 and check["n_users"] == 240
@@ -72,7 +72,7 @@ def test_auto_falls_back_to_popularity_where_it_ranks_the_validation_rows_better
     cos = torch.nn.functional.cosine_similarity(v, v[5][None], dim=1)
     cos[[0, 5]] = -torch.inf
     assert list(similar_items(rec, rec.items.classes[5], n=3)["item"]) == \
-        list(rec.items.decode(torch.topk(cos, 3).indices.numpy()))
+        list(rec.items.decode(torch.topk(cos, 3).indices.cpu().numpy()))
 
 
 def test_without_a_fitted_ranker_auto_compares_the_predicted_ratings_with_popularity(monkeypatch):
