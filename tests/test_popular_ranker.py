@@ -105,6 +105,9 @@ def test_the_cli_trains_with_the_popular_ranker_and_says_so(tmp_path, capsys):
     rec = Recommender.load(tmp_path / "m")
     want = rec.items.decode(popularity_lists(rec, rec.users.encode(["u1"]), 3)[0])
     assert [r["item"] for r in got["recommendations"]] == list(want)
+    held.df.to_csv(tmp_path / "held.csv", index=False)  # rows the model never saw (train held them out too)
+    assert main(["evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "held.csv")]) == 0
+    assert "its ranking row is popularity's" in capsys.readouterr().out
 
 
 def test_the_cli_says_which_ranker_auto_replaced_by_popularity_and_why(tmp_path, capsys):

@@ -78,5 +78,11 @@ def run(args) -> int:
         rec.require_ratings("RMSE and MAE")
     result = evaluate(rec, read(args, args.data), k=None if args.metrics == "rmse" else args.k,
                       threshold=args.relevant, with_rmse=args.metrics != "ranking")
-    emit_json(result) if args.json else print_evaluation(result, ranking_asked=args.metrics == "ranking")
+    if args.json:
+        emit_json(result)
+        return 0
+    print_evaluation(result, ranking_asked=args.metrics == "ranking")
+    if result.get("ranking", {}).get("n_users") and getattr(rec.ranker, "kind", None) == "popular":
+        console.print("This model dir's lists are the most-rated items (the popular ranker), so its ranking row is "
+                      "popularity's.")
     return 0
