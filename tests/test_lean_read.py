@@ -57,6 +57,15 @@ def test_other_files_take_the_in_memory_route(files, tmp_path):
         assert read_split(path, min_bytes=0) is None, name
 
 
+def test_a_parquet_file_counts_its_ratings_as_csv_bytes(files):
+    parquet, csv = files / "r.parquet", files / "r.csv"
+    threshold = 30_000 * chunked.CSV_RATING_BYTES  # 30,000 ratings: as many bytes as a CSV of them
+    assert parquet.stat().st_size < threshold  # compressed: by bytes alone it stayed in pandas
+    assert read_split(parquet, min_bytes=threshold) is not None
+    assert read_split(parquet, min_bytes=threshold + 1) is None
+    assert read_split(csv, min_bytes=csv.stat().st_size + 1) is None  # a CSV counts its bytes
+
+
 def test_bad_rows_get_the_in_memory_routes_sentences(files, tmp_path):
     df = pd.read_parquet(files / "r.parquet")
     bad = {"nan.parquet": df.assign(rating=df.rating.where(df.index != 20_000)),
