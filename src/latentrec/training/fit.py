@@ -105,7 +105,7 @@ def fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tra
     ``--model ease|ials`` fits only a ranking model (the Trainer is None). A rating model is paired
     with the ranking model ``config.ranker`` names (default ``auto``: EASE up to
     ``config.EASE_AUTO_ITEMS`` items, iALS beyond up to ``config.IALS_AUTO_RATINGS`` training ratings, none
-    above, then the most-popular list instead where that ranks the validation rows better; ``none``: no
+    above, then the most-popular list instead where that ranks the validation rows clearly better; ``none``: no
     ranker), which orders its top-N lists. Under torchrun only rank 0 fits the ranker (it alone saves the model).
     """
     if not isinstance(train, (Ratings, EncodedSplit)):
