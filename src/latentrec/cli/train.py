@@ -47,7 +47,8 @@ EXAMPLE = """latentrec train --data ml-100k --out model
   latentrec train --data ml-100k --split u1 --out model-u1     # ML-100K's own u1.base / u1.test
   latentrec train --data train.csv --valid-pct 0 --test test.csv --out model --json
   latentrec train --data ml-100k --model ease --out ease     # a ranking model only (top-N lists, no ratings)
-  latentrec train --data ml-100k --ranker none               # the rating model alone orders the lists"""
+  latentrec train --data ml-100k --ranker none               # the rating model alone orders the lists
+  latentrec train --data ml-100k --ranker popular            # every list: the most-rated unrated items"""
 
 COLUMNS = ["epoch", "train_rmse", "valid_rmse", "valid_mae", "lr", "seconds"]
 
