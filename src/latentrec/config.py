@@ -1,4 +1,5 @@
-"""Training configuration: one dataclass, the tuned default recipe, validation of every value, learning-rate schedules."""
+"""Training configuration: one dataclass, the tuned default recipe, validation of every value, learning-rate
+schedules."""
 
 from __future__ import annotations
 
@@ -119,7 +120,8 @@ class TrainConfig:
             raise ConfigError("--solver sgd applies weight decay as grad += wd * param; use --wd-mode l2.")
         if self.loss not in ("mse", "rmse"):
             raise ConfigError(f"--loss must be mse or rmse, not {self.loss!r}.")
-        if self.y_range is not None and not (self.y_range[0] < self.y_range[1] and all(map(math.isfinite, self.y_range))):
+        low_high = self.y_range is not None and self.y_range[0] < self.y_range[1]
+        if self.y_range is not None and not (low_high and all(map(math.isfinite, self.y_range))):
             raise ConfigError(f"--y-range must be LOW HIGH with LOW < HIGH, not {self.y_range}.")
         if self.solver == "bayes" and not (isinstance(self.burn_in, int) and 0 <= self.burn_in < self.epochs):
             raise ConfigError(f"--burn-in must be a whole number from 0 to --epochs - 1, not {self.burn_in!r}.")
@@ -134,8 +136,8 @@ class TrainConfig:
     def summary(self) -> str:
         """The settings this model and solver use, as ``name value`` pairs (for headers)."""
         uses = [k for k in used_options(self.model, self.solver, self.opt) if getattr(self, k) is not None]
-        return ", ".join(f"{k} {getattr(self, k):g}" if isinstance(getattr(self, k), float) else f"{k} {getattr(self, k)}"
-                         for k in uses)
+        shown = {k: getattr(self, k) for k in uses}
+        return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
     p.add_argument("-n", type=int, default=10, help="items per table (default 10)")
     p.add_argument("--pca-items", type=int, default=1000, help="the most-rated items the PCA covers (default 1000)")
     p.add_argument("--labels", type=int, default=50, help="most-rated items labeled in the scatter (default 50)")
-    p.add_argument("--min-ratings", type=int, default=1, help="bias tables only show items with this many ratings (default 1)")
+    p.add_argument("--min-ratings", type=int, default=1,
+                   help="bias tables only show items with this many ratings (default 1)")
 
 
 def run(args) -> int:
@@ -34,8 +35,9 @@ def run(args) -> int:
         return 0
     cols = ["item", "title", "bias", "n_ratings"]
     for key, what in (("lowest_bias", "Lowest"), ("highest_bias", "Highest")):
-        table(f"\n{what} item bias ({r['bias_source']}, {r['bias_unit']}): rated {'low' if what == 'Lowest' else 'high'} "
-              f"even by users whose taste fits", cols, [[row[c] for c in cols] for row in r[key]], {"bias": ".3f"})
+        rated = "low" if what == "Lowest" else "high"
+        table(f"\n{what} item bias ({r['bias_source']}, {r['bias_unit']}): rated {rated} even by users whose "
+              f"taste fits", cols, [[row[c] for c in cols] for row in r[key]], {"bias": ".3f"})
     shares = r["pca"]["variance_share"]
     for c, (name, ends) in enumerate(r["pca"]["ends"].items()):
         rows = list(zip(ends["low"], ends["high"]))

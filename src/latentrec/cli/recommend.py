@@ -78,7 +78,7 @@ def run(args) -> int:
     how = f", ordered by {ordered_by(rec.ranker.kind)}" if ranked else ""
     if top.empty:  # the user rated every item the model knows
         console.print(f"Nothing to recommend for {who}: every item the model knows is rated (--include-rated lists "
-                      f"them).", markup=False)
+                      f"them).")
         return 0
     table(f"Top {min(args.n, len(top))} for {who}{how}", cols, top[cols].itertuples(index=False), {"prediction": ".2f"})
     return 0

@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
     which.add_argument("--item", help="raw item id")
     which.add_argument("--title", help="title or part of it, case-insensitive (lists candidates when ambiguous)")
     p.add_argument("-n", type=int, default=10, help="how many items (default 10)")
-    p.add_argument("--min-ratings", type=count, default=0, help="only items with at least this many training ratings (default 0)")
+    p.add_argument("--min-ratings", type=count, default=0,
+                   help="only items with at least this many training ratings (default 0)")
 
 
 def run(args) -> int:

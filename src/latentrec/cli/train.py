@@ -71,8 +71,8 @@ def add_parser(sub) -> None:
     m.add_argument("--ranker", choices=RANKERS,
                    help="ranking model saved beside a rating model to order its top-N lists (default auto: EASE up "
                         f"to {EASE_AUTO_ITEMS:,} items, iALS beyond up to {IALS_AUTO_RATINGS // 10**6}M training "
-                        f"ratings, none above; then popular if that ranks the validation rows clearly better; popular: the "
-                        f"most-rated items; none: order by predicted rating)")
+                        f"ratings, none above; then popular if that ranks the validation rows clearly better; "
+                        f"popular: the most-rated items; none: order by predicted rating)")
     m.add_argument("--alpha", type=float, help="--model ials: a rated cell's confidence is 1 + alpha * its weight")
     m.add_argument("--rating-weight", type=float,
                    help="--model ease|ials: how much more a high rating counts as picked (0: every rating alike)")

@@ -38,7 +38,8 @@ def add_parser(sub) -> None:
     s.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     s.add_argument("--storage", help="study database, e.g. sqlite:///tune.db; rerunning the command resumes it")
     s.add_argument("--study-name", default="latentrec", help="study name inside --storage (default latentrec)")
-    s.add_argument("--seed", type=seed, default=42, help="seed of the validation split, every trial and TPE (default 42)")
+    s.add_argument("--seed", type=seed, default=42,
+                   help="seed of the validation split, every trial and TPE (default 42)")
     s.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     p.add_argument("--out", default="tune", help="folder for the report (default ./tune)")
     p.add_argument("--config", metavar="FILE",

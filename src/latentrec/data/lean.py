@@ -2,8 +2,9 @@
 
 ``load_ratings`` keeps raw ids as strings in pandas, about 100 bytes a rating: right for real
 ids like ``B000FA64PK``, too much for 100M ratings. A Parquet/CSV/TSV file of at least
-:data:`LEAN_BYTES` (Parquet: or of as many ratings as a CSV of that size) whose user and item columns hold integers is instead read chunk by chunk
-into int32/int32/float32 columns (12 bytes a rating), checked, split and encoded in place.
+:data:`LEAN_BYTES` (Parquet: or of as many ratings as a CSV of that size) whose user and item
+columns hold integers is instead read chunk by chunk into int32/int32/float32 columns (12 bytes a
+rating), checked, split and encoded in place.
 The result is the same as the in-memory route's: same vocabularies (ids sorted as text), same
 validation rows, same training rows in the same order, same error sentences for bad rows.
 
