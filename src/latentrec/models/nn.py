@@ -12,6 +12,9 @@ sums over its own users' and items' pairs only (``embedding_bag`` over the pairs
 and by item), so an epoch costs about the data's size, not batches x pairs; a batch that reaches
 a third of all pairs or more (small data) takes one sparse product over every row instead, which
 is then cheaper.
+
+Embedding lookups and bag sums give sparse gradients, so the optimizer steps only the rows a batch
+touched: a step costs the batch's rows, not the whole tables.
 """
 
 from __future__ import annotations
@@ -26,9 +29,14 @@ from torch import nn
 from latentrec.models.dot import FactorModel, create_params, sigmoid_range
 
 
+MAX_EMBEDDING = 128  # fastai caps its rule at 600; ML-100K's RMSE is flat from 64 to 256 wide, and a step's cost
+# grows with the width (1M ratings from 100,000 users: 600 wide gave 180M weights and minutes per 100 batches)
+
+
 def embedding_size(n: int) -> int:
-    """fastai's rule of thumb for an embedding of ``n`` categories: ``min(600, round(1.6 * n ** 0.56))``."""
-    return min(600, round(1.6 * n ** 0.56))
+    """fastai's rule of thumb for an embedding of ``n`` categories, ``round(1.6 * n ** 0.56)``, at most
+    ``MAX_EMBEDDING`` wide."""
+    return min(MAX_EMBEDDING, round(1.6 * n ** 0.56))
 
 
 class SparseTimes(torch.autograd.Function):
@@ -46,7 +54,8 @@ class SparseTimes(torch.autograd.Function):
 
 class BagSum(torch.autograd.Function):
     """Row sums of ``table`` over bags of indices (``embedding_bag``), with a sparse product as the backward
-    pass (torch's own embedding_bag backward sorts the indices and was 4x slower here)."""
+    pass (torch's own embedding_bag backward sorts the indices and was 4x slower here); the gradient is
+    sparse, holding only the rows the bags touch."""
 
     @staticmethod
     def forward(ctx, flat: torch.Tensor, offsets: torch.Tensor, counts: torch.Tensor, table: torch.Tensor):
@@ -57,10 +66,13 @@ class BagSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         flat, counts = ctx.saved_tensors
+        rows, member = torch.unique(flat, return_inverse=True)
         bags = torch.repeat_interleave(torch.arange(len(counts), device=flat.device), counts, output_size=len(flat))
-        members = torch.sparse_coo_tensor(torch.stack([flat, bags]), torch.ones(len(flat), device=flat.device,
-                                          dtype=grad.dtype), (ctx.n_rows, len(counts)), check_invariants=False)
-        return None, None, None, torch.sparse.mm(members, grad)
+        members = torch.sparse_coo_tensor(torch.stack([member, bags]), torch.ones(len(flat), device=flat.device,
+                                          dtype=grad.dtype), (len(rows), len(counts)), check_invariants=False)
+        sums = torch.sparse.mm(members, grad)  # one row per table row the bags touch
+        return None, None, None, torch.sparse_coo_tensor(rows[None], sums, (ctx.n_rows, grad.shape[1]),
+                                                         is_coalesced=True, check_invariants=False)
 
 
 class RatedRows:
@@ -161,15 +173,13 @@ class CollabNN(FactorModel):
 
     def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:
         """The embeddings of ``users`` (indices), with the implicit part when enabled."""
-        if not self.implicit:
-            return self.user_factors[users]
-        return self.user_factors[users] + self._rated_rows()[0].implicit(users, self.user_implicit)
+        own = F.embedding(users, self.user_factors, sparse=True)
+        return own if not self.implicit else own + self._rated_rows()[0].implicit(users, self.user_implicit)
 
     def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:
         """The embeddings of ``items`` (indices), with the implicit part when enabled."""
-        if not self.implicit:
-            return self.item_factors[items]
-        return self.item_factors[items] + self._rated_rows()[1].implicit(items, self.item_implicit)
+        own = F.embedding(items, self.item_factors, sparse=True)
+        return own if not self.implicit else own + self._rated_rows()[1].implicit(items, self.item_implicit)
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every user's and item's embedding (with the implicit part when enabled)."""

@@ -123,7 +123,9 @@ class DataParallelRunner:
                     p.register_hook(self._average)
 
     def _average(self, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous()
+        """The mean of every rank's gradient; a sparse one (an embedding table's) is made dense, since the ranks'
+        batches touch different rows and NCCL reduces dense tensors only."""
+        grad = grad.to_dense() if grad.is_sparse else grad.contiguous()
         self.dist.all_reduce(grad)
         return grad / self.size
 

@@ -2,6 +2,10 @@
 
 Weight decay is either added to the gradient exactly as the seed writes it
 (``grad += wd * param``, mode ``l2``) or applied to the weights directly (``decoupled``, AdamW-style).
+
+A sparse gradient (an embedding table's, from ``F.embedding(..., sparse=True)``) updates only the rows
+it touches, decay and optimizer state included ("lazy" updates, as torch's ``SparseAdam``): a step then
+costs the batch's rows, not the table's, which is what makes 100,000-user tables trainable.
 """
 
 from __future__ import annotations
@@ -27,13 +31,29 @@ class Optimizer:
         for p in self.params:
             if p.grad is None:
                 continue
+            state = self.state.setdefault(id(p), {})
+            if not state:
+                self.init(p, state)
+            if p.grad.is_sparse:
+                grad = p.grad.coalesce()
+                rows, g = grad.indices()[0], grad.values()
+                w = p.data[rows]
+            else:
+                rows, g, w = None, p.grad, p.data
             if self.wd and self.wd_mode == "l2":
-                p.grad += self.wd * p.data  # the seed's formula
+                g = g + self.wd * w  # the seed's formula
             if self.wd and self.wd_mode == "decoupled":
-                p.data.mul_(1 - lr * self.wd)
-            self.update(p, self.state.setdefault(id(p), {}), lr)
+                w = w * (1 - lr * self.wd) if rows is not None else w.mul_(1 - lr * self.wd)
+            new = self.update(w, g, state, rows, lr)
+            if rows is not None:
+                p.data[rows] = new
 
-    def update(self, p: torch.Tensor, state: dict, lr: float) -> None:
+    def init(self, p: torch.Tensor, state: dict) -> None:
+        """Fill the empty ``state`` of parameter ``p`` before its first step."""
+
+    def update(self, w: torch.Tensor, g: torch.Tensor, state: dict, rows: torch.Tensor | None,
+               lr: float) -> torch.Tensor:
+        """Step the weights ``w`` (the parameter, or its ``rows`` for a sparse gradient) along ``g``; returns them."""
         raise NotImplementedError
 
     def zero_grad(self) -> None:
@@ -48,14 +68,14 @@ class SGD(Optimizer):
         super().__init__(params, wd, wd_mode)
         self.momentum = momentum
 
-    def update(self, p, state, lr):
-        g = p.grad
+    def init(self, p, state):
         if self.momentum:
-            buf = state.get("buf")
-            buf = g.clone() if buf is None else buf.mul_(self.momentum).add_(g)
-            state["buf"] = buf
-            g = buf
-        p.data.add_(g, alpha=-lr)
+            state["buf"] = torch.zeros_like(p)
+
+    def update(self, w, g, state, rows, lr):
+        if self.momentum:
+            g = moving(state["buf"], rows, lambda b: b.mul_(self.momentum).add_(g))
+        return w.add_(g, alpha=-lr)
 
 
 class Adam(Optimizer):
@@ -65,16 +85,26 @@ class Adam(Optimizer):
         super().__init__(params, wd, wd_mode)
         self.betas, self.eps = betas, eps
 
-    def update(self, p, state, lr):
+    def init(self, p, state):
+        state.update(t=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
+
+    def update(self, w, g, state, rows, lr):
         b1, b2 = self.betas
-        if not state:
-            state.update(t=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
         state["t"] += 1
-        state["m"].mul_(b1).add_(p.grad, alpha=1 - b1)
-        state["v"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-        m_hat = state["m"] / (1 - b1 ** state["t"])
-        v_hat = state["v"] / (1 - b2 ** state["t"])
-        p.data.addcdiv_(m_hat, v_hat.sqrt().add_(self.eps), value=-lr)
+        m = moving(state["m"], rows, lambda m: m.mul_(b1).add_(g, alpha=1 - b1))
+        v = moving(state["v"], rows, lambda v: v.mul_(b2).addcmul_(g, g, value=1 - b2))
+        m_hat = m / (1 - b1 ** state["t"])
+        v_hat = v / (1 - b2 ** state["t"])
+        return w.addcdiv_(m_hat, v_hat.sqrt().add_(self.eps), value=-lr)
+
+
+def moving(buf: torch.Tensor, rows: torch.Tensor | None, step) -> torch.Tensor:
+    """Apply the in-place ``step`` to the optimizer state ``buf`` (or to its ``rows``); returns what it stepped."""
+    if rows is None:
+        return step(buf)
+    new = step(buf[rows])
+    buf[rows] = new
+    return new
 
 
 def make_optimizer(name: str, params, wd: float, wd_mode: str, momentum: float) -> Optimizer:

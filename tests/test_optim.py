@@ -1,0 +1,65 @@
+"""Lazy (row-wise) optimizer steps for sparse gradients, against the dense step they stand for."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from latentrec.models.nn import CollabNN
+from latentrec.solvers.optim import make_optimizer
+
+
+def tables(seed: int = 0) -> tuple[torch.nn.Parameter, torch.nn.Parameter]:
+    torch.manual_seed(seed)
+    w = torch.randn(8, 3)
+    return torch.nn.Parameter(w.clone()), torch.nn.Parameter(w.clone())
+
+
+@pytest.mark.parametrize("opt", ["adam", "sgd"])
+@pytest.mark.parametrize("wd_mode", ["l2", "decoupled"])
+def test_a_sparse_gradient_steps_its_rows_as_the_dense_one_and_leaves_the_rest(opt, wd_mode):
+    sparse, dense = tables()
+    lazy = make_optimizer(opt, [sparse], 0.1, wd_mode, 0.9)
+    full = make_optimizer(opt, [dense], 0.1, wd_mode, 0.9)
+    for step, rows in enumerate(([1, 3, 3, 5], [2, 3], [1, 3, 3, 5])):
+        idx = torch.tensor(rows)
+        F.embedding(idx, sparse, sparse=True).pow(2).sum().backward()
+        assert sparse.grad.is_sparse
+        before = sparse.detach().clone()
+        lazy.step(0.05)
+        lazy.zero_grad()
+        if step == 0:  # the first step: no history yet, so the touched rows match the dense step exactly
+            F.embedding(idx, dense).pow(2).sum().backward()
+            full.step(0.05)
+            full.zero_grad()
+            touched = torch.unique(idx)
+            torch.testing.assert_close(sparse.detach()[touched], dense.detach()[touched])
+        untouched = torch.ones(8, dtype=torch.bool)
+        untouched[idx] = False
+        assert torch.equal(sparse.detach()[untouched], before[untouched])  # no decay, no momentum drift
+        assert not torch.equal(sparse.detach()[idx], before[idx])
+
+
+def test_adam_on_sparse_rows_keeps_moments_of_the_rows_it_skipped():
+    sparse, dense = tables()
+    lazy = make_optimizer("adam", [sparse], 0.0, "l2", 0.9)
+    for rows in ([0, 1], [1, 2]):
+        F.embedding(torch.tensor(rows), sparse, sparse=True).sum().backward()
+        lazy.step(0.1)
+        lazy.zero_grad()
+    m = lazy.state[id(sparse)]["m"]
+    assert torch.equal(m[0], torch.full((3,), 0.1))  # row 0's first moment, untouched by the second step
+    assert torch.allclose(m[1], torch.full((3,), 0.19)) and torch.equal(m[3:], torch.zeros(5, 3))
+
+
+def test_collab_nn_batches_give_sparse_embedding_gradients():
+    torch.manual_seed(0)
+    users, items = torch.randint(1, 50, (3000,)), torch.randint(1, 40, (3000,))
+    model = CollabNN(50, 40, 8, 8, implicit=True, n_rated=3000)
+    model.set_rated(users.numpy(), items.numpy())
+    model(torch.tensor([[1, 2], [3, 2]])).sum().backward()
+    tables = ("user_factors", "item_factors", "user_implicit", "item_implicit")
+    assert all(getattr(model, name).grad.is_sparse for name in tables)
+    assert not model.mlp[0].weight.grad.is_sparse
+    assert model.user_factors.grad.coalesce().indices()[0].tolist() == [1, 3]
