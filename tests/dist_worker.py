@@ -37,9 +37,9 @@ def main(train_csv: str, valid_csv: str, out: str, solver: str) -> None:
 
 def cli(stop: str, *argv: str) -> int:
     """The CLI, interrupted (KeyboardInterrupt, as Ctrl-C raises) when epoch ``stop`` ends; exit 0 when it says so."""
-    from latentrec.data import lean
     from latentrec.cli import main as latentrec
     from latentrec.cli.train import EpochTable
+    from latentrec.data import lean
 
     if "LEAN_BYTES" in os.environ:
         lean.LEAN_BYTES, parse = int(os.environ["LEAN_BYTES"]), lean._read

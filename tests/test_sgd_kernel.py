@@ -8,9 +8,9 @@ from latentrec.config import TrainConfig
 from latentrec.models.dot import DotProductBias
 from latentrec.models.scoring import predict
 from latentrec.solvers.optim import SGD
+from latentrec.solvers.runners import KernelRunner, sgd_runner
 from latentrec.solvers.sgd_kernel import BlockedRatings, _sgd_block, default_grid, sgd_epoch
 from latentrec.solvers.sgd_torch import TorchSGDRunner, sgd_step
-from latentrec.solvers.runners import KernelRunner, sgd_runner
 from latentrec.training.loop import Trainer
 
 

@@ -28,7 +28,6 @@ from torch import nn
 
 from latentrec.models.dot import FactorModel, create_params, sigmoid_range
 
-
 MAX_EMBEDDING = 128  # fastai caps its rule at 600; ML-100K's RMSE is flat from 64 to 256 wide, and a step's cost
 # grows with the width (1M ratings from 100,000 users: 600 wide gave 180M weights and minutes per 100 batches)
 
