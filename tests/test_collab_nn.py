@@ -67,6 +67,14 @@ def implicit_model(n_users=3000, n_items=2000, per_user=5, seed=0) -> CollabNN:
     return m.eval()
 
 
+def test_scoring_every_item_matches_the_forward_pass_pair_by_pair():
+    """score_users splits the first layer into a user part and an item part; the sums must be the MLP's."""
+    m = implicit_model(n_users=50, n_items=30, per_user=4)
+    users = torch.tensor([0, 1, 7, 49])
+    pairs = torch.cartesian_prod(users, torch.arange(30))
+    torch.testing.assert_close(m.score_users(users, chunk=64), m(pairs).view(4, 30))
+
+
 def test_implicit_embeddings_are_the_svdpp_sums():
     """p_u + |N(u)|^-1/2 sum_{j in N(u)} y_j (and the item side likewise), against a dense reference."""
     m = implicit_model(n_users=60, n_items=40, per_user=7)

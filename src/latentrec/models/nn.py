@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentrec.models.dot import FactorModel, create_params, sigmoid_range
+from latentrec.models.nn_head import output_layer, relu_head_scores
 
 MAX_EMBEDDING = 128  # fastai caps its rule at 600; ML-100K's RMSE is flat from 64 to 256 wide, and a step's cost
 # grows with the width (1M ratings from 100,000 users: 600 wide gave 180M weights and minutes per 100 batches)
@@ -196,20 +197,32 @@ class CollabNN(FactorModel):
 
     @torch.no_grad()
     def score_users(self, users: torch.Tensor, chunk: int = 1 << 18) -> torch.Tensor:
-        """Predicted ratings of ``users`` for every item, shape ``(len(users), n_items)``."""
+        """Predicted ratings of ``users`` for every item, shape ``(len(users), n_items)``.
+
+        The first layer is split by its input halves, ``W [u; i] + b = W_u u + (W_i i + b)``: each user's and each
+        item's part is computed once and every (user, item) pair only adds them, rather than multiplying its
+        concatenated embeddings by ``W`` (the width of the embeddings fewer operations per pair). On the CPU a
+        one-hidden-layer head is then finished by a compiled kernel (``nn_head``), torch's layers otherwise.
+        """
         was_training = self.training
         self.eval()
         try:
-            all_items = self.item_embeddings(torch.arange(self.n_items, device=self.item_factors.device))
+            first, rest = self.mlp[0], self.mlp[1:]
+            w_user, w_item = first.weight.split([self.user_factors.shape[1], self.item_factors.shape[1]], 1)
+            items = self.item_embeddings(torch.arange(self.n_items, device=self.item_factors.device))
+            item_part = F.linear(items, w_item, first.bias)
+            layer = output_layer(rest) if item_part.device.type == "cpu" and item_part.dtype == torch.float32 else None
+            if layer is not None:
+                return relu_head_scores(self.user_embeddings(users) @ w_user.T, item_part, layer, self.y_range)
             per = max(1, chunk // self.n_items)
-            rows = []
+            rows = [item_part.new_zeros(0, self.n_items)]
             for s in range(0, len(users), per):
-                u = self.user_embeddings(users[s:s + per])
-                rows.append(self.head(u.repeat_interleave(self.n_items, 0), all_items.repeat(len(u), 1))
-                            .view(len(u), -1))
+                user_part = self.user_embeddings(users[s:s + per]) @ w_user.T
+                hidden = (user_part[:, None, :] + item_part[None]).view(-1, first.out_features)
+                rows.append(sigmoid_range(rest(hidden)[:, 0], *self.y_range).view(len(user_part), -1))
         finally:
             self.train(was_training)
-        return torch.cat(rows) if rows else torch.zeros(0, self.n_items, device=all_items.device)
+        return torch.cat(rows)
 
     @torch.no_grad()
     def set_unknown_rows(self, user_counts: torch.Tensor, item_counts: torch.Tensor) -> None:
