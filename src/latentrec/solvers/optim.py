@@ -14,6 +14,7 @@ import torch
 
 from latentrec.config import OPTIMIZERS
 from latentrec.errors import ConfigError
+from latentrec.solvers.adam_kernel import adam_rows
 
 
 class Optimizer:
@@ -36,17 +37,20 @@ class Optimizer:
                 self.init(p, state)
             if p.grad.is_sparse:
                 grad = p.grad.coalesce()
-                rows, g = grad.indices()[0], grad.values()
-                w = p.data[rows]
+                self.apply(p, grad.values(), grad.indices()[0], state, lr)
             else:
-                rows, g, w = None, p.grad, p.data
-            if self.wd and self.wd_mode == "l2":
-                g = g + self.wd * w  # the seed's formula
-            if self.wd and self.wd_mode == "decoupled":
-                w = w * (1 - lr * self.wd) if rows is not None else w.mul_(1 - lr * self.wd)
-            new = self.update(w, g, state, rows, lr)
-            if rows is not None:
-                p.data[rows] = new
+                self.apply(p, p.grad, None, state, lr)
+
+    def apply(self, p: torch.Tensor, g: torch.Tensor, rows: torch.Tensor | None, state: dict, lr: float) -> None:
+        """Step parameter ``p`` (its ``rows`` only, when given) by the gradient (rows) ``g``, decay included."""
+        w = p.data if rows is None else p.data[rows]
+        if self.wd and self.wd_mode == "l2":
+            g = g + self.wd * w  # the seed's formula
+        if self.wd and self.wd_mode == "decoupled":
+            w = w.mul_(1 - lr * self.wd) if rows is None else w * (1 - lr * self.wd)
+        new = self.update(w, g, state, rows, lr)
+        if rows is not None:
+            p.data[rows] = new
 
     def init(self, p: torch.Tensor, state: dict) -> None:
         """Fill the empty ``state`` of parameter ``p`` before its first step."""
@@ -87,6 +91,15 @@ class Adam(Optimizer):
 
     def init(self, p, state):
         state.update(t=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
+
+    def apply(self, p, g, rows, state, lr):
+        """On the CPU in float32, the compiled kernel (``adam_kernel``); torch's ops elsewhere."""
+        if p.device.type != "cpu" or p.dtype != torch.float32 or g.dtype != torch.float32:
+            return super().apply(p, g, rows, state, lr)
+        state["t"] += 1
+        l2, decoupled = (self.wd, 0.0) if self.wd_mode == "l2" else (0.0, self.wd)
+        adam_rows(p, state["m"], state["v"], g.contiguous(), rows, lr, self.betas, state["t"], self.eps, l2,
+                  1 - lr * decoupled)
 
     def update(self, w, g, state, rows, lr):
         b1, b2 = self.betas
