@@ -125,3 +125,25 @@ def test_bayesian_fold_in_uses_the_users_spread_as_its_prior():
         errors["biases"].append(model.item_bias[idx].detach().numpy() - truth)  # the global mean is folded in
     rmse = {k: float(np.sqrt(np.mean(np.concatenate(v) ** 2))) for k, v in errors.items()}
     assert rmse["prior"] < rmse["ridge"] - 0.02 and rmse["prior"] < rmse["biases"], rmse  # 0.598, 0.639, 0.805
+
+
+def test_a_model_that_cannot_fold_in_beside_a_ranker_says_so_instead_of_empty_predictions(tmp_path, capsys):
+    """An nn model with an EASE ranker: the ranker folds the new user in and orders the list; the nn model has no
+    fold-in, so the table drops its prediction column and says why (JSON keeps null predictions)."""
+    from latentrec.config import TrainConfig
+    from latentrec.data.ratings import Ratings
+    from latentrec.training.fit import fit
+    from tiny_rec import planted_clusters
+
+    df, _ = planted_clusters()
+    rec, _ = fit(Ratings(df, "planted"), config=TrainConfig(model="nn", epochs=2, valid_pct=0, device="cpu",
+                                                            ranker="ease"))
+    rec.save(tmp_path / "m")
+    pairs = ",".join(f"{i}:{r:.1f}" for i, r in df[df.user == "u4"].head(5)[["item", "rating"]].to_numpy())
+    assert main(["recommend", str(tmp_path / "m"), "--ratings", pairs, "-n", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "the nn model cannot fold in a new user" in " ".join(out.split()) and "nan" not in out
+    assert "prediction" not in out.split("cannot fold in")[1]
+    assert main(["recommend", str(tmp_path / "m"), "--ratings", pairs, "-n", "3", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["recommendations"]
+    assert len(got) == 3 and all(r["prediction"] is None for r in got)

@@ -34,10 +34,10 @@ def run(args) -> int:
         emit_json(r)
         return 0
     cols = ["item", "title", "bias", "n_ratings"]
-    for key, what in (("lowest_bias", "Lowest"), ("highest_bias", "Highest")):
-        rated = "low" if what == "Lowest" else "high"
-        table(f"\n{what} item bias ({r['bias_source']}, {r['bias_unit']}): rated {rated} even by users whose "
-              f"taste fits", cols, [[row[c] for c in cols] for row in r[key]], {"bias": ".3f"})
+    for key, what, meaning in (("lowest_bias", "Lowest", "rated low even by users whose taste fits"),
+                               ("highest_bias", "Highest", "rated high even by users whose taste does not fit")):
+        table(f"\n{what} item bias ({r['bias_source']}, {r['bias_unit']}): {meaning}", cols,
+              [[row[c] for c in cols] for row in r[key]], {"bias": ".3f"})
     shares = r["pca"]["variance_share"]
     for c, (name, ends) in enumerate(r["pca"]["ends"].items()):
         rows = list(zip(ends["low"], ends["high"]))

@@ -73,9 +73,12 @@ def run(args) -> int:
         who = f"user {args.user}"
     else:
         who = f"unknown user {args.user}: not personalized, the most-rated items (>= {args.min_ratings} ratings)"
-    cols = ["rank", "item", "title"] + (["prediction"] if rec.model is not None else [])
+    predicted = rec.model is not None and bool(top["prediction"].notna().any())
+    cols = ["rank", "item", "title"] + (["prediction"] if predicted else [])
     ranked = rec.ranker is not None and (folded or args.user in rec.users)
     how = f", ordered by {ordered_by(rec.ranker.kind)}" if ranked else ""
+    if rec.model is not None and not predicted and not top.empty:
+        how += f" (the {rec.model.kind} model cannot fold in a new user, so there are no predicted ratings)"
     if top.empty:  # the user rated every item the model knows
         console.print(f"Nothing to recommend for {who}: every item the model knows is rated (--include-rated lists "
                       f"them).")
