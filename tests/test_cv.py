@@ -62,8 +62,9 @@ def test_cli_cv_json_and_bad_input(tmp_path, capsys):
     assert result["config"]["n_factors"] == 3 and result["config"]["valid_pct"] == 0  # a tune best.toml's 0.2 too
     assert main(["cv", "--data", str(tmp_path / "r.csv"), "--folds", "1"]) == 2
     assert main(["cv", "--data", str(tmp_path / "r.csv"), "--split", "u1-u2"]) == 2
+    assert main(["cv", "--split", "u1-u5", "--folds", "3"]) == 2  # two ways to choose the folds
     err = capsys.readouterr().err
-    assert err.count("latentrec cv: error:") == 2 and "Traceback" not in err
+    assert err.count("latentrec cv: error:") == 3 and "Traceback" not in err and "give one of them" in err
 
 
 def test_ml100k_own_folds(ml100k_dir, capsys):

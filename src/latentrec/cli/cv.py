@@ -8,6 +8,7 @@ from latentrec.cli.common import add_data_options, command, console, emit_json, 
 from latentrec.cli.config_file import UNSET, apply_config, defer_defaults
 from latentrec.cli.tune import checked_train_options
 from latentrec.config import MODELS, RANKING_MODELS, SOLVERS, TrainConfig
+from latentrec.errors import ConfigError
 
 EXAMPLE = """latentrec cv --data ml-100k --folds 5
   latentrec cv --data ml-100k --split u1-u5 --json
@@ -22,7 +23,7 @@ def add_parser(sub) -> None:
     p = command(sub, "cv", "Cross-validate a training config: per-fold RMSE/MAE, mean ± std, baselines.", EXAMPLE, run)
     add_data_options(p, required=False, default="ml-100k")
     g = p.add_argument_group("folds")
-    g.add_argument("--folds", type=int, default=5, help="number of random folds (default 5)")
+    g.add_argument("--folds", type=int, help="number of random folds (default 5)")
     g.add_argument("--split", help="ML-100K's own folds instead: u1-u5 (or a list such as u1,u2 or ua,ub)")
     m = p.add_argument_group("training (defaults: the tuned recipe; any `latentrec train` option via --config)")
     m.add_argument("--model", choices=MODELS, default="dot", help="as for `latentrec train` (default dot)")
@@ -52,13 +53,15 @@ def run(args) -> int:
     start(args)
     fixed = checked_train_options({k: v for k, v in extra.items() if k not in IGNORED}, args.config)
     cfg = TrainConfig.from_dict(dict(fixed, **{k: getattr(args, k) for k in OWN})).resolved()
+    if args.split and args.folds is not None:
+        raise ConfigError("--folds and --split both choose the folds; give one of them.")
     if args.split:
         folds = []
         for name in parse_split(args.split):
             base, test = ml100k_split_files(name, args.data_dir, args.data)
             folds.append((name, read(args, base), read(args, test)))
     else:
-        folds = kfolds(read(args, args.data or "ml-100k"), args.folds, args.seed)
+        folds = kfolds(read(args, args.data or "ml-100k"), 5 if args.folds is None else args.folds, args.seed)
     if not args.json:
         kind = " (a ranking model)" if cfg.model in RANKING_MODELS else ""
         console.print(f"Cross-validating {cfg.model}/{cfg.solver}{kind}: {cfg.summary()}; {len(folds)} folds")
