@@ -100,4 +100,4 @@ def writable_or_fail(target: str | os.PathLike, folder: bool = False, parents: b
     try:
         tempfile.TemporaryFile(dir=folder_above).close()
     except OSError as e:
-        raise ModelFileError(f"Cannot write {target}: {folder_above} is not writable ({e.strerror or e}).") from None
+        raise ModelFileError(f"Cannot write {target}: cannot create a file in {folder_above} ({e.strerror or e}).") from None

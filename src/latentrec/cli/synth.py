@@ -14,15 +14,15 @@ EXAMPLE = """latentrec synth --ratings 10000000 --users 200000 --items 50000 --o
 def add_parser(sub) -> None:
     p = command(sub, "synth", "Write synthetic ratings: planted low-rank factors, power-law popularity.", EXAMPLE, run)
     p.add_argument("--ratings", type=int, required=True, help="number of ratings")
-    p.add_argument("--users", type=int, required=True)
-    p.add_argument("--items", type=int, required=True)
+    p.add_argument("--users", type=int, required=True, help="number of users")
+    p.add_argument("--items", type=int, required=True, help="number of items")
     p.add_argument("--factors", type=int, default=8, help="rank of the planted factors (default 8)")
     p.add_argument("--noise", type=float, default=0.5, help="std of the Gaussian rating noise (default 0.5)")
     p.add_argument("--alpha", type=float, default=0.8,
                    help="power-law exponent of item popularity; users get alpha/2 (default 0.8)")
     p.add_argument("--scale", type=float, nargs=2, default=(1.0, 5.0), metavar=("LOW", "HIGH"),
                    help="ratings are clipped to this range (default 1 5)")
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="seed of the factors, ratings and noise (default 0)")
     p.add_argument("--out", required=True, help="output file: .parquet, .pq or .csv")
 
 

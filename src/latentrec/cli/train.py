@@ -90,7 +90,8 @@ def add_parser(sub) -> None:
     m.add_argument("--bs", type=int, help="batch size for --solver autograd; with --solver sgd, above 1 takes "
                    "batched updates instead of the per-rating kernel")
     m.add_argument("--schedule", help="constant, cosine, onecycle or step:EPOCH:LR[,EPOCH:LR]")
-    m.add_argument("--loss", choices=["mse", "rmse"], default="mse")
+    m.add_argument("--loss", choices=["mse", "rmse"], default="mse",
+                   help="what --solver autograd minimizes per batch (default mse)")
     m.add_argument("--y-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="sigmoid output range (default: a little wider than the data's)")
     m.add_argument("--seed", type=seed, default=42, help="seed for the split, init and shuffling (default 42)")
