@@ -66,6 +66,7 @@ def test_tiny_search_writes_table_config_and_plots(searched, capsys):
     best = tomllib.loads((out / "best.toml").read_text())
     summary = json.loads((out / "summary.json").read_text())
     assert best["epochs"] == 6 and best["n_factors"] == summary["best_config"]["n_factors"]
+    assert not {"opt", "momentum", "loss", "layers", "burn_in"} & set(best)  # sgd does not read them
     assert summary["best_valid_rmse"] == pytest.approx(table.valid_rmse[~table.pruned].min())
     assert summary["refit"] and summary["test"]["n"] == len(tiny()) - 2400
     assert summary["test"]["rmse"] < summary["test"]["baselines"]["global_mean"]["rmse"]
