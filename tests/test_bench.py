@@ -22,6 +22,10 @@ def test_bench_reports_every_cpu_path(capsys):
     assert out["target_rmse"] > 0
     assert any(r["seconds_to_target"] is not None for r in runs.values())
     assert out["fastest"]["training"][0] == "cpu"
+    reached = [r for r in runs.values() if r["seconds_to_target"] is not None]
+    quickest = min(reached, key=lambda r: r["seconds_to_target"])
+    label = out["fastest"]["training"][1]
+    assert label.startswith(quickest["solver"] + ",") and "to the target RMSE" in label
 
 
 def test_bench_rejects_a_missing_device(capsys):

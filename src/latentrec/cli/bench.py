@@ -122,8 +122,14 @@ def _fastest(rows: list[dict]) -> dict:
     ok = [r for r in rows if "ratings_per_s" in r]
     if not ok:
         return {}
-    train = max(ok, key=lambda r: r["ratings_per_s"])
+    reached = [r for r in ok if r["seconds_to_target"] is not None]
+    if reached:  # the quickest to a good model, not the most ratings/s of one that never gets there
+        train = min(reached, key=lambda r: r["seconds_to_target"])
+        how = f", {train['seconds_to_target']:.2f} s to the target RMSE"
+    else:
+        train = max(ok, key=lambda r: r["ratings_per_s"])
+        how = ", the most ratings/s: no run reached the target RMSE"
     infer = max(ok, key=lambda r: r["scores_per_s"])
     batch = train.get("batch", train["bs"])
-    return {"training": (train["device"], train["solver"] + (f", batches of {batch:,}" if batch > 1 else "")),
+    return {"training": (train["device"], train["solver"] + (f", batches of {batch:,}" if batch > 1 else "") + how),
             "inference": (infer["device"], f"{infer['scores_per_s'] / 1e6:.0f}M scores/s")}
