@@ -46,6 +46,7 @@ def test_model_and_popularity_lists_on_a_tiny_model():
     # u1: list [i2, i3], relevant {i3} (i1 is a training item: no list can hold it) -> 1 hit;
     # u2: list [i1], relevant {i1} -> 1 hit
     assert r["n_users"] == 2 and r["n_unknown_users"] == 1 and r["k"] == 2 and r["n_relevant"] == 2
+    assert r["ordered_by"] == "model"  # no ranker: the lists are the rating model's own
     assert r["model"]["precision@2"] == pytest.approx((1 / 2 + 1 / 2) / 2)
     assert r["model"]["recall@2"] == pytest.approx(1.0)
     assert r["model"]["hit_rate"] == 1.0

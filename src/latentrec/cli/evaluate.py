@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latentrec.cli.common import add_data_options, command, console, emit_json, finite, read, start, table
+from latentrec.cli.common import add_data_options, command, console, emit_json, finite, ordered_by, read, start, table
 
 EXAMPLE = """latentrec evaluate model --data test.csv   (or --data ml-100k/u1.test, --json)
   latentrec evaluate model --data test.csv --relevant 1     # every test item counts as relevant
@@ -63,8 +63,9 @@ def print_ranking(g: dict) -> None:
     rows = [(name, *[g[name][c] for c in cols]) for name in ("model", "popularity")]
     who = (f"a seeded sample of {g['n_users']:,} of the {g['n_users_eligible']:,}"
            if g["n_users"] < g["n_users_eligible"] else f"{g['n_users']:,}")
+    lists = "" if g["ordered_by"] == "model" else f"; lists by {ordered_by(g['ordered_by'])}"
     table(f"\nTop-{k} ranking ({who} test users with a rating >= {g['threshold']:g}, "
-          f"training items excluded; {g['n_unknown_users']} unknown users skipped)",
+          f"training items excluded; {g['n_unknown_users']} unknown users skipped{lists})",
           ["model", *cols], rows, {c: ".4f" for c in cols})
 
 

@@ -79,6 +79,7 @@ def evaluate_ranking(rec: Recommender, test: EncodedRows, k: int = 10, threshold
     k = model_lists.shape[1]  # at most the number of known items
     return {
         "k": k,
+        "ordered_by": rec.ranker.kind if rec.ranker is not None else "model",
         "threshold": threshold,
         "n_users": int(len(scored)),
         "n_users_eligible": int(eligible),
