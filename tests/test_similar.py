@@ -77,6 +77,8 @@ def test_cli_similar(tmp_path, capsys):
     assert main(["similar", str(tmp_path / "m"), "--title", "star wars", "-n", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["item"] == "i1" and [s["item"] for s in out["similar"]] == ["i2", "i4"]
+    assert main(["similar", str(tmp_path / "m"), "--item", "i1", "-n", "2"]) == 0
+    assert "by the dot model's item vectors" in " ".join(capsys.readouterr().out.split())
     assert main(["similar", str(tmp_path / "m"), "--title", "godfather"]) == 2
     assert "Godfather: Part II" in capsys.readouterr().err
     assert main(["similar", str(tmp_path / "m"), "--item", "nope"]) == 2

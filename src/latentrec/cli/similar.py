@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latentrec.cli.common import command, count, emit_json, start, table
+from latentrec.cli.common import command, count, emit_json, ordered_by, start, table
 
 EXAMPLE = """latentrec similar model --title "Star Wars"
   latentrec similar model --item 50 -n 20 --min-ratings 20 --json"""
@@ -32,6 +32,8 @@ def run(args) -> int:
         emit_json({"item": item, "title": rec.titles.get(item, ""), "similar": sims.to_dict(orient="records")})
     else:
         name = f"{item} ({rec.titles[item]})" if rec.titles.get(item) else item
-        table(f"Items most similar to {name}", ["rank", "item", "title", "similarity", "n_ratings"],
+        by = (f"the {ordered_by(rec.ranker.kind)} ranker" if rec.ranker is not None and rec.ranker.compares_items
+              else f"the {rec.model.kind} model's item vectors")
+        table(f"Items most similar to {name}, by {by}", ["rank", "item", "title", "similarity", "n_ratings"],
               sims.itertuples(index=False), {"similarity": ".3f"})
     return 0
