@@ -226,3 +226,19 @@ def test_interpret_of_a_ranking_only_model_is_one_sentence_and_creates_nothing(t
     assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "pics")]) == 2
     assert "Traceback" not in capsys.readouterr().err
     assert not (tmp_path / "pics").exists()
+
+
+def test_ials_sides_are_the_rating_matrix_in_32_bit_csr():
+    """The CSR built straight from sorted pairs holds every pair's value at (row, col), rows and columns in order."""
+    from latentrec.solvers.ials import Side
+
+    g = torch.Generator().manual_seed(0)
+    cells = torch.randperm(30 * 20, generator=g)[:200]  # distinct (row, col) pairs, in no order
+    rows, cols, values = cells // 20, cells % 20, torch.rand(200, generator=g)
+    side = Side(rows, cols, values, 30, 20)
+    dense = torch.zeros(30, 20)
+    dense[rows, cols] = values
+    assert side.extra.crow_indices().dtype == torch.int32 and side.extra.col_indices().dtype == torch.int32
+    torch.testing.assert_close(side.extra.to_dense(), dense)
+    crow, col = side.extra.crow_indices(), side.extra.col_indices()
+    assert all(bool((col[crow[r]:crow[r + 1]].diff() > 0).all()) for r in range(30))
