@@ -12,8 +12,9 @@ batch, each setup from its own seeded weights:
 * ``capped``: widths capped at 128 (``embedding_size``), still dense, torch ops;
 * ``now``: capped, sparse gradients stepped only on the rows a batch touched, by the compiled Adam kernel.
 
-An epoch figure is the mean batch times the epoch's batch count. Scoring: every item for ``--users-scored``
-users, by ``score_users`` and by the concatenated MLP on every (user, item) pair. Prints one JSON line.
+An epoch figure is the mean batch times the epoch's batch count; the loss is the first batch's. Scoring: every
+item for ``--users-scored`` users, by ``score_users`` and by the concatenated MLP on every (user, item) pair.
+Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import json
 import time
 
 import torch
+from collab_nn_implicit import batch_seconds
 
-from latentrec.data.batches import Batches, Encoded
+from latentrec.data.batches import Encoded
 from latentrec.data.synth import SynthSpec, synth_arrays
 from latentrec.models.dot import sigmoid_range
 from latentrec.models.nn import CollabNN
@@ -35,24 +37,6 @@ class TorchAdam(Adam):
     """Adam in torch's ops on the CPU too (what CUDA runs), not the compiled kernel."""
 
     apply = Optimizer.apply
-
-
-def batch_seconds(model: CollabNN, data: Encoded, n_batches: int, bs: int, now: bool) -> tuple[float, float]:
-    """Mean seconds of a training batch (forward, backward, Adam step) and the last batch's loss."""
-    opt = (Adam if now else TorchAdam)(model.parameters(), 0.3, "decoupled")
-    it = iter(Batches(data, bs=bs, shuffle=True, seed=0))
-    for b in range(n_batches + 1):
-        if b == 1:
-            t0 = time.perf_counter()
-        x, y = next(it)
-        loss = ((model(x) - y) ** 2).mean()
-        loss.backward()
-        if not now:
-            for p in model.parameters():
-                p.grad = p.grad.to_dense()
-        opt.step(5e-3)
-        opt.zero_grad()
-    return (time.perf_counter() - t0) / n_batches, float(loss.detach())
 
 
 def build(n_users: int, n_items: int, data: Encoded, widths: tuple[int, int] | None) -> CollabNN:
@@ -91,7 +75,8 @@ def main() -> None:
     fastai = tuple(min(600, round(1.6 * (n + 1) ** 0.56)) for n in (args.users, args.items))
     for name, widths, now in (("before", fastai, False), ("capped", None, False), ("now", None, True)):
         model = build(args.users, args.items, data, widths)
-        seconds, loss = batch_seconds(model.train(), data, args.batches, args.bs, now)
+        opt = (Adam if now else TorchAdam)(model.parameters(), 0.3, "decoupled")
+        seconds, loss = batch_seconds(model.train(), data, args.batches, args.bs, opt, dense=not now)
         row[f"{name}_widths"] = [model.user_factors.shape[1], model.item_factors.shape[1]]
         row[f"{name}_epoch_s"], row[f"{name}_loss"] = round(seconds * n_batches, 1), round(loss, 4)
     row["train_speedup"] = round(row["before_epoch_s"] / row["now_epoch_s"], 1)
