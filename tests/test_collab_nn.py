@@ -123,3 +123,27 @@ def test_a_batch_reads_only_its_own_rated_pairs():
         out = m(x)
     assert out.shape == (8,)
     assert Largest.numel < min(m.n_users * 10, len(m.rated_users)) / 4
+
+
+def test_bag_sum_backward_kernel_matches_the_sparse_product():
+    """On the CPU in float32 the bag sums' backward is a compiled kernel; elsewhere (CUDA, or float64 here) a sparse
+    product. Both give every touched table row the sum of the gradients of the bags holding it."""
+    from latentrec.models.nn import BagSum
+
+    g = torch.Generator().manual_seed(0)
+    counts = torch.tensor([3, 0, 5, 1])
+    flat = torch.randint(0, 12, (int(counts.sum()),), generator=g)
+    flat[:2] = 7  # a row twice in one bag counts twice
+    offsets = counts.cumsum(0) - counts
+    grads = []
+    for dtype in (torch.float32, torch.float64):
+        table = torch.randn(12, 5, generator=g).to(dtype).requires_grad_()
+        out = BagSum.apply(flat, offsets, counts, table)
+        out.backward(torch.arange(20.0).view(4, 5).to(dtype))
+        assert table.grad.is_sparse
+        grads.append(table.grad.to_dense())
+    want = torch.zeros(12, 5, dtype=torch.float64)
+    bags = torch.repeat_interleave(torch.arange(4), counts)
+    want.index_add_(0, flat, torch.arange(20.0, dtype=torch.float64).view(4, 5)[bags])
+    torch.testing.assert_close(grads[1], want)
+    torch.testing.assert_close(grads[0], want.float())

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentrec.models.dot import FactorModel, create_params, sigmoid_range
-from latentrec.models.nn_head import output_layer, relu_head_scores
+from latentrec.models.nn_kernels import bag_sum_grad, output_layer, relu_head_scores
 
 MAX_EMBEDDING = 128  # fastai caps its rule at 600; ML-100K's RMSE is flat from 64 to 256 wide, and a step's cost
 # grows with the width (1M ratings from 100,000 users: 600 wide gave 180M weights and minutes per 100 batches)
@@ -53,9 +53,9 @@ class SparseTimes(torch.autograd.Function):
 
 
 class BagSum(torch.autograd.Function):
-    """Row sums of ``table`` over bags of indices (``embedding_bag``), with a sparse product as the backward
-    pass (torch's own embedding_bag backward sorts the indices and was 4x slower here); the gradient is
-    sparse, holding only the rows the bags touch."""
+    """Row sums of ``table`` over bags of indices (``embedding_bag``); the backward pass is a compiled kernel on
+    the CPU (``nn_kernels``), a sparse product elsewhere (torch's own embedding_bag backward sorts the indices and
+    was 4x slower here). The gradient is sparse, holding only the rows the bags touch."""
 
     @staticmethod
     def forward(ctx, flat: torch.Tensor, offsets: torch.Tensor, counts: torch.Tensor, table: torch.Tensor):
@@ -66,11 +66,15 @@ class BagSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         flat, counts = ctx.saved_tensors
-        rows, member = torch.unique(flat, return_inverse=True)
-        bags = torch.repeat_interleave(torch.arange(len(counts), device=flat.device), counts, output_size=len(flat))
-        members = torch.sparse_coo_tensor(torch.stack([member, bags]), torch.ones(len(flat), device=flat.device,
-                                          dtype=grad.dtype), (len(rows), len(counts)), check_invariants=False)
-        sums = torch.sparse.mm(members, grad)  # one row per table row the bags touch
+        if grad.device.type == "cpu" and grad.dtype == torch.float32:
+            rows, sums = bag_sum_grad(flat, counts, grad)  # the compiled kernel
+        else:
+            rows, member = torch.unique(flat, return_inverse=True)
+            bags = torch.repeat_interleave(torch.arange(len(counts), device=flat.device), counts,
+                                           output_size=len(flat))
+            members = torch.sparse_coo_tensor(torch.stack([member, bags]), torch.ones(len(flat), device=flat.device,
+                                              dtype=grad.dtype), (len(rows), len(counts)), check_invariants=False)
+            sums = torch.sparse.mm(members, grad)  # one row per table row the bags touch
         return None, None, None, torch.sparse_coo_tensor(rows[None], sums, (ctx.n_rows, grad.shape[1]),
                                                          is_coalesced=True, check_invariants=False)
 
@@ -202,7 +206,7 @@ class CollabNN(FactorModel):
         The first layer is split by its input halves, ``W [u; i] + b = W_u u + (W_i i + b)``: each user's and each
         item's part is computed once and every (user, item) pair only adds them, rather than multiplying its
         concatenated embeddings by ``W`` (the width of the embeddings fewer operations per pair). On the CPU a
-        one-hidden-layer head is then finished by a compiled kernel (``nn_head``), torch's layers otherwise.
+        one-hidden-layer head is then finished by a compiled kernel (``nn_kernels``), torch's layers otherwise.
         """
         was_training = self.training
         self.eval()

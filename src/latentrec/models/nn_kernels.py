@@ -1,9 +1,15 @@
-"""Scoring every item for a block of users under a one-hidden-layer ``CollabNN`` head, compiled, on the CPU.
+"""CollabNN's compiled CPU kernels: scoring every item under a one-hidden-layer head, and the backward pass
+of the implicit embeddings' bag sums.
 
-The first layer is already split into a user part and an item part (see ``CollabNN.score_users``); what is
+Scoring. The first layer is already split into a user part and an item part (see ``CollabNN.score_users``); what is
 left for a pair is ``b + w . relu(user_part + item_part)``, with an eval-mode batch norm folded into ``w`` and
 ``b`` and dropout doing nothing. The kernel computes that pair by pair with no (pairs x hidden) temporary,
 which made scoring through torch memory-bound.
+
+Bag sums. A batch's implicit embedding sums the rows its users (items) rated; the gradient of a table row is
+the sum of the gradients of the bags holding it. The kernel adds them row by row over the pairs sorted by
+table row, writing each touched row once: torch's sparse product spent most of its time coalescing the
+who-is-in-which-bag matrix and zero-filling its output.
 """
 
 from __future__ import annotations
@@ -58,3 +64,29 @@ def relu_head_scores(user_part: torch.Tensor, item_part: torch.Tensor, layer: tu
     _relu_dot(np.ascontiguousarray(user_part.numpy()), np.ascontiguousarray(item_part.numpy()), *layer,
               np.float32(lo), np.float32(hi - lo), out)
     return torch.from_numpy(out)
+
+
+@thread_safe
+@njit(parallel=True, cache=True)
+def _bag_rows(starts, bag_of, grad, out):
+    zero = np.float32(0.0)
+    for j in prange(out.shape[0]):
+        for c in range(out.shape[1]):
+            out[j, c] = zero
+        for p in range(starts[j], starts[j + 1]):
+            b = bag_of[p]
+            for c in range(out.shape[1]):
+                out[j, c] += grad[b, c]
+
+
+def bag_sum_grad(flat: torch.Tensor, counts: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The table rows that bags of ``flat`` indices (``counts`` per bag, in order) touch, and each one's gradient:
+    the sum of ``grad``'s rows (one per bag) of the bags holding it."""
+    bags = torch.repeat_interleave(torch.arange(len(counts)), counts, output_size=len(flat))
+    ordered, order = torch.sort(flat, stable=True)
+    rows, per_row = torch.unique_consecutive(ordered, return_counts=True)
+    starts = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(per_row.numpy(), out=starts[1:])
+    out = np.empty((len(rows), grad.shape[1]), np.float32)
+    _bag_rows(starts, bags[order].numpy(), np.ascontiguousarray(grad.numpy()), out)
+    return rows, torch.from_numpy(out)
