@@ -130,10 +130,11 @@ def test_bayesian_fold_in_uses_the_users_spread_as_its_prior():
 def test_a_model_that_cannot_fold_in_beside_a_ranker_says_so_instead_of_empty_predictions(tmp_path, capsys):
     """An nn model with an EASE ranker: the ranker folds the new user in and orders the list; the nn model has no
     fold-in, so the table drops its prediction column and says why (JSON keeps null predictions)."""
+    from tiny_rec import planted_clusters
+
     from latentrec.config import TrainConfig
     from latentrec.data.ratings import Ratings
     from latentrec.training.fit import fit
-    from tiny_rec import planted_clusters
 
     df, _ = planted_clusters()
     rec, _ = fit(Ratings(df, "planted"), config=TrainConfig(model="nn", epochs=2, valid_pct=0, device="cpu",
