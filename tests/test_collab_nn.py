@@ -67,9 +67,23 @@ def implicit_model(n_users=3000, n_items=2000, per_user=5, seed=0) -> CollabNN:
     return m.eval()
 
 
-def test_scoring_every_item_matches_the_forward_pass_pair_by_pair():
-    """score_users splits the first layer into a user part and an item part; the sums must be the MLP's."""
-    m = implicit_model(n_users=50, n_items=30, per_user=4)
+@pytest.mark.parametrize("layers, bn, dtype", [((8,), False, torch.float32), ((8,), True, torch.float32),
+                                               ((8,), True, torch.float64), ((6, 4), True, torch.float32),
+                                               ((), False, torch.float32)])
+def test_scoring_every_item_matches_the_forward_pass_pair_by_pair(layers, bn, dtype):
+    """score_users splits the first layer into a user part and an item part, then finishes a one-hidden-layer head
+    with the compiled kernel on the CPU in float32 (batch norm folded in) and through torch's layers, in chunks of
+    users, otherwise; either way the scores must be the MLP's."""
+    g = torch.Generator().manual_seed(0)
+    m = CollabNN(50, 30, 6, 5, layers=layers, bn=bn, implicit=True, n_rated=200)
+    m.set_rated(torch.randint(1, 50, (200,), generator=g).numpy(), torch.randint(1, 30, (200,), generator=g).numpy())
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.5, generator=g)
+        for b in (b for b in m.mlp if isinstance(b, torch.nn.BatchNorm1d)):  # statistics as after training
+            b.running_mean.normal_(0, 1, generator=g)
+            b.running_var.uniform_(0.5, 2.0, generator=g)
+    m = m.to(dtype).eval()
     users = torch.tensor([0, 1, 7, 49])
     pairs = torch.cartesian_prod(users, torch.arange(30))
     torch.testing.assert_close(m.score_users(users, chunk=64), m(pairs).view(4, 30))

@@ -85,6 +85,18 @@ def test_resume_under_torchrun_continues_every_rank_exactly(files, tmp_path):
         assert torch.equal(straight[name], resumed[name]), name
 
 
+def test_the_nn_model_trains_under_torchrun(files, tmp_path):
+    """CollabNN's sparse embedding gradients are averaged across ranks (made dense first: a hook on a gradient
+    may not change its layout, and the ranks touch different rows)."""
+    run = torchrun(str(WORKER), "cli", "0", "train", "--data", str(files / "train.csv"), "--valid",
+                   str(files / "valid.csv"), "--model", "nn", "--epochs", "3", "--device", "cpu", "--out",
+                   str(tmp_path / "m"), "--json", "--checkpoint-every", "0", "--ranker", "none")
+    result = json.loads(run.stdout)
+    assert result["config"]["model"] == "nn"
+    assert result["metrics"]["valid_rmse"] < result["valid"]["baselines"]["global_mean"]["rmse"] - 0.01  # it learned
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+
+
 def test_join_gives_every_rank_all_parts_in_rank_order(tmp_path):
     torchrun(str(WORKER), "join", str(tmp_path), nproc=3)
     for rank in range(3):

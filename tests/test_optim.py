@@ -41,6 +41,15 @@ def test_a_sparse_gradient_steps_its_rows_as_the_dense_one_and_leaves_the_rest(o
         assert not torch.equal(sparse.detach()[idx], before[idx])
 
 
+@pytest.mark.parametrize("opt", ["adam", "sgd"])
+def test_a_sparse_gradient_that_touched_no_row_changes_nothing(opt):
+    p, _ = tables()
+    before = p.detach().clone()
+    F.embedding(torch.zeros(0, dtype=torch.long), p, sparse=True).sum().backward()
+    make_optimizer(opt, [p], 0.1, "decoupled", 0.9).step(0.05)
+    assert torch.equal(p.detach(), before)
+
+
 def test_adam_on_sparse_rows_keeps_moments_of_the_rows_it_skipped():
     sparse, dense = tables()
     lazy = make_optimizer("adam", [sparse], 0.0, "l2", 0.9)

@@ -13,7 +13,7 @@ import pandas as pd
 from latentrec.atomic import atomic_path, make_folder, write_text
 from latentrec.cli.config_file import dumps_toml
 from latentrec.cli.jsonsafe import json_safe
-from latentrec.config import ALWAYS, USES
+from latentrec.config import ALWAYS, used_options
 from latentrec.evaluation.tune import TuneResult
 
 
@@ -54,7 +54,7 @@ def write_report(result: TuneResult, out: str | Path, toml_extra: dict | None = 
               "# Reproduce it: latentrec train --config best.toml\n"
               "# Refit on every training row: latentrec train --config best.toml --valid-pct 0\n")
     best = result.best_config
-    used = set(ALWAYS) | set(USES[best["model"], best["solver"]])  # options the winner's solver ignores stay out
+    used = set(ALWAYS) | set(used_options(best["model"], best["solver"], best["opt"]))  # the rest stay out
     write_text(out / "best.toml", header + dumps_toml({**(toml_extra or {}),
                                                        **{k: v for k, v in best.items() if k in used}}))
     plot_trials(result.table, out / scored_by(result.table)[2])

@@ -14,7 +14,8 @@ a third of all pairs or more (small data) takes one sparse product over every ro
 is then cheaper.
 
 Embedding lookups and bag sums give sparse gradients, so the optimizer steps only the rows a batch
-touched: a step costs the batch's rows, not the whole tables.
+touched: a step costs the batch's rows, not the whole tables. (The one product over every row gives the
+implicit tables dense gradients, so on small data every row of those steps, decay included, as before.)
 """
 
 from __future__ import annotations
@@ -92,11 +93,11 @@ class RatedRows:
         self.shape = (n_rows, n_cols)
         self._matrix: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def matrix(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The normalized who-rated-what matrix and its transpose (sparse CSR), built on first use."""
-        if self._matrix is None:
-            x = torch.sparse_coo_tensor(torch.stack([self.rows, self.cols]), self.scale[self.rows], self.shape,
-                                        check_invariants=False).coalesce()
+    def matrix(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normalized who-rated-what matrix and its transpose (sparse CSR) in ``dtype``, built on first use."""
+        if self._matrix is None or self._matrix[0].dtype != dtype:
+            x = torch.sparse_coo_tensor(torch.stack([self.rows, self.cols]), self.scale[self.rows].to(dtype),
+                                        self.shape, check_invariants=False).coalesce()
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
                 self._matrix = (x.to_sparse_csr(), x.t().to_sparse_csr())
@@ -108,7 +109,7 @@ class RatedRows:
         start, count = self.indptr[unique], self.indptr[unique + 1] - self.indptr[unique]
         total = int(count.sum())
         if 3 * total >= len(self.cols):  # a third of the pairs or more: one product over every row costs less
-            return SparseTimes.apply(*self.matrix(), table)[rows]
+            return SparseTimes.apply(*self.matrix(table.dtype), table)[rows]
         offsets = count.cumsum(0) - count
         pos = torch.repeat_interleave(start - offsets, count, output_size=total)
         pos += torch.arange(total, device=pos.device)

@@ -46,7 +46,7 @@ def output_layer(rest: nn.Sequential) -> tuple[np.ndarray, np.float32] | None:
     """The ``(w, b)`` of ``ReLU [-> BatchNorm] [-> Dropout] -> Linear(h, 1)`` in eval mode, batch norm folded in;
     ``None`` for a deeper head (scored through torch)."""
     kinds = [type(m) for m in rest]
-    if kinds[0] is not nn.ReLU or type(rest[-1]) is not nn.Linear or nn.Linear in kinds[:-1]:
+    if not kinds or kinds[0] is not nn.ReLU or type(rest[-1]) is not nn.Linear or nn.Linear in kinds[:-1]:
         return None
     w, b = rest[-1].weight[0].double(), rest[-1].bias[0].double()
     for bn in (m for m in rest if isinstance(m, nn.BatchNorm1d)):

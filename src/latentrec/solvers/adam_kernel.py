@@ -32,10 +32,12 @@ def adam_rows(w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, g: torch.Tensor
     and ``v``, by the gradient rows ``g``: ``l2`` adds ``l2 * w`` to the gradient, ``decay`` scales the weights
     first (decoupled decay), ``t`` is the step number for the bias corrections."""
     def table(x: torch.Tensor) -> np.ndarray:
-        return x.detach().view(len(x), -1).numpy()
+        return x.detach().reshape(x.shape[0] if x.dim() else 1, -1).numpy()
 
+    if g.numel() == 0:  # a sparse gradient that touched no row
+        return
     b1, b2 = betas
-    index = np.arange(len(w)) if rows is None else rows.numpy()
+    index = np.arange(w.shape[0] if w.dim() else 1) if rows is None else rows.numpy()
     f32 = np.float32
     _adam_rows(table(w), table(m), table(v), table(g), index, f32(lr), f32(b1), f32(b2), f32(1 - b1 ** t),
                f32(1 - b2 ** t), f32(eps), f32(l2), f32(decay))

@@ -120,14 +120,15 @@ class DataParallelRunner:
         if not self.sum_updates:
             for p in self.params:
                 if p.requires_grad:
-                    p.register_hook(self._average)
+                    p.register_post_accumulate_grad_hook(self._average)
 
-    def _average(self, grad: torch.Tensor) -> torch.Tensor:
-        """The mean of every rank's gradient; a sparse one (an embedding table's) is made dense, since the ranks'
-        batches touch different rows and NCCL reduces dense tensors only."""
-        grad = grad.to_dense() if grad.is_sparse else grad.contiguous()
+    def _average(self, p: torch.Tensor) -> None:
+        """Replace ``p``'s gradient by the mean of every rank's. A sparse one (an embedding table's) is made dense:
+        the ranks' batches touch different rows, NCCL reduces dense tensors only, and a hook on the gradient
+        itself may not change its layout. So under torchrun the optimizer steps every row of such a table."""
+        grad = p.grad.to_dense() if p.grad.is_sparse else p.grad.contiguous()
         self.dist.all_reduce(grad)
-        return grad / self.size
+        p.grad = grad / self.size
 
     def epoch(self, lr_at) -> float:
         """One epoch on this rank's shard, with every rank's updates combined; the divergence check is made
