@@ -161,3 +161,21 @@ def test_bag_sum_backward_kernel_matches_the_sparse_product():
     want.index_add_(0, flat, torch.arange(20.0, dtype=torch.float64).view(4, 5)[bags])
     torch.testing.assert_close(grads[1], want)
     torch.testing.assert_close(grads[0], want.float())
+
+
+def test_where_sparse_gradients_are_off_the_tables_get_the_same_gradients_dense(monkeypatch):
+    """MPS keeps dense gradients (``sparse_grads``); the values must be the sparse ones, laid out dense."""
+    import latentrec.models.nn as nn_module
+
+    m = implicit_model(n_users=60, n_items=40, per_user=7).train()
+    x = torch.tensor([[1, 2], [5, 0], [59, 39], [5, 2]])
+    tables = (m.user_factors, m.item_factors, m.user_implicit, m.item_implicit)
+    grads = []
+    for sparse in (True, False):
+        monkeypatch.setattr(nn_module, "sparse_grads", lambda device, sparse=sparse: sparse)
+        m(x).sum().backward()
+        assert all(t.grad.is_sparse == sparse for t in tables)
+        grads.append([t.grad.to_dense() for t in tables])
+        m.zero_grad()
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)

@@ -34,6 +34,12 @@ MAX_EMBEDDING = 128  # fastai caps its rule at 600; ML-100K's RMSE is flat from 
 # grows with the width (1M ratings from 100,000 users: 600 wide gave 180M weights and minutes per 100 batches)
 
 
+def sparse_grads(device: torch.device) -> bool:
+    """Whether the embedding tables get sparse gradients on ``device``: on the CPU and CUDA (MPS has few sparse
+    kernels, so its tables keep dense gradients and every row steps)."""
+    return device.type in ("cpu", "cuda")
+
+
 def embedding_size(n: int) -> int:
     """fastai's rule of thumb for an embedding of ``n`` categories, ``round(1.6 * n ** 0.56)``, at most
     ``MAX_EMBEDDING`` wide."""
@@ -76,6 +82,8 @@ class BagSum(torch.autograd.Function):
             members = torch.sparse_coo_tensor(torch.stack([member, bags]), torch.ones(len(flat), device=flat.device,
                                               dtype=grad.dtype), (len(rows), len(counts)), check_invariants=False)
             sums = torch.sparse.mm(members, grad)  # one row per table row the bags touch
+        if not sparse_grads(grad.device):
+            return None, None, None, grad.new_zeros(ctx.n_rows, grad.shape[1]).index_copy_(0, rows, sums)
         return None, None, None, torch.sparse_coo_tensor(rows[None], sums, (ctx.n_rows, grad.shape[1]),
                                                          is_coalesced=True, check_invariants=False)
 
@@ -178,12 +186,12 @@ class CollabNN(FactorModel):
 
     def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:
         """The embeddings of ``users`` (indices), with the implicit part when enabled."""
-        own = F.embedding(users, self.user_factors, sparse=True)
+        own = F.embedding(users, self.user_factors, sparse=sparse_grads(users.device))
         return own if not self.implicit else own + self._rated_rows()[0].implicit(users, self.user_implicit)
 
     def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:
         """The embeddings of ``items`` (indices), with the implicit part when enabled."""
-        own = F.embedding(items, self.item_factors, sparse=True)
+        own = F.embedding(items, self.item_factors, sparse=sparse_grads(items.device))
         return own if not self.implicit else own + self._rated_rows()[1].implicit(items, self.item_implicit)
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
