@@ -76,6 +76,15 @@ def read(args, source) -> Ratings:
                         duplicates=args.duplicates, data_dir=args.data_dir)
 
 
+def read_scored(args, source, rec):
+    """Rows for ``rec`` to score: a big file with integer ids read lean and encoded with the model's vocabularies
+    (12 bytes a rating, ``lean.read_encoded``), else the file's ratings as ``read`` gives them."""
+    from latentrec.data.lean import read_encoded
+
+    cols = {"user": args.user_col, "item": args.item_col, "rating": args.rating_col}
+    return read_encoded(source, rec.users, rec.items, cols, args.duplicates) or read(args, source)
+
+
 def read_big(args, source, valid_pct: float, seed: int | None) -> EncodedSplit | None:
     """A big file with integer ids, read, split and encoded at 12 bytes a rating (``data/lean.py``); else None.
     Under torchrun each rank parses its part of the file and the ranks join the parts."""

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from latentrec.cli.common import add_data_options, command, console, emit_json, finite, ordered_by, read, start, table
+from latentrec.cli.common import (
+    add_data_options,
+    command,
+    console,
+    emit_json,
+    finite,
+    ordered_by,
+    read_scored,
+    start,
+    table,
+)
 
 EXAMPLE = """latentrec evaluate model --data test.csv   (or --data ml-100k/u1.test, --json)
   latentrec evaluate model --data test.csv --relevant 1     # every test item counts as relevant
@@ -77,7 +87,7 @@ def run(args) -> int:
     rec = Recommender.load(args.model_dir)
     if args.metrics == "rmse":
         rec.require_ratings("RMSE and MAE")
-    result = evaluate(rec, read(args, args.data), k=None if args.metrics == "rmse" else args.k,
+    result = evaluate(rec, read_scored(args, args.data, rec), k=None if args.metrics == "rmse" else args.k,
                       threshold=args.relevant, with_rmse=args.metrics != "ranking")
     if args.json:
         emit_json(result)

@@ -91,23 +91,11 @@ def read_split(path: str | os.PathLike, cols: dict | None = None, duplicates: st
     part of the file, and every rank gets the same, whole result."""
     check_valid_pct(valid_pct)
     path = Path(path)
-    min_bytes = LEAN_BYTES if min_bytes is None else min_bytes
-    if duplicates != "error" or not path.is_file() or not _big(path, min_bytes):
+    columns = _columns(path, cols, duplicates, min_bytes, share)
+    if columns is None:
         return None
-    try:
-        read = _read_shared if share and share.size > 1 else _read_all
-        u, i, r, header = read(path, cols or {}, share)
-    except _NotLean:
-        return None
-    except _Unreadable as e:
-        log.warning("%s: not read lean (%s); reading it with pandas instead, at about 100 bytes a rating "
-                    "rather than 12.", path, e)
-        return None
-    if len(r) == 0:
-        return None  # load_ratings words the empty-file errors
+    u, i, r, user_ids, item_ids = columns
     where = str(path)
-    user_ids, item_ids = _to_file_index(u), _to_file_index(i)
-    _check_duplicates(u, i, user_ids, item_ids, where, header)
     n_valid = int(round(len(r) * valid_pct))
     _move_to_end(np.random.default_rng(seed).permutation(len(r))[:n_valid], u, i, r)
     n_train = len(r) - n_valid
@@ -122,6 +110,44 @@ def read_split(path: str | os.PathLike, cols: dict | None = None, duplicates: st
     if n_valid:
         valid = EncodedRows(Encoded(u[n_train:], i[n_train:], r[n_train:]), "the validation rows", n_unknown)
     return EncodedSplit(users, items, Encoded(u[:n_train], i[:n_train], r[:n_train]), valid, where)
+
+
+def read_encoded(path: str | os.PathLike, users: Vocab, items: Vocab, cols: dict | None = None,
+                 duplicates: str = "error", min_bytes: int | None = None) -> EncodedRows | None:
+    """The file's rows encoded with a model's vocabularies (index 0: an id it lacks), as ``Recommender.encode_rows``
+    gives them from ``load_ratings``, or ``None`` when the file is not for this route."""
+    path = Path(path)
+    columns = _columns(path, cols, duplicates, min_bytes)
+    if columns is None:
+        return None
+    u, i, r, user_ids, item_ids = columns
+    user_map, item_map = users.encode(user_ids.astype(str)), items.encode(item_ids.astype(str))
+    for col, mapping in ((u, user_map), (i, item_map)):
+        for s in range(0, len(col), CHUNK_ROWS):
+            col[s:s + CHUNK_ROWS] = mapping[col[s:s + CHUNK_ROWS]]
+    return EncodedRows(Encoded(u, i, r), str(path), int((user_map == 0).sum()))
+
+
+def _columns(path: Path, cols: dict | None, duplicates: str, min_bytes: int | None, share: Share | None = None):
+    """The file's user and item columns as file indices (checked: no pair twice), its ratings, and the sorted
+    distinct raw user and item ids; ``None`` when the file is not for the lean route."""
+    min_bytes = LEAN_BYTES if min_bytes is None else min_bytes
+    if duplicates != "error" or not path.is_file() or not _big(path, min_bytes):
+        return None
+    try:
+        read = _read_shared if share and share.size > 1 else _read_all
+        u, i, r, header = read(path, cols or {}, share)
+    except _NotLean:
+        return None
+    except _Unreadable as e:
+        log.warning("%s: not read lean (%s); reading it with pandas instead, at about 100 bytes a rating "
+                    "rather than 12.", path, e)
+        return None
+    if len(r) == 0:
+        return None  # load_ratings words the empty-file errors
+    user_ids, item_ids = _to_file_index(u), _to_file_index(i)
+    _check_duplicates(u, i, user_ids, item_ids, str(path), header)
+    return u, i, r, user_ids, item_ids
 
 
 def _big(path: Path, min_bytes: int) -> bool:
