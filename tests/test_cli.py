@@ -37,6 +37,9 @@ def test_train_evaluate_predict_json(capsys, tmp_path, ratings_csv):
     ev = json.loads(out)
     assert ev["n"] == result["test"]["n"] and abs(ev["rmse"] - result["test"]["rmse"]) < 1e-6
     assert ev["n_seen"] == ev["n"]  # scored on the very rows it was built from
+    code, out, _ = run(capsys, "evaluate", str(out_dir), "--data", str(ratings_csv), "--metrics", "rmse")
+    note = " ".join(out.split())
+    assert code == 0 and "say little about new data." in note and "ranking" not in note  # none was asked for
     off = tmp_path / "off.csv"
     off.write_text("user,item,rating\nu1,i1,99\nu2,i2,-3\nnobody,i3,2\n")
     code, out, _ = run(capsys, "evaluate", str(out_dir), "--data", str(off))

@@ -53,10 +53,12 @@ def print_evaluation(r: dict, ranking_asked: bool = False) -> None:
 def print_notes(r: dict) -> None:
     """What makes the figures less than they seem: pairs the model was built from, ratings off its scale."""
     if r["n_seen"]:
-        scored = "scores on them say little about new data, and " if "rmse" in r else ""
+        said = ["scores on them say little about new data"] if "rmse" in r else []
+        if "ranking" in r:
+            said.append("the ranking leaves them out" + (" (so no user has a pair left to rank)"
+                                                         if r["n_seen"] == r["n"] else ""))
         console.print(f"Note: {r['n_seen']:,} of these {r['n']:,} pairs were in the data the model was built from "
-                      f"(rows it trained on or held out for validation): {scored}the ranking leaves them out"
-                      f"{' (so no user has a pair left to rank)' if r['n_seen'] == r['n'] else ''}.")
+                      f"(rows it trained on or held out for validation): {', and '.join(said)}.")
     if r["n_off_scale"] and "rmse" in r:
         lo, hi = r["scale"]
         console.print(f"Note: {r['n_off_scale']:,} ratings lie outside the model's scale {lo:g}-{hi:g} (its training "
