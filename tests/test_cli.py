@@ -151,3 +151,14 @@ def test_a_path_with_brackets_is_printed_as_it_is(tmp_path, capsys):
     out = tmp_path / "m [/y]"
     assert main(["train", "--data", str(tmp_path / "r.csv"), "--out", str(out), "--epochs", "2", "--device", "cpu"]) == 0
     assert "m [/y]/" in capsys.readouterr().out  # was rich's MarkupError, after the model was saved
+
+
+@pytest.mark.parametrize("gain, said", [(-0.7, True), (6.7, False)])
+def test_a_model_worse_than_the_biases_baseline_is_pointed_out(capsys, gain, said):
+    from latentrec.cli.evaluate import print_evaluation
+
+    baselines = {"global_mean": {"rmse": 1.0, "mae": 0.8}, "biases": {"rmse": 0.93, "mae": 0.75}}
+    print_evaluation({"data": "valid", "n": 10, "n_unknown": 0, "n_seen": 0, "n_off_scale": 0, "ratings_std": 1.0,
+                      "rmse": 0.94, "mae": 0.76, "baselines": baselines,
+                      "improvement_pct": {"global_mean": 6.0, "biases": gain}})
+    assert ("worse than the user + item biases baseline" in " ".join(capsys.readouterr().out.split())) == said

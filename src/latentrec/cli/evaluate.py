@@ -45,6 +45,9 @@ def print_evaluation(r: dict, ranking_asked: bool = False) -> None:
     table(f"\nEvaluation on {r['data']} ({r['n']} rating{'s' * (r['n'] != 1)}, {r['n_unknown']} with an unknown user or item)",
           ["model", "rmse", "mae", "model's rmse gain"], rows, {"rmse": ".4f", "mae": ".4f"})
     console.print(f"Ratings' standard deviation: {r['ratings_std']:.4f} (what always guessing the mean scores)")
+    if r["improvement_pct"]["biases"] < 0:
+        console.print("Note: the model predicts these ratings worse than the user + item biases baseline: its recipe "
+                      "may not suit these data (`latentrec tune` searches one on them).")
     print_notes(r)
     if "ranking" in r:
         print_ranking(r["ranking"])
