@@ -150,8 +150,8 @@ def popular(rec: Recommender, n: int = 10, min_ratings: int = MIN_RATINGS,
     order = order[ok[order]][:n]
     if rec.model is None:
         return order, np.full(len(order), np.nan, np.float32)
-    scores = rec.model.score_users(torch.zeros(1, dtype=torch.long, device=rec.device))[0].float().cpu().numpy()
-    return order, np.clip(scores[order], *rec.rating_range).astype(np.float32)
+    shown = Encoded(np.zeros(len(order), np.int32), order.astype(np.int32), np.zeros(len(order), np.float32))
+    return order, rec.predict_encoded(shown).astype(np.float32)  # the listed items only, not the catalogue
 
 
 def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_rated: bool = False,
