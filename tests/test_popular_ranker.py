@@ -109,6 +109,10 @@ def test_the_cli_trains_with_the_popular_ranker_and_says_so(tmp_path, capsys):
     held.df.to_csv(tmp_path / "held.csv", index=False)  # rows the model never saw (train held them out too)
     assert main(["evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "held.csv")]) == 0
     assert "its ranking row is popularity's" in capsys.readouterr().out
+    given = ",".join(f"{i}:4" for i in want[:2])  # a new user who rated the two most popular items
+    assert main(["recommend", str(tmp_path / "m"), "--ratings", given, "-n", "3"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "a new user with 2 ratings: the most-rated items they have not rated" in out
 
 
 def test_the_cli_says_which_ranker_auto_replaced_by_popularity_and_why(tmp_path, capsys):

@@ -63,9 +63,11 @@ def run(args) -> int:
         return 0
     if ignored:
         stderr(f"latentrec recommend: ignored {len(ignored)} rated item(s) the model does not know: {', '.join(ignored)}")
+    popular = getattr(rec.ranker, "kind", None) == "popular"
     if folded:
         used = len(given.items) - len(ignored)
-        who = f"a new user folded in from {used} rating{'s' * (used != 1)}"
+        who = (f"a new user with {used} rating{'s' * (used != 1)}: the most-rated items they have not rated" if popular
+               else f"a new user folded in from {used} rating{'s' * (used != 1)}")
     elif given is not None:
         who = f"a new user with no rated item the model knows: not personalized, the most-rated items " \
               f"(>= {args.min_ratings} ratings)"
@@ -75,7 +77,7 @@ def run(args) -> int:
         who = f"unknown user {args.user}: not personalized, the most-rated items (>= {args.min_ratings} ratings)"
     predicted = rec.model is not None and bool(top["prediction"].notna().any())
     cols = ["rank", "item", "title"] + (["prediction"] if predicted else [])
-    ranked = rec.ranker is not None and (folded or args.user in rec.users)
+    ranked = rec.ranker is not None and (args.user in rec.users or folded and not popular)
     how = f", ordered by {ordered_by(rec.ranker.kind)}" if ranked else ""
     if rec.model is not None and not predicted and not top.empty:
         how += f" (the {rec.model.kind} model cannot fold in a new user, so there are no predicted ratings)"
