@@ -11,7 +11,7 @@ from safetensors.numpy import load_file
 
 import latentrec.data.lean as chunked
 from latentrec.cli import main
-from latentrec.data.lean import read_encoded, read_split
+from latentrec.data.lean import read_rows, read_split
 from latentrec.data.ratings import load_ratings
 from latentrec.data.split import random_split
 from latentrec.data.synth import SynthSpec, write_synth
@@ -103,8 +103,8 @@ def test_cli_trains_the_same_model_either_way(files, tmp_path, monkeypatch, caps
 
 
 def test_evaluate_scores_a_big_file_the_same_either_way(files, tmp_path, monkeypatch, capsys):
-    """``latentrec evaluate`` reads a big integer-id file lean, encoded with the model's vocabularies; the
-    result (RMSE, baselines, unknown ids, ranking) is the in-memory route's."""
+    """``latentrec evaluate`` and ``train --test`` read a big integer-id file lean, encoded with the model's
+    vocabularies; the result (RMSE, baselines, unknown ids, ranking) is the in-memory route's."""
     args = ["train", "--data", str(files / "r.parquet"), "--solver", "als", "--n-factors", "4", "--epochs", "2",
             "--valid-pct", "0.3", "--ranker", "none", "--out", str(tmp_path / "m"), "--json"]
     monkeypatch.setattr(chunked, "LEAN_BYTES", 1 << 62)
@@ -113,13 +113,16 @@ def test_evaluate_scores_a_big_file_the_same_either_way(files, tmp_path, monkeyp
     df = pd.read_parquet(files / "r.parquet")
     df.iloc[::3].assign(user=lambda d: d.user + 1).to_parquet(tmp_path / "test.parquet")  # some users unknown
     taken, out = [], {}
-    monkeypatch.setattr(chunked, "read_encoded", lambda *a, **k: taken.append(read_encoded(*a, **k)) or taken[-1])
+    monkeypatch.setattr(chunked, "read_rows", lambda *a, **k: taken.append(read_rows(*a, **k)) or taken[-1])
     for route, min_bytes in (("lean", 0), ("memory", 1 << 62)):
         monkeypatch.setattr(chunked, "LEAN_BYTES", min_bytes)
         assert main(["evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "test.parquet"), "--json"]) == 0
         out[route] = json.loads(capsys.readouterr().out)
-    assert taken[0] is not None and taken[1] is None  # each route was really taken
+        assert main([*args[:-3], "--test", str(tmp_path / "test.parquet"), "--out", str(tmp_path / route), "--json"]) == 0
+        out[f"train --test, {route}"] = json.loads(capsys.readouterr().out)["test"]
+    assert [t is not None for t in taken] == [True, True, False, False]  # each route was really taken
     assert out["lean"] == out["memory"] and 0 < out["lean"]["n_unknown_users"] and out["lean"]["ranking"]["n_users"]
+    assert out["train --test, lean"] == out["train --test, memory"]
 
 
 def test_a_file_the_lean_reader_cannot_parse_is_named_with_the_reason(tmp_path, caplog):

@@ -76,13 +76,13 @@ def read(args, source) -> Ratings:
                         duplicates=args.duplicates, data_dir=args.data_dir)
 
 
-def read_scored(args, source, rec):
-    """Rows for ``rec`` to score: a big file with integer ids read lean and encoded with the model's vocabularies
-    (12 bytes a rating, ``lean.read_encoded``), else the file's ratings as ``read`` gives them."""
-    from latentrec.data.lean import read_encoded
+def read_scored(args, source):
+    """Rows for a model to score: a big file with integer ids read lean (12 bytes a rating, ``lean.read_rows``;
+    ``Recommender.encode_rows`` encodes them), else the file's ratings as ``read`` gives them."""
+    from latentrec.data.lean import read_rows
 
     cols = {"user": args.user_col, "item": args.item_col, "rating": args.rating_col}
-    return read_encoded(source, rec.users, rec.items, cols, args.duplicates) or read(args, source)
+    return read_rows(source, cols, args.duplicates) or read(args, source)
 
 
 def read_big(args, source, valid_pct: float, seed: int | None) -> EncodedSplit | None:

@@ -92,7 +92,7 @@ def run(args) -> int:
     rec = Recommender.load(args.model_dir)
     if args.metrics == "rmse":
         rec.require_ratings("RMSE and MAE")
-    result = evaluate(rec, read_scored(args, args.data, rec), k=None if args.metrics == "rmse" else args.k,
+    result = evaluate(rec, read_scored(args, args.data), k=None if args.metrics == "rmse" else args.k,
                       threshold=args.relevant, with_rmse=args.metrics != "ranking")
     if args.json:
         emit_json(result)

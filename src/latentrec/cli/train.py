@@ -17,6 +17,7 @@ from latentrec.cli.common import (
     ordered_by,
     read,
     read_big,
+    read_scored,
     seed,
     start,
     stderr,
@@ -219,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     if lean is None:  # the lean reader held its validation rows out already
         train_data, valid = hold_out(train_data, valid, cfg.valid_pct, cfg.seed)
     if args.test:
-        test = read(args, args.test)
+        test = read_scored(args, args.test)  # read (and checked) before training, encoded after it
 
     main_rank = distributed.is_main()  # under torchrun only rank 0 prints, writes checkpoints and saves
     progress.set_enabled(main_rank and not args.json)

@@ -112,20 +112,38 @@ def read_split(path: str | os.PathLike, cols: dict | None = None, duplicates: st
     return EncodedSplit(users, items, Encoded(u[:n_train], i[:n_train], r[:n_train]), valid, where)
 
 
-def read_encoded(path: str | os.PathLike, users: Vocab, items: Vocab, cols: dict | None = None,
-                 duplicates: str = "error", min_bytes: int | None = None) -> EncodedRows | None:
-    """The file's rows encoded with a model's vocabularies (index 0: an id it lacks), as ``Recommender.encode_rows``
-    gives them from ``load_ratings``, or ``None`` when the file is not for this route."""
+@dataclass
+class LeanRows:
+    """A file's rows read lean and checked, not yet encoded: user and item columns as indices into the file's
+    sorted distinct ids (``user_ids``, ``item_ids``), and the ratings. ``Recommender.encode_rows`` encodes them."""
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    source: str
+    encoded: EncodedRows | None = None
+
+    def encode(self, users: Vocab, items: Vocab) -> EncodedRows:
+        """The rows encoded with a model's vocabularies (index 0: an id it lacks), as ``Recommender.encode_rows``
+        gives them from ``load_ratings``. The columns are encoded in place, once: a later call returns the same rows."""
+        if self.encoded is None:
+            user_map, item_map = users.encode(self.user_ids.astype(str)), items.encode(self.item_ids.astype(str))
+            for col, mapping in ((self.users, user_map), (self.items, item_map)):
+                for s in range(0, len(col), CHUNK_ROWS):
+                    col[s:s + CHUNK_ROWS] = mapping[col[s:s + CHUNK_ROWS]]
+            data = Encoded(self.users, self.items, self.ratings)
+            self.encoded = EncodedRows(data, self.source, int((user_map == 0).sum()))
+        return self.encoded
+
+
+def read_rows(path: str | os.PathLike, cols: dict | None = None, duplicates: str = "error",
+              min_bytes: int | None = None) -> LeanRows | None:
+    """A big integer-id file's rows to score with a model, or ``None`` when the file is not for this route."""
     path = Path(path)
     columns = _columns(path, cols, duplicates, min_bytes)
-    if columns is None:
-        return None
-    u, i, r, user_ids, item_ids = columns
-    user_map, item_map = users.encode(user_ids.astype(str)), items.encode(item_ids.astype(str))
-    for col, mapping in ((u, user_map), (i, item_map)):
-        for s in range(0, len(col), CHUNK_ROWS):
-            col[s:s + CHUNK_ROWS] = mapping[col[s:s + CHUNK_ROWS]]
-    return EncodedRows(Encoded(u, i, r), str(path), int((user_map == 0).sum()))
+    return None if columns is None else LeanRows(*columns, str(path))
 
 
 def _columns(path: Path, cols: dict | None, duplicates: str, min_bytes: int | None, share: Share | None = None):

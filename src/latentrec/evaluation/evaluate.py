@@ -6,13 +6,14 @@ import numpy as np
 
 from latentrec.data import csr
 from latentrec.data.batches import EncodedRows
+from latentrec.data.lean import LeanRows
 from latentrec.data.ratings import Ratings
 from latentrec.models.scoring import rmse_mae
 from latentrec.use.ranking import evaluate_ranking
 from latentrec.use.recommender import Recommender
 
 
-def evaluate(rec: Recommender, ratings: Ratings | EncodedRows, k: int | None = 10, threshold: float = 4.0,
+def evaluate(rec: Recommender, ratings: Ratings | LeanRows | EncodedRows, k: int | None = 10, threshold: float = 4.0,
              max_rank_users: int | None = None, with_rmse: bool = True) -> dict:
     """Score ``rec`` on ``ratings``; unknown users/items are predicted by the fallback and counted, and so are
     pairs that were in the data the model was built from (``n_seen``: scores on them are optimistic, and the

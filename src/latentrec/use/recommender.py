@@ -17,6 +17,7 @@ from torch import nn
 
 from latentrec.data.batches import Encoded, EncodedRows
 from latentrec.data.csr import bincount, by_row, merge
+from latentrec.data.lean import LeanRows
 from latentrec.data.ratings import Ratings
 from latentrec.data.vocab import Vocab
 from latentrec.errors import ModelCapabilityError, ModelFileError
@@ -88,8 +89,11 @@ class Recommender:
         r = np.zeros(len(users), np.float32) if ratings is None else np.array(ratings, np.float32)
         return Encoded(self.users.encode(users), self.items.encode(items), r)
 
-    def encode_rows(self, ratings: Ratings) -> EncodedRows:
-        """Ratings encoded with this model's vocabularies, counting the distinct users it does not know."""
+    def encode_rows(self, ratings: Ratings | LeanRows) -> EncodedRows:
+        """Ratings (or a big file's rows read lean) encoded with this model's vocabularies, counting the distinct
+        users it does not know."""
+        if isinstance(ratings, LeanRows):
+            return ratings.encode(self.users, self.items)
         df = ratings.df
         data = self.encode(df["user"], df["item"], df["rating"].to_numpy(np.float32))
         n_unknown = len(np.unique(df["user"].to_numpy()[data.users == 0]))
