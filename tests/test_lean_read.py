@@ -103,8 +103,9 @@ def test_cli_trains_the_same_model_either_way(files, tmp_path, monkeypatch, caps
 
 
 def test_evaluate_scores_a_big_file_the_same_either_way(files, tmp_path, monkeypatch, capsys):
-    """``latentrec evaluate`` and ``train --test`` read a big integer-id file lean, encoded with the model's
-    vocabularies; the result (RMSE, baselines, unknown ids, ranking) is the in-memory route's."""
+    """``latentrec evaluate``, ``train --test`` and ``train --valid`` read a big integer-id file lean, encoded with
+    the model's vocabularies; the result (RMSE, baselines, unknown ids, ranking; the weights) is the in-memory
+    route's."""
     args = ["train", "--data", str(files / "r.parquet"), "--solver", "als", "--n-factors", "4", "--epochs", "2",
             "--valid-pct", "0.3", "--ranker", "none", "--out", str(tmp_path / "m"), "--json"]
     monkeypatch.setattr(chunked, "LEAN_BYTES", 1 << 62)
@@ -118,11 +119,18 @@ def test_evaluate_scores_a_big_file_the_same_either_way(files, tmp_path, monkeyp
         monkeypatch.setattr(chunked, "LEAN_BYTES", min_bytes)
         assert main(["evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "test.parquet"), "--json"]) == 0
         out[route] = json.loads(capsys.readouterr().out)
-        assert main([*args[:-3], "--test", str(tmp_path / "test.parquet"), "--out", str(tmp_path / route), "--json"]) == 0
+        test = ["--test", str(tmp_path / "test.parquet")]
+        assert main([*args[:-3], *test, "--out", str(tmp_path / route), "--json"]) == 0
         out[f"train --test, {route}"] = json.loads(capsys.readouterr().out)["test"]
-    assert [t is not None for t in taken] == [True, True, False, False]  # each route was really taken
+        assert main([*args[:-7], "--ranker", "none", "--valid", str(tmp_path / "test.parquet"), "--out",
+                     str(tmp_path / f"v{route}"), "--json"]) == 0
+        out[f"train --valid, {route}"] = json.loads(capsys.readouterr().out)["valid"]
+    assert [t is not None for t in taken] == [True, True, True, False, False, False]  # each route was really taken
     assert out["lean"] == out["memory"] and 0 < out["lean"]["n_unknown_users"] and out["lean"]["ranking"]["n_users"]
     assert out["train --test, lean"] == out["train --test, memory"]
+    assert out["train --valid, lean"] == out["train --valid, memory"] and out["train --valid, lean"]["n_unknown"] > 0
+    a, b = load_file(tmp_path / "vlean" / "model.safetensors"), load_file(tmp_path / "vmemory" / "model.safetensors")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def test_a_file_the_lean_reader_cannot_parse_is_named_with_the_reason(tmp_path, caplog):

@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
         source = args.data or "ml-100k"
         lean = read_big(args, source, 0.0 if args.valid else cfg.valid_pct, cfg.seed)
         train_data = lean or read(args, source)
-    valid = read(args, args.valid) if args.valid else None
+    valid = read_scored(args, args.valid) if args.valid else None
     if lean is None:  # the lean reader held its validation rows out already
         train_data, valid = hold_out(train_data, valid, cfg.valid_pct, cfg.seed)
     if args.test:

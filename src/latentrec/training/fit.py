@@ -10,7 +10,7 @@ import torch
 from latentrec.config import RANKING_MODELS, TrainConfig
 from latentrec.data import csr
 from latentrec.data.batches import Encoded
-from latentrec.data.lean import EncodedSplit
+from latentrec.data.lean import EncodedSplit, LeanRows
 from latentrec.data.ratings import Ratings
 from latentrec.data.split import hold_out
 from latentrec.data.vocab import Vocab
@@ -73,30 +73,38 @@ def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str
                         f"to learn (any model would predict that value for every pair).")
 
 
-def training_rows(train: Ratings | EncodedSplit, valid: Ratings | None,
+def encode_valid(valid: Ratings | LeanRows, users: Vocab, items: Vocab) -> Encoded | None:
+    """Validation rows encoded with the training vocabularies (a big file read lean: in place); None if empty."""
+    if isinstance(valid, LeanRows):
+        return valid.encode(users, items).data
+    return encode(valid.df, users, items) if len(valid.df) else None
+
+
+def training_rows(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None,
                   cfg: TrainConfig) -> tuple[Vocab, Vocab, Encoded, Encoded | None]:
     """Vocabularies from the training rows, and the encoded training and validation rows."""
     if isinstance(train, EncodedSplit):
         users, items, tr = train.users, train.items, train.train
         if valid is not None:
-            va = encode(valid.df, users, items) if len(valid.df) else None
+            va = encode_valid(valid, users, items)
         else:
             va = train.valid.data if train.valid is not None else None
     else:
         rows, valid = hold_out(train, valid, cfg.valid_pct, cfg.seed)
-        train_df, valid_df = rows.df, valid.df if valid is not None else None
+        train_df = rows.df
         if len(train_df) < 2:
             raise DataError(f"{train.source} has {len(train_df)} training rating(s); training needs at least 2.")
         users, items = Vocab.from_ids(train_df["user"]), Vocab.from_ids(train_df["item"])
         tr = encode(train_df, users, items)
-        va = encode(valid_df, users, items) if valid_df is not None and len(valid_df) else None
+        va = encode_valid(valid, users, items) if valid is not None else None
     check_learnable(users, items, tr.ratings, train.source)
     return users, items, tr, va
 
 
-def fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: TrainConfig | None = None,
+def fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None, config: TrainConfig | None = None,
         callbacks: list | None = None, build=None) -> tuple[Recommender, Trainer | None]:
-    """Train a model on ``train``; validate on ``valid`` or on a random ``valid_pct`` of ``train``.
+    """Train a model on ``train``; validate on ``valid`` (ratings, or a big file's rows from ``lean.read_rows``) or
+    on a random ``valid_pct`` of ``train``.
 
     ``train`` may be an :class:`~latentrec.data.lean.EncodedSplit` (a big file read lean; its
     training arrays are reordered in place). ``build(cfg, n_users, n_items, y_range)`` replaces
@@ -116,7 +124,7 @@ def fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: Tra
         return _fit(train, valid, config, callbacks, build)
 
 
-def _fit(train: Ratings | EncodedSplit, valid: Ratings | None = None, config: TrainConfig | None = None,
+def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None, config: TrainConfig | None = None,
          callbacks: list | None = None, build=None) -> tuple[Recommender, Trainer | None]:
     cfg = config or TrainConfig()
     device = local_device(pick_device(cfg.device))
