@@ -81,7 +81,8 @@ def add_parser(sub) -> None:
                    "sgd (fused per-rating kernel), als (alternating least squares) or autograd (batched loop, "
                    "the only one for --model nn); --model ease is solved in closed form (closed), ials by "
                    "conjugate gradient (cg)")
-    m.add_argument("--n-factors", type=int, help="latent factors per user and item")
+    m.add_argument("--n-factors", type=int, help="latent factors per user and item (--model nn: the embedding "
+                   "width, default fastai's size rule capped at 128)")
     m.add_argument("--epochs", type=int, help="passes over the training data (sweeps for bayes and als)")
     m.add_argument("--lr", type=float, help="learning rate")
     m.add_argument("--wd", type=float, help="weight decay (--model ease: its lambda; ials: its ridge)")
