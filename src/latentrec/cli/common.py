@@ -134,5 +134,10 @@ def ordered_by(kind: str) -> str:
     return {"popular": "popularity"}.get(kind, kind)
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 rating``, ``2 ratings``."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def stderr(msg: str) -> None:
     print(msg, file=sys.stderr)

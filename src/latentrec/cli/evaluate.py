@@ -9,6 +9,7 @@ from latentrec.cli.common import (
     emit_json,
     finite,
     ordered_by,
+    plural,
     read_scored,
     start,
     table,
@@ -34,7 +35,7 @@ def print_evaluation(r: dict, ranking_asked: bool = False) -> None:
     """The evaluation's tables; ``ranking_asked``: ``--metrics ranking`` left RMSE out (else the model has none)."""
     if "rmse" not in r:
         what = "ranking metrics, as asked" if ranking_asked else "a ranking-only model, so no RMSE; ranking metrics only"
-        console.print(f"\nEvaluation on {r['data']} ({r['n']} rating{'s' * (r['n'] != 1)}): {what}.")
+        console.print(f"\nEvaluation on {r['data']} ({plural(r['n'], 'rating')}): {what}.")
         print_notes(r)
         if "ranking" in r:
             print_ranking(r["ranking"])
@@ -42,7 +43,7 @@ def print_evaluation(r: dict, ranking_asked: bool = False) -> None:
     rows = [("model", r["rmse"], r["mae"], "")]
     for name, b in r["baselines"].items():
         rows.append((f"baseline: {name.replace('_', ' ')}", b["rmse"], b["mae"], f"{r['improvement_pct'][name]:+.1f}%"))
-    table(f"\nEvaluation on {r['data']} ({r['n']} rating{'s' * (r['n'] != 1)}, {r['n_unknown']} with an unknown user or item)",
+    table(f"\nEvaluation on {r['data']} ({plural(r['n'], 'rating')}, {r['n_unknown']} with an unknown user or item)",
           ["model", "rmse", "mae", "model's rmse gain"], rows, {"rmse": ".4f", "mae": ".4f"})
     console.print(f"Ratings' standard deviation: {r['ratings_std']:.4f} (what always guessing the mean scores)")
     if r["improvement_pct"]["biases"] < 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from latentrec.atomic import writable_or_fail
-from latentrec.cli.common import command, console, count, emit_json, ordered_by, start, stderr, table
+from latentrec.cli.common import command, console, count, emit_json, ordered_by, plural, start, stderr, table
 from latentrec.config import MIN_RATINGS
 from latentrec.errors import ConfigError
 
@@ -66,8 +66,8 @@ def run(args) -> int:
     popular = getattr(rec.ranker, "kind", None) == "popular"
     if folded:
         used = len(given.items) - len(ignored)
-        who = (f"a new user with {used} rating{'s' * (used != 1)}: the most-rated items they have not rated" if popular
-               else f"a new user folded in from {used} rating{'s' * (used != 1)}")
+        who = (f"a new user with {plural(used, 'rating')}: the most-rated items they have not rated" if popular
+               else f"a new user folded in from {plural(used, 'rating')}")
     elif given is not None:
         who = f"a new user with no rated item the model knows: not personalized, the most-rated items " \
               f"(>= {args.min_ratings} ratings)"

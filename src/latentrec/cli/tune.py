@@ -136,10 +136,11 @@ def print_trial(row: dict) -> None:
 
 
 def print_summary(result, info: dict, out: Path) -> None:
-    from latentrec.cli.tune_report import files
+    from latentrec.cli.tune_report import files, scored_by
 
-    ranking = "valid_ndcg@10" in result.table
-    best = result.table.sort_values("valid_ndcg@10" if ranking else "valid_rmse", ascending=not ranking).head(10)
+    column = scored_by(result.table)[0]
+    ranking = column != "valid_rmse"
+    best = result.table.sort_values(column, ascending=not ranking).head(10)
     console.print(f"\nBest {len(best)} of {info['n_trials']} trials ({info['n_pruned']} pruned) "
                   f"in {info['seconds']:.0f} s:")
     for row in best.to_dict("records"):

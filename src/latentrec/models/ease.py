@@ -64,9 +64,10 @@ class EASE(Ranker):
 
     @torch.no_grad()
     def fit(self, users: torch.Tensor, items: torch.Tensor, weights: torch.Tensor, n_users: int) -> EASE:
-        """Solve ``B`` from the training pairs (index tensors) and their input weights."""
+        """Solve ``B`` from the training pairs (index tensors of any integer type) and their input weights."""
         dev = self.B.device
-        G = gram(users.to(dev), items.to(dev), weights.to(dev, torch.float32), n_users, self.n_items)
+        G = gram(users.to(dev, torch.int64), items.to(dev, torch.int64), weights.to(dev, torch.float32), n_users,
+                 self.n_items)
         d = G.diagonal().clone()
         G.diagonal().add_(self.lam + self.dropout / (1.0 - self.dropout) * d)
         G[0, 0] = 1.0  # the #na# item: no ratings; keep the system positive definite

@@ -73,12 +73,11 @@ class BagSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         flat, counts = ctx.saved_tensors
+        bags = torch.repeat_interleave(torch.arange(len(counts), device=flat.device), counts, output_size=len(flat))
         if grad.device.type == "cpu" and grad.dtype == torch.float32:
-            rows, sums = bag_sum_grad(flat, counts, grad)  # the compiled kernel
+            rows, sums = bag_sum_grad(flat, bags, grad)  # the compiled kernel
         else:
             rows, member = torch.unique(flat, return_inverse=True)
-            bags = torch.repeat_interleave(torch.arange(len(counts), device=flat.device), counts,
-                                           output_size=len(flat))
             members = torch.sparse_coo_tensor(torch.stack([member, bags]), torch.ones(len(flat), device=flat.device,
                                               dtype=grad.dtype), (len(rows), len(counts)), check_invariants=False)
             sums = torch.sparse.mm(members, grad)  # one row per table row the bags touch

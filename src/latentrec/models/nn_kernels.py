@@ -79,10 +79,9 @@ def _bag_rows(starts, bag_of, grad, out):
                 out[j, c] += grad[b, c]
 
 
-def bag_sum_grad(flat: torch.Tensor, counts: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The table rows that bags of ``flat`` indices (``counts`` per bag, in order) touch, and each one's gradient:
-    the sum of ``grad``'s rows (one per bag) of the bags holding it."""
-    bags = torch.repeat_interleave(torch.arange(len(counts)), counts, output_size=len(flat))
+def bag_sum_grad(flat: torch.Tensor, bags: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The table rows that the ``flat`` indices (in bag ``bags[n]`` each) touch, and each one's gradient: the sum of
+    ``grad``'s rows (one per bag) of the bags holding it."""
     ordered, order = torch.sort(flat, stable=True)
     rows, per_row = torch.unique_consecutive(ordered, return_counts=True)
     starts = np.zeros(len(rows) + 1, np.int64)

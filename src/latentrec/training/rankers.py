@@ -80,13 +80,12 @@ def fit_ranker(kind: str, cfg: TrainConfig, tr: Encoded, n_users: int, n_items: 
         return Popularity(n_items).to(device).fit(bincount(tr.items, n_items)), time.perf_counter() - t0
     rc = ranker_config(kind, cfg)
     mean, std = float(tr.ratings.mean()), float(tr.ratings.std())
-    users = torch.from_numpy(tr.users).to(device)  # int32 as encoded: iALS reads them as they are, without a copy
+    users = torch.from_numpy(tr.users).to(device)  # int32 as encoded, without a copy
     items = torch.from_numpy(tr.items).to(device)
     w = torch.from_numpy(rating_weights(tr.ratings, mean, std, rc.rating_weight).astype(np.float32)).to(device)
     if kind == "ease":
         check_ease_fits(n_items)
-        model = EASE(n_items, rc.wd, rc.dropout, mean, std, rc.rating_weight).to(device).fit(users.long(), items.long(),
-                                                                                             w, n_users)
+        model = EASE(n_items, rc.wd, rc.dropout, mean, std, rc.rating_weight).to(device).fit(users, items, w, n_users)
     else:
         model = ImplicitALS(n_users, n_items, rc.n_factors, rc.wd, rc.alpha, mean, std, rc.rating_weight).to(device)
         fit_ials(model, users, items, w, rc.epochs, rc.seed)
