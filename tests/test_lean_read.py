@@ -133,6 +133,33 @@ def test_evaluate_scores_a_big_file_the_same_either_way(files, tmp_path, monkeyp
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
+def test_predict_writes_the_same_file_either_way(files, tmp_path, monkeypatch, capsys):
+    """``latentrec predict --data`` reads a big integer-id pairs file lean (no rating column needed, pairs may
+    repeat, headerless by position); the predictions file is the in-memory route's, byte for byte."""
+    args = ["train", "--data", str(files / "r.parquet"), "--solver", "als", "--n-factors", "4", "--epochs", "1",
+            "--ranker", "none", "--out", str(tmp_path / "m"), "--json"]
+    monkeypatch.setattr(chunked, "LEAN_BYTES", 1 << 62)
+    assert main(args) == 0
+    df = pd.read_parquet(files / "r.parquet")[["user", "item"]]
+    pairs = pd.concat([df.iloc[:50], df.iloc[:50], df.iloc[::7].assign(user=lambda d: d.user + 1)])  # repeats, unknowns
+    pairs.to_parquet(tmp_path / "pairs.parquet")
+    pairs.to_csv(tmp_path / "pairs.csv", index=False)
+    pairs.to_csv(tmp_path / "pairs.tsv", sep="\t", header=False, index=False)
+    taken = []
+    monkeypatch.setattr(chunked, "read_rows", lambda *a, **k: taken.append(read_rows(*a, **k)) or taken[-1])
+    for name in ("pairs.parquet", "pairs.csv", "pairs.tsv"):
+        written = {}
+        for route, min_bytes in (("lean", 0), ("memory", 1 << 62)):
+            monkeypatch.setattr(chunked, "LEAN_BYTES", min_bytes)
+            out = tmp_path / f"{route}.csv"
+            assert main(["predict", str(tmp_path / "m"), "--data", str(tmp_path / name), "--out", str(out)]) == 0
+            written[route] = out.read_bytes()
+        assert written["lean"] == written["memory"], name
+        assert len(written["lean"].splitlines()) == len(pairs) + 1
+    assert [t is not None for t in taken] == [True, False] * 3  # each route was really taken
+    capsys.readouterr()
+
+
 def test_a_file_the_lean_reader_cannot_parse_is_named_with_the_reason(tmp_path, caplog):
     bad = tmp_path / "ratings.csv"
     bad.write_text("user,item,rating\n" + "".join(f"{u},{u % 7},4\n" for u in range(1, 200)) + "5,6,4,extra\n")

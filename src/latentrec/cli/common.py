@@ -136,7 +136,7 @@ def ordered_by(kind: str) -> str:
 
 def plural(n: int, noun: str) -> str:
     """``1 rating``, ``2 ratings``."""
-    return f"{n} {noun}{'s' * (n != 1)}"
+    return f"{n:,} {noun}{'s' * (n != 1)}"
 
 
 def stderr(msg: str) -> None:

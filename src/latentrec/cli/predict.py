@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from latentrec.atomic import writable_or_fail
-from latentrec.cli.common import add_data_options, command, console, emit_json, start, table
+from latentrec.cli.common import add_data_options, command, console, emit_json, plural, start, table
 from latentrec.errors import ConfigError
 
 EXAMPLE = """latentrec predict model --user 196 --item 242
@@ -23,7 +23,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from latentrec.data.ratings import load_pairs
     from latentrec.use.recommender import Recommender
     from latentrec.use.topn import table_format, write_table
 
@@ -36,8 +35,7 @@ def run(args) -> int:
     rec = Recommender.load(args.model_dir)
     rec.require_ratings()
     if args.data is not None:
-        pairs = load_pairs(args.data, user_col=args.user_col, item_col=args.item_col, data_dir=args.data_dir)
-        preds = rec.predict(pairs["user"].to_numpy(), pairs["item"].to_numpy())
+        preds = _predict_file(rec, args)
     else:
         preds = rec.predict([args.user], [args.item])
     if args.out:
@@ -48,5 +46,18 @@ def run(args) -> int:
         table(None, list(preds.columns), preds.head(50).itertuples(index=False), {"prediction": ".3f"})
     else:
         n_fb = int((~(preds.known_user & preds.known_item)).sum())
-        console.print(f"Wrote {len(preds)} predictions to {args.out} ({n_fb} used the unknown-id fallback).")
+        console.print(f"Wrote {plural(len(preds), 'prediction')} to {args.out} ({n_fb:,} used the unknown-id "
+                      f"fallback).")
     return 0
+
+
+def _predict_file(rec, args):
+    """Predictions for every row of --data: a big file with integer ids is read lean (``lean.read_rows``)."""
+    from latentrec.data.lean import read_rows
+    from latentrec.data.ratings import load_pairs
+
+    rows = read_rows(args.data, {"user": args.user_col, "item": args.item_col}, pairs=True)
+    if rows is not None:
+        return rec.predict_coded(rows.users, rows.user_ids, rows.items, rows.item_ids)
+    pairs = load_pairs(args.data, user_col=args.user_col, item_col=args.item_col, data_dir=args.data_dir)
+    return rec.predict(pairs["user"].to_numpy(), pairs["item"].to_numpy())

@@ -139,22 +139,25 @@ class LeanRows:
 
 
 def read_rows(path: str | os.PathLike, cols: dict | None = None, duplicates: str = "error",
-              min_bytes: int | None = None) -> LeanRows | None:
-    """A big integer-id file's rows to score with a model, or ``None`` when the file is not for this route."""
+              min_bytes: int | None = None, pairs: bool = False) -> LeanRows | None:
+    """A big integer-id file's rows to score with a model, or ``None`` when the file is not for this route.
+    ``pairs``: (user, item) rows to predict, as ``load_pairs`` reads them: no rating (zeros), pairs may repeat."""
     path = Path(path)
-    columns = _columns(path, cols, duplicates, min_bytes)
+    columns = _columns(path, cols, duplicates, min_bytes, pairs=pairs)
     return None if columns is None else LeanRows(*columns, str(path))
 
 
-def _columns(path: Path, cols: dict | None, duplicates: str, min_bytes: int | None, share: Share | None = None):
-    """The file's user and item columns as file indices (checked: no pair twice), its ratings, and the sorted
-    distinct raw user and item ids; ``None`` when the file is not for the lean route."""
+def _columns(path: Path, cols: dict | None, duplicates: str, min_bytes: int | None, share: Share | None = None,
+             pairs: bool = False):
+    """The file's user and item columns as file indices (checked: no pair twice, unless ``pairs``), its ratings
+    (``pairs``: zeros), and the sorted distinct raw user and item ids; ``None`` when the file is not for the lean
+    route."""
     min_bytes = LEAN_BYTES if min_bytes is None else min_bytes
     if duplicates != "error" or not path.is_file() or not _big(path, min_bytes):
         return None
     try:
         read = _read_shared if share and share.size > 1 else _read_all
-        u, i, r, header = read(path, cols or {}, share)
+        u, i, r, header = read(path, cols or {}, share, pairs)
     except _NotLean:
         return None
     except _Unreadable as e:
@@ -164,7 +167,8 @@ def _columns(path: Path, cols: dict | None, duplicates: str, min_bytes: int | No
     if len(r) == 0:
         return None  # load_ratings words the empty-file errors
     user_ids, item_ids = _to_file_index(u), _to_file_index(i)
-    _check_duplicates(u, i, user_ids, item_ids, str(path), header)
+    if not pairs:
+        _check_duplicates(u, i, user_ids, item_ids, str(path), header)
     return u, i, r, user_ids, item_ids
 
 
@@ -183,10 +187,10 @@ def _big(path: Path, min_bytes: int) -> bool:
         return False  # load_ratings words what is wrong with it
 
 
-def _read_all(path: Path, cols: dict, _=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def _read_all(path: Path, cols: dict, _=None, pairs: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """The file's user, item and rating columns, and its number of header lines."""
     try:
-        part = _open(path, cols, Share(0, 1, _alone))
+        part = _open(path, cols, Share(0, 1, _alone), pairs)
         return *_read(path, part), part.header
     except _BadRow as e:
         raise e.error(part.header + e.index + 1) from None
@@ -210,9 +214,10 @@ def _attempt(step) -> tuple[object, Exception | None]:
         return None, e
 
 
-def _read_shared(path: Path, cols: dict, share: Share) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def _read_shared(path: Path, cols: dict, share: Share, pairs: bool = False) -> tuple[np.ndarray, np.ndarray,
+                                                                                    np.ndarray, int]:
     """This rank's part of the file parsed, the ranks' outcomes agreed, the columns joined in file order."""
-    part, failed = _attempt(lambda: _open(path, cols, share))
+    part, failed = _attempt(lambda: _open(path, cols, share, pairs))
     columns = None
     if part is not None:
         columns, failed = _attempt(lambda: _read(path, part))
@@ -220,7 +225,7 @@ def _read_shared(path: Path, cols: dict, share: Share) -> tuple[np.ndarray, np.n
                                     np.int64))
     rows, quoted = counts[0::2], counts[1::2]
     if quoted.any():  # a quoted field may hold a line end, so parts cut at line ends may cut a row: read it whole
-        return _read_all(path, cols)
+        return _read_all(path, cols, pairs=pairs)
     if isinstance(failed, _BadRow):  # its row in the whole file: after every row the earlier parts parsed
         failed = failed.error(part.header + int(rows[:share.rank].sum()) + failed.index + 1)
     said, sizes = share.join(np.frombuffer(json.dumps(_outcome(failed)).encode(), np.uint8))
@@ -263,18 +268,20 @@ class _BadRow(Exception):
         self.index, self.error = index, error
 
 
-def _open(path: Path, cols: dict, share: Share) -> _Part:
-    """This share's part of the file (Parquet: a range of row groups; CSV/TSV: a range of lines)."""
+def _open(path: Path, cols: dict, share: Share, pairs: bool = False) -> _Part:
+    """This share's part of the file (Parquet: a range of row groups; CSV/TSV: a range of lines); ``pairs``: only
+    its user and item columns."""
+    roles = ROLES[:2] if pairs else ROLES
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
         f = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 22)  # stream; don't buffer row groups
         schema = f.schema_arrow
-        names = _lean_columns(schema.names, cols, path)
+        names = _lean_columns(schema.names, cols, path, roles)
         types = [schema.field(n).type for n in names]
         if not (all(pa.types.is_integer(t) for t in types[:2]) and
-                (pa.types.is_integer(types[2]) or pa.types.is_floating(types[2]))):
+                (pairs or pa.types.is_integer(types[2]) or pa.types.is_floating(types[2]))):
             raise _NotLean
         group_rows = np.array([f.metadata.row_group(g).num_rows for g in range(f.num_row_groups)], np.int64)
         lo, hi = _cut(np.cumsum(group_rows), share)
@@ -285,15 +292,17 @@ def _open(path: Path, cols: dict, share: Share) -> _Part:
     import pyarrow.csv as pcsv
 
     line, encoding = first_line(path)
-    sep, fields, has_header = sniff_header(line, cols)
-    if sep not in (",", "\t") or encoding != "utf-8-sig":
+    sep, fields, has_header = sniff_header(line, cols, pairs)
+    if sep not in (",", "\t") or encoding != "utf-8-sig" or len(fields) < len(roles):
         raise _NotLean
+    if pairs and not has_header and not all(f.isdigit() for f in fields[:2]):
+        raise _NotLean  # a header of other names, or text ids: load_pairs tells them apart
     if has_header:
-        header, names = fields, _lean_columns(fields, cols, path)
+        header, names = fields, _lean_columns(fields, cols, path, roles)
     else:  # like load_ratings: user, item, rating[, timestamp] by position
         refuse_column_names(cols, str(path))
         header = [*ROLES, "timestamp", *(f"extra{n}" for n in range(len(fields) - 4))][:len(fields)]
-        names = list(ROLES)
+        names = list(roles)
     if len(set(header)) != len(header):
         raise _NotLean
     start, end = _line_range(path, share)
@@ -306,16 +315,16 @@ def _open(path: Path, cols: dict, share: Share) -> _Part:
         read_options=pcsv.ReadOptions(block_size=CHUNK_ROWS * 24, column_names=header, skip_rows=skip),
         parse_options=pcsv.ParseOptions(delimiter=sep),
         convert_options=pcsv.ConvertOptions(  # only a blank cell is missing: "NA" or "null" in an id column is text
-            include_columns=names, null_values=[""], column_types={
-                names[0]: pa.int64(), names[1]: pa.int64(), names[2]: pa.float64()}),
+            include_columns=names, null_values=[""],
+            column_types=dict(zip(names, (pa.int64(), pa.int64(), pa.float64())))),
     )
     return _Part(reader, names, lines, int(has_header), quoted)
 
 
-def _lean_columns(columns: list[str], cols: dict, path: Path) -> list[str]:
+def _lean_columns(columns: list[str], cols: dict, path: Path, roles: tuple[str, ...]) -> list[str]:
     if "title" in columns:  # titles travel with rows: the in-memory route handles them
         raise _NotLean
-    return resolve_columns(columns, ROLES, cols, str(path))
+    return resolve_columns(columns, roles, cols, str(path))
 
 
 def _cut(ends: np.ndarray, share: Share) -> tuple[int, int]:
@@ -376,7 +385,7 @@ def _scan(path: Path, start: int, end: int, skip: int) -> tuple[int, bool]:
 def _read(path: Path, part: _Part) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every row of the part into int32, int32, float32 columns, with load_ratings' checks (bad cells: _BadRow)."""
     n_max, names, where = part.lines, part.names, str(path)
-    u, i, r = np.empty(n_max, np.int32), np.empty(n_max, np.int32), np.empty(n_max, np.float32)
+    u, i, r = np.empty(n_max, np.int32), np.empty(n_max, np.int32), np.zeros(n_max, np.float32)
     n = 0
     for batch in part.batches:
         m = batch.num_rows

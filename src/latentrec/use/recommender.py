@@ -105,11 +105,22 @@ class Recommender:
 
     def predict(self, users, items) -> pd.DataFrame:
         """Predicted ratings for raw (user, item) pairs, with ``known_user``/``known_item``/``known`` flags."""
-        data = self.encode(users, items)
+        (u, user_ids), (i, item_ids) = (pd.factorize(np.asarray(ids, dtype=object), use_na_sentinel=False)
+                                        for ids in (users, items))
+        return self.predict_coded(u, user_ids, i, item_ids)
+
+    def predict_coded(self, u: np.ndarray, user_ids, i: np.ndarray, item_ids) -> pd.DataFrame:
+        """:meth:`predict` for pairs given as codes into their distinct raw ids (``pd.factorize``'s form, or a big
+        file's rows read lean): each distinct id is encoded and titled once."""
+        user_text, item_text = (pd.Series(ids, dtype="string").astype(str).to_numpy(object) for ids in (user_ids,
+                                                                                                    item_ids))
+        known_user, known_item = self.users.encode(user_text)[u], self.items.encode(item_text)[i]
+        data = Encoded(known_user, known_item, np.zeros(len(u), np.float32))
+        titles = np.array([self.titles.get(t, "") for t in item_text], dtype=object)
         return pd.DataFrame({
-            "user": pd.Series(users, dtype="string").astype(str).to_numpy(),
-            "item": pd.Series(items, dtype="string").astype(str).to_numpy(),
-            "title": [self.titles.get(str(i), "") for i in items],
+            "user": user_text[u],
+            "item": item_text[i],
+            "title": titles[i],
             "prediction": self.predict_encoded(data),
             "known_user": data.users > 0,
             "known_item": data.items > 0,
