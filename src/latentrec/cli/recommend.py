@@ -47,7 +47,7 @@ def run(args) -> int:
         write_table(df, args.out)
         summary = {"out": args.out, "n_users": int(df["user"].nunique()), "n_rows": len(df)}
         emit_json(summary) if args.json else console.print(
-            f"Wrote top-{args.n} for {summary['n_users']} users ({summary['n_rows']} rows) to {args.out}.")
+            f"Wrote top-{args.n} for {summary['n_users']:,} users ({summary['n_rows']:,} rows) to {args.out}.")
         return 0
     given = None
     if args.ratings is not None:

@@ -64,8 +64,8 @@ def run(args) -> int:
     else:
         info = state.info()
         parts = [f"{info['kind']} rating model"] * bool(info["kind"]) + [f"{info['ranker']} ranker"] * bool(info["ranker"])
-        print(f"Serving {args.model_dir} ({' + '.join(parts)}, {info['n_users']} users, "
-              f"{info['n_items']} items) at {url}/  -- API docs at {url}/docs; reload with "
+        print(f"Serving {args.model_dir} ({' + '.join(parts)}, {info['n_users']:,} users, "
+              f"{info['n_items']:,} items) at {url}/  -- API docs at {url}/docs; reload with "
               f"`kill -HUP {os.getpid()}` or POST /admin/reload; Ctrl+C stops.", flush=True)
     config = uvicorn.Config(create_app(holder), log_level="info" if args.access_log else "warning", access_log=args.access_log)
     uvicorn.Server(config).run(sockets=[sock])

@@ -41,7 +41,7 @@ class SynthSpec:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.removeprefix('n_')} must be at least 1, not {getattr(self, name)}.")
         if self.n_ratings > self.n_users * self.n_items:
-            raise ConfigError(f"{self.n_ratings} ratings do not fit in {self.n_users} users x {self.n_items} items.")
+            raise ConfigError(f"{self.n_ratings:,} ratings do not fit in {self.n_users:,} users x {self.n_items:,} items.")
         for name in ("noise", "alpha"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise ConfigError(f"--{name} must be a finite number of at least 0, not {getattr(self, name)}.")
