@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -39,6 +41,27 @@ def test_a_sparse_gradient_steps_its_rows_as_the_dense_one_and_leaves_the_rest(o
         untouched[idx] = False
         assert torch.equal(sparse.detach()[untouched], before[untouched])  # no decay, no momentum drift
         assert not torch.equal(sparse.detach()[idx], before[idx])
+
+
+def test_decoupled_decay_of_the_skipped_steps_is_caught_up_as_the_dense_step_applies_it():
+    """Without momentum, a lazy SGD step with decoupled decay is the dense one: a row touched again is first
+    decayed by the steps that skipped it, and ``settle`` decays every row for the steps since it was touched.
+    (A gradient that does not depend on the weights: a lazy row enters the forward pass before its catch-up.)"""
+    sparse, dense = tables()
+    lazy = make_optimizer("sgd", [sparse], 0.5, "decoupled", 0.0)
+    full = make_optimizer("sgd", [dense], 0.5, "decoupled", 0.0)
+    for lr, rows in ((0.1, [1, 3, 3]), (0.2, [2]), (0.05, [5]), (0.3, [1, 5])):
+        idx = torch.tensor(rows)
+        for p, opt, as_sparse in ((sparse, lazy, True), (dense, full, False)):
+            (F.embedding(idx, p, sparse=as_sparse) * torch.tensor([1.0, -2.0, 0.5])).sum().backward()
+            opt.step(lr)
+            opt.zero_grad()
+        torch.testing.assert_close(sparse.detach()[idx], dense.detach()[idx])  # caught up when touched
+    assert not torch.allclose(sparse.detach(), dense.detach())  # rows 0, 2, 3, 4, 6, 7 are behind ...
+    lazy.settle()
+    torch.testing.assert_close(sparse.detach(), dense.detach())  # ... until settled
+    lazy.settle()
+    torch.testing.assert_close(sparse.detach(), dense.detach())  # and settling twice decays once
 
 
 @pytest.mark.parametrize("opt", ["adam", "sgd"])
@@ -92,6 +115,8 @@ def test_the_compiled_adam_step_is_the_torch_one(wd_mode, sparse):
         state = torch_ops.state.setdefault(id(reference), {})
         if not state:
             torch_ops.init(reference, state)
+        if sparse and wd_mode == "decoupled":  # as Optimizer.step does before apply
+            Optimizer._catch_up(reference, state, grad.indices()[0], math.log1p(-0.05 * 0.1))
         Optimizer.apply(torch_ops, reference, grad.values() if sparse else grad, grad.indices()[0] if sparse else None,
                         state, 0.05)
         kernel.zero_grad()

@@ -4,11 +4,16 @@ Weight decay is either added to the gradient exactly as the seed writes it
 (``grad += wd * param``, mode ``l2``) or applied to the weights directly (``decoupled``, AdamW-style).
 
 A sparse gradient (an embedding table's, from ``F.embedding(..., sparse=True)``) updates only the rows
-it touches, decay and optimizer state included ("lazy" updates, as torch's ``SparseAdam``): a step then
-costs the batch's rows, not the table's, which is what makes 100,000-user tables trainable.
+it touches ("lazy" updates, as torch's ``SparseAdam``): a step then costs the batch's rows, not the table's,
+which is what makes 100,000-user tables trainable. Decoupled decay stays exact: a row catches up on the
+decay of the steps that skipped it when it is next touched, and :meth:`Optimizer.settle` brings every row up
+to date (the lazy sparse regularization of Carpenter, 2008). Without the catch-up a user with 10 ratings in
+an epoch of 100 steps was decayed 10 times, not 100 (``l2`` decay, inside the gradient, has no catch-up).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -37,7 +42,10 @@ class Optimizer:
                 self.init(p, state)
             if p.grad.is_sparse:
                 grad = p.grad.coalesce()
-                self.apply(p, grad.values(), grad.indices()[0], state, lr)
+                rows = grad.indices()[0]
+                if self.wd and self.wd_mode == "decoupled":
+                    self._catch_up(p, state, rows, math.log1p(-lr * self.wd))
+                self.apply(p, grad.values(), rows, state, lr)
             else:
                 self.apply(p, p.grad, None, state, lr)
 
@@ -51,6 +59,27 @@ class Optimizer:
         new = self.update(w, g, state, rows, lr)
         if rows is not None:
             p.data[rows] = new
+
+    @staticmethod
+    @torch.no_grad()
+    def _catch_up(p: torch.Tensor, state: dict, rows: torch.Tensor, log_step: float) -> None:
+        """Decay ``rows`` by the steps since each was last stepped (this step's decay is ``apply``'s); ``state``
+        keeps the log of the decay every step so far applied (``decayed``) and each row's value of it (``at``)."""
+        if "at" not in state:
+            state.update(decayed=0.0, at=torch.zeros(p.shape[0], dtype=torch.float64, device=p.device))
+        missed = (state["decayed"] - state["at"][rows]).exp().to(p.dtype)
+        p.data[rows] *= missed.view(-1, *[1] * (p.dim() - 1))
+        state["decayed"] += log_step
+        state["at"][rows] = state["decayed"]
+
+    @torch.no_grad()
+    def settle(self) -> None:
+        """Bring every row of the sparsely stepped parameters up to date with the decay it has missed."""
+        for p in self.params:
+            state = self.state.get(id(p), {})
+            if "at" in state:
+                p.data *= (state["decayed"] - state["at"]).exp().to(p.dtype).view(-1, *[1] * (p.dim() - 1))
+                state["at"].fill_(state["decayed"])
 
     def init(self, p: torch.Tensor, state: dict) -> None:
         """Fill the empty ``state`` of parameter ``p`` before its first step."""

@@ -74,6 +74,7 @@ class AutogradRunner:
                 self.opt.step(lr_at(b / nb))
                 self.opt.zero_grad()
                 total += sq.detach()
+        self.opt.settle()
         value = float(total) / max(len(self.batches.y), 1)
         return check_loss(value, self.limit)
 
