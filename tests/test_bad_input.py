@@ -300,6 +300,17 @@ def test_read_only_output_folder_fails_before_training(capsys, tmp_path, readonl
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_an_existing_read_only_output_folder_fails_before_any_work(capsys, tmp_path, readonly_dir, command):
+    """A model (or tune's report) replaces its files inside an existing folder: that folder must be writable."""
+    data = write(tmp_path / "r.csv", GOOD)
+    out = tmp_path / "out"  # in a writable folder, but itself read-only (root ignores permissions: a link)
+    out.symlink_to(readonly_dir, target_is_directory=True)
+    argv = train_argv(data, out) if command == "train" else \
+        ["tune", "--data", str(data), "--out", str(out), "--trials", "1"]
+    fails(capsys, tmp_path, argv, f"Cannot write {out}", "cannot create a file in")
+
+
 # ---- models ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

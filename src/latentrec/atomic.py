@@ -92,7 +92,9 @@ def writable_or_fail(target: str | os.PathLike, folder: bool = False, parents: b
     if target.exists() and target.is_dir() != folder:
         raise ModelFileError(f"Cannot write {target}: it exists and is {'not ' if folder else ''}a directory.")
     folder_above = target.parent.resolve()
-    if not parents and not folder_above.is_dir():
+    if folder and target.is_dir():  # its files are replaced inside it
+        folder_above = target.resolve()
+    elif not parents and not folder_above.is_dir():
         why = "is not a folder" if folder_above.exists() else "does not exist"
         raise ModelFileError(f"Cannot write {target}: {folder_above} {why}.")
     while not folder_above.exists():
