@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from tiny_rec import trained
@@ -25,6 +27,44 @@ def test_parse_ratings_inline_and_file(tmp_path):
     for bad in ("50:x", "50", "", "50:5,50:4", "1:nan"):
         with pytest.raises(DataError):
             parse_ratings(bad)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("quoted.csv", '"item","rating"\n"50",5\n"181",4\n'),
+    ("all-quoted.csv", '"50","5"\n"181","4"\n'),
+    ("movielens.csv", "userId,movieId,rating,timestamp\n1,50,5,0\n1,181,4,0\n"),
+    ("titled.csv", 'item,title,rating\n50,"Star Wars (1977)",5\n181,"Return, of the Jedi",4\n'),
+    ("semicolons.csv", "item;rating\n50;5\n181;4\n"),
+    ("headerless.tsv", "50\t5\n181\t4\n"),
+    ("r.parquet", None)])
+def test_a_ratings_file_is_read_as_a_ratings_file_is(tmp_path, name, content):
+    """--ratings-file takes what the ratings reader takes: quotes, columns by name, any separator, Parquet."""
+    path = tmp_path / name
+    if content is None:
+        pd.DataFrame({"movieId": [50, 181], "rating": [5.0, 4.0]}).to_parquet(path)
+    else:
+        path.write_text(content)
+    given = read_user_ratings(str(path))
+    assert given.items == ["50", "181"] and given.ratings == [5.0, 4.0] and given.source == str(path)
+
+
+@pytest.mark.parametrize("content, says", [
+    ("item,rating\n50,\n181,4\n", "row 2, column 'rating': the rating is missing"),
+    ("item,rating\n", "has a header but no rows; it needs rows of item, rating"),
+    ("userId,movieId,rating\n1,50,5\n2,181,4\n", "holds the ratings of 2 users (1, 2); give one user's"),
+    ("50,5\n50,4\n", "rates item 50 more than once (rows 1 and 2)"),
+    ("item,rating\n50,five\n", "row 2, column 'rating': 'five' is not a number")])
+def test_a_bad_ratings_file_is_one_sentence(tmp_path, content, says):
+    (tmp_path / "r.csv").write_text(content)
+    with pytest.raises(DataError, match=re.escape(says)):
+        read_user_ratings(str(tmp_path / "r.csv"))
+
+
+def test_a_missing_inline_rating_is_an_error_not_a_header():
+    with pytest.raises(DataError, match=re.escape("entry 1 ('50:') has no rating")):
+        parse_ratings("50:,181:4")
+    with pytest.raises(DataError, match="Item 50 is rated twice in --ratings"):
+        parse_ratings("50:5,50:4")
 
 
 def test_fold_in_of_a_trained_user_predicts_like_the_trained_user():
@@ -67,7 +107,7 @@ def test_cli_fold_in(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["folded_in"] and len(out["recommendations"]) == 5
     assert main(["recommend", str(tmp_path / "m"), "--ratings-file", str(tmp_path / "missing.csv")]) == 2
-    assert "Cannot read" in capsys.readouterr().err
+    assert "missing.csv does not exist." in capsys.readouterr().err
 
 
 def test_parse_ratings_names_the_entry_at_fault_and_takes_spaces():

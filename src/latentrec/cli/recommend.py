@@ -62,7 +62,8 @@ def run(args) -> int:
                    "ignored": ignored, "recommendations": top.to_dict(orient="records")})
         return 0
     if ignored:
-        stderr(f"latentrec recommend: ignored {len(ignored)} rated item(s) the model does not know: {', '.join(ignored)}")
+        stderr(f"latentrec recommend: left out {plural(len(ignored), 'rated item')} the model does not know: "
+               f"{', '.join(ignored)}")
     popular = getattr(rec.ranker, "kind", None) == "popular"
     if folded:
         used = len(given.items) - len(ignored)

@@ -97,6 +97,42 @@ def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "e
     """Read one ratings file (CSV/TSV/Parquet; headerless or with a header); ``pairs``: see :func:`load_pairs`."""
     cols = cols or {"user": None, "item": None, "rating": None}
     path = Path(path)
+    raw, has_header, row_offset = _read_table(path, cols, pairs, _row_kind(pairs))
+    df = _validate(raw, str(path), cols, duplicates, row_offset=row_offset, has_header=has_header, pairs=pairs)
+    return Ratings(df, str(path), _pop_titles(df))
+
+
+def read_user_ratings(path: str | os.PathLike) -> pd.DataFrame:
+    """One new user's ratings (columns ``item``, ``rating``) from a CSV/TSV/Parquet file, checked like a ratings
+    file: columns found by name (a user column may be there, holding one user), or headerless ``item,rating``
+    (three columns or more: ``user,item,rating``, as a ratings file)."""
+    path, needs = Path(path), "item, rating"
+    if not path.exists():
+        raise DataError(f"{path} does not exist.")
+    raw, has_header, row_offset = _read_table(path, {}, True, needs)
+    where = str(path)
+    if len(raw) == 0:
+        raise DataError(f"{where} has no rows; it needs rows of {needs}.")
+    if not has_header and raw.shape[1] == 2:
+        raw.columns = ["item", "rating"]
+    item, rating = resolve_columns(list(raw.columns), ("item", "rating"), {}, where)
+    df = pd.DataFrame({"item": _ids(raw[item], "item", where, row_offset),
+                       "rating": _ratings(raw[rating], where, row_offset)})
+    user = next((c for c in raw.columns if _normalized(str(c)) in ALIASES["user"]), None)
+    if user is not None and (users := _ids(raw[user], "user", where, row_offset).unique()).size > 1:
+        shown = ", ".join(map(str, users[:3])) + ", ..." * (len(users) > 3)
+        raise DataError(f"{where} holds the ratings of {len(users):,} users ({shown}); give one user's {needs} rows.")
+    twice = df["item"].duplicated(keep=False).to_numpy()
+    if twice.any():
+        first = df["item"].iloc[int(np.flatnonzero(twice)[0])]
+        rows = np.flatnonzero((df["item"] == first).to_numpy())[:2] + 1 + row_offset
+        raise DataError(f"{where} rates item {first} more than once (rows {rows[0]} and {rows[1]}).")
+    return df
+
+
+def _read_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.DataFrame, bool, int]:
+    """A CSV/TSV/Parquet file's cells (text files: as text), whether it has a header, and the lines above its first
+    row; ``needs``: the rows it should hold, for the sentences about an empty file."""
     if not path.exists():
         names = ", ".join(DATASETS)
         raise DataError(f"{path} does not exist (give a ratings file or one of the datasets {names}).")
@@ -107,18 +143,14 @@ def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "e
         known = ", ".join(sorted(TEXT_SUFFIXES | PARQUET_SUFFIXES))
         raise DataError(f"{path}: unknown file type {suffix or '(no extension)'!r}; use one of {known}.")
     if path.stat().st_size == 0:
-        raise DataError(f"{path} is empty; it needs rows of {_row_kind(pairs)}.")
-    if suffix in PARQUET_SUFFIXES:
-        try:
-            raw = pd.read_parquet(path)
-        except Exception as e:  # pyarrow raises several types for a damaged file
-            raise DataError(f"{path} could not be read as Parquet ({type(e).__name__}: {e}).") from None
-        has_header, row_offset = True, 0
-    else:
-        raw, has_header = _read_text(path, cols, pairs)
-        row_offset = 1 if has_header else 0
-    df = _validate(raw, str(path), cols, duplicates, row_offset=row_offset, has_header=has_header, pairs=pairs)
-    return Ratings(df, str(path), _pop_titles(df))
+        raise DataError(f"{path} is empty; it needs rows of {needs}.")
+    if suffix not in PARQUET_SUFFIXES:
+        raw, has_header = _read_text(path, cols, pairs, needs)
+        return raw, has_header, int(has_header)
+    try:
+        return pd.read_parquet(path), True, 0
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise DataError(f"{path} could not be read as Parquet ({type(e).__name__}: {e}).") from None
 
 
 def first_line(path: Path) -> tuple[str, str]:
@@ -141,10 +173,10 @@ def _sniff_sep(line: str) -> str:
     return r"\s+"
 
 
-def _read_text(path: Path, cols: dict, pairs: bool = False) -> tuple[pd.DataFrame, bool]:
+def _read_text(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.DataFrame, bool]:
     line, encoding = first_line(path)
     if not line:
-        raise DataError(f"{path} has no rows; it needs rows of {_row_kind(pairs)}.")
+        raise DataError(f"{path} has no rows; it needs rows of {needs}.")
     sep, fields, has_header = sniff_header(line, cols, pairs)
     if pairs and not has_header and not any(_is_number(f) for f in fields[:2]):
         following = _second_line(path, encoding)  # "a,b" above numeric ids is a header, whatever its names
@@ -168,7 +200,7 @@ def _read_text(path: Path, cols: dict, pairs: bool = False) -> tuple[pd.DataFram
         raise DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table "
                         f"({_longer_row(path, sep, len(fields), encoding)}).") from None
     if len(raw) == 0:
-        raise DataError(f"{path} has a header but no rows; it needs rows of {_row_kind(pairs)}.")
+        raise DataError(f"{path} has a header but no rows; it needs rows of {needs}.")
     if not has_header:
         names = ["user", "item", "rating", "timestamp"][: raw.shape[1]]
         raw = raw.iloc[:, : len(names)]

@@ -18,11 +18,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from latentrec.data.ratings import read_user_ratings as ratings_file
 from latentrec.errors import ConfigError, DataError
 from latentrec.models.dot import is_dot
 from latentrec.use.recommender import Recommender
@@ -34,6 +34,7 @@ class UserRatings:
 
     items: list[str]
     ratings: list[float]
+    source: str = "the ratings given"  # where they came from, for the sentences about them
 
 
 @dataclass
@@ -57,11 +58,11 @@ def parse_ratings(text: str, source: str = "--ratings") -> UserRatings:
         parts = [x.strip() for x in re.split(r"[:,\t]|\s+", pair.strip(), maxsplit=1)]
         if len(parts) != 2 or not parts[0]:
             raise DataError(f"{source}: entry {n} ({pair.strip()!r}) is not ITEM:RATING.")
+        if not parts[1]:
+            raise DataError(f"{source}: entry {n} ({pair.strip()!r}) has no rating.")
         try:
             value = float(parts[1])
         except ValueError:
-            if n == 1 and len(pairs) > 1:
-                continue  # a header line such as "item,rating"
             raise DataError(f"{source}: entry {n} ({pair.strip()!r}) has a rating that is not a number.") from None
         if not math.isfinite(value):
             raise DataError(f"{source}: entry {n} ({pair.strip()!r}) has a rating that is not finite.")
@@ -69,29 +70,34 @@ def parse_ratings(text: str, source: str = "--ratings") -> UserRatings:
         ratings.append(value)
     if not items:
         raise DataError(f"{source} holds no ITEM:RATING pairs.")
-    if len(set(items)) != len(items):
-        dup = next(i for i in items if items.count(i) > 1)
-        raise DataError(f"{source} rates item {dup} more than once.")
-    return UserRatings(items, ratings)
+    given = UserRatings(items, ratings, source)
+    check_once(given)
+    return given
 
 
 def read_user_ratings(path: str) -> UserRatings:
-    """One new user's ratings from a file of ``item,rating`` lines (CSV, TSV or ``item:rating``; a header line is allowed)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"Cannot read {path}: {getattr(e, 'strerror', None) or e}.") from None
-    return parse_ratings(text, path)
+    """One new user's ratings from a CSV, TSV or Parquet file (``data.ratings.read_user_ratings``)."""
+    df = ratings_file(path)
+    return UserRatings(df["item"].tolist(), df["rating"].astype(float).tolist(), str(path))
+
+
+def check_once(given: UserRatings) -> None:
+    """Each item rated once."""
+    seen = set()
+    for item in given.items:
+        if item in seen:
+            raise DataError(f"Item {item} is rated twice in {given.source}.")
+        seen.add(item)
 
 
 def check_given(rec: Recommender, given: UserRatings) -> None:
     """A new user's ratings must rate each item once, on the model's rating scale."""
-    if len(set(given.items)) != len(given.items):
-        raise DataError(f"The ratings rate item {next(i for i in given.items if given.items.count(i) > 1)} more than once.")
+    check_once(given)
     lo, hi = rec.rating_range
     off = next(((i, r) for i, r in zip(given.items, given.ratings) if not lo <= r <= hi), None)
     if off:
-        raise DataError(f"Item {off[0]} is rated {off[1]:g}, outside the model's rating scale {lo:g}-{hi:g}.")
+        raise DataError(f"Item {off[0]} is rated {off[1]:g} in {given.source}, outside the model's rating scale "
+                        f"{lo:g}-{hi:g}.")
 
 
 def folds_in(rec: Recommender, given: UserRatings) -> bool:

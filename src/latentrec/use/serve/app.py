@@ -153,7 +153,8 @@ def create_app(holder: ModelHolder) -> FastAPI:
     async def fold_in_recommendations(body: FoldInRequest) -> JSONResponse:
         """Top-n for a new user described by a few ratings: folded in with the item factors fixed, nothing stored."""
         rec = model().rec
-        given = UserRatings([str(r.item) for r in body.ratings], [r.rating for r in body.ratings])
+        given = UserRatings([str(r.item) for r in body.ratings], [r.rating for r in body.ratings],
+                            "the request")
         with holder.lock:
             top = recommend(rec, None, body.n, ratings=given)
         folded = folds_in(rec, given)  # none known: the non-personalized list
