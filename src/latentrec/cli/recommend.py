@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="raw user id (an unknown id gets the non-personalized ranking)")
     who.add_argument("--ratings", help='a new user\'s ratings as "ITEM:RATING,ITEM:RATING", folded in without retraining')
-    who.add_argument("--ratings-file", help="a file of ITEM,RATING lines (CSV/TSV or ITEM:RATING), folded in")
+    who.add_argument("--ratings-file", help="a CSV/TSV/Parquet file of one user's ratings (item and rating columns, by "
+                     "name or headerless item,rating), folded in")
     who.add_argument("--all-users", action="store_true", help="top-N for every known user, written to --out")
     p.add_argument("-n", type=int, default=10, help="how many items (default 10)")
     p.add_argument("--include-rated", action="store_true", help="keep items the user rated in training")
