@@ -28,3 +28,15 @@ def test_every_command_help_stays_light():
 def test_the_public_api_still_loads_on_use():
     assert "torch" in loaded_after("import latentrec\nlatentrec.fit")
     assert loaded_after("import latentrec\nlatentrec.TrainConfig") == []
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    """``latentrec ... | head``: the closed pipe ends the command with status 1 and no traceback."""
+    code = ("import sys, latentrec.cli as cli\n"
+            "cli.main = lambda: print('line\\n' * 1_000_000) or 0\n"
+            "sys.exit(cli.entry())")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(10) == b"line\nline\n"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 1
+    assert proc.stderr.read() == b""

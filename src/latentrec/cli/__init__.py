@@ -54,7 +54,13 @@ def entry() -> int:
     by another program, leaves both alone."""
     os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    return main()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left early (`| head`): stop quietly, as Python's documentation advises
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush must not fail too
+        return 1
+    return code
 
 
 def _out_of_memory(e: BaseException) -> bool:
