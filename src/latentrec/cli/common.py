@@ -56,16 +56,19 @@ def finite(text: str) -> float:
     return value
 
 
-def add_data_options(p: argparse.ArgumentParser, required: bool = True, default: str | None = None) -> None:
-    """--data and the options that say how to read it; ``default``: the dataset used when --data is left out."""
+def add_data_options(p: argparse.ArgumentParser, required: bool = True, default: str | None = None,
+                     pairs: bool = False) -> None:
+    """--data and the options that say how to read it; ``default``: the dataset used when --data is left out;
+    ``pairs``: (user, item) rows to predict, with no rating to read and pairs that may repeat."""
     p.add_argument("--data", required=required,
                    help="dataset name (ml-100k, ml-1m, ml-latest-small) or a CSV/TSV/Parquet file"
                         + (f" (default: {default})" if default else ""))
     p.add_argument("--user-col", help="user column (default: user, userId, ...; or the 1st of a headerless file)")
     p.add_argument("--item-col", help="item column (default: item, movieId, ...; or the 2nd)")
-    p.add_argument("--rating-col", help="rating column (default: rating, score, ...; or the 3rd)")
-    p.add_argument("--duplicates", choices=DUPLICATE_POLICIES, default="error",
-                   help="what to do with a (user, item) pair rated twice (default: error)")
+    if not pairs:
+        p.add_argument("--rating-col", help="rating column (default: rating, score, ...; or the 3rd)")
+        p.add_argument("--duplicates", choices=DUPLICATE_POLICIES, default="error",
+                       help="what to do with a (user, item) pair rated twice (default: error)")
     p.add_argument("--data-dir", help="folder holding the named datasets (default: $LATENTREC_DATA or ~/.cache/latentrec)")
 
 

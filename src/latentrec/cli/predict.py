@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("model_dir", help="model directory written by `latentrec train`")
     p.add_argument("--user", help="raw user id")
     p.add_argument("--item", help="raw item id")
-    add_data_options(p, required=False)
+    add_data_options(p, required=False, pairs=True)
     p.add_argument("--out", help="CSV, TSV or Parquet file (by suffix) for the predictions of --data")
 
 
@@ -40,14 +40,14 @@ def run(args) -> int:
         preds = rec.predict([args.user], [args.item])
     if args.out:
         write_table(preds, args.out)
-    if args.json:
+        n_fallback = int((~preds.known).sum())
+        summary = {"out": args.out, "n_rows": len(preds), "n_fallback": n_fallback}
+        emit_json(summary) if args.json else console.print(
+            f"Wrote {plural(len(preds), 'prediction')} to {args.out} ({n_fallback:,} used the unknown-id fallback).")
+    elif args.json:
         emit_json(preds.to_dict(orient="records") if args.data is not None else preds.iloc[0].to_dict())
-    elif not args.out or args.data is None:
-        table(None, list(preds.columns), preds.head(50).itertuples(index=False), {"prediction": ".3f"})
     else:
-        n_fb = int((~(preds.known_user & preds.known_item)).sum())
-        console.print(f"Wrote {plural(len(preds), 'prediction')} to {args.out} ({n_fb:,} used the unknown-id "
-                      f"fallback).")
+        table(None, list(preds.columns), preds.head(50).itertuples(index=False), {"prediction": ".3f"})
     return 0
 
 
