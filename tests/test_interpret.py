@@ -57,3 +57,7 @@ def test_cli_interpret(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "Lowest item bias" in text and "Component 1" in text
     assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "o3"), "-n", "0"]) == 2
+    assert "-n must be at least 1, not 0" in capsys.readouterr().err
+    assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "o3"), "--pca-items", "1"]) == 2
+    assert "--pca-items must be at least 2, not 1" in capsys.readouterr().err  # the option, not the model
+    assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "o4"), "--labels", "0"]) == 0  # unlabeled

@@ -15,7 +15,8 @@ from latentrec.cli.common import (
     table,
 )
 
-EXAMPLE = """latentrec evaluate model --data test.csv   (or --data ml-100k/u1.test, --json)
+EXAMPLE = """latentrec evaluate model --data test.csv                  # RMSE/MAE and top-10 metrics, next to baselines
+  latentrec evaluate m-u1 --data ml-100k/u1.test --json     # a file inside a dataset; one JSON object
   latentrec evaluate model --data test.csv --relevant 1     # every test item counts as relevant
   latentrec evaluate model --data test.csv --metrics rmse   # rating accuracy only"""
 

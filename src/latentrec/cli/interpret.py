@@ -5,7 +5,7 @@ from __future__ import annotations
 from latentrec.cli.common import command, console, emit_json, start, table
 from latentrec.errors import ConfigError
 
-EXAMPLE = "latentrec interpret model --out model-pictures   (writes item_pca.png and training_curve.png)"
+EXAMPLE = "latentrec interpret model --out model-pictures   # biases, item_pca.png, training_curve.png"
 
 
 def add_parser(sub) -> None:
@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="folder for the PNG pictures (created if missing)")
     p.add_argument("-n", type=int, default=10, help="items per table (default 10)")
     p.add_argument("--pca-items", type=int, default=1000, help="the most-rated items the PCA covers (default 1000)")
-    p.add_argument("--labels", type=int, default=50, help="most-rated items labeled in the scatter (default 50)")
+    p.add_argument("--labels", type=int, default=50,
+                   help="most-rated items labeled in the scatter (default 50; 0: none)")
     p.add_argument("--min-ratings", type=int, default=1,
                    help="bias tables only show items with this many ratings (default 1)")
 
@@ -25,17 +26,20 @@ def run(args) -> int:
     from latentrec.use.recommender import Recommender
 
     start(args)
-    for name in ("n", "pca_items", "labels", "min_ratings"):
-        if getattr(args, name) < 1:
+    for name, least in (("n", 1), ("pca_items", 2), ("labels", 0), ("min_ratings", 1)):
+        if getattr(args, name) < least:
             flag = "-n" if name == "n" else f"--{name.replace('_', '-')}"
-            raise ConfigError(f"{flag} must be at least 1, not {getattr(args, name)}.")
+            raise ConfigError(f"{flag} must be at least {least}, not {getattr(args, name)}.")
     r = interpret(Recommender.load(args.model_dir), args.out, args.n, args.pca_items, args.labels, args.min_ratings)
     if args.json:
         emit_json(r)
         return 0
     cols = ["item", "title", "bias", "n_ratings"]
-    for key, what, meaning in (("lowest_bias", "Lowest", "rated low even by users whose taste fits"),
-                               ("highest_bias", "Highest", "rated high even by users whose taste does not fit")):
+    fits = r["bias_source"] == "model"  # the model's own biases sit beside its taste factors; a baseline's do not
+    for key, what, meaning in (("lowest_bias", "Lowest", "rated low even by users whose taste fits" if fits
+                                else "rated below what their raters give on average"),
+                               ("highest_bias", "Highest", "rated high even by users whose taste does not fit" if fits
+                                else "rated above what their raters give on average")):
         table(f"\n{what} item bias ({r['bias_source']}, {r['bias_unit']}): {meaning}", cols,
               [[row[c] for c in cols] for row in r[key]], {"bias": ".3f"})
     shares = r["pca"]["variance_share"]

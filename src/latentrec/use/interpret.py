@@ -77,7 +77,7 @@ def item_pca(rec: Recommender, n_items: int = 1000, q: int = 3) -> tuple[pd.Data
     flip = torch.sign(proj.gather(0, proj.abs().argmax(0, keepdim=True)))  # largest |score| positive
     proj = (proj * flip).numpy()
     total = float((centered ** 2).sum())
-    share = [float(s ** 2) / total if total else 0.0 for s in S[:q]]
+    share = [min(float(s ** 2) / total, 1.0) if total else 0.0 for s in S[:q]]  # randomized: 1.0000002 seen
     df = _items(rec, top, counts)
     for c in range(q):
         df[f"pc{c + 1}"] = proj[:, c]
