@@ -14,6 +14,7 @@ from tiny_rec import tiny_rec, trained
 from latentrec.cli import main
 from latentrec.errors import ConfigError
 from latentrec.models.dot import DotProductBias
+from latentrec.use.serve.app import user_recommendations
 from latentrec.use.topn import popular, recommend, recommend_all, top_n, write_table
 
 
@@ -128,7 +129,9 @@ def test_cli_recommend_json_and_errors(tmp_path, capsys):
     assert out["known"] is True and [r["rank"] for r in out["recommendations"]] == [1, 2, 3]
     assert main(["recommend", str(tmp_path / "m"), "--user", "ghost", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["known"] is False and all(r["known"] is False for r in out["recommendations"])
+    assert out["known"] is False and out["recommendations"]
+    server = user_recommendations(rec, "ghost", 10)  # one shape, whether asked of the CLI or of the server
+    assert out.keys() == server.keys() and out["recommendations"][0].keys() == server["recommendations"][0].keys()
     assert main(["recommend", str(tmp_path / "m"), "--all-users", "--out", str(tmp_path / "all.csv")]) == 0
     assert len(pd.read_csv(tmp_path / "all.csv")) == 10 * (len(rec.users) - 1)
     assert main(["recommend", str(tmp_path / "m"), "--all-users"]) == 2

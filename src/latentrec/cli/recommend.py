@@ -60,7 +60,7 @@ def run(args) -> int:
     folded = given is not None and folds_in(rec, given)
     if args.json:
         emit_json({"user": args.user, "known": folded or args.user in rec.users, "folded_in": folded,
-                   "ignored": ignored, "recommendations": top.to_dict(orient="records")})
+                   "ignored": ignored, "recommendations": top.drop(columns="known").to_dict(orient="records")})
         return 0
     if ignored:
         stderr(f"latentrec recommend: left out {plural(len(ignored), 'rated item')} the model does not know: "

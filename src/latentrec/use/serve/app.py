@@ -80,7 +80,7 @@ def user_recommendations(rec: Recommender, user: str, n: int) -> dict:
         keep = top[0] > 0
         items, scores = top[0][keep], values[0][keep]
     ids = rec.items.decode(items)
-    return {"user": user, "known": u > 0, "recommendations": [
+    return {"user": user, "known": u > 0, "folded_in": False, "ignored": [], "recommendations": [
         {"rank": k, "item": i, "title": rec.titles.get(i, ""), "prediction": s if math.isfinite(s) else None}
         for k, (i, s) in enumerate(zip(ids, scores.tolist()), 1)]}
 
@@ -158,8 +158,8 @@ def create_app(holder: ModelHolder) -> FastAPI:
         with holder.lock:
             top = recommend(rec, None, body.n, ratings=given)
         folded = folds_in(rec, given)  # none known: the non-personalized list
-        return JSONResponse({"known": folded, "folded_in": folded, "ignored": ignored_items(rec, given.items),
-                             "recommendations": records(top, drop=("known",))})
+        return JSONResponse({"user": None, "known": folded, "folded_in": folded,
+                             "ignored": ignored_items(rec, given.items), "recommendations": records(top, drop=("known",))})
 
     @app.get("/api/items", tags=["items"])
     async def search_items(q: Annotated[str, Query(min_length=1, max_length=200,
