@@ -104,7 +104,8 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_pca(pca: pd.DataFrame, path: Path, n_labels: int = 50, share: list[float] | None = None) -> Path:
-    """Scatter of the first two components, the ``n_labels`` most-rated items labeled."""
+    """Scatter of the first two components, the ``n_labels`` most-rated items marked and, where a label does not
+    cover one already written (more-rated first), labeled."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,13 +115,20 @@ def plot_pca(pca: pd.DataFrame, path: Path, n_labels: int = 50, share: list[floa
     ax.scatter(pca["pc1"], pca["pc2"], s=6, c="#bbbbbb")
     top = pca.nlargest(n_labels, "n_ratings", keep="first")
     ax.scatter(top["pc1"], top["pc2"], s=14, c="#1f77b4")
-    for _, row in top.iterrows():
-        ax.annotate(row["title"] or row["item"], (row["pc1"], row["pc2"]), fontsize=7, xytext=(3, 2),
-                    textcoords="offset points")
     pct = [f" ({100 * s:.0f}% of variance)" for s in share] if share else ["", ""]
     ax.set_xlabel(f"component 1{pct[0]}")
     ax.set_ylabel(f"component 2{pct[1]}")
-    ax.set_title(f"PCA of the item factors: the {len(pca)} most-rated items, the {len(top)} most-rated labeled")
+    renderer, placed = fig.canvas.get_renderer(), []
+    for _, row in top.iterrows():
+        label = ax.annotate(row["title"] or row["item"], (row["pc1"], row["pc2"]), fontsize=7, xytext=(3, 2),
+                            textcoords="offset points")
+        box = label.get_window_extent(renderer)
+        if any(box.overlaps(other) for other in placed):
+            label.remove()
+        else:
+            placed.append(box)
+    ax.set_title(f"PCA of the item factors: the {len(pca)} most-rated items; the {len(top)} most-rated marked, "
+                 f"{len(placed)} labeled (those that fit)")
     ax.grid(alpha=0.3)
     _save(fig, path)
     plt.close(fig)
