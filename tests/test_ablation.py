@@ -17,12 +17,13 @@ def test_ablation_runs_end_to_end(tmp_path, capsys):
     assert main(["ablation", "--data", str(data), "--out", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     steps = [r["step"] for r in result["rows"]]
-    assert steps == ["dot product", "+ y_range sigmoid", "+ biases", "+ weight decay", "CollabNN", "ALS", "Bayesian"]
+    assert steps == ["dot product", "+ y_range sigmoid", "+ biases", "+ weight decay", "without the sigmoid",
+                     "without biases", "CollabNN", "ALS", "Bayesian"]
     rows = {r["step"]: r for r in result["rows"]}
     assert rows["Bayesian"]["solver"] == "bayes" and rows["CollabNN"]["model"] == "nn"
     assert rows["+ weight decay"]["rmse"] < rows["dot product"]["rmse"]
     text = out.read_text()
-    assert text.count("\n| ") == 8 and "| Bayesian | dot | bayes |" in text
+    assert text.count("\n| ") == 10 and "| Bayesian | dot | bayes |" in text
 
 
 def test_ablation_refuses_unknown_steps(tmp_path, capsys):
