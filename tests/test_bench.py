@@ -26,6 +26,9 @@ def test_bench_reports_every_cpu_path(capsys):
     quickest = min(reached, key=lambda r: r["seconds_to_target"])
     label = out["fastest"]["training"][1]
     assert label.startswith(quickest["solver"] + ",") and "to the target RMSE" in label
+    best = min(runs.values(), key=lambda r: r["best_valid_rmse"])  # named too: the target may hide who gets further
+    assert out["most_accurate"][1].startswith(f"{best['solver']}") and f"{best['best_valid_rmse']:.4f}" in \
+        out["most_accurate"][1]
 
 
 def test_bench_rejects_a_missing_device(capsys):

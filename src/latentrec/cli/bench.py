@@ -6,7 +6,7 @@ import argparse
 import math
 from typing import TYPE_CHECKING
 
-from latentrec.cli.common import add_data_options, command, console, emit_json, read, seed, start, table
+from latentrec.cli.common import add_data_options, command, console, emit_json, plural, read, seed, start, table
 from latentrec.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     target = seconds_to_target(rows, args.target)
     result = {"data": name, "n_train": len(train), "n_valid": len(valid), "n_factors": args.n_factors,
               "epochs": args.epochs, "target_rmse": target, "threads": torch.get_num_threads(), "runs": rows,
-              "fastest": _fastest(rows)}
+              "fastest": _fastest(rows), "most_accurate": _most_accurate(rows)}
     if args.json:
         emit_json(result)
         return 0
@@ -115,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
           {"train M/s": ".2f", "s to target": ".2f", "best rmse": ".4f", "scores M/s": ".1f", "peak MB": ".0f"})
     for what, (dev, label) in result["fastest"].items():
         console.print(f"Fastest {what}: {dev} ({label}).")
+    if result["most_accurate"]:
+        dev, label = result["most_accurate"]
+        console.print(f"Most accurate after {plural(args.epochs, 'epoch')}: {dev} ({label}).")
     return 0
 
 
@@ -130,6 +133,20 @@ def _fastest(rows: list[dict]) -> dict:
         train = max(ok, key=lambda r: r["ratings_per_s"])
         how = ", the most ratings/s: no run reached the target RMSE"
     infer = max(ok, key=lambda r: r["scores_per_s"])
-    batch = train.get("batch", train["bs"])
-    return {"training": (train["device"], train["solver"] + (f", batches of {batch:,}" if batch > 1 else "") + how),
+    return {"training": (train["device"], _label(train) + how),
             "inference": (infer["device"], f"{infer['scores_per_s'] / 1e6:.0f}M scores/s")}
+
+
+def _most_accurate(rows: list[dict]) -> tuple[str, str] | None:
+    """The run with the lowest validation RMSE: the target (the median by default) may hide who gets further."""
+    ok = [r for r in rows if "best_valid_rmse" in r]
+    if not ok:
+        return None
+    best = min(ok, key=lambda r: r["best_valid_rmse"])
+    return best["device"], (f"{_label(best)}, validation RMSE {best['best_valid_rmse']:.4f} in "
+                            f"{best['curve'][-1][0]:.2f} s of training")
+
+
+def _label(row: dict) -> str:
+    batch = row.get("batch", row["bs"])
+    return row["solver"] + (f", batches of {batch:,}" if batch > 1 else "")
