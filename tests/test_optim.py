@@ -123,3 +123,13 @@ def test_the_compiled_adam_step_is_the_torch_one(wd_mode, sparse):
         torch_ops.zero_grad()
     torch.testing.assert_close(compiled.detach(), reference.detach())
     torch.testing.assert_close(kernel.state[id(compiled)]["v"], state["v"])
+
+
+@pytest.mark.parametrize("opt", ["adam", "sgd"])
+def test_decoupled_decay_that_would_flip_the_weights_is_refused(opt):
+    from latentrec.errors import ConfigError
+
+    p, _ = tables()
+    F.embedding(torch.tensor([1]), p, sparse=True).sum().backward()
+    with pytest.raises(ConfigError, match="whose product stays below 1"):
+        make_optimizer(opt, [p], 2.0, "decoupled", 0.9).step(0.5)

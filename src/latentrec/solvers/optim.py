@@ -34,6 +34,10 @@ class Optimizer:
 
     @torch.no_grad()
     def step(self, lr: float) -> None:
+        if self.wd_mode == "decoupled" and lr * self.wd >= 1:
+            raise ConfigError(f"With --wd-mode decoupled each step multiplies the weights by 1 - lr * wd, "
+                              f"{1 - lr * self.wd:g} at a step with lr {lr:g}; choose --lr and --wd (and a "
+                              f"--schedule) whose product stays below 1.")
         for p in self.params:
             if p.grad is None:
                 continue
