@@ -21,6 +21,8 @@ from latentrec.config import OPTIMIZERS
 from latentrec.errors import ConfigError
 from latentrec.solvers.adam_kernel import adam_rows
 
+LEAST_FACTOR = 1e-30  # lr * wd >= 1 would flip the weights' sign (a run on its way to diverging): count it as ~0
+
 
 class Optimizer:
     """Base: holds parameters, weight decay and per-parameter state."""
@@ -34,10 +36,6 @@ class Optimizer:
 
     @torch.no_grad()
     def step(self, lr: float) -> None:
-        if self.wd_mode == "decoupled" and lr * self.wd >= 1:
-            raise ConfigError(f"With --wd-mode decoupled each step multiplies the weights by 1 - lr * wd, "
-                              f"{1 - lr * self.wd:g} at a step with lr {lr:g}; choose --lr and --wd (and a "
-                              f"--schedule) whose product stays below 1.")
         for p in self.params:
             if p.grad is None:
                 continue
@@ -48,7 +46,7 @@ class Optimizer:
                 grad = p.grad.coalesce()
                 rows = grad.indices()[0]
                 if self.wd and self.wd_mode == "decoupled":
-                    self._catch_up(p, state, rows, math.log1p(-lr * self.wd))
+                    self._catch_up(p, state, rows, math.log(max(1 - lr * self.wd, LEAST_FACTOR)))
                 self.apply(p, grad.values(), rows, state, lr)
             else:
                 self.apply(p, p.grad, None, state, lr)
