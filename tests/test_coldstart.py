@@ -99,6 +99,16 @@ def test_unknown_item_predicts_about_the_users_usual_rating():
     assert abs(preds["prediction"][2] - df["rating"].mean()) < 0.3
 
 
+def test_predict_reads_each_raw_id_as_its_text():
+    """Raw ids are compared as text, as the vocabularies hold them: 1, 1.0 and True stay three ids."""
+    rec, _, _ = trained()
+    preds = rec.predict([1, 1.0, True, "u1", None], ["i1", "i1", "i1", "i1", "i1"])
+    assert list(preds["user"]) == ["1", "1.0", "True", "u1", preds["user"][4]]
+    assert list(preds["known_user"]) == [False, False, False, True, False]
+    one = rec.predict("u1", "i1")  # a single pair need not be wrapped in lists
+    assert len(one) == 1 and one["known"][0]
+
+
 def test_cli_fold_in(tmp_path, capsys):
     rec, df, _ = trained()
     rec.save(tmp_path / "m")

@@ -30,6 +30,15 @@ from latentrec.use.model_dir import read_model_dir, write_model_dir
 from latentrec.use.model_meta import check_meta
 
 
+def _factorized(ids) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize`` of raw ids as the vocabularies see them, as text: mixed Python values (1, 1.0, True,
+    "1") would otherwise compare equal and merge."""
+    ids = np.atleast_1d(np.asarray(ids, dtype=object) if not isinstance(ids, np.ndarray) else ids)
+    if ids.dtype.kind not in "iuU" and pd.api.types.infer_dtype(ids, skipna=False) != "string":
+        ids = pd.Series(ids, dtype="string").astype(str).to_numpy(object)
+    return pd.factorize(ids, use_na_sentinel=False)
+
+
 def library_version() -> str:
     try:
         return version("latentrec")
@@ -105,8 +114,7 @@ class Recommender:
 
     def predict(self, users, items) -> pd.DataFrame:
         """Predicted ratings for raw (user, item) pairs, with ``known_user``/``known_item``/``known`` flags."""
-        (u, user_ids), (i, item_ids) = (pd.factorize(np.asarray(ids, dtype=object), use_na_sentinel=False)
-                                        for ids in (users, items))
+        (u, user_ids), (i, item_ids) = map(_factorized, (users, items))
         return self.predict_coded(u, user_ids, i, item_ids)
 
     def predict_coded(self, u: np.ndarray, user_ids, i: np.ndarray, item_ids) -> pd.DataFrame:
