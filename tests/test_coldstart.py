@@ -36,6 +36,7 @@ def test_parse_ratings_inline_and_file(tmp_path):
     ("titled.csv", 'item,title,rating\n50,"Star Wars (1977)",5\n181,"Return, of the Jedi",4\n'),
     ("semicolons.csv", "item;rating\n50;5\n181;4\n"),
     ("headerless.tsv", "50\t5\n181\t4\n"),
+    ("colons.txt", "50:5\n181:4\n"),
     ("r.parquet", None)])
 def test_a_ratings_file_is_read_as_a_ratings_file_is(tmp_path, name, content):
     """--ratings-file takes what the ratings reader takes: quotes, columns by name, any separator, Parquet."""
@@ -53,7 +54,8 @@ def test_a_ratings_file_is_read_as_a_ratings_file_is(tmp_path, name, content):
     ("item,rating\n", "has a header but no rows; it needs rows of item, rating"),
     ("userId,movieId,rating\n1,50,5\n2,181,4\n", "holds the ratings of 2 users (1, 2); give one user's"),
     ("50,5\n50,4\n", "rates item 50 more than once (rows 1 and 2)"),
-    ("item,rating\n50,five\n", "row 2, column 'rating': 'five' is not a number")])
+    ("item,rating\n50,five\n", "row 2, column 'rating': 'five' is not a number"),
+    ("film,stars\n50,5\n", "needs an item and a rating column (its columns: film, stars); name them item and rating")])
 def test_a_bad_ratings_file_is_one_sentence(tmp_path, content, says):
     (tmp_path / "r.csv").write_text(content)
     with pytest.raises(DataError, match=re.escape(says)):

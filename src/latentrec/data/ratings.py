@@ -115,7 +115,12 @@ def read_user_ratings(path: str | os.PathLike) -> pd.DataFrame:
         raise DataError(f"{where} has no rows; it needs rows of {needs}.")
     if not has_header and raw.shape[1] == 2:
         raw.columns = ["item", "rating"]
-    item, rating = resolve_columns(list(raw.columns), ("item", "rating"), {}, where)
+    try:
+        item, rating = resolve_columns(list(raw.columns), ("item", "rating"), {}, where)
+    except DataError:  # recommend has no --item-col: say what the file itself should hold
+        raise DataError(f"{where} needs an item and a rating column (its columns: {', '.join(map(str, raw.columns))});"
+                        f" name them item and rating (or movieId, score, ...), or give headerless item,rating lines.") \
+            from None
     df = pd.DataFrame({"item": _ids(raw[item], "item", where, row_offset),
                        "rating": _ratings(raw[rating], where, row_offset)})
     user = next((c for c in raw.columns if _normalized(str(c)) in ALIASES["user"]), None)

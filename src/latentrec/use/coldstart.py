@@ -18,14 +18,19 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from latentrec.data.ratings import first_line
 from latentrec.data.ratings import read_user_ratings as ratings_file
 from latentrec.errors import ConfigError, DataError
 from latentrec.models.dot import is_dot
 from latentrec.use.recommender import Recommender
+
+
+ITEM_COLON_RATING = re.compile(r"[^:,;\t]+:[^:,;\t]*")  # "50:5", one pair to a line (not "::"-separated data)
 
 
 @dataclass
@@ -76,7 +81,11 @@ def parse_ratings(text: str, source: str = "--ratings") -> UserRatings:
 
 
 def read_user_ratings(path: str) -> UserRatings:
-    """One new user's ratings from a CSV, TSV or Parquet file (``data.ratings.read_user_ratings``)."""
+    """One new user's ratings from a CSV, TSV or Parquet file (``data.ratings.read_user_ratings``), or from a text
+    file of ``item:rating`` lines, read as ``--ratings`` reads them."""
+    line = first_line(Path(path))[0] if Path(path).is_file() else ""
+    if ITEM_COLON_RATING.fullmatch(line.strip()):
+        return parse_ratings(Path(path).read_text(encoding="utf-8", errors="replace"), str(path))
     df = ratings_file(path)
     return UserRatings(df["item"].tolist(), df["rating"].astype(float).tolist(), str(path))
 
