@@ -29,7 +29,6 @@ from latentrec.errors import ConfigError, DataError
 from latentrec.models.dot import is_dot
 from latentrec.use.recommender import Recommender
 
-
 ITEM_COLON_RATING = re.compile(r"[^:,;\t]+:[^:,;\t]*")  # "50:5", one pair to a line (not "::"-separated data)
 
 
