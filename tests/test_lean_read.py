@@ -50,7 +50,8 @@ def test_other_files_take_the_in_memory_route(files, tmp_path):
     df = pd.read_parquet(files / "r.parquet")
     assert read_split(files / "r.parquet", duplicates="mean", min_bytes=0) is None
     cases = {"text.csv": df.assign(user="u" + df.user.astype(str)), "neg.parquet": df.assign(item=-df.item),
-             "title.parquet": df.assign(title="x"), "float.parquet": df.assign(user=df.user.astype(float))}
+             "title.parquet": df.assign(title="x"), "float.parquet": df.assign(user=df.user.astype(float)),
+             "padded.csv": df.assign(item=df.item.map("{:05d}".format))}  # "00042" is not 42: ids are text
     for name, frame in cases.items():
         path = tmp_path / name
         frame.to_csv(path, index=False) if name.endswith("csv") else frame.to_parquet(path)

@@ -371,15 +371,29 @@ class _ByteRange(io.RawIOBase):
 
 
 def _scan(path: Path, start: int, end: int, skip: int) -> tuple[int, bool]:
-    """The lines that start in bytes ``[start, end)``, and whether a '"' follows the first ``skip`` of them."""
-    n, last, quoted = 0, b"\n", False
+    """The lines that start in bytes ``[start, end)``, and whether a '"' follows the first ``skip`` of them.
+    A field that starts with a 0 and another digit (an id such as ``007``) makes the file not for this route:
+    parsed as an integer it would become ``7``, where the in-memory route keeps the text ``007``."""
+    n, tail, quoted = 0, b"\n\n", False
     with _ByteRange(path, start, end) as f:
         if skip:
             f.readline()
             n = 1
         while block := f.read(1 << 24):
-            n, last, quoted = n + block.count(b"\n"), block[-1:], quoted or b'"' in block
-    return n + (last != b"\n"), quoted
+            n, quoted = n + block.count(b"\n"), quoted or b'"' in block
+            if _zero_padded(tail + block):
+                raise _NotLean
+            tail = (tail + block[-2:])[-2:]
+    return n + (tail[-1:] != b"\n"), quoted
+
+
+def _zero_padded(text: bytes) -> bool:
+    """Whether a field of ``text`` (after its first byte) starts with '0' and a digit."""
+    a = np.frombuffer(text, np.uint8)
+    zero = np.flatnonzero(a[1:-1] == ord("0")) + 1
+    before, after = a[zero - 1], a[zero + 1]
+    starts = (before == ord(",")) | (before == ord("\t")) | (before == ord("\n"))
+    return bool((starts & (after >= ord("0")) & (after <= ord("9"))).any())
 
 
 def _read(path: Path, part: _Part) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
