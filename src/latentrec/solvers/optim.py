@@ -5,10 +5,13 @@ Weight decay is either added to the gradient exactly as the seed writes it
 
 A sparse gradient (an embedding table's, from ``F.embedding(..., sparse=True)``) updates only the rows
 it touches ("lazy" updates, as torch's ``SparseAdam``): a step then costs the batch's rows, not the table's,
-which is what makes 100,000-user tables trainable. Decoupled decay stays exact: a row catches up on the
-decay of the steps that skipped it when it is next touched, and :meth:`Optimizer.settle` brings every row up
-to date (the lazy sparse regularization of Carpenter, 2008). Without the catch-up a user with 10 ratings in
-an epoch of 100 steps was decayed 10 times, not 100 (``l2`` decay, inside the gradient, has no catch-up).
+which is what makes 100,000-user tables trainable. Decoupled decay is caught up: a row touched again is
+first decayed by the steps that skipped it, and :meth:`Optimizer.settle` brings every row up to date at the
+end of an epoch (the lazy regularization of Carpenter, 2008), so each row is decayed as much as the dense step
+decays it; without the catch-up a user with 10 ratings in an epoch of 100 steps was decayed 10 times, not 100.
+The forward pass still reads the row before its catch-up (the optimizer learns which rows a batch touched
+from its gradient), so that gradient is taken at the undecayed row: the one way it differs from the dense
+step. ``l2`` decay, inside the gradient, has no catch-up.
 """
 
 from __future__ import annotations
