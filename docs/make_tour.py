@@ -120,8 +120,8 @@ When a title is ambiguous, the candidates are listed:
 ### What the model learned
 
 {interpret}
-The first two components of the item factors of the 1,000 most-rated movies, the 50
-most-rated labeled:
+The first two components of the item factors of the 1,000 most-rated movies; the 50
+most-rated are marked, and labeled where the label covers no other:
 
 ![PCA of the item factors](docs/images/item_pca.png)
 
