@@ -23,14 +23,14 @@ def _adam_rows(w, m, v, g, rows, lr, b1, b2, fix1, fix2, eps, l2, decay):
             grad = g[j, c] + l2 * w[r, c]
             m[r, c] = b1 * m[r, c] + (1 - b1) * grad
             v[r, c] = b2 * v[r, c] + (1 - b2) * grad * grad
-            w[r, c] = w[r, c] * decay - lr * (m[r, c] / fix1) / (math.sqrt(v[r, c] / fix2) + eps)
+            w[r, c] = w[r, c] * decay[j] - lr * (m[r, c] / fix1) / (math.sqrt(v[r, c] / fix2) + eps)
 
 
 def adam_rows(w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, g: torch.Tensor, rows: torch.Tensor | None,
-              lr: float, betas: tuple[float, float], t: int, eps: float, l2: float, decay: float) -> None:
+              lr: float, betas: tuple[float, float], t: int, eps: float, l2: float, decay: torch.Tensor) -> None:
     """Step ``rows`` of the float32 CPU table ``w`` (every row when ``None``) in place, with its moments ``m``
-    and ``v``, by the gradient rows ``g``: ``l2`` adds ``l2 * w`` to the gradient, ``decay`` scales the weights
-    first (decoupled decay), ``t`` is the step number for the bias corrections."""
+    and ``v``, by the gradient rows ``g``: ``l2`` adds ``l2 * w`` to the gradient, ``decay`` (one factor a
+    stepped row) scales the weights first (decoupled decay), ``t`` is the step number for the bias corrections."""
     def table(x: torch.Tensor) -> np.ndarray:
         return x.detach().reshape(x.shape[0] if x.dim() else 1, -1).numpy()
 
@@ -40,4 +40,4 @@ def adam_rows(w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, g: torch.Tensor
     index = np.arange(w.shape[0] if w.dim() else 1) if rows is None else rows.numpy()
     f32 = np.float32
     _adam_rows(table(w), table(m), table(v), table(g), index, f32(lr), f32(b1), f32(b2), f32(1 - b1 ** t),
-               f32(1 - b2 ** t), f32(eps), f32(l2), f32(decay))
+               f32(1 - b2 ** t), f32(eps), f32(l2), decay.to(torch.float32).numpy())

@@ -48,34 +48,35 @@ class Optimizer:
             if p.grad.is_sparse:
                 grad = p.grad.coalesce()
                 rows = grad.indices()[0]
-                if self.wd and self.wd_mode == "decoupled":
-                    self._catch_up(p, state, rows, math.log(max(1 - lr * self.wd, LEAST_FACTOR)))
-                self.apply(p, grad.values(), rows, state, lr)
+                self.apply(p, grad.values(), rows, state, lr, self.row_decay(p, state, rows, lr))
             else:
                 self.apply(p, p.grad, None, state, lr)
 
-    def apply(self, p: torch.Tensor, g: torch.Tensor, rows: torch.Tensor | None, state: dict, lr: float) -> None:
-        """Step parameter ``p`` (its ``rows`` only, when given) by the gradient (rows) ``g``, decay included."""
+    def apply(self, p: torch.Tensor, g: torch.Tensor, rows: torch.Tensor | None, state: dict, lr: float,
+              decay: torch.Tensor | None = None) -> None:
+        """Step parameter ``p`` (its ``rows`` only, when given) by the gradient (rows) ``g``, decay included:
+        decoupled decay scales a dense step's weights by ``1 - lr * wd``, and each of ``rows`` by its ``decay``."""
         w = p.data if rows is None else p.data[rows]
         if self.wd and self.wd_mode == "l2":
             g = g + self.wd * w  # the seed's formula
         if self.wd and self.wd_mode == "decoupled":
-            w = w.mul_(1 - lr * self.wd) if rows is None else w * (1 - lr * self.wd)
+            w = w.mul_(1 - lr * self.wd) if rows is None else w * decay.to(w.dtype).view(-1, *[1] * (w.dim() - 1))
         new = self.update(w, g, state, rows, lr)
         if rows is not None:
             p.data[rows] = new
 
-    @staticmethod
-    @torch.no_grad()
-    def _catch_up(p: torch.Tensor, state: dict, rows: torch.Tensor, log_step: float) -> None:
-        """Decay ``rows`` by the steps since each was last stepped (this step's decay is ``apply``'s); ``state``
-        keeps the log of the decay every step so far applied (``decayed``) and each row's value of it (``at``)."""
+    def row_decay(self, p: torch.Tensor, state: dict, rows: torch.Tensor, lr: float) -> torch.Tensor | None:
+        """Decoupled decay's factor for each of ``rows``: this step's and that of the steps since the row was last
+        stepped (``None`` without decoupled decay). ``state`` keeps the log of the decay of every step so far
+        (``decayed``) and each row's value of it when last stepped (``at``)."""
+        if not (self.wd and self.wd_mode == "decoupled"):
+            return None
         if "at" not in state:
             state.update(decayed=0.0, at=torch.zeros(p.shape[0], dtype=torch.float64, device=p.device))
-        missed = (state["decayed"] - state["at"][rows]).exp().to(p.dtype)
-        p.data[rows] *= missed.view(-1, *[1] * (p.dim() - 1))
-        state["decayed"] += log_step
+        state["decayed"] += math.log(max(1 - lr * self.wd, LEAST_FACTOR))
+        factor = (state["decayed"] - state["at"][rows]).exp()
         state["at"][rows] = state["decayed"]
+        return factor
 
     @torch.no_grad()
     def settle(self) -> None:
@@ -126,14 +127,15 @@ class Adam(Optimizer):
     def init(self, p, state):
         state.update(t=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
 
-    def apply(self, p, g, rows, state, lr):
+    def apply(self, p, g, rows, state, lr, decay=None):
         """On the CPU in float32, the compiled kernel (``adam_kernel``); torch's ops elsewhere."""
         if p.device.type != "cpu" or p.dtype != torch.float32 or g.dtype != torch.float32:
-            return super().apply(p, g, rows, state, lr)
+            return super().apply(p, g, rows, state, lr, decay)
         state["t"] += 1
-        l2, decoupled = (self.wd, 0.0) if self.wd_mode == "l2" else (0.0, self.wd)
-        adam_rows(p, state["m"], state["v"], g.contiguous(), rows, lr, self.betas, state["t"], self.eps, l2,
-                  1 - lr * decoupled)
+        l2 = self.wd if self.wd_mode == "l2" else 0.0
+        if decay is None:
+            decay = torch.full((p.shape[0] if rows is None else len(rows),), 1 - lr * (self.wd - l2))
+        adam_rows(p, state["m"], state["v"], g.contiguous(), rows, lr, self.betas, state["t"], self.eps, l2, decay)
 
     def update(self, w, g, state, rows, lr):
         b1, b2 = self.betas
