@@ -196,13 +196,14 @@ def test_integer_ids_are_read_as_their_strings(client):
 def test_bodies_over_one_megabyte_are_413(client):
     big = json.dumps({"pairs": [["u1", "i2"]] * (MAX_BODY // 10)}).encode()
     assert len(big) > MAX_BODY
-    assert client.post("/api/predict", content=big, headers={"content-type": "application/json"}).status_code == 413
+    r = client.post("/api/predict", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json() == {"detail": "The request body is over 1,048,576 bytes."}
 
     def streamed():  # no Content-Length: the limit must count the bytes as they come
         for a in range(0, len(big), 65536):
             yield big[a:a + 65536]
     r = client.post("/api/predict", content=streamed(), headers={"content-type": "application/json"})
-    assert r.status_code == 413
+    assert r.status_code == 413 and "detail" in r.json()
     assert client.post("/api/predict", json={"pairs": [["u1", "i2"]] * 1000}).status_code == 200
 
 

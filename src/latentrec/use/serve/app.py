@@ -22,6 +22,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 
 from latentrec.errors import DataError, LatentrecError
 from latentrec.use.coldstart import UserRatings, folds_in, ignored_items
@@ -85,6 +86,31 @@ def user_recommendations(rec: Recommender, user: str, n: int) -> dict:
         for k, (i, s) in enumerate(zip(ids, scores.tolist()), 1)]}
 
 
+class BodyLimit:
+    """A request body over ``limit`` bytes, as declared or as it arrives, is a 413 with a JSON ``detail`` like every
+    other error here (starlette's own limit answers in plain text). Raised while the endpoint reads the body, the
+    ``HTTPException`` reaches FastAPI's handler."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = Headers(scope=scope).get("content-length", "")
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit or (declared.isdigit() and int(declared) > self.limit):
+                raise HTTPException(413, f"The request body is over {self.limit:,} bytes.")
+            return message
+
+        await self.app(scope, limited, send)
+
+
 def is_loopback(host: str | None) -> bool:
     try:
         address = ipaddress.ip_address(host or "")
@@ -103,7 +129,8 @@ def create_app(holder: ModelHolder) -> FastAPI:
         yield
 
     app = FastAPI(title="latentrec", summary="Recommendations, similar items and predictions from a trained model.",
-                  lifespan=lifespan, max_body_size=MAX_BODY)
+                  lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
 
     def model() -> Loaded:
         state = holder.state
