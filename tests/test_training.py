@@ -1,11 +1,24 @@
+import re
+
 import numpy as np
 import pytest
 
 from latentrec.config import TrainConfig
 from latentrec.data.ratings import load_ratings
+from latentrec.errors import ConfigError, TrainingDiverged
 from latentrec.evaluation.evaluate import evaluate
 from latentrec.training.fit import fit
 from latentrec.use.recommender import Recommender
+
+
+def test_numbers_of_any_kind_are_taken_and_text_is_refused():
+    cfg = TrainConfig(epochs=np.int64(5), n_factors=np.int64(4), lr=np.float32(0.01), solver="sgd").resolved()
+    assert (cfg.epochs, cfg.n_factors) == (5, 4) and type(cfg.epochs) is int and type(cfg.lr) is float
+    for bad, says in ((dict(epochs="5"), "--epochs must be a whole number, not '5'"),
+                      (dict(lr="0.01"), "--lr must be a number, not '0.01'"),
+                      (dict(model="svd"), "--model must be one of dot, nn, ease, ials, not 'svd'")):
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            TrainConfig(**bad).resolved()
 
 
 @pytest.mark.parametrize("solver", ["sgd", "autograd"])
@@ -53,8 +66,9 @@ def test_divergence_keeps_last_good_weights_and_suggests_lr(lowrank):
     train, _, _ = lowrank
     cfg = TrainConfig(solver="autograd", opt="sgd", momentum=0.9, lr=1e4, epochs=5, n_factors=4,
                       y_range=None, schedule="constant", device="cpu")
-    rec, trainer = fit(train, config=cfg)
-    assert trainer.diverged and "--lr" in trainer.diverged
+    with pytest.warns(TrainingDiverged, match="Training diverged .*; the model keeps"):  # a library caller hears it
+        rec, trainer = fit(train, config=cfg)
+    assert trainer.diverged and "--lr" in trainer.diverged and rec.info["diverged"] == trainer.diverged
     assert all(np.isfinite(p.detach().numpy()).all() for p in rec.model.parameters())
 
 
@@ -62,7 +76,8 @@ def test_divergence_keeps_last_good_weights_and_suggests_lr(lowrank):
 def test_the_sgd_kernel_diverging_is_told_not_raised(lowrank, y_range):
     train, _, _ = lowrank
     cfg = TrainConfig(solver="sgd", lr=30.0, epochs=3, n_factors=4, y_range=y_range, device="cpu")
-    rec, trainer = fit(train, config=cfg)  # a numba division by zero used to escape as ZeroDivisionError
+    with pytest.warns(TrainingDiverged):  # a numba division by zero used to escape as ZeroDivisionError
+        rec, trainer = fit(train, config=cfg)
     assert trainer.diverged and "--lr" in trainer.diverged
     assert all(np.isfinite(p.detach().numpy()).all() for p in rec.model.parameters())
 

@@ -62,11 +62,15 @@ class TrainConfig:
 
     def resolved(self) -> "TrainConfig":
         """A copy with every ``None`` filled from the recipe for this model and solver, checked."""
+        if self.model not in MODELS:
+            raise ConfigError(f"--model must be one of {', '.join(MODELS)}, not {self.model!r}.")
+        if self.solver is not None and self.solver not in SOLVERS:
+            raise ConfigError(f"--solver must be one of {', '.join(SOLVERS)}, not {self.solver!r}.")
         solver = self.solver or {"dot": "bayes", "ease": "closed", "ials": "cg"}.get(self.model, "autograd")
         recipe = RECIPES.get((self.model, solver))
         if recipe is None:
             raise ConfigError(f"--model {self.model} cannot be trained with --solver {solver}.")
-        values = asdict(self)
+        values = _typed(asdict(self))
         values["solver"] = solver
         _refuse_unused(self.model, solver, values, recipe)
         for key, value in recipe.items():
@@ -201,6 +205,24 @@ WHERE_USED = {"layers": "--model nn", "bn": "--model nn", "implicit": "--model n
               "alpha": "--model ials (a --ranker ials beside a rating model is fit with its own recipe)",
               "rating_weight": "--model ease and ials (a --ranker is fit with its own recipe)",
               "opt": "--solver autograd", "loss": "--solver autograd"}
+
+
+WHOLE = ("n_factors", "epochs", "bs", "seed", "burn_in")
+REAL = ("lr", "wd", "momentum", "valid_pct", "dropout", "alpha", "rating_weight")
+
+
+def _typed(values: dict) -> dict:
+    """Whole and real numbers of any kind (``numpy.int64`` from a grid, say) as Python's; text or a flag where a
+    number belongs is one sentence, not a ``TypeError`` further on."""
+    for names, kind, word in ((WHOLE, numbers.Integral, "a whole number"), (REAL, numbers.Real, "a number")):
+        for name in names:
+            value = values[name]
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise ConfigError(f"--{name.replace('_', '-')} must be {word}, not {value!r}.")
+            values[name] = (int if kind is numbers.Integral else float)(value)
+    return values
 
 
 def used_options(model: str, solver: str, opt: str) -> list[str]:

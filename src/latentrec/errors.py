@@ -23,3 +23,8 @@ class ConfigError(LatentrecError):
 
 class ModelCapabilityError(LatentrecError):
     """The model cannot answer this request (e.g. predicted ratings from a ranking-only model)."""
+
+
+class TrainingDiverged(UserWarning):
+    """``fit`` stopped a diverging run and kept the last good epoch's weights (``rec.info["diverged"]`` says why).
+    A warning, not an error: the model is usable, and the CLI reports it in its own words."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from importlib import import_module
 
 from latentrec.cli.memory import release_big_blocks
-from latentrec.errors import LatentrecError
+from latentrec.errors import LatentrecError, TrainingDiverged
 
 COMMANDS = ["train", "evaluate", "predict", "tune", "cv", "recommend", "similar", "interpret", "synth", "bench", "ablation",
             "serve"]
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         before = args.command in given and unknown[0] in given[:given.index(args.command)]
         (parser if before else args._parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     release_big_blocks()
+    warnings.filterwarnings("ignore", category=TrainingDiverged)  # train reports a divergence in its own words
     try:
         return int(args.run(args) or 0)
     except LatentrecError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from latentrec.data.lean import EncodedSplit, LeanRows
 from latentrec.data.ratings import Ratings
 from latentrec.data.split import hold_out
 from latentrec.data.vocab import Vocab
-from latentrec.errors import ConfigError, DataError
+from latentrec.errors import ConfigError, DataError, TrainingDiverged
 from latentrec.models.baselines import fit_biases
 from latentrec.models.dot import DotProductBias, default_y_range
 from latentrec.solvers.distributed import is_main, local_device
@@ -152,6 +153,9 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None,
                 n_valid=len(va) if va is not None else 0)
     if trainer is not None and trainer.diverged:
         info["diverged"] = trainer.diverged
+        kept = f"epoch {trainer.best_epoch}'s weights" if trainer.history else "its untrained weights"
+        warnings.warn(f"Training diverged ({trainer.diverged}); the model keeps {kept}.", TrainingDiverged,
+                      stacklevel=3)
         if not trainer.history:  # not one good epoch: the model is untrained, and no ranker is fit beside it
             ranker_kind = None
     ranker = None
