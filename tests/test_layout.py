@@ -7,8 +7,8 @@ import latentrec
 
 PKG = Path(latentrec.__file__).parent
 # A stage may import its own folder and the stages below it; use and solvers sit side by side.
-RANK = {"errors": -1, "atomic": 0, "parallel": 0, "config": 0.5, "progress": 0.5, "data": 1, "models": 2, "solvers": 3, "use": 3,
-        "training": 4, "evaluation": 5, "cli": 6, "__init__": 7, "__main__": 7}
+RANK = {"errors": -1, "atomic": 0, "parallel": 0, "config": 0.5, "devices": 0.5, "progress": 0.5, "data": 1, "models": 2,
+        "solvers": 3, "use": 3, "training": 4, "evaluation": 5, "cli": 6, "__init__": 7, "__main__": 7}
 
 
 def stage(module: str) -> str:
@@ -42,7 +42,7 @@ def test_imports_run_one_way():
 
 def test_no_flat_modules_left_beside_the_stages():
     flat = {p.stem for p in PKG.glob("*.py")}
-    assert flat <= {"__init__", "__main__", "atomic", "parallel", "config", "errors", "progress"}
+    assert flat <= {"__init__", "__main__", "atomic", "parallel", "config", "devices", "errors", "progress"}
 
 
 def test_every_error_class_is_raised_somewhere():

@@ -96,7 +96,7 @@ def read_big(args, source, valid_pct: float, seed: int | None) -> EncodedSplit |
 
     share = None
     if distributed.active():
-        from latentrec.training.fit import pick_device
+        from latentrec.devices import pick_device
 
         distributed.init(distributed.local_device(pick_device(args.device)))
         share = distributed.file_share()

@@ -194,9 +194,10 @@ def run(args: argparse.Namespace) -> int:
     from latentrec.data.batches import EncodedRows
     from latentrec.data.ratings import read_titles
     from latentrec.data.split import hold_out, ml100k_split_files
+    from latentrec.devices import pick_device
     from latentrec.evaluation.evaluate import evaluate
     from latentrec.solvers import distributed
-    from latentrec.training.fit import fit, pick_device
+    from latentrec.training.fit import fit
     from latentrec.use.topn import recommend
 
     apply_config(args)

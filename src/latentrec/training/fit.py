@@ -15,35 +15,14 @@ from latentrec.data.lean import EncodedSplit, LeanRows
 from latentrec.data.ratings import Ratings
 from latentrec.data.split import hold_out
 from latentrec.data.vocab import Vocab
-from latentrec.errors import ConfigError, DataError, TrainingDiverged
+from latentrec.devices import pick_device
+from latentrec.errors import DataError, TrainingDiverged
 from latentrec.models.baselines import fit_biases
 from latentrec.models.dot import DotProductBias, default_y_range
 from latentrec.solvers.distributed import is_main, local_device
 from latentrec.training.loop import Trainer
 from latentrec.training.rankers import fit_ranker, pick_ranker, popular_if_better
 from latentrec.use.recommender import Recommender
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then the CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps, not {name!r}.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: this PyTorch sees no CUDA GPU (torch.cuda.is_available() is False); "
-                          f"use --device auto or cpu.")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices (cuda:0 ...).")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError(f"--device {name}: this PyTorch has no usable MPS (Apple GPU) device; use --device auto or cpu.")
-    return device
 
 
 def make_model(cfg: TrainConfig, n_users: int, n_items: int, y_range: tuple[float, float]) -> torch.nn.Module:

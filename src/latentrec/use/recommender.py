@@ -20,6 +20,7 @@ from latentrec.data.csr import bincount, by_row, merge
 from latentrec.data.lean import LeanRows
 from latentrec.data.ratings import Ratings
 from latentrec.data.vocab import Vocab
+from latentrec.devices import pick_device
 from latentrec.errors import ModelCapabilityError, ModelFileError
 from latentrec.models.baselines import predict_biases
 from latentrec.models.popularity import Popularity
@@ -166,6 +167,7 @@ class Recommender:
 
     # ---- persistence -------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
+        """Write this recommender as a model dir (safetensors + JSON) at ``path``, replacing it atomically."""
         mu, bu, bi = self.baseline
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()} if self.model is not None else {}
         if self.ranker is not None:
@@ -196,6 +198,9 @@ class Recommender:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Recommender":
+        """The model dir at ``path`` (written by :meth:`save` or ``latentrec train``), on ``device`` (``auto``,
+        ``cpu``, ``cuda``, ``cuda:N`` or ``mps``); a missing, corrupt or newer-format dir is a ModelFileError."""
+        device = pick_device(str(device))
         tensors, meta = read_model_dir(path)
         check_meta(meta, f"{path}/model.json")
         users, items = Vocab(meta["users"]), Vocab(meta["items"])
