@@ -12,7 +12,7 @@ import torch
 from tiny_rec import trained
 
 from latentrec.cli import main
-from latentrec.errors import DataError
+from latentrec.errors import ConfigError, DataError
 from latentrec.use.coldstart import UserRatings, fold_in, fold_in_scores, parse_ratings, read_user_ratings
 from latentrec.use.topn import recommend
 
@@ -101,14 +101,17 @@ def test_unknown_item_predicts_about_the_users_usual_rating():
     assert abs(preds["prediction"][2] - df["rating"].mean()) < 0.3
 
 
-def test_predict_reads_each_raw_id_as_its_text():
-    """Raw ids are compared as text, as the vocabularies hold them: 1, 1.0 and True stay three ids."""
+def test_predict_reads_each_raw_id_as_load_ratings_does():
+    """Raw ids are compared as text, as the vocabularies hold them (True is not 1), a whole float without its .0."""
     rec, _, _ = trained()
-    preds = rec.predict([1, 1.0, True, "u1", None], ["i1", "i1", "i1", "i1", "i1"])
-    assert list(preds["user"]) == ["1", "1.0", "True", "u1", preds["user"][4]]
-    assert list(preds["known_user"]) == [False, False, False, True, False]
+    preds = rec.predict([1, 1.0, True, 2.5, "u1", None], "i1")  # one item goes with every user
+    assert list(preds["user"])[:5] == ["1", "1", "True", "2.5", "u1"]
+    assert list(preds["known_user"]) == [False, False, False, False, True, False]
+    assert list(rec.predict(np.array([7.0, np.nan]), ["i1", "i2"])["user"])[0] == "7"  # a float column after a merge
     one = rec.predict("u1", "i1")  # a single pair need not be wrapped in lists
     assert len(one) == 1 and one["known"][0]
+    with pytest.raises(ConfigError, match="as many users as items"):
+        rec.predict(["u1", "u2"], ["i1", "i2", "i3"])
 
 
 def test_cli_fold_in(tmp_path, capsys):

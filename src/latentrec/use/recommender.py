@@ -21,7 +21,7 @@ from latentrec.data.lean import LeanRows
 from latentrec.data.ratings import Ratings
 from latentrec.data.vocab import Vocab
 from latentrec.devices import pick_device
-from latentrec.errors import ModelCapabilityError, ModelFileError
+from latentrec.errors import ConfigError, ModelCapabilityError, ModelFileError
 from latentrec.models.baselines import predict_biases
 from latentrec.models.popularity import Popularity
 from latentrec.models.ranker import Ranker
@@ -33,11 +33,21 @@ from latentrec.use.model_meta import check_meta
 
 def _factorized(ids) -> tuple[np.ndarray, np.ndarray]:
     """``pd.factorize`` of raw ids as the vocabularies see them, as text: mixed Python values (1, 1.0, True,
-    "1") would otherwise compare equal and merge."""
-    ids = np.atleast_1d(np.asarray(ids, dtype=object) if not isinstance(ids, np.ndarray) else ids)
-    if ids.dtype.kind not in "iuU" and pd.api.types.infer_dtype(ids, skipna=False) != "string":
-        ids = pd.Series(ids, dtype="string").astype(str).to_numpy(object)
-    return pd.factorize(ids, use_na_sentinel=False)
+    "1") would otherwise compare equal and merge. Whole floats lose their ``.0``, as ``load_ratings`` reads them
+    (a float id column is what a merge that brought in NaN leaves)."""
+    ids = np.atleast_1d(np.asarray(ids, dtype=object) if not isinstance(ids, (np.ndarray, pd.Series)) else ids)
+    ids = np.asarray(ids)
+    if ids.ndim != 1:
+        raise ConfigError(f"predict takes a list of ids for users and one for items, not an array of shape {ids.shape}.")
+    if ids.dtype.kind in "iuU" or pd.api.types.infer_dtype(ids, skipna=False) == "string":
+        return pd.factorize(ids, use_na_sentinel=False)
+    if ids.dtype.kind == "f":
+        whole = np.isfinite(ids) & (ids == np.round(ids))
+        ids = ids.astype(object)
+        ids[whole] = ids[whole].astype(np.float64).astype(np.int64)
+    else:
+        ids = np.array([int(x) if isinstance(x, float) and x.is_integer() else x for x in ids], dtype=object)
+    return pd.factorize(pd.Series(ids, dtype="string").astype(str).to_numpy(object), use_na_sentinel=False)
 
 
 def library_version() -> str:
@@ -114,8 +124,14 @@ class Recommender:
         return np.clip(predict_rows(self.model, data, self.device), *self.rating_range)
 
     def predict(self, users, items) -> pd.DataFrame:
-        """Predicted ratings for raw (user, item) pairs, with ``known_user``/``known_item``/``known`` flags."""
+        """Predicted ratings for raw (user, item) pairs, with ``known_user``/``known_item``/``known`` flags. One
+        user (or item) goes with every item (or user) given; unknown ids get the fallback (see the README)."""
         (u, user_ids), (i, item_ids) = map(_factorized, (users, items))
+        if len(u) != len(i) and 1 in (len(u), len(i)):
+            u, i = np.broadcast_arrays(u, i)
+        if len(u) != len(i):
+            raise ConfigError(f"predict takes as many users as items (or one of either), not {len(u):,} users and "
+                              f"{len(i):,} items.")
         return self.predict_coded(u, user_ids, i, item_ids)
 
     def predict_coded(self, u: np.ndarray, user_ids, i: np.ndarray, item_ids) -> pd.DataFrame:
