@@ -203,3 +203,18 @@ def test_a_model_that_cannot_fold_in_beside_a_ranker_says_so_instead_of_empty_pr
     assert main(["recommend", str(tmp_path / "m"), "--ratings", pairs, "-n", "3", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)["recommendations"]
     assert len(got) == 3 and all(r["prediction"] is None for r in got)
+
+
+def test_recommend_takes_a_new_users_ratings_in_the_shapes_a_notebook_has():
+    rec, df, _ = trained()
+    mine = df[df.user == "u4"].head(8)
+    given = dict(zip(mine.item, mine.rating))
+    expected = recommend(rec, None, 5, ratings=UserRatings(list(given), list(given.values())))
+    for shape in (given, list(given.items()), mine[["item", "rating"]]):
+        assert recommend(rec, None, 5, ratings=shape).equals(expected)
+    with pytest.raises(DataError, match="2 items but 1 ratings"):
+        UserRatings(["i1", "i2"], [4.0])
+    with pytest.raises(DataError, match="not int"):
+        recommend(rec, None, 5, ratings=5)
+    with pytest.raises(ConfigError, match="recommend takes one user id"):
+        recommend(rec, ["u1", "u2"], 5)

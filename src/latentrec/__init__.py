@@ -10,7 +10,8 @@ _PUBLIC = {
     "DotProductBias": "latentrec.models.dot", "LatentrecError": "latentrec.errors", "Ratings": "latentrec.data.ratings",
     "Recommender": "latentrec.use.recommender", "TrainConfig": "latentrec.config", "create_params": "latentrec.models.dot",
     "evaluate": "latentrec.evaluation.evaluate", "fit": "latentrec.training.fit",
-    "load_ratings": "latentrec.data.ratings", "recommend": "latentrec.use.topn",
+    "load_ratings": "latentrec.data.ratings", "recommend": "latentrec.use.topn", "recommend_all": "latentrec.use.topn",
+    "similar_items": "latentrec.use.similar", "UserRatings": "latentrec.use.coldstart",
 }
 __all__ = sorted(_PUBLIC)
 
@@ -21,8 +22,10 @@ if TYPE_CHECKING:
     from latentrec.evaluation.evaluate import evaluate
     from latentrec.models.dot import DotProductBias, create_params
     from latentrec.training.fit import fit
+    from latentrec.use.coldstart import UserRatings
     from latentrec.use.recommender import Recommender
-    from latentrec.use.topn import recommend
+    from latentrec.use.similar import similar_items
+    from latentrec.use.topn import recommend, recommend_all
 
 
 def __getattr__(name: str):

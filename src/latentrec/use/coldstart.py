@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
-from latentrec.data.ratings import first_line
+from latentrec.data.ratings import first_line, resolve_columns
 from latentrec.data.ratings import read_user_ratings as ratings_file
 from latentrec.errors import ConfigError, DataError
 from latentrec.models.dot import is_dot
@@ -39,6 +40,34 @@ class UserRatings:
     items: list[str]
     ratings: list[float]
     source: str = "the ratings given"  # where they came from, for the sentences about them
+
+    def __post_init__(self):
+        if len(self.items) != len(self.ratings):
+            raise DataError(f"{self.source}: {len(self.items):,} items but {len(self.ratings):,} ratings; give one "
+                            f"rating for each item.")
+        self.items = [str(i) for i in self.items]
+        try:
+            self.ratings = [float(r) for r in self.ratings]
+        except (TypeError, ValueError):
+            raise DataError(f"{self.source}: a rating is not a number ({self.ratings!r:.80}).") from None
+
+    @classmethod
+    def of(cls, given) -> "UserRatings":
+        """``given`` as UserRatings: already one, a ``{item: rating}`` dict, ``(item, rating)`` pairs, or a
+        DataFrame with item and rating columns (found by name, as in a ratings file)."""
+        if isinstance(given, cls):
+            return given
+        if isinstance(given, dict):
+            return cls(list(given), list(given.values()))
+        if isinstance(given, pd.DataFrame):
+            item, rating = resolve_columns(list(given.columns), ("item", "rating"), {}, "the ratings DataFrame")
+            return cls(given[item].tolist(), given[rating].tolist())
+        try:
+            items, ratings = zip(*given) if len(given) else ((), ())
+        except (TypeError, ValueError):
+            raise DataError(f"A new user's ratings are a {{item: rating}} dict, (item, rating) pairs, a DataFrame "
+                            f"with item and rating columns or UserRatings, not {type(given).__name__}.") from None
+        return cls(list(items), list(ratings))
 
 
 @dataclass

@@ -155,19 +155,23 @@ def popular(rec: Recommender, n: int = 10, min_ratings: int = MIN_RATINGS,
 
 
 def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_rated: bool = False,
-              min_ratings: int = MIN_RATINGS, ratings: UserRatings | None = None) -> pd.DataFrame:
+              min_ratings: int = MIN_RATINGS, ratings=None) -> pd.DataFrame:
     """The ``n`` best items for ``user`` that they have not rated: ordered by the ranker when the model
     dir has one, else by predicted rating.
 
     A known user gets personalized results (``known`` True). An unknown user gets the
-    non-personalized ranking of :func:`popular` (``known`` False), unless ``ratings`` are given:
-    then the user is folded in from them (for a ranker: EASE multiplies their row by its item x item
+    non-personalized ranking of :func:`popular` (``known`` False), unless ``ratings`` are given (a
+    ``{item: rating}`` dict, ``(item, rating)`` pairs, a DataFrame or ``UserRatings``): then the user is folded in
+    from them (for a ranker: EASE multiplies their row by its item x item
     matrix, iALS solves their factors; for the rating model: factors solved with the item factors
     fixed) and the results are personalized. Ratings of items the model does not know are left out;
     if none is known, the user gets the non-personalized list (``known`` False).
     """
     check_n(n)
+    if isinstance(user, (list, tuple, set, dict, np.ndarray, pd.Series)):
+        raise ConfigError("recommend takes one user id; recommend_all gives every known user's list.")
     if ratings is not None:
+        ratings = UserRatings.of(ratings)
         check_given(rec, ratings)
         if not folds_in(rec, ratings):
             ratings = None  # nothing to fold in: as an unknown user
