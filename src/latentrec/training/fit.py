@@ -6,17 +6,18 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from latentrec.config import RANKING_MODELS, TrainConfig
 from latentrec.data import csr
 from latentrec.data.batches import Encoded
 from latentrec.data.lean import EncodedSplit, LeanRows
-from latentrec.data.ratings import Ratings
+from latentrec.data.ratings import Ratings, load_ratings
 from latentrec.data.split import hold_out
 from latentrec.data.vocab import Vocab
 from latentrec.devices import pick_device
-from latentrec.errors import DataError, TrainingDiverged
+from latentrec.errors import ConfigError, DataError, TrainingDiverged
 from latentrec.models.baselines import fit_biases
 from latentrec.models.dot import DotProductBias, default_y_range
 from latentrec.solvers.distributed import is_main, local_device
@@ -81,10 +82,11 @@ def training_rows(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | Non
     return users, items, tr, va
 
 
-def fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None, config: TrainConfig | None = None,
-        callbacks: list | None = None, build=None) -> tuple[Recommender, Trainer | None]:
+def fit(train: Ratings | pd.DataFrame | EncodedSplit, valid: Ratings | pd.DataFrame | LeanRows | None = None,
+        config: TrainConfig | None = None, callbacks: list | None = None,
+        build=None) -> tuple[Recommender, Trainer | None]:
     """Train a model on ``train``; validate on ``valid`` (ratings, or a big file's rows from ``lean.read_rows``) or
-    on a random ``valid_pct`` of ``train``.
+    on a random ``valid_pct`` of ``train``. A DataFrame is read as ``load_ratings`` reads it.
 
     ``train`` may be an :class:`~latentrec.data.lean.EncodedSplit` (a big file read lean; its
     training arrays are reordered in place). ``build(cfg, n_users, n_items, y_range)`` replaces
@@ -96,6 +98,10 @@ def fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None, 
     above, then the most-popular list instead where that ranks the validation rows clearly better; ``none``: no
     ranker), which orders its top-N lists. Under torchrun only rank 0 fits the ranker (it alone saves the model).
     """
+    train, valid = (load_ratings(x) if isinstance(x, pd.DataFrame) else x for x in (train, valid))  # checked
+    if isinstance(valid, TrainConfig) or (config is not None and not isinstance(config, TrainConfig)):
+        raise ConfigError("fit's options are a TrainConfig given by name: fit(ratings, config=TrainConfig(...)) "
+                          "(its second argument is the validation ratings).")
     if not isinstance(train, (Ratings, EncodedSplit)):
         raise DataError(f"fit() trains on Ratings (load_ratings) or an EncodedSplit (read_split), not "
                         f"{type(train).__name__}; read_split returns None for a file it does not take: "
