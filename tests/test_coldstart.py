@@ -12,6 +12,7 @@ import torch
 from tiny_rec import trained
 
 from latentrec.cli import main
+from latentrec.data.ratings import load_ratings
 from latentrec.errors import ConfigError, DataError
 from latentrec.use.coldstart import UserRatings, fold_in, fold_in_scores, parse_ratings, read_user_ratings
 from latentrec.use.topn import recommend
@@ -218,3 +219,8 @@ def test_recommend_takes_a_new_users_ratings_in_the_shapes_a_notebook_has():
         recommend(rec, None, 5, ratings=5)
     with pytest.raises(ConfigError, match="recommend takes one user id"):
         recommend(rec, ["u1", "u2"], 5)
+
+
+def test_a_recommender_and_ratings_print_short():
+    rec, df, _ = trained()
+    assert len(repr(rec)) < 200 and "users x" in repr(rec) and len(repr(load_ratings(df))) < 200

@@ -42,6 +42,10 @@ class Ratings:
     def __len__(self) -> int:
         return len(self.df)
 
+    def __repr__(self) -> str:
+        return (f"Ratings({len(self.df):,} ratings of {self.df['user'].nunique():,} users x "
+                f"{self.df['item'].nunique():,} items from {self.source}{', titled' * bool(self.titles)})")
+
     def title(self, item: str) -> str:
         return self.titles.get(str(item), "")
 

@@ -87,6 +87,12 @@ class Recommender:
     ranker: Ranker | None = None  # orders top-N lists when present
     rated_ratings: np.ndarray | None = None  # the training rating of each rated_items entry (kept with a ranker)
 
+    def __repr__(self) -> str:
+        parts = [f"{self.config.get('model')} rating model ({self.config.get('solver')})"] * (self.model is not None)
+        parts += [f"{getattr(self.ranker, 'kind', type(self.ranker).__name__)} ranker"] * (self.ranker is not None)
+        return (f"Recommender({' + '.join(parts)}; {len(self.users) - 1:,} users x {len(self.items) - 1:,} items; "
+                f"{len(self.rated_items):,} rated pairs; on {self.device})")
+
     @property
     def device(self) -> torch.device:
         part = self.model if self.model is not None else self.ranker
