@@ -103,7 +103,8 @@ and *Heat*):
 
 {rec_new}
 An unknown user gets a non-personalized ranking, the most-rated items (ties: the higher
-shrunk mean rating) among items with at least 20 ratings (`known: false` in `--json` output). `--all-users --out top10.parquet`
+shrunk mean rating) among items with at least 20 ratings (`--min-ratings`; by default fewer on a
+catalogue where fewer than `-n` items have 20) (`known: false` in `--json` output). `--all-users --out top10.parquet`
 writes the top-N of every user.
 
 {rec_cold}

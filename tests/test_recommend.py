@@ -203,3 +203,23 @@ def test_a_user_who_rated_every_item_gets_a_sentence_not_an_empty_table(capsys, 
                                        "(--include-rated lists them).\n")
     assert main(["recommend", str(tmp_path / "m"), "--user", "1", "-n", "50"]) == 0
     assert capsys.readouterr().out.startswith("Top 2 for user 1")  # the 2 items user 1 did not rate
+
+
+
+def test_an_unknown_user_on_a_small_catalogue_gets_a_list_unless_a_threshold_was_asked():
+    """By default the non-personalized list needs 20 ratings an item, or fewer until n items have them."""
+    from latentrec.config import TrainConfig
+    from latentrec.training.fit import fit
+
+    rng = np.random.default_rng(0)
+    pairs = {(f"u{u}", f"i{i}") for u, i in zip(rng.integers(0, 30, 120), rng.integers(0, 12, 120))}
+    df = pd.DataFrame(sorted(pairs), columns=["user", "item"]).assign(rating=lambda d: rng.integers(1, 6, len(d)))
+    rec, _ = fit(df, config=TrainConfig(solver="als", epochs=1, n_factors=2, ranker="none", valid_pct=0,
+                                        device="cpu"))
+    most = int(rec.item_counts.max())
+    assert most < 20  # no item reaches the default threshold
+    top = recommend(rec, "ghost", 3)
+    assert len(top) == 3 and not top["known"].any()
+    assert rec.item_counts[rec.items.encode(top["item"])[0]] == most  # the most-rated first
+    with pytest.raises(ConfigError, match=f"--min-ratings {most + 1} leaves no item"):
+        recommend(rec, "ghost", 3, min_ratings=most + 1)

@@ -26,15 +26,16 @@ def add_parser(sub) -> None:
     who.add_argument("--all-users", action="store_true", help="top-N for every known user, written to --out")
     p.add_argument("-n", type=int, default=10, help="how many items (default 10)")
     p.add_argument("--include-rated", action="store_true", help="keep items the user rated in training")
-    p.add_argument("--min-ratings", type=count, default=MIN_RATINGS,
-                   help=f"an unknown user gets the most-rated items with at least this many ratings (default {MIN_RATINGS})")
+    p.add_argument("--min-ratings", type=count,
+                   help=f"an unknown user gets the most-rated items with at least this many ratings (default "
+                        f"{MIN_RATINGS}, or fewer where fewer than -n items have that many)")
     p.add_argument("--out", help="CSV, TSV or Parquet file (by suffix) for --all-users")
 
 
 def run(args) -> int:
     from latentrec.use.coldstart import folds_in, ignored_items, parse_ratings, read_user_ratings
     from latentrec.use.recommender import Recommender
-    from latentrec.use.topn import recommend, recommend_all, table_format, write_table
+    from latentrec.use.topn import least_ratings, recommend, recommend_all, table_format, write_table
 
     start(args)
     if args.all_users != bool(args.out):
@@ -72,11 +73,12 @@ def run(args) -> int:
                else f"a new user folded in from {plural(used, 'rating')}")
     elif given is not None:
         who = f"a new user with no rated item the model knows: not personalized, the most-rated items " \
-              f"(>= {args.min_ratings} ratings)"
+              f"(>= {least_ratings(rec, args.min_ratings, args.n)} ratings)"
     elif args.user in rec.users:
         who = f"user {args.user}"
     else:
-        who = f"unknown user {args.user}: not personalized, the most-rated items (>= {args.min_ratings} ratings)"
+        who = (f"unknown user {args.user}: not personalized, the most-rated items "
+               f"(>= {least_ratings(rec, args.min_ratings, args.n)} ratings)")
     predicted = rec.model is not None and bool(top["prediction"].notna().any())
     cols = ["rank", "item", "title"] + (["prediction"] if predicted else [])
     ranked = rec.ranker is not None and (args.user in rec.users or folded and not popular)

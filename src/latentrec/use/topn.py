@@ -131,18 +131,29 @@ def check_n(n: int, flag: str = "-n") -> None:
         raise ConfigError(f"{flag} must be a whole number of at least 1, not {n!r}.")
 
 
-def popular(rec: Recommender, n: int = 10, min_ratings: int = MIN_RATINGS,
+def least_ratings(rec: Recommender, min_ratings: int | None = None, n: int = 10) -> int:
+    """The ratings an item needs to be in the non-personalized list of ``n``: ``min_ratings`` as asked (none reaching
+    it is an error), or by default ``MIN_RATINGS``, lowered on a small catalogue until ``n`` items have it."""
+    counts = rec.item_counts
+    most = int(counts.max(initial=0))
+    if min_ratings is None:
+        nth = int(np.partition(counts, -n)[-n]) if len(counts) >= n else int(counts.min(initial=0))
+        return max(min(MIN_RATINGS, nth), 1)
+    if min_ratings > most:
+        raise ConfigError(f"--min-ratings {min_ratings} leaves no item: the most-rated item has {most} ratings.")
+    return max(min_ratings, 1)
+
+
+def popular(rec: Recommender, n: int = 10, min_ratings: int | None = None,
             exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The non-personalized ranking for an unknown user: the most-rated training items (ties: the higher
     baseline item bias, i.e. the item's shrunk mean rating first) among items with at least
-    ``min_ratings`` ratings. The ratings returned are the rating model's predictions for the average
+    :func:`least_ratings` ratings. The ratings returned are the rating model's predictions for the average
     user (row 0), NaN for a ranking-only model.
     """
     check_n(n)
     counts = rec.item_counts
-    if min_ratings > counts.max(initial=0):
-        raise ConfigError(f"--min-ratings {min_ratings} leaves no item: the most-rated item has {counts.max()} ratings.")
-    ok = counts >= max(min_ratings, 1)
+    ok = counts >= least_ratings(rec, min_ratings, n)
     ok[0] = False
     if exclude is not None:
         ok[exclude] = False
@@ -155,7 +166,7 @@ def popular(rec: Recommender, n: int = 10, min_ratings: int = MIN_RATINGS,
 
 
 def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_rated: bool = False,
-              min_ratings: int = MIN_RATINGS, ratings=None) -> pd.DataFrame:
+              min_ratings: int | None = None, ratings=None) -> pd.DataFrame:
     """The ``n`` best items for ``user`` that they have not rated: ordered by the ranker when the model
     dir has one, else by predicted rating.
 
