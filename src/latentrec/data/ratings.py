@@ -292,7 +292,8 @@ def _resolve_column(columns: list[str], role: str, wanted: str | None, where: st
         if _normalized(c) in ALIASES[role]:
             return c
     raise DataError(
-        f"{where} has no {role} column (its columns: {', '.join(columns)}); name it with --{role}-col."
+        f"{where} has no {role} column (its columns: {', '.join(columns)}); name it with --{role}-col "
+        f"({role}_col= in Python)."
     )
 
 
@@ -310,7 +311,7 @@ def bad_rating(where: str, row: int, column: str, shown: str) -> DataError:
 
 def rated_twice(where: str, user, item, rows) -> DataError:
     return DataError(f"{where}: user {user} rated item {item} more than once (rows {rows[0]} and {rows[1]}); "
-                     f"choose --duplicates mean or --duplicates last.")
+                     f"choose --duplicates mean or --duplicates last (duplicates= in Python).")
 
 
 def _ids(col: pd.Series, role: str, where: str, row_offset: int) -> pd.Series:
