@@ -102,3 +102,16 @@ def test_a_notebook_dataframe_trains_and_scores_and_a_config_goes_by_name(lowran
         fit(train, cfg)
     with pytest.raises(ConfigError, match="threshold must be a number"):
         evaluate(from_frames, valid, threshold="4")
+
+
+def test_the_sgd_recipe_follows_the_rating_scale(lowrank):
+    """Ratings on a 20-times wider scale (0-100 rather than 1-5) get the same model, 20 times wider: the sgd recipe's
+    rate and decay move with the scale, and the saved config holds what was used."""
+    train, valid, _ = lowrank
+    cfg = TrainConfig(solver="sgd", n_factors=4, epochs=5, ranker="none", device="cpu")
+    wide = [load_ratings(r.df.assign(rating=r.df.rating * 20)) for r in (train, valid)]
+    narrow, _ = fit(train, valid, config=cfg)
+    wide_rec, _ = fit(*wide, config=cfg)
+    assert wide_rec.info["metrics"]["valid_rmse"] == pytest.approx(20 * narrow.info["metrics"]["valid_rmse"], rel=1e-3)
+    assert wide_rec.config["lr"] == pytest.approx(narrow.config["lr"] / 400)
+    assert wide_rec.config["wd"] == pytest.approx(narrow.config["wd"] * 400)

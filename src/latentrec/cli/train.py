@@ -204,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
     if args.valid_pct is None:
         args.valid_pct = 0.0 if args.split else 0.2
     start(args)
-    cfg = config_from_args(args).resolved()
+    given = config_from_args(args)
+    cfg = given.resolved()  # checked before any reading; fit resolves ``given`` itself, for the data's rating scale
     pick_device(cfg.device)  # an unusable --device is refused before any reading
     checkpoints = checkpointer(args)
     test = lean = None
@@ -230,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
     with progress.step_progress("Training", cfg.epochs) as advance:
         printer.bar = advance
         try:
-            rec, trainer = fit(train_data, valid, cfg, callbacks=[checkpoints, printer])  # every rank restores
+            rec, trainer = fit(train_data, valid, given, callbacks=[checkpoints, printer])  # every rank restores
         except KeyboardInterrupt:
             return interrupted(checkpoints, cfg.epochs)
     if not main_rank:

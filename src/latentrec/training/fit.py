@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentrec.config import RANKING_MODELS, TrainConfig
+from latentrec.config import RANKING_MODELS, TrainConfig, for_scale
 from latentrec.data import csr
 from latentrec.data.batches import Encoded
 from latentrec.data.lean import EncodedSplit, LeanRows
@@ -112,11 +112,12 @@ def fit(train: Ratings | pd.DataFrame | EncodedSplit, valid: Ratings | pd.DataFr
 
 def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None, config: TrainConfig | None = None,
          callbacks: list | None = None, build=None) -> tuple[Recommender, Trainer | None]:
-    cfg = config or TrainConfig()
+    given = cfg = config or TrainConfig()
     device = local_device(pick_device(cfg.device))
     cfg = cfg.resolved()
     users, items, tr, va = training_rows(train, valid, cfg)
     lo, hi = float(tr.ratings.min()), float(tr.ratings.max())
+    cfg = for_scale(given, cfg, hi - lo, float(tr.ratings.std()))
     y_range = tuple(cfg.y_range) if cfg.y_range is not None else default_y_range(lo, hi)
     torch.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
     ranker_kind = pick_ranker(cfg, len(items), len(tr))
