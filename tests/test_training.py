@@ -115,3 +115,19 @@ def test_the_sgd_recipe_follows_the_rating_scale(lowrank):
     assert wide_rec.info["metrics"]["valid_rmse"] == pytest.approx(20 * narrow.info["metrics"]["valid_rmse"], rel=1e-3)
     assert wide_rec.config["lr"] == pytest.approx(narrow.config["lr"] / 400)
     assert wide_rec.config["wd"] == pytest.approx(narrow.config["wd"] * 400)
+
+
+def test_relevance_is_three_quarters_up_the_scale_by_default(lowrank):
+    """The top-k metrics' relevant items are the test ratings three quarters up the rating scale (4 on 1-5), so a
+    0-100 or a -2..2 scale gets ranking metrics too, the same ones."""
+    train, valid, _ = lowrank
+    cfg = TrainConfig(solver="als", n_factors=4, epochs=2, ranker="none", device="cpu")
+    results = []
+    for shift, mult in ((0, 1), (-3, 20)):
+        data = [load_ratings(r.df.assign(rating=(r.df.rating + shift) * mult)) for r in (train, valid)]
+        rec, _ = fit(*data, config=cfg)
+        lo, hi = rec.rating_range
+        got = evaluate(rec, data[1])["ranking"]
+        assert got["threshold"] == pytest.approx(lo + 0.75 * (hi - lo))
+        results.append((got["n_relevant"], got["n_users"]))
+    assert results[0] == results[1] and results[0][0] > 0

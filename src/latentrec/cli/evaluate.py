@@ -26,8 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("model_dir", help="model directory written by `latentrec train`")
     add_data_options(p)
     p.add_argument("-k", "--k", type=int, default=10, help="length of the top-k lists for ranking metrics (default 10)")
-    p.add_argument("--relevant", type=finite, default=4.0, metavar="RATING",
-                   help="a test rating at least this high marks a relevant item (default 4; 1: every test item)")
+    p.add_argument("--relevant", type=finite, metavar="RATING",
+                   help="a test rating at least this high marks a relevant item (default: three quarters up the "
+                        "model's rating scale, 4 on 1-5; the scale's bottom: every test item)")
     p.add_argument("--metrics", choices=["all", "rmse", "ranking"], default="all",
                    help="all (default): RMSE/MAE when the model predicts ratings, and top-k ranking; rmse or ranking alone")
 

@@ -17,7 +17,7 @@ from latentrec.use.ranking import evaluate_ranking
 from latentrec.use.recommender import Recommender
 
 
-def evaluate(rec: Recommender, ratings: Ratings | pd.DataFrame | LeanRows | EncodedRows, k: int | None = 10, threshold: float = 4.0,
+def evaluate(rec: Recommender, ratings: Ratings | pd.DataFrame | LeanRows | EncodedRows, k: int | None = 10, threshold: float | None = None,
              max_rank_users: int | None = None, with_rmse: bool = True) -> dict:
     """Score ``rec`` on ``ratings``; unknown users/items are predicted by the fallback and counted, and so are
     pairs that were in the data the model was built from (``n_seen``: scores on them are optimistic, and the
@@ -27,14 +27,15 @@ def evaluate(rec: Recommender, ratings: Ratings | pd.DataFrame | LeanRows | Enco
     RMSE and MAE (next to the baselines) need a rating model; a ranking-only model gets only the
     ranking metrics, and with ``k=None`` raises :class:`~latentrec.errors.ModelCapabilityError`.
 
-    With ``k``, also top-``k`` ranking metrics (relevant: test rating >= ``threshold``) for the
+    With ``k``, also top-``k`` ranking metrics (relevant: test rating >= ``threshold``, by default three quarters
+    up the model's rating scale: 4 on 1-5) for the
     model and a popularity baseline, under ``"ranking"``; ``k=None`` skips them. ``max_rank_users``:
     score a seeded sample of at most that many users for them (see ``evaluate_ranking``). ``with_rmse=False``
     skips RMSE and MAE (ranking metrics only).
     """
     if isinstance(ratings, pd.DataFrame):  # a notebook's frame, checked as a ratings file is
         ratings = load_ratings(ratings)
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)):
         raise ConfigError(f"threshold must be a number, not {threshold!r}.")
     rows = ratings if isinstance(ratings, EncodedRows) else rec.encode_rows(ratings)
     data = rows.data

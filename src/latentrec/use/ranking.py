@@ -65,7 +65,7 @@ def popularity_lists(rec: Recommender, users: np.ndarray, k: int) -> np.ndarray:
     return lists
 
 
-def evaluate_ranking(rec: Recommender, test: EncodedRows, k: int = 10, threshold: float = 4.0,
+def evaluate_ranking(rec: Recommender, test: EncodedRows, k: int = 10, threshold: float | None = None,
                      max_users: int | None = None) -> dict:
     """Top-``k`` metrics of the model and of the popularity baseline on ``test`` (see ``rec.encode_rows``).
 
@@ -74,6 +74,7 @@ def evaluate_ranking(rec: Recommender, test: EncodedRows, k: int = 10, threshold
     what costs. Coverage then counts the sampled users' lists only.
     """
     check_n(k, "-k")
+    threshold = relevant_rating(rec) if threshold is None else threshold
     scored, relevant, eligible = liked_by_user(rec, test, threshold, max_users)
     model_lists, _ = top_n(rec, scored, k)
     k = model_lists.shape[1]  # at most the number of known items
@@ -90,10 +91,18 @@ def evaluate_ranking(rec: Recommender, test: EncodedRows, k: int = 10, threshold
     }
 
 
-def liked_by_user(rec: Recommender, test: EncodedRows, threshold: float = 4.0,
+def relevant_rating(rec: Recommender) -> float:
+    """The default relevance cut: three quarters of the way up the model's rating scale (4 on 1-5, 75 on 0-100)."""
+    lo, hi = rec.rating_range
+    return lo + 0.75 * (hi - lo)
+
+
+def liked_by_user(rec: Recommender, test: EncodedRows, threshold: float | None = None,
                   max_users: int | None = None) -> tuple[np.ndarray, list[np.ndarray], int]:
-    """The known test users with a relevant item (a seeded sample of ``max_users`` of them when there are more),
-    each one's relevant item indices, and how many users were eligible before sampling."""
+    """The known test users with a relevant item (rated at least ``threshold``, by default :func:`relevant_rating`;
+    a seeded sample of ``max_users`` of them when there are more), each one's relevant item indices, and how many
+    users were eligible before sampling."""
+    threshold = relevant_rating(rec) if threshold is None else threshold
     seen = held_in(test.data.users, test.data.items, rec.rated_indptr, rec.rated_items)  # lists skip them
     liked = np.flatnonzero((test.data.ratings >= threshold) & (test.data.users > 0) & ~seen)
     lu, li = test.data.users[liked].astype(np.int64), test.data.items[liked].astype(np.int64)
