@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from functools import cache
 
@@ -242,3 +243,19 @@ def test_ials_sides_are_the_rating_matrix_in_32_bit_csr():
     torch.testing.assert_close(side.extra.to_dense(), dense)
     crow, col = side.extra.crow_indices(), side.extra.col_indices()
     assert all(bool((col[crow[r]:crow[r + 1]].diff() > 0).all()) for r in range(30))
+
+
+def test_like_only_data_trains_a_ranking_model_and_tells_a_rating_model_why_not(tmp_path, capsys):
+    """Every rating 1 (likes): EASE and iALS learn which items users pick, and the saved dir loads; the rating
+    model's refusal names them."""
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"user": rng.integers(0, 60, 900), "item": rng.integers(0, 40, 900)}).drop_duplicates()
+    df.assign(rating=1).to_csv(tmp_path / "likes.csv", index=False)
+    for model in ("ease", "ials"):
+        assert main(["train", "--data", str(tmp_path / "likes.csv"), "--model", model, "--out", str(tmp_path / model),
+                     "--json"]) == 0
+        capsys.readouterr()
+        assert main(["recommend", str(tmp_path / model), "--user", "3", "-n", "3", "--json"]) == 0
+        assert len(json.loads(capsys.readouterr().out)["recommendations"]) == 3
+    assert main(["train", "--data", str(tmp_path / "likes.csv"), "--out", str(tmp_path / "dot")]) == 2
+    assert "--model ease or --model ials learn which items users pick" in capsys.readouterr().err

@@ -43,15 +43,19 @@ def encode(df, users: Vocab, items: Vocab) -> Encoded:
     return Encoded(users.encode(df["user"]), items.encode(df["item"]), df["rating"].to_numpy(np.float32, copy=True))
 
 
-def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str) -> None:
-    """Refuse training rows from which no collaborative model can learn anything."""
+def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str, cfg: TrainConfig) -> None:
+    """Refuse training rows from which no collaborative model can learn anything (a ranking model learns from
+    which items were rated, so one rating value, as in like-only data, is enough for it)."""
+    held = f" (after holding out --valid-pct {cfg.valid_pct:g} of them; --valid-pct 0 trains on all)" * bool(
+        cfg.valid_pct)
     for role, vocab in (("user", users), ("item", items)):
         if len(vocab) < 3:  # #na# and one id
-            raise DataError(f"{source}: all training ratings belong to one {role} ({vocab.classes[1]!r}); "
+            raise DataError(f"{source}: all training ratings belong to one {role} ({vocab.classes[1]!r}){held}; "
                             f"a collaborative model needs at least two {role}s.")
-    if ratings.min() == ratings.max():
-        raise DataError(f"{source}: every training rating is {float(ratings[0]):g}, so there is nothing "
-                        f"to learn (any model would predict that value for every pair).")
+    if ratings.min() == ratings.max() and cfg.model not in RANKING_MODELS:
+        raise DataError(f"{source}: every training rating is {float(ratings[0]):g}, so a rating model has nothing "
+                        f"to learn (it would predict that value for every pair); --model ease or --model ials learn "
+                        f"which items users pick from such data.")
 
 
 def encode_valid(valid: Ratings | LeanRows, users: Vocab, items: Vocab) -> Encoded | None:
@@ -78,7 +82,7 @@ def training_rows(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | Non
         users, items = Vocab.from_ids(train_df["user"]), Vocab.from_ids(train_df["item"])
         tr = encode(train_df, users, items)
         va = encode_valid(valid, users, items) if valid is not None else None
-    check_learnable(users, items, tr.ratings, train.source)
+    check_learnable(users, items, tr.ratings, train.source, cfg)
     return users, items, tr, va
 
 

@@ -37,6 +37,11 @@ def _range(v) -> bool:
     return isinstance(v, list) and len(v) == 2 and all(map(_number, v)) and v[0] < v[1]
 
 
+def _scale(v) -> bool:
+    """A rating scale: one value is a scale too (like-only data, for a ranking model)."""
+    return isinstance(v, list) and len(v) == 2 and all(map(_number, v)) and v[0] <= v[1]
+
+
 def _epoch(v) -> bool:
     return isinstance(v, dict) and _whole(v.get("epoch")) and all(
         isinstance(x, (int, float)) and not isinstance(x, bool) for x in v.values())
@@ -64,7 +69,7 @@ FIELDS = {
     "users": IDS, "items": IDS,
     "titles": Rule(lambda v: isinstance(v, dict) and all(isinstance(t, str) for t in v.values()),
                    "an object of item id: title (a string)"),
-    "rating_range": Rule(_range, "two finite numbers, the lower first"),
+    "rating_range": Rule(_scale, "two finite numbers, the lower first"),
     "baseline_mean": NUMBER,
     "config": Rule(lambda v: isinstance(v, dict) and (v.get("wd") is None or _number(v["wd"])),
                    "an object of training options (wd a number or null)"),
