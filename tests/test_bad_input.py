@@ -59,6 +59,7 @@ def train_argv(data: Path, out: Path, *extra: str) -> list[str]:
 
 BAD_FILES = {
     "empty": ("", ["is empty"]),
+    "utf-16": ("user,item,rating\n1,2,3\n2,1,4\n".encode("utf-16"), ["is UTF-16 text; save it as UTF-8"]),
     "header-only": ("user,item,rating\n", ["has a header but no rows", "user, item, rating"]),
     "blank-lines-only": ("\n\n\n", ["has no rows"]),
     "missing-rating-column": ("user,item,when\n1,2,3\n", ["no rating column", "--rating-col"]),

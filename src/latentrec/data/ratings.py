@@ -154,6 +154,9 @@ def _read_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Dat
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty; it needs rows of {needs}.")
     if suffix not in PARQUET_SUFFIXES:
+        with open(path, "rb") as f:
+            if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+                raise DataError(f"{path} is UTF-16 text; save it as UTF-8 (or latin-1) and read it again.")
         raw, has_header = _read_text(path, cols, pairs, needs)
         return raw, has_header, int(has_header)
     try:
