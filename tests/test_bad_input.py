@@ -610,3 +610,11 @@ def test_unknown_user_at_recommend_gets_a_ranking_not_an_error(capsys, trained):
     assert code == 0, err
     result = json.loads(out)
     assert result["known"] is False and len(result["recommendations"]) == 3
+
+
+def test_a_test_file_of_strangers_is_said_to_say_nothing_about_the_model(capsys, tmp_path, trained):
+    data = write(tmp_path / "strangers.csv", "user,item,rating\nzz1,q1,5\nzz2,q2,3\nzz3,q3,4\n")
+    assert main(["evaluate", str(trained[0]), "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "these figures say nothing about the model" in out and "worse than the user + item biases" not in out
+    assert "(3 unknown test users, not ranked)" in " ".join(out.split())

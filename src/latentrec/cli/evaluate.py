@@ -45,10 +45,13 @@ def print_evaluation(r: dict, ranking_asked: bool = False) -> None:
     rows = [("model", r["rmse"], r["mae"], "")]
     for name, b in r["baselines"].items():
         rows.append((f"baseline: {name.replace('_', ' ')}", b["rmse"], b["mae"], f"{r['improvement_pct'][name]:+.1f}%"))
-    table(f"\nEvaluation on {r['data']} ({plural(r['n'], 'rating')}, {r['n_unknown']} with an unknown user or item)",
+    table(f"\nEvaluation on {r['data']} ({plural(r['n'], 'rating')}, {r['n_unknown']:,} with an unknown user or item)",
           ["model", "rmse", "mae", "model's rmse gain"], rows, {"rmse": ".4f", "mae": ".4f"})
     console.print(f"Ratings' standard deviation: {r['ratings_std']:.4f} (what always guessing the mean scores)")
-    if r["improvement_pct"]["biases"] < 0:
+    if r["n_unknown"] == r["n"]:
+        console.print("Note: every one of these ratings has a user or an item the model does not know, so the model "
+                      "and the baselines all answer with their fallbacks: these figures say nothing about the model.")
+    elif r["improvement_pct"]["biases"] < 0:
         console.print("Note: the model predicts these ratings worse than the user + item biases baseline: its recipe "
                       "may not suit these data (`latentrec tune` searches one on them).")
     print_notes(r)
@@ -74,8 +77,9 @@ def print_notes(r: dict) -> None:
 def print_ranking(g: dict) -> None:
     k = g["k"]
     if not g["n_users"]:
+        unknown = f" ({plural(g['n_unknown_users'], 'unknown test user')}, not ranked)" * bool(g["n_unknown_users"])
         console.print(f"\nNo top-{k} ranking: no known user has a test rating >= {g['threshold']:g} of an item "
-                      f"outside their training items.")
+                      f"outside their training items{unknown}.")
         return
     cols = [f"precision@{k}", f"recall@{k}", f"ndcg@{k}", "hit_rate", "coverage"]
     rows = [(name, *[g[name][c] for c in cols]) for name in ("model", "popularity")]
