@@ -618,3 +618,10 @@ def test_a_test_file_of_strangers_is_said_to_say_nothing_about_the_model(capsys,
     out = capsys.readouterr().out
     assert "these figures say nothing about the model" in out and "worse than the user + item biases" not in out
     assert "(3 unknown test users, not ranked)" in " ".join(out.split())
+
+
+def test_a_validation_share_of_no_row_trains_on_everything_and_says_so(capsys, tmp_path):
+    data = write(tmp_path / "two.csv", "user,item,rating\na,x,5\nb,y,1\n")
+    assert main(["train", "--data", str(data), "--epochs", "2", "--out", str(tmp_path / "m")]) == 0
+    out, err = capsys.readouterr()
+    assert "holding out 20% of 2 ratings leaves no validation row" in err and "nan" not in out

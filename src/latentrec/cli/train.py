@@ -15,6 +15,7 @@ from latentrec.cli.common import (
     console,
     emit_json,
     ordered_by,
+    plural,
     read,
     read_big,
     read_scored,
@@ -222,6 +223,9 @@ def run(args: argparse.Namespace) -> int:
     valid = read_scored(args, args.valid) if args.valid else None
     if lean is None:  # the lean reader held its validation rows out already
         train_data, valid = hold_out(train_data, valid, cfg.valid_pct, cfg.seed)
+        if valid is None and cfg.valid_pct and not args.json:
+            stderr(f"latentrec train: holding out {cfg.valid_pct:.0%} of {plural(len(train_data), 'rating')} leaves "
+                   f"no validation row; training on all of them, with nothing to evaluate.")
     if args.test:
         test = read_scored(args, args.test)  # read (and checked) before training, encoded after it
 

@@ -29,10 +29,13 @@ def random_split(df: pd.DataFrame, valid_pct: float, seed: int | None = 42) -> t
 
 def hold_out(train: Ratings, valid: Ratings | None, valid_pct: float,
              seed: int | None = 42) -> tuple[Ratings, Ratings | None]:
-    """The training and validation ratings: ``valid`` if given, else a random ``valid_pct`` of ``train``."""
+    """The training and validation ratings: ``valid`` if given, else a random ``valid_pct`` of ``train`` (``None``
+    when that share of so few ratings rounds to no row)."""
     if valid is not None or valid_pct == 0:
         return train, valid
     rows, held = random_split(train.df, valid_pct, seed)
+    if not len(held):
+        return train, None
     return replace(train, df=rows), replace(train, df=held, source="the validation rows")
 
 
