@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     valid = read_scored(args, args.valid) if args.valid else None
     if lean is None:  # the lean reader held its validation rows out already
         train_data, valid = hold_out(train_data, valid, cfg.valid_pct, cfg.seed)
-        if valid is None and cfg.valid_pct and not args.json:
+        if valid is None and cfg.valid_pct and len(train_data) > 1 and not args.json:  # 1 rating: fit refuses it
             stderr(f"latentrec train: holding out {cfg.valid_pct:.0%} of {plural(len(train_data), 'rating')} leaves "
                    f"no validation row; training on all of them, with nothing to evaluate.")
     if args.test:
