@@ -134,7 +134,7 @@ def check_given(rec: Recommender, given: UserRatings) -> None:
     off = next(((i, r) for i, r in zip(given.items, given.ratings) if not lo <= r <= hi), None)
     if off:
         raise DataError(f"Item {off[0]} is rated {off[1]:g} in {given.source}, outside the model's rating scale "
-                        f"{lo:g}-{hi:g}.")
+                        f"{lo:g} to {hi:g}.")
 
 
 def folds_in(rec: Recommender, given: UserRatings) -> bool:
