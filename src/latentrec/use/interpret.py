@@ -32,10 +32,10 @@ def item_biases(rec: Recommender) -> tuple[np.ndarray, str]:
 def bias_unit(rec: Recommender) -> str:
     """What a number in the bias tables means: biases differ in scale from model to model."""
     if item_biases(rec)[1] == "baseline":
-        return "stars above or below the mean rating"
+        return "rating points above or below the mean rating"
     if getattr(rec.model, "y_range", None) is not None:
         return "before the sigmoid that maps scores to ratings"
-    return "in stars, the mean rating included"
+    return "in rating points, the mean rating included"
 
 
 def _items(rec: Recommender, idx: np.ndarray, counts: np.ndarray) -> pd.DataFrame:
