@@ -62,3 +62,22 @@ def test_titles_follow_their_items_through_deduplication():
     for policy in ("mean", "last"):
         r = load_ratings(df, duplicates=policy)
         assert r.titles == {"x": "X", "y": "Y", "z": "Z"} and "title" not in r.df
+
+
+def test_a_gzipped_text_file_reads_as_the_plain_one(tmp_path):
+    import gzip
+
+    import pytest
+
+    from latentrec.errors import DataError
+
+    body = "userId,movieId,rating\n1,10,4\n2,10,3.5\n2,\u00e9t\u00e9,5\n".encode("latin-1")
+    (tmp_path / "r.csv").write_bytes(body)
+    (tmp_path / "r.csv.gz").write_bytes(gzip.compress(body))
+    (tmp_path / "u.data.gz").write_bytes(gzip.compress(b"1\t10\t4\t0\n2\t10\t3\t0\n"))
+    plain, packed = load_ratings(tmp_path / "r.csv"), load_ratings(tmp_path / "r.csv.gz")
+    assert packed.df.equals(plain.df) and packed.df.item.tolist()[-1] == "\u00e9t\u00e9"
+    assert load_ratings(tmp_path / "u.data.gz").df.rating.tolist() == [4.0, 3.0]
+    (tmp_path / "bad.csv.gz").write_bytes(b"not gzip")
+    with pytest.raises(DataError, match="bad.csv.gz could not be read"):
+        load_ratings(tmp_path / "bad.csv.gz")

@@ -8,6 +8,7 @@ DataFrame and returns :class:`Ratings`: columns ``user`` and ``item`` (raw ids a
 from __future__ import annotations
 
 import csv
+import gzip
 import os
 import re
 import warnings
@@ -147,16 +148,21 @@ def _read_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Dat
         raise DataError(f"{path} does not exist (give a ratings file or one of the datasets {names}).")
     if path.is_dir():
         raise DataError(f"{path} is a directory; give a ratings file (CSV, TSV or Parquet).")
-    suffix = path.suffix.lower()
+    suffix = _suffix(path)
     if suffix not in TEXT_SUFFIXES | PARQUET_SUFFIXES:
         known = ", ".join(sorted(TEXT_SUFFIXES | PARQUET_SUFFIXES))
-        raise DataError(f"{path}: unknown file type {suffix or '(no extension)'!r}; use one of {known}.")
+        raise DataError(f"{path}: unknown file type {suffix or '(no extension)'!r}; use one of {known} (text files "
+                        f"may be gzipped: .csv.gz).")
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty; it needs rows of {needs}.")
     if suffix not in PARQUET_SUFFIXES:
-        with open(path, "rb") as f:
-            if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):
-                raise DataError(f"{path} is UTF-16 text; save it as UTF-8 (or latin-1) and read it again.")
+        try:
+            with _open(path, "rb") as f:
+                head = f.read(2)
+        except OSError as e:  # a damaged gzip file
+            raise DataError(f"{path} could not be read ({e}).") from None
+        if head in (b"\xff\xfe", b"\xfe\xff"):
+            raise DataError(f"{path} is UTF-16 text; save it as UTF-8 (or latin-1) and read it again.")
         raw, has_header = _read_text(path, cols, pairs, needs)
         return raw, has_header, int(has_header)
     try:
@@ -165,10 +171,20 @@ def _read_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Dat
         raise DataError(f"{path} could not be read as Parquet ({type(e).__name__}: {e}).") from None
 
 
+def _suffix(path: Path) -> str:
+    """The file type: ``.csv`` for ``ratings.csv`` and for ``ratings.csv.gz`` alike."""
+    return (Path(path.stem) if path.suffix.lower() == ".gz" else path).suffix.lower()
+
+
+def _open(path: Path, mode: str = "r", **kwargs):
+    """``open``, or ``gzip.open`` for a ``.gz`` file (pandas reads those by their name too)."""
+    return (gzip.open if path.suffix.lower() == ".gz" else open)(path, mode if "b" in mode else mode + "t", **kwargs)
+
+
 def first_line(path: Path) -> tuple[str, str]:
     for encoding in ("utf-8-sig", "latin-1"):
         try:
-            with open(path, encoding=encoding) as f:
+            with _open(path, encoding=encoding) as f:
                 for line in f:
                     if line.strip():
                         return line.rstrip("\r\n"), encoding
@@ -222,7 +238,7 @@ def _read_text(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Data
 
 def _longer_row(path: Path, sep: str, n_fields: int, encoding: str) -> str:
     """Where a row has more fields than the header, in pandas' words."""
-    with open(path, encoding=encoding, errors="replace") as f:
+    with _open(path, encoding=encoding, errors="replace") as f:
         for number, line in enumerate(f, 1):
             seen = len(_split_line(line.rstrip("\r\n"), sep))
             if seen > n_fields:
@@ -232,7 +248,7 @@ def _longer_row(path: Path, sep: str, n_fields: int, encoding: str) -> str:
 
 def _second_line(path: Path, encoding: str) -> str:
     """The second non-blank line of a text file ("" if there is none)."""
-    with open(path, encoding=encoding, errors="replace") as f:
+    with _open(path, encoding=encoding, errors="replace") as f:
         lines = (line.rstrip("\r\n") for line in f if line.strip())
         next(lines, None)
         return next(lines, "")
