@@ -160,3 +160,16 @@ def test_one_validation_user_or_a_close_call_keeps_the_ranker(monkeypatch):
     monkeypatch.setattr(rankers, "SURE", 1e9)  # popularity ahead, but not by this many standard errors
     rec, _ = fit(train, popular, CFG)
     assert rec.ranker.kind == "ease"
+
+
+def test_auto_takes_popularity_where_no_user_rated_two_items(tmp_path, capsys):
+    """EASE learns from items rated together: with one rating a user it is all zeros and would list in id order."""
+    df = pd.DataFrame({"user": range(300), "item": [i % 40 for i in range(300)],
+                       "rating": [1 + (i * 7) % 5 for i in range(300)]})
+    df.to_csv(tmp_path / "one_each.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "one_each.csv"), "--epochs", "3", "--out", str(tmp_path / "m"),
+                 "--json"]) == 0
+    check = json.loads(capsys.readouterr().out)["ranker_check"]
+    assert check == {"ranker": "ease", "reason": "no user rated two training items, so EASE learned nothing"}
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["ranker"]["kind"] == "popular"
+    assert main(["recommend", str(tmp_path / "m"), "--user", "3", "-n", "3"]) == 0  # the dir loads

@@ -279,7 +279,10 @@ def run(args: argparse.Namespace) -> int:
             ranked = f" + {fitted} in {rec.info['ranker_seconds']:.2f} s" if rec.ranker is not None else ""
             console.print(f"\nBest epoch {rec.info['best_epoch']}; trained in {rec.info['train_seconds']:.2f} s"
                           f"{ranked}; saved to {args.out}/")
-            if check is not None:
+            if check is not None and "reason" in check:
+                console.print(f"Lists ordered by popularity: {check['reason']} (--ranker {check['ranker']} keeps it "
+                              f"anyway).")
+            elif check is not None:
                 mine = f"the {check['ranker']} ranker" if check["ranker"] != "none" else "the predicted ratings"
                 console.print(f"Lists ordered by popularity: on {check['n_users']:,} validation users {mine} scored "
                               f"NDCG@{check['k']} {check['ndcg']:.4f} against popularity's {check['popular_ndcg']:.4f} "

@@ -154,6 +154,10 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None,
     if ranker_kind is not None:
         ranker, seconds = fit_ranker(ranker_kind, cfg, tr, len(users), len(items), device)
         info["ranker_seconds" if model is not None else "train_seconds"] = seconds
+        if cfg.ranker == "auto" and ranker.kind == "ease" and not bool(ranker.B.any()):
+            # no user rated two items, so EASE learned nothing and would list items in id order
+            ranker, info["ranker_check"] = fit_ranker("popular", cfg, tr, len(users), len(items), device)[0], {
+                "ranker": "ease", "reason": "no user rated two training items, so EASE learned nothing"}
     checked = cfg.ranker == "auto" and is_main() and model is not None and va is not None and bool(trainer.history)
     # the rated pairs by user (with their ratings, which a ranker reads as the users' history)
     indptr, rated, *ratings = csr.by_row(tr.users, tr.items, len(users),

@@ -79,7 +79,8 @@ FIELDS = {
     "best_epoch": Rule(lambda v: v is None or _whole(v), "null or a whole number"),
     "train_seconds": NUMBER, "ranker_seconds": NUMBER, "n_train": WHOLE, "n_valid": WHOLE,
     "ranker_check": Rule(lambda v: isinstance(v, dict) and isinstance(v.get("ranker"), str) and all(
-        _number(x) for k, x in v.items() if k != "ranker"), "an object of the replaced ranker's kind and numbers"),
+        _number(x) if k != "reason" else isinstance(x, str) for k, x in v.items() if k != "ranker"),
+        "an object of the replaced ranker's kind, numbers and a reason"),
     "data": TEXT, "diverged": TEXT,
 }
 REQUIRED = ("users", "items", "rating_range", "baseline_mean")  # and a rating model's architecture, or a ranker
