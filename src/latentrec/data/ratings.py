@@ -132,12 +132,23 @@ def read_user_ratings(path: str | os.PathLike) -> pd.DataFrame:
     if user is not None and (users := _ids(raw[user], "user", where, row_offset).unique()).size > 1:
         shown = ", ".join(map(str, users[:3])) + ", ..." * (len(users) > 3)
         raise DataError(f"{where} holds the ratings of {len(users):,} users ({shown}); give one user's {needs} rows.")
-    twice = df["item"].duplicated(keep=False).to_numpy()
-    if twice.any():
-        first = df["item"].iloc[int(np.flatnonzero(twice)[0])]
-        rows = np.flatnonzero((df["item"] == first).to_numpy())[:2] + 1 + row_offset
-        raise DataError(f"{where} rates item {first} more than once (rows {rows[0]} and {rows[1]}).")
+    repeat = _first_repeat(df, ["item"], row_offset)
+    if repeat is not None:
+        (item,), rows = repeat
+        raise DataError(f"{where} rates item {item} more than once (rows {rows[0]} and {rows[1]}).")
     return df
+
+
+def _first_repeat(df: pd.DataFrame, keys: list[str], row_offset: int) -> tuple[tuple, np.ndarray] | None:
+    """The first ``keys`` values that occur twice in ``df`` and the file rows of their first two occurrences, or
+    None when no values repeat."""
+    twice = df.duplicated(keys, keep=False).to_numpy()
+    if not twice.any():
+        return None
+    first = int(np.flatnonzero(twice)[0])
+    values = tuple(df[k].iloc[first] for k in keys)
+    same = np.logical_and.reduce([(df[k] == v).to_numpy() for k, v in zip(keys, values)])
+    return values, np.flatnonzero(twice & same)[:2] + 1 + row_offset
 
 
 def _read_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.DataFrame, bool, int]:
@@ -395,14 +406,14 @@ def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_of
 
 
 def _deduplicate(df: pd.DataFrame, where: str, policy: str, row_offset: int) -> pd.DataFrame:
-    dup = df.duplicated(["user", "item"], keep=False).to_numpy()
-    if not dup.any():
-        return df
     if policy == "error":
-        first = int(np.flatnonzero(dup)[0])
-        u, i = df.at[first, "user"], df.at[first, "item"]
-        rows = np.flatnonzero(dup & (df["user"] == u).to_numpy() & (df["item"] == i).to_numpy())[:2] + 1 + row_offset
-        raise rated_twice(where, u, i, rows)
+        repeat = _first_repeat(df, ["user", "item"], row_offset)
+        if repeat is not None:
+            (u, i), rows = repeat
+            raise rated_twice(where, u, i, rows)
+        return df
+    if not df.duplicated(["user", "item"]).any():
+        return df
     if policy == "last":
         return df.drop_duplicates(["user", "item"], keep="last").reset_index(drop=True)
     agg = {"rating": "mean", **{c: how for c, how in (("timestamp", "max"), ("title", "last")) if c in df}}

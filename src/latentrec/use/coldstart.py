@@ -50,6 +50,11 @@ class UserRatings:
             self.ratings = [float(r) for r in self.ratings]
         except (TypeError, ValueError):
             raise DataError(f"{self.source}: a rating is not a number ({self.ratings!r:.80}).") from None
+        seen = set()
+        for item in self.items:
+            if item in seen:
+                raise DataError(f"Item {item} is rated twice in {self.source}.")
+            seen.add(item)
 
     @classmethod
     def of(cls, given) -> "UserRatings":
@@ -103,33 +108,23 @@ def parse_ratings(text: str, source: str = "--ratings") -> UserRatings:
         ratings.append(value)
     if not items:
         raise DataError(f"{source} holds no ITEM:RATING pairs.")
-    given = UserRatings(items, ratings, source)
-    check_once(given)
-    return given
+    return UserRatings(items, ratings, source)
 
 
 def read_user_ratings(path: str) -> UserRatings:
     """One new user's ratings from a CSV, TSV or Parquet file (``data.ratings.read_user_ratings``), or from a text
     file of ``item:rating`` lines, read as ``--ratings`` reads them."""
-    line = first_line(Path(path))[0] if Path(path).is_file() else ""
+    path = Path(path)
+    line = first_line(path)[0] if path.is_file() else ""
     if ITEM_COLON_RATING.fullmatch(line.strip()):
-        return parse_ratings(Path(path).read_text(encoding="utf-8", errors="replace"), str(path))
+        return parse_ratings(path.read_text(encoding="utf-8", errors="replace"), str(path))
     df = ratings_file(path)
     return UserRatings(df["item"].tolist(), df["rating"].astype(float).tolist(), str(path))
 
 
-def check_once(given: UserRatings) -> None:
-    """Each item rated once."""
-    seen = set()
-    for item in given.items:
-        if item in seen:
-            raise DataError(f"Item {item} is rated twice in {given.source}.")
-        seen.add(item)
-
-
 def check_given(rec: Recommender, given: UserRatings) -> None:
-    """A new user's ratings must rate each item once, on the model's rating scale."""
-    check_once(given)
+    """A new user's ratings (each item rated once: :class:`UserRatings` checks that) must be on the model's rating
+    scale."""
     lo, hi = rec.rating_range
     off = next(((i, r) for i, r in zip(given.items, given.ratings) if not lo <= r <= hi), None)
     if off:

@@ -35,16 +35,16 @@ def _factorized(ids) -> tuple[np.ndarray, np.ndarray]:
     """``pd.factorize`` of raw ids as the vocabularies see them, as text: mixed Python values (1, 1.0, True,
     "1") would otherwise compare equal and merge. Whole floats lose their ``.0``, as ``load_ratings`` reads them
     (a float id column is what a merge that brought in NaN leaves)."""
-    ids = np.atleast_1d(np.asarray(ids, dtype=object) if not isinstance(ids, (np.ndarray, pd.Series)) else ids)
-    ids = np.asarray(ids)
+    typed = isinstance(ids, (np.ndarray, pd.Series))  # a list is kept as its objects: 1 and 1.0 stay apart
+    ids = np.atleast_1d(np.asarray(ids) if typed else np.asarray(ids, dtype=object))
     if ids.ndim != 1:
         raise ConfigError(f"predict takes a list of ids for users and one for items, not an array of shape {ids.shape}.")
     if ids.dtype.kind in "iuU" or pd.api.types.infer_dtype(ids, skipna=False) == "string":
         return pd.factorize(ids, use_na_sentinel=False)
     if ids.dtype.kind == "f":
         whole = np.isfinite(ids) & (ids == np.round(ids))
-        ids = ids.astype(object)
-        ids[whole] = ids[whole].astype(np.float64).astype(np.int64)
+        ids, floats = ids.astype(object), ids
+        ids[whole] = floats[whole].astype(np.int64)
     else:
         ids = np.array([int(x) if isinstance(x, float) and x.is_integer() else x for x in ids], dtype=object)
     return pd.factorize(pd.Series(ids, dtype="string").astype(str).to_numpy(object), use_na_sentinel=False)
