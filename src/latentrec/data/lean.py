@@ -103,9 +103,8 @@ def read_split(path: str | os.PathLike, cols: dict | None = None, duplicates: st
     items, item_map = _train_vocab(i[:n_train], item_ids)
     held = u[n_train:]
     n_unknown = len(np.unique(held[user_map[held] == 0])) if n_valid else 0
-    for col, mapping in ((u, user_map), (i, item_map)):
-        for s in range(0, len(col), CHUNK_ROWS):
-            col[s:s + CHUNK_ROWS] = mapping[col[s:s + CHUNK_ROWS]]
+    _remap(u, user_map.__getitem__)
+    _remap(i, item_map.__getitem__)
     valid = None
     if n_valid:
         valid = EncodedRows(Encoded(u[n_train:], i[n_train:], r[n_train:]), "the validation rows", n_unknown)
@@ -130,9 +129,8 @@ class LeanRows:
         gives them from ``load_ratings``. The columns are encoded in place, once: a later call returns the same rows."""
         if self.encoded is None:
             user_map, item_map = users.encode(self.user_ids.astype(str)), items.encode(self.item_ids.astype(str))
-            for col, mapping in ((self.users, user_map), (self.items, item_map)):
-                for s in range(0, len(col), CHUNK_ROWS):
-                    col[s:s + CHUNK_ROWS] = mapping[col[s:s + CHUNK_ROWS]]
+            _remap(self.users, user_map.__getitem__)
+            _remap(self.items, item_map.__getitem__)
             data = Encoded(self.users, self.items, self.ratings)
             self.encoded = EncodedRows(data, self.source, int((user_map == 0).sum()))
         return self.encoded
@@ -441,9 +439,14 @@ def _to_file_index(col: np.ndarray) -> np.ndarray:
         for s in range(0, len(col), CHUNK_ROWS):
             ids = np.union1d(ids, np.unique(col[s:s + CHUNK_ROWS]))
         find = lambda chunk: np.searchsorted(ids, chunk)  # noqa: E731
+    _remap(col, find)
+    return ids
+
+
+def _remap(col: np.ndarray, find) -> None:
+    """Replace ``col``'s values by ``find(values)`` in place, a chunk at a time (no column-sized temporary)."""
     for s in range(0, len(col), CHUNK_ROWS):
         col[s:s + CHUNK_ROWS] = find(col[s:s + CHUNK_ROWS])
-    return ids
 
 
 def _check_duplicates(u, i, user_ids, item_ids, where: str, row_offset: int) -> None:
