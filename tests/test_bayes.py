@@ -85,6 +85,7 @@ def test_bayes_fits_planted_data_and_the_saved_model_predicts_what_was_measured(
     rec.save(tmp_path / "m")
     again = Recommender.load(tmp_path / "m")
     assert again.model.config() == rec.model.config()
+    assert again.info == rec.info and {"n_train", "n_valid", "metrics"} <= set(again.info)
     assert_same_scores(evaluate(again, test)["rmse"], measured["rmse"], rec.device == again.device, atol=1e-6)
     user = train.df["user"].iloc[0]
     top = recommend(again, user, n=5)

@@ -28,6 +28,8 @@ def test_every_command_help_stays_light():
 def test_the_public_api_still_loads_on_use():
     assert "torch" in loaded_after("import latentrec\nlatentrec.fit")
     assert loaded_after("import latentrec\nlatentrec.TrainConfig") == []
+    import latentrec
+    assert sorted(latentrec.__all__) == sorted(latentrec._PUBLIC)  # the written list names every lazy export
 
 
 def test_a_reader_that_leaves_early_ends_the_command_quietly():

@@ -13,7 +13,8 @@ _PUBLIC = {
     "load_ratings": "latentrec.data.ratings", "recommend": "latentrec.use.topn", "recommend_all": "latentrec.use.topn",
     "similar_items": "latentrec.use.similar", "UserRatings": "latentrec.use.coldstart",
 }
-__all__ = sorted(_PUBLIC)
+__all__ = ["DotProductBias", "LatentrecError", "Ratings", "Recommender", "TrainConfig", "UserRatings", "create_params",
+           "evaluate", "fit", "load_ratings", "recommend", "recommend_all", "similar_items"]
 
 if TYPE_CHECKING:
     from latentrec.config import TrainConfig

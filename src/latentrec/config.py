@@ -10,6 +10,7 @@ from dataclasses import MISSING, asdict, dataclass, fields, replace
 from latentrec.errors import ConfigError
 
 MODELS = ("dot", "nn", "ease", "ials")
+DEFAULT_SOLVER = {"dot": "bayes", "nn": "autograd", "ease": "closed", "ials": "cg"}
 RANKING_MODELS = ("ease", "ials")  # learn which items users pick; they order lists but predict no ratings
 SOLVERS = ("sgd", "autograd", "als", "bayes", "closed", "cg")  # als/bayes: closed-form solvers for the dot model
 RANKERS = ("auto", "ease", "ials", "popular", "none")  # the ranking model a rating model's dir is paired with
@@ -66,7 +67,7 @@ class TrainConfig:
             raise ConfigError(f"--model must be one of {', '.join(MODELS)}, not {self.model!r}.")
         if self.solver is not None and self.solver not in SOLVERS:
             raise ConfigError(f"--solver must be one of {', '.join(SOLVERS)}, not {self.solver!r}.")
-        solver = self.solver or {"dot": "bayes", "ease": "closed", "ials": "cg"}.get(self.model, "autograd")
+        solver = self.solver or DEFAULT_SOLVER[self.model]
         recipe = RECIPES.get((self.model, solver))
         if recipe is None:
             raise ConfigError(f"--model {self.model} cannot be trained with --solver {solver}.")

@@ -14,10 +14,9 @@ import argparse
 import json
 import math
 import os
+import tomllib
 from dataclasses import fields
 from pathlib import Path
-
-import tomllib
 
 from latentrec.cli.common import seed
 from latentrec.config import ALWAYS, TrainConfig

@@ -40,6 +40,7 @@ from latentrec.config import (
     TrainConfig,
 )
 from latentrec.errors import ConfigError
+from latentrec.training.callback import Callback
 
 if TYPE_CHECKING:
     from latentrec.training.checkpoint import Checkpointer
@@ -130,7 +131,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-class EpochTable:
+class EpochTable(Callback):
     """Prints the epoch table as training goes, with a bar over epochs on stderr. The header comes with the
     first row (so an error before any epoch is the only line) and names the columns that row has: no
     validation columns without validation rows, no lr for a closed-form solver."""

@@ -32,6 +32,7 @@ from latentrec.data.ratings import Ratings
 from latentrec.data.split import hold_out
 from latentrec.errors import ConfigError
 from latentrec.evaluation.evaluate import evaluate
+from latentrec.training.callback import Callback
 from latentrec.training.fit import fit
 from latentrec.use.recommender import Recommender
 
@@ -149,7 +150,7 @@ def suggest(trial: optuna.Trial, name: str, dist):
     return trial.suggest_categorical(name, list(dist.choices))
 
 
-class PruningCallback:
+class PruningCallback(Callback):
     """Trainer callback: report the valid RMSE at each tenth of the epochs; stop the trial if hopeless."""
 
     def __init__(self, trial: optuna.Trial, epochs: int):

@@ -9,7 +9,7 @@ the other side's ``f_j = [q_{c_j}, 1]`` and the targets ``t_j = y_j - mu - b_{c_
 ALS is ``alpha = 1``, ``prec = 0``, ``ridge = lambda`` and no draw; a Gibbs sweep is ``ridge = 0`` with
 the prior precision ``prec``, the prior means ``m`` and the standard normal draws ``z``. The sums are
 float64 in a ``d x d`` buffer per thread, so a sweep allocates nothing of the size of the ratings
-(the batched torch route in ``als.py`` builds an ``nnz x d^2`` outer-product table). Rows are
+(the batched torch route in ``rating_graph.py`` builds an ``nnz x d^2`` outer-product table). Rows are
 independent, so the result does not depend on the number of threads.
 """
 
@@ -69,7 +69,6 @@ def _solve_rows(indptr, cols, vals, other, mu, alpha, prec, ridge, prior_mean, z
     d = other.shape[1]
     k = d - 1
     per_row_prior = prior_mean.shape[0] > 1
-    failed = 0
     for c in prange((n + CHUNK - 1) // CHUNK):
         a = np.empty((d, d))
         b = np.empty(d)
@@ -101,7 +100,6 @@ def _solve_rows(indptr, cols, vals, other, mu, alpha, prec, ridge, prior_mean, z
                     a[p, q] = alpha * a[p, q] + prec[p, q]
                 a[p, p] = alpha * a[p, p] + prec[p, p] + shrink
             if not _solve_row(a, b, x, d):
-                failed += 1
                 mean_out[r, :] = np.nan
                 draw_out[r, :] = np.nan
                 continue
@@ -115,21 +113,19 @@ def _solve_rows(indptr, cols, vals, other, mu, alpha, prec, ridge, prior_mean, z
                     x[i] = t / a[i, i]
                 for p in range(d):
                     draw_out[r, p] = mean_out[r, p] + x[p]
-    return failed
 
 
 def solve_rows(indptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, other: np.ndarray, mu: float, alpha: float,
                prec: np.ndarray, ridge: float, prior_mean: np.ndarray, z: np.ndarray | None,
-               mean_out: np.ndarray, draw_out: np.ndarray | None) -> int:
-    """Fill ``mean_out`` (and, given ``z``, ``draw_out``) for every row of the CSR; returns how many were singular
-    (their rows are NaN).
+               mean_out: np.ndarray, draw_out: np.ndarray | None) -> None:
+    """Fill ``mean_out`` (and, given ``z``, ``draw_out``) for every row of the CSR; a singular row is NaN.
 
     ``other`` is the other side's ``[factors, bias]`` table; ``prior_mean`` one row or one per row.
     """
     d = other.shape[1]
     zz = np.zeros((0, d), np.float32) if z is None else z
     out = mean_out if draw_out is None else draw_out
-    return _solve_rows(indptr, cols, vals, other, np.float64(mu), np.float64(alpha), prec.astype(np.float64),
+    _solve_rows(indptr, cols, vals, other, np.float64(mu), np.float64(alpha), prec.astype(np.float64),
                        np.float64(ridge), prior_mean.astype(np.float64), zz, mean_out, out)
 
 

@@ -36,6 +36,7 @@ from latentrec.data.batches import Batches
 from latentrec.errors import ConfigError, DataError, ModelFileError
 from latentrec.solvers.distributed import gather_states, is_main, world
 from latentrec.solvers.optim import Optimizer
+from latentrec.training.callback import Callback
 from latentrec.use.model_dir import read_weights, write_tensors
 
 FILE = "checkpoint.safetensors"
@@ -260,7 +261,7 @@ def completed_epoch(folder: str | os.PathLike) -> int | None:
         return None
 
 
-class Checkpointer:
+class Checkpointer(Callback):
     """Callback: saves a checkpoint at an epoch end once ``every`` seconds have passed since the last save
     (or the start); with ``resume`` first restores the saved one."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,12 @@ from latentrec.errors import ConfigError, DataError, TrainingDiverged
 from latentrec.models.baselines import fit_biases
 from latentrec.models.dot import DotProductBias, default_y_range
 from latentrec.solvers.distributed import is_main, local_device
+from latentrec.training.callback import Callback
 from latentrec.training.loop import Trainer
 from latentrec.training.rankers import fit_ranker, pick_ranker, popular_if_better
 from latentrec.use.recommender import Recommender
+
+Build = Callable[[TrainConfig, int, int, tuple[float, float]], torch.nn.Module]  # (cfg, users, items, y_range)
 
 
 def make_model(cfg: TrainConfig, n_users: int, n_items: int, y_range: tuple[float, float]) -> torch.nn.Module:
@@ -87,8 +91,8 @@ def training_rows(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | Non
 
 
 def fit(train: Ratings | pd.DataFrame | EncodedSplit, valid: Ratings | pd.DataFrame | LeanRows | None = None,
-        config: TrainConfig | None = None, callbacks: list | None = None,
-        build=None) -> tuple[Recommender, Trainer | None]:
+        config: TrainConfig | None = None, callbacks: list[Callback] | None = None,
+        build: Build | None = None) -> tuple[Recommender, Trainer | None]:
     """Train a model on ``train``; validate on ``valid`` (ratings, or a big file's rows from ``lean.read_rows``) or
     on a random ``valid_pct`` of ``train``. A DataFrame is read as ``load_ratings`` reads it.
 
@@ -96,7 +100,7 @@ def fit(train: Ratings | pd.DataFrame | EncodedSplit, valid: Ratings | pd.DataFr
     training arrays are reordered in place). ``build(cfg, n_users, n_items, y_range)`` replaces
     :func:`make_model` (the ablation uses it).
 
-    ``--model ease|ials`` fits only a ranking model (the Trainer is None). A rating model is paired
+    ``model="ease"`` or ``"ials"`` fits only a ranking model (the Trainer is None). A rating model is paired
     with the ranking model ``config.ranker`` names (default ``auto``: EASE up to
     ``config.EASE_AUTO_ITEMS`` items, iALS beyond up to ``config.IALS_AUTO_RATINGS`` training ratings, none
     above, then the most-popular list instead where that ranks the validation rows clearly better; ``none``: no
@@ -115,7 +119,7 @@ def fit(train: Ratings | pd.DataFrame | EncodedSplit, valid: Ratings | pd.DataFr
 
 
 def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None, config: TrainConfig | None = None,
-         callbacks: list | None = None, build=None) -> tuple[Recommender, Trainer | None]:
+         callbacks: list[Callback] | None = None, build: Build | None = None) -> tuple[Recommender, Trainer | None]:
     given = cfg = config or TrainConfig()
     device = local_device(pick_device(cfg.device))
     cfg = cfg.resolved()

@@ -7,7 +7,6 @@ import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -19,10 +18,7 @@ from latentrec.models.scoring import predict_rows, rmse_mae, scored_by_kernel
 from latentrec.solvers.distributed import data_parallel
 from latentrec.solvers.diverged import Diverged
 from latentrec.solvers.runners import RUNNERS
-
-
-class Callback(Protocol):
-    def on_epoch_end(self, trainer: "Trainer", record: dict) -> None: ...
+from latentrec.training.callback import Callback
 
 
 @contextmanager
@@ -71,7 +67,7 @@ class Trainer:
     valid: Encoded | None
     cfg: TrainConfig
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    callbacks: list = field(default_factory=list)
+    callbacks: list[Callback] = field(default_factory=list)
     clip: tuple[float, float] | None = None  # predictions are clipped to the rating scale
     history: list[dict] = field(default_factory=list)
     diverged: str | None = None
@@ -103,9 +99,8 @@ class Trainer:
         cfg = self.cfg
         runner = self.runner = data_parallel(RUNNERS[cfg.solver], self.model, self.train, cfg, self.device)
         schedule = parse_schedule(cfg.schedule, cfg.lr, cfg.epochs)
-        for cb in self.callbacks:  # e.g. a Checkpointer restoring a saved run
-            if hasattr(cb, "on_fit_start"):
-                cb.on_fit_start(self)
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
         with torch_threads(getattr(runner, "torch_threads", None)):
             self._epochs(runner, schedule)
         if self.best_state is not None:

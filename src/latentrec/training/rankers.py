@@ -10,7 +10,15 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from latentrec.config import EASE_AUTO_ITEMS, IALS_AUTO_RATINGS, RANK_EVAL_USERS, RECIPES, TrainConfig
+from latentrec.config import (
+    DEFAULT_SOLVER,
+    EASE_AUTO_ITEMS,
+    IALS_AUTO_RATINGS,
+    RANK_EVAL_USERS,
+    RANKING_MODELS,
+    RECIPES,
+    TrainConfig,
+)
 from latentrec.data.batches import Encoded, EncodedRows
 from latentrec.data.csr import bincount
 from latentrec.errors import ConfigError
@@ -56,14 +64,14 @@ def ranker_config(kind: str, cfg: TrainConfig) -> TrainConfig:
     """The settings a ranker is fit with: ``cfg`` itself for ``--model ease|ials``, else that model's recipe."""
     if cfg.model == kind:
         return cfg
-    solver = {"ease": "closed", "ials": "cg"}[kind]
+    solver = DEFAULT_SOLVER[kind]
     return replace(cfg, model=kind, solver=solver, ranker="none", **RECIPES[(kind, solver)])
 
 
 def pick_ranker(cfg: TrainConfig, n_items: int, n_ratings: int) -> str | None:
     """The kind of ranking model to fit: the model itself, the paired ``cfg.ranker``, or None. ``auto``: EASE up
     to ``EASE_AUTO_ITEMS`` items, else iALS up to ``IALS_AUTO_RATINGS`` training ratings, else none."""
-    if cfg.model in ("ease", "ials"):
+    if cfg.model in RANKING_MODELS:
         return cfg.model
     if cfg.ranker == "auto":
         if n_items <= EASE_AUTO_ITEMS and ease_fits(n_items):

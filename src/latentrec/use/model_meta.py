@@ -83,6 +83,8 @@ FIELDS = {
         "an object of the replaced ranker's kind, numbers and a reason"),
     "data": TEXT, "diverged": TEXT,
 }
+INFO = ("metrics", "best_epoch", "train_seconds", "ranker_seconds", "n_train", "n_valid", "ranker_check", "data",
+        "diverged")  # what a model says about its training: Recommender.info
 REQUIRED = ("users", "items", "rating_range", "baseline_mean")  # and a rating model's architecture, or a ranker
 PART_REQUIRED = ("kind", "n_items")
 

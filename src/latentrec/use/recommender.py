@@ -28,7 +28,7 @@ from latentrec.models.ranker import Ranker
 from latentrec.models.registry import build_model, build_ranker
 from latentrec.models.scoring import predict_rows
 from latentrec.use.model_dir import read_model_dir, write_model_dir
-from latentrec.use.model_meta import check_meta
+from latentrec.use.model_meta import INFO, check_meta
 
 
 def _factorized(ids) -> tuple[np.ndarray, np.ndarray]:
@@ -235,7 +235,6 @@ class Recommender:
             if "ranker" in meta:
                 ranker = _load_part(path, lambda: build_ranker(meta["ranker"], f"{path}/model.json"), tensors,
                                     "ranker.")
-            info_keys = {"metrics", "best_epoch", "train_seconds", "ranker_seconds", "ranker_check", "data", "diverged"}
             return cls(
                 model=model.to(device) if model is not None else None,
                 ranker=ranker.to(device) if ranker is not None else None,
@@ -249,7 +248,7 @@ class Recommender:
                           tensors["baseline.item_bias"].numpy()),
                 config=meta.get("config", {}),
                 history=meta.get("history", []),
-                info={k: meta[k] for k in info_keys if k in meta},
+                info={k: meta[k] for k in INFO if k in meta},
                 titles=meta.get("titles", {}),
             )
         except (KeyError, TypeError, ValueError) as e:

@@ -206,7 +206,7 @@ def create_app(holder: ModelHolder) -> FastAPI:
     async def similar(item: str, n: N = 10,
                       min_ratings: Annotated[int, Query(ge=0, description="only items rated this often")] = 0
                       ) -> JSONResponse:
-        """Items nearest to ``item`` by cosine similarity of the item factors; 404 for an unknown item."""
+        """Items nearest to ``item`` as ``latentrec similar`` finds them; 404 for an unknown item."""
         rec = model().rec
         if item not in rec.items:
             raise HTTPException(404, f"Item {item} is not in the model (it had no training ratings).")

@@ -3,9 +3,8 @@
 Requests read ``holder.state`` once and use that snapshot to the end, so a reload never changes
 the model under a request. A reload loads and warms the new model beside the old one and swaps
 one reference; if the new model fails to load, the old one keeps serving and the failure is
-logged. Model calls run one at a time under ``holder.lock``: the compiled (numba) kernels that
-``predict`` reaches may not be entered from two threads at once, and on a few cores one call at
-a time is also the fastest order.
+logged. Model calls run one at a time under ``holder.lock``: each already uses every core (torch
+and the compiled kernels), so one call at a time is the fastest order.
 """
 
 from __future__ import annotations
