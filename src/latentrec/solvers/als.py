@@ -14,19 +14,18 @@ sigmoid: ``y_range=None``), so the model file and every command that reads it ar
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from latentrec.config import TrainConfig
 from latentrec.data.batches import Encoded
 from latentrec.errors import ConfigError
+from latentrec.solvers.base import Runner
 from latentrec.solvers.rating_graph import Partition, RatingGraph
 
 SINGULAR = "ALS met a singular system; raise --wd (the ridge penalty)."
 
 
-class ALSRunner:
+class ALSRunner(Runner):
     """One Trainer epoch = one ALS sweep: solve all users, then all items, write them into the model."""
 
     closed_form = True
@@ -44,7 +43,6 @@ class ALSRunner:
         self.u = torch.zeros(model.n_users, k + 1, device=device)  # [p_u, b_u]
         self.v = torch.randn(model.n_items, k + 1, generator=gen, device=device) * 0.1  # [q_i, b_i]
         self.v[:, -1] = 0
-        self.limit = math.inf
 
     def solver_state(self) -> dict:
         return {"u": self.u, "v": self.v}

@@ -31,6 +31,7 @@ import torch
 
 from latentrec.data.batches import Encoded
 from latentrec.data.lean import Share
+from latentrec.solvers.base import Runner
 from latentrec.solvers.diverged import Diverged, check_loss
 from latentrec.solvers.rating_graph import Partition
 
@@ -97,7 +98,7 @@ def shard(data: Encoded, rank: int, size: int, seed: int | None) -> Encoded:
     return Encoded(data.users[idx], data.items[idx], data.ratings[idx])
 
 
-class DataParallelRunner:
+class DataParallelRunner(Runner):
     """Wraps an epoch runner built on this rank's shard; keeps all ranks' weights identical."""
 
     def __init__(self, factory, model: torch.nn.Module, data: Encoded, cfg, device: torch.device):
@@ -116,7 +117,6 @@ class DataParallelRunner:
         self.inners = [factory(model, shard(part, j, syncs, cfg.seed), cfg, device) for j in range(syncs)]
         for inner in self.inners:  # a check inside one rank's epoch would leave its peers in a collective
             inner.checks_batches = False
-        self.limit = math.inf
         if not self.sum_updates:
             for p in self.params:
                 if p.requires_grad:

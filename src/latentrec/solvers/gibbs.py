@@ -21,7 +21,6 @@ the stacked factors divided by the number of samples: exactly the average, after
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
@@ -30,6 +29,7 @@ from latentrec.config import TrainConfig
 from latentrec.data.batches import Encoded
 from latentrec.errors import ConfigError
 from latentrec.solvers.als import als_side
+from latentrec.solvers.base import Runner
 from latentrec.solvers.rating_graph import Partition, RatingGraph
 
 ALS_START_REG, ALS_START_SWEEPS = 0.1, 3
@@ -145,7 +145,7 @@ def _rowwise(x: torch.Tensor) -> torch.Tensor:
         return x.to_sparse_csr()
 
 
-class GibbsRunner:
+class GibbsRunner(Runner):
     """One Trainer epoch = one Gibbs sweep; after ``burn_in`` sweeps each sample is kept in the model."""
 
     closed_form = True
@@ -174,7 +174,6 @@ class GibbsRunner:
             finally:
                 torch.set_num_threads(threads)
         self.sweep = 0
-        self.limit = math.inf
 
     def solver_state(self) -> dict:
         """The chain's state (for checkpoints): current rows, noise precision, sweep, implicit priors."""

@@ -1,8 +1,8 @@
 """Epoch runners: one pass over the training ratings, returning the mean squared error it saw.
 
-Every solver implements the :class:`Runner` interface: ``epoch(lr_at) -> mse``, a divergence
+Every solver extends :class:`~latentrec.solvers.base.Runner`: ``epoch(lr_at) -> mse``, a divergence
 ``limit`` (an epoch whose loss passes it raises ``diverged.Diverged``), and, where it has state of
-its own, ``state_dict``/``load_state_dict`` for checkpoints. :class:`AutogradRunner` is the seed's
+its own, ``solver_state``/``load_solver_state`` for checkpoints. :class:`AutogradRunner` is the seed's
 hand-written loop (predict -> loss -> backward -> step -> zero grad); :class:`KernelRunner` the
 fused per-rating SGD kernel for the dot model; ALS and Gibbs sweeps live in ``als.py``/``gibbs.py``.
 """
@@ -10,8 +10,6 @@ fused per-rating SGD kernel for the dot model; ALS and Gibbs sweeps live in ``al
 from __future__ import annotations
 
 import logging
-import math
-from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -19,6 +17,7 @@ import torch
 from latentrec.config import TrainConfig
 from latentrec.data.batches import Batches, Encoded
 from latentrec.errors import ConfigError
+from latentrec.solvers.base import Runner
 from latentrec.solvers.deterministic import deterministic
 from latentrec.solvers.diverged import check_loss
 from latentrec.solvers.optim import make_optimizer
@@ -26,32 +25,18 @@ from latentrec.solvers.optim import make_optimizer
 log = logging.getLogger(__name__)
 
 
-class Runner(Protocol):
-    """What the training loop asks of a solver."""
-
-    limit: float
-
-    def epoch(self, lr_at: Callable[[float], float]) -> float: ...
-
-
 CHECK_EVERY = 64  # batches between divergence checks off the CPU
 
 
-class AutogradRunner:
+class AutogradRunner(Runner):
     """Batched training through autograd with our own optimizer; works for every model and device.
-
-    ``checks_batches``: check the loss inside the epoch too (off under ``DataParallelRunner``, whose
-    ranks must reach every gradient all-reduce of the epoch and decide on divergence together).
     """
-
-    checks_batches = True
 
     def __init__(self, model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
         self.model = model
         self.batches = Batches(data, bs=cfg.bs, shuffle=True, device=device, seed=cfg.seed)
         self.opt = make_optimizer(cfg.opt, model.parameters(), cfg.wd, cfg.wd_mode, cfg.momentum)
         self.loss = cfg.loss
-        self.limit = math.inf
 
     def epoch(self, lr_at) -> float:
         """One pass with deterministic kernels; the squared errors are summed on the device and read at the end.
@@ -79,7 +64,7 @@ class AutogradRunner:
         return check_loss(value, self.limit)
 
 
-class KernelRunner:
+class KernelRunner(Runner):
     """The fused per-rating SGD kernel (numba, CPU) updating a ``DotProductBias`` in place.
 
     While it trains, torch gets one thread: its work is only the small per-epoch checks and
@@ -102,7 +87,6 @@ class KernelRunner:
         grid = default_grid(len(data), numba.get_num_threads())
         self.data = BlockedRatings(data.users, data.items, data.ratings, n_users, n_items, grid=grid, rng=self.rng)
         self.wd = cfg.wd
-        self.limit = math.inf
 
     def epoch(self, lr_at) -> float:
         from latentrec.solvers.sgd_kernel import sgd_epoch

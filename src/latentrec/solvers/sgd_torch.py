@@ -18,13 +18,12 @@ tracks the kernel's epoch by epoch (README, "GPU").
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from latentrec.config import TrainConfig
 from latentrec.data.batches import Encoded
+from latentrec.solvers.base import Runner
 from latentrec.solvers.deterministic import deterministic
 from latentrec.solvers.diverged import check_loss
 
@@ -80,7 +79,7 @@ def sgd_step(model, users: torch.Tensor, items: torch.Tensor, ratings: torch.Ten
     return (err * err).sum()
 
 
-class TorchSGDRunner:
+class TorchSGDRunner(Runner):
     """Epoch runner: batches of ``sgd_step`` on any device (int32 columns kept on it).
 
     The ratings are shuffled once, in the kernel's order (:func:`kernel_order`), and every epoch walks them
@@ -94,7 +93,6 @@ class TorchSGDRunner:
         self.model, self.device, self.wd = model, device, cfg.wd
         self.bs = cfg.bs if cfg.bs > 1 else batch_size(model.n_users, model.n_items)
         self.users, self.items, self.ratings = ordered_columns(model, data, cfg.seed, device)
-        self.limit = math.inf
 
     def epoch(self, lr_at) -> float:
         n, users, items, ratings = len(self.ratings), self.users, self.items, self.ratings

@@ -23,6 +23,7 @@ import torch
 
 from latentrec.config import TrainConfig
 from latentrec.data.batches import Encoded
+from latentrec.solvers.base import Runner
 from latentrec.solvers.diverged import check_loss
 from latentrec.solvers.sgd_torch import batch_size, ordered_columns
 
@@ -80,7 +81,7 @@ def sgd_epoch(model: torch.nn.Module, users: torch.Tensor, items: torch.Tensor, 
     return sq.sum()
 
 
-class TritonSGDRunner:
+class TritonSGDRunner(Runner):
     """Epoch runner of :func:`sgd_epoch`; the ratings are put in the kernel's order once, on the device.
 
     Building it compiles the kernel (an epoch over no ratings), so a machine where Triton cannot
@@ -93,7 +94,6 @@ class TritonSGDRunner:
         self.model, self.wd = model, cfg.wd
         self.users, self.items, self.ratings = ordered_columns(model, data, cfg.seed, device)
         self.bs = programs(len(data), model.n_users, model.n_items)  # how many ratings are in flight at once
-        self.limit = math.inf
 
     def epoch(self, lr_at) -> float:
         total = sgd_epoch(self.model, self.users, self.items, self.ratings, lr_at(0.0), self.wd, self.bs)

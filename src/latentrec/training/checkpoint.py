@@ -34,6 +34,7 @@ import torch
 from latentrec.atomic import atomic_path
 from latentrec.data.batches import Batches
 from latentrec.errors import ConfigError, DataError, ModelFileError
+from latentrec.solvers.base import Runner
 from latentrec.solvers.distributed import gather_states, is_main, world
 from latentrec.solvers.optim import Optimizer
 from latentrec.training.callback import Callback
@@ -89,13 +90,12 @@ def capture(trainer) -> tuple[dict[str, torch.Tensor], dict]:
                     else:
                         scalars.setdefault(str(i), {})[key] = v
             runner_meta["optim"][name] = scalars
-    if hasattr(trainer.runner, "solver_state"):  # closed-form solvers keep their own iterates
-        runner_meta["solver"] = {}
-        for key, value in trainer.runner.solver_state().items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"solver.{key}"] = _host(value)
-            else:
-                runner_meta["solver"][key] = value
+    runner_meta["solver"] = {}
+    for key, value in trainer.runner.solver_state().items():  # closed-form solvers keep their own iterates
+        if isinstance(value, torch.Tensor):
+            tensors[f"solver.{key}"] = _host(value)
+        else:
+            runner_meta["solver"][key] = value
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -163,25 +163,23 @@ def restore(trainer, tensors: dict[str, torch.Tensor], meta: dict, where: Path) 
                 state.update({k[len(prefix):]: v.to(p.device) for k, v in tensors.items() if k.startswith(prefix)})
                 if state:
                     value.state[id(p)] = state
-    if hasattr(runner, "load_solver_state"):
-        state = dict(meta["runner"].get("solver", {}))
-        state.update({k[7:]: v.to(device) for k, v in tensors.items() if k.startswith("solver.")})
-        runner.load_solver_state(state)
+    state = dict(meta["runner"].get("solver", {}))
+    state.update({k[7:]: v.to(device) for k, v in tensors.items() if k.startswith("solver.")})
+    runner.load_solver_state(state)
     trainer.history = list(meta["history"])
     trainer.best_epoch, trainer.best_rmse = meta["best_epoch"], meta["best_rmse"]
     trainer.train_seconds = meta["train_seconds"]
     trainer.start_epoch = meta["epoch"]
 
 
-def _parts(runner):
+def _parts(runner: Runner) -> list[tuple[str, object]]:
     """``(name, value)`` of every attribute of the runner, or under torchrun of its data-parallel wrapper's
     inner runners (named ``inner0.NAME``, ...), where generators and optimizers live."""
-    inners = getattr(runner, "inners", None)
-    parts = {f"inner{j}.": r for j, r in enumerate(inners)} if inners else {"": runner}
+    parts = {f"inner{j}.": r for j, r in enumerate(runner.inners)} if runner.inners else {"": runner}
     return [(prefix + name, value) for prefix, part in parts.items() for name, value in vars(part).items()]
 
 
-def random_state(runner) -> tuple[dict[str, torch.Tensor], dict]:
+def random_state(runner: Runner) -> tuple[dict[str, torch.Tensor], dict]:
     """This process's random generators: torch's global one and every one the runner holds (numpy's as JSON)."""
     tensors, numpy_states = {"rng.torch": torch.get_rng_state()}, {}
     for name, value in _parts(runner):

@@ -15,6 +15,7 @@ from latentrec.config import TrainConfig, parse_schedule
 from latentrec.data.batches import Encoded
 from latentrec.data.csr import bincount
 from latentrec.models.scoring import predict_rows, rmse_mae, scored_by_kernel
+from latentrec.solvers.base import Runner
 from latentrec.solvers.distributed import data_parallel
 from latentrec.solvers.diverged import Diverged
 from latentrec.solvers.runners import RUNNERS
@@ -76,7 +77,7 @@ class Trainer:
     start_epoch: int = 0
     best_state: dict | None = field(default=None, repr=False)
     best_rmse: float = math.inf
-    runner: object = field(default=None, repr=False)
+    runner: Runner | None = field(default=None, repr=False)
     data_hash: str | None = field(default=None, repr=False)  # checkpoint.fingerprint, once the runner exists
 
     def __post_init__(self):
@@ -101,7 +102,7 @@ class Trainer:
         schedule = parse_schedule(cfg.schedule, cfg.lr, cfg.epochs)
         for cb in self.callbacks:
             cb.on_fit_start(self)
-        with torch_threads(getattr(runner, "torch_threads", None)):
+        with torch_threads(runner.torch_threads):
             self._epochs(runner, schedule)
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
@@ -123,7 +124,7 @@ class Trainer:
             except Diverged as why:
                 self.model.load_state_dict(good)
                 advice = ("Regularize more or use fewer factors: try a larger --wd or a smaller --n-factors."
-                          if getattr(runner, "closed_form", False) else
+                          if runner.closed_form else
                           f"Lower the learning rate: try --lr {cfg.lr / 3:.3g}.")
                 kept = f"; kept the weights of epoch {epoch}" if epoch else ""
                 self.diverged = f"Training diverged in epoch {epoch + 1} ({why}){kept}. {advice}"
@@ -131,7 +132,7 @@ class Trainer:
             runner.limit = max(10 * mse, 1.0) if math.isinf(runner.limit) else runner.limit
             self.model.set_unknown_rows(self.user_counts, self.item_counts)
             record = {"epoch": epoch + 1, "train_rmse": math.sqrt(mse)}
-            if not getattr(runner, "closed_form", False):  # ALS sweeps and Gibbs samples have no lr
+            if not runner.closed_form:  # ALS sweeps and Gibbs samples have no lr
                 record["lr"] = lr
             if self.valid is not None and len(self.valid):
                 record["valid_rmse"], record["valid_mae"] = rmse_mae(self.predict(self.valid), self.valid.ratings)
