@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from serve_model import saved, served
 
+from latentrec.data.vocab import Vocab
 from latentrec.use.coldstart import UserRatings
 from latentrec.use.interpret import item_pca
 from latentrec.use.recommender import Recommender
@@ -119,6 +120,8 @@ def test_a_new_user_rating_only_unknown_items_gets_the_flagged_popular_list(clie
     ({"ratings": [{"item": "i1", "rating": 4}], "n": 0}, 422),
     ({"ratings": [{"item": 1.5, "rating": 4}]}, 422),
     ({"ratings": [{"item": True, "rating": 4}]}, 422),  # not the id "1"
+    ({"ratings": [{"item": "i1", "rating": True}]}, 422),  # not the rating 1
+    ({"ratings": [{"item": "i1", "rating": "5"}]}, 422),
 ])
 def test_fold_in_refuses_bad_bodies(client, body, status):
     r = client.post("/api/recommendations", json=body)
@@ -214,6 +217,45 @@ def test_map_coordinates(client, holder):
     assert [p["item"] for p in body["items"]] == list(pca["item"])
     assert [p["x"] for p in body["items"]] == pytest.approx(list(pca["pc1"]), abs=1e-6)
     assert all(np.isfinite([p["y"] for p in body["items"]]))
+    n_items = len(holder.state.rec.items) - 1
+    whole = client.get(f"/api/map?n_items={n_items}").json()
+    for more in range(n_items + 1, n_items + 10):  # more than the catalogue is the same map, cached once
+        assert client.get(f"/api/map?n_items={more}").json() == whole
+    assert len(holder.state.maps) <= 4
+
+
+def test_health_answers_while_a_model_call_runs(holder):
+    """Model calls run on worker threads, so a long one (here: one waiting for the model) never holds up the event
+    loop: /healthz answers at once, and the waiting call finishes when the model is free."""
+    with TestClient(create_app(holder)) as client, ThreadPoolExecutor(2) as pool:  # one event loop for all calls
+        with holder.lock:
+            waiting = pool.submit(client.get, "/api/users/u1/recommendations")
+            time.sleep(0.2)
+            health = pool.submit(client.get, "/healthz")
+            assert health.result(timeout=10).json() == {"status": "ok"} and not waiting.done()
+            assert pool.submit(client.head, "/healthz").result(timeout=10).status_code == 200
+        assert waiting.result(timeout=30).status_code == 200
+
+
+def test_ids_with_a_slash(tmp_path):
+    rec = served()[0]
+    users, items = rec.users.classes[1:], rec.items.classes[1:]
+    users[0], items[0] = "a/b", "c/d"
+    dataclasses.replace(rec, users=Vocab(users), items=Vocab(items), titles={}).save(tmp_path / "m")
+    h = ModelHolder(tmp_path / "m")
+    h.load()
+    c = TestClient(create_app(h))
+    assert c.get("/api/users/a%2Fb/recommendations").json()["known"] is True
+    assert c.get("/api/items/c%2Fd/similar?n=2").json()["item"] == "c/d"
+
+
+def test_cross_origin_pages_only_where_allowed(holder):
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"}
+    allowed = TestClient(create_app(holder, allow_origins=["https://app.example"]))
+    r = allowed.options("/api/predict", headers=preflight)
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example"
+    assert TestClient(create_app(holder)).options("/api/predict", headers=preflight).status_code == 405
 
 
 def test_a_ranking_only_model_answers_lists_and_refuses_ratings_with_a_4xx(model_dir):
@@ -305,7 +347,7 @@ def test_serving_never_writes_into_the_model_dir(model_dir, client):
 
 def test_many_threads_at_once(client, holder):
     """Predict reaches the parallel numba kernel; from many threads at once the process must survive and answer
-    exactly what one thread at a time answers. (Without the holder's lock, numba's workqueue layer aborts.)"""
+    exactly what one thread at a time answers."""
     rec = holder.state.rec
     rng = np.random.default_rng(0)
     users, items = rec.users.classes[1:], rec.items.classes[1:]

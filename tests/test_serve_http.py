@@ -33,11 +33,11 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 @contextmanager
-def running(model_dir: Path):
+def running(model_dir: Path, *options: str):
     """``latentrec serve MODEL --port 0 --json`` in a subprocess: yields (url, process, log file); SIGTERM stops it."""
     log = model_dir.parent / "server.log"
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "latentrec", "serve", str(model_dir), "--port", "0", "--json"],
+        proc = subprocess.Popen([sys.executable, "-m", "latentrec", "serve", str(model_dir), "--port", "0", "--json", *options],
                                 stdout=subprocess.PIPE, stderr=err, text=True)
     try:
         line = proc.stdout.readline()  # printed once the model is loaded and the port is listening
@@ -118,6 +118,13 @@ def test_weights_truncated_in_place_while_serving(tmp_path, model_dir):
         assert get(f"{url}/api/users/u3/recommendations?n=4") == before
 
 
+def test_access_log_goes_to_stderr_and_stdout_stays_one_json_line(tmp_path, model_dir):
+    model = shutil.copytree(model_dir, tmp_path / "model")
+    with running(model, "--access-log") as (url, proc, log):
+        assert get(f"{url}/healthz")[0] == 200
+    assert proc.stdout.read() == "" and "GET /healthz" in log.read_text()
+
+
 def test_bad_command_lines_exit_2_with_one_sentence(tmp_path, model_dir, capsys):
     assert main(["serve", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -127,8 +134,10 @@ def test_bad_command_lines_exit_2_with_one_sentence(tmp_path, model_dir, capsys)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         assert main(["serve", str(model_dir), "--port", str(taken.getsockname()[1])]) == 2
-    err = capsys.readouterr().err
-    assert "Cannot listen on 127.0.0.1" in err and len(err.strip().splitlines()) == 1
+        err = capsys.readouterr().err
+        assert "Cannot listen on 127.0.0.1" in err and len(err.strip().splitlines()) == 1
+        assert main(["serve", str(tmp_path / "none"), "--port", str(taken.getsockname()[1])]) == 2
+        assert "Cannot listen" in capsys.readouterr().err  # said before the model is read
 
 
 def test_listening_socket_is_tcp_so_connections_get_nodelay():

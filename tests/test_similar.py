@@ -11,7 +11,7 @@ from tiny_rec import tiny_rec, trained
 
 from latentrec.cli import main
 from latentrec.errors import ConfigError, DataError
-from latentrec.use.similar import find_item, item_vectors, similar_items
+from latentrec.use.similar import find_item, item_vectors, similar_items, title_matches
 
 TITLES = {"i1": "Star Wars (1977)", "i2": "Return of the Jedi (1983)", "i3": "Godfather, The (1972)",
           "i4": "Godfather: Part II, The (1974)", "i5": "Toy Story (1995)"}
@@ -54,6 +54,8 @@ def test_find_item_by_title():
         find_item(rec, "godfather")
     with pytest.raises(DataError, match="No item title"):
         find_item(rec, "Alien")
+    assert find_item(rec, "(1977)") == "i1"  # a year alone is looked for, not read as an empty title
+    assert title_matches(rec, "(19") == ["i1", "i2", "i3", "i4", "i5"] and title_matches(rec, "(1983)") == ["i2"]
 
 
 def test_models_without_item_vectors_get_a_clear_error():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import ipaddress
 import json
 import logging
 import os
@@ -24,6 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0 picks a free one)")
     p.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let web pages from ORIGIN (e.g. https://app.example.com; * for any) call the API from a "
+                        "browser (CORS); repeat for several")
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -52,21 +57,31 @@ def run(args) -> int:
         raise ConfigError(f"latentrec serve needs FastAPI and uvicorn ({e.name} is missing): "
                           f"pip install 'latentrec[serve]'.") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sock = listen(args.host, args.port)  # a port in use says so before the model is read
     holder = ModelHolder(args.model_dir)
-    state = holder.load()  # a model that cannot be read stops here with one sentence (exit status 2)
-    sock = listen(args.host, args.port)
+    try:
+        state = holder.load()  # a model that cannot be read stops here with one sentence (exit status 2)
+    except BaseException:
+        sock.close()
+        raise
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=holder.reload, daemon=True).start())
     host, port = sock.getsockname()[:2]
-    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    everywhere = ipaddress.ip_address(host).is_unspecified  # 0.0.0.0 or ::, reached here through loopback
+    shown = ("127.0.0.1" if ":" not in host else "::1") if everywhere else host
+    url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
     if args.json:
         print(json.dumps({"url": url, "pid": os.getpid(), "model": state.info()}), flush=True)
     else:
         info = state.info()
         parts = [f"{info['kind']} rating model"] * bool(info["kind"]) + [f"{info['ranker']} ranker"] * bool(info["ranker"])
         print(f"Serving {args.model_dir} ({' + '.join(parts)}, {info['n_users']:,} users, "
-              f"{info['n_items']:,} items) at {url}/  -- API docs at {url}/docs; reload with "
+              f"{info['n_items']:,} items) at {url}/{' (and every other address of this machine)' * everywhere}"
+              f"  -- API docs at {url}/docs; reload with "
               f"`kill -HUP {os.getpid()}` or POST /admin/reload; Ctrl+C stops.", flush=True)
-    config = uvicorn.Config(create_app(holder), log_level="info" if args.access_log else "warning", access_log=args.access_log)
+    logs = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    logs["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout holds only the line above (--json: one object)
+    config = uvicorn.Config(create_app(holder, args.allow_origin), log_level="info" if args.access_log else "warning",
+                            access_log=args.access_log, log_config=logs)
     uvicorn.Server(config).run(sockets=[sock])
     return 0

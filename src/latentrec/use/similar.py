@@ -67,12 +67,13 @@ def title_matches(rec: Recommender, title: str, exact_wins: bool = True) -> list
     query = title.strip().casefold()
     if not query:
         return []
+    normal = _normal(title) or query  # "(1977)" alone is a year to look for, not an empty title
     known = [(i, t) for i, t in rec.titles.items() if i in rec.items]
-    exact = [i for i, t in known if t.casefold() == query or _normal(t) in (query, _normal(title))]
+    exact = [i for i, t in known if t.casefold() == query or _normal(t) in (query, normal)]
     groups = [exact]
     if not (exact and exact_wins):
         seen = set(exact)
-        groups.append([i for i, t in known if (query in t.casefold() or _normal(title) in _normal(t)) and i not in seen])
+        groups.append([i for i, t in known if (query in t.casefold() or normal in _normal(t)) and i not in seen])
     counts = rec.item_counts
     return [g[k] for g in groups if g for k in np.argsort(-counts[rec.items.encode(g)], kind="stable")]
 

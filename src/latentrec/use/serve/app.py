@@ -4,6 +4,9 @@ behind FastAPI routes.
 Status codes: 422 for malformed JSON or parameters and for ratings the model cannot use, 400 for a
 request this model cannot answer (say, ratings from a ranking-only model), 404 for an unknown item,
 413 for a body over 1 MiB, 503 until a model is loaded, 403 for ``/admin/reload`` from another host.
+
+Routes that call the model are plain functions, which FastAPI runs on its worker threads: a long request
+(a big predict body) never holds up the event loop, so ``/healthz`` and ``/readyz`` answer at once.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import threading
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +22,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, StrictInt, StrictStr
@@ -35,6 +40,7 @@ from latentrec.use.topn import popular, recommend, top_n
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 1 << 20  # bytes; larger request bodies get 413
 MAX_N = 1000  # the most items one list may ask for
+MAPS_KEPT = 4  # /api/map answers cached per model (by item count)
 
 # strict: a JSON true, 1.5 or null is refused (422), not read as the id "1", "1" or "None"
 Id = Annotated[StrictStr | StrictInt, Field(description="a raw user or item id (a string or an integer), as in the "
@@ -44,7 +50,7 @@ N = Annotated[int, Query(ge=1, le=MAX_N, description="how many items")]
 
 class Rated(BaseModel):
     item: Id
-    rating: float = Field(allow_inf_nan=False)
+    rating: float = Field(strict=True, allow_inf_nan=False)  # a JSON number: true or "5" is refused
 
 
 class FoldInRequest(BaseModel):
@@ -119,8 +125,9 @@ def is_loopback(host: str | None) -> bool:
     return address.is_loopback or bool(getattr(address, "ipv4_mapped", None) and address.ipv4_mapped.is_loopback)
 
 
-def create_app(holder: ModelHolder) -> FastAPI:
-    """The server for ``holder``'s model dir; loads it in the background at start-up if it is not loaded yet."""
+def create_app(holder: ModelHolder, allow_origins: Sequence[str] = ()) -> FastAPI:
+    """The server for ``holder``'s model dir; loads it in the background at start-up if it is not loaded yet.
+    ``allow_origins``: web pages on these origins may call the API from a browser (CORS; ``*`` for any)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -131,6 +138,9 @@ def create_app(holder: ModelHolder) -> FastAPI:
     app = FastAPI(title="latentrec", summary="Recommendations, similar items and predictions from a trained model.",
                   lifespan=lifespan)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
+    if allow_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type"])
 
     def model() -> Loaded:
         state = holder.state
@@ -155,11 +165,13 @@ def create_app(holder: ModelHolder) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    @app.head("/healthz", include_in_schema=False)
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict:
         """The process answers."""
         return {"status": "ok"}
 
+    @app.head("/readyz", include_in_schema=False)
     @app.get("/readyz", tags=["health"])
     async def readyz() -> JSONResponse:
         """200 once a model is loaded (with what it is), 503 before."""
@@ -169,15 +181,15 @@ def create_app(holder: ModelHolder) -> FastAPI:
             body["model"] = state.info()
         return JSONResponse(body, status_code=200 if state is not None else 503)
 
-    @app.get("/api/users/{user}/recommendations", tags=["recommendations"])
-    async def known_or_unknown_user(user: str, n: N = 10) -> JSONResponse:
+    @app.get("/api/users/{user:path}/recommendations", tags=["recommendations"])
+    def user_list(user: str, n: N = 10) -> JSONResponse:
         """Top-n items the user has not rated; an unknown user gets the non-personalized list (``known: false``)."""
         rec = model().rec
         with holder.lock:
             return JSONResponse(user_recommendations(rec, user, n))
 
     @app.post("/api/recommendations", tags=["recommendations"])
-    async def fold_in_recommendations(body: FoldInRequest) -> JSONResponse:
+    def fold_in_recommendations(body: FoldInRequest) -> JSONResponse:
         """Top-n for a new user described by a few ratings: folded in with the item factors fixed, nothing stored."""
         rec = model().rec
         given = UserRatings([str(r.item) for r in body.ratings], [r.rating for r in body.ratings],
@@ -189,7 +201,7 @@ def create_app(holder: ModelHolder) -> FastAPI:
                              "ignored": ignored_items(rec, given.items), "recommendations": records(top, drop=("known",))})
 
     @app.get("/api/items", tags=["items"])
-    async def search_items(q: Annotated[str, Query(min_length=1, max_length=200,
+    def search_items(q: Annotated[str, Query(min_length=1, max_length=200,
                                                    description="title or part of it, or an item id")],
                            n: Annotated[int, Query(ge=1, le=MAX_N)] = 20) -> JSONResponse:
         """Items whose title matches ``q`` (case-insensitive; exact titles first), most-rated first, after the
@@ -202,8 +214,8 @@ def create_app(holder: ModelHolder) -> FastAPI:
         return JSONResponse({"query": q, "items": [{"item": i, "title": rec.titles.get(i, ""), "n_ratings": int(c)}
                                                    for i, c in zip(ids, counts)]})
 
-    @app.get("/api/items/{item}/similar", tags=["items"])
-    async def similar(item: str, n: N = 10,
+    @app.get("/api/items/{item:path}/similar", tags=["items"])
+    def similar(item: str, n: N = 10,
                       min_ratings: Annotated[int, Query(ge=0, description="only items rated this often")] = 0
                       ) -> JSONResponse:
         """Items nearest to ``item`` as ``latentrec similar`` finds them; 404 for an unknown item."""
@@ -216,7 +228,7 @@ def create_app(holder: ModelHolder) -> FastAPI:
                              "similar": records(sims)})
 
     @app.post("/api/predict", tags=["predictions"])
-    async def predict(body: PredictRequest) -> JSONResponse:
+    def predict(body: PredictRequest) -> JSONResponse:
         """Predicted ratings for (user, item) pairs; ``known`` is false where either id fell back to the average."""
         rec = model().rec
         users = np.array([str(u) for u, _ in body.pairs], dtype=object)
@@ -226,17 +238,21 @@ def create_app(holder: ModelHolder) -> FastAPI:
         return JSONResponse({"predictions": records(out)})
 
     @app.get("/api/map", tags=["items"])
-    async def item_map(n_items: Annotated[int, Query(ge=2, le=20_000, description="the most-rated items")] = 1000
+    def item_map(n_items: Annotated[int, Query(ge=2, le=20_000, description="the most-rated items")] = 1000
                        ) -> JSONResponse:
         """The PCA map of the item factors that ``latentrec interpret`` draws, as coordinates."""
         state = model()
-        if n_items not in state.maps:
-            with holder.lock:
+        n_items = min(n_items, len(state.rec.items) - 1)  # asking for more than the catalogue is the same map
+        with holder.lock:
+            if n_items not in state.maps:
                 pca, share = item_pca(state.rec, n_items, q=2)
-            state.maps[n_items] = {"variance_share": share, "items": [
-                {"item": i, "title": t, "n_ratings": c, "x": x, "y": y}
-                for i, t, c, x, y in zip(*(pca[k].tolist() for k in ("item", "title", "n_ratings", "pc1", "pc2")))]}
-        return JSONResponse(state.maps[n_items])
+                while len(state.maps) >= MAPS_KEPT:
+                    del state.maps[next(iter(state.maps))]  # the oldest
+                state.maps[n_items] = {"variance_share": share, "items": [
+                    {"item": i, "title": t, "n_ratings": c, "x": x, "y": y}
+                    for i, t, c, x, y in zip(*(pca[k].tolist() for k in ("item", "title", "n_ratings", "pc1", "pc2")))]}
+            answer = state.maps[n_items]
+        return JSONResponse(answer)
 
     @app.post("/admin/reload", tags=["admin"])
     async def reload(request: Request) -> JSONResponse:

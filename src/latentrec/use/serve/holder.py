@@ -78,7 +78,7 @@ class ModelHolder:
             log.error("Reload of %s failed (%s); %s.", self.model_dir, message, serving, exc_info=not expected)
             return False, message
         message = f"loaded {self.model_dir} as generation {state.generation}"
-        log.info("Model %s.", message)
+        log.info("Loaded %s as generation %d.", self.model_dir, state.generation)
         return True, message
 
     def _warm_up(self, rec: Recommender) -> None:
