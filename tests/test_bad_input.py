@@ -70,7 +70,7 @@ BAD_FILES = {
     "null-user": ("user,item,rating\n1,2,3\nnull,3,4\n", ["row 3, column 'user'", "user id is empty"]),
     "blank-item": ("user,item,rating\n1,2,3\n1, ,4\n", ["row 3, column 'item'", "item id is empty"]),
     "blank-user-headerless": ("1\t2\t3\n\t5\t4\n", ["row 2, column 'user'"]),
-    "duplicate-pair": ("user,item,rating\n1,2,3\n1,3,4\n1,2,5\n", ["rows 2 and 4", "--duplicates mean"]),
+    "duplicate-pair": ("user,item,rating\n1,2,3\n1,3,4\n1,2,5\n", ["rows 2 and 4", "duplicates (--duplicates) mean"]),
     "ragged-rows": ("user,item,rating\n1,2,3\n1,3,4,5,6\n", ["comma-separated", "line 3"]),
     "long-first-row": ("user,item,rating,title\n1,2,5,A, the movie\n3,4,5,B\n", ["comma-separated", "line 2, saw 5"]),
     "two-columns": ("1 2\n3 4\n", ["no user column"]),
@@ -127,14 +127,14 @@ def test_a_device_this_pytorch_cannot_use(capsys, tmp_path, device):
     if torch.cuda.is_available() and device.startswith("cuda") or device == "mps" and torch.backends.mps.is_available():
         pytest.skip(f"{device} is usable here")
     path = write(tmp_path / "r.csv", GOOD)
-    fails(capsys, tmp_path, train_argv(path, tmp_path / "m", "--device", device), f"--device {device}",
-          "use --device auto or cpu")
+    fails(capsys, tmp_path, train_argv(path, tmp_path / "m", "--device", device), f"device {device!r}",
+          "use device 'auto' or 'cpu'")
 
 
 @pytest.mark.parametrize("command", ["train", "cv"])
 def test_split_with_other_data_is_refused(capsys, tmp_path, command):
     path = write(tmp_path / "r.csv", GOOD)
-    fails(capsys, tmp_path, [command, "--data", str(path), "--split", "u1"], "--split names ML-100K's own folds")
+    fails(capsys, tmp_path, [command, "--data", str(path), "--split", "u1"], "split (--split) names ML-100K's own folds")
 
 
 def test_unknown_extension(capsys, tmp_path):
@@ -168,32 +168,32 @@ def test_bad_validation_file_is_named(capsys, tmp_path):
 # ---- options -----------------------------------------------------------------------------------
 
 BAD_OPTIONS = {
-    "negative-epochs": (["--epochs", "-3"], "--epochs must be a whole number of at least 1"),
-    "zero-bs": (["--solver", "autograd", "--bs", "0"], "--bs must be a whole number of at least 1"),
-    "zero-factors": (["--n-factors", "0"], "--n-factors must be"),
+    "negative-epochs": (["--epochs", "-3"], "epochs (--epochs) must be a whole number of at least 1"),
+    "zero-bs": (["--solver", "autograd", "--bs", "0"], "bs (--bs) must be a whole number of at least 1"),
+    "zero-factors": (["--n-factors", "0"], "n_factors (--n-factors) must be"),
     "factors-beyond-memory": (["--n-factors", "1000000000000"], "Not enough memory for this run"),
-    "valid-pct-one": (["--valid-pct", "1"], "--valid-pct must be in [0, 1)"),
-    "valid-pct-negative": (["--valid-pct", "-0.1"], "--valid-pct must be in [0, 1)"),
-    "zero-lr": (["--solver", "sgd", "--lr", "0"], "--lr must be a positive number"),
-    "lr-for-bayes": (["--lr", "0.1"], "--solver bayes has no lr to set"),
-    "wd-for-bayes": (["--wd", "0.1"], "--solver bayes has no wd to set"),
-    "lr-for-als": (["--solver", "als", "--lr", "0.1"], "--solver als has no lr to set"),
-    "y-range-reversed": (["--solver", "sgd", "--y-range", "5", "1"], "--y-range must be LOW HIGH"),
-    "unknown-schedule": (["--solver", "sgd", "--schedule", "sometimes"], "--schedule must be"),
-    "bs-for-bayes": (["--bs", "64"], "--solver bayes does not use --bs"),
-    "schedule-for-bayes": (["--schedule", "cosine"], "--solver bayes does not use --schedule"),
-    "layers-for-dot": (["--solver", "sgd", "--layers", "50"], "--solver sgd does not use --layers (it is for --model nn)"),
-    "momentum-for-sgd": (["--solver", "sgd", "--momentum", "0.5"], "--solver sgd does not use --momentum"),
-    "momentum-for-adam": (["--solver", "autograd", "--momentum", "0.5"], "--momentum only applies with --opt sgd"),
-    "burn-in-for-sgd": (["--solver", "sgd", "--burn-in", "3"], "--solver sgd does not use --burn-in"),
-    "dropout-for-ials": (["--model", "ials", "--dropout", "0.1"], "--model ials does not use --dropout"),
-    "y-range-for-bayes": (["--y-range", "1", "5"], "--solver bayes has no y range to set"),
-    "infinite-alpha": (["--model", "ials", "--alpha", "inf"], "--alpha must be a positive number, not inf"),
-    "infinite-y-range": (["--solver", "sgd", "--y-range", "1", "inf"], "--y-range must be LOW HIGH"),
+    "valid-pct-one": (["--valid-pct", "1"], "valid_pct (--valid-pct) must be in [0, 1)"),
+    "valid-pct-negative": (["--valid-pct", "-0.1"], "valid_pct (--valid-pct) must be in [0, 1)"),
+    "zero-lr": (["--solver", "sgd", "--lr", "0"], "lr (--lr) must be a positive number"),
+    "lr-for-bayes": (["--lr", "0.1"], "solver 'bayes' has no lr to set"),
+    "wd-for-bayes": (["--wd", "0.1"], "solver 'bayes' has no wd to set"),
+    "lr-for-als": (["--solver", "als", "--lr", "0.1"], "solver 'als' has no lr to set"),
+    "y-range-reversed": (["--solver", "sgd", "--y-range", "5", "1"], "y_range (--y-range) must be LOW HIGH"),
+    "unknown-schedule": (["--solver", "sgd", "--schedule", "sometimes"], "schedule (--schedule) must be"),
+    "bs-for-bayes": (["--bs", "64"], "solver 'bayes' does not use bs (--bs)"),
+    "schedule-for-bayes": (["--schedule", "cosine"], "solver 'bayes' does not use schedule (--schedule)"),
+    "layers-for-dot": (["--solver", "sgd", "--layers", "50"], "solver 'sgd' does not use layers (--layers), which is for model 'nn'"),
+    "momentum-for-sgd": (["--solver", "sgd", "--momentum", "0.5"], "solver 'sgd' does not use momentum (--momentum)"),
+    "momentum-for-adam": (["--solver", "autograd", "--momentum", "0.5"], "momentum (--momentum) only applies with opt 'sgd'"),
+    "burn-in-for-sgd": (["--solver", "sgd", "--burn-in", "3"], "solver 'sgd' does not use burn_in (--burn-in)"),
+    "dropout-for-ials": (["--model", "ials", "--dropout", "0.1"], "model 'ials' does not use dropout (--dropout)"),
+    "y-range-for-bayes": (["--y-range", "1", "5"], "solver 'bayes' has no y range to set"),
+    "infinite-alpha": (["--model", "ials", "--alpha", "inf"], "alpha (--alpha) must be a positive number, not inf"),
+    "infinite-y-range": (["--solver", "sgd", "--y-range", "1", "inf"], "y_range (--y-range) must be LOW HIGH"),
     "nan-checkpoint-every": (["--checkpoint-every", "nan"], "--checkpoint-every must be 0 or more seconds"),
-    "infinite-lr": (["--solver", "sgd", "--lr", "inf"], "--lr must be a positive number, not inf"),
-    "nan-wd": (["--solver", "sgd", "--wd", "nan"], "--wd must be zero or a positive number, not nan"),
-    "nan-momentum": (["--solver", "autograd", "--opt", "sgd", "--momentum", "nan"], "--momentum must be in [0, 1)"),
+    "infinite-lr": (["--solver", "sgd", "--lr", "inf"], "lr (--lr) must be a positive number, not inf"),
+    "nan-wd": (["--solver", "sgd", "--wd", "nan"], "wd (--wd) must be zero or a positive number, not nan"),
+    "nan-momentum": (["--solver", "autograd", "--opt", "sgd", "--momentum", "nan"], "momentum (--momentum) must be in [0, 1)"),
 }
 
 
@@ -218,7 +218,7 @@ def test_a_seed_numpy_cannot_take_in_a_config_file(capsys, tmp_path):
     data = write(tmp_path / "r.csv", GOOD)
     (tmp_path / "c.toml").write_text("seed = -1\n")
     fails(capsys, tmp_path, train_argv(data, tmp_path / "m", "--config", str(tmp_path / "c.toml")),
-          "--seed must be a whole number from 0 to 4294967295, not -1")
+          "seed (--seed) must be a whole number from 0 to 4294967295, not -1")
 
 
 def test_an_unknown_option_points_at_its_commands_help(capsys):
@@ -601,7 +601,7 @@ def test_unknown_user_and_item_at_predict_are_flagged_not_errors(capsys, trained
 
 @pytest.mark.parametrize("n", ["0", "-5"])
 def test_out_of_range_n_at_recommend(capsys, tmp_path, trained, n):
-    fails(capsys, tmp_path, ["recommend", str(trained[0]), "--user", "u1", "-n", n], "-n must be a whole number")
+    fails(capsys, tmp_path, ["recommend", str(trained[0]), "--user", "u1", "-n", n], "n (-n) must be a whole number")
 
 
 def test_unknown_user_at_recommend_gets_a_ranking_not_an_error(capsys, trained):

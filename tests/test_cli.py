@@ -121,7 +121,7 @@ def test_predict_writes_parquet_by_suffix_and_takes_one_way_of_asking(capsys, tm
     assert main(["predict", str(out_dir), "--data", str(ratings_csv), "--out", str(tmp_path / "p.tsv")]) == 0
     assert (tmp_path / "p.tsv").read_text().startswith("user\titem\t")
     assert main(["predict", str(tmp_path / "no-model-yet"), "--data", str(ratings_csv), "--out", "p.txt"]) == 2
-    assert "--out must end in .csv, .tsv, .parquet or .pq" in capsys.readouterr().err  # said before loading a model
+    assert "out (--out) must end in .csv, .tsv, .parquet or .pq" in capsys.readouterr().err  # said before loading a model
     assert main(["predict", str(out_dir), "--data", str(ratings_csv), "--out", str(preds), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)  # the rows went to the file, not to the screen as well
     assert summary == {"out": str(preds), "n_rows": len(pd.read_parquet(preds)), "n_fallback": 0}

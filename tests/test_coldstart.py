@@ -66,7 +66,7 @@ def test_a_bad_ratings_file_is_one_sentence(tmp_path, content, says):
 def test_a_missing_inline_rating_is_an_error_not_a_header():
     with pytest.raises(DataError, match=re.escape("entry 1 ('50:') has no rating")):
         parse_ratings("50:,181:4")
-    with pytest.raises(DataError, match="Item 50 is rated twice in --ratings"):
+    with pytest.raises(DataError, match="Item 50 is rated twice in the ratings given"):
         parse_ratings("50:5,50:4")
 
 

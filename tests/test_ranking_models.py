@@ -143,7 +143,7 @@ def test_unknown_users_get_flagged_popular_items_and_new_users_folded_in():
 
 def test_a_ranking_only_model_refuses_rating_questions(tmp_path, capsys):
     rec = trained("ease")
-    with pytest.raises(ModelCapabilityError, match="--model dot"):
+    with pytest.raises(ModelCapabilityError, match="model 'dot', the default"):
         rec.predict(["u1"], ["i1"])
     with pytest.raises(ModelCapabilityError):
         evaluate(rec, split()[1], k=None)
@@ -258,4 +258,4 @@ def test_like_only_data_trains_a_ranking_model_and_tells_a_rating_model_why_not(
         assert main(["recommend", str(tmp_path / model), "--user", "3", "-n", "3", "--json"]) == 0
         assert len(json.loads(capsys.readouterr().out)["recommendations"]) == 3
     assert main(["train", "--data", str(tmp_path / "likes.csv"), "--out", str(tmp_path / "dot")]) == 2
-    assert "--model ease or --model ials learn which items users pick" in capsys.readouterr().err
+    assert "model 'ease' or 'ials' (--model) learn which items users pick" in capsys.readouterr().err

@@ -221,5 +221,5 @@ def test_an_unknown_user_on_a_small_catalogue_gets_a_list_unless_a_threshold_was
     top = recommend(rec, "ghost", 3)
     assert len(top) == 3 and not top["known"].any()
     assert rec.item_counts[rec.items.encode(top["item"])[0]] == most  # the most-rated first
-    with pytest.raises(ConfigError, match=f"--min-ratings {most + 1} leaves no item"):
+    with pytest.raises(ConfigError, match=rf"min_ratings \(--min-ratings\) {most + 1} leaves no item"):
         recommend(rec, "ghost", 3, min_ratings=most + 1)

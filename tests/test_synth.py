@@ -76,7 +76,7 @@ def test_synth_cli_writes_and_rejects_bad_input(tmp_path, capsys):
 def test_synth_refuses_an_option_out_of_range(tmp_path, capsys, extra):
     code = main(["synth", "--ratings", "50", "--users", "10", "--items", "10", "--out", str(tmp_path / "s.csv"), *extra])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and err.startswith(f"latentrec synth: error: {extra[0]} must be"), err
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"latentrec synth: error: {extra[0][2:]} ({extra[0]}) must be"), err
     assert list(tmp_path.iterdir()) == []
 
 

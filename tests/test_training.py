@@ -14,9 +14,9 @@ from latentrec.use.recommender import Recommender
 def test_numbers_of_any_kind_are_taken_and_text_is_refused():
     cfg = TrainConfig(epochs=np.int64(5), n_factors=np.int64(4), lr=np.float32(0.01), solver="sgd").resolved()
     assert (cfg.epochs, cfg.n_factors) == (5, 4) and type(cfg.epochs) is int and type(cfg.lr) is float
-    for bad, says in ((dict(epochs="5"), "--epochs must be a whole number, not '5'"),
-                      (dict(lr="0.01"), "--lr must be a number, not '0.01'"),
-                      (dict(model="svd"), "--model must be one of dot, nn, ease, ials, not 'svd'")):
+    for bad, says in ((dict(epochs="5"), "epochs (--epochs) must be a whole number, not '5'"),
+                      (dict(lr="0.01"), "lr (--lr) must be a number, not '0.01'"),
+                      (dict(model="svd"), "model (--model) must be one of dot, nn, ease, ials, not 'svd'")):
         with pytest.raises(ConfigError, match=re.escape(says)):
             TrainConfig(**bad).resolved()
 

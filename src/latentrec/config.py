@@ -9,6 +9,18 @@ from dataclasses import MISSING, asdict, dataclass, fields, replace
 
 from latentrec.errors import ConfigError
 
+
+def option(name: str) -> str:
+    """How an error names a training option, for Python callers, --config files and the command line alike:
+    ``n_factors (--n-factors)``."""
+    return f"{name} (--{name.replace('_', '-')})"
+
+
+def check_valid_pct(valid_pct: float) -> None:
+    if not 0 <= valid_pct < 1:
+        raise ConfigError(f"{option('valid_pct')} must be in [0, 1), not {valid_pct}.")
+
+
 MODELS = ("dot", "nn", "ease", "ials")
 DEFAULT_SOLVER = {"dot": "bayes", "nn": "autograd", "ease": "closed", "ials": "cg"}
 RANKING_MODELS = ("ease", "ials")  # learn which items users pick; they order lists but predict no ratings
@@ -64,13 +76,13 @@ class TrainConfig:
     def resolved(self) -> "TrainConfig":
         """A copy with every ``None`` filled from the recipe for this model and solver, checked."""
         if self.model not in MODELS:
-            raise ConfigError(f"--model must be one of {', '.join(MODELS)}, not {self.model!r}.")
+            raise ConfigError(f"{option('model')} must be one of {', '.join(MODELS)}, not {self.model!r}.")
         if self.solver is not None and self.solver not in SOLVERS:
-            raise ConfigError(f"--solver must be one of {', '.join(SOLVERS)}, not {self.solver!r}.")
+            raise ConfigError(f"{option('solver')} must be one of {', '.join(SOLVERS)}, not {self.solver!r}.")
         solver = self.solver or DEFAULT_SOLVER[self.model]
         recipe = RECIPES.get((self.model, solver))
         if recipe is None:
-            raise ConfigError(f"--model {self.model} cannot be trained with --solver {solver}.")
+            raise ConfigError(f"model {self.model!r} cannot be trained with solver {solver!r}.")
         values = _typed(asdict(self))
         values["solver"] = solver
         _refuse_unused(self.model, solver, values, recipe)
@@ -87,54 +99,55 @@ class TrainConfig:
 
     def check(self) -> None:
         if self.model not in MODELS:
-            raise ConfigError(f"--model must be one of {', '.join(MODELS)}, not {self.model!r}.")
+            raise ConfigError(f"{option('model')} must be one of {', '.join(MODELS)}, not {self.model!r}.")
         if self.solver not in SOLVERS:
-            raise ConfigError(f"--solver must be one of {', '.join(SOLVERS)}, not {self.solver!r}.")
+            raise ConfigError(f"{option('solver')} must be one of {', '.join(SOLVERS)}, not {self.solver!r}.")
         if self.ranker not in RANKERS:
-            raise ConfigError(f"--ranker must be one of {', '.join(RANKERS)}, not {self.ranker!r}.")
+            raise ConfigError(f"{option('ranker')} must be one of {', '.join(RANKERS)}, not {self.ranker!r}.")
         if self.model in RANKING_MODELS and self.ranker != "none":
-            raise ConfigError(f"--model {self.model} is itself a ranking model; drop --ranker.")
+            raise ConfigError(f"model {self.model!r} is itself a ranking model; leave {option('ranker')} unset.")
         if self.model in RANKING_MODELS and not 0 <= self.rating_weight <= 10:
-            raise ConfigError(f"--rating-weight must be in [0, 10], not {self.rating_weight}.")
+            raise ConfigError(f"{option('rating_weight')} must be in [0, 10], not {self.rating_weight}.")
         if self.model == "ials" and not (self.alpha > 0 and math.isfinite(self.alpha)):
-            raise ConfigError(f"--alpha must be a positive number, not {self.alpha}.")
+            raise ConfigError(f"{option('alpha')} must be a positive number, not {self.alpha}.")
         if self.model == "ease" and not (self.wd > 0 and 0 <= self.dropout < 1):
-            raise ConfigError(f"--model ease needs --wd (its lambda) > 0 and --dropout in [0, 1), "
+            raise ConfigError(f"model 'ease' needs {option('wd')} (its lambda) > 0 and {option('dropout')} in [0, 1), "
                               f"not {self.wd} and {self.dropout}.")
         for name in ("n_factors", "epochs", "bs"):
             value = getattr(self, name)
             if name == "n_factors" and value is None and self.model == "nn":
                 continue  # embedding sizes by fastai's rule of thumb
             if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be a whole number of at least 1, not {value!r}.")
+                raise ConfigError(f"{option(name)} must be a whole number of at least 1, not {value!r}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"--lr must be a positive number, not {self.lr}.")
+            raise ConfigError(f"{option('lr')} must be a positive number, not {self.lr}.")
         if not (self.wd >= 0 and math.isfinite(self.wd)):
-            raise ConfigError(f"--wd must be zero or a positive number, not {self.wd}.")
+            raise ConfigError(f"{option('wd')} must be zero or a positive number, not {self.wd}.")
         if not 0 <= self.momentum < 1:
-            raise ConfigError(f"--momentum must be in [0, 1), not {self.momentum}.")
+            raise ConfigError(f"{option('momentum')} must be in [0, 1), not {self.momentum}.")
         parse_schedule(self.schedule, self.lr, self.epochs)
         if self.opt not in OPTIMIZERS:
-            raise ConfigError(f"--opt must be one of {', '.join(OPTIMIZERS)}, not {self.opt!r}.")
+            raise ConfigError(f"{option('opt')} must be one of {', '.join(OPTIMIZERS)}, not {self.opt!r}.")
         if self.seed is not None and not (isinstance(self.seed, numbers.Integral) and 0 <= self.seed <= SEED_MAX):
-            raise ConfigError(f"--seed must be a whole number from 0 to {SEED_MAX}, not {self.seed!r}.")
-        if not 0 <= self.valid_pct < 1:
-            raise ConfigError(f"--valid-pct must be in [0, 1), not {self.valid_pct}.")
+            raise ConfigError(f"{option('seed')} must be a whole number from 0 to {SEED_MAX}, not {self.seed!r}.")
+        check_valid_pct(self.valid_pct)
         if self.wd_mode not in ("l2", "decoupled"):
-            raise ConfigError(f"--wd-mode must be l2 or decoupled, not {self.wd_mode!r}.")
+            raise ConfigError(f"{option('wd_mode')} must be l2 or decoupled, not {self.wd_mode!r}.")
         if self.solver == "sgd" and self.wd_mode != "l2":
-            raise ConfigError("--solver sgd applies weight decay as grad += wd * param; use --wd-mode l2.")
+            raise ConfigError(f"solver 'sgd' applies weight decay as grad += wd * param; set {option('wd_mode')} "
+                              f"to l2.")
         if self.loss not in ("mse", "rmse"):
-            raise ConfigError(f"--loss must be mse or rmse, not {self.loss!r}.")
+            raise ConfigError(f"{option('loss')} must be mse or rmse, not {self.loss!r}.")
         low_high = self.y_range is not None and self.y_range[0] < self.y_range[1]
         if self.y_range is not None and not (low_high and all(map(math.isfinite, self.y_range))):
-            raise ConfigError(f"--y-range must be LOW HIGH with LOW < HIGH, not {self.y_range}.")
+            raise ConfigError(f"{option('y_range')} must be LOW HIGH with LOW < HIGH, not {self.y_range}.")
         if self.solver == "bayes" and not (isinstance(self.burn_in, int) and 0 <= self.burn_in < self.epochs):
-            raise ConfigError(f"--burn-in must be a whole number from 0 to --epochs - 1, not {self.burn_in!r}.")
+            raise ConfigError(f"{option('burn_in')} must be a whole number from 0 to epochs - 1, not {self.burn_in!r}.")
         if self.model == "nn" and (not self.layers or any(not isinstance(h, int) or h < 1 for h in self.layers)):
-            raise ConfigError(f"--layers must be one or more whole numbers of at least 1, not {self.layers!r}.")
+            raise ConfigError(f"{option('layers')} must be one or more whole numbers of at least 1, "
+                              f"not {self.layers!r}.")
         if self.model == "nn" and not 0 <= self.dropout < 1:
-            raise ConfigError(f"--dropout must be in [0, 1), not {self.dropout}.")
+            raise ConfigError(f"{option('dropout')} must be in [0, 1), not {self.dropout}.")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -191,7 +204,7 @@ USES: dict[tuple[str, str], tuple[str, ...]] = {
 }
 ALWAYS = ("model", "solver", "valid_pct", "seed", "device", "ranker")
 # why some options mean nothing to a solver (others: it does not use them)
-LINEAR = "it fits the linear biased dot model; --solver sgd or autograd fit the sigmoid"
+LINEAR = "it fits the linear biased dot model; solvers 'sgd' and 'autograd' fit the sigmoid"
 WHY_UNUSED: dict[str, dict[str, str]] = {
     "bayes": {"lr": "it samples in closed form", "wd": "its priors are learned from the data", "y_range": LINEAR},
     "als": {"lr": "it solves each sweep in closed form", "y_range": LINEAR},
@@ -201,11 +214,11 @@ WHY_UNUSED: dict[str, dict[str, str]] = {
 
 
 # where an option does apply, for the refusal's sentence
-WHERE_USED = {"layers": "--model nn", "bn": "--model nn", "implicit": "--model nn",
-              "dropout": "--model nn and --model ease", "burn_in": "--solver bayes",
-              "alpha": "--model ials (a --ranker ials beside a rating model is fit with its own recipe)",
-              "rating_weight": "--model ease and ials (a --ranker is fit with its own recipe)",
-              "opt": "--solver autograd", "loss": "--solver autograd"}
+WHERE_USED = {"layers": "model 'nn'", "bn": "model 'nn'", "implicit": "model 'nn'",
+              "dropout": "models 'nn' and 'ease'", "burn_in": "solver 'bayes'",
+              "alpha": "model 'ials' (ranker 'ials' beside a rating model is fit with its own recipe)",
+              "rating_weight": "models 'ease' and 'ials' (a ranker is fit with its own recipe)",
+              "opt": "solver 'autograd'", "loss": "solver 'autograd'"}
 
 
 WHOLE = ("n_factors", "epochs", "bs", "seed", "burn_in")
@@ -221,7 +234,7 @@ def _typed(values: dict) -> dict:
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, kind):
-                raise ConfigError(f"--{name.replace('_', '-')} must be {word}, not {value!r}.")
+                raise ConfigError(f"{option(name)} must be {word}, not {value!r}.")
             values[name] = (int if kind is numbers.Integral else float)(value)
     return values
 
@@ -262,12 +275,12 @@ def _refuse_unused(model: str, solver: str, values: dict, recipe: dict) -> None:
         if key in uses or value is None or value == recipe.get(key) or value == defaults.get(key):
             continue
         if key == "momentum" and key in USES[(model, solver)]:
-            raise ConfigError("--momentum only applies with --opt sgd; drop --momentum (momentum in a --config file).")
-        who, flag = f"--solver {solver}" if model == "dot" else f"--model {model}", f"--{key.replace('_', '-')}"
+            raise ConfigError(f"{option('momentum')} only applies with opt 'sgd'; leave it unset.")
+        who = f"solver {solver!r}" if model == "dot" else f"model {model!r}"
         why = WHY_UNUSED.get(solver, {}).get(key)
-        where = f" (it is for {WHERE_USED[key]})" if key in WHERE_USED else ""
-        said = f"has no {key.replace('_', ' ')} to set ({why})" if why else f"does not use {flag}{where}"
-        raise ConfigError(f"{who} {said}; drop {flag} ({key} in a --config file).")
+        where = f", which is for {WHERE_USED[key]}" if key in WHERE_USED else ""
+        said = f"has no {key.replace('_', ' ')} to set ({why})" if why else f"does not use {option(key)}{where}"
+        raise ConfigError(f"{who} {said}; leave {option(key) if why else 'it'} unset.")
 
 
 def parse_schedule(spec: str, lr: float, epochs: int):
@@ -303,5 +316,5 @@ def parse_schedule(spec: str, lr: float, epochs: int):
                 return value
             return step
     raise ConfigError(
-        f"--schedule must be constant, cosine, onecycle or step:EPOCH:LR[,EPOCH:LR], not {spec!r}."
+        f"{option('schedule')} must be constant, cosine, onecycle or step:EPOCH:LR[,EPOCH:LR], not {spec!r}."
     )

@@ -20,12 +20,12 @@ def pick_device(name: str = "auto") -> torch.device:
     except (RuntimeError, TypeError):
         device = None
     if device is None or device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps, not {name!r}.")
+        raise ConfigError(f"device (--device) must be auto, cpu, cuda, cuda:N or mps, not {name!r}.")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: this PyTorch sees no CUDA GPU (torch.cuda.is_available() is False); "
-                          f"use --device auto or cpu.")
+        raise ConfigError(f"device {name!r}: this PyTorch sees no CUDA GPU (torch.cuda.is_available() is False); "
+                          f"use device 'auto' or 'cpu'.")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices (cuda:0 ...).")
+        raise ConfigError(f"device {name!r}: there are only {torch.cuda.device_count()} CUDA devices (cuda:0 ...).")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError(f"--device {name}: this PyTorch has no usable MPS (Apple GPU) device; use --device auto or cpu.")
+        raise ConfigError(f"device {name!r}: this PyTorch has no usable MPS (Apple GPU) device; use device 'auto' or 'cpu'.")
     return device

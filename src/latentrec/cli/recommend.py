@@ -53,7 +53,7 @@ def run(args) -> int:
         return 0
     given = None
     if args.ratings is not None:
-        given = parse_ratings(args.ratings)
+        given = parse_ratings(args.ratings, "--ratings")
     elif args.ratings_file is not None:
         given = read_user_ratings(args.ratings_file)
     top = recommend(rec, args.user, args.n, args.include_rated, args.min_ratings, ratings=given)

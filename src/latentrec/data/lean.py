@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from latentrec import errors
+from latentrec.config import check_valid_pct
 from latentrec.data import csr
 from latentrec.data.batches import Encoded, EncodedRows
 from latentrec.data.ratings import (
@@ -43,7 +44,6 @@ from latentrec.data.ratings import (
     resolve_columns,
     sniff_header,
 )
-from latentrec.data.split import check_valid_pct
 from latentrec.data.vocab import NA, Vocab
 from latentrec.errors import DataError
 

@@ -62,7 +62,7 @@ def load_ratings(
 ) -> Ratings:
     """Load and validate ratings from a dataset name, a file or a DataFrame."""
     if duplicates not in DUPLICATE_POLICIES:
-        raise DataError(f"--duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, not {duplicates!r}.")
+        raise DataError(f"duplicates (--duplicates) must be one of {', '.join(DUPLICATE_POLICIES)}, not {duplicates!r}.")
     cols = {"user": user_col, "item": item_col, "rating": rating_col}
     if isinstance(source, pd.DataFrame):
         df = _validate(source.copy(), "the DataFrame", cols, duplicates, row_offset=0, has_header=True)
@@ -341,7 +341,7 @@ def bad_rating(where: str, row: int, column: str, shown: str) -> DataError:
 
 def rated_twice(where: str, user, item, rows) -> DataError:
     return DataError(f"{where}: user {user} rated item {item} more than once (rows {rows[0]} and {rows[1]}); "
-                     f"choose --duplicates mean or --duplicates last (duplicates= in Python).")
+                     f"choose duplicates (--duplicates) mean or last.")
 
 
 def _ids(col: pd.Series, role: str, where: str, row_offset: int) -> pd.Series:

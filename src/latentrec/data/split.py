@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from latentrec.config import ML100K_SPLITS
+from latentrec.config import ML100K_SPLITS, check_valid_pct, option
 from latentrec.data.ratings import Ratings
 from latentrec.errors import ConfigError
 
@@ -39,15 +39,10 @@ def hold_out(train: Ratings, valid: Ratings | None, valid_pct: float,
     return replace(train, df=rows), replace(train, df=held, source="the validation rows")
 
 
-def check_valid_pct(valid_pct: float) -> None:
-    if not 0 <= valid_pct < 1:
-        raise ConfigError(f"--valid-pct must be in [0, 1), not {valid_pct}.")
-
-
 def kfold_indices(n: int, k: int, seed: int | None = 42) -> list[np.ndarray]:
     """``k`` disjoint index arrays that together cover ``range(n)``."""
     if not 2 <= k <= n:
-        raise ConfigError(f"--folds must be between 2 and the number of ratings ({n}), not {k}.")
+        raise ConfigError(f"The number of folds (--folds) must be between 2 and the number of ratings ({n}), not {k}.")
     perm = np.random.default_rng(seed).permutation(n)
     return [np.sort(f) for f in np.array_split(perm, k)]
 
@@ -57,8 +52,8 @@ def ml100k_split_files(name: str, data_dir: str | os.PathLike | None = None, dat
     from latentrec.data.datasets import dataset_path
 
     if data not in (None, "ml-100k"):
-        raise ConfigError("--split names ML-100K's own folds; leave out --data or give --data ml-100k.")
+        raise ConfigError(f"{option('split')} names ML-100K's own folds; leave out --data or give --data ml-100k.")
     if name not in ML100K_SPLITS:
-        raise ConfigError(f"--split must be one of {', '.join(ML100K_SPLITS)}, not {name!r}.")
+        raise ConfigError(f"{option('split')} must be one of {', '.join(ML100K_SPLITS)}, not {name!r}.")
     folder = dataset_path("ml-100k", data_dir)
     return str(folder / f"{name}.base"), str(folder / f"{name}.test")

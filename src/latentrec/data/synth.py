@@ -39,17 +39,17 @@ class SynthSpec:
     def check(self) -> None:
         for name in ("n_ratings", "n_users", "n_items", "n_factors"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.removeprefix('n_')} must be at least 1, not {getattr(self, name)}.")
+                raise ConfigError(f"{name} (--{name.removeprefix('n_')}) must be at least 1, not {getattr(self, name)}.")
         if self.n_ratings > self.n_users * self.n_items:
             raise ConfigError(f"{self.n_ratings:,} ratings do not fit in {self.n_users:,} users x {self.n_items:,} items.")
         for name in ("noise", "alpha"):
             if not 0 <= getattr(self, name) < math.inf:
-                raise ConfigError(f"--{name} must be a finite number of at least 0, not {getattr(self, name)}.")
+                raise ConfigError(f"{name} (--{name}) must be a finite number of at least 0, not {getattr(self, name)}.")
         if self.seed < 0:
-            raise ConfigError(f"--seed must be zero or positive, not {self.seed}.")
+            raise ConfigError(f"seed (--seed) must be zero or positive, not {self.seed}.")
         low, high = self.scale
         if not -FLOAT32_MAX <= low < high <= FLOAT32_MAX:
-            raise ConfigError(f"--scale must be LOW HIGH with LOW < HIGH, both between -3.4e38 and 3.4e38 "
+            raise ConfigError(f"scale (--scale) must be LOW HIGH with LOW < HIGH, both between -3.4e38 and 3.4e38 "
                               f"(ratings are float32), not {low} {high}.")
 
 
@@ -144,7 +144,7 @@ def write_synth(spec: SynthSpec, out: str | os.PathLike, chunk_rows: int = 2_000
     out = Path(out)
     fmt = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}.get(out.suffix.lower())
     if fmt is None:
-        raise ConfigError(f"--out must end in .parquet, .pq or .csv, not {out.name!r}.")
+        raise ConfigError(f"out (--out) must end in .parquet, .pq or .csv, not {out.name!r}.")
     writable_or_fail(out, parents=False)  # before generating, not after
     schema = pa.schema([("user", pa.int32()), ("item", pa.int32()), ("rating", pa.float32())])
     try:

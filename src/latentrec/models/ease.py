@@ -74,7 +74,7 @@ class EASE(Ranker):
         L, info = torch.linalg.cholesky_ex(G)
         del G
         if int(info):
-            raise ConfigError("EASE met a singular system; raise --wd (its lambda).")
+            raise ConfigError("EASE met a singular system; raise wd (--wd), its lambda.")
         P = torch.cholesky_solve(torch.eye(self.n_items, device=L.device), L)  # cholesky_inverse is 10x slower on CPU
         P = P.mT.contiguous()  # P is symmetric; LAPACK returns it column-major, and row-major reads it 50x faster
         del L

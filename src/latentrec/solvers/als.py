@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import torch
 
-from latentrec.config import TrainConfig
+from latentrec.config import TrainConfig, option
 from latentrec.data.batches import Encoded
 from latentrec.errors import ConfigError
 from latentrec.solvers.base import Runner
 from latentrec.solvers.rating_graph import Partition, RatingGraph
 
-SINGULAR = "ALS met a singular system; raise --wd (the ridge penalty)."
+SINGULAR = f"ALS met a singular system; raise {option('wd')}, the ridge penalty."
 
 
 class ALSRunner(Runner):
@@ -33,7 +33,7 @@ class ALSRunner(Runner):
     def __init__(self, model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device,
                  part: Partition | None = None):
         if getattr(model, "kind", None) != "dot" or model.y_range is not None or not model.use_bias:
-            raise ConfigError("--solver als fits the linear biased dot model (no --y-range).")
+            raise ConfigError(f"solver 'als' fits the linear biased dot model only (no {option('y_range')}).")
         self.model = model
         self.graph = RatingGraph(data, model.n_users, model.n_items, device, part)
         self.torch_threads = 1 if device.type == "cpu" else None  # torch does only small work beside the kernel

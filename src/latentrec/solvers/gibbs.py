@@ -25,7 +25,7 @@ import warnings
 
 import torch
 
-from latentrec.config import TrainConfig
+from latentrec.config import TrainConfig, option
 from latentrec.data.batches import Encoded
 from latentrec.errors import ConfigError
 from latentrec.solvers.als import als_side
@@ -36,7 +36,7 @@ ALS_START_REG, ALS_START_SWEEPS = 0.1, 3
 IMPLICIT_MAX_ROWS = 6000  # the implicit priors hold dense (rows x rows) matrices
 
 
-SINGULAR = "the Gibbs sampler met a singular posterior; use fewer --n-factors."
+SINGULAR = f"the Gibbs sampler met a singular posterior; use a smaller {option('n_factors')}."
 
 
 def sample_gaussian(mean: torch.Tensor, chol: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
@@ -153,7 +153,7 @@ class GibbsRunner(Runner):
     def __init__(self, model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device,
                  part: Partition | None = None):
         if getattr(model, "kind", None) != "bayes":
-            raise ConfigError("--solver bayes trains the Bayesian dot model only.")
+            raise ConfigError("solver 'bayes' trains the Bayesian dot model only.")
         k = model.sample_factors
         self.model = model
         self.graph = RatingGraph(data, model.n_users, model.n_items, device, part)

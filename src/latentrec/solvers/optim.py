@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from latentrec.config import OPTIMIZERS
+from latentrec.config import OPTIMIZERS, option
 from latentrec.errors import ConfigError
 from latentrec.solvers.adam_kernel import adam_rows
 
@@ -32,7 +32,7 @@ class Optimizer:
 
     def __init__(self, params, wd: float = 0.0, wd_mode: str = "l2"):
         if wd_mode not in ("l2", "decoupled"):
-            raise ConfigError(f"--wd-mode must be 'l2' or 'decoupled', not {wd_mode!r}.")
+            raise ConfigError(f"{option('wd_mode')} must be 'l2' or 'decoupled', not {wd_mode!r}.")
         self.params = [p for p in params if p.requires_grad]
         self.wd, self.wd_mode = wd, wd_mode
         self.state: dict[int, dict] = {}
@@ -161,4 +161,4 @@ def make_optimizer(name: str, params, wd: float, wd_mode: str, momentum: float) 
         return SGD(params, wd, wd_mode, momentum)
     if name == "adam":
         return Adam(params, wd, wd_mode)
-    raise ConfigError(f"--opt must be one of {', '.join(OPTIMIZERS)}, not {name!r}.")
+    raise ConfigError(f"{option('opt')} must be one of {', '.join(OPTIMIZERS)}, not {name!r}.")

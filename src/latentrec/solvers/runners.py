@@ -80,7 +80,7 @@ class KernelRunner(Runner):
         from latentrec.solvers.sgd_kernel import BlockedRatings, default_grid
 
         if getattr(model, "kind", None) != "dot":
-            raise ConfigError("--solver sgd trains the dot model only; use --solver autograd for --model nn.")
+            raise ConfigError("solver 'sgd' trains the dot model only; use solver 'autograd' for model 'nn'.")
         self.model = model
         self.rng = np.random.default_rng(cfg.seed)
         n_users, n_items = model.user_factors.shape[0], model.item_factors.shape[0]

@@ -50,7 +50,7 @@ def encode(df, users: Vocab, items: Vocab) -> Encoded:
 def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str, cfg: TrainConfig) -> None:
     """Refuse training rows from which no collaborative model can learn anything (a ranking model learns from
     which items were rated, so one rating value, as in like-only data, is enough for it)."""
-    held = f" (after holding out --valid-pct {cfg.valid_pct:g} of them; --valid-pct 0 trains on all)" * bool(
+    held = f" (after holding out valid_pct (--valid-pct) {cfg.valid_pct:g} of them; 0 trains on all)" * bool(
         cfg.valid_pct)
     for role, vocab in (("user", users), ("item", items)):
         if len(vocab) < 3:  # #na# and one id
@@ -58,7 +58,7 @@ def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str
                             f"a collaborative model needs at least two {role}s.")
     if ratings.min() == ratings.max() and cfg.model not in RANKING_MODELS:
         raise DataError(f"{source}: every training rating is {float(ratings[0]):g}, so a rating model has nothing "
-                        f"to learn (it would predict that value for every pair); --model ease or --model ials learn "
+                        f"to learn (it would predict that value for every pair); model 'ease' or 'ials' (--model) learn "
                         f"which items users pick from such data.")
 
 

@@ -85,7 +85,7 @@ class FoldedUser:
     ignored: list[str]  # their items the model does not know
 
 
-def parse_ratings(text: str, source: str = "--ratings") -> UserRatings:
+def parse_ratings(text: str, source: str = "the ratings given") -> UserRatings:
     """``"50:5,181:4"`` (or one ``item,rating`` / ``item:rating`` / ``item<TAB>rating`` pair per line)."""
     items, ratings = [], []
     pairs = []

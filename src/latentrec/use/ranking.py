@@ -73,7 +73,7 @@ def evaluate_ranking(rec: Recommender, test: EncodedRows, k: int = 10, threshold
     are more (``n_users_eligible`` says how many there were): scoring every item for every user is
     what costs. Coverage then counts the sampled users' lists only.
     """
-    check_n(k, "-k")
+    check_n(k, "k (-k)")
     threshold = relevant_rating(rec) if threshold is None else threshold
     scored, relevant, eligible = liked_by_user(rec, test, threshold, max_users)
     model_lists, _ = top_n(rec, scored, k)

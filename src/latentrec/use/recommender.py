@@ -109,7 +109,7 @@ class Recommender:
             raise ModelCapabilityError(
                 f"{what} need a rating model, and this model dir holds only a ranking model "
                 f"({self.ranker.kind}), which orders items but predicts no ratings; train one with "
-                f"`latentrec train` (default) or --model dot|nn.")
+                f"`latentrec train` (model 'dot', the default, or 'nn').")
 
     def encode(self, users, items, ratings=None) -> Encoded:
         r = np.zeros(len(users), np.float32) if ratings is None else np.array(ratings, np.float32)

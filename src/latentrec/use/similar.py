@@ -46,9 +46,9 @@ def find_item(rec: Recommender, title: str) -> str:
     titles containing ``title``. Zero or several matches raise an error listing candidates.
     """
     if not title.strip():
-        raise DataError("--title is empty.")
+        raise DataError("The title to look for (--title) is empty.")
     if not any(i in rec.items for i in rec.titles):
-        raise DataError("This model has no titles; use --item ID.")
+        raise DataError("This model has no titles; give the item's id (--item ID).")
     matches = title_matches(rec, title)
     if len(matches) == 1:
         return matches[0]
@@ -56,7 +56,8 @@ def find_item(rec: Recommender, title: str) -> str:
         raise DataError(f"No item title contains {title!r}.")
     listed = "; ".join(f"{i}: {rec.titles[i]}" for i in matches[:10])
     more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
-    raise DataError(f"{len(matches)} titles match {title!r}: {listed}{more}. Use --item ID or a longer title.")
+    raise DataError(f"{len(matches)} titles match {title!r}: {listed}{more}. Give the item's id (--item ID) or a "
+                    f"longer title.")
 
 
 def title_matches(rec: Recommender, title: str, exact_wins: bool = True) -> list[str]:

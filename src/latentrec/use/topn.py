@@ -125,10 +125,10 @@ def top_n(rec: Recommender, users: np.ndarray, n: int = 10, include_rated: bool 
     return out_items, out_scores
 
 
-def check_n(n: int, flag: str = "-n") -> None:
-    """``n`` (given as ``flag``) is a list length: a whole number of at least 1."""
+def check_n(n: int, name: str = "n (-n)") -> None:
+    """``n`` (called ``name``) is a list length: a whole number of at least 1."""
     if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ConfigError(f"{flag} must be a whole number of at least 1, not {n!r}.")
+        raise ConfigError(f"{name} must be a whole number of at least 1, not {n!r}.")
 
 
 def least_ratings(rec: Recommender, min_ratings: int | None = None, n: int = 10) -> int:
@@ -140,7 +140,8 @@ def least_ratings(rec: Recommender, min_ratings: int | None = None, n: int = 10)
         nth = int(np.partition(counts, -n)[-n]) if len(counts) >= n else int(counts.min(initial=0))
         return max(min(MIN_RATINGS, nth), 1)
     if min_ratings > most:
-        raise ConfigError(f"--min-ratings {min_ratings} leaves no item: the most-rated item has {most} ratings.")
+        raise ConfigError(f"min_ratings (--min-ratings) {min_ratings} leaves no item: the most-rated item has {most} "
+                          f"ratings.")
     return max(min_ratings, 1)
 
 
@@ -247,7 +248,7 @@ def table_format(out: str | os.PathLike) -> str:
     """``csv``, ``tsv`` or ``parquet``, by the suffix of ``out`` (check it before the work that fills the table)."""
     fmt = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}.get(Path(out).suffix.lower())
     if fmt is None:
-        raise ConfigError(f"--out must end in .csv, .tsv, .parquet or .pq, not {Path(out).name!r}.")
+        raise ConfigError(f"out (--out) must end in .csv, .tsv, .parquet or .pq, not {Path(out).name!r}.")
     return fmt
 
 
