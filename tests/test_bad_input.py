@@ -168,10 +168,13 @@ def test_bad_validation_file_is_named(capsys, tmp_path):
 # ---- options -----------------------------------------------------------------------------------
 
 BAD_OPTIONS = {
-    "negative-epochs": (["--epochs", "-3"], "epochs (--epochs) must be a whole number of at least 1"),
-    "zero-bs": (["--solver", "autograd", "--bs", "0"], "bs (--bs) must be a whole number of at least 1"),
+    "negative-epochs": (["--epochs", "-3"], "epochs (--epochs) must be a whole number from 1 to 1,000,000"),
+    "zero-bs": (["--solver", "autograd", "--bs", "0"], "bs (--bs) must be a whole number from 1"),
+    "huge-epochs": (["--epochs", "1000000000000000000"], "epochs (--epochs) must be a whole number from 1 to"),
+    "huge-factors": (["--n-factors", "100000000000000000000"], "n_factors (--n-factors) must be a whole number from 1"),
+    "step-schedule-negative-lr": (["--solver", "sgd", "--schedule", "step:2:-1"], "each step needs an epoch of 0"),
+    "step-schedule-nan-lr": (["--solver", "sgd", "--schedule", "step:2:nan"], "each step needs an epoch of 0"),
     "zero-factors": (["--n-factors", "0"], "n_factors (--n-factors) must be"),
-    "factors-beyond-memory": (["--n-factors", "1000000000000"], "Not enough memory for this run"),
     "valid-pct-one": (["--valid-pct", "1"], "valid_pct (--valid-pct) must be in [0, 1)"),
     "valid-pct-negative": (["--valid-pct", "-0.1"], "valid_pct (--valid-pct) must be in [0, 1)"),
     "zero-lr": (["--solver", "sgd", "--lr", "0"], "lr (--lr) must be a positive number"),
@@ -195,6 +198,19 @@ BAD_OPTIONS = {
     "nan-wd": (["--solver", "sgd", "--wd", "nan"], "wd (--wd) must be zero or a positive number, not nan"),
     "nan-momentum": (["--solver", "autograd", "--opt", "sgd", "--momentum", "nan"], "momentum (--momentum) must be in [0, 1)"),
 }
+
+
+def test_a_run_beyond_memory_says_so(capsys, tmp_path, monkeypatch):
+    """PyTorch's failed allocation (a RuntimeError) is one sentence, as Python's MemoryError is."""
+    import latentrec.training.fit as fit_module
+
+    def allocate(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 4000000000000 bytes.")
+
+    monkeypatch.setattr(fit_module, "_fit", allocate)
+    data = write(tmp_path / "r.csv", GOOD)
+    fails(capsys, tmp_path, train_argv(data, tmp_path / "m"), "Not enough memory for this run")
 
 
 @pytest.mark.parametrize("case", sorted(BAD_OPTIONS))
@@ -438,6 +454,37 @@ def test_model_json_not_json(capsys, tmp_path, trained, model_copy):
           "not valid JSON")
 
 
+def test_model_json_nested_too_deeply(capsys, tmp_path, trained, model_copy):
+    write(model_copy / "model.json", "[" * 200_000)
+    fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(model_copy / "model.json"), "nested too deeply")
+
+
+def test_weights_metadata_not_an_object(capsys, tmp_path, trained, model_copy):
+    weights = model_copy / "model.safetensors"
+    data = weights.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    header["__metadata__"] = ["x"]
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)  # keep the tensors' alignment
+    weights.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + n:])
+    fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), str(weights), "__metadata__ is not an object")
+
+
+def test_unreadable_model_dir(capsys, tmp_path, trained, model_copy, monkeypatch):
+    """Root reads any file, so the refusal the file system would give is staged."""
+    read_text = Path.read_text
+
+    def refused(self, *args, **kwargs):
+        if self.name == "model.json":
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refused)
+    fails(capsys, tmp_path, evaluate_argv(model_copy, trained[1]), f"Cannot read the model in {model_copy}",
+          "Permission denied")
+
+
 @pytest.mark.parametrize("part", ["architecture", "ranker"])
 def test_model_kind_from_a_newer_latentrec(capsys, tmp_path, trained, model_copy, part):
     meta = json.loads((model_copy / "model.json").read_text())
@@ -458,7 +505,12 @@ def _repeat_an_id(meta: dict) -> None:
 
 # each edit of one model.json field, and what the refusal says besides the file's name
 JSON_EDITS = {
-    "rating-range-text": (lambda m: m.update(rating_range="abc"), ["field 'rating_range'", "two finite numbers"]),
+    "rating-range-text": (lambda m: m.update(rating_range="abc"), ["field 'rating_range'", "two float32 numbers"]),
+    "rating-range-huge": (lambda m: m.update(rating_range=[-1e308, 1e308]), ["field 'rating_range'", "float32"]),
+    "y-range-huge": (lambda m: m["architecture"].update(y_range=[-3e38, 3e38]), ["field 'architecture.y_range'"]),
+    "kind-swapped": (lambda m: m["architecture"].update(kind="nn"), ["nn rating model has no field", "edited"]),
+    "ranker-kind-swapped": (lambda m: m["ranker"].update(kind="ials"), ["ials ranker has no field", "edited"]),
+    "write-id-number": (lambda m: m.update(write_id=5), ["field 'write_id' must be a string, not 5"]),
     "rating-range-reversed": (lambda m: m.update(rating_range=[5, 1]), ["field 'rating_range'", "the lower first"]),
     "rating-range-nan": (lambda m: m.update(rating_range=[float("nan"), 5]), ["field 'rating_range'", "NaN"]),
     "titles-list": (lambda m: m.update(titles=[1, 2]), ["field 'titles'", "an object"]),

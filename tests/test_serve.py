@@ -324,7 +324,7 @@ def test_failed_reload_detail_is_one_sentence(tmp_path, monkeypatch, caplog):
     (path / "model.json").write_text(json.dumps({**meta, "rating_range": "abc"}))
     r = c.post("/admin/reload")
     assert r.status_code == 409 and r.json()["detail"] == (
-        f"{path}/model.json: field 'rating_range' must be two finite numbers, the lower first, not \"abc\".")
+        f"{path}/model.json: field 'rating_range' must be two float32 numbers, the lower first, not \"abc\".")
 
     def broken(path):
         raise TypeError("return arrays must be of ArrayType")

@@ -36,6 +36,7 @@ CHECKPOINT_EVERY = 10.0  # seconds between training checkpoints (latentrec train
 RANK_EVAL_USERS = 10_000  # train's closing ranking metrics score a seeded sample of this many test users at most
 MIN_RATINGS = 20  # an unknown user's ranking only considers items rated at least this often
 SEED_MAX = 2**32 - 1  # numpy's and optuna's seeds are 32-bit
+SIZE_MAX = {"n_factors": 100_000, "epochs": 1_000_000, "bs": 2**31 - 1}  # beyond these, sizes overflow, not train
 OPTIMIZERS = ("sgd", "adam")  # --opt for --solver autograd (solvers/optim.py)
 
 
@@ -113,12 +114,12 @@ class TrainConfig:
         if self.model == "ease" and not (self.wd > 0 and 0 <= self.dropout < 1):
             raise ConfigError(f"model 'ease' needs {option('wd')} (its lambda) > 0 and {option('dropout')} in [0, 1), "
                               f"not {self.wd} and {self.dropout}.")
-        for name in ("n_factors", "epochs", "bs"):
+        for name, most in SIZE_MAX.items():
             value = getattr(self, name)
             if name == "n_factors" and value is None and self.model == "nn":
                 continue  # embedding sizes by fastai's rule of thumb
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{option(name)} must be a whole number of at least 1, not {value!r}.")
+            if not isinstance(value, int) or not 1 <= value <= most:
+                raise ConfigError(f"{option(name)} must be a whole number from 1 to {most:,}, not {value!r}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"{option('lr')} must be a positive number, not {self.lr}.")
         if not (self.wd >= 0 and math.isfinite(self.wd)):
@@ -143,9 +144,10 @@ class TrainConfig:
             raise ConfigError(f"{option('y_range')} must be LOW HIGH with LOW < HIGH, not {self.y_range}.")
         if self.solver == "bayes" and not (isinstance(self.burn_in, int) and 0 <= self.burn_in < self.epochs):
             raise ConfigError(f"{option('burn_in')} must be a whole number from 0 to epochs - 1, not {self.burn_in!r}.")
-        if self.model == "nn" and (not self.layers or any(not isinstance(h, int) or h < 1 for h in self.layers)):
-            raise ConfigError(f"{option('layers')} must be one or more whole numbers of at least 1, "
-                              f"not {self.layers!r}.")
+        if self.model == "nn" and (not self.layers or any(not isinstance(h, int) or not 1 <= h <= SIZE_MAX["n_factors"]
+                                                          for h in self.layers)):
+            raise ConfigError(f"{option('layers')} must be one or more whole numbers from 1 to "
+                              f"{SIZE_MAX['n_factors']:,}, not {self.layers!r}.")
         if self.model == "nn" and not 0 <= self.dropout < 1:
             raise ConfigError(f"{option('dropout')} must be in [0, 1), not {self.dropout}.")
 
@@ -290,7 +292,7 @@ def parse_schedule(spec: str, lr: float, epochs: int):
     ``step:E:LR[,E:LR...]`` switches to LR at epoch E (the seed's "lr 0.001 -> 0.01 @ 250" is
     ``--lr 0.001 --schedule step:250:0.01``).
     """
-    name, _, rest = spec.partition(":")
+    name, _, rest = spec.partition(":") if isinstance(spec, str) else ("", "", "")
     if name == "constant":
         return lambda t: lr
     if name == "cosine":
@@ -307,6 +309,9 @@ def parse_schedule(spec: str, lr: float, epochs: int):
             steps = sorted((int(e), float(v)) for e, v in (s.split(":") for s in rest.split(",")))
         except ValueError:
             steps = None
+        if steps and not all(e >= 0 and 0 < v < math.inf for e, v in steps):
+            raise ConfigError(f"{option('schedule')} {spec}: each step needs an epoch of 0 or more and a positive "
+                              f"finite learning rate.")
         if steps:
             def step(t: float) -> float:
                 value = lr

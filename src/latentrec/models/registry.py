@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
 
 from latentrec.errors import ModelFileError
@@ -24,13 +26,26 @@ def build_model(arch: dict, where: str = "model.json") -> nn.Module:
     kind = _known(arch.pop("kind"), MODEL_CLASSES, "rating model", where)
     if arch.get("y_range") is not None:
         arch["y_range"] = tuple(arch["y_range"])
-    return MODEL_CLASSES[kind](**arch)
+    return _build(MODEL_CLASSES[kind], arch, f"{kind} rating model", where)
 
 
 def build_ranker(arch: dict, where: str = "model.json") -> Ranker:
     """A ranking model from its ``config()`` dict (``model.json``'s ``ranker``)."""
     arch = dict(arch)
-    return RANKER_CLASSES[_known(arch.pop("kind"), RANKER_CLASSES, "ranking model", where)](**arch)
+    kind = _known(arch.pop("kind"), RANKER_CLASSES, "ranking model", where)
+    return _build(RANKER_CLASSES[kind], arch, f"{kind} ranker", where)
+
+
+def _build(cls: type, arch: dict, what: str, where: str):
+    """``cls(**arch)``, with fields the class does not take, or lacks, named in one sentence (a ``kind`` edited
+    into another, say) instead of Python's TypeError."""
+    params = inspect.signature(cls).parameters
+    unknown = sorted(set(arch) - set(params))
+    missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in arch]
+    if unknown or missing:
+        field, said = (unknown[0], "has no field") if unknown else (missing[0], "needs the field")
+        raise ModelFileError(f"{where}: a {what} {said} {field!r}; the file was edited or damaged.")
+    return cls(**arch)
 
 
 def _known(kind, classes: dict, what: str, where: str) -> str:

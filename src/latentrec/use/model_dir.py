@@ -80,11 +80,19 @@ def read_model_dir(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
     """Tensors and metadata of a model dir, with every failure turned into one clear sentence."""
     path = Path(path)
     for _ in range(READ_TRIES):
-        tensors, meta, write_id = _read_once(path)
+        try:
+            tensors, meta, write_id = _read_once(path)
+        except OSError as e:  # unreadable: permissions, an I/O error
+            raise ModelFileError(f"Cannot read the model in {path}: {e.strerror or e}"
+                                 f"{f' ({e.filename})' if e.filename else ''}.") from None
         if meta.get(WRITE_ID) == write_id:
             return tensors, meta
+        if not isinstance(meta.get(WRITE_ID, ""), str):
+            raise ModelFileError(f"{path / META}: field '{WRITE_ID}' must be a string, not "
+                                 f"{json.dumps(meta[WRITE_ID])[:40]}; the file was edited or damaged.")
         time.sleep(0.02)  # caught between the two files of a replacement: read the new pair
-    raise ModelFileError(f"{path}: {WEIGHTS} and {META} come from different writes; save the model again.")
+    raise ModelFileError(f"{path}: {WEIGHTS} and {META} come from different writes ({WRITE_ID} {write_id} and "
+                         f"{meta.get(WRITE_ID)}); save the model again.")
 
 
 def _read_once(path: Path) -> tuple[dict[str, torch.Tensor], dict, str | None]:
@@ -102,6 +110,8 @@ def _read_once(path: Path) -> tuple[dict[str, torch.Tensor], dict, str | None]:
         meta = json.loads((path / META).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelFileError(f"{path / META} is not valid JSON ({e}).") from None
+    except RecursionError:
+        raise ModelFileError(f"{path / META} is not a latentrec model description (nested too deeply).") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path / META} is not a latentrec model description.")
     version = meta.get("format_version")
@@ -143,6 +153,8 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             raise ValueError(f"its header claims {n} bytes, more than the file holds")
         header = json.loads(f.read(n))
         meta = header.pop("__metadata__", None) or {}
+        if not isinstance(meta, dict):
+            raise ValueError("its __metadata__ is not an object")
         tensors = {}
         for name, entry in header.items():
             (begin, end), dtype = entry["data_offsets"], DTYPES[entry["dtype"]]

@@ -16,6 +16,9 @@ from typing import NamedTuple
 from latentrec.errors import ModelFileError
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 class Rule(NamedTuple):
     test: Callable[[object], bool]
     what: str  # what the value must be, for the error sentence
@@ -33,13 +36,15 @@ def _strings(v) -> bool:
     return isinstance(v, list) and all(isinstance(s, str) for s in v)
 
 
-def _range(v) -> bool:
-    return isinstance(v, list) and len(v) == 2 and all(map(_number, v)) and v[0] < v[1]
-
-
 def _scale(v) -> bool:
-    """A rating scale: one value is a scale too (like-only data, for a ranking model)."""
-    return isinstance(v, list) and len(v) == 2 and all(map(_number, v)) and v[0] <= v[1]
+    """A rating scale: one value is a scale too (like-only data, for a ranking model). Predictions are float32, so
+    its ends and its width must be float32 numbers."""
+    return (isinstance(v, list) and len(v) == 2 and all(map(_number, v)) and v[0] <= v[1]
+            and v[1] - v[0] <= FLOAT32_MAX and max(map(abs, v)) <= FLOAT32_MAX)
+
+
+def _range(v) -> bool:
+    return _scale(v) and v[0] < v[1]
 
 
 def _epoch(v) -> bool:
@@ -59,7 +64,7 @@ PART = {
     "kind": TEXT, "n_users": WHOLE, "n_items": WHOLE, "n_factors": WHOLE, "n_samples": WHOLE, "user_size": WHOLE,
     "item_size": WHOLE, "n_rated": WHOLE, "bias": FLAG, "bn": FLAG, "implicit": FLAG,
     "layers": Rule(lambda v: isinstance(v, list) and all(map(_whole, v)), "a list of whole numbers"),
-    "y_range": Rule(lambda v: v is None or _range(v), "null or two finite numbers, the lower first"),
+    "y_range": Rule(lambda v: v is None or _range(v), "null or two float32 numbers, the lower first"),
     **{k: NUMBER for k in ("dropout", "lam", "reg", "alpha", "rating_mean", "rating_std", "rating_weight")},
 }
 FIELDS = {
@@ -69,7 +74,7 @@ FIELDS = {
     "users": IDS, "items": IDS,
     "titles": Rule(lambda v: isinstance(v, dict) and all(isinstance(t, str) for t in v.values()),
                    "an object of item id: title (a string)"),
-    "rating_range": Rule(_scale, "two finite numbers, the lower first"),
+    "rating_range": Rule(_scale, "two float32 numbers, the lower first"),
     "baseline_mean": NUMBER,
     "config": Rule(lambda v: isinstance(v, dict) and (v.get("wd") is None or _number(v["wd"])),
                    "an object of training options (wd a number or null)"),
