@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import tomllib
 
 import numpy as np
 import pytest
-import tomllib
 from conftest import lowrank_ratings
 from hypothesis import given
 from hypothesis import strategies as st

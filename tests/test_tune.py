@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 
 import optuna
 import pandas as pd
 import pytest
-import tomllib
 from conftest import lowrank_ratings
 
 from latentrec.cli import main

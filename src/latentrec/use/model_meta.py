@@ -15,7 +15,6 @@ from typing import NamedTuple
 
 from latentrec.errors import ModelFileError
 
-
 FLOAT32_MAX = 3.4028234663852886e38
 
 
