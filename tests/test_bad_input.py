@@ -91,6 +91,15 @@ def test_bad_ratings_file(capsys, tmp_path, case):
     fails(capsys, tmp_path, train_argv(path, tmp_path / "model"), str(path), *needles)
 
 
+def test_the_refusal_says_rows_were_held_out_only_when_they_were(capsys, tmp_path):
+    for rows, held in ((2, False), (20, True)):  # 20% of 2 ratings is no row: all of them train
+        path = write(tmp_path / f"one-user-{rows}.csv", "user,item,rating\n" + "".join(
+            f"u1,i{k},{k % 5 + 1}\n" for k in range(rows)))
+        assert main(train_argv(path, tmp_path / "m")) == 2
+        err = capsys.readouterr().err
+        assert "at least two users" in err and ("after holding out" in err) == held, err
+
+
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
 def test_bench_refuses_every_file_train_refuses(capsys, tmp_path, case):
     content, needles = BAD_FILES[case]

@@ -229,3 +229,12 @@ def test_a_checkpoint_that_does_not_fit_on_disk_is_one_sentence(tmp_path, rating
     assert run.stderr.startswith("latentrec train: error: Cannot write the checkpoint to")
     assert "Traceback" not in run.stderr
     assert not list(checkpoint.default_folder(tmp_path / "m").glob(f"{checkpoint.TMP_PREFIX}*"))
+
+
+def test_a_leftover_checkpoint_blocks_a_fresh_run_with_what_to_do(tmp_path, ratings_csv, capsys):
+    folder = tmp_path / "m.checkpoint"
+    folder.mkdir()
+    (folder / checkpoint.FILE).write_bytes(b"not a checkpoint")
+    assert main(train_args(ratings_csv, tmp_path / "m", "sgd")) == 2
+    err = capsys.readouterr().err
+    assert "cannot be read; delete" in err and "--resume" not in err, err

@@ -150,9 +150,11 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_ctrl_c_during_a_trial_is_one_line(tmp_path):
+@pytest.mark.parametrize("stored", [False, True])
+def test_ctrl_c_during_a_trial_is_one_line_saying_what_was_kept(tmp_path, stored):
     """As Ctrl-C in the third trial (in a process of its own: optuna logs to the stderr it found at start)."""
     tiny().to_csv(tmp_path / "r.csv", index=False)
+    storage = ["--storage", f"sqlite:///{tmp_path / 't.db'}"] if stored else []
     script = f"""
 import sys
 from latentrec.cli import main
@@ -165,12 +167,13 @@ def fit(*args, **kwargs):
     return trained(*args, **kwargs)
 tune.fit = fit
 sys.exit(main(["tune", "--data", {str(tmp_path / "r.csv")!r}, "--device", "cpu", "--trials", "5",
-               "--out", {str(tmp_path / "out")!r}]))
+               "--out", {str(tmp_path / "out")!r}, *{storage!r}]))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 130, done.stderr
     assert "Traceback" not in done.stderr and "failed with parameters" not in done.stderr, done.stderr
-    assert done.stderr.strip().endswith("latentrec tune: interrupted.")
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("latentrec tune: interrupted; ") and ("run the same command again" in last) == stored, last
 
 
 def test_a_space_key_the_solver_does_not_use_is_named(tmp_path, capsys):

@@ -38,9 +38,9 @@ def run(args) -> int:
     from latentrec.use.topn import least_ratings, recommend, recommend_all, table_format, write_table
 
     start(args)
-    if args.all_users != bool(args.out):
+    if args.all_users != (args.out is not None):
         raise ConfigError("--all-users and --out go together: --all-users --out FILE.csv|.parquet.")
-    if args.out:  # before the work, not after it
+    if args.out is not None:  # before the work, not after it
         table_format(args.out)
         writable_or_fail(Path(args.out), parents=False)
     rec = Recommender.load(args.model_dir)

@@ -171,9 +171,9 @@ def checkpointer(args: argparse.Namespace) -> Checkpointer:
     if not args.resume and (Path(folder) / "checkpoint.safetensors").exists():
         epoch = completed_epoch(folder)
         raise ConfigError(
-            f"{folder} holds the checkpoint of an interrupted run ({f'epoch {epoch}' if epoch else 'unreadable'}); "
-            f"continue it with --resume, "
-            f"or delete {folder} to start over."
+            f"{folder} holds the checkpoint of an interrupted run (epoch {epoch}); continue it with --resume, or "
+            f"delete {folder} to start over." if epoch else
+            f"{folder} holds the checkpoint of an interrupted run, which cannot be read; delete {folder} to start over."
         )
     return Checkpointer(folder, resume=args.resume, every=args.checkpoint_every)
 

@@ -7,7 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from latentrec.atomic import writable_or_fail
-from latentrec.cli.common import add_data_options, command, console, emit_json, read, seed, start
+from latentrec.cli.common import add_data_options, command, console, emit_json, read, seed, start, stderr
 from latentrec.cli.config_file import apply_config, check_value, defer_defaults
 from latentrec.config import MODELS, SOLVERS, USES, TrainConfig
 from latentrec.errors import ConfigError
@@ -98,8 +98,14 @@ def run(args) -> int:
     if not args.json:
         console.print(f"Tuning {', '.join(space)} on {train_data.source} ({len(train_data)} ratings); "
                       f"validation: {args.valid or f'{args.valid_pct:.0%} of it'}")
-    result = tune(train_data, valid, base, space, n_trials=trials, timeout=args.timeout, storage=args.storage,
-                  study_name=args.study_name, test=test, refit=args.refit, on_trial=on_trial)
+    try:
+        result = tune(train_data, valid, base, space, n_trials=trials, timeout=args.timeout, storage=args.storage,
+                      study_name=args.study_name, test=test, refit=args.refit, on_trial=on_trial)
+    except KeyboardInterrupt:
+        kept = (f"the finished trials are kept in {args.storage}: run the same command again to go on" if args.storage
+                else "its trials were kept in memory only (--storage sqlite:///tune.db keeps them for a rerun)")
+        stderr(f"latentrec tune: interrupted; {kept}.")
+        return 130
     info = write_report(result, out, toml_extra=data_options(args))
     if result.model is not None:
         result.model.save(out / "model")

@@ -39,6 +39,7 @@ class Ratings:
     df: pd.DataFrame
     source: str
     titles: dict[str, str] = field(default_factory=dict)
+    held_out: float = 0.0  # the share of ``source``'s ratings held out of these for validation
 
     def __len__(self) -> int:
         return len(self.df)

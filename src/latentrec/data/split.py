@@ -36,7 +36,7 @@ def hold_out(train: Ratings, valid: Ratings | None, valid_pct: float,
     rows, held = random_split(train.df, valid_pct, seed)
     if not len(held):
         return train, None
-    return replace(train, df=rows), replace(train, df=held, source="the validation rows")
+    return replace(train, df=rows, held_out=valid_pct), replace(train, df=held, source="the validation rows")
 
 
 def kfold_indices(n: int, k: int, seed: int | None = 42) -> list[np.ndarray]:

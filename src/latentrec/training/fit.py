@@ -47,11 +47,12 @@ def encode(df, users: Vocab, items: Vocab) -> Encoded:
     return Encoded(users.encode(df["user"]), items.encode(df["item"]), df["rating"].to_numpy(np.float32, copy=True))
 
 
-def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str, cfg: TrainConfig) -> None:
+def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str, cfg: TrainConfig,
+                    held_out: float) -> None:
     """Refuse training rows from which no collaborative model can learn anything (a ranking model learns from
-    which items were rated, so one rating value, as in like-only data, is enough for it)."""
-    held = f" (after holding out valid_pct (--valid-pct) {cfg.valid_pct:g} of them; 0 trains on all)" * bool(
-        cfg.valid_pct)
+    which items were rated, so one rating value, as in like-only data, is enough for it). ``held_out``: the share
+    of ``source``'s ratings held out for validation."""
+    held = f" (after holding out valid_pct (--valid-pct) {held_out:g} of them; 0 trains on all)" * bool(held_out)
     for role, vocab in (("user", users), ("item", items)):
         if len(vocab) < 3:  # #na# and one id
             raise DataError(f"{source}: all training ratings belong to one {role} ({vocab.classes[1]!r}){held}; "
@@ -74,19 +75,21 @@ def training_rows(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | Non
     """Vocabularies from the training rows, and the encoded training and validation rows."""
     if isinstance(train, EncodedSplit):
         users, items, tr = train.users, train.items, train.train
+        held_out = cfg.valid_pct if valid is None and train.valid is not None else 0.0
         if valid is not None:
             va = encode_valid(valid, users, items)
         else:
             va = train.valid.data if train.valid is not None else None
     else:
         rows, valid = hold_out(train, valid, cfg.valid_pct, cfg.seed)
+        held_out = rows.held_out
         train_df = rows.df
         if len(train_df) < 2:
             raise DataError(f"{train.source} has {len(train_df)} training rating(s); training needs at least 2.")
         users, items = Vocab.from_ids(train_df["user"]), Vocab.from_ids(train_df["item"])
         tr = encode(train_df, users, items)
         va = encode_valid(valid, users, items) if valid is not None else None
-    check_learnable(users, items, tr.ratings, train.source, cfg)
+    check_learnable(users, items, tr.ratings, train.source, cfg, held_out)
     return users, items, tr, va
 
 
