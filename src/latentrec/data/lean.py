@@ -44,6 +44,7 @@ from latentrec.data.ratings import (
     resolve_columns,
     sniff_header,
 )
+from latentrec.data.split import held_rows
 from latentrec.data.vocab import NA, Vocab
 from latentrec.errors import DataError
 
@@ -96,8 +97,9 @@ def read_split(path: str | os.PathLike, cols: dict | None = None, duplicates: st
         return None
     u, i, r, user_ids, item_ids = columns
     where = str(path)
-    n_valid = int(round(len(r) * valid_pct))
-    _move_to_end(np.random.default_rng(seed).permutation(len(r))[:n_valid], u, i, r)
+    valid_rows = held_rows(len(r), valid_pct, seed)[0]
+    _move_to_end(valid_rows, u, i, r)
+    n_valid = len(valid_rows)
     n_train = len(r) - n_valid
     users, user_map = _train_vocab(u[:n_train], user_ids)
     items, item_map = _train_vocab(i[:n_train], item_ids)

@@ -204,12 +204,18 @@ def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_ra
         shown = predicted[order] if predicted is not None else np.full(len(order), np.nan, np.float32)
         return frame(rec, order, shown.astype(np.float32), known=True)
     u = int(rec.users.encode([user])[0]) if user is not None else 0
+    items, scores = user_top(rec, u, n, include_rated, min_ratings)
+    return frame(rec, items, scores, known=u > 0)
+
+
+def user_top(rec: Recommender, u: int, n: int, include_rated: bool = False,
+             min_ratings: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Item indices and scores of user ``u``'s list (``u`` 0, the unknown user: :func:`popular`'s)."""
     if u == 0:
-        items, scores = popular(rec, n, min_ratings)
-        return frame(rec, items, scores, known=False)
+        return popular(rec, n, min_ratings)
     items, scores = top_n(rec, np.array([u]), n, include_rated)
     keep = items[0] > 0
-    return frame(rec, items[0][keep], scores[0][keep], known=True)
+    return items[0][keep], scores[0][keep]
 
 
 def frame(rec: Recommender, items: np.ndarray, scores: np.ndarray, known: bool) -> pd.DataFrame:

@@ -35,7 +35,7 @@ from latentrec.use.interpret import item_pca
 from latentrec.use.recommender import Recommender
 from latentrec.use.serve.holder import Loaded, ModelHolder
 from latentrec.use.similar import similar_items, title_matches
-from latentrec.use.topn import popular, recommend, top_n
+from latentrec.use.topn import recommend, user_top
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 1 << 20  # bytes; larger request bodies get 413
@@ -77,15 +77,10 @@ def records(df, drop: tuple[str, ...] = ()) -> list[dict]:
 
 
 def user_recommendations(rec: Recommender, user: str, n: int) -> dict:
-    """``recommend(rec, user, n)`` as JSON-ready data, built straight from :func:`top_n` / :func:`popular`
+    """``recommend(rec, user, n)`` as JSON-ready data, built straight from :func:`user_top`
     (the DataFrame and the id encoding of ``recommend`` cost more than the ranking itself)."""
     u = rec.users.index(user)
-    if u == 0:
-        items, scores = popular(rec, n)
-    else:
-        top, values = top_n(rec, np.array([u]), n)
-        keep = top[0] > 0
-        items, scores = top[0][keep], values[0][keep]
+    items, scores = user_top(rec, u, n)
     ids = rec.items.decode(items)
     return {"user": user, "known": u > 0, "folded_in": False, "ignored": [], "recommendations": [
         {"rank": k, "item": i, "title": rec.titles.get(i, ""), "prediction": s if math.isfinite(s) else None}
