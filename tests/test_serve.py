@@ -369,3 +369,30 @@ def test_many_threads_at_once(client, holder):
         results = list(pool.map(call, jobs))
     assert all(status == 200 for status, _ in results)
     assert results[:20] == serial
+
+
+def test_every_answer_matches_the_schema_the_api_documents(client, holder):
+    """The response models in /openapi.json are what the routes send (the routes build their JSON themselves)."""
+    from latentrec.use.serve import schemas
+
+    rec = holder.state.rec
+    user, item = rec.users.classes[1], rec.items.classes[1]
+    answers = [
+        (schemas.UserList, client.get(f"/api/users/{user}/recommendations?n=3")),
+        (schemas.UserList, client.get("/api/users/nobody/recommendations?n=3")),
+        (schemas.UserList, client.post("/api/recommendations", json={"ratings": [{"item": item, "rating": 4}]})),
+        (schemas.Search, client.get("/api/items", params={"q": "movie"})),
+        (schemas.Similar, client.get(f"/api/items/{item}/similar?n=3")),
+        (schemas.Predictions, client.post("/api/predict", json={"pairs": [[user, item], ["x", "y"]]})),
+        (schemas.ItemMap, client.get("/api/map?n_items=5")),
+        (schemas.Ready, client.get("/readyz")),
+        (schemas.Health, client.get("/healthz")),
+        (schemas.Error, client.get("/api/items/nope/similar")),
+        (schemas.Error, client.post("/api/predict", json={"pairs": []})),
+    ]
+    for model, response in answers:
+        model.model_validate(response.json(), strict=False)
+    paths = client.get("/openapi.json").json()["paths"]
+    documented = paths["/api/predict"]["post"]["responses"]
+    assert documented["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Predictions")
+    assert {"400", "413", "422", "503"} <= set(documented)

@@ -27,5 +27,6 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(f"device {name!r}: there are only {torch.cuda.device_count()} CUDA devices (cuda:0 ...).")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError(f"device {name!r}: this PyTorch has no usable MPS (Apple GPU) device; use device 'auto' or 'cpu'.")
+        raise ConfigError(f"device {name!r}: this PyTorch has no usable MPS (Apple GPU) device; use device 'auto' "
+                          f"or 'cpu'.")
     return device

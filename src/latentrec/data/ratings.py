@@ -63,7 +63,8 @@ def load_ratings(
 ) -> Ratings:
     """Load and validate ratings from a dataset name, a file or a DataFrame."""
     if duplicates not in DUPLICATE_POLICIES:
-        raise DataError(f"duplicates (--duplicates) must be one of {', '.join(DUPLICATE_POLICIES)}, not {duplicates!r}.")
+        raise DataError(f"duplicates (--duplicates) must be one of {', '.join(DUPLICATE_POLICIES)}, "
+                        f"not {duplicates!r}.")
     cols = {"user": user_col, "item": item_col, "rating": rating_col}
     if isinstance(source, pd.DataFrame):
         df = _validate(source.copy(), "the DataFrame", cols, duplicates, row_offset=0, has_header=True)

@@ -39,12 +39,14 @@ class SynthSpec:
     def check(self) -> None:
         for name in ("n_ratings", "n_users", "n_items", "n_factors"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} (--{name.removeprefix('n_')}) must be at least 1, not {getattr(self, name)}.")
+                raise ConfigError(f"{name} (--{name.removeprefix('n_')}) must be at least 1, "
+                                  f"not {getattr(self, name)}.")
         if self.n_ratings > self.n_users * self.n_items:
             raise ConfigError(f"{self.n_ratings:,} ratings do not fit in {self.n_users:,} users x {self.n_items:,} items.")
         for name in ("noise", "alpha"):
             if not 0 <= getattr(self, name) < math.inf:
-                raise ConfigError(f"{name} (--{name}) must be a finite number of at least 0, not {getattr(self, name)}.")
+                raise ConfigError(f"{name} (--{name}) must be a finite number of at least 0, "
+                                  f"not {getattr(self, name)}.")
         if self.seed < 0:
             raise ConfigError(f"seed (--seed) must be zero or positive, not {self.seed}.")
         low, high = self.scale

@@ -59,8 +59,8 @@ def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str
                             f"a collaborative model needs at least two {role}s.")
     if ratings.min() == ratings.max() and cfg.model not in RANKING_MODELS:
         raise DataError(f"{source}: every training rating is {float(ratings[0]):g}, so a rating model has nothing "
-                        f"to learn (it would predict that value for every pair); model 'ease' or 'ials' (--model) learn "
-                        f"which items users pick from such data.")
+                        f"to learn (it would predict that value for every pair); model 'ease' or 'ials' (--model) "
+                        f"learn which items users pick from such data.")
 
 
 def encode_valid(valid: Ratings | LeanRows, users: Vocab, items: Vocab) -> Encoded | None:

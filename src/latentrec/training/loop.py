@@ -123,7 +123,8 @@ class Trainer:
                     raise Diverged("the weights became infinite or NaN")
             except Diverged as why:
                 self.model.load_state_dict(good)
-                advice = ("Regularize more or use fewer factors: try a larger wd (--wd) or a smaller n_factors (--n-factors)."
+                advice = ("Regularize more or use fewer factors: try a larger wd (--wd) or a smaller n_factors "
+                          "(--n-factors)."
                           if runner.closed_form else
                           f"Lower the learning rate: try lr (--lr) {cfg.lr / 3:.3g}.")
                 kept = f"; kept the weights of epoch {epoch}" if epoch else ""

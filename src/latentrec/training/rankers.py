@@ -56,8 +56,8 @@ def check_ease_fits(n_items: int) -> None:
     if not ease_fits(n_items):
         raise ConfigError(
             f"EASE needs {ease_memory(n_items) / 2**30:.1f} GB for {n_items - 1:,} items (items x items, float32), "
-            f"over its budget (4 GB a matrix, half the free memory); use model 'ials' (--model ials), whose memory grows with "
-            f"users + items.")
+            f"over its budget (4 GB a matrix, half the free memory); use model 'ials' (--model ials), whose memory "
+            f"grows with users + items.")
 
 
 def ranker_config(kind: str, cfg: TrainConfig) -> TrainConfig:

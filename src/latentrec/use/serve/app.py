@@ -34,6 +34,7 @@ from latentrec.use.coldstart import UserRatings, folds_in, ignored_items
 from latentrec.use.interpret import item_pca
 from latentrec.use.recommender import Recommender
 from latentrec.use.serve.holder import Loaded, ModelHolder
+from latentrec.use.serve.schemas import Error, Health, ItemMap, Predictions, Ready, Reloaded, Search, Similar, UserList
 from latentrec.use.similar import similar_items, title_matches
 from latentrec.use.topn import recommend, user_top
 
@@ -112,6 +113,11 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+def fails(*codes: int) -> dict:
+    """The error answers a route documents besides its 200 and 422 (each ``{"detail": ...}``)."""
+    return {code: {"model": Error} for code in codes}
+
+
 def is_loopback(host: str | None) -> bool:
     try:
         address = ipaddress.ip_address(host or "")
@@ -161,13 +167,13 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = ()) -> FastAP
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.head("/healthz", include_in_schema=False)
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], response_model=Health)
     async def healthz() -> dict:
         """The process answers."""
         return {"status": "ok"}
 
     @app.head("/readyz", include_in_schema=False)
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], response_model=Ready, responses={503: {"model": Ready}})
     async def readyz() -> JSONResponse:
         """200 once a model is loaded (with what it is), 503 before."""
         state = holder.state
@@ -176,14 +182,15 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = ()) -> FastAP
             body["model"] = state.info()
         return JSONResponse(body, status_code=200 if state is not None else 503)
 
-    @app.get("/api/users/{user:path}/recommendations", tags=["recommendations"])
+    @app.get("/api/users/{user:path}/recommendations", tags=["recommendations"], response_model=UserList,
+             responses=fails(503))
     def user_list(user: str, n: N = 10) -> JSONResponse:
         """Top-n items the user has not rated; an unknown user gets the non-personalized list (``known: false``)."""
         rec = model().rec
         with holder.lock:
             return JSONResponse(user_recommendations(rec, user, n))
 
-    @app.post("/api/recommendations", tags=["recommendations"])
+    @app.post("/api/recommendations", tags=["recommendations"], response_model=UserList, responses=fails(413, 503))
     def fold_in_recommendations(body: FoldInRequest) -> JSONResponse:
         """Top-n for a new user described by a few ratings: folded in with the item factors fixed, nothing stored."""
         rec = model().rec
@@ -195,7 +202,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = ()) -> FastAP
         return JSONResponse({"user": None, "known": folded, "folded_in": folded,
                              "ignored": ignored_items(rec, given.items), "recommendations": records(top, drop=("known",))})
 
-    @app.get("/api/items", tags=["items"])
+    @app.get("/api/items", tags=["items"], response_model=Search, responses=fails(503))
     def search_items(q: Annotated[str, Query(min_length=1, max_length=200,
                                                    description="title or part of it, or an item id")],
                            n: Annotated[int, Query(ge=1, le=MAX_N)] = 20) -> JSONResponse:
@@ -209,7 +216,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = ()) -> FastAP
         return JSONResponse({"query": q, "items": [{"item": i, "title": rec.titles.get(i, ""), "n_ratings": int(c)}
                                                    for i, c in zip(ids, counts)]})
 
-    @app.get("/api/items/{item:path}/similar", tags=["items"])
+    @app.get("/api/items/{item:path}/similar", tags=["items"], response_model=Similar, responses=fails(400, 404, 503))
     def similar(item: str, n: N = 10,
                       min_ratings: Annotated[int, Query(ge=0, description="only items rated this often")] = 0
                       ) -> JSONResponse:
@@ -222,7 +229,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = ()) -> FastAP
         return JSONResponse({"item": item, "title": rec.titles.get(item, ""),
                              "similar": records(sims)})
 
-    @app.post("/api/predict", tags=["predictions"])
+    @app.post("/api/predict", tags=["predictions"], response_model=Predictions, responses=fails(400, 413, 503))
     def predict(body: PredictRequest) -> JSONResponse:
         """Predicted ratings for (user, item) pairs; ``known`` is false where either id fell back to the average."""
         rec = model().rec
@@ -232,7 +239,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = ()) -> FastAP
             out = rec.predict(users, items)
         return JSONResponse({"predictions": records(out)})
 
-    @app.get("/api/map", tags=["items"])
+    @app.get("/api/map", tags=["items"], response_model=ItemMap, responses=fails(400, 503))
     def item_map(n_items: Annotated[int, Query(ge=2, le=20_000, description="the most-rated items")] = 1000
                        ) -> JSONResponse:
         """The PCA map of the item factors that ``latentrec interpret`` draws, as coordinates."""
@@ -249,7 +256,8 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = ()) -> FastAP
             answer = state.maps[n_items]
         return JSONResponse(answer)
 
-    @app.post("/admin/reload", tags=["admin"])
+    @app.post("/admin/reload", tags=["admin"], response_model=Reloaded,
+              responses={403: {"model": Error}, 409: {"model": Reloaded}})
     async def reload(request: Request) -> JSONResponse:
         """Read the model dir again and swap it in (loopback clients only); on failure the old model keeps serving
         and the answer is 409 with the reason."""

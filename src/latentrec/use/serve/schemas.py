@@ -1,0 +1,110 @@
+"""What each route answers, as pydantic models: they document the API (``/openapi.json``, ``/docs``) so that
+generated clients know the fields. The routes build their JSON directly (faster than validating it again)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # every field the API sends is documented
+
+
+class Error(Answer):
+    detail: str | list[dict] = Field(description="one sentence; for malformed parameters or JSON (422), a list "
+                                                 "naming each bad field: {loc, msg, type}")
+
+
+class Recommended(Answer):
+    rank: int
+    item: str
+    title: str = Field(description="empty where the data had no titles")
+    prediction: float | None = Field(description="the rating model's prediction; null from a ranking-only model")
+
+
+class UserList(Answer):
+    user: str | None = Field(description="null for a new user described by ratings")
+    known: bool = Field(description="false: the non-personalized (most-rated first) list")
+    folded_in: bool = Field(description="the list comes from the ratings in the request")
+    ignored: list[str] = Field(description="items in the request that the model does not know")
+    recommendations: list[Recommended]
+
+
+class Item(Answer):
+    item: str
+    title: str
+    n_ratings: int = Field(description="training ratings of the item")
+
+
+class Search(Answer):
+    query: str
+    items: list[Item]
+
+
+class Neighbour(Answer):
+    rank: int
+    item: str
+    title: str
+    similarity: float
+    n_ratings: int
+
+
+class Similar(Answer):
+    item: str
+    title: str
+    similar: list[Neighbour]
+
+
+class Prediction(Answer):
+    user: str
+    item: str
+    title: str
+    prediction: float = Field(description="clipped to the training ratings' scale")
+    known_user: bool = Field(description="false: the average user's row answered")
+    known_item: bool = Field(description="false: the average item's row answered")
+    known: bool = Field(description="both ids known")
+
+
+class Predictions(Answer):
+    predictions: list[Prediction]
+
+
+class MapPoint(Answer):
+    item: str
+    title: str
+    n_ratings: int
+    x: float = Field(description="first principal component of the item factors")
+    y: float = Field(description="second principal component")
+
+
+class ItemMap(Answer):
+    variance_share: list[float] = Field(description="share of the factors' variance each component explains")
+    items: list[MapPoint]
+
+
+class ModelInfo(Answer):
+    kind: str | None = Field(description="the rating model's kind; null for a ranking-only model dir")
+    ranker: str | None = Field(description="the ranking model's kind; null when the rating model orders lists")
+    answers: list[str] = Field(description='"ratings" and/or "ranking"')
+    n_users: int
+    n_items: int
+    rating_range: list[float]
+    generation: int = Field(description="1 at start-up, one more for each reload")
+    loaded_at: str = Field(description="UTC, ISO 8601")
+
+
+class Ready(Answer):
+    ready: bool
+    model_dir: str
+    last_reload_error: str | None
+    model: ModelInfo | None = None
+
+
+class Reloaded(Answer):
+    reloaded: bool
+    detail: str
+    model: ModelInfo | None
+
+
+class Health(Answer):
+    status: str
