@@ -19,7 +19,7 @@ from latentrec.data.split import random_split
 from latentrec.errors import ConfigError, ModelCapabilityError
 from latentrec.evaluation.evaluate import evaluate
 from latentrec.models.ease import EASE
-from latentrec.solvers.ials import Side, cg_side
+from latentrec.solvers.ials import ConfidenceRows, cg_side
 from latentrec.training.fit import fit
 from latentrec.training.rankers import check_ease_fits, pick_ranker
 from latentrec.use.coldstart import UserRatings
@@ -95,7 +95,7 @@ def test_cg_side_reaches_the_exact_per_row_solution():
     cols = torch.tensor([1, 4, 2, 0, 5, 9, 3, 11, 7, 2, 8])
     extra = torch.rand(len(rows), generator=gen) * 4
     Y = torch.randn(n_cols, k, generator=gen, dtype=torch.float64)
-    x = cg_side(torch.zeros(n_rows, k, dtype=torch.float64), Y, Side(rows, cols, extra.double(), n_rows, n_cols),
+    x = cg_side(torch.zeros(n_rows, k, dtype=torch.float64), Y, ConfidenceRows(rows, cols, extra.double(), n_rows, n_cols),
                 reg=0.5, steps=k)  # CG is exact after k steps on a k x k system
     for r in range(n_rows):
         m = rows == r
@@ -231,12 +231,12 @@ def test_interpret_of_a_ranking_only_model_is_one_sentence_and_creates_nothing(t
 
 def test_ials_sides_are_the_rating_matrix_in_32_bit_csr():
     """The CSR built straight from sorted pairs holds every pair's value at (row, col), rows and columns in order."""
-    from latentrec.solvers.ials import Side
+    from latentrec.solvers.ials import ConfidenceRows
 
     g = torch.Generator().manual_seed(0)
     cells = torch.randperm(30 * 20, generator=g)[:200]  # distinct (row, col) pairs, in no order
     rows, cols, values = cells // 20, cells % 20, torch.rand(200, generator=g)
-    side = Side(rows, cols, values, 30, 20)
+    side = ConfidenceRows(rows, cols, values, 30, 20)
     dense = torch.zeros(30, 20)
     dense[rows, cols] = values
     assert side.extra.crow_indices().dtype == torch.int32 and side.extra.col_indices().dtype == torch.int32

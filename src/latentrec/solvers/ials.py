@@ -18,7 +18,7 @@ import torch
 from latentrec.models.ials import ImplicitALS
 
 
-class Side:
+class ConfidenceRows:
     """One side's rows of the rating matrix in CSR form, valued ``a = alpha * w`` (confidence - 1).
 
     Built directly from the sorted pairs with 32-bit indices (8 bytes a rating with its value) where the
@@ -43,7 +43,7 @@ class Side:
         return torch.sparse_csr_tensor(e.crow_indices(), e.col_indices(), values, e.shape, check_invariants=False)
 
 
-def cg_side(x: torch.Tensor, other: torch.Tensor, side: Side, reg: float, steps: int) -> torch.Tensor:
+def cg_side(x: torch.Tensor, other: torch.Tensor, side: ConfidenceRows, reg: float, steps: int) -> torch.Tensor:
     """``steps`` conjugate-gradient steps on every row's system at once, starting from ``x`` (updated in place)."""
     shared = other.T @ other
     shared.diagonal().add_(reg)
@@ -79,8 +79,8 @@ def fit_ials(model: ImplicitALS, users: torch.Tensor, items: torch.Tensor, weigh
     P = torch.zeros(model.n_users, k, device=dev)
     Q = torch.randn(model.n_items, k, generator=gen, device=dev) * (0.1 / k ** 0.5)
     Q[0] = 0
-    by_user = Side(users, items, extra, model.n_users, model.n_items)
-    by_item = Side(items, users, extra, model.n_items, model.n_users)
+    by_user = ConfidenceRows(users, items, extra, model.n_users, model.n_items)
+    by_item = ConfidenceRows(items, users, extra, model.n_items, model.n_users)
     for _ in range(epochs):
         cg_side(P, Q, by_user, model.reg, cg_steps)
         cg_side(Q, P, by_item, model.reg, cg_steps)
