@@ -55,7 +55,7 @@ def apply_config(args: argparse.Namespace, extra: set[str] = frozenset()) -> dic
     unknown = sorted(k for k in values if k not in options and k not in extra)
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)} "
-                          f"(known: {', '.join(sorted(options))}).")
+                          f"(known: {', '.join(sorted(set(options) | set(extra)))}).")
     for dest, (action, default) in options.items():
         if getattr(args, dest, UNSET) is UNSET:
             value = check_value(action, values[dest], path) if dest in values else default
