@@ -67,6 +67,8 @@ BAD_FILES = {
     "nan-rating": ("user,item,rating\n1,2,3\n1,3,NaN\n", ["row 3, column 'rating'", "missing"]),
     "inf-rating": ("user,item,rating\n1,2,3\n1,3,inf\n", ["row 3, column 'rating'", "infinite"]),
     "negative-inf-rating": ("user,item,rating\n1,2,3\n2,2,-Infinity\n", ["row 3, column 'rating'", "infinite"]),
+    "rating-beyond-float32": ("user,item,rating\n1,2,3\n2,2,-3.5e38\n",
+                              ["row 3, column 'rating'", "the rating is -3.5e+38, beyond the range of a 32-bit float"]),
     "null-user": ("user,item,rating\n1,2,3\nnull,3,4\n", ["row 3, column 'user'", "user id is empty"]),
     "blank-item": ("user,item,rating\n1,2,3\n1, ,4\n", ["row 3, column 'item'", "item id is empty"]),
     "blank-user-headerless": ("1\t2\t3\n\t5\t4\n", ["row 2, column 'user'"]),
@@ -367,6 +369,13 @@ def test_predict_from_a_file_without_rows_asks_for_pairs(capsys, tmp_path, train
     path = write(tmp_path / "pairs.csv", content)
     err = fails(capsys, tmp_path, ["predict", str(trained[0]), "--data", str(path)], str(path), "user, item (a rating")
     assert "user, item, rating" not in err
+
+
+def test_evaluate_refuses_a_rating_beyond_float32(capsys, tmp_path, trained):
+    """1e306 is finite in float64 but inf in float32: it was scored as inf and reported as "rmse": null."""
+    path = write(tmp_path / "test.csv", "user,item,rating\nu1,i1,3\nu2,i2,1e306\n")
+    fails(capsys, tmp_path, [*evaluate_argv(trained[0], path), "--json"], str(path), "row 3, column 'rating'",
+          "1e+306, beyond the range")
 
 
 def test_predict_takes_unknown_names_above_numeric_ids_as_a_header(capsys, tmp_path, trained):

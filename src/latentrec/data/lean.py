@@ -43,6 +43,7 @@ from latentrec.data.ratings import (
     refuse_column_names,
     resolve_columns,
     sniff_header,
+    unusable_ratings,
 )
 from latentrec.data.split import held_rows
 from latentrec.data.vocab import NA, Vocab
@@ -410,10 +411,10 @@ def _read(path: Path, part: _Part) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             missing = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else np.zeros(m, bool)
             values = col.fill_null(0).to_numpy(zero_copy_only=False)
             if role == "rating":
-                bad = np.flatnonzero(missing | ~np.isfinite(values))
+                bad = np.flatnonzero(missing | unusable_ratings(values))
                 if len(bad):
-                    shown = "infinite" if np.isinf(values[bad[0]]) else "missing"
-                    raise _BadRow(n + int(bad[0]), lambda row, name=name, shown=shown: bad_rating(where, row, name, shown))
+                    value = np.nan if missing[bad[0]] else float(values[bad[0]])
+                    raise _BadRow(n + int(bad[0]), lambda row, name=name, value=value: bad_rating(where, row, name, value))
             else:
                 if missing.any():
                     raise _BadRow(n + int(np.flatnonzero(missing)[0]),

@@ -30,6 +30,7 @@ ALIASES = {
     "rating": {"rating", "ratings", "score", "stars", "value", "overall"},
 }
 NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # ratings are stored as float32
 
 
 @dataclass
@@ -337,7 +338,15 @@ def empty_id(where: str, row: int, column: str, role: str) -> DataError:
     return DataError(f"{where}, row {row}, column {column!r}: the {role} id is empty.")
 
 
-def bad_rating(where: str, row: int, column: str, shown: str) -> DataError:
+def unusable_ratings(values: np.ndarray) -> np.ndarray:
+    """Where ``values`` are no rating a float32 holds: missing (NaN), infinite, or finite but beyond its range."""
+    return ~(np.abs(values) <= FLOAT32_MAX)
+
+
+def bad_rating(where: str, row: int, column: str, value: float) -> DataError:
+    """The sentence for an unusable rating ``value`` (NaN: a missing one)."""
+    shown = ("missing" if np.isnan(value) else "infinite" if np.isinf(value) else
+             f"{value:g}, beyond the range of a 32-bit float (±{FLOAT32_MAX:.2g})")
     return DataError(f"{where}, row {row}, column {column!r}: the rating is {shown}.")
 
 
@@ -375,11 +384,10 @@ def _ratings(col: pd.Series, where: str, row_offset: int) -> np.ndarray:
             raise DataError(
                 f"{where}, row {bad + 1 + row_offset}, column {col.name!r}: {text.iloc[bad]!r} is not a number."
             )
-    bad_mask = ~np.isfinite(values)
+    bad_mask = unusable_ratings(values)
     if bad_mask.any():
         bad = int(np.flatnonzero(bad_mask)[0])
-        shown = "missing" if np.isnan(values[bad]) else "infinite"
-        raise bad_rating(where, bad + 1 + row_offset, col.name, shown)
+        raise bad_rating(where, bad + 1 + row_offset, col.name, values[bad])
     return values.astype(np.float32)
 
 
