@@ -7,6 +7,7 @@ case (BOM, CRLF, latin-1, unknown ids, ...) must succeed and read the data corre
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import pickle
@@ -376,6 +377,28 @@ def test_evaluate_refuses_a_rating_beyond_float32(capsys, tmp_path, trained):
     path = write(tmp_path / "test.csv", "user,item,rating\nu1,i1,3\nu2,i2,1e306\n")
     fails(capsys, tmp_path, [*evaluate_argv(trained[0], path), "--json"], str(path), "row 3, column 'rating'",
           "1e+306, beyond the range")
+
+
+def damaged_gzip(damage: str) -> bytes:
+    """A .csv.gz whose first lines read, damaged further on."""
+    packed = gzip.compress(("user,item,rating\n" + "".join(
+        f"u{k // 10},i{k % 10},{k % 5 + 1}\n" for k in range(400))).encode(), mtime=0)
+    if damage == "truncated":  # head -c: EOFError
+        return packed[:len(packed) // 2]
+    if damage == "bad-crc":  # BadGzipFile
+        return packed[:-8] + bytes(b ^ 0xFF for b in packed[-8:-4]) + packed[-4:]
+    return packed + packed[:10] + b"\xff" * 8  # a second member of invalid deflate blocks: zlib.error
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bad-crc", "bad-body"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "recommend"])
+def test_a_damaged_gzip_file_is_named(capsys, tmp_path, trained, command, damage):
+    """A truncated or corrupt .csv.gz fails while pandas reads it (EOFError, zlib.error, BadGzipFile): one sentence."""
+    path = write(tmp_path / "r.csv.gz", damaged_gzip(damage))
+    argv = {"train": train_argv(path, tmp_path / "m"), "evaluate": evaluate_argv(trained[0], path),
+            "predict": ["predict", str(trained[0]), "--data", str(path)],
+            "recommend": ["recommend", str(trained[0]), "--ratings-file", str(path)]}[command]
+    fails(capsys, tmp_path, argv, f"{path} could not be read (", "the gzip file is damaged or cut short")
 
 
 def test_predict_takes_unknown_names_above_numeric_ids_as_a_header(capsys, tmp_path, trained):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 
@@ -38,14 +39,20 @@ def test_parse_ratings_inline_and_file(tmp_path):
     ("semicolons.csv", "item;rating\n50;5\n181;4\n"),
     ("headerless.tsv", "50\t5\n181\t4\n"),
     ("colons.txt", "50:5\n181:4\n"),
+    ("colons-bom.txt", "\ufeff50:5\n181:4\n"),
+    ("colons.txt.gz", "50:5\n181:4\n"),
+    ("gzipped.csv.gz", "item,rating\n50,5\n181,4\n"),
     ("r.parquet", None)])
 def test_a_ratings_file_is_read_as_a_ratings_file_is(tmp_path, name, content):
-    """--ratings-file takes what the ratings reader takes: quotes, columns by name, any separator, Parquet."""
+    """--ratings-file takes what the ratings reader takes: quotes, columns by name, any separator, a BOM, gzip,
+    Parquet."""
     path = tmp_path / name
     if content is None:
         pd.DataFrame({"movieId": [50, 181], "rating": [5.0, 4.0]}).to_parquet(path)
+    elif name.endswith(".gz"):
+        path.write_bytes(gzip.compress(content.encode()))
     else:
-        path.write_text(content)
+        path.write_text(content, encoding="utf-8")
     given = read_user_ratings(str(path))
     assert given.items == ["50", "181"] and given.ratings == [5.0, 4.0] and given.source == str(path)
 

@@ -12,6 +12,8 @@ import gzip
 import os
 import re
 import warnings
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,14 +172,12 @@ def _read_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Dat
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty; it needs rows of {needs}.")
     if suffix not in PARQUET_SUFFIXES:
-        try:
+        with _readable(path):
             with _open(path, "rb") as f:
                 head = f.read(2)
-        except OSError as e:  # a damaged gzip file
-            raise DataError(f"{path} could not be read ({e}).") from None
-        if head in (b"\xff\xfe", b"\xfe\xff"):
-            raise DataError(f"{path} is UTF-16 text; save it as UTF-8 (or latin-1) and read it again.")
-        raw, has_header = _read_text(path, cols, pairs, needs)
+            if head in (b"\xff\xfe", b"\xfe\xff"):
+                raise DataError(f"{path} is UTF-16 text; save it as UTF-8 (or latin-1) and read it again.")
+            raw, has_header = _read_text(path, cols, pairs, needs)
         return raw, has_header, int(has_header)
     try:
         return pd.read_parquet(path), True, 0
@@ -195,17 +195,36 @@ def _open(path: Path, mode: str = "r", **kwargs):
     return (gzip.open if path.suffix.lower() == ".gz" else open)(path, mode if "b" in mode else mode + "t", **kwargs)
 
 
+@contextmanager
+def _readable(path: Path):
+    """Reading ``path``: a file that cannot be read (a damaged gzip file: ``BadGzipFile``, ``zlib.error``; a
+    truncated one: ``EOFError``, wherever in the file the damage is) raises one DataError naming it."""
+    try:
+        yield
+    except (OSError, EOFError, zlib.error) as e:
+        damaged = "; the gzip file is damaged or cut short" * (path.suffix.lower() == ".gz")
+        raise DataError(f"{path} could not be read ({e}){damaged}.") from None
+
+
 def first_line(path: Path) -> tuple[str, str]:
-    for encoding in ("utf-8-sig", "latin-1"):
-        try:
-            with _open(path, encoding=encoding) as f:
-                for line in f:
-                    if line.strip():
-                        return line.rstrip("\r\n"), encoding
-                return "", encoding
-        except UnicodeDecodeError:
-            continue
+    """A text file's first non-blank line and the encoding that reads it (UTF-8, with or without BOM, or latin-1)."""
+    with _readable(path):
+        for encoding in ("utf-8-sig", "latin-1"):
+            try:
+                with _open(path, encoding=encoding) as f:
+                    for line in f:
+                        if line.strip():
+                            return line.rstrip("\r\n"), encoding
+                    return "", encoding
+            except UnicodeDecodeError:
+                continue
     return "", "latin-1"
+
+
+def read_text(path: Path) -> str:
+    """A whole text file, gzipped or not, as UTF-8 (a BOM dropped, undecodable bytes replaced)."""
+    with _readable(path), _open(path, encoding="utf-8-sig", errors="replace") as f:
+        return f.read()
 
 
 def _sniff_sep(line: str) -> str:

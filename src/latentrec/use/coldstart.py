@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentrec.data.ratings import first_line, resolve_columns
+from latentrec.data.ratings import first_line, read_text, resolve_columns
 from latentrec.data.ratings import read_user_ratings as ratings_file
 from latentrec.errors import ConfigError, DataError
 from latentrec.models.dot import is_dot
@@ -117,7 +117,7 @@ def read_user_ratings(path: str) -> UserRatings:
     path = Path(path)
     line = first_line(path)[0] if path.is_file() else ""
     if ITEM_COLON_RATING.fullmatch(line.strip()):
-        return parse_ratings(path.read_text(encoding="utf-8", errors="replace"), str(path))
+        return parse_ratings(read_text(path), str(path))
     df = ratings_file(path)
     return UserRatings(df["item"].tolist(), df["rating"].astype(float).tolist(), str(path))
 
