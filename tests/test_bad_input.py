@@ -110,6 +110,18 @@ def test_bench_refuses_every_file_train_refuses(capsys, tmp_path, case):
     fails(capsys, tmp_path, ["bench", "--data", str(path), "--devices", "cpu", "--epochs", "1"], str(path), *needles)
 
 
+LONG = "x" * 1_000_000
+
+
+@pytest.mark.parametrize("content, needle", [
+    (f"user,item,rating\n1,2,3\n1,3,{LONG}\n", "row 3, column 'rating': 'xxxxxxxx"),
+    (f"user,item,rating\n{LONG},2,3\n{LONG},2,4\n", "rated item 2 more than once")], ids=["rating", "user-id"])
+def test_a_huge_cell_is_quoted_short(capsys, tmp_path, content, needle):
+    path = write(tmp_path / "r.csv", content)
+    err = fails(capsys, tmp_path, train_argv(path, tmp_path / "m"), str(path), needle)
+    assert len(err) < 300, len(err)
+
+
 def test_misnamed_rating_column(capsys, tmp_path):
     path = write(tmp_path / "r.csv", GOOD)
     fails(capsys, tmp_path, train_argv(path, tmp_path / "m", "--rating-col", "stars"),

@@ -70,6 +70,12 @@ def test_a_bad_ratings_file_is_one_sentence(tmp_path, content, says):
         read_user_ratings(str(tmp_path / "r.csv"))
 
 
+def test_a_long_entry_is_quoted_short():
+    with pytest.raises(DataError, match="entry 1 \\('50:xxxx*…'\\) has a rating that is not a number") as e:
+        parse_ratings("50:" + "x" * 10**6)
+    assert len(str(e.value)) < 200
+
+
 def test_a_missing_inline_rating_is_an_error_not_a_header():
     with pytest.raises(DataError, match=re.escape("entry 1 ('50:') has no rating")):
         parse_ratings("50:,181:4")

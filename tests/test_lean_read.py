@@ -175,6 +175,15 @@ def test_a_file_the_lean_reader_cannot_parse_is_named_with_the_reason(tmp_path, 
         load_ratings(bad)
 
 
+def test_the_lean_readers_reason_quotes_a_long_cell_short(tmp_path, caplog):
+    bad = tmp_path / "ratings.csv"
+    bad.write_text("user,item,rating\n" + "".join(f"{u},{u % 7},4\n" for u in range(1, 200)) + f"5,6,{'x' * 10**6}\n")
+    with caplog.at_level("WARNING", logger="latentrec"):
+        assert read_split(bad, min_bytes=0) is None
+    [record] = caplog.records
+    assert "invalid value 'xxx" in record.getMessage() and len(record.getMessage()) < 400
+
+
 class Ranks:
     """``size`` threads reading one file together, each as one rank of a :class:`Share`."""
 

@@ -25,6 +25,12 @@ class ModelCapabilityError(LatentrecError):
     """The model cannot answer this request (e.g. predicted ratings from a ranking-only model)."""
 
 
+def clip(text: str, width: int = 40) -> str:
+    """``text`` cut to ``width`` characters, the cut marked by an ellipsis: a value from a file quoted in a message
+    (a 1 MB cell would make a 1 MB sentence)."""
+    return text if len(text) <= width else f"{text[:width - 1]}…"
+
+
 class TrainingDiverged(UserWarning):
     """``fit`` stopped a diverging run and kept the last good epoch's weights (``rec.info["diverged"]`` says why).
     A warning, not an error: the model is usable, and the CLI reports it in its own words."""

@@ -47,7 +47,7 @@ from latentrec.data.ratings import (
 )
 from latentrec.data.split import held_rows
 from latentrec.data.vocab import NA, Vocab
-from latentrec.errors import DataError
+from latentrec.errors import DataError, clip
 
 log = logging.getLogger(__name__)
 LEAN_BYTES = 64 << 20
@@ -204,7 +204,8 @@ def _alone(values: np.ndarray) -> tuple[np.ndarray, list[int]]:
 
 
 def _reason(e: Exception) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
+    """Why pyarrow failed, on one line, cut short (it may quote a whole cell or row)."""
+    return clip(" ".join(str(e).split()), 200) or type(e).__name__
 
 
 def _attempt(step) -> tuple[object, Exception | None]:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from latentrec.config import DUPLICATE_POLICIES
 from latentrec.data.datasets import DATASETS, dataset_path
-from latentrec.errors import DataError
+from latentrec.errors import DataError, clip
 
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".data", ".dat", ".base", ".test"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -128,19 +128,19 @@ def read_user_ratings(path: str | os.PathLike) -> pd.DataFrame:
     try:
         item, rating = resolve_columns(list(raw.columns), ("item", "rating"), {}, where)
     except DataError:  # recommend has no --item-col: say what the file itself should hold
-        raise DataError(f"{where} needs an item and a rating column (its columns: {', '.join(map(str, raw.columns))});"
+        raise DataError(f"{where} needs an item and a rating column (its columns: {_listed(raw.columns)});"
                         f" name them item and rating (or movieId, score, ...), or give headerless item,rating lines.") \
             from None
     df = pd.DataFrame({"item": _ids(raw[item], "item", where, row_offset),
                        "rating": _ratings(raw[rating], where, row_offset)})
     user = next((c for c in raw.columns if _normalized(str(c)) in ALIASES["user"]), None)
     if user is not None and (users := _ids(raw[user], "user", where, row_offset).unique()).size > 1:
-        shown = ", ".join(map(str, users[:3])) + ", ..." * (len(users) > 3)
+        shown = _listed(users[:3]) + ", ..." * (len(users) > 3)
         raise DataError(f"{where} holds the ratings of {len(users):,} users ({shown}); give one user's {needs} rows.")
     repeat = _first_repeat(df, ["item"], row_offset)
     if repeat is not None:
         (item,), rows = repeat
-        raise DataError(f"{where} rates item {item} more than once (rows {rows[0]} and {rows[1]}).")
+        raise DataError(f"{where} rates item {clip(item)} more than once (rows {rows[0]} and {rows[1]}).")
     return df
 
 
@@ -339,14 +339,19 @@ def _resolve_column(columns: list[str], role: str, wanted: str | None, where: st
     if wanted:
         if wanted in columns:
             return wanted
-        raise DataError(f"{where} has no column {wanted!r} (its columns: {', '.join(columns)}).")
+        raise DataError(f"{where} has no column {wanted!r} (its columns: {_listed(columns)}).")
     for c in columns:
         if _normalized(c) in ALIASES[role]:
             return c
     raise DataError(
-        f"{where} has no {role} column (its columns: {', '.join(columns)}); name it with --{role}-col "
+        f"{where} has no {role} column (its columns: {_listed(columns)}); name it with --{role}-col "
         f"({role}_col= in Python)."
     )
+
+
+def _listed(values) -> str:
+    """Values from a file (ids, column names), each clipped, for a message."""
+    return ", ".join(clip(str(v)) for v in values)
 
 
 def _normalized(name: str) -> str:
@@ -370,8 +375,8 @@ def bad_rating(where: str, row: int, column: str, value: float) -> DataError:
 
 
 def rated_twice(where: str, user, item, rows) -> DataError:
-    return DataError(f"{where}: user {user} rated item {item} more than once (rows {rows[0]} and {rows[1]}); "
-                     f"choose duplicates (--duplicates) mean or last.")
+    return DataError(f"{where}: user {clip(str(user))} rated item {clip(str(item))} more than once (rows {rows[0]} and "
+                     f"{rows[1]}); choose duplicates (--duplicates) mean or last.")
 
 
 def _ids(col: pd.Series, role: str, where: str, row_offset: int) -> pd.Series:
@@ -401,7 +406,7 @@ def _ratings(col: pd.Series, where: str, row_offset: int) -> np.ndarray:
         if unparsed.any():
             bad = int(np.flatnonzero(unparsed)[0])
             raise DataError(
-                f"{where}, row {bad + 1 + row_offset}, column {col.name!r}: {text.iloc[bad]!r} is not a number."
+                f"{where}, row {bad + 1 + row_offset}, column {col.name!r}: {clip(text.iloc[bad])!r} is not a number."
             )
     bad_mask = unusable_ratings(values)
     if bad_mask.any():

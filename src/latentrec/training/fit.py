@@ -18,7 +18,7 @@ from latentrec.data.ratings import Ratings, load_ratings
 from latentrec.data.split import hold_out
 from latentrec.data.vocab import Vocab
 from latentrec.devices import pick_device
-from latentrec.errors import ConfigError, DataError, TrainingDiverged
+from latentrec.errors import ConfigError, DataError, TrainingDiverged, clip
 from latentrec.models.baselines import fit_biases
 from latentrec.models.dot import DotProductBias, default_y_range
 from latentrec.solvers.distributed import is_main, local_device
@@ -55,7 +55,7 @@ def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str
     held = f" (after holding out valid_pct (--valid-pct) {held_out:g} of them; 0 trains on all)" * bool(held_out)
     for role, vocab in (("user", users), ("item", items)):
         if len(vocab) < 3:  # #na# and one id
-            raise DataError(f"{source}: all training ratings belong to one {role} ({vocab.classes[1]!r}){held}; "
+            raise DataError(f"{source}: all training ratings belong to one {role} ({clip(vocab.classes[1])!r}){held}; "
                             f"a collaborative model needs at least two {role}s.")
     if ratings.min() == ratings.max() and cfg.model not in RANKING_MODELS:
         raise DataError(f"{source}: every training rating is {float(ratings[0]):g}, so a rating model has nothing "

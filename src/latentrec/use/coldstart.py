@@ -26,7 +26,7 @@ import torch
 
 from latentrec.data.ratings import first_line, read_text, resolve_columns
 from latentrec.data.ratings import read_user_ratings as ratings_file
-from latentrec.errors import ConfigError, DataError
+from latentrec.errors import ConfigError, DataError, clip
 from latentrec.models.dot import is_dot
 from latentrec.use.recommender import Recommender
 
@@ -53,7 +53,7 @@ class UserRatings:
         seen = set()
         for item in self.items:
             if item in seen:
-                raise DataError(f"Item {item} is rated twice in {self.source}.")
+                raise DataError(f"Item {clip(item)} is rated twice in {self.source}.")
             seen.add(item)
 
     @classmethod
@@ -94,16 +94,17 @@ def parse_ratings(text: str, source: str = "the ratings given") -> UserRatings:
     pairs = [p for p in pairs if p.strip()]
     for n, pair in enumerate(pairs, 1):
         parts = [x.strip() for x in re.split(r"[:,\t]|\s+", pair.strip(), maxsplit=1)]
+        shown = clip(pair.strip())
         if len(parts) != 2 or not parts[0]:
-            raise DataError(f"{source}: entry {n} ({pair.strip()!r}) is not ITEM:RATING.")
+            raise DataError(f"{source}: entry {n} ({shown!r}) is not ITEM:RATING.")
         if not parts[1]:
-            raise DataError(f"{source}: entry {n} ({pair.strip()!r}) has no rating.")
+            raise DataError(f"{source}: entry {n} ({shown!r}) has no rating.")
         try:
             value = float(parts[1])
         except ValueError:
-            raise DataError(f"{source}: entry {n} ({pair.strip()!r}) has a rating that is not a number.") from None
+            raise DataError(f"{source}: entry {n} ({shown!r}) has a rating that is not a number.") from None
         if not math.isfinite(value):
-            raise DataError(f"{source}: entry {n} ({pair.strip()!r}) has a rating that is not finite.")
+            raise DataError(f"{source}: entry {n} ({shown!r}) has a rating that is not finite.")
         items.append(parts[0])
         ratings.append(value)
     if not items:
@@ -128,7 +129,7 @@ def check_given(rec: Recommender, given: UserRatings) -> None:
     lo, hi = rec.rating_range
     off = next(((i, r) for i, r in zip(given.items, given.ratings) if not lo <= r <= hi), None)
     if off:
-        raise DataError(f"Item {off[0]} is rated {off[1]:g} in {given.source}, outside the model's rating scale "
+        raise DataError(f"Item {clip(off[0])} is rated {off[1]:g} in {given.source}, outside the model's rating scale "
                         f"{lo:g} to {hi:g}.")
 
 

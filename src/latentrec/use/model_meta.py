@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import NamedTuple
 
-from latentrec.errors import ModelFileError
+from latentrec.errors import ModelFileError, clip
 
 FLOAT32_MAX = 3.4028234663852886e38
 
@@ -123,5 +123,4 @@ def _check(values: dict, rules: dict[str, Rule], required: tuple[str, ...], wher
 
 def _short(value) -> str:
     """``value`` as it reads in the file (JSON), cut to a few dozen characters."""
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 40 else f"{text[:37]}…"
+    return clip(json.dumps(value, ensure_ascii=False))
