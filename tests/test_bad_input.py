@@ -14,6 +14,7 @@ import pickle
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from conftest import lowrank_ratings
@@ -136,6 +137,21 @@ def test_column_option_for_a_headerless_file(capsys, tmp_path, monkeypatch, lean
     path = write(tmp_path / "r.tsv", "".join(f"{u}\t{i}\t{1 + (u * i) % 5}\n" for u in range(9) for i in range(7)))
     fails(capsys, tmp_path, train_argv(path, tmp_path / "m", "--user-col", "customer"),
           str(path), "no header row", "--user-col customer", "by position")
+
+
+@pytest.mark.parametrize("lean", [False, True])
+@pytest.mark.parametrize("column, values, said", [
+    ("user", [{"id": k % 4} for k in range(12)], "column 'user': the user id is a struct ({'id': 0})"),
+    ("item", [[k] for k in range(12)], "column 'item': the item id is a list ([0])")])
+def test_a_struct_or_list_id_column_is_refused(capsys, tmp_path, monkeypatch, lean, column, values, said):
+    """Parquet struct and list columns were read as ids like "{'id': 196}" and "[242]"."""
+    import latentrec.data.lean
+
+    monkeypatch.setattr(latentrec.data.lean, "LEAN_BYTES", 0 if lean else 1 << 62)
+    frame = pd.DataFrame({"user": [k % 4 for k in range(12)], "item": range(12), "rating": [1.0, 2.0, 3.0] * 4})
+    path = tmp_path / "r.parquet"
+    frame.assign(**{column: values}).to_parquet(path)
+    fails(capsys, tmp_path, train_argv(path, tmp_path / "m"), f"{path}, row 1, {said}, not text or a number.")
 
 
 def test_split_with_a_test_file_of_its_own_is_refused(capsys, tmp_path):

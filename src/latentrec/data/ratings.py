@@ -32,6 +32,7 @@ ALIASES = {
     "rating": {"rating", "ratings", "score", "stars", "value", "overall"},
 }
 NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
+SCALAR_KINDS = {"string", "integer", "floating", "mixed-integer-float", "empty"}  # pandas.api.types.infer_dtype
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # ratings are stored as float32
 
 
@@ -379,8 +380,25 @@ def rated_twice(where: str, user, item, rows) -> DataError:
                      f"{rows[1]}); choose duplicates (--duplicates) mean or last.")
 
 
+def _refuse_nested(col: pd.Series, role: str, where: str, row_offset: int) -> None:
+    """Ids must be text or numbers, not structs or lists (a Parquet struct or list column, dicts in a DataFrame)."""
+    if col.dtype != object or pd.api.types.infer_dtype(col, skipna=True) in SCALAR_KINDS:
+        return
+    nested = ~col.map(pd.api.types.is_scalar).to_numpy(bool)
+    if nested.any():
+        bad = int(np.flatnonzero(nested)[0])
+        value = col.iloc[bad]
+        if isinstance(value, np.ndarray):  # a Parquet list
+            value = value.tolist()
+        kind = "struct" if isinstance(value, dict) else "list" if isinstance(value, (list, tuple)) else \
+            type(value).__name__
+        raise DataError(f"{where}, row {bad + 1 + row_offset}, column {col.name!r}: the {role} id is a {kind} "
+                        f"({clip(repr(value))}), not text or a number.")
+
+
 def _ids(col: pd.Series, role: str, where: str, row_offset: int) -> pd.Series:
-    """Raw ids as strings; integral floats lose their '.0'; blanks and nulls are errors."""
+    """Raw ids as strings; integral floats lose their '.0'; blanks, nulls, structs and lists are errors."""
+    _refuse_nested(col, role, where, row_offset)
     if pd.api.types.is_float_dtype(col):
         if col.isna().any():
             bad = int(np.flatnonzero(col.isna().to_numpy())[0])
