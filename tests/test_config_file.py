@@ -65,6 +65,13 @@ def test_bad_files_are_one_clear_sentence(tmp_path, text, words):
         parse(["train", "--config", str(tmp_path / "c.toml")])
 
 
+def test_a_byte_order_mark_is_read_past(tmp_path):
+    """Notepad saves UTF-8 with a BOM; tomllib alone calls it an 'Invalid statement (at line 1, column 1)'."""
+    (tmp_path / "c.toml").write_bytes("\ufeffepochs = 7\nschedule = \"constant\"\n".encode())
+    args = parse(["train", "--config", str(tmp_path / "c.toml")])
+    assert args.epochs == 7 and args.schedule == "constant"
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         read_config(tmp_path / "nope.toml")

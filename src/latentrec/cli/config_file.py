@@ -96,8 +96,7 @@ def read_config(path: str | os.PathLike) -> dict:
     if p.is_dir() or p.suffix == ".json":
         return _model_config(p / "model.json" if p.is_dir() else p)
     try:
-        with open(p, "rb") as f:
-            raw = tomllib.load(f)
+        raw = tomllib.loads(p.read_bytes().decode("utf-8-sig"))  # with or without a BOM, as ratings files are read
     except FileNotFoundError:
         raise ConfigError(f"Config file {path} does not exist.") from None
     except OSError as e:
