@@ -18,9 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from latentrec.atomic import atomic_path, writable_or_fail
+from latentrec.data.ratings import FLOAT32_MAX
 from latentrec.errors import ConfigError
-
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import NamedTuple
 
+from latentrec.data.ratings import FLOAT32_MAX
 from latentrec.errors import ModelFileError, clip
-
-FLOAT32_MAX = 3.4028234663852886e38
 
 
 class Rule(NamedTuple):
