@@ -113,7 +113,7 @@ def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "e
     return Ratings(df, str(path), _pop_titles(df))
 
 
-def read_user_ratings(path: str | os.PathLike) -> pd.DataFrame:
+def one_user_table(path: str | os.PathLike) -> pd.DataFrame:
     """One new user's ratings (columns ``item``, ``rating``) from a CSV/TSV/Parquet file, checked like a ratings
     file: columns found by name (a user column may be there, holding one user), or headerless ``item,rating``
     (three columns or more: ``user,item,rating``, as a ratings file)."""

@@ -24,8 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentrec.data.ratings import first_line, read_text, resolve_columns
-from latentrec.data.ratings import read_user_ratings as ratings_file
+from latentrec.data.ratings import first_line, one_user_table, read_text, resolve_columns
 from latentrec.errors import ConfigError, DataError, clip
 from latentrec.models.dot import is_dot
 from latentrec.use.recommender import Recommender
@@ -113,13 +112,13 @@ def parse_ratings(text: str, source: str = "the ratings given") -> UserRatings:
 
 
 def read_user_ratings(path: str) -> UserRatings:
-    """One new user's ratings from a CSV, TSV or Parquet file (``data.ratings.read_user_ratings``), or from a text
+    """One new user's ratings from a CSV, TSV or Parquet file (``data.ratings.one_user_table``), or from a text
     file of ``item:rating`` lines, read as ``--ratings`` reads them."""
     path = Path(path)
     line = first_line(path)[0] if path.is_file() else ""
     if ITEM_COLON_RATING.fullmatch(line.strip()):
         return parse_ratings(read_text(path), str(path))
-    df = ratings_file(path)
+    df = one_user_table(path)
     return UserRatings(df["item"].tolist(), df["rating"].astype(float).tolist(), str(path))
 
 
