@@ -87,7 +87,7 @@ def test_no_module_writes_a_file_except_through_latentrec_atomic():
     import latentrec
 
     raw = re.compile(r"\.write_text\(|\.write_bytes\(|open\([^)]*['\"][wa]b?['\"]|os\.replace\(|\.rename\(")
-    allowed = {"atomic.py", "data/datasets.py", "use/model_dir.py"}  # the writer; a download folder; a folder swap
+    allowed = {"atomic.py", "data/datasets.py"}  # the writer (files and folders); a download folder
     pkg = Path(latentrec.__file__).parent
     found = [f"{p.relative_to(pkg)}:{n}" for p in pkg.rglob("*.py") if str(p.relative_to(pkg)) not in allowed
              for n, line in enumerate(p.read_text().splitlines(), 1) if raw.search(line) and "/proc/" not in line]
@@ -112,3 +112,100 @@ def test_outputs_get_the_permissions_of_a_plain_open(tmp_path):
     assert mode(tmp_path / "a.txt") == 0o644 and mode(tmp_path / "private.txt") == 0o600
     assert mode(tmp_path / "model") == 0o755
     assert mode(tmp_path / "model" / "model.safetensors") == mode(tmp_path / "model" / "model.json") == 0o644
+
+
+def n_factors_at(path) -> int:
+    """The model at ``path`` read once (a mix of two writes is an error here, not a retry)."""
+    from latentrec.use import model_dir
+
+    return model_dir.read_model_dir(path)[1]["architecture"]["n_factors"]
+
+
+def test_replacing_a_model_killed_at_any_step_leaves_the_old_or_the_new_whole(tmp_path, monkeypatch):
+    """Every rename and the folder swap is a moment a kill -9 may hit: there the dir holds one whole model."""
+    from latentrec import atomic
+    from latentrec.use import model_dir
+
+    a, b = two_models()
+    path = tmp_path / "model"
+    a.save(path)
+    (path / "notes.txt").write_text("mine")  # a user's file beside the model
+    monkeypatch.setattr(model_dir, "READ_TRIES", 1)
+    seen = []
+
+    def then_check(real):
+        def step(*args):
+            result = real(*args)
+            seen.append(n_factors_at(path))
+            return result
+        return step
+
+    monkeypatch.setattr(os, "replace", then_check(os.replace))
+    monkeypatch.setattr(atomic, "_exchange", then_check(atomic._exchange))
+    b.save(path)
+    monkeypatch.undo()
+    assert set(seen) == {2, 3} and n_factors_at(path) == 3
+    assert (path / "notes.txt").read_text() == "mine"
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+@pytest.mark.parametrize("swapped", [False, True])
+def test_ctrl_c_at_the_swap_leaves_one_whole_model_and_no_temp_folder(tmp_path, monkeypatch, swapped):
+    from latentrec import atomic
+
+    a, b = two_models()
+    path = tmp_path / "model"
+    a.save(path)
+    real = atomic._exchange
+
+    def interrupted(new, target):
+        if swapped:
+            real(new, target)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic, "_exchange", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        b.save(path)
+    assert n_factors_at(path) == (3 if swapped else 2)
+    assert sorted(os.listdir(tmp_path)) == ["model"] and sorted(os.listdir(path)) == [META, WEIGHTS]
+
+
+def test_without_a_one_step_swap_the_old_model_is_renamed_aside_first(tmp_path, monkeypatch):
+    from latentrec import atomic
+
+    a, b = two_models()
+    path = tmp_path / "model"
+    a.save(path)
+    (path / "pictures").mkdir()
+    monkeypatch.setattr(atomic, "_renameat2", None)  # as on macOS or Windows
+    b.save(path)
+    assert n_factors_at(path) == 3 and (path / "pictures").is_dir()
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+def test_a_model_saved_through_a_link_keeps_the_link(tmp_path):
+    a, b = two_models()
+    a.save(tmp_path / "v1")
+    (tmp_path / "current").symlink_to("v1")
+    b.save(tmp_path / "current")
+    assert (tmp_path / "current").is_symlink() and n_factors_at(tmp_path / "v1") == 3
+    assert sorted(os.listdir(tmp_path)) == ["current", "v1"]
+
+
+def test_an_existing_folder_is_replaced_only_where_a_folder_can_be_built_beside_it(tmp_path, monkeypatch):
+    import tempfile
+
+    from latentrec.atomic import writable_or_fail
+    from latentrec.errors import ModelFileError
+
+    (tmp_path / "model").mkdir()
+    real = tempfile.TemporaryFile
+
+    def read_only_parent(dir):  # root ignores permissions: the folder above refuses new files instead
+        if dir == tmp_path:
+            raise PermissionError(13, "Permission denied")
+        return real(dir=dir)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only_parent)
+    with pytest.raises(ModelFileError, match=f"cannot create a file in {tmp_path} "):
+        writable_or_fail(tmp_path / "model", folder=True)

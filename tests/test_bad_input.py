@@ -359,7 +359,7 @@ def test_read_only_output_folder_fails_before_training(capsys, tmp_path, readonl
 
 @pytest.mark.parametrize("command", ["train", "tune"])
 def test_an_existing_read_only_output_folder_fails_before_any_work(capsys, tmp_path, readonly_dir, command):
-    """A model (or tune's report) replaces its files inside an existing folder: that folder must be writable."""
+    """A model (or tune's report) replaces an existing folder, whose files are then deleted: it must be writable."""
     data = write(tmp_path / "r.csv", GOOD)
     out = tmp_path / "out"  # in a writable folder, but itself read-only (root ignores permissions: a link)
     out.symlink_to(readonly_dir, target_is_directory=True)

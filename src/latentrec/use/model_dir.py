@@ -1,9 +1,9 @@
 """The saved model directory: ``model.safetensors`` (tensors) + ``model.json`` (everything else).
 
 Never pickle: loading a model can only read numbers and JSON, not run code. A model is never
-missing at its path, not even while it is replaced: a new folder is built beside it and renamed
-into place; an existing one has each file replaced atomically (``latentrec.atomic``). Both files
-carry the same ``write_id``, so a reader that catches the swap between them reads again.
+missing or mixed at its path, not even while it is replaced: a new folder is built beside it and
+swapped with the old one in one step (``latentrec.atomic``). Both files carry the same
+``write_id``, so a reader that opens one before the swap and the other after it reads again.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from latentrec.atomic import atomic_path, fsync_folder, plain_mode, write_text
+from latentrec.atomic import atomic_folder, atomic_path, write_text
 from latentrec.errors import ModelFileError
 
 FORMAT = "latentrec-model"
@@ -36,34 +34,21 @@ DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF1
 
 
 def write_model_dir(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
-    """Write (or atomically replace) the model dir at ``path`` holding ``tensors`` and ``meta``."""
+    """Write (or replace) the model dir at ``path`` holding ``tensors`` and ``meta``: the new folder is built
+    beside it and swapped in whole (``atomic.atomic_folder``); other files in the old one are kept."""
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
     if path.exists() and not path.is_dir():
         raise ModelFileError(f"Cannot write the model to {path}: it exists and is not a directory.")
     write_id = uuid.uuid4().hex
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     text = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **meta, WRITE_ID: write_id}, indent=1)
-    tmp = None
     try:
-        if path.is_dir():  # swap file by file: each name always holds a whole file
-            with atomic_path(path / WEIGHTS) as weights:
+        with atomic_folder(path, own=(WEIGHTS, META)) as tmp:
+            with atomic_path(tmp / WEIGHTS) as weights:
                 write_tensors(weights, tensors, {WRITE_ID: write_id})
-            write_text(path / META, text)
-            return path
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
-        os.chmod(tmp, plain_mode(folder=True))  # mkdtemp made it private (0700)
-        with atomic_path(tmp / WEIGHTS) as weights:
-            write_tensors(weights, tensors, {WRITE_ID: write_id})
-        write_text(tmp / META, text)
-        os.replace(tmp, path)
-        fsync_folder(parent)
+            write_text(tmp / META, text)
     except OSError as e:
         raise ModelFileError(f"Cannot write the model to {path}: {e.strerror or e}.") from None
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
