@@ -332,6 +332,51 @@ def test_an_output_of_the_other_kind_is_refused_before_any_work(capsys, tmp_path
     fails(capsys, tmp_path, argv, f"Cannot write {taken}: it exists and is {'not ' if wants == 'folder' else ''}a directory")
 
 
+def tune_argv(data: Path, out: str) -> list[str]:
+    return ["tune", "--data", str(data), "--out", out, "--trials", "1", "--solver", "als", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("command", ["train", "tune"])
+@pytest.mark.parametrize("out", ["", ".", "/", "folder of mine"])
+def test_an_empty_path_or_a_folder_of_other_files_is_refused_before_any_work(capsys, tmp_path, monkeypatch,
+                                                                              command, out):
+    """Not into the current folder, nor /, nor a folder of the user's own files: nothing mixed in."""
+    data = write(tmp_path / "r.csv", GOOD)
+    (tmp_path / "folder of mine").mkdir()
+    write(tmp_path / "folder of mine" / "notes.txt", "mine")
+    monkeypatch.chdir(tmp_path)
+    argv = train_argv(data, Path(out)) if command == "train" and out else \
+        train_argv(data, "") if command == "train" else tune_argv(data, out)
+    kind = "model.json" if command == "train" else "summary.json"
+    fails(capsys, tmp_path, argv, {"": "empty path", "/": "Cannot write /: "}.get(out, f"holds other files and no {kind}"))
+
+
+def test_an_empty_out_in_a_config_file_is_refused(capsys, tmp_path, monkeypatch):
+    data = write(tmp_path / "r.csv", GOOD)
+    config = write(tmp_path / "train.toml", f'data = "{data}"\nout = ""\nepochs = 1\n')
+    monkeypatch.chdir(tmp_path)
+    fails(capsys, tmp_path, ["train", "--config", str(config), "--device", "cpu"], "empty path; give a folder name")
+
+
+def test_a_checkpoint_folder_inside_the_model_dir_is_refused(capsys, tmp_path):
+    data = write(tmp_path / "r.csv", GOOD)
+    out = tmp_path / "m"
+    fails(capsys, tmp_path, train_argv(data, out, "--checkpoint-dir", str(out / "ckpt")), "lies inside --out")
+
+
+def test_an_empty_folder_or_a_model_dir_is_written(tmp_path, capsys):
+    data = write(tmp_path / "r.csv", GOOD)
+    (tmp_path / "m").mkdir()
+    assert main(train_argv(data, tmp_path / "m", "--json")) == 0
+    assert main(train_argv(data, tmp_path / "m", "--json", "--n-factors", "3")) == 0  # over its own model
+    assert sorted(os.listdir(tmp_path / "m")) == ["model.json", "model.safetensors"]
+
+
+def test_interpret_refuses_an_empty_path(capsys, tmp_path, monkeypatch, trained):
+    monkeypatch.chdir(tmp_path)
+    fails(capsys, tmp_path, ["interpret", str(trained[0]), "--out", ""], "empty path")
+
+
 @pytest.fixture
 def readonly_dir(tmp_path) -> Path:
     folder = tmp_path / "ro"

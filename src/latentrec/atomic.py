@@ -21,6 +21,8 @@ from latentrec.errors import DataError, ModelFileError
 
 def make_folder(path: str | os.PathLike) -> Path:
     """The folder at ``path``, created with its parents if needed; one sentence if it cannot be."""
+    if not os.fspath(path):
+        raise DataError("Cannot write to an empty path; give a folder name.")
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -149,11 +151,16 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def writable_or_fail(target: str | os.PathLike, folder: bool = False, parents: bool = True) -> None:
+def writable_or_fail(target: str | os.PathLike, folder: bool = False, parents: bool = True,
+                     marker: str | None = None) -> None:
     """Fail now, not after the work, if ``target`` (a file, or a ``folder``) could not be created or replaced:
-    it exists as the other kind, or no folder on its way can be written (``parents``: missing folders above it
-    would be created; else its folder must exist). An existing folder is replaced by one built beside it
-    (``atomic_folder``), and the old one's files are then deleted: both it and the folder above must be writable."""
+    the path is empty, it exists as the other kind, it is a folder with files in it but no ``marker`` (not one
+    this command wrote, so not one to replace: ``.``, ``/``, a home folder), or no folder on its way can be
+    written (``parents``: missing folders above it would be created; else its folder must exist). An existing
+    folder is replaced by one built beside it (``atomic_folder``), and the old one's files are then deleted:
+    both it and the folder above must be writable."""
+    if not os.fspath(target):
+        raise ModelFileError(f"Cannot write to an empty path; give a {'folder' if folder else 'file'} name.")
     target = Path(target)
     if target.exists() and target.is_dir() != folder:
         raise ModelFileError(f"Cannot write {target}: it exists and is {'not ' if folder else ''}a directory.")
@@ -170,3 +177,6 @@ def writable_or_fail(target: str | os.PathLike, folder: bool = False, parents: b
             tempfile.TemporaryFile(dir=place).close()
         except OSError as e:
             raise ModelFileError(f"Cannot write {target}: cannot create a file in {place} ({e.strerror or e}).") from None
+    if marker and target.is_dir() and not (target / marker).exists() and any(target.iterdir()):
+        raise ModelFileError(f"Cannot write {target}: it is a folder that holds other files and no {marker}, "
+                             f"so not one to replace; give a new or empty folder.")

@@ -16,6 +16,8 @@ from latentrec.cli.jsonsafe import json_safe
 from latentrec.config import ALWAYS, used_options
 from latentrec.evaluation.tune import TuneResult
 
+SUMMARY = "summary.json"  # a folder with one is a tune report, which a new run may replace
+
 
 def scored_by(table: pd.DataFrame) -> tuple[str, str, str]:
     """The column a search is scored by (ranking models: NDCG@10, higher is better; else RMSE), its name and the
@@ -27,7 +29,7 @@ def scored_by(table: pd.DataFrame) -> tuple[str, str, str]:
 
 def files(table: pd.DataFrame) -> tuple[str, ...]:
     """The files :func:`write_report` writes for a search with this trial table."""
-    return "trials.csv", "trials.md", "best.toml", scored_by(table)[2], "param_importances.png", "summary.json"
+    return "trials.csv", "trials.md", "best.toml", scored_by(table)[2], "param_importances.png", SUMMARY
 
 
 def summary(result: TuneResult) -> dict:
@@ -59,7 +61,7 @@ def write_report(result: TuneResult, out: str | Path, toml_extra: dict | None = 
                                                        **{k: v for k, v in best.items() if k in used}}))
     plot_trials(result.table, out / scored_by(result.table)[2])
     plot_importances(result.study, list(result.space), out / "param_importances.png")
-    write_text(out / "summary.json", json.dumps(json_safe(info), indent=1) + "\n")
+    write_text(out / SUMMARY, json.dumps(json_safe(info), indent=1) + "\n")
     return info
 
 

@@ -161,7 +161,6 @@ def plot_history(history: list[dict], path: Path) -> Path:
 def interpret(rec: Recommender, out: str | os.PathLike, n: int = 10, n_items: int = 1000,
               n_labels: int = 50, min_ratings: int = 1) -> dict:
     """Bias extremes, PCA ends and pictures (``item_pca.png``, ``training_curve.png``) written to ``out``."""
-    out = Path(out)
     low, high = bias_extremes(rec, n, min_ratings)  # a model without what is drawn stops here, before any folder
     pca, share = item_pca(rec, n_items)
     out = make_folder(out)

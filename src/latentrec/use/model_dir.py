@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from latentrec.atomic import atomic_folder, atomic_path, write_text
+from latentrec.atomic import atomic_folder, atomic_path, writable_or_fail, write_text
 from latentrec.errors import ModelFileError
 
 FORMAT = "latentrec-model"
@@ -36,9 +36,8 @@ DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF1
 def write_model_dir(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
     """Write (or replace) the model dir at ``path`` holding ``tensors`` and ``meta``: the new folder is built
     beside it and swapped in whole (``atomic.atomic_folder``); other files in the old one are kept."""
+    writable_or_fail(path, folder=True, marker=META)  # not over a file, nor into a folder of other files
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ModelFileError(f"Cannot write the model to {path}: it exists and is not a directory.")
     write_id = uuid.uuid4().hex
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     text = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **meta, WRITE_ID: write_id}, indent=1)
