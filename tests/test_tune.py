@@ -191,3 +191,42 @@ def test_momentum_searched_beside_the_optimizer_is_left_out_of_adam_trials():
     result = tune(Ratings(tiny(), "tiny"), base=TrainConfig(solver="autograd", epochs=2, device="cpu"), space=space,
                   n_trials=4, refit=False)
     assert len(result.table) == 4
+
+
+def test_a_reused_out_folder_holds_one_whole_run(tmp_path, capsys, monkeypatch):
+    """A second search into the same folder replaces the first one's report and model whole: interrupted, it
+    leaves the first run; finished without a model (--no-refit), it leaves no stale one; a user's file stays."""
+    from latentrec.cli import tune_report
+
+    tiny().iloc[:1500].to_csv(tmp_path / "r.csv", index=False)
+    out = tmp_path / "T"
+
+    def run(solver: str, *extra: str) -> int:
+        return main(["tune", "--data", str(tmp_path / "r.csv"), "--device", "cpu", "--trials", "2",
+                     "--solver", solver, "--out", str(out), "--json", *extra])
+
+    def solver_in_report() -> str:
+        best = tomllib.loads((out / "best.toml").read_text())["solver"]
+        assert json.loads((out / "summary.json").read_text())["best_config"]["solver"] == best
+        return best
+
+    assert run("als") == 0 and solver_in_report() == "als" and (out / "model" / "model.json").is_file()
+    (out / "notes.txt").write_text("mine")
+    with monkeypatch.context() as m:
+        m.setattr(tune_report, "plot_importances", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+        assert run("sgd", "--no-refit") == 130  # Ctrl-C while the report is written
+    assert solver_in_report() == "als" and (out / "model" / "model.json").is_file()
+    assert run("sgd", "--no-refit") == 0
+    assert solver_in_report() == "sgd" and not (out / "model").exists()
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["T", "r.csv"]  # no temp folder left behind
+
+
+def test_a_study_database_kept_in_the_out_folder_stays_there(tmp_path, capsys):
+    tiny().iloc[:1500].to_csv(tmp_path / "r.csv", index=False)
+    out = tmp_path / "T"
+    out.mkdir()
+    argv = ["tune", "--data", str(tmp_path / "r.csv"), "--device", "cpu", "--solver", "als", "--out", str(out),
+            "--storage", f"sqlite:///{out / 'study.db'}", "--json"]
+    assert main([*argv, "--trials", "1"]) == 0 and main([*argv, "--trials", "2"]) == 0  # the second resumes it
+    assert (out / "study.db").is_file() and len(pd.read_csv(out / "trials.csv")) == 2

@@ -107,8 +107,6 @@ def run(args) -> int:
         stderr(f"latentrec tune: interrupted; {kept}.")
         return 130
     info = write_report(result, out, toml_extra=data_options(args))
-    if result.model is not None:
-        result.model.save(out / "model")
     if args.json:
         emit_json(dict(info, out=str(out)))
         return 0

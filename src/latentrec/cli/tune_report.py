@@ -1,4 +1,5 @@
-"""What ``latentrec tune`` leaves behind: the trial table (CSV, Markdown), the winner's TOML, two plots."""
+"""What ``latentrec tune`` leaves behind: the trial table (CSV, Markdown), the winner's TOML, two plots, a summary
+and the winner's model, written as one folder that replaces the last run's whole."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from latentrec.atomic import atomic_path, make_folder, write_text
+from latentrec.atomic import atomic_folder, atomic_path, writable_or_fail, write_text
 from latentrec.cli.config_file import dumps_toml
 from latentrec.cli.jsonsafe import json_safe
 from latentrec.config import ALWAYS, used_options
+from latentrec.errors import ModelFileError
 from latentrec.evaluation.tune import TuneResult
 
 SUMMARY = "summary.json"  # a folder with one is a tune report, which a new run may replace
+MODEL = "model"
+OWN = ("trials.csv", "trials.md", "best.toml", "valid_rmse_by_trial.png", "valid_ndcg_by_trial.png",
+       "param_importances.png", SUMMARY, MODEL)  # what a run may write: never carried over from the last run
 
 
 def scored_by(table: pd.DataFrame) -> tuple[str, str, str]:
@@ -45,9 +50,23 @@ def summary(result: TuneResult) -> dict:
 
 
 def write_report(result: TuneResult, out: str | Path, toml_extra: dict | None = None) -> dict:
-    """Write every file of :func:`files` into ``out`` (each atomically); returns the summary."""
-    out = make_folder(out)
+    """Write every file of :func:`files` and the result's model (if any) into ``out``, replacing the folder there as
+    a whole: a reader or a kill at any moment finds the last run's whole report or this one's; returns the summary."""
+    # tune checked before its search that this folder may be replaced; a file put in it since (a --storage
+    # database) is carried over rather than a reason to lose the search
+    writable_or_fail(out, folder=True)
     info = summary(result)
+    try:
+        with atomic_folder(out, own=OWN) as folder:
+            _write_files(result, info, folder, toml_extra or {})
+            if result.model is not None:
+                result.model.save(folder / MODEL)
+    except OSError as e:
+        raise ModelFileError(f"Cannot write the report to {out}: {e.strerror or e}.") from None
+    return info
+
+
+def _write_files(result: TuneResult, info: dict, out: Path, toml_extra: dict) -> None:
     write_text(out / "trials.csv", result.table.to_csv(index=False))
     write_text(out / "trials.md", markdown(result.table, result.best_trial))
     score = (f"valid NDCG@10 {info['best_valid_ndcg@10']:.6f}" if "best_valid_ndcg@10" in info
@@ -57,12 +76,10 @@ def write_report(result: TuneResult, out: str | Path, toml_extra: dict | None = 
               "# Refit on every training row: latentrec train --config best.toml --valid-pct 0\n")
     best = result.best_config
     used = set(ALWAYS) | set(used_options(best["model"], best["solver"], best["opt"]))  # the rest stay out
-    write_text(out / "best.toml", header + dumps_toml({**(toml_extra or {}),
-                                                       **{k: v for k, v in best.items() if k in used}}))
+    write_text(out / "best.toml", header + dumps_toml({**toml_extra, **{k: v for k, v in best.items() if k in used}}))
     plot_trials(result.table, out / scored_by(result.table)[2])
     plot_importances(result.study, list(result.space), out / "param_importances.png")
     write_text(out / SUMMARY, json.dumps(json_safe(info), indent=1) + "\n")
-    return info
 
 
 def fmt(value) -> str:
