@@ -34,3 +34,13 @@ def clip(text: str, width: int = 40) -> str:
 class TrainingDiverged(UserWarning):
     """``fit`` stopped a diverging run and kept the last good epoch's weights (``rec.info["diverged"]`` says why).
     A warning, not an error: the model is usable, and the CLI reports it in its own words."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised by the CLI where Ctrl-C raises KeyboardInterrupt, so that the same cleanup runs: temp files
+    removed, the checkpoint kept, the same message."""
+
+
+def interrupt_status(stop: KeyboardInterrupt) -> int:
+    """The exit status of a command stopped by ``stop``: 128 + the signal's number (Ctrl-C 130, SIGTERM 143)."""
+    return 143 if isinstance(stop, Terminated) else 130

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import import_module
 
 from latentrec.cli.memory import release_big_blocks
-from latentrec.errors import LatentrecError, TrainingDiverged
+from latentrec.errors import LatentrecError, Terminated, TrainingDiverged, interrupt_status
 
 COMMANDS = ["train", "evaluate", "predict", "tune", "cv", "recommend", "similar", "interpret", "synth", "bench", "ablation",
             "serve"]
@@ -80,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     release_big_blocks()
     warnings.filterwarnings("ignore", category=TrainingDiverged)  # train reports a divergence in its own words
     try:
-        return int(args.run(args) or 0)
+        with _sigterm_as_ctrl_c(args.command):
+            return int(args.run(args) or 0)
     except LatentrecError as e:
         return _fail(args.command, " ".join(str(e).split()))  # one line, even quoting a library's multi-line text
     except (MemoryError, RuntimeError) as e:
@@ -90,10 +95,29 @@ def main(argv: list[str] | None = None) -> int:
         where = f" on rank {rank}" if rank not in (None, "0") else ""
         return _fail(args.command, f"Not enough memory for this run{where}; try smaller settings or less data.",
                      every_rank=True)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         if _speaks():
             print(f"latentrec {args.command}: interrupted.", file=sys.stderr)
-        return 130
+        return interrupt_status(stop)
+
+
+@contextmanager
+def _sigterm_as_ctrl_c(command: str) -> Iterator[None]:
+    """While the command runs, SIGTERM (``kill``, a service manager, torchrun stopping its workers) raises
+    :class:`Terminated`, a KeyboardInterrupt: the same message, cleanup and kept checkpoint as Ctrl-C, exit 143.
+    Not for ``serve``: uvicorn stops gracefully on SIGTERM itself."""
+    if command == "serve" or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def _speaks() -> bool:

@@ -39,7 +39,7 @@ from latentrec.config import (
     SOLVERS,
     TrainConfig,
 )
-from latentrec.errors import ConfigError
+from latentrec.errors import ConfigError, interrupt_status
 from latentrec.training.callback import Callback
 
 if TYPE_CHECKING:
@@ -182,18 +182,18 @@ def checkpointer(args: argparse.Namespace) -> Checkpointer:
     return Checkpointer(folder, resume=args.resume, every=args.checkpoint_every)
 
 
-def interrupted(checkpoints: Checkpointer, epochs: int) -> int:
-    """Say what Ctrl-C left (rank 0 only under torchrun: it alone writes checkpoints)."""
+def interrupted(checkpoints: Checkpointer, epochs: int, stop: KeyboardInterrupt) -> int:
+    """Say what Ctrl-C (or SIGTERM) left (rank 0 only under torchrun: it alone writes checkpoints)."""
     from latentrec.solvers import distributed
 
     if not distributed.is_main():
-        return 130
+        return interrupt_status(stop)
     if checkpoints.saved_epoch:
         stderr(f"latentrec train: interrupted; epoch {checkpoints.saved_epoch} of {epochs} is saved in "
                f"{checkpoints.folder}. Run the same command with --resume to continue.")
     else:
         stderr("latentrec train: interrupted before the first checkpoint (see --checkpoint-every); nothing was saved.")
-    return 130
+    return interrupt_status(stop)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -241,8 +241,8 @@ def run(args: argparse.Namespace) -> int:
         printer.bar = advance
         try:
             rec, trainer = fit(train_data, valid, given, callbacks=[checkpoints, printer])  # every rank restores
-        except KeyboardInterrupt:
-            return interrupted(checkpoints, cfg.epochs)
+        except KeyboardInterrupt as stop:
+            return interrupted(checkpoints, cfg.epochs, stop)
     if not main_rank:
         return 0
     trainer_diverged = trainer.diverged if trainer is not None else None

@@ -218,18 +218,20 @@ def save(folder: str | os.PathLike, trainer) -> Path:
 
 @contextmanager
 def _deferred_interrupt():
-    """Hold back Ctrl-C while a checkpoint is written, then raise it."""
+    """Hold back Ctrl-C and SIGTERM while a checkpoint is written, then deliver the first one to the handler that
+    was in place (KeyboardInterrupt; the CLI's Terminated; or SIGTERM's default end, now that the file is whole)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if caught:
-        raise KeyboardInterrupt
+        signal.raise_signal(caught[0])
 
 
 def load(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
