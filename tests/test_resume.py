@@ -80,6 +80,21 @@ def test_ctrl_c_saves_exits_130_and_resume_matches_uninterrupted(capsys, monkeyp
     assert not folder.exists()
 
 
+def test_a_resumed_run_counts_the_training_time_before_its_interruption(capsys, monkeypatch, tmp_path, ratings_csv):
+    """train_seconds spans every epoch: the checkpoint's covers the epochs it holds, the resumed model's all of them
+    (each epoch's own seconds lie inside it), not only those after the resume."""
+    out = tmp_path / "m"
+    with monkeypatch.context() as m:
+        interrupt_at(m, 3)
+        assert main(train_args(ratings_csv, out, "sgd")) == 130
+    saved = checkpoint.load(checkpoint.default_folder(out))[1]
+    assert saved["train_seconds"] >= sum(h["seconds"] for h in saved["history"]) > 0
+    assert main(train_args(ratings_csv, out, "sgd", EPOCHS, "--resume")) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["train_seconds"] >= sum(h["seconds"] for h in meta["history"]) > 0
+    assert len(meta["history"]) == EPOCHS
+
+
 def test_checkpoints_wait_for_their_interval(capsys, monkeypatch, tmp_path, ratings_csv):
     """By default a checkpoint waits --checkpoint-every seconds: a short run writes none, and Ctrl-C says so."""
     interrupt_at(monkeypatch, 3)

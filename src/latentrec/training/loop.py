@@ -113,7 +113,7 @@ class Trainer:
     def _epochs(self, runner, schedule) -> None:
         cfg = self.cfg
         good = copy_state(self.model)
-        t_start = time.perf_counter()
+        t_start, before = time.perf_counter(), self.train_seconds  # before: a resumed run's time until its checkpoint
         for epoch in range(self.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             lr = schedule(epoch)
@@ -143,6 +143,7 @@ class Trainer:
             record["seconds"] = time.perf_counter() - t0
             self.history.append(record)
             good = copy_state(self.model, good)
+            self.train_seconds = before + time.perf_counter() - t_start  # so far: what a checkpoint saves
             for cb in self.callbacks:
                 cb.on_epoch_end(self, record)
-        self.train_seconds += time.perf_counter() - t_start
+        self.train_seconds = before + time.perf_counter() - t_start
