@@ -10,7 +10,7 @@ from latentrec.atomic import writable_or_fail
 from latentrec.cli.common import add_data_options, command, console, emit_json, read, seed, start, stderr
 from latentrec.cli.config_file import apply_config, check_value, defer_defaults
 from latentrec.config import MODELS, SOLVERS, USES, TrainConfig
-from latentrec.errors import ConfigError
+from latentrec.errors import ConfigError, interrupt_status
 
 EXAMPLE = """latentrec tune --data train.csv --trials 30 --out tuning --test test.csv
   latentrec tune --data ml-100k --timeout 600 --storage sqlite:///tune.db --out tuning   # rerun to resume
@@ -101,11 +101,11 @@ def run(args) -> int:
     try:
         result = tune(train_data, valid, base, space, n_trials=trials, timeout=args.timeout, storage=args.storage,
                       study_name=args.study_name, test=test, refit=args.refit, on_trial=on_trial)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         kept = (f"the finished trials are kept in {args.storage}: run the same command again to go on" if args.storage
                 else "its trials were kept in memory only (--storage sqlite:///tune.db keeps them for a rerun)")
         stderr(f"latentrec tune: interrupted; {kept}.")
-        return 130
+        return interrupt_status(stop)
     info = write_report(result, out, toml_extra=data_options(args))
     if args.json:
         emit_json(dict(info, out=str(out)))
