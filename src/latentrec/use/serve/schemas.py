@@ -15,10 +15,13 @@ class Error(Answer):
                                                  "naming each bad field: {loc, msg, type}")
 
 
-class Recommended(Answer):
-    rank: int
+class TitledItem(Answer):
     item: str
     title: str = Field(description="empty where the data had no titles")
+
+
+class Recommended(TitledItem):
+    rank: int
     prediction: float | None = Field(description="the rating model's prediction; null from a ranking-only model")
 
 
@@ -30,9 +33,7 @@ class UserList(Answer):
     recommendations: list[Recommended]
 
 
-class Item(Answer):
-    item: str
-    title: str
+class Item(TitledItem):
     n_ratings: int = Field(description="training ratings of the item")
 
 
@@ -41,10 +42,8 @@ class Search(Answer):
     items: list[Item]
 
 
-class Neighbour(Answer):
+class Neighbour(TitledItem):
     rank: int
-    item: str
-    title: str
     similarity: float
     n_ratings: int
 
@@ -55,10 +54,8 @@ class Similar(Answer):
     similar: list[Neighbour]
 
 
-class Prediction(Answer):
+class Prediction(TitledItem):
     user: str
-    item: str
-    title: str
     prediction: float = Field(description="clipped to the training ratings' scale")
     known_user: bool = Field(description="false: the average user's row answered")
     known_item: bool = Field(description="false: the average item's row answered")
@@ -69,9 +66,7 @@ class Predictions(Answer):
     predictions: list[Prediction]
 
 
-class MapPoint(Answer):
-    item: str
-    title: str
+class MapPoint(TitledItem):
     n_ratings: int
     x: float = Field(description="first principal component of the item factors")
     y: float = Field(description="second principal component")
