@@ -196,24 +196,50 @@ def interrupted(checkpoints: Checkpointer, epochs: int, stop: KeyboardInterrupt)
     return interrupt_status(stop)
 
 
-def run(args: argparse.Namespace) -> int:
-    from latentrec.data.batches import EncodedRows
-    from latentrec.data.ratings import read_titles
-    from latentrec.data.split import hold_out, ml100k_split_files
-    from latentrec.devices import pick_device
-    from latentrec.evaluation.evaluate import evaluate
-    from latentrec.solvers import distributed
-    from latentrec.training.fit import fit
+def print_summary(rec, ranking_only: bool, ranker: str, out: str, result: dict) -> None:
+    """What training made and where it went, the ranker's check, the evaluation, and a sample user's top 5."""
     from latentrec.use.topn import recommend
 
-    apply_config(args)
-    if args.valid_pct is None:
-        args.valid_pct = 0.0 if args.split else 0.2
-    start(args)
-    given = config_from_args(args)
-    cfg = given.resolved()  # checked before any reading; fit resolves ``given`` itself, for the data's rating scale
-    pick_device(cfg.device)  # an unusable --device is refused before any reading
-    checkpoints = checkpointer(args)
+    if ranking_only:
+        console.print(f"Fitted {rec.ranker.kind} (a ranking model: orders lists, predicts no ratings) in "
+                      f"{rec.info['train_seconds']:.2f} s; saved to {out}/")
+    else:
+        check = rec.info.get("ranker_check")
+        fitted = f"{rec.ranker.kind} ranker" if rec.ranker is not None else ""
+        if check is not None:  # the seconds are those of the ranker it replaced and of the check
+            fitted = ("check against popularity" if check["ranker"] == "none"
+                      else f"{check['ranker']} ranker and its check against popularity")
+        ranked = f" + {fitted} in {rec.info['ranker_seconds']:.2f} s" if rec.ranker is not None else ""
+        console.print(f"\nBest epoch {rec.info['best_epoch']}; trained in {rec.info['train_seconds']:.2f} s"
+                      f"{ranked}; saved to {out}/")
+        if check is not None and "reason" in check:
+            console.print(f"Lists ordered by popularity: {check['reason']} (--ranker {check['ranker']} keeps it "
+                          f"anyway).")
+        elif check is not None:
+            mine = f"the {check['ranker']} ranker" if check["ranker"] != "none" else "the predicted ratings"
+            console.print(f"Lists ordered by popularity: on {check['n_users']:,} validation users {mine} scored "
+                          f"NDCG@{check['k']} {check['ndcg']:.4f} against popularity's {check['popular_ndcg']:.4f} "
+                          f"(standard error of the difference {check['se']:.4f}; --ranker ease|ials|none keeps "
+                          f"one anyway).")
+        elif rec.ranker is None and ranker == "auto":
+            console.print(f"No ranker: above {IALS_AUTO_RATINGS // 10**6}M training ratings iALS takes minutes "
+                          f"and gigabytes; --ranker ials fits one anyway.")
+    if "test" in result or "valid" in result:
+        print_evaluation(result.get("test") or result["valid"])
+    sample = rec.users.classes[1]
+    top = recommend(rec, sample, n=5)
+    cols = ["rank", "item", "title"] + (["prediction"] if rec.model is not None else [])
+    how = f", ordered by {ordered_by(rec.ranker.kind)}" if rec.ranker is not None else ""
+    table(f"\nTop 5 for user {sample} (unrated items{how})", cols,
+          top[cols].itertuples(index=False), {"prediction": ".2f"})
+
+
+def read_inputs(args: argparse.Namespace, cfg: TrainConfig) -> tuple:
+    """``(train, valid, test, lean)``: the training ratings (a big file read lean: ``lean``, the same object), the
+    validation rows (given, or held out of the training file), and the ``--test`` or ``--split`` test rows."""
+    from latentrec.data.ratings import read_titles
+    from latentrec.data.split import hold_out, ml100k_split_files
+
     test = lean = None
     if args.split:
         if args.test:
@@ -233,6 +259,25 @@ def run(args: argparse.Namespace) -> int:
                    f"no validation row; training on all of them, with nothing to evaluate.")
     if args.test:
         test = read_scored(args, args.test)  # read (and checked) before training, encoded after it
+    return train_data, valid, test, lean
+
+
+def run(args: argparse.Namespace) -> int:
+    from latentrec.data.batches import EncodedRows
+    from latentrec.devices import pick_device
+    from latentrec.evaluation.evaluate import evaluate
+    from latentrec.solvers import distributed
+    from latentrec.training.fit import fit
+
+    apply_config(args)
+    if args.valid_pct is None:
+        args.valid_pct = 0.0 if args.split else 0.2
+    start(args)
+    given = config_from_args(args)
+    cfg = given.resolved()  # checked before any reading; fit resolves ``given`` itself, for the data's rating scale
+    pick_device(cfg.device)  # an unusable --device is refused before any reading
+    checkpoints = checkpointer(args)
+    train_data, valid, test, lean = read_inputs(args, cfg)
 
     main_rank = distributed.is_main()  # under torchrun only rank 0 prints, writes checkpoints and saves
     progress.set_enabled(main_rank and not args.json)
@@ -272,38 +317,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result)
     else:
-        if trainer is None:
-            console.print(f"Fitted {rec.ranker.kind} (a ranking model: orders lists, predicts no ratings) in "
-                          f"{rec.info['train_seconds']:.2f} s; saved to {args.out}/")
-        else:
-            check = rec.info.get("ranker_check")
-            fitted = f"{rec.ranker.kind} ranker" if rec.ranker is not None else ""
-            if check is not None:  # the seconds are those of the ranker it replaced and of the check
-                fitted = ("check against popularity" if check["ranker"] == "none"
-                          else f"{check['ranker']} ranker and its check against popularity")
-            ranked = f" + {fitted} in {rec.info['ranker_seconds']:.2f} s" if rec.ranker is not None else ""
-            console.print(f"\nBest epoch {rec.info['best_epoch']}; trained in {rec.info['train_seconds']:.2f} s"
-                          f"{ranked}; saved to {args.out}/")
-            if check is not None and "reason" in check:
-                console.print(f"Lists ordered by popularity: {check['reason']} (--ranker {check['ranker']} keeps it "
-                              f"anyway).")
-            elif check is not None:
-                mine = f"the {check['ranker']} ranker" if check["ranker"] != "none" else "the predicted ratings"
-                console.print(f"Lists ordered by popularity: on {check['n_users']:,} validation users {mine} scored "
-                              f"NDCG@{check['k']} {check['ndcg']:.4f} against popularity's {check['popular_ndcg']:.4f} "
-                              f"(standard error of the difference {check['se']:.4f}; --ranker ease|ials|none keeps "
-                              f"one anyway).")
-            elif rec.ranker is None and cfg.ranker == "auto":
-                console.print(f"No ranker: above {IALS_AUTO_RATINGS // 10**6}M training ratings iALS takes minutes "
-                              f"and gigabytes; --ranker ials fits one anyway.")
-        if "test" in result or "valid" in result:
-            print_evaluation(result.get("test") or result["valid"])
-        sample = rec.users.classes[1]
-        top = recommend(rec, sample, n=5)
-        cols = ["rank", "item", "title"] + (["prediction"] if rec.model is not None else [])
-        how = f", ordered by {ordered_by(rec.ranker.kind)}" if rec.ranker is not None else ""
-        table(f"\nTop 5 for user {sample} (unrated items{how})", cols,
-              top[cols].itertuples(index=False), {"prediction": ".2f"})
+        print_summary(rec, trainer is None, cfg.ranker, args.out, result)
     if trainer_diverged:
         stderr(f"latentrec train: error: {trainer_diverged} The last good model was saved to {args.out}.")
         return 2
