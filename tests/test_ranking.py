@@ -11,7 +11,7 @@ import pytest
 from tiny_rec import tiny_rec, trained
 
 from latentrec.cli import main
-from latentrec.data.batches import Encoded, EncodedRows
+from latentrec.data.batches import EncodedRows
 from latentrec.data.ratings import Ratings
 from latentrec.evaluation.evaluate import evaluate
 from latentrec.use.ranking import evaluate_ranking, popularity_lists, ranking_metrics
@@ -94,7 +94,7 @@ def test_a_sample_of_users_is_scored_like_those_users_alone(capsys):
     kept = eligible[np.sort(np.random.default_rng(0).choice(len(eligible), 7, replace=False))]
     mask = np.isin(rows.data.users, kept)
     d = rows.data
-    alone = evaluate_ranking(rec, EncodedRows(Encoded(d.users[mask], d.items[mask], d.ratings[mask]), "t", 0), 5)
+    alone = evaluate_ranking(rec, EncodedRows(d.take(mask), "t", 0), 5)
     assert alone["model"] == sample["model"] and alone["popularity"] == sample["popularity"]
     assert alone["n_relevant"] == sample["n_relevant"]
     from latentrec.cli.evaluate import print_ranking

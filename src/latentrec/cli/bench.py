@@ -58,8 +58,7 @@ def _data(args) -> tuple[Encoded, Encoded, int, int, tuple[float, float], str]:
             raise ConfigError("--ratings, --users and --items must be at least 1.")
         u, i, r = synth_arrays(SynthSpec(args.ratings, args.users, args.items, seed=args.seed))
         enc = Encoded(u + 1, i + 1, r)  # row 0 stays the unknown id
-        pick = lambda idx: Encoded(enc.users[idx], enc.items[idx], enc.ratings[idx])
-        train, valid = map(pick, random_indices(len(enc), VALID_PCT, args.seed))
+        train, valid = map(enc.take, random_indices(len(enc), VALID_PCT, args.seed))
         n_users, n_items = args.users + 1, args.items + 1
         name = f"synthetic {args.ratings:,} ratings"
     if valid is None or not len(valid):

@@ -20,6 +20,10 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.ratings)
 
+    def take(self, rows: np.ndarray) -> Encoded:
+        """The ratings at ``rows`` (indices or a mask), copied."""
+        return Encoded(self.users[rows], self.items[rows], self.ratings[rows])
+
 
 @dataclass
 class EncodedRows:

@@ -95,7 +95,7 @@ def shard(data: Encoded, rank: int, size: int, seed: int | None) -> Encoded:
     """This rank's share of the rows: a seeded shuffle dealt round-robin, equal sizes on all ranks."""
     n = len(data) // size * size
     idx = np.sort(np.random.default_rng(seed or 0).permutation(len(data))[:n][rank::size])
-    return Encoded(data.users[idx], data.items[idx], data.ratings[idx])
+    return data.take(idx)
 
 
 class DataParallelRunner(Runner):
