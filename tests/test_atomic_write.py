@@ -121,66 +121,60 @@ def n_factors_at(path) -> int:
     return model_dir.read_model_dir(path)[1]["architecture"]["n_factors"]
 
 
-def test_replacing_a_model_killed_at_any_step_leaves_the_old_or_the_new_whole(tmp_path, monkeypatch):
-    """Every rename and the folder swap is a moment a kill -9 may hit: there the dir holds one whole model."""
-    from latentrec import atomic
+def test_ctrl_c_during_the_renames_arrives_after_them(tmp_path, monkeypatch):
+    """The renames that put a staged model in place are one step for Ctrl-C and SIGTERM: a signal that comes
+    between them is held back until the new model is whole, and the user's files stay."""
+    import signal
+
+    a, b = two_models()
+    path = tmp_path / "model"
+    a.save(path)
+    (path / "notes.txt").write_text("mine")
+    real, renames = os.replace, []
+
+    def replace(src, dst):
+        real(src, dst)
+        if os.path.dirname(dst) == str(path):  # a rename into the model dir, not a write into the staging folder
+            renames.append(dst)
+            if len(renames) == 1:  # between the weights and the description
+                signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        b.save(path)
+    monkeypatch.undo()
+    assert [os.path.basename(r) for r in renames] == [WEIGHTS, META]
+    assert n_factors_at(path) == 3 and (path / "notes.txt").read_text() == "mine"
+    assert sorted(os.listdir(path)) == [META, WEIGHTS, "notes.txt"]  # no staging folder left
+
+
+def test_ctrl_c_while_staging_leaves_the_old_model_and_no_temp(tmp_path, monkeypatch):
     from latentrec.use import model_dir
 
     a, b = two_models()
     path = tmp_path / "model"
     a.save(path)
-    (path / "notes.txt").write_text("mine")  # a user's file beside the model
-    monkeypatch.setattr(model_dir, "READ_TRIES", 1)
-    seen = []
 
-    def then_check(real):
-        def step(*args):
-            result = real(*args)
-            seen.append(n_factors_at(path))
-            return result
-        return step
-
-    monkeypatch.setattr(os, "replace", then_check(os.replace))
-    monkeypatch.setattr(atomic, "_exchange", then_check(atomic._exchange))
-    b.save(path)
-    monkeypatch.undo()
-    assert set(seen) == {2, 3} and n_factors_at(path) == 3
-    assert (path / "notes.txt").read_text() == "mine"
-    assert sorted(os.listdir(tmp_path)) == ["model"]
-
-
-@pytest.mark.parametrize("swapped", [False, True])
-def test_ctrl_c_at_the_swap_leaves_one_whole_model_and_no_temp_folder(tmp_path, monkeypatch, swapped):
-    from latentrec import atomic
-
-    a, b = two_models()
-    path = tmp_path / "model"
-    a.save(path)
-    real = atomic._exchange
-
-    def interrupted(new, target):
-        if swapped:
-            real(new, target)
+    def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(atomic, "_exchange", interrupted)
+    monkeypatch.setattr(model_dir, "write_tensors", interrupted)
     with pytest.raises(KeyboardInterrupt):
         b.save(path)
-    assert n_factors_at(path) == (3 if swapped else 2)
-    assert sorted(os.listdir(tmp_path)) == ["model"] and sorted(os.listdir(path)) == [META, WEIGHTS]
+    assert n_factors_at(path) == 2 and sorted(os.listdir(path)) == [META, WEIGHTS]
+    assert sorted(os.listdir(tmp_path)) == ["model"]
 
 
-def test_without_a_one_step_swap_the_old_model_is_renamed_aside_first(tmp_path, monkeypatch):
-    from latentrec import atomic
-
+def test_the_folder_itself_is_kept(tmp_path):
+    """A model dir may be a mount point or a folder another account owns: it is written into, never replaced."""
     a, b = two_models()
     path = tmp_path / "model"
     a.save(path)
-    (path / "pictures").mkdir()
-    monkeypatch.setattr(atomic, "_renameat2", None)  # as on macOS or Windows
+    before = path.stat()
     b.save(path)
-    assert n_factors_at(path) == 3 and (path / "pictures").is_dir()
-    assert sorted(os.listdir(tmp_path)) == ["model"]
+    after = path.stat()
+    assert (after.st_ino, after.st_dev, after.st_uid) == (before.st_ino, before.st_dev, before.st_uid)
+    assert n_factors_at(path) == 3
 
 
 def test_a_model_saved_through_a_link_keeps_the_link(tmp_path):
@@ -192,7 +186,7 @@ def test_a_model_saved_through_a_link_keeps_the_link(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["current", "v1"]
 
 
-def test_an_existing_folder_is_replaced_only_where_a_folder_can_be_built_beside_it(tmp_path, monkeypatch):
+def test_an_existing_folder_must_itself_be_writable(tmp_path, monkeypatch):
     import tempfile
 
     from latentrec.atomic import writable_or_fail
@@ -201,11 +195,11 @@ def test_an_existing_folder_is_replaced_only_where_a_folder_can_be_built_beside_
     (tmp_path / "model").mkdir()
     real = tempfile.TemporaryFile
 
-    def read_only_parent(dir):  # root ignores permissions: the folder above refuses new files instead
-        if dir == tmp_path:
+    def read_only(dir):  # root ignores permissions: the folder refuses new files instead
+        if dir == (tmp_path / "model").resolve():
             raise PermissionError(13, "Permission denied")
         return real(dir=dir)
 
-    monkeypatch.setattr(tempfile, "TemporaryFile", read_only_parent)
-    with pytest.raises(ModelFileError, match=f"cannot create a file in {tmp_path} "):
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    with pytest.raises(ModelFileError, match=f"cannot create a file in {tmp_path / 'model'} "):
         writable_or_fail(tmp_path / "model", folder=True)

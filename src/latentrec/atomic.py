@@ -1,5 +1,5 @@
 """The one way latentrec writes a file: a temp file in the same folder, fsync, ``os.replace``; and a folder
-of files (a model dir, a tune report): a temp folder beside it, swapped with the old one in one step.
+of files (a model dir, a tune report): staged in a temp folder, then renamed into place.
 
 A reader sees the old file or folder or the new one, never half of one, and a crash or full disk leaves
 no partial file behind (the temp file is removed).
@@ -7,12 +7,12 @@ no partial file behind (the temp file is removed).
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Collection, Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,69 +51,66 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_folder(path: str | os.PathLike, own: Collection[str]) -> Iterator[Path]:
-    """Yield a new empty folder beside ``path`` to fill; on success it takes the place of the folder at ``path``
-    in one step (``RENAME_EXCHANGE``), and the old folder is deleted. A reader, or a kill at any moment, finds the
-    whole old folder or the whole new one. Entries of the old folder not named in ``own`` (files a user put
-    there) are carried into the new one first, as hard links (copies where a link fails): nothing is lost."""
-    target = Path(os.path.realpath(path))  # through a link, as a file write goes: the link keeps pointing
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp: Path | None = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+def atomic_folder(path: str | os.PathLike, own: Sequence[str]) -> Iterator[Path]:
+    """Yield an empty staging folder to fill with the entries named in ``own``; on success they take their places
+    at ``path``. A new folder is renamed into place whole. In an existing one, each staged entry replaces its
+    namesake in one rename, in ``own``'s order, and the ``own`` entries this write lacks are removed; everything
+    else in the folder stays, and so do the folder itself, its owner and its mount (a volume, a folder shared
+    with a service account). The renames run with Ctrl-C and SIGTERM held back (:func:`held_signals`), so an
+    interrupt never leaves half of them; a reader that meets the moment between two of them tells by the files'
+    shared write id (a model dir) and reads again."""
+    target = Path(path)
+    existing = target.is_dir()
+    if not existing:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    stage: Path | None = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-",
+                                               dir=target if existing else target.parent))  # same file system
     try:
-        os.chmod(tmp, plain_mode(folder=True))  # mkdtemp made it private (0700)
-        yield tmp
-        if target.is_dir():
-            shutil.copytree(target, tmp, symlinks=True, copy_function=_link, dirs_exist_ok=True,
-                            ignore=lambda folder, names: own if folder == str(target) else ())
-            fsync_folder(tmp)
-            tmp = _exchange(tmp, target)  # now the old folder, deleted below
-        else:
-            fsync_folder(tmp)
-            os.replace(tmp, target)
-            tmp = None
-        fsync_folder(target.parent)
+        os.chmod(stage, plain_mode(folder=True))  # mkdtemp made it private (0700)
+        yield stage
+        fsync_folder(stage)
+        with held_signals():
+            if existing:
+                _move_entries(stage, target, own)
+            else:
+                os.replace(stage, target)
+                stage = None
+        fsync_folder(target if existing else target.parent)
     finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
 
 
-def _link(src: str, dst: str) -> None:
+def _move_entries(stage: Path, target: Path, own: Sequence[str]) -> None:
+    """Each of ``own`` from ``stage`` into ``target`` in one rename (a folder: the old one set aside into ``stage``
+    first, removed with it); an ``own`` entry the stage lacks is removed from ``target``."""
+    for name in own:
+        new, old = stage / name, target / name
+        if old.is_dir() and not old.is_symlink():
+            os.rename(old, stage / f".{name}.old")
+        if new.exists():
+            os.replace(new, old)
+        elif old.is_file() or old.is_symlink():
+            old.unlink()
+
+
+@contextmanager
+def held_signals() -> Iterator[None]:
+    """Hold back Ctrl-C and SIGTERM for the block (a checkpoint write, the renames of a save), then deliver the first
+    one to the handler that was in place: the KeyboardInterrupt (or the CLI's ``Terminated``) arrives after the
+    block, never inside it. Only the main thread receives signals; elsewhere the block just runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        os.link(src, dst)
-    except OSError:  # a file system without hard links
-        shutil.copy2(src, dst)
-
-
-def _libc_renameat2():
-    """glibc's ``renameat2`` (2.28+), or None elsewhere (macOS, musl, Windows)."""
-    try:
-        return ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError, TypeError):
-        return None
-
-
-_renameat2 = _libc_renameat2()
-AT_FDCWD, RENAME_EXCHANGE = -100, 2  # <fcntl.h>, <linux/fs.h>
-
-
-def _exchange(new: Path, target: Path) -> Path:
-    """Put folder ``new`` at ``target``, where a folder is; returns where the old folder now lies. Linux swaps the
-    two names in one step; elsewhere (or on a file system that cannot) the old folder is renamed aside first,
-    so a kill between the two renames leaves it whole under the aside name."""
-    if _renameat2 is not None:
-        if _renameat2(AT_FDCWD, os.fsencode(new), AT_FDCWD, os.fsencode(target), RENAME_EXCHANGE) == 0:
-            return new
-        code = ctypes.get_errno()
-        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            raise OSError(code, os.strerror(code), str(target))
-    aside = new.with_name(f"{new.name}.old")
-    os.rename(target, aside)
-    try:
-        os.rename(new, target)
-    except BaseException:
-        os.rename(aside, target)
-        raise
-    return aside
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def plain_mode(folder: bool = False) -> int:
@@ -151,32 +148,23 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def writable_or_fail(target: str | os.PathLike, folder: bool = False, parents: bool = True,
-                     marker: str | None = None) -> None:
+def writable_or_fail(target: str | os.PathLike, folder: bool = False, parents: bool = True) -> None:
     """Fail now, not after the work, if ``target`` (a file, or a ``folder``) could not be created or replaced:
-    the path is empty, it exists as the other kind, it is a folder with files in it but no ``marker`` (not one
-    this command wrote, so not one to replace: ``.``, ``/``, a home folder), or no folder on its way can be
-    written (``parents``: missing folders above it would be created; else its folder must exist). An existing
-    folder is replaced by one built beside it (``atomic_folder``), and the old one's files are then deleted:
-    both it and the folder above must be writable."""
+    the path is empty, it exists as the other kind, or the folder its files go into cannot be written (an existing
+    ``folder`` itself, else the first existing folder on the way; ``parents``: missing folders above it would be
+    created, else its folder must exist)."""
     if not os.fspath(target):
         raise ModelFileError(f"Cannot write to an empty path; give a {'folder' if folder else 'file'} name.")
     target = Path(target)
     if target.exists() and target.is_dir() != folder:
         raise ModelFileError(f"Cannot write {target}: it exists and is {'not ' if folder else ''}a directory.")
-    places = [target.parent.resolve()]
-    if folder and target.is_dir():
-        places = [target.resolve(), target.resolve().parent]
-    elif not parents and not places[0].is_dir():
-        why = "is not a folder" if places[0].exists() else "does not exist"
-        raise ModelFileError(f"Cannot write {target}: {places[0]} {why}.")
-    for place in places:
-        while not place.exists():
-            place = place.parent
-        try:
-            tempfile.TemporaryFile(dir=place).close()
-        except OSError as e:
-            raise ModelFileError(f"Cannot write {target}: cannot create a file in {place} ({e.strerror or e}).") from None
-    if marker and target.is_dir() and not (target / marker).exists() and any(target.iterdir()):
-        raise ModelFileError(f"Cannot write {target}: it is a folder that holds other files and no {marker}, "
-                             f"so not one to replace; give a new or empty folder.")
+    place = target.resolve() if folder and target.is_dir() else target.parent.resolve()
+    if not parents and not place.is_dir():
+        why = "is not a folder" if place.exists() else "does not exist"
+        raise ModelFileError(f"Cannot write {target}: {place} {why}.")
+    while not place.exists():
+        place = place.parent
+    try:
+        tempfile.TemporaryFile(dir=place).close()
+    except OSError as e:
+        raise ModelFileError(f"Cannot write {target}: cannot create a file in {place} ({e.strerror or e}).") from None

@@ -162,16 +162,12 @@ class EpochTable(Callback):
 def checkpointer(args: argparse.Namespace) -> Checkpointer:
     """The run's Checkpointer, after checking (before any training) that its files can be written."""
     from latentrec.training.checkpoint import Checkpointer, completed_epoch, default_folder
-    from latentrec.use.model_dir import META
 
     if not 0 <= args.checkpoint_every < math.inf:
         raise ConfigError(f"--checkpoint-every must be 0 or more seconds, not {args.checkpoint_every:g}.")
-    writable_or_fail(args.out, folder=True, marker=META)
+    writable_or_fail(args.out, folder=True)
     folder = args.checkpoint_dir or default_folder(args.out)
     writable_or_fail(folder, folder=True)
-    if Path(args.out).resolve() in (Path(folder).resolve(), *Path(folder).resolve().parents):
-        raise ConfigError(f"--checkpoint-dir {folder} lies inside --out {args.out}, which is replaced as a whole "
-                          f"when the model is saved; give a folder outside it.")
     if not args.resume and (Path(folder) / "checkpoint.safetensors").exists():
         epoch = completed_epoch(folder)
         raise ConfigError(

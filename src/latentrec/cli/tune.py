@@ -58,7 +58,7 @@ def checked_train_options(values: dict, path) -> dict:
 
 
 def run(args) -> int:
-    from latentrec.cli.tune_report import SUMMARY, write_report
+    from latentrec.cli.tune_report import write_report
     from latentrec.evaluation.tune import default_space, solver_for, space_from_toml, tune
 
     config_fields = {f.name for f in fields(TrainConfig)} - OWN
@@ -88,7 +88,7 @@ def run(args) -> int:
     if args.timeout is not None and not args.timeout > 0:
         raise ConfigError(f"--timeout must be positive, not {args.timeout}.")
     trials = 30 if args.trials is None and args.timeout is None else args.trials
-    writable_or_fail(args.out, folder=True, marker=SUMMARY)  # before the search, not after it
+    writable_or_fail(args.out, folder=True)  # before the search, not after it
     out = Path(args.out)
 
     train_data = read(args, args.data)

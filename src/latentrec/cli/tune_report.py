@@ -18,10 +18,10 @@ from latentrec.config import ALWAYS, used_options
 from latentrec.errors import ModelFileError
 from latentrec.evaluation.tune import TuneResult
 
-SUMMARY = "summary.json"  # a folder with one is a tune report, which a new run may replace
+SUMMARY = "summary.json"
 MODEL = "model"
 OWN = ("trials.csv", "trials.md", "best.toml", "valid_rmse_by_trial.png", "valid_ndcg_by_trial.png",
-       "param_importances.png", SUMMARY, MODEL)  # what a run may write: never carried over from the last run
+       "param_importances.png", MODEL, SUMMARY)  # what a run writes; one it did not write is removed (a stale model/)
 
 
 def scored_by(table: pd.DataFrame) -> tuple[str, str, str]:
@@ -50,10 +50,9 @@ def summary(result: TuneResult) -> dict:
 
 
 def write_report(result: TuneResult, out: str | Path, toml_extra: dict | None = None) -> dict:
-    """Write every file of :func:`files` and the result's model (if any) into ``out``, replacing the folder there as
-    a whole: a reader or a kill at any moment finds the last run's whole report or this one's; returns the summary."""
-    # tune checked before its search that this folder may be replaced; a file put in it since (a --storage
-    # database) is carried over rather than a reason to lose the search
+    """Write every file of :func:`files` and the result's model (if any) into ``out``, all staged first and then
+    moved in together (``atomic.atomic_folder``): the last run's files are replaced, its model/ removed when this run
+    has none, and other files (a --storage database) stay; returns the summary."""
     writable_or_fail(out, folder=True)
     info = summary(result)
     try:

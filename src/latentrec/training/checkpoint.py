@@ -22,16 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from latentrec.atomic import atomic_path
+from latentrec.atomic import atomic_path, held_signals
 from latentrec.data.batches import Batches
 from latentrec.errors import ConfigError, DataError, ModelFileError
 from latentrec.solvers.base import Runner
@@ -209,29 +206,11 @@ def save(folder: str | os.PathLike, trainer) -> Path:
         return folder / FILE
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with _deferred_interrupt(), atomic_path(folder / FILE) as tmp:  # written from the tensors, not a copy
+        with held_signals(), atomic_path(folder / FILE) as tmp:  # written from the tensors, not a copy
             write_tensors(tmp, tensors, {"latentrec": json.dumps(meta)})
     except OSError as e:
         raise ModelFileError(f"Cannot write the checkpoint to {folder}: {e.strerror or e}.") from None
     return folder / FILE
-
-
-@contextmanager
-def _deferred_interrupt():
-    """Hold back Ctrl-C and SIGTERM while a checkpoint is written, then deliver the first one to the handler that
-    was in place (KeyboardInterrupt; the CLI's Terminated; or SIGTERM's default end, now that the file is whole)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, _: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    if caught:
-        signal.raise_signal(caught[0])
 
 
 def load(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:

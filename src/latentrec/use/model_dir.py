@@ -34,9 +34,10 @@ DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF1
 
 
 def write_model_dir(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
-    """Write (or replace) the model dir at ``path`` holding ``tensors`` and ``meta``: the new folder is built
-    beside it and swapped in whole (``atomic.atomic_folder``); other files in the old one are kept."""
-    writable_or_fail(path, folder=True, marker=META)  # not over a file, nor into a folder of other files
+    """Write (or replace) the model dir at ``path`` holding ``tensors`` and ``meta`` (``atomic.atomic_folder``: a new
+    folder renamed into place, or in an existing one the weights, then the description, each in one rename; other
+    files in it are kept)."""
+    writable_or_fail(path, folder=True)  # not over a file
     path = Path(path)
     write_id = uuid.uuid4().hex
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
