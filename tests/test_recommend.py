@@ -176,6 +176,25 @@ def test_train_saves_a_model_whose_lists_skip_every_rating_in_the_data(tmp_path)
         assert not shown & set(zip(data["user"], data["item"])), ranker
 
 
+def test_fit_counts_the_rows_it_held_out_as_rated_as_train_does(tmp_path):
+    """The library's fit gives the model `latentrec train` saves: lists skip the held-out rows too."""
+    from latentrec import TrainConfig, fit
+    from latentrec.use.recommender import Recommender
+
+    _, df, _ = trained()
+    df.to_csv(tmp_path / "r.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "r.csv"), "--epochs", "2", "--n-factors", "3", "--device", "cpu",
+                 "--out", str(tmp_path / "cli"), "--json"]) == 0
+    rec, _ = fit(df, config=TrainConfig(epochs=2, n_factors=3, device="cpu"))
+    assert rec.info["n_valid"] > 0 and len(rec.rated_items) == len(df)
+    cli = Recommender.load(tmp_path / "cli")
+    np.testing.assert_array_equal(rec.rated_items, cli.rated_items)
+    np.testing.assert_array_equal(rec.rated_indptr, cli.rated_indptr)
+    lists = recommend_all(rec, n=10)
+    shown = set(zip(lists["user"].astype(str), lists["item"].astype(str)))
+    assert not shown & set(zip(df["user"].astype(str), df["item"].astype(str)))
+
+
 def test_merging_two_row_groupings_equals_grouping_all_pairs():
     from latentrec.data.csr import by_row, merge
 

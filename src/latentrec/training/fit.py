@@ -108,6 +108,10 @@ def fit(train: Ratings | pd.DataFrame | EncodedSplit, valid: Ratings | pd.DataFr
     ``config.EASE_AUTO_ITEMS`` items, iALS beyond up to ``config.IALS_AUTO_RATINGS`` training ratings, none
     above, then the most-popular list instead where that ranks the validation rows clearly better; ``none``: no
     ranker), which orders its top-N lists. Under torchrun only rank 0 fits the ranker (it alone saves the model).
+
+    Validation rows held out of ``train`` here count as rated in the returned model: its lists skip every rating in
+    ``train``. (Rows given as ``valid``, or a big file's ``split.valid``, do not: ``rec.with_rated(rows)`` adds them,
+    after scoring them, as ``latentrec train`` does.)
     """
     train, valid = (load_ratings(x) if isinstance(x, pd.DataFrame) else x for x in (train, valid))  # checked
     if isinstance(valid, TrainConfig) or (config is not None and not isinstance(config, TrainConfig)):
@@ -179,4 +183,6 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None,
         rec = popular_if_better(rec, va)
         if rec.ranker is None:
             rec.rated_ratings = None  # kept for a ranker only
+    if valid is None and isinstance(train, Ratings) and va is not None:  # held out of ``train`` here: the users'
+        rec = rec.with_rated(va)  # ratings as much as the training rows, so the lists skip them too
     return rec, trainer
