@@ -100,7 +100,7 @@ def test_a_sample_of_users_is_scored_like_those_users_alone(capsys):
     from latentrec.cli.evaluate import print_ranking
 
     print_ranking(sample)
-    assert f"a seeded sample of 7 of the {full['n_users']:,} test users" in capsys.readouterr().out
+    assert f"a seeded sample of 7 of the {full['n_users']:,} users" in capsys.readouterr().out
 
 
 def test_train_scores_a_sample_of_many_test_users(tmp_path, capsys, monkeypatch):

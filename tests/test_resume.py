@@ -89,7 +89,11 @@ def test_a_resumed_run_counts_the_training_time_before_its_interruption(capsys, 
         assert main(train_args(ratings_csv, out, "sgd")) == 130
     saved = checkpoint.load(checkpoint.default_folder(out))[1]
     assert saved["train_seconds"] >= sum(h["seconds"] for h in saved["history"]) > 0
-    assert main(train_args(ratings_csv, out, "sgd", EPOCHS, "--resume")) == 0
+    capsys.readouterr()
+    argv = train_args(ratings_csv, out, "sgd", EPOCHS, "--resume")
+    argv.remove("--json")
+    assert main(argv) == 0
+    assert f"resuming the run in {checkpoint.default_folder(out)} after its epoch 3." in capsys.readouterr().err
     meta = json.loads((out / "model.json").read_text())
     assert meta["train_seconds"] >= sum(h["seconds"] for h in meta["history"]) > 0
     assert len(meta["history"]) == EPOCHS

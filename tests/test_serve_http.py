@@ -130,6 +130,8 @@ def test_bad_command_lines_exit_2_with_one_sentence(tmp_path, model_dir, capsys)
     assert "does not exist" in capsys.readouterr().err
     assert main(["serve", str(model_dir), "--port", "70000"]) == 2
     assert "--port must be between 0 and 65535" in capsys.readouterr().err
+    assert main(["serve", str(model_dir), "--allow-origin", "https://app.example.com/"]) == 2
+    assert "--allow-origin 'https://app.example.com/' must be * or scheme://host[:port]" in capsys.readouterr().err
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

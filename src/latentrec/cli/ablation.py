@@ -55,7 +55,8 @@ def split(args) -> tuple[Ratings, Ratings, str]:
         return read(args, base), read(args, test), f"ML-100K {args.split}.base / {args.split}.test"
     data = read(args, args.data or "ml-100k")
     if args.test:
-        return data, read(args, args.test), f"{data.source} / {args.test}"
+        test = read(args, args.test)
+        return data, test, f"{data.source} / {test.source}"
     if not 0 < args.test_pct < 1:
         raise ConfigError(f"--test-pct must be between 0 and 1, not {args.test_pct}.")
     train, test = random_split(data.df, args.test_pct, args.seed)
@@ -77,8 +78,9 @@ def run(args) -> int:
         writable_or_fail(Path(args.out), parents=False)
     train, test, where = split(args)
     if not args.json:
-        console.print(f"Ablation on {where}: {len(train.df)} training, {len(test.df)} test ratings")
-    progress = None if args.json else (lambda r: console.print(f"  {r['step']:<18} test RMSE {r['rmse']:.4f}  "
+        console.print(f"Ablation on {where}: {len(train.df):,} training, {len(test.df):,} test ratings")
+    width = max(len(s.name) for s in steps)
+    progress = None if args.json else (lambda r: console.print(f"  {r['step']:<{width}}  test RMSE {r['rmse']:.4f}  "
                                                                f"MAE {r['mae']:.4f}  {r['seconds']:.2f} s"))
     rows = run_ablation(train, test, args.seed, args.device, steps, on_row=progress)
     if args.out:

@@ -11,6 +11,7 @@ config too, so any saved model can be retrained with exactly its resolved config
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import os
@@ -54,8 +55,10 @@ def apply_config(args: argparse.Namespace, extra: set[str] = frozenset()) -> dic
     values = _retarget(read_config(path), args) if path else {}
     unknown = sorted(k for k in values if k not in options and k not in extra)
     if unknown:
-        raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)} "
-                          f"(known: {', '.join(sorted(set(options) | set(extra)))}).")
+        known = sorted(set(options) | set(extra))
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f"did you mean {close[0]}? " * bool(close)
+        raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)} ({hint}known: {', '.join(known)}).")
     for dest, (action, default) in options.items():
         if getattr(args, dest, UNSET) is UNSET:
             value = check_value(action, values[dest], path) if dest in values else default

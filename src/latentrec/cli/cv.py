@@ -90,11 +90,11 @@ def print_result(result: dict) -> None:
               ["model", "ndcg@10", "precision@10"], rows)
         return
     table("\nPer fold", COLUMNS, [[r[c] for c in COLUMNS] for r in result["folds"]],
-          {c: ".4f" for c in COLUMNS if "rmse" in c or "mae" in c} | {"seconds": ".1f"})
+          {c: ".4f" for c in COLUMNS if "rmse" in c or "mae" in c} | {"seconds": ".1f", "n_test": ","})
     s = result["summary"]
     rows = [(name, f"{s[p + 'rmse']['mean']:.4f} ± {s[p + 'rmse']['std']:.4f}",
              f"{s[p + 'mae']['mean']:.4f} ± {s[p + 'mae']['std']:.4f}")
-            for name, p in (("model", ""), ("baseline: biases", "biases_"), ("baseline: global mean", "global_mean_"))]
+            for name, p in (("model", ""), ("baseline: global mean", "global_mean_"), ("baseline: biases", "biases_"))]
     table(f"\nMean ± std over {len(result['folds'])} folds", ["model", "rmse", "mae"], rows)
     for r in result["folds"]:
         if r["diverged"]:

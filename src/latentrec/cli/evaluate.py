@@ -37,7 +37,7 @@ def print_evaluation(r: dict, ranking_asked: bool = False) -> None:
     """The evaluation's tables; ``ranking_asked``: ``--metrics ranking`` left RMSE out (else the model has none)."""
     if "rmse" not in r:
         what = "ranking metrics, as asked" if ranking_asked else "a ranking-only model, so no RMSE; ranking metrics only"
-        console.print(f"\nEvaluation on {r['data']} ({plural(r['n'], 'rating')}): {what}.")
+        console.print(f"Evaluation on {r['data']} ({plural(r['n'], 'rating')}): {what}.")
         print_notes(r)
         if "ranking" in r:
             print_ranking(r["ranking"])
@@ -45,7 +45,7 @@ def print_evaluation(r: dict, ranking_asked: bool = False) -> None:
     rows = [("model", r["rmse"], r["mae"], "")]
     for name, b in r["baselines"].items():
         rows.append((f"baseline: {name.replace('_', ' ')}", b["rmse"], b["mae"], f"{r['improvement_pct'][name]:+.1f}%"))
-    table(f"\nEvaluation on {r['data']} ({plural(r['n'], 'rating')}, {r['n_unknown']:,} with an unknown user or item)",
+    table(f"Evaluation on {r['data']} ({plural(r['n'], 'rating')}, {r['n_unknown']:,} with an unknown user or item)",
           ["model", "rmse", "mae", "model's rmse gain"], rows, {"rmse": ".4f", "mae": ".4f"})
     console.print(f"Ratings' standard deviation: {r['ratings_std']:.4f} (what always guessing the mean scores)")
     if r["n_unknown"] == r["n"]:
@@ -86,8 +86,8 @@ def print_ranking(g: dict) -> None:
     who = (f"a seeded sample of {g['n_users']:,} of the {g['n_users_eligible']:,}"
            if g["n_users"] < g["n_users_eligible"] else f"{g['n_users']:,}")
     lists = "" if g["ordered_by"] == "model" else f"; lists by {ordered_by(g['ordered_by'])}"
-    table(f"\nTop-{k} ranking ({who} test users with a rating >= {g['threshold']:g}, "
-          f"training items excluded; {g['n_unknown_users']} unknown users skipped{lists})",
+    table(f"\nTop-{k} ranking ({who} users with a rating >= {g['threshold']:g}, "
+          f"training items excluded; {g['n_unknown_users']:,} unknown users skipped{lists})",
           ["model", *cols], rows, {c: ".4f" for c in cols})
 
 

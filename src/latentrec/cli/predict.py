@@ -8,6 +8,8 @@ from latentrec.atomic import writable_or_fail
 from latentrec.cli.common import add_data_options, command, console, emit_json, plural, start, table
 from latentrec.errors import ConfigError
 
+SHOWN = 50  # rows of a --data file's predictions printed without --out
+
 EXAMPLE = """latentrec predict model --user 196 --item 242
   latentrec predict model --data pairs.csv --out preds.csv"""
 
@@ -47,7 +49,10 @@ def run(args) -> int:
     elif args.json:
         emit_json(preds.to_dict(orient="records") if args.data is not None else preds.iloc[0].to_dict())
     else:
-        table(None, list(preds.columns), preds.head(50).itertuples(index=False), {"prediction": ".3f"})
+        table(None, list(preds.columns), preds.head(SHOWN).itertuples(index=False), {"prediction": ".3f"})
+        if len(preds) > SHOWN:
+            console.print(f"Showing {SHOWN} of {plural(len(preds), 'prediction')}; --out FILE.csv|.parquet writes "
+                          f"them all.")
     return 0
 
 

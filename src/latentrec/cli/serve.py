@@ -7,6 +7,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -57,6 +58,10 @@ def run(args) -> int:
         raise ConfigError(f"latentrec serve needs FastAPI and uvicorn ({e.name} is missing): "
                           f"pip install 'latentrec[serve]'.") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for origin in args.allow_origin:  # a browser's Origin header has no path, not even a trailing slash
+        if origin != "*" and not re.fullmatch(r"[a-z][a-z0-9+.-]*://[^/\s]+", origin):
+            raise ConfigError(f"--allow-origin {origin!r} must be * or scheme://host[:port] with no path "
+                              f"(e.g. https://app.example.com).")
     sock = listen(args.host, args.port)  # a port in use says so before the model is read
     holder = ModelHolder(args.model_dir)
     try:

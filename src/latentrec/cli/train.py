@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -175,6 +176,9 @@ def checkpointer(args: argparse.Namespace) -> Checkpointer:
             f"delete {folder} to start over." if epoch else
             f"{folder} holds the checkpoint of an interrupted run, which cannot be read; delete {folder} to start over."
         )
+    epoch = completed_epoch(folder) if args.resume else None
+    if epoch and not args.json and os.environ.get("RANK", "0") == "0":  # an unreadable one: the restore says why
+        stderr(f"latentrec train: resuming the run in {folder} after its epoch {epoch}.")
     return Checkpointer(folder, resume=args.resume, every=args.checkpoint_every)
 
 
@@ -206,8 +210,9 @@ def print_summary(rec, ranking_only: bool, ranker: str, out: str, result: dict) 
             fitted = ("check against popularity" if check["ranker"] == "none"
                       else f"{check['ranker']} ranker and its check against popularity")
         ranked = f" + {fitted} in {rec.info['ranker_seconds']:.2f} s" if rec.ranker is not None else ""
-        console.print(f"\nBest epoch {rec.info['best_epoch']}; trained in {rec.info['train_seconds']:.2f} s"
-                      f"{ranked}; saved to {out}/")
+        epochs = (f"Best epoch {rec.info['best_epoch']}" if "valid_rmse" in rec.info["metrics"]
+                  else f"Trained {len(rec.history)} epochs (no validation rows to pick the best by)")
+        console.print(f"\n{epochs}; trained in {rec.info['train_seconds']:.2f} s{ranked}; saved to {out}/")
         if check is not None and "reason" in check:
             console.print(f"Lists ordered by popularity: {check['reason']} (--ranker {check['ranker']} keeps it "
                           f"anyway).")
@@ -221,6 +226,7 @@ def print_summary(rec, ranking_only: bool, ranker: str, out: str, result: dict) 
             console.print(f"No ranker: above {IALS_AUTO_RATINGS // 10**6}M training ratings iALS takes minutes "
                           f"and gigabytes; --ranker ials fits one anyway.")
     if "test" in result or "valid" in result:
+        console.print()
         print_evaluation(result.get("test") or result["valid"])
     sample = rec.users.classes[1]
     top = recommend(rec, sample, n=5)

@@ -7,7 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from latentrec.atomic import writable_or_fail
-from latentrec.cli.common import add_data_options, command, console, emit_json, read, seed, start, stderr
+from latentrec.cli.common import add_data_options, command, console, emit_json, plural, read, seed, start, stderr
 from latentrec.cli.config_file import apply_config, check_value, defer_defaults
 from latentrec.config import MODELS, SOLVERS, USES, TrainConfig
 from latentrec.errors import ConfigError, interrupt_status
@@ -96,7 +96,7 @@ def run(args) -> int:
     test = read(args, args.test) if args.test else None
     on_trial = None if args.json else print_trial
     if not args.json:
-        console.print(f"Tuning {', '.join(space)} on {train_data.source} ({len(train_data)} ratings); "
+        console.print(f"Tuning {', '.join(space)} on {train_data.source} ({plural(len(train_data), 'rating')}); "
                       f"validation: {args.valid or f'{args.valid_pct:.0%} of it'}")
     try:
         result = tune(train_data, valid, base, space, n_trials=trials, timeout=args.timeout, storage=args.storage,

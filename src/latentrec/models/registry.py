@@ -39,9 +39,10 @@ def build_ranker(arch: dict, where: str = "model.json") -> Ranker:
 def _build(cls: type, arch: dict, what: str, where: str):
     """``cls(**arch)``, with fields the class does not take, or lacks, named in one sentence (a ``kind`` edited
     into another, say) instead of Python's TypeError."""
-    params = inspect.signature(cls).parameters
+    params = {n: p for n, p in inspect.signature(cls).parameters.items()
+              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     unknown = sorted(set(arch) - set(params))
-    missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in arch]
+    missing = [n for n, p in params.items() if p.default is p.empty and n not in arch]
     if unknown or missing:
         field, said = (unknown[0], "has no field") if unknown else (missing[0], "needs the field")
         raise ModelFileError(f"{where}: a {what} {said} {field!r}; the file was edited or damaged.")

@@ -95,7 +95,8 @@ def parse_ratings(text: str, source: str = "the ratings given") -> UserRatings:
         parts = [x.strip() for x in re.split(r"[:,\t]|\s+", pair.strip(), maxsplit=1)]
         shown = clip(pair.strip())
         if len(parts) != 2 or not parts[0]:
-            raise DataError(f"{source}: entry {n} ({shown!r}) is not ITEM:RATING.")
+            raise DataError(f"{source}: entry {n} ({shown!r}) is not ITEM:RATING (ITEM is an item id; `latentrec "
+                            f"similar MODEL --title ...` finds one by its title).")
         if not parts[1]:
             raise DataError(f"{source}: entry {n} ({shown!r}) has no rating.")
         try:
