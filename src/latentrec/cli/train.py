@@ -211,7 +211,7 @@ def print_summary(rec, ranking_only: bool, ranker: str, out: str, result: dict) 
                       else f"{check['ranker']} ranker and its check against popularity")
         ranked = f" + {fitted} in {rec.info['ranker_seconds']:.2f} s" if rec.ranker is not None else ""
         epochs = (f"Best epoch {rec.info['best_epoch']}" if "valid_rmse" in rec.info["metrics"]
-                  else f"Trained {len(rec.history)} epochs (no validation rows to pick the best by)")
+                  else f"Kept the last epoch, {len(rec.history)} (no validation rows to choose by)")
         console.print(f"\n{epochs}; trained in {rec.info['train_seconds']:.2f} s{ranked}; saved to {out}/")
         if check is not None and "reason" in check:
             console.print(f"Lists ordered by popularity: {check['reason']} (--ranker {check['ranker']} keeps it "
