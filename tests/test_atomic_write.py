@@ -203,3 +203,16 @@ def test_an_existing_folder_must_itself_be_writable(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
     with pytest.raises(ModelFileError, match=f"cannot create a file in {tmp_path / 'model'} "):
         writable_or_fail(tmp_path / "model", folder=True)
+
+
+def test_a_staging_folder_a_killed_save_left_is_swept_by_the_next_save(tmp_path):
+    a, b = two_models()
+    path = tmp_path / "model"
+    a.save(path)
+    old, fresh = path / ".model.tmp-killed", path / ".model.tmp-running"
+    for stage in (old, fresh):
+        stage.mkdir()
+        (stage / WEIGHTS).write_bytes(b"half")
+    os.utime(old, (0, 0))
+    b.save(path)
+    assert not old.exists() and fresh.exists()  # a fresh one may be another save's, still running

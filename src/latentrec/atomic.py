@@ -7,11 +7,13 @@ no partial file behind (the temp file is removed).
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +52,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fsync_folder(target.parent if str(target.parent) else Path("."))
 
 
+STALE_S = 3600  # a staging folder this old belongs to no save still running
+
+
 @contextmanager
 def atomic_folder(path: str | os.PathLike, own: Sequence[str]) -> Iterator[Path]:
     """Yield an empty staging folder to fill with the entries named in ``own``; on success they take their places
@@ -63,8 +68,11 @@ def atomic_folder(path: str | os.PathLike, own: Sequence[str]) -> Iterator[Path]
     existing = target.is_dir()
     if not existing:
         target.parent.mkdir(parents=True, exist_ok=True)
-    stage: Path | None = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-",
-                                               dir=target if existing else target.parent))  # same file system
+    place, prefix = (target if existing else target.parent), f".{target.name}.tmp-"
+    for stale in place.glob(f"{glob.escape(prefix)}*"):  # left by a kill -9 mid-save (a live save is seconds old)
+        if stale.is_dir() and time.time() - stale.stat().st_mtime > STALE_S:
+            shutil.rmtree(stale, ignore_errors=True)
+    stage: Path | None = Path(tempfile.mkdtemp(prefix=prefix, dir=place))  # on the target's file system
     try:
         os.chmod(stage, plain_mode(folder=True))  # mkdtemp made it private (0700)
         yield stage
