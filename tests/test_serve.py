@@ -396,3 +396,9 @@ def test_every_answer_matches_the_schema_the_api_documents(client, holder):
     documented = paths["/api/predict"]["post"]["responses"]
     assert documented["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Predictions")
     assert {"400", "413", "422", "503"} <= set(documented)
+
+
+def test_a_body_sent_as_a_form_is_told_to_be_json(client):
+    r = client.post("/api/predict", content=b'{"pairs": [["u1", "i1"]]}',
+                    headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 422 and "Content-Type: application/json" in r.json()["detail"]

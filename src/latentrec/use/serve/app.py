@@ -153,6 +153,9 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = ()) -> FastAP
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, e: RequestValidationError) -> JSONResponse:
         """422 naming each bad field, without echoing the input back (it may be large, or NaN, not JSON)."""
+        if request.method == "POST" and "json" not in request.headers.get("content-type", ""):
+            return JSONResponse({"detail": "The body must be JSON, sent with Content-Type: application/json."},
+                                status_code=422)
         return JSONResponse({"detail": [{"loc": list(d["loc"]), "msg": d["msg"], "type": d["type"]} for d in e.errors()]},
                             status_code=422)
 
