@@ -7,14 +7,16 @@ import torch
 from latentrec.errors import ConfigError
 
 
+def available() -> list[str]:
+    """The device types this PyTorch can use here, the fastest last: ``cpu``, then ``cuda`` and/or ``mps``."""
+    return ["cpu", *["cuda"] * torch.cuda.is_available(),
+            *["mps"] * bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())]
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then MPS, then the CPU."""
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device("cuda" if "cuda" in available() else available()[-1])
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
@@ -26,7 +28,7 @@ def pick_device(name: str = "auto") -> torch.device:
                           f"use device 'auto' or 'cpu'.")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(f"device {name!r}: there are only {torch.cuda.device_count()} CUDA devices (cuda:0 ...).")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if device.type == "mps" and "mps" not in available():
         raise ConfigError(f"device {name!r}: this PyTorch has no usable MPS (Apple GPU) device; use device 'auto' "
                           f"or 'cpu'.")
     return device

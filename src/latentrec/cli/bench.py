@@ -70,7 +70,8 @@ def _data(args) -> tuple[Encoded, Encoded, int, int, tuple[float, float], str]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from latentrec.evaluation.bench import available_devices, default_setups, run_setup, seconds_to_target
+    from latentrec.devices import available
+    from latentrec.evaluation.bench import default_setups, run_setup, seconds_to_target
 
     start(args)
     if args.threads is not None:
@@ -80,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    devices = args.devices or available_devices()
+    devices = args.devices or available()
     for d in devices:
-        if d not in available_devices():
-            raise ConfigError(f"--devices: {d!r} is not available here (available: {', '.join(available_devices())}).")
+        if d not in available():
+            raise ConfigError(f"--devices: {d!r} is not available here (available: {', '.join(available())}).")
     if args.epochs < 1 or args.n_factors < 1 or min(args.batch_sizes) < 1:
         raise ConfigError("--epochs, --n-factors and --batch-sizes must be at least 1.")
     if args.target is not None and not 0 < args.target < math.inf:

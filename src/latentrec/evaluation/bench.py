@@ -37,15 +37,6 @@ class Setup:
         return f"{self.solver} (its own batch)" if self.solver == "sgd-torch" else self.solver
 
 
-def available_devices() -> list[str]:
-    devices = ["cpu"]
-    if torch.cuda.is_available():
-        devices.append("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        devices.append("mps")
-    return devices
-
-
 def default_setups(devices: list[str], batch_sizes: list[int]) -> list[Setup]:
     setups = []
     for d in devices:
