@@ -11,12 +11,13 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from latentrec.atomic import atomic_folder, atomic_path, writable_or_fail, write_text
+from latentrec.atomic import atomic_folder, writable_or_fail, write_text
 from latentrec.cli.config_file import dumps_toml
 from latentrec.cli.jsonsafe import json_safe
 from latentrec.config import ALWAYS, used_options
 from latentrec.errors import ModelFileError
 from latentrec.evaluation.tune import TuneResult
+from latentrec.use.interpret import figure, save_figure
 
 SUMMARY = "summary.json"
 MODEL = "model"
@@ -105,13 +106,9 @@ def markdown(table: pd.DataFrame, best_trial: int) -> str:
 
 def plot_trials(table: pd.DataFrame, path: Path) -> None:
     """The validation score of each trial (pruned ones hollow, at their last report) and the running best."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     column, name, _ = scored_by(table)
     higher = column != "valid_rmse"
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = figure((7, 4))
     done, pruned = table[~table.pruned], table[table.pruned]
     ax.scatter(done.trial, done[column], color="tab:blue", label="complete", zorder=3)
     ax.scatter(pruned.trial, pruned[column], facecolors="none", edgecolors="tab:gray", label="pruned", zorder=3)
@@ -126,7 +123,7 @@ def plot_trials(table: pd.DataFrame, path: Path) -> None:
     ax.set(xlabel="trial", ylabel=label, title=f"{name[0].upper()}{name[1:]} by trial")
     ax.legend()
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def importances(study: optuna.Study, params: list[str]) -> dict[str, float] | None:
@@ -141,12 +138,8 @@ def importances(study: optuna.Study, params: list[str]) -> dict[str, float] | No
 
 
 def plot_importances(study: optuna.Study, params: list[str], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     imp = importances(study, params)
-    fig, ax = plt.subplots(figsize=(6, 0.5 * max(len(params), 2) + 1.2))
+    fig, ax = figure((6, 0.5 * max(len(params), 2) + 1.2))
     if imp:
         names = list(imp)[::-1]
         ax.barh(names, [imp[n] for n in names], color="tab:blue")
@@ -155,14 +148,4 @@ def plot_importances(study: optuna.Study, params: list[str], path: Path) -> None
         ax.axis("off")
         ax.text(0.5, 0.5, "Too few finished trials to rank the hyperparameters.", ha="center", va="center")
     fig.tight_layout()
-    _save(fig, path)
-
-
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)

@@ -94,24 +94,33 @@ def component_ends(pca: pd.DataFrame, n: int = 10) -> dict[str, dict[str, list[s
     return ends
 
 
-def _save(fig, path: Path) -> None:
-    """Save a figure through a temporary file, so no half-written picture remains."""
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    except OSError as e:
-        raise DataError(f"Cannot write {path}: {e.strerror or e}.") from None
-
-
-def plot_pca(pca: pd.DataFrame, path: Path, n_labels: int = 50, share: list[float] | None = None) -> Path:
-    """Scatter of the first two components, the ``n_labels`` most-rated items marked and, where a label does not
-    cover one already written (more-rated first), labeled."""
+def figure(figsize: tuple[float, float]):
+    """A new matplotlib ``(figure, axes)``, drawn off screen (Agg): matplotlib loads only when a picture is made."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(12, 10))
+    return plt.subplots(figsize=figsize)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Save ``fig`` through a temporary file, so no half-written picture remains, and free it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    except OSError as e:
+        raise DataError(f"Cannot write {path}: {e.strerror or e}.") from None
+    finally:
+        plt.close(fig)
+
+
+def plot_pca(pca: pd.DataFrame, path: Path, n_labels: int = 50, share: list[float] | None = None) -> Path:
+    """Scatter of the first two components, the ``n_labels`` most-rated items marked and, where a label does not
+    cover one already written (more-rated first), labeled."""
+    fig, ax = figure((12, 10))
     ax.scatter(pca["pc1"], pca["pc2"], s=6, c="#bbbbbb")
     top = pca.nlargest(n_labels, "n_ratings", keep="first")
     ax.scatter(top["pc1"], top["pc2"], s=14, c="#1f77b4")
@@ -130,19 +139,13 @@ def plot_pca(pca: pd.DataFrame, path: Path, n_labels: int = 50, share: list[floa
     ax.set_title(f"PCA of the item factors: the {len(pca)} most-rated items; the {len(top)} most-rated marked, "
                  f"{len(placed)} labeled (those that fit)")
     ax.grid(alpha=0.3)
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
 def plot_history(history: list[dict], path: Path) -> Path:
     """Train and validation RMSE by epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = figure((7, 4.5))
     epochs = [h["epoch"] for h in history]
     for key, label in (("train_rmse", "train"), ("valid_rmse", "validation")):
         pts = [(e, h[key]) for e, h in zip(epochs, history) if h.get(key) is not None]
@@ -153,8 +156,7 @@ def plot_history(history: list[dict], path: Path) -> Path:
     ax.set_title("Training curve")
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
