@@ -216,3 +216,25 @@ def test_a_staging_folder_a_killed_save_left_is_swept_by_the_next_save(tmp_path)
     os.utime(old, (0, 0))
     b.save(path)
     assert not old.exists() and fresh.exists()  # a fresh one may be another save's, still running
+
+
+def test_a_save_killed_between_its_renames_still_loads_as_the_new_model(tmp_path, monkeypatch):
+    """kill -9 cannot be held back: after the weights' rename, the staged description is read in its place."""
+    import latentrec.atomic as atomic
+    from latentrec.use import model_dir
+
+    a, b = two_models()
+    path = tmp_path / "model"
+    a.save(path)
+    monkeypatch.setattr(model_dir, "READ_TRIES", 1)
+
+    def killed(stage, target, own):  # the weights moved in, then the process died
+        os.replace(stage / WEIGHTS, target / WEIGHTS)
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(atomic, "_move_entries", killed)
+    monkeypatch.setattr(atomic.shutil, "rmtree", lambda *args, **kwargs: None)  # a dead process cleans nothing up
+    with pytest.raises(SystemExit):
+        b.save(path)
+    monkeypatch.undo()
+    assert n_factors_at(path) == 3 and Recommender.load(path).model.config()["n_factors"] == 3

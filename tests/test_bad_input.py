@@ -791,3 +791,24 @@ def test_a_validation_share_of_no_row_trains_on_everything_and_says_so(capsys, t
     assert main(["train", "--data", str(data), "--epochs", "2", "--out", str(tmp_path / "m")]) == 0
     out, err = capsys.readouterr()
     assert "holding out 20% of 2 ratings leaves no validation row" in err and "nan" not in out
+
+
+@pytest.mark.parametrize("command", ["predict", "ablation"])
+def test_an_empty_out_file_is_refused_before_any_work(capsys, tmp_path, trained, command):
+    argv = {"predict": ["predict", str(trained[0]), "--user", "u1", "--item", "i1", "--out", ""],
+            "ablation": ["ablation", "--out", "", "--only", "Bayesian"]}[command]
+    fails(capsys, tmp_path, argv, "''" if command == "predict" else "empty path")
+
+
+def test_an_out_link_to_nothing_is_refused_before_any_work(capsys, tmp_path):
+    data = write(tmp_path / "r.csv", GOOD)
+    (tmp_path / "link").symlink_to(tmp_path / "gone" / "model")
+    fails(capsys, tmp_path, train_argv(data, tmp_path / "link"), "is a link to", "which does not exist")
+
+
+def test_the_checkpoint_of_out_dot_is_named_after_the_folder(tmp_path, monkeypatch):
+    from latentrec.training.checkpoint import default_folder
+
+    monkeypatch.chdir(tmp_path)
+    assert default_folder(".") == tmp_path.parent / f"{tmp_path.name}.checkpoint"
+    assert default_folder("m/") == Path("m.checkpoint")

@@ -69,11 +69,9 @@ def atomic_folder(path: str | os.PathLike, own: Sequence[str]) -> Iterator[Path]
     if not existing:
         target.parent.mkdir(parents=True, exist_ok=True)
     place, prefix = (target if existing else target.parent), f".{target.name}.tmp-"
-    for stale in place.glob(f"{glob.escape(prefix)}*"):  # left by a kill -9 mid-save (a live save is seconds old)
-        if stale.is_dir() and time.time() - stale.stat().st_mtime > STALE_S:
-            shutil.rmtree(stale, ignore_errors=True)
-    stage: Path | None = Path(tempfile.mkdtemp(prefix=prefix, dir=place))  # on the target's file system
+    stage: Path | None = None
     try:
+        stage = Path(tempfile.mkdtemp(prefix=prefix, dir=place))  # on the target's file system
         os.chmod(stage, plain_mode(folder=True))  # mkdtemp made it private (0700)
         yield stage
         fsync_folder(stage)
@@ -84,9 +82,13 @@ def atomic_folder(path: str | os.PathLike, own: Sequence[str]) -> Iterator[Path]
                 os.replace(stage, target)
                 stage = None
         fsync_folder(target if existing else target.parent)
+        for stale in place.glob(f"{glob.escape(prefix)}*"):  # left by a kill -9 mid-save (a live one is younger);
+            if stale.is_dir() and time.time() - stale.stat().st_mtime > STALE_S:  # only now: a reader may have
+                shutil.rmtree(stale, ignore_errors=True)  # needed its description until this save replaced both
     finally:
         if stage is not None:
-            shutil.rmtree(stage, ignore_errors=True)
+            with held_signals():
+                shutil.rmtree(stage, ignore_errors=True)
 
 
 def _move_entries(stage: Path, target: Path, own: Sequence[str]) -> None:
@@ -164,6 +166,8 @@ def writable_or_fail(target: str | os.PathLike, folder: bool = False, parents: b
     if not os.fspath(target):
         raise ModelFileError(f"Cannot write to an empty path; give a {'folder' if folder else 'file'} name.")
     target = Path(target)
+    if target.is_symlink() and not target.exists():
+        raise ModelFileError(f"Cannot write {target}: it is a link to {os.readlink(target)}, which does not exist.")
     if target.exists() and target.is_dir() != folder:
         raise ModelFileError(f"Cannot write {target}: it exists and is {'not ' if folder else ''}a directory.")
     place = target.resolve() if folder and target.is_dir() else target.parent.resolve()

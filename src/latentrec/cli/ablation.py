@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from latentrec.atomic import writable_or_fail, write_text
@@ -74,8 +73,8 @@ def run(args) -> int:
         raise ConfigError(f"--only: unknown step(s) {', '.join(map(repr, unknown))}; the steps are: "
                           f"{', '.join(map(repr, names))}.")
     steps = [s for s in STEPS if not args.only or s.name in args.only]
-    if args.out:
-        writable_or_fail(Path(args.out), parents=False)
+    if args.out is not None:
+        writable_or_fail(args.out, parents=False)
     train, test, where = split(args)
     if not args.json:
         console.print(f"Ablation on {where}: {len(train.df):,} training, {len(test.df):,} test ratings")
@@ -83,7 +82,7 @@ def run(args) -> int:
     progress = None if args.json else (lambda r: console.print(f"  {r['step']:<{width}}  test RMSE {r['rmse']:.4f}  "
                                                                f"MAE {r['mae']:.4f}  {r['seconds']:.2f} s"))
     rows = run_ablation(train, test, args.seed, args.device, steps, on_row=progress)
-    if args.out:
+    if args.out is not None:
         write_text(args.out, to_markdown(rows, f"Ablation on {where}"))
     if args.json:
         emit_json({"split": where, "rows": rows, "markdown": args.out})

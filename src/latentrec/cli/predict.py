@@ -31,7 +31,7 @@ def run(args) -> int:
     start(args)
     if (args.data is None) != (args.user is not None and args.item is not None):
         raise ConfigError("Give --user and --item, or --data FILE (with --out) for many rows.")
-    if args.out:
+    if args.out is not None:
         table_format(args.out)
         writable_or_fail(Path(args.out), parents=False)
     rec = Recommender.load(args.model_dir)
@@ -40,7 +40,7 @@ def run(args) -> int:
         preds = _predict_file(rec, args)
     else:
         preds = rec.predict([args.user], [args.item])
-    if args.out:
+    if args.out is not None:
         write_table(preds, args.out)
         n_fallback = int((~preds.known).sum())
         summary = {"out": args.out, "n_rows": len(preds), "n_fallback": n_fallback}

@@ -44,7 +44,10 @@ FORMAT, FORMAT_VERSION = "latentrec-checkpoint", 1
 
 def default_folder(out: str | os.PathLike) -> Path:
     """Where ``latentrec train --out OUT`` keeps its checkpoint: ``OUT.checkpoint`` beside the model."""
-    return Path(f"{os.fspath(out).rstrip('/')}.checkpoint")
+    out = Path(os.path.normpath(out))
+    if out.name in ("", ".."):  # `--out .`: named after the folder itself, not "..checkpoint"
+        out = Path(os.path.normpath(out.absolute()))
+    return out.with_name(f"{out.name}.checkpoint")
 
 
 def fingerprint(trainer) -> str:

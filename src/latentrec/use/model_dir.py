@@ -76,8 +76,25 @@ def read_model_dir(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
             raise ModelFileError(f"{path / META}: field '{WRITE_ID}' must be a string, not "
                                  f"{json.dumps(meta[WRITE_ID])[:40]}; the file was edited or damaged.")
         time.sleep(0.02)  # caught between the two files of a replacement: read the new pair
+    staged = _staged_meta(path, write_id)
+    if staged is not None:
+        return tensors, staged
     raise ModelFileError(f"{path}: {WEIGHTS} and {META} come from different writes ({WRITE_ID} {write_id} and "
                          f"{meta.get(WRITE_ID)}); save the model again.")
+
+
+def _staged_meta(path: Path, write_id: str | None) -> dict | None:
+    """The description a save killed between its two renames left in its staging folder, if it belongs to the
+    weights in place (same write id): the model that save was putting in, read as it would have been."""
+    for staged in path.glob(f".*.tmp-*/{META}"):
+        try:
+            meta = json.loads(staged.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        if isinstance(meta, dict) and write_id is not None and meta.get(WRITE_ID) == write_id \
+                and meta.get("format") == FORMAT and meta.get("format_version") == FORMAT_VERSION:
+            return meta
+    return None
 
 
 def _read_once(path: Path) -> tuple[dict[str, torch.Tensor], dict, str | None]:
