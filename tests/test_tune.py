@@ -230,3 +230,8 @@ def test_a_study_database_kept_in_the_out_folder_stays_there(tmp_path, capsys):
             "--storage", f"sqlite:///{out / 'study.db'}", "--json"]
     assert main([*argv, "--trials", "1"]) == 0 and main([*argv, "--trials", "2"]) == 0  # the second resumes it
     assert (out / "study.db").is_file() and len(pd.read_csv(out / "trials.csv")) == 2
+
+
+def test_a_sqlite_storage_in_a_new_folder_is_made(tmp_path):
+    study = make_study(f"sqlite:///{tmp_path / 'new' / 'study.db'}", "s", 0)
+    assert study.study_name == "s" and (tmp_path / "new" / "study.db").is_file()

@@ -23,6 +23,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -203,6 +204,11 @@ def make_study(storage: str | None, study_name: str, seed: int, pruner=None) -> 
     """A new study, or the stored one of that name (so a killed search resumes)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if storage:
+        if storage.startswith("sqlite:///") and len(storage) > len("sqlite:///"):  # a file: its folder made if new
+            try:
+                Path(storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"Cannot open --storage {storage}: {e.strerror or e}.") from None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             try:
