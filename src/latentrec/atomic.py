@@ -1,8 +1,9 @@
 """The one way latentrec writes a file: a temp file in the same folder, fsync, ``os.replace``; and a folder
 of files (a model dir, a tune report): staged in a temp folder, then renamed into place.
 
-A reader sees the old file or folder or the new one, never half of one, and a crash or full disk leaves
-no partial file behind (the temp file is removed).
+A reader sees the old file or the new one, never half of one, and a crash or full disk leaves no
+partial file behind (the temp file is removed). A folder's files are renamed in one by one (see
+:func:`atomic_folder`).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def atomic_folder(path: str | os.PathLike, own: Sequence[str]) -> Iterator[Path]
     existing = target.is_dir()
     if not existing:
         target.parent.mkdir(parents=True, exist_ok=True)
-    place, prefix = (target if existing else target.parent), f".{target.name}.tmp-"
+    place, prefix = (target if existing else target.parent), _stage_prefix(target)
     stage: Path | None = None
     try:
         stage = Path(tempfile.mkdtemp(prefix=prefix, dir=place))  # on the target's file system
@@ -82,13 +83,24 @@ def atomic_folder(path: str | os.PathLike, own: Sequence[str]) -> Iterator[Path]
                 os.replace(stage, target)
                 stage = None
         fsync_folder(target if existing else target.parent)
-        for stale in place.glob(f"{glob.escape(prefix)}*"):  # left by a kill -9 mid-save (a live one is younger);
-            if stale.is_dir() and time.time() - stale.stat().st_mtime > STALE_S:  # only now: a reader may have
-                shutil.rmtree(stale, ignore_errors=True)  # needed its description until this save replaced both
+        for stale in stages(place, target):  # left by a kill -9 mid-save (a live one is younger); only now: a reader
+            if time.time() - stale.stat().st_mtime > STALE_S:  # may have needed its description until this save
+                shutil.rmtree(stale, ignore_errors=True)  # replaced both
     finally:
         if stage is not None:
             with held_signals():
                 shutil.rmtree(stage, ignore_errors=True)
+
+
+def _stage_prefix(target: Path) -> str:
+    return f".{target.name}.tmp-"
+
+
+def stages(place: Path, target: Path | None = None) -> list[Path]:
+    """The staging folders :func:`atomic_folder` left in ``place`` (for ``target`` only, if given): a save's
+    running now, or one a ``kill -9`` cut short."""
+    pattern = f"{glob.escape(_stage_prefix(target))}*" if target is not None else ".*.tmp-*"
+    return [p for p in place.glob(pattern) if p.is_dir()]
 
 
 def _move_entries(stage: Path, target: Path, own: Sequence[str]) -> None:

@@ -1,9 +1,10 @@
 """The saved model directory: ``model.safetensors`` (tensors) + ``model.json`` (everything else).
 
 Never pickle: loading a model can only read numbers and JSON, not run code. A model is never
-missing or mixed at its path, not even while it is replaced: a new folder is built beside it and
-swapped with the old one in one step (``latentrec.atomic``). Both files carry the same
-``write_id``, so a reader that opens one before the swap and the other after it reads again.
+missing at its path, not even while it is replaced (``latentrec.atomic.atomic_folder``): both files
+are staged whole, then renamed in, the weights first. Both carry the same ``write_id``, so a reader
+that opens one before a rename and the other after it reads again, and one that finds a save killed
+between the two renames reads the description that save left staged.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from latentrec.atomic import atomic_folder, atomic_path, writable_or_fail, write_text
+from latentrec.atomic import atomic_folder, atomic_path, stages, writable_or_fail, write_text
 from latentrec.errors import ModelFileError
 
 FORMAT = "latentrec-model"
@@ -86,7 +87,7 @@ def read_model_dir(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
 def _staged_meta(path: Path, write_id: str | None) -> dict | None:
     """The description a save killed between its two renames left in its staging folder, if it belongs to the
     weights in place (same write id): the model that save was putting in, read as it would have been."""
-    for staged in path.glob(f".*.tmp-*/{META}"):
+    for staged in (stage / META for stage in stages(path)):
         try:
             meta = json.loads(staged.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError):
