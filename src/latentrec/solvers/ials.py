@@ -3,9 +3,10 @@
 With one side fixed (``Y``, m x k), row ``x`` of the other side solves
 ``(Y^T Y + reg I + sum_j a_j y_j y_j^T) x = sum_j (1 + a_j) y_j`` over the items ``j`` it rated,
 ``a_j = alpha * w_j`` (Hu et al. 2008; ``Y^T Y`` is shared by every row, so the unrated cells cost
-nothing per row). All rows are solved together by a few steps of conjugate gradient, warm-started
-from the previous sweep (as Takács et al. 2011 and the ``implicit`` library do): each step is one
-sampled product (``v_r . y_c`` at every rating) and one sparse-times-dense product over the ratings -- torch ops on any device,
+nothing per row). Every row takes a few steps of conjugate gradient, warm-started from the previous
+sweep (as Takács et al. 2011 and the ``implicit`` library do). On the CPU a compiled kernel runs each
+row's steps in cache (``ials_kernel.py``); elsewhere all rows step together in torch, each step one
+sampled product (``v_r . y_c`` at every rating) and one sparse-times-dense product over the ratings,
 no Python per user.
 """
 
@@ -16,6 +17,7 @@ import warnings
 import torch
 
 from latentrec.models.ials import ImplicitALS
+from latentrec.solvers.ials_kernel import KernelRows
 
 
 class ConfidenceRows:
@@ -37,6 +39,9 @@ class ConfidenceRows:
         with warnings.catch_warnings():  # "sparse CSR support is in beta": the ops used here are stable
             warnings.simplefilter("ignore", UserWarning)
             self.extra = torch.sparse_csr_tensor(crow, col, values, (n_rows, n_cols), check_invariants=False)
+
+    def cg(self, x: torch.Tensor, other: torch.Tensor, reg: float, steps: int) -> torch.Tensor:
+        return cg_side(x, other, self, reg, steps)
 
     def valued(self, values: torch.Tensor) -> torch.Tensor:
         e = self.extra
@@ -69,8 +74,12 @@ def cg_side(x: torch.Tensor, other: torch.Tensor, side: ConfidenceRows, reg: flo
 
 @torch.no_grad()
 def fit_ials(model: ImplicitALS, users: torch.Tensor, items: torch.Tensor, weights: torch.Tensor, epochs: int = 15,
-             seed: int | None = 0, cg_steps: int = 3) -> ImplicitALS:
-    """Fit ``model``'s factors to the training pairs (index tensors on the model's device) and their input weights."""
+             seed: int | None = 0, cg_steps: int = 3, rows: type | None = None) -> ImplicitALS:
+    """Fit ``model``'s factors to the training pairs (index tensors on the model's device) and their input weights.
+
+    ``rows`` holds each side's ratings and runs its CG steps: the compiled :class:`KernelRows` on the CPU,
+    :class:`ConfidenceRows` (torch sparse ops) elsewhere; tests pass the torch route on the CPU too.
+    """
     dev = model.item_factors.device
     users, items = users.to(dev), items.to(dev)
     extra = model.alpha * weights.to(dev, torch.float32)
@@ -79,11 +88,12 @@ def fit_ials(model: ImplicitALS, users: torch.Tensor, items: torch.Tensor, weigh
     P = torch.zeros(model.n_users, k, device=dev)
     Q = torch.randn(model.n_items, k, generator=gen, device=dev) * (0.1 / k ** 0.5)
     Q[0] = 0
-    by_user = ConfidenceRows(users, items, extra, model.n_users, model.n_items)
-    by_item = ConfidenceRows(items, users, extra, model.n_items, model.n_users)
+    rows = rows or (KernelRows if dev.type == "cpu" else ConfidenceRows)
+    by_user = rows(users, items, extra, model.n_users, model.n_items)
+    by_item = rows(items, users, extra, model.n_items, model.n_users)
     for _ in range(epochs):
-        cg_side(P, Q, by_user, model.reg, cg_steps)
-        cg_side(Q, P, by_item, model.reg, cg_steps)
+        by_user.cg(P, Q, model.reg, cg_steps)
+        by_item.cg(Q, P, model.reg, cg_steps)
     P[0], Q[0] = 0, 0
     model.user_factors.copy_(P)
     model.item_factors.copy_(Q)
