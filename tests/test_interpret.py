@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import matplotlib.image
+import matplotlib.pyplot
 import numpy as np
 from tiny_rec import trained
 
@@ -36,7 +37,9 @@ def test_pca_finds_the_planted_direction_and_its_ends():
 
 def test_interpret_writes_valid_pictures(tmp_path):
     rec, _, _ = trained()
+    matplotlib.use("svg")  # the caller's backend (a notebook's inline one) ...
     r = interpret(rec, tmp_path / "pics", n=4, n_items=60, n_labels=10)
+    assert matplotlib.get_backend() == "svg" and not matplotlib.pyplot.get_fignums()  # ... is left alone, no figure kept
     for name in ("item_pca", "training_curve"):
         path = r["pictures"][name]
         assert open(path, "rb").read(8) == PNG

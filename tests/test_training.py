@@ -66,8 +66,10 @@ def test_divergence_keeps_last_good_weights_and_suggests_lr(lowrank):
     train, _, _ = lowrank
     cfg = TrainConfig(solver="autograd", opt="sgd", momentum=0.9, lr=1e4, epochs=5, n_factors=4,
                       y_range=None, schedule="constant", device="cpu")
-    with pytest.warns(TrainingDiverged, match="Training diverged .*; the model keeps"):  # a library caller hears it
+    with pytest.warns(TrainingDiverged, match="^Training diverged in epoch .*--lr") as caught:  # a library caller hears it
         rec, trainer = fit(train, config=cfg)
+    said = str(caught[0].message)
+    assert said.count("Training diverged") == 1 and ("untrained" in said) != ("kept the weights" in said)
     assert trainer.diverged and "--lr" in trainer.diverged and rec.info["diverged"] == trainer.diverged
     assert all(np.isfinite(p.detach().numpy()).all() for p in rec.model.parameters())
 

@@ -154,9 +154,8 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None,
                 n_valid=len(va) if va is not None else 0)
     if trainer is not None and trainer.diverged:
         info["diverged"] = trainer.diverged
-        kept = f"epoch {trainer.best_epoch}'s weights" if trainer.history else "its untrained weights"
-        warnings.warn(f"Training diverged ({trainer.diverged}); the model keeps {kept}.", TrainingDiverged,
-                      stacklevel=3)
+        untrained = "" if trainer.history else " The model keeps its untrained weights."
+        warnings.warn(trainer.diverged + untrained, TrainingDiverged, stacklevel=3)  # it names the epoch kept
         if not trainer.history:  # not one good epoch: the model is untrained, and no ranker is fit beside it
             ranker_kind = None
     ranker = None

@@ -95,26 +95,23 @@ def component_ends(pca: pd.DataFrame, n: int = 10) -> dict[str, dict[str, list[s
 
 
 def figure(figsize: tuple[float, float]):
-    """A new matplotlib ``(figure, axes)``, drawn off screen (Agg): matplotlib loads only when a picture is made."""
-    import matplotlib
+    """A new matplotlib ``(figure, axes)`` outside pyplot: no backend is chosen or changed (a notebook's inline
+    plots stay as they are) and nothing is kept once it is saved; matplotlib loads only when a picture is made."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=figsize)
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)  # drawn by Agg, whatever the session's backend
+    return fig, fig.subplots()
 
 
 def save_figure(fig, path: Path) -> None:
-    """Save ``fig`` through a temporary file, so no half-written picture remains, and free it."""
-    import matplotlib.pyplot as plt
-
+    """Save ``fig`` through a temporary file, so no half-written picture remains."""
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110, bbox_inches="tight")
     except OSError as e:
         raise DataError(f"Cannot write {path}: {e.strerror or e}.") from None
-    finally:
-        plt.close(fig)
 
 
 def plot_pca(pca: pd.DataFrame, path: Path, n_labels: int = 50, share: list[float] | None = None) -> Path:
