@@ -94,12 +94,15 @@ def test_ml100k_few_epochs_beat_the_bias_baseline(ml100k_dir):
     assert result["baselines"]["global_mean"]["rmse"] > 1.1
 
 
-def test_a_notebook_dataframe_trains_and_scores_and_a_config_goes_by_name(lowrank):
+def test_a_notebook_dataframe_or_file_trains_and_scores_and_a_config_goes_by_name(lowrank, tmp_path):
     train, valid, _ = lowrank
     cfg = TrainConfig(solver="als", epochs=2, n_factors=4, ranker="none", device="cpu")
     from_frames, _ = fit(train.df, valid.df, config=cfg)  # checked and read as load_ratings reads them
     from_ratings, _ = fit(train, valid, config=cfg)
     assert evaluate(from_frames, valid.df, k=None)["rmse"] == evaluate(from_ratings, valid, k=None)["rmse"]
+    valid.df.to_csv(tmp_path / "valid.csv", index=False)
+    assert evaluate(from_ratings, str(tmp_path / "valid.csv"), k=None)["rmse"] == pytest.approx(
+        evaluate(from_ratings, valid, k=None)["rmse"], abs=1e-6)  # a file, as `evaluate --data` reads it
     with pytest.raises(ConfigError, match=re.escape("fit(ratings, config=TrainConfig(...))")):
         fit(train, cfg)
     with pytest.raises(ConfigError, match="threshold must be a number"):

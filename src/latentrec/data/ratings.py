@@ -90,6 +90,11 @@ def load_ratings(
     return read_ratings_file(Path(source), cols=cols, duplicates=duplicates)
 
 
+def as_ratings(x):
+    """``x`` read as :func:`load_ratings` reads it where it is a DataFrame, a dataset name or a file; else ``x``."""
+    return load_ratings(x) if isinstance(x, (pd.DataFrame, str, os.PathLike)) else x
+
+
 def load_pairs(source: str | os.PathLike | pd.DataFrame, *, user_col: str | None = None, item_col: str | None = None,
                data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """(user, item) rows to predict: read and checked like ratings, but a rating column is optional

@@ -10,14 +10,14 @@ import pandas as pd
 from latentrec.data import csr
 from latentrec.data.batches import EncodedRows
 from latentrec.data.lean import LeanRows
-from latentrec.data.ratings import Ratings, load_ratings
+from latentrec.data.ratings import Ratings, as_ratings
 from latentrec.errors import ConfigError
 from latentrec.models.scoring import rmse_mae
 from latentrec.use.ranking import evaluate_ranking
 from latentrec.use.recommender import Recommender
 
 
-def evaluate(rec: Recommender, ratings: Ratings | pd.DataFrame | LeanRows | EncodedRows, k: int | None = 10, threshold: float | None = None,
+def evaluate(rec: Recommender, ratings: Ratings | pd.DataFrame | str | LeanRows | EncodedRows, k: int | None = 10, threshold: float | None = None,
              max_rank_users: int | None = None, with_rmse: bool = True) -> dict:
     """Score ``rec`` on ``ratings``; unknown users/items are predicted by the fallback and counted, and so are
     pairs that were in the data the model was built from (``n_seen``: scores on them are optimistic, and the
@@ -33,8 +33,7 @@ def evaluate(rec: Recommender, ratings: Ratings | pd.DataFrame | LeanRows | Enco
     score a seeded sample of at most that many users for them (see ``evaluate_ranking``). ``with_rmse=False``
     skips RMSE and MAE (ranking metrics only).
     """
-    if isinstance(ratings, pd.DataFrame):  # a notebook's frame, checked as a ratings file is
-        ratings = load_ratings(ratings)
+    ratings = as_ratings(ratings)  # a notebook's frame or a file, checked as `latentrec evaluate --data` checks it
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)):
         raise ConfigError(f"threshold must be a number, not {threshold!r}.")
     rows = ratings if isinstance(ratings, EncodedRows) else rec.encode_rows(ratings)

@@ -14,7 +14,7 @@ from latentrec.config import RANKING_MODELS, TrainConfig, for_scale
 from latentrec.data import csr
 from latentrec.data.batches import Encoded
 from latentrec.data.lean import EncodedSplit, LeanRows
-from latentrec.data.ratings import Ratings, load_ratings
+from latentrec.data.ratings import Ratings, as_ratings
 from latentrec.data.split import hold_out
 from latentrec.data.vocab import Vocab
 from latentrec.devices import pick_device
@@ -93,11 +93,11 @@ def training_rows(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | Non
     return users, items, tr, va
 
 
-def fit(train: Ratings | pd.DataFrame | EncodedSplit, valid: Ratings | pd.DataFrame | LeanRows | None = None,
+def fit(train: Ratings | pd.DataFrame | str | EncodedSplit, valid: Ratings | pd.DataFrame | LeanRows | None = None,
         config: TrainConfig | None = None, callbacks: list[Callback] | None = None,
         build: Build | None = None) -> tuple[Recommender, Trainer | None]:
     """Train a model on ``train``; validate on ``valid`` (ratings, or a big file's rows from ``lean.read_rows``) or
-    on a random ``valid_pct`` of ``train``. A DataFrame is read as ``load_ratings`` reads it.
+    on a random ``valid_pct`` of ``train``. A DataFrame, dataset name or file is read as ``load_ratings`` reads it.
 
     ``train`` may be an :class:`~latentrec.data.lean.EncodedSplit` (a big file read lean; its
     training arrays are reordered in place). ``build(cfg, n_users, n_items, y_range)`` replaces
@@ -113,7 +113,7 @@ def fit(train: Ratings | pd.DataFrame | EncodedSplit, valid: Ratings | pd.DataFr
     ``train``. (Rows given as ``valid``, or a big file's ``split.valid``, do not: ``rec.with_rated(rows)`` adds them,
     after scoring them, as ``latentrec train`` does.)
     """
-    train, valid = (load_ratings(x) if isinstance(x, pd.DataFrame) else x for x in (train, valid))  # checked
+    train, valid = as_ratings(train), as_ratings(valid)  # checked
     if isinstance(valid, TrainConfig) or (config is not None and not isinstance(config, TrainConfig)):
         raise ConfigError("fit's options are a TrainConfig given by name: fit(ratings, config=TrainConfig(...)) "
                           "(its second argument is the validation ratings).")
