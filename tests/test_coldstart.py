@@ -196,9 +196,10 @@ def test_bayesian_fold_in_uses_the_users_spread_as_its_prior():
     assert rmse["prior"] < rmse["ridge"] - 0.02 and rmse["prior"] < rmse["biases"], rmse  # 0.598, 0.639, 0.805
 
 
-def test_a_model_that_cannot_fold_in_beside_a_ranker_says_so_instead_of_empty_predictions(tmp_path, capsys):
-    """An nn model with an EASE ranker: the ranker folds the new user in and orders the list; the nn model has no
-    fold-in, so the table drops its prediction column and says why (JSON keeps null predictions)."""
+@pytest.mark.parametrize("implicit", [True, False])
+def test_an_nn_model_beside_a_ranker_predicts_for_a_new_user(implicit, tmp_path, capsys):
+    """An nn model with an EASE ranker: the ranker folds the new user in and orders the list; the nn model predicts
+    from the sum over what they rated (implicit), else says its predictions are the unknown user's."""
     from tiny_rec import planted_clusters
 
     from latentrec.config import TrainConfig
@@ -206,17 +207,18 @@ def test_a_model_that_cannot_fold_in_beside_a_ranker_says_so_instead_of_empty_pr
     from latentrec.training.fit import fit
 
     df, _ = planted_clusters()
-    rec, _ = fit(Ratings(df, "planted"), config=TrainConfig(model="nn", epochs=2, valid_pct=0, device="cpu",
-                                                            ranker="ease"))
+    rec, _ = fit(Ratings(df, "planted"), config=TrainConfig(model="nn", epochs=3, valid_pct=0, device="cpu",
+                                                            ranker="ease", implicit=implicit))
+    given = df[df.user == "u4"].head(5)
+    got = recommend(rec, ratings=dict(zip(given.item, given.rating)), n=20)
+    unknown = rec.predict(["nobody"] * len(got), got.item.tolist()).prediction.to_numpy()
+    assert got.prediction.notna().all() and got.known.all()
+    assert np.allclose(got.prediction, unknown, atol=1e-5) != implicit  # personalized only with the implicit part
     rec.save(tmp_path / "m")
-    pairs = ",".join(f"{i}:{r:.1f}" for i, r in df[df.user == "u4"].head(5)[["item", "rating"]].to_numpy())
+    pairs = ",".join(f"{i}:{r:.1f}" for i, r in given[["item", "rating"]].to_numpy())
     assert main(["recommend", str(tmp_path / "m"), "--ratings", pairs, "-n", "3"]) == 0
-    out = capsys.readouterr().out
-    assert "the nn model cannot fold in a new user" in " ".join(out.split()) and "nan" not in out
-    assert "prediction" not in out.split("cannot fold in")[1]
-    assert main(["recommend", str(tmp_path / "m"), "--ratings", pairs, "-n", "3", "--json"]) == 0
-    got = json.loads(capsys.readouterr().out)["recommendations"]
-    assert len(got) == 3 and all(r["prediction"] is None for r in got)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "prediction" in out and "nan" not in out and ("are the unknown user's" in out) != implicit
 
 
 def test_recommend_takes_a_new_users_ratings_in_the_shapes_a_notebook_has():

@@ -83,8 +83,9 @@ def run(args) -> int:
     cols = ["rank", "item", "title"] + (["prediction"] if predicted else [])
     ranked = rec.ranker is not None and (args.user in rec.users or folded and not popular)
     how = f", ordered by {ordered_by(rec.ranker.kind)}" if ranked else ""
-    if rec.model is not None and not predicted and not top.empty:
-        how += f" (the {rec.model.kind} model cannot fold in a new user, so there are no predicted ratings)"
+    if folded and not popular and getattr(rec.model, "implicit", None) is False:
+        how += f" (the {rec.model.kind} model has no implicit part to fold a new user into: the predicted ratings " \
+               f"are the unknown user's)"
     if top.empty:  # the user rated every item the model knows
         console.print(f"Nothing to recommend for {who}: every item the model knows is rated (--include-rated lists "
                       f"them).")

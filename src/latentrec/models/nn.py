@@ -209,7 +209,20 @@ class CollabNN(FactorModel):
 
     @torch.no_grad()
     def score_users(self, users: torch.Tensor, chunk: int = 1 << 18) -> torch.Tensor:
-        """Predicted ratings of ``users`` for every item, shape ``(len(users), n_items)``.
+        """Predicted ratings of ``users`` for every item, shape ``(len(users), n_items)``."""
+        return self.score_embeddings(self.user_embeddings(users), chunk)
+
+    @torch.no_grad()
+    def fold_in(self, items: torch.Tensor) -> torch.Tensor:
+        """The embedding of a new user who rated ``items``, without training: with ``implicit``, the mean user's
+        own part plus the sum over what they rated (SVD++'s way to meet a new user); else the unknown user's."""
+        if not self.implicit:
+            return self.user_factors[0]
+        return self.user_factors[1:].mean(0) + self.user_implicit[items].sum(0) / max(len(items), 1) ** 0.5
+
+    @torch.no_grad()
+    def score_embeddings(self, user_emb: torch.Tensor, chunk: int = 1 << 18) -> torch.Tensor:
+        """Predicted ratings of users with embeddings ``user_emb`` for every item, ``(len(user_emb), n_items)``.
 
         The first layer is split by its input halves, ``W [u; i] + b = W_u u + (W_i i + b)``: each user's and each
         item's part is computed once and every (user, item) pair only adds them, rather than multiplying its
@@ -225,11 +238,11 @@ class CollabNN(FactorModel):
             item_part = F.linear(items, w_item, first.bias)
             layer = output_layer(rest) if item_part.device.type == "cpu" and item_part.dtype == torch.float32 else None
             if layer is not None:
-                return relu_head_scores(self.user_embeddings(users) @ w_user.T, item_part, layer, self.y_range)
+                return relu_head_scores(user_emb @ w_user.T, item_part, layer, self.y_range)
             per = max(1, chunk // self.n_items)
             rows = [item_part.new_zeros(0, self.n_items)]
-            for s in range(0, len(users), per):
-                user_part = self.user_embeddings(users[s:s + per]) @ w_user.T
+            for s in range(0, len(user_emb), per):
+                user_part = user_emb[s:s + per] @ w_user.T
                 hidden = (user_part[:, None, :] + item_part[None]).view(-1, first.out_features)
                 rows.append(sigmoid_range(rest(hidden)[:, 0], *self.y_range).view(len(user_part), -1))
         finally:

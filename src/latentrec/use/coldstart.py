@@ -11,6 +11,10 @@ For the Bayesian model each kept sample gives the user's posterior mean given th
 is the Gaussian of the known users' rows in that sample (``BayesianDot.user_prior``, estimated from
 the model itself), the noise precision ``1 / train_rmse**2``. A few ratings then move a new user from
 the typical user only as far as they say, instead of fitting them exactly.
+
+CollabNN has no per-user solve: with its implicit embeddings (the default recipe) a new user is the mean
+user's own embedding plus the sum over the items they rated, as SVD++ meets a new user (which items,
+not their ratings); without them, the unknown user's predictions.
 """
 
 from __future__ import annotations
@@ -208,6 +212,18 @@ def fold_in_ranker(rec: Recommender, given: UserRatings) -> tuple[np.ndarray, np
     w = ranker.weights(torch.tensor(np.asarray(given.ratings, np.float32)[known])).to(rec.device)
     scores = ranker.fold_in(torch.from_numpy(idx[known]).to(rec.device), w)
     return scores.double().cpu().numpy(), idx[known]
+
+
+def fold_in_predictions(rec: Recommender, given: UserRatings) -> tuple[np.ndarray, np.ndarray]:
+    """A new user's predicted ratings for every item index (index 0 included) from ``rec``'s rating model, and the
+    indices of their known items: a dot-product model solves their factors, CollabNN sums what they rated."""
+    model = rec.model
+    if is_dot(model):
+        folded = fold_in(rec, given)
+        return fold_in_scores(rec, folded), folded.item_index
+    idx, known = known_items(rec, given)
+    emb = model.fold_in(torch.from_numpy(idx[known]).to(rec.device))
+    return model.score_embeddings(emb[None])[0].clamp(*rec.rating_range).float().cpu().numpy(), idx[known]
 
 
 @torch.no_grad()

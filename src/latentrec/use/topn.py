@@ -26,7 +26,7 @@ from latentrec.config import MIN_RATINGS
 from latentrec.data.batches import Encoded
 from latentrec.errors import ConfigError, DataError
 from latentrec.models.dot import is_dot
-from latentrec.use.coldstart import UserRatings, check_given, fold_in, fold_in_ranker, fold_in_scores, folds_in
+from latentrec.use.coldstart import UserRatings, check_given, fold_in_predictions, fold_in_ranker, folds_in
 from latentrec.use.recommender import Recommender
 
 CHUNK_SCORES = 1 << 22  # scores held at once per chunk (16 MiB of float32)
@@ -176,7 +176,8 @@ def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_ra
     ``{item: rating}`` dict, ``(item, rating)`` pairs, a DataFrame or ``UserRatings``): then the user is folded in
     from them (for a ranker: EASE multiplies their row by its item x item
     matrix, iALS solves their factors; for the rating model: factors solved with the item factors
-    fixed) and the results are personalized. Ratings of items the model does not know are left out;
+    fixed, or for CollabNN its sum over the rated items, ``coldstart.fold_in_predictions``) and the results are
+    personalized. Ratings of items the model does not know are left out;
     if none is known, the user gets the non-personalized list (``known`` False).
     """
     check_n(n)
@@ -189,9 +190,8 @@ def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_ra
             ratings = None  # nothing to fold in: as an unknown user
     if ratings is not None:
         predicted = None
-        if rec.model is not None and (rec.ranker is None or is_dot(rec.model)):
-            folded = fold_in(rec, ratings)
-            predicted, rated = fold_in_scores(rec, folded), folded.item_index
+        if rec.model is not None:
+            predicted, rated = fold_in_predictions(rec, ratings)
         if rec.ranker is not None:
             scores, rated = fold_in_ranker(rec, ratings)
         else:
