@@ -14,7 +14,7 @@ from tiny_rec import trained
 
 from latentrec.cli import main
 from latentrec.data.ratings import load_ratings
-from latentrec.errors import ConfigError, DataError
+from latentrec.errors import ConfigError, DataError, UnknownItemsLeftOut
 from latentrec.use.coldstart import UserRatings, fold_in, fold_in_scores, parse_ratings, read_user_ratings
 from latentrec.use.topn import recommend
 
@@ -100,8 +100,11 @@ def test_folded_in_recommendations_skip_given_items_and_unknown_items_are_ignore
     mine = df[df.user == "u8"].head(12)
     given = UserRatings(mine["item"].tolist() + ["never-seen"], mine["rating"].tolist() + [5.0])
     assert fold_in(rec, given).ignored == ["never-seen"]
-    top = recommend(rec, n=10, ratings=given)
+    with pytest.warns(UnknownItemsLeftOut, match="Left out 1 rated item.*never-seen"):  # a notebook hears it
+        top = recommend(rec, n=10, ratings=given)
     assert top["known"].all() and not set(top["item"]) & set(mine["item"])
+    with pytest.raises(ConfigError, match="not both"):  # the user's own history would be ignored
+        recommend(rec, "u8", ratings=given)
     assert np.all(np.diff(top["prediction"].to_numpy()) <= 1e-6)
     with pytest.raises(DataError):
         fold_in(rec, UserRatings(["x", "y"], [4.0, 5.0]))

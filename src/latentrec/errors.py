@@ -36,6 +36,10 @@ class TrainingDiverged(UserWarning):
     A warning, not an error: the model is usable, and the CLI reports it in its own words."""
 
 
+class UnknownItemsLeftOut(UserWarning):
+    """A new user's ratings named items the model does not know; ``recommend`` folded in the others."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised by the CLI where Ctrl-C raises KeyboardInterrupt, so that the same cleanup runs: temp files
     removed, the checkpoint kept, the same message."""

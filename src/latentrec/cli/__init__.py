@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from importlib import import_module
 
 from latentrec.cli.memory import release_big_blocks
-from latentrec.errors import LatentrecError, Terminated, TrainingDiverged, interrupt_status
+from latentrec.errors import LatentrecError, Terminated, TrainingDiverged, UnknownItemsLeftOut, interrupt_status
 
 COMMANDS = ["train", "evaluate", "predict", "tune", "cv", "recommend", "similar", "interpret", "synth", "bench", "ablation",
             "serve"]
@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         before = args.command in given and unknown[0] in given[:given.index(args.command)]
         (parser if before else args._parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     release_big_blocks()
-    warnings.filterwarnings("ignore", category=TrainingDiverged)  # train reports a divergence in its own words
+    for said_otherwise in (TrainingDiverged, UnknownItemsLeftOut):  # the commands report these in their own words
+        warnings.filterwarnings("ignore", category=said_otherwise)
     try:
         with _sigterm_as_ctrl_c(args.command):
             return int(args.run(args) or 0)

@@ -15,6 +15,7 @@ shown beside each winner comes from the rating model, or is NaN when the dir hol
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,16 @@ import torch
 from latentrec.atomic import atomic_path, writable_or_fail
 from latentrec.config import MIN_RATINGS
 from latentrec.data.batches import Encoded
-from latentrec.errors import ConfigError, DataError
+from latentrec.errors import ConfigError, DataError, UnknownItemsLeftOut, clip
 from latentrec.models.dot import is_dot
-from latentrec.use.coldstart import UserRatings, check_given, fold_in_predictions, fold_in_ranker, folds_in
+from latentrec.use.coldstart import (
+    UserRatings,
+    check_given,
+    fold_in_predictions,
+    fold_in_ranker,
+    folds_in,
+    ignored_items,
+)
 from latentrec.use.recommender import Recommender
 
 CHUNK_SCORES = 1 << 22  # scores held at once per chunk (16 MiB of float32)
@@ -177,15 +185,23 @@ def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_ra
     from them (for a ranker: EASE multiplies their row by its item x item
     matrix, iALS solves their factors; for the rating model: factors solved with the item factors
     fixed, or for CollabNN its sum over the rated items, ``coldstart.fold_in_predictions``) and the results are
-    personalized. Ratings of items the model does not know are left out;
-    if none is known, the user gets the non-personalized list (``known`` False).
+    personalized. Ratings of items the model does not know are left out, with a
+    :class:`~latentrec.errors.UnknownItemsLeftOut` warning; if none is known, the user gets the non-personalized
+    list (``known`` False).
     """
     check_n(n)
     if isinstance(user, (list, tuple, set, dict, np.ndarray, pd.Series)):
         raise ConfigError("recommend takes one user id; recommend_all gives every known user's list.")
+    if ratings is not None and user is not None:
+        raise ConfigError("recommend takes a known user's id or a new user's ratings, not both.")
     if ratings is not None:
         ratings = UserRatings.of(ratings)
         check_given(rec, ratings)
+        left_out = ignored_items(rec, ratings.items)
+        if left_out:
+            warnings.warn(f"Left out {len(left_out)} rated item(s) the model does not know: "
+                          f"{', '.join(clip(i) for i in left_out[:5])}{', ...' * (len(left_out) > 5)}.",
+                          UnknownItemsLeftOut, stacklevel=2)
         if not folds_in(rec, ratings):
             ratings = None  # nothing to fold in: as an unknown user
     if ratings is not None:
