@@ -58,6 +58,14 @@ def test_find_item_by_title():
     assert title_matches(rec, "(19") == ["i1", "i2", "i3", "i4", "i5"] and title_matches(rec, "(1983)") == ["i2"]
 
 
+def test_a_title_given_as_an_item_id_is_pointed_at_its_item():
+    rec = hand_rec()
+    with pytest.raises(DataError, match=r"'Star Wars' is not an item id .*; it is the title of item i1 \(Star Wars"):
+        similar_items(rec, "Star Wars")
+    with pytest.raises(DataError, match=r"'godfather' is not an item id of the model \(.*\)\.$"):  # two titles: no hint
+        similar_items(rec, "godfather")
+
+
 def test_models_without_item_vectors_get_a_clear_error():
     with pytest.raises(ConfigError, match="no item factors"):
         item_vectors(torch.nn.Linear(2, 2))

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentrec.errors import ConfigError, DataError, ModelCapabilityError
+from latentrec.errors import ConfigError, DataError, ModelCapabilityError, clip
 from latentrec.use.recommender import Recommender
 from latentrec.use.topn import check_n
 
@@ -79,6 +79,15 @@ def title_matches(rec: Recommender, title: str, exact_wins: bool = True) -> list
     return [g[k] for g in groups if g for k in np.argsort(-counts[rec.items.encode(g)], kind="stable")]
 
 
+def title_hint(rec: Recommender, text: str) -> str:
+    """``"; it is the title of item ID (TITLE)"`` where ``text`` names one known item's title, else empty."""
+    try:
+        found = find_item(rec, text) if rec.titles and text.strip() else None
+    except DataError:
+        return ""
+    return f"; it is the title of item {found} ({rec.titles[found]})" if found else ""
+
+
 def similar_items(rec: Recommender, item: str, n: int = 10, min_ratings: int = 0) -> pd.DataFrame:
     """The ``n`` items most similar to ``item`` (see the module docstring), among items with at least
     ``min_ratings`` training ratings (rarely rated items have short, noisy vectors).
@@ -86,7 +95,8 @@ def similar_items(rec: Recommender, item: str, n: int = 10, min_ratings: int = 0
     check_n(n)
     idx = int(rec.items.encode([item])[0])
     if idx == 0:
-        raise DataError(f"Item {item} is not in the model (it had no training ratings).")
+        raise DataError(f"Item {clip(str(item))!r} is not an item id of the model (an item with no training ratings "
+                        f"is not){title_hint(rec, str(item))}.")
     if rec.ranker is not None and rec.ranker.compares_items:
         sim = rec.ranker.similarity(idx).float()
     elif rec.model is None:
