@@ -351,7 +351,7 @@ def _resolve_column(columns: list[str], role: str, wanted: str | None, where: st
             return c
     raise DataError(
         f"{where} has no {role} column (its columns: {_listed(columns)}); name it with --{role}-col "
-        f"({role}_col= in Python)."
+        f"(load_ratings(..., {role}_col=...) in Python)."
     )
 
 
