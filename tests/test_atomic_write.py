@@ -2,6 +2,7 @@
 
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -238,3 +239,60 @@ def test_a_save_killed_between_its_renames_still_loads_as_the_new_model(tmp_path
         b.save(path)
     monkeypatch.undo()
     assert n_factors_at(path) == 3 and Recommender.load(path).model.config()["n_factors"] == 3
+
+
+def tune_result(rec: Recommender):
+    """A one-trial tune result whose winner is ``rec``: what ``latentrec tune`` writes a report of."""
+    import optuna
+    import pandas as pd
+
+    from latentrec.config import TrainConfig
+    from latentrec.evaluation.tune import Int, TuneResult
+
+    n = rec.model.config()["n_factors"]
+    table = pd.DataFrame({"trial": [0], "train_rmse": [0.9], "valid_rmse": [1.0], "valid_mae": [0.8],
+                          "best_epoch": [1], "best_valid_rmse": [1.0], "epochs_run": [1], "seconds": [0.1],
+                          "pruned": [False], "note": [""], "n_factors": [n]})
+    config = TrainConfig(n_factors=n, solver="sgd", device="cpu").to_dict()
+    return TuneResult(optuna.create_study(), table, {"n_factors": Int(2, 8)}, config, 0, rec, None, 0.1)
+
+
+def test_readers_never_miss_a_tune_reports_model_while_a_rerun_replaces_it(tmp_path, monkeypatch):
+    """A server polling a tune report's model/ loads a whole model all through a rerun into the same --out: its
+    files are replaced in place (the old model/ was once set aside before the new one came in). Each rename that
+    touches the report waits a moment, so the loop meets the folder between every two of them."""
+    from latentrec.cli.tune_report import write_report
+
+    a, b = two_models()
+    out = tmp_path / "T"
+    write_report(tune_result(a), out)
+    report = {str(out), str(out / "model")}
+
+    def pausing(real):
+        def move(src, dst):
+            real(src, dst)
+            if {os.path.dirname(src), os.path.dirname(dst)} & report:
+                time.sleep(0.02)
+        return move
+
+    monkeypatch.setattr(os, "replace", pausing(os.replace))
+    monkeypatch.setattr(os, "rename", pausing(os.rename))
+    done, errors, seen = threading.Event(), [], set()
+
+    def writer():
+        for i in range(4):
+            write_report(tune_result(b if i % 2 == 0 else a), out)
+        done.set()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    while not done.is_set():
+        try:
+            seen.add(Recommender.load(out / "model").model.config()["n_factors"])
+        except Exception as e:  # noqa: BLE001 - any failure is the finding
+            errors.append(repr(e))
+    t.join()
+    monkeypatch.undo()
+    assert errors == []
+    assert seen == {2, 3}
+    assert sorted(os.listdir(out / "model")) == [META, WEIGHTS]  # no staging folder left behind

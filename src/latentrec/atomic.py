@@ -65,31 +65,50 @@ def atomic_folder(path: str | os.PathLike, own: Sequence[str]) -> Iterator[Path]
     with a service account). The renames run with Ctrl-C and SIGTERM held back (:func:`held_signals`), so an
     interrupt never leaves half of them; a reader that meets the moment between two of them tells by the files'
     shared write id (a model dir) and reads again."""
-    target = Path(path)
-    existing = target.is_dir()
-    if not existing:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    place, prefix = (target if existing else target.parent), _stage_prefix(target)
-    stage: Path | None = None
-    try:
-        stage = Path(tempfile.mkdtemp(prefix=prefix, dir=place))  # on the target's file system
-        os.chmod(stage, plain_mode(folder=True))  # mkdtemp made it private (0700)
+    with atomic_folders((path, own)) as (stage,):
         yield stage
-        fsync_folder(stage)
+
+
+@contextmanager
+def atomic_folders(*targets: tuple[str | os.PathLike, Sequence[str]]) -> Iterator[list[Path]]:
+    """:func:`atomic_folder` for several folders written as one: a staging folder for each ``(path, own)``, yielded
+    in their order, and on success every folder's renames, target after target, all under one
+    :func:`held_signals` (an interrupt leaves every old file or every new one). A folder inside another one (a
+    tune report's model dir) is given first, as an existing folder, and left out of the outer one's ``own``: its
+    files are then replaced in place, the folder never missing."""
+    plans: list[tuple[Path, Sequence[str], bool, Path]] = []
+    staged: list[Path | None] = []
+    try:
+        for path, own in targets:
+            target = Path(path)
+            existing = target.is_dir()
+            if not existing:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            place = target if existing else target.parent
+            staged.append(Path(tempfile.mkdtemp(prefix=_stage_prefix(target), dir=place)))  # on the target's disk
+            os.chmod(staged[-1], plain_mode(folder=True))  # mkdtemp made it private (0700)
+            plans.append((target, own, existing, place))
+        yield list(staged)
+        for stage in staged:
+            fsync_folder(stage)
         with held_signals():
-            if existing:
-                _move_entries(stage, target, own)
-            else:
-                os.replace(stage, target)
-                stage = None
-        fsync_folder(target if existing else target.parent)
-        for stale in stages(place, target):  # left by a kill -9 mid-save (a live one is younger); only now: a reader
-            if time.time() - stale.stat().st_mtime > STALE_S:  # may have needed its description until this save
-                shutil.rmtree(stale, ignore_errors=True)  # replaced both
+            for i, (target, own, existing, _) in enumerate(plans):
+                if existing:
+                    _move_entries(staged[i], target, own)
+                else:
+                    os.replace(staged[i], target)
+                    staged[i] = None
+        for target, _, existing, place in plans:
+            fsync_folder(target if existing else target.parent)
+            for stale in stages(place, target):  # left by a kill -9 mid-save (a live one is younger); only now: a
+                if time.time() - stale.stat().st_mtime > STALE_S:  # reader may have needed its description until
+                    shutil.rmtree(stale, ignore_errors=True)  # this save replaced both
     finally:
-        if stage is not None:
+        left = [stage for stage in staged if stage is not None]
+        if left:
             with held_signals():
-                shutil.rmtree(stage, ignore_errors=True)
+                for stage in left:
+                    shutil.rmtree(stage, ignore_errors=True)
 
 
 def _stage_prefix(target: Path) -> str:

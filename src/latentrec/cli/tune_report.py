@@ -1,5 +1,6 @@
 """What ``latentrec tune`` leaves behind: the trial table (CSV, Markdown), the winner's TOML, two plots, a summary
-and the winner's model, written as one folder that replaces the last run's whole."""
+and the winner's model, written as one folder whose files replace the last run's in one step (Ctrl-C and SIGTERM
+held back); the model dir's files are replaced in place, as ``Recommender.save`` replaces them."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from latentrec.atomic import atomic_folder, writable_or_fail, write_text
+from latentrec.atomic import atomic_folders, writable_or_fail, write_text
 from latentrec.cli.config_file import dumps_toml
 from latentrec.cli.jsonsafe import json_safe
 from latentrec.config import ALWAYS, used_options
 from latentrec.errors import ModelFileError
 from latentrec.evaluation.tune import TuneResult
 from latentrec.use.interpret import figure, save_figure
+from latentrec.use.model_dir import META, WEIGHTS
 
 SUMMARY = "summary.json"
 MODEL = "model"
@@ -52,15 +54,21 @@ def summary(result: TuneResult) -> dict:
 
 def write_report(result: TuneResult, out: str | Path, toml_extra: dict | None = None) -> dict:
     """Write every file of :func:`files` and the result's model (if any) into ``out``, all staged first and then
-    moved in together (``atomic.atomic_folder``): the last run's files are replaced, its model/ removed when this run
-    has none, and other files (a --storage database) stay; returns the summary."""
+    moved in together (``atomic.atomic_folders``): the last run's files are replaced, its model/ removed when this
+    run has none, and other files (a --storage database) stay; returns the summary. A model/ already there is
+    replaced in place, its weights and then its description, before the report's files: a server reloading it
+    never finds it missing."""
     writable_or_fail(out, folder=True)
-    info = summary(result)
+    out, info = Path(out), summary(result)
+    in_place = result.model is not None and (out / MODEL).is_dir()
+    targets = [(out / MODEL, (WEIGHTS, META))] if in_place else []
+    targets.append((out, tuple(name for name in OWN if name != MODEL or not in_place)))
     try:
-        with atomic_folder(out, own=OWN) as folder:
+        with atomic_folders(*targets) as stages:
+            folder = stages[-1]
             _write_files(result, info, folder, toml_extra or {})
             if result.model is not None:
-                result.model.save(folder / MODEL)
+                result.model.save(stages[0] if in_place else folder / MODEL)
     except OSError as e:
         raise ModelFileError(f"Cannot write the report to {out}: {e.strerror or e}.") from None
     return info
