@@ -1,12 +1,15 @@
 """Every file is written through latentrec.atomic; a model is never missing at its path, even mid-save."""
 
+import json
 import os
 import threading
 import time
+import tomllib
 
 import numpy as np
+import pandas as pd
 import pytest
-from tiny_rec import tiny_rec
+from tiny_rec import tiny_rec, tune_result
 
 from latentrec.atomic import atomic_path, write_text
 from latentrec.use.model_dir import META, WEIGHTS
@@ -241,22 +244,6 @@ def test_a_save_killed_between_its_renames_still_loads_as_the_new_model(tmp_path
     assert n_factors_at(path) == 3 and Recommender.load(path).model.config()["n_factors"] == 3
 
 
-def tune_result(rec: Recommender):
-    """A one-trial tune result whose winner is ``rec``: what ``latentrec tune`` writes a report of."""
-    import optuna
-    import pandas as pd
-
-    from latentrec.config import TrainConfig
-    from latentrec.evaluation.tune import Int, TuneResult
-
-    n = rec.model.config()["n_factors"]
-    table = pd.DataFrame({"trial": [0], "train_rmse": [0.9], "valid_rmse": [1.0], "valid_mae": [0.8],
-                          "best_epoch": [1], "best_valid_rmse": [1.0], "epochs_run": [1], "seconds": [0.1],
-                          "pruned": [False], "note": [""], "n_factors": [n]})
-    config = TrainConfig(n_factors=n, solver="sgd", device="cpu").to_dict()
-    return TuneResult(optuna.create_study(), table, {"n_factors": Int(2, 8)}, config, 0, rec, None, 0.1)
-
-
 def test_readers_never_miss_a_tune_reports_model_while_a_rerun_replaces_it(tmp_path, monkeypatch):
     """A server polling a tune report's model/ loads a whole model all through a rerun into the same --out: its
     files are replaced in place (the old model/ was once set aside before the new one came in). Each rename that
@@ -296,3 +283,49 @@ def test_readers_never_miss_a_tune_reports_model_while_a_rerun_replaces_it(tmp_p
     assert errors == []
     assert seen == {2, 3}
     assert sorted(os.listdir(out / "model")) == [META, WEIGHTS]  # no staging folder left behind
+
+
+def test_a_tune_report_a_kill_cut_between_its_renames_is_told_from_a_whole_one(tmp_path, monkeypatch):
+    """kill -9 before each rename of a rerun in turn (the renames cannot be held back): wherever it strikes, the
+    report left is whole or ``report_mix`` says it is not, and its model loads."""
+    import shutil
+
+    import latentrec.atomic as atomic
+    from latentrec.cli.tune_report import report_mix, write_report
+    from latentrec.use import model_dir
+
+    a, b = two_models()
+    out = tmp_path / "T"
+    report = {str(out), str(out / "model")}
+    monkeypatch.setattr(model_dir, "READ_TRIES", 1)
+    mixes = []
+    for k in range(1, 20):
+        shutil.rmtree(out, ignore_errors=True)
+        write_report(tune_result(a), out)
+        moves = [0]
+
+        def killing(real):
+            def move(src, dst):
+                if {os.path.dirname(src), os.path.dirname(dst)} & report:
+                    moves[0] += 1
+                    if moves[0] == k:
+                        raise SystemExit("killed")
+                real(src, dst)
+            return move
+
+        with monkeypatch.context() as m:
+            m.setattr(os, "replace", killing(os.replace))
+            m.setattr(os, "rename", killing(os.rename))
+            m.setattr(atomic.shutil, "rmtree", lambda *args, **kwargs: None)  # a dead process cleans nothing up
+            try:
+                write_report(tune_result(b), out)
+                break  # no rename left to strike before
+            except SystemExit:
+                pass
+        runs = {tomllib.loads((out / "best.toml").read_text())["n_factors"],
+                json.loads((out / "summary.json").read_text())["best_config"]["n_factors"],
+                int(pd.read_csv(out / "trials.csv").n_factors[0]),
+                Recommender.load(out / "model").model.config()["n_factors"]}
+        assert (len(runs) > 1) == (report_mix(out) is not None), (k, runs, report_mix(out))
+        mixes.append(len(runs) > 1)
+    assert len(mixes) == 8 and mixes == [False] + [True] * 7  # the model's 2 renames, then the report's 6

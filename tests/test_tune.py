@@ -235,3 +235,33 @@ def test_a_study_database_kept_in_the_out_folder_stays_there(tmp_path, capsys):
 def test_a_sqlite_storage_in_a_new_folder_is_made(tmp_path):
     study = make_study(f"sqlite:///{tmp_path / 'new' / 'study.db'}", "s", 0)
     assert study.study_name == "s" and (tmp_path / "new" / "study.db").is_file()
+
+
+def test_a_report_carries_one_write_id_and_a_rerun_names_a_mixed_one(tmp_path, capsys):
+    """summary.json, best.toml's header and the model's two files carry the run's write id; a report whose
+    best.toml is of another run (as a kill -9 between the renames leaves it) is named by the next run, which then
+    replaces it whole."""
+    from latentrec.cli.tune_report import TOML_ID, report_mix
+    from latentrec.use.model_dir import weights_write_id
+
+    tiny().iloc[:1500].to_csv(tmp_path / "r.csv", index=False)
+    out = tmp_path / "T"
+    argv = ["tune", "--data", str(tmp_path / "r.csv"), "--device", "cpu", "--trials", "1", "--solver", "als",
+            "--out", str(out), "--json"]
+
+    def ids() -> set[str]:
+        return {json.loads((out / "summary.json").read_text())["write_id"],
+                TOML_ID.search((out / "best.toml").read_text())[1],
+                json.loads((out / "model" / "model.json").read_text())["write_id"], weights_write_id(out / "model")}
+
+    assert main(argv) == 0 and len(ids()) == 1 and report_mix(out) is None
+    first = (out / "best.toml").read_text()
+    assert main(argv) == 0 and report_mix(out) is None
+    assert "tune: note" not in capsys.readouterr().err
+    (out / "best.toml").write_text(first)  # the first run's, beside the second's summary and model
+    assert report_mix(out) == (f"{out} holds files of two tune runs: best.toml is not of the run summary.json "
+                               f"describes (a tune killed while it wrote its report)")
+    assert main(argv) == 0 and len(ids()) == 1 and report_mix(out) is None
+    assert (f"latentrec tune: note: {out} holds files of two tune runs: best.toml is not of the run summary.json "
+            f"describes (a tune killed while it wrote its report); this run's report will replace them all."
+            in capsys.readouterr().err)

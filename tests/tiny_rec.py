@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,9 @@ from latentrec.data.vocab import Vocab
 from latentrec.models.dot import DotProductBias
 from latentrec.training.fit import fit
 from latentrec.use.recommender import Recommender
+
+if TYPE_CHECKING:
+    from latentrec.evaluation.tune import TuneResult
 
 
 def tiny_rec(P, Q, bu=None, bi=None, rated: dict | None = None, titles: dict | None = None,
@@ -61,3 +65,17 @@ def trained() -> tuple[Recommender, pd.DataFrame, dict]:
     rec, _ = fit(Ratings(df, "planted", titles), config=TrainConfig(n_factors=8, epochs=40, valid_pct=0,
                                                                      device="cpu", seed=0, ranker="none"))
     return rec, df, clusters
+
+
+def tune_result(rec: Recommender) -> TuneResult:
+    """A one-trial tune result whose winner is ``rec``: what ``latentrec tune`` writes a report of."""
+    import optuna
+
+    from latentrec.evaluation.tune import Int, TuneResult
+
+    n = rec.model.config()["n_factors"]
+    table = pd.DataFrame({"trial": [0], "train_rmse": [0.9], "valid_rmse": [1.0], "valid_mae": [0.8],
+                          "best_epoch": [1], "best_valid_rmse": [1.0], "epochs_run": [1], "seconds": [0.1],
+                          "pruned": [False], "note": [""], "n_factors": [n]})
+    config = TrainConfig(n_factors=n, solver="sgd", device="cpu").to_dict()
+    return TuneResult(optuna.create_study(), table, {"n_factors": Int(2, 8)}, config, 0, rec, None, 0.1)

@@ -58,7 +58,7 @@ def checked_train_options(values: dict, path) -> dict:
 
 
 def run(args) -> int:
-    from latentrec.cli.tune_report import write_report
+    from latentrec.cli.tune_report import report_mix, write_report
     from latentrec.evaluation.tune import default_space, solver_for, space_from_toml, tune
 
     config_fields = {f.name for f in fields(TrainConfig)} - OWN
@@ -90,6 +90,9 @@ def run(args) -> int:
     trials = 30 if args.trials is None and args.timeout is None else args.trials
     writable_or_fail(args.out, folder=True)  # before the search, not after it
     out = Path(args.out)
+    mix = report_mix(out)
+    if mix:
+        stderr(f"latentrec tune: note: {mix}; this run's report will replace them all.")
 
     train_data = read(args, args.data)
     valid = read(args, args.valid) if args.valid else None

@@ -1,11 +1,15 @@
 """What ``latentrec tune`` leaves behind: the trial table (CSV, Markdown), the winner's TOML, two plots, a summary
 and the winner's model, written as one folder whose files replace the last run's in one step (Ctrl-C and SIGTERM
-held back); the model dir's files are replaced in place, as ``Recommender.save`` replaces them."""
+held back); the model dir's files are replaced in place, as ``Recommender.save`` replaces them. One write id, in
+summary.json, best.toml's header and the model's files, tells a whole report from one a ``kill -9`` cut in two
+(:func:`report_mix`)."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import uuid
 import warnings
 from pathlib import Path
 
@@ -19,12 +23,15 @@ from latentrec.config import ALWAYS, used_options
 from latentrec.errors import ModelFileError
 from latentrec.evaluation.tune import TuneResult
 from latentrec.use.interpret import figure, save_figure
-from latentrec.use.model_dir import META, WEIGHTS
+from latentrec.use.model_dir import META, WEIGHTS, WRITE_ID, weights_write_id
 
 SUMMARY = "summary.json"
 MODEL = "model"
-OWN = ("trials.csv", "trials.md", "best.toml", "valid_rmse_by_trial.png", "valid_ndcg_by_trial.png",
-       "param_importances.png", MODEL, SUMMARY)  # what a run writes; one it did not write is removed (a stale model/)
+BEST = "best.toml"
+OWN = (BEST, "trials.csv", "trials.md", "valid_rmse_by_trial.png", "valid_ndcg_by_trial.png", "param_importances.png",
+       MODEL, SUMMARY)  # what a run writes, renamed in this order (one it did not write is removed: a stale model/);
+# best.toml first and summary.json last: when their write ids agree, every file renamed between them is of that run
+TOML_ID = re.compile(r"^# write id: ([0-9a-f]+)", re.MULTILINE)
 
 
 def scored_by(table: pd.DataFrame) -> tuple[str, str, str]:
@@ -37,7 +44,7 @@ def scored_by(table: pd.DataFrame) -> tuple[str, str, str]:
 
 def files(table: pd.DataFrame) -> tuple[str, ...]:
     """The files :func:`write_report` writes for a search with this trial table."""
-    return "trials.csv", "trials.md", "best.toml", scored_by(table)[2], "param_importances.png", SUMMARY
+    return "trials.csv", "trials.md", BEST, scored_by(table)[2], "param_importances.png", SUMMARY
 
 
 def summary(result: TuneResult) -> dict:
@@ -59,7 +66,7 @@ def write_report(result: TuneResult, out: str | Path, toml_extra: dict | None = 
     replaced in place, its weights and then its description, before the report's files: a server reloading it
     never finds it missing."""
     writable_or_fail(out, folder=True)
-    out, info = Path(out), summary(result)
+    out, info = Path(out), dict(summary(result), write_id=uuid.uuid4().hex)
     in_place = result.model is not None and (out / MODEL).is_dir()
     targets = [(out / MODEL, (WEIGHTS, META))] if in_place else []
     targets.append((out, tuple(name for name in OWN if name != MODEL or not in_place)))
@@ -68,10 +75,43 @@ def write_report(result: TuneResult, out: str | Path, toml_extra: dict | None = 
             folder = stages[-1]
             _write_files(result, info, folder, toml_extra or {})
             if result.model is not None:
-                result.model.save(stages[0] if in_place else folder / MODEL)
+                result.model.save(stages[0] if in_place else folder / MODEL, write_id=info[WRITE_ID])
     except OSError as e:
         raise ModelFileError(f"Cannot write the report to {out}: {e.strerror or e}.") from None
     return info
+
+
+def report_mix(out: str | Path) -> str | None:
+    """None when the report in ``out`` is one run's (or there is none, or an older latentrec wrote it: no write id);
+    else a sentence naming the files that are not of the run summary.json describes, as a ``kill -9`` between the
+    renames of a rerun leaves them. model/ counts as its weights' write id: the model it loads as."""
+    out = Path(out)
+    ids = {SUMMARY: _summary_id(out / SUMMARY), BEST: _toml_id(out / BEST)}
+    if ids[SUMMARY] is None and ids[BEST] is None:
+        return None
+    if (out / MODEL).is_dir():
+        ids[f"{MODEL}/"] = weights_write_id(out / MODEL)
+    others = [name for name, write_id in ids.items() if write_id != ids[SUMMARY]]
+    if not others:
+        return None
+    return (f"{out} holds files of two tune runs: {' and '.join(others)} {'is' if len(others) == 1 else 'are'} not of "
+            f"the run {SUMMARY} describes (a tune killed while it wrote its report)")
+
+
+def _summary_id(path: Path) -> str | None:
+    try:
+        write_id = json.loads(path.read_text(encoding="utf-8")).get(WRITE_ID)
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return write_id if isinstance(write_id, str) else None
+
+
+def _toml_id(path: Path) -> str | None:
+    try:
+        found = TOML_ID.search(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found[1] if found else None
 
 
 def _write_files(result: TuneResult, info: dict, out: Path, toml_extra: dict) -> None:
@@ -81,10 +121,11 @@ def _write_files(result: TuneResult, info: dict, out: Path, toml_extra: dict) ->
              else f"valid RMSE {info['best_valid_rmse']:.6f} after its last epoch")
     header = (f"# latentrec tune winner: trial {result.best_trial}, {score}.\n"
               "# Reproduce it: latentrec train --config best.toml\n"
-              "# Refit on every training row: latentrec train --config best.toml --valid-pct 0\n")
+              "# Refit on every training row: latentrec train --config best.toml --valid-pct 0\n"
+              f"# write id: {info[WRITE_ID]} (summary.json and model/ of the same run carry it)\n")
     best = result.best_config
     used = set(ALWAYS) | set(used_options(best["model"], best["solver"], best["opt"]))  # the rest stay out
-    write_text(out / "best.toml", header + dumps_toml({**toml_extra, **{k: v for k, v in best.items() if k in used}}))
+    write_text(out / BEST, header + dumps_toml({**toml_extra, **{k: v for k, v in best.items() if k in used}}))
     plot_trials(result.table, out / scored_by(result.table)[2])
     plot_importances(result.study, list(result.space), out / "param_importances.png")
     write_text(out / SUMMARY, json.dumps(json_safe(info), indent=1) + "\n")

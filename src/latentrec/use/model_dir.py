@@ -34,13 +34,15 @@ DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF1
           "BOOL": torch.bool}  # safetensors' names of the dtypes a model may hold
 
 
-def write_model_dir(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+def write_model_dir(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict,
+                    write_id: str | None = None) -> Path:
     """Write (or replace) the model dir at ``path`` holding ``tensors`` and ``meta`` (``atomic.atomic_folder``: a new
     folder renamed into place, or in an existing one the weights, then the description, each in one rename; other
-    files in it are kept)."""
+    files in it are kept). ``write_id``: the write's id, when the model is part of a larger write (a tune report);
+    else a new one."""
     writable_or_fail(path, folder=True)  # not over a file
     path = Path(path)
-    write_id = uuid.uuid4().hex
+    write_id = write_id or uuid.uuid4().hex
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     text = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **meta, WRITE_ID: write_id}, indent=1)
     try:
@@ -82,6 +84,20 @@ def read_model_dir(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
         return tensors, staged
     raise ModelFileError(f"{path}: {WEIGHTS} and {META} come from different writes ({WRITE_ID} {write_id} and "
                          f"{meta.get(WRITE_ID)}); save the model again.")
+
+
+def weights_write_id(path: str | os.PathLike) -> str | None:
+    """The write id in the header of the model dir's weights, which say which write the model loads as (a killed
+    save's staged description is read beside them); None if they are missing, unreadable or carry none."""
+    try:
+        with open(Path(path) / WEIGHTS, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n > os.fstat(f.fileno()).st_size:
+                return None
+            write_id = json.loads(f.read(n))["__metadata__"][WRITE_ID]
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
+        return None
+    return write_id if isinstance(write_id, str) else None
 
 
 def _staged_meta(path: Path, write_id: str | None) -> dict | None:

@@ -188,8 +188,9 @@ class Recommender:
         return self.rated_items[self.rated_indptr[user_index]:self.rated_indptr[user_index + 1]]
 
     # ---- persistence -------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> None:
-        """Write this recommender as a model dir (safetensors + JSON) at ``path``, replacing it atomically."""
+    def save(self, path: str | os.PathLike, write_id: str | None = None) -> None:
+        """Write this recommender as a model dir (safetensors + JSON) at ``path``, replacing it atomically
+        (``write_id``: see :func:`~latentrec.use.model_dir.write_model_dir`)."""
         mu, bu, bi = self.baseline
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()} if self.model is not None else {}
         if self.ranker is not None:
@@ -216,7 +217,7 @@ class Recommender:
             "history": self.history,
             **self.info,
         }
-        write_model_dir(path, tensors, meta)
+        write_model_dir(path, tensors, meta, write_id)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Recommender":
