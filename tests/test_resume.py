@@ -80,6 +80,46 @@ def test_ctrl_c_saves_exits_130_and_resume_matches_uninterrupted(capsys, monkeyp
     assert not folder.exists()
 
 
+@pytest.mark.parametrize("moment", ["scoring", "saving", "scoring, no checkpoint", "after the renames"])
+def test_ctrl_c_after_the_last_epoch_says_what_is_kept(capsys, monkeypatch, tmp_path, ratings_csv, moment):
+    """Ctrl-C while the trained model is scored or saved names the kept checkpoint and --resume, and says the model
+    was not written; one that comes after the save's renames (held back until they are done) says it was."""
+    import latentrec.atomic as atomic
+    import latentrec.evaluation.evaluate as evaluation
+    from latentrec.use import model_dir
+
+    owner, name = {"saving": (model_dir, "write_tensors"), "after the renames": (atomic, "_move_entries")}.get(
+        moment, (evaluation, "evaluate"))
+    real = getattr(owner, name)
+
+    def interrupting(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # in the renames, held back until they are done
+        return real(*args, **kwargs)
+
+    out, folder = tmp_path / "m", checkpoint.default_folder(tmp_path / "m")
+    every = ["--checkpoint-every", "3600"] if "no checkpoint" in moment else []
+    if moment == "after the renames":
+        out.mkdir()  # an existing folder: the model's files are renamed into it one by one
+    with monkeypatch.context() as m:
+        m.setattr(owner, name, interrupting)
+        assert main(train_args(ratings_csv, out, "sgd", EPOCHS, *every)) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    if moment == "after the renames":
+        assert err.endswith(f"latentrec train: interrupted after the model was saved to {out}.\n"), err
+        assert not folder.exists() and len(json.loads((out / "model.json").read_text())["history"]) == EPOCHS
+        return
+    said = f"latentrec train: interrupted after training, before the model was written to {out}; "
+    if every:
+        assert err.endswith(f"{said}no checkpoint was written (see --checkpoint-every), so nothing was saved.\n")
+        return
+    assert err.endswith(f"{said}epoch {EPOCHS} of {EPOCHS} is saved in {folder}. Run the same command with --resume "
+                        f"to continue.\n"), err
+    assert not out.exists() and checkpoint.completed_epoch(folder) == EPOCHS
+    assert main(train_args(ratings_csv, out, "sgd", EPOCHS, "--resume")) == 0
+    assert not folder.exists() and len(json.loads((out / "model.json").read_text())["history"]) == EPOCHS
+
+
 def test_a_resumed_run_counts_the_training_time_before_its_interruption(capsys, monkeypatch, tmp_path, ratings_csv):
     """train_seconds spans every epoch: the checkpoint's covers the epochs it holds, the resumed model's all of them
     (each epoch's own seconds lie inside it), not only those after the resume."""

@@ -70,7 +70,9 @@ def test_sigterm_is_ctrl_c_with_exit_143_and_leaves_no_temp_file(tmp_path):
     assert results["at an epoch end"] == {"code": 143, "files": ["data", *checkpoint, "r.csv"]}
     assert "latentrec train: interrupted; epoch 2 of 4 is saved in" in err[0] and "--resume" in err[0]
     assert results["writing the model"] == {"code": 143, "files": ["data", *checkpoint, "r.csv"]}  # nothing lost
-    assert err[1].endswith("latentrec train: interrupted.\n")
+    assert err[1].endswith(f"latentrec train: interrupted after training, before the model was written to "
+                           f"{tmp_path / 'm'}; epoch 4 of 4 is saved in {tmp_path / 'm.checkpoint'}. Run the same "
+                           f"command with --resume to continue.\n")
     assert results["resumed"]["code"] == 0 and "m/model.json" in results["resumed"]["files"]
     assert results["writing predictions"]["code"] == 143
     assert results["writing predictions"]["files"] == results["resumed"]["files"]  # no .preds.csv.*.tmp.csv

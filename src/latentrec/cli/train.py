@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -182,15 +183,26 @@ def checkpointer(args: argparse.Namespace) -> Checkpointer:
     return Checkpointer(folder, resume=args.resume, every=args.checkpoint_every)
 
 
-def interrupted(checkpoints: Checkpointer, epochs: int, stop: KeyboardInterrupt) -> int:
-    """Say what Ctrl-C (or SIGTERM) left (rank 0 only under torchrun: it alone writes checkpoints)."""
+def interrupted(checkpoints: Checkpointer, epochs: int, stop: KeyboardInterrupt, out: str | None = None,
+                written: bool = False) -> int:
+    """Say what Ctrl-C (or SIGTERM) left: the checkpoint and how to go on; after training (``out`` given), also
+    whether the model was ``written`` there, in which case the checkpoint has served and is removed (rank 0 only
+    under torchrun: it alone writes checkpoints and the model)."""
     from latentrec.solvers import distributed
 
     if not distributed.is_main():
         return interrupt_status(stop)
-    if checkpoints.saved_epoch:
-        stderr(f"latentrec train: interrupted; epoch {checkpoints.saved_epoch} of {epochs} is saved in "
-               f"{checkpoints.folder}. Run the same command with --resume to continue.")
+    if written:
+        checkpoints.remove()
+        stderr(f"latentrec train: interrupted after the model was saved to {out}.")
+        return interrupt_status(stop)
+    kept = (f"epoch {checkpoints.saved_epoch} of {epochs} is saved in {checkpoints.folder}. Run the same command "
+            f"with --resume to continue." if checkpoints.saved_epoch else None)
+    if out is not None:
+        stderr(f"latentrec train: interrupted after training, before the model was written to {out}; "
+               f"{kept or 'no checkpoint was written (see --checkpoint-every), so nothing was saved.'}")
+    elif kept:
+        stderr(f"latentrec train: interrupted; {kept}")
     else:
         stderr("latentrec train: interrupted before the first checkpoint (see --checkpoint-every); nothing was saved.")
     return interrupt_status(stop)
@@ -270,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
     from latentrec.evaluation.evaluate import evaluate
     from latentrec.solvers import distributed
     from latentrec.training.fit import fit
+    from latentrec.use.model_dir import weights_write_id
 
     apply_config(args)
     if args.valid_pct is None:
@@ -292,35 +305,39 @@ def run(args: argparse.Namespace) -> int:
             return interrupted(checkpoints, cfg.epochs, stop)
     if not main_rank:
         return 0
-    trainer_diverged = trainer.diverged if trainer is not None else None
-    if trainer_diverged and not trainer.history:  # not one good epoch: nothing worth saving or showing
+    write_id = uuid.uuid4().hex  # the saved model's: says, after an interrupt, whether the model went in
+    try:
+        trainer_diverged = trainer.diverged if trainer is not None else None
+        if trainer_diverged and not trainer.history:  # not one good epoch: nothing worth saving or showing
+            checkpoints.remove()
+            raise ConfigError(f"{trainer_diverged} Nothing was saved.")
+        if trainer is not None:
+            trainer.train = None  # the training columns are in the model now: let them go (12 bytes a rating)
+        if lean is not None:
+            lean.train = None
+        result = {"model": str(args.out), "metrics": rec.info["metrics"], "best_epoch": rec.info["best_epoch"],
+                  "train_seconds": rec.info["train_seconds"], "config": rec.config,
+                  "ranker": rec.ranker.kind if rec.ranker is not None else None}
+        if "ranker_check" in rec.info:  # --ranker auto replaced its pick by popularity
+            result["ranker_check"] = rec.info["ranker_check"]
+        scored = valid if valid is not None else lean.valid if lean is not None else None
+        if scored is not None and not isinstance(scored, EncodedRows):
+            scored = rec.encode_rows(scored)  # once, for the evaluation and for counting them as rated
+        if test is None and scored is not None:  # scored before its rows count as rated below
+            result["valid"] = evaluate(rec, scored, max_rank_users=RANK_EVAL_USERS)
+        if scored is not None and not args.valid:  # rows of --data kept from training: the user rated them too,
+            rec = rec.with_rated(scored.data)  # so the saved model's lists skip them
+        if test is not None:
+            result["test"] = evaluate(rec, test, max_rank_users=RANK_EVAL_USERS)
+        rec.save(args.out, write_id=write_id)
         checkpoints.remove()
-        raise ConfigError(f"{trainer_diverged} Nothing was saved.")
-    if trainer is not None:
-        trainer.train = None  # the training columns are in the model now: let them go (12 bytes a rating)
-    if lean is not None:
-        lean.train = None
-    result = {"model": str(args.out), "metrics": rec.info["metrics"], "best_epoch": rec.info["best_epoch"],
-              "train_seconds": rec.info["train_seconds"], "config": rec.config,
-              "ranker": rec.ranker.kind if rec.ranker is not None else None}
-    if "ranker_check" in rec.info:  # --ranker auto replaced its pick by popularity
-        result["ranker_check"] = rec.info["ranker_check"]
-    scored = valid if valid is not None else lean.valid if lean is not None else None
-    if scored is not None and not isinstance(scored, EncodedRows):
-        scored = rec.encode_rows(scored)  # once, for the evaluation and for counting them as rated
-    if test is None and scored is not None:  # scored before its rows count as rated below
-        result["valid"] = evaluate(rec, scored, max_rank_users=RANK_EVAL_USERS)
-    if scored is not None and not args.valid:  # rows of --data kept from training: the user rated them too,
-        rec = rec.with_rated(scored.data)  # so the saved model's lists skip them
-    if test is not None:
-        result["test"] = evaluate(rec, test, max_rank_users=RANK_EVAL_USERS)
-    rec.save(args.out)
-    checkpoints.remove()
-    if args.json:
-        emit_json(result)
-    else:
-        print_summary(rec, trainer is None, cfg.ranker, args.out, result)
-    if trainer_diverged:
-        stderr(f"latentrec train: error: {trainer_diverged} The last good model was saved to {args.out}.")
-        return 2
-    return 0
+        if args.json:
+            emit_json(result)
+        else:
+            print_summary(rec, trainer is None, cfg.ranker, args.out, result)
+        if trainer_diverged:
+            stderr(f"latentrec train: error: {trainer_diverged} The last good model was saved to {args.out}.")
+            return 2
+        return 0
+    except KeyboardInterrupt as stop:  # after the last epoch: scoring, saving, showing
+        return interrupted(checkpoints, cfg.epochs, stop, str(args.out), weights_write_id(args.out) == write_id)
