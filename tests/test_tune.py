@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import tomllib
@@ -215,6 +216,9 @@ def test_a_reused_out_folder_holds_one_whole_run(tmp_path, capsys, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(tune_report, "plot_importances", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
         assert run("sgd", "--no-refit") == 130  # Ctrl-C while the report is written
+    assert capsys.readouterr().err.endswith(f"latentrec tune: interrupted while writing the report; {out} is left as "
+                                            f"it was, and its trials were kept in memory only (--storage "
+                                            f"sqlite:///tune.db keeps them for a rerun).\n")
     assert solver_in_report() == "als" and (out / "model" / "model.json").is_file()
     assert run("sgd", "--no-refit") == 0
     assert solver_in_report() == "sgd" and not (out / "model").exists()
@@ -265,3 +269,27 @@ def test_a_report_carries_one_write_id_and_a_rerun_names_a_mixed_one(tmp_path, c
     assert (f"latentrec tune: note: {out} holds files of two tune runs: best.toml is not of the run summary.json "
             f"describes (a tune killed while it wrote its report); this run's report will replace them all."
             in capsys.readouterr().err)
+
+
+def test_ctrl_c_that_comes_during_the_reports_renames_says_the_report_was_written(tmp_path, capsys, monkeypatch):
+    """The renames hold Ctrl-C back until they are done; the message then says the new report is in place."""
+    import latentrec.atomic as atomic
+    from latentrec.cli.tune_report import report_mix
+
+    tiny().iloc[:1500].to_csv(tmp_path / "r.csv", index=False)
+    out = tmp_path / "T"
+    argv = ["tune", "--data", str(tmp_path / "r.csv"), "--device", "cpu", "--trials", "1", "--solver", "als",
+            "--out", str(out), "--json"]
+    assert main(argv) == 0
+    first = json.loads((out / "summary.json").read_text())["write_id"]
+    real = atomic._move_entries
+
+    def interrupted(stage, target, own):
+        if target == out:  # the report's renames (not the staged model's own, into its staging folder)
+            signal.raise_signal(signal.SIGINT)
+        real(stage, target, own)
+
+    monkeypatch.setattr(atomic, "_move_entries", interrupted)
+    assert main(argv) == 130
+    assert capsys.readouterr().err.endswith(f"latentrec tune: interrupted after the report was written to {out}.\n")
+    assert json.loads((out / "summary.json").read_text())["write_id"] != first and report_mix(out) is None

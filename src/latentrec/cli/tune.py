@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import uuid
 from dataclasses import fields
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def checked_train_options(values: dict, path) -> dict:
 
 
 def run(args) -> int:
-    from latentrec.cli.tune_report import report_mix, write_report
+    from latentrec.cli.tune_report import report_mix, report_write_id, write_report
     from latentrec.evaluation.tune import default_space, solver_for, space_from_toml, tune
 
     config_fields = {f.name for f in fields(TrainConfig)} - OWN
@@ -101,20 +102,26 @@ def run(args) -> int:
     if not args.json:
         console.print(f"Tuning {', '.join(space)} on {train_data.source} ({plural(len(train_data), 'rating')}); "
                       f"validation: {args.valid or f'{args.valid_pct:.0%} of it'}")
+    write_id, result = uuid.uuid4().hex, None  # the report's: says, after an interrupt, whether it went in
     try:
         result = tune(train_data, valid, base, space, n_trials=trials, timeout=args.timeout, storage=args.storage,
                       study_name=args.study_name, test=test, refit=args.refit, on_trial=on_trial)
+        info = write_report(result, out, toml_extra=data_options(args), write_id=write_id)
+        if args.json:
+            emit_json(dict(info, out=str(out)))
+        else:
+            print_summary(result, info, out)
+        return 0
     except KeyboardInterrupt as stop:
         kept = (f"the finished trials are kept in {args.storage}: run the same command again to go on" if args.storage
                 else "its trials were kept in memory only (--storage sqlite:///tune.db keeps them for a rerun)")
-        stderr(f"latentrec tune: interrupted; {kept}.")
+        if result is None:
+            stderr(f"latentrec tune: interrupted; {kept}.")
+        elif report_write_id(out) == write_id:
+            stderr(f"latentrec tune: interrupted after the report was written to {out}.")
+        else:
+            stderr(f"latentrec tune: interrupted while writing the report; {out} is left as it was, and {kept}.")
         return interrupt_status(stop)
-    info = write_report(result, out, toml_extra=data_options(args))
-    if args.json:
-        emit_json(dict(info, out=str(out)))
-        return 0
-    print_summary(result, info, out)
-    return 0
 
 
 def data_options(args) -> dict:

@@ -59,14 +59,15 @@ def summary(result: TuneResult) -> dict:
     }
 
 
-def write_report(result: TuneResult, out: str | Path, toml_extra: dict | None = None) -> dict:
+def write_report(result: TuneResult, out: str | Path, toml_extra: dict | None = None,
+                 write_id: str | None = None) -> dict:
     """Write every file of :func:`files` and the result's model (if any) into ``out``, all staged first and then
     moved in together (``atomic.atomic_folders``): the last run's files are replaced, its model/ removed when this
     run has none, and other files (a --storage database) stay; returns the summary. A model/ already there is
     replaced in place, its weights and then its description, before the report's files: a server reloading it
-    never finds it missing."""
+    never finds it missing. ``write_id``: the report's (default: a new one), which :func:`report_write_id` reads."""
     writable_or_fail(out, folder=True)
-    out, info = Path(out), dict(summary(result), write_id=uuid.uuid4().hex)
+    out, info = Path(out), dict(summary(result), write_id=write_id or uuid.uuid4().hex)
     in_place = result.model is not None and (out / MODEL).is_dir()
     targets = [(out / MODEL, (WEIGHTS, META))] if in_place else []
     targets.append((out, tuple(name for name in OWN if name != MODEL or not in_place)))
@@ -86,7 +87,7 @@ def report_mix(out: str | Path) -> str | None:
     else a sentence naming the files that are not of the run summary.json describes, as a ``kill -9`` between the
     renames of a rerun leaves them. model/ counts as its weights' write id: the model it loads as."""
     out = Path(out)
-    ids = {SUMMARY: _summary_id(out / SUMMARY), BEST: _toml_id(out / BEST)}
+    ids = {SUMMARY: report_write_id(out), BEST: _toml_id(out / BEST)}
     if ids[SUMMARY] is None and ids[BEST] is None:
         return None
     if (out / MODEL).is_dir():
@@ -98,9 +99,10 @@ def report_mix(out: str | Path) -> str | None:
             f"the run {SUMMARY} describes (a tune killed while it wrote its report)")
 
 
-def _summary_id(path: Path) -> str | None:
+def report_write_id(out: str | Path) -> str | None:
+    """The write id of the report in ``out`` (its summary.json's, renamed in last); None if none."""
     try:
-        write_id = json.loads(path.read_text(encoding="utf-8")).get(WRITE_ID)
+        write_id = json.loads((Path(out) / SUMMARY).read_text(encoding="utf-8")).get(WRITE_ID)
     except (OSError, ValueError, AttributeError, RecursionError):
         return None
     return write_id if isinstance(write_id, str) else None
