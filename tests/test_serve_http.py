@@ -4,6 +4,7 @@ package, through Playwright)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -21,8 +22,9 @@ from pathlib import Path
 import pytest
 from serve_model import saved, served
 
-from latentrec.cli import main
-from latentrec.cli.serve import listen
+from latentrec.cli import main, serve
+from latentrec.errors import ModelFileError
+from latentrec.use.serve.holder import ModelHolder
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -145,8 +147,24 @@ def test_bad_command_lines_exit_2_with_one_sentence(tmp_path, model_dir, capsys)
 def test_listening_socket_is_tcp_so_connections_get_nodelay():
     """asyncio sets TCP_NODELAY only on sockets made with proto TCP; without it each response waits ~40 ms for
     the client's delayed ACK between its header and body segments."""
-    with listen("127.0.0.1", 0) as sock:
+    with serve.bind("127.0.0.1", 0) as sock:
         assert sock.proto == socket.IPPROTO_TCP
+
+
+def test_connections_are_refused_while_the_model_loads(model_dir, monkeypatch, capsys):
+    """The port is bound before the model loads (a port in use is said at once) but listens only once it is
+    loaded: a health probe or client during a slow load is refused at once instead of hanging in the backlog."""
+    bound, real = [], serve.bind
+    monkeypatch.setattr(serve, "bind", lambda host, port: bound.append(real(host, port)) or bound[-1])
+
+    def load(holder):
+        with socket.socket() as probe:
+            refused = probe.connect_ex(bound[0].getsockname()) == errno.ECONNREFUSED
+        listening = bound[0].getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        raise ModelFileError(f"while loading: listening {listening}, a connection refused {refused}.")
+    monkeypatch.setattr(ModelHolder, "load", load)
+    assert main(["serve", str(model_dir), "--port", "0"]) == 2
+    assert "while loading: listening 0, a connection refused True." in capsys.readouterr().err
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")

@@ -32,8 +32,13 @@ def add_parser(sub) -> None:
                         "browser (CORS); repeat for several")
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A socket listening on ``host:port``, or one clear sentence saying why not."""
+BACKLOG = 2048  # connections the kernel queues before the server accepts them
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` but not listening yet, or one clear sentence saying why not. Until it
+    listens, a connection is refused at once (a health probe sees the server down) instead of waiting in the
+    backlog while the model loads."""
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be between 0 and 65535, not {port}.")
     try:
@@ -42,10 +47,18 @@ def listen(host: str, port: int) -> socket.socket:
         sock = socket.socket(family, kind, proto)  # proto TCP: asyncio then sets TCP_NODELAY on each connection
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(2048)  # connections wait in the backlog from now on, before the server starts accepting
     except OSError as e:
         raise ConfigError(f"Cannot listen on {host}:{port}: {e.strerror or e}.") from None
     return sock
+
+
+def listen(sock: socket.socket) -> None:
+    """Let connections in: from now on they wait in the backlog until the server accepts them."""
+    try:
+        sock.listen(BACKLOG)
+    except OSError as e:  # another server bound the same port meanwhile and listened first
+        host, port = sock.getsockname()[:2]
+        raise ConfigError(f"Cannot listen on {host}:{port}: {e.strerror or e}.") from None
 
 
 def run(args) -> int:
@@ -62,10 +75,11 @@ def run(args) -> int:
         if origin != "*" and not re.fullmatch(r"[a-z][a-z0-9+.-]*://[^/\s]+", origin):
             raise ConfigError(f"--allow-origin {origin!r} must be * or scheme://host[:port] with no path "
                               f"(e.g. https://app.example.com).")
-    sock = listen(args.host, args.port)  # a port in use says so before the model is read
+    sock = bind(args.host, args.port)  # a port in use says so before the model is read
     holder = ModelHolder(args.model_dir)
     try:
         state = holder.load()  # a model that cannot be read stops here with one sentence (exit status 2)
+        listen(sock)
     except BaseException:
         sock.close()
         raise
