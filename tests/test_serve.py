@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,7 +49,7 @@ def snapshot(folder: Path) -> dict:
 
 
 def test_health_ready_docs_and_page(client, holder):
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "pid": os.getpid()}
     ready = client.get("/readyz").json()
     rec = holder.state.rec
     assert ready["ready"] and ready["model"]["n_users"] == len(rec.users) - 1 and ready["model"]["kind"] == "dot"
@@ -232,7 +233,7 @@ def test_health_answers_while_a_model_call_runs(holder):
             waiting = pool.submit(client.get, "/api/users/u1/recommendations")
             time.sleep(0.2)
             health = pool.submit(client.get, "/healthz")
-            assert health.result(timeout=10).json() == {"status": "ok"} and not waiting.done()
+            assert health.result(timeout=10).json()["status"] == "ok" and not waiting.done()
             assert pool.submit(client.head, "/healthz").result(timeout=10).status_code == 200
         assert waiting.result(timeout=30).status_code == 200
 
@@ -402,3 +403,13 @@ def test_a_body_sent_as_a_form_is_told_to_be_json(client):
     r = client.post("/api/predict", content=b'{"pairs": [["u1", "i1"]]}',
                     headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 422 and "Content-Type: application/json" in r.json()["detail"]
+
+
+def test_reload_asked_over_http_is_passed_on_before_this_process_reloads(holder):
+    """``on_reload`` is how ``latentrec serve --workers`` passes /admin/reload on to the other workers."""
+    asked = []
+    app = create_app(holder, on_reload=lambda: asked.append(holder.state.generation))
+    before = holder.state.generation
+    assert TestClient(app, client=LOCAL).post("/admin/reload").json()["model"]["generation"] == before + 1
+    assert TestClient(app).post("/admin/reload").status_code == 403  # not from loopback: not passed on either
+    assert asked == [before]

@@ -5,6 +5,7 @@ package, through Playwright)."""
 from __future__ import annotations
 
 import errno
+import http.client
 import json
 import os
 import shutil
@@ -36,7 +37,8 @@ def model_dir(tmp_path_factory) -> Path:
 
 @contextmanager
 def running(model_dir: Path, *options: str):
-    """``latentrec serve MODEL --port 0 --json`` in a subprocess: yields (url, process, log file); SIGTERM stops it."""
+    """``latentrec serve MODEL --port 0 --json`` in a subprocess: yields (url, process, log file, worker pids); SIGTERM
+    stops it."""
     log = model_dir.parent / "server.log"
     with open(log, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "latentrec", "serve", str(model_dir), "--port", "0", "--json", *options],
@@ -44,7 +46,8 @@ def running(model_dir: Path, *options: str):
     try:
         line = proc.stdout.readline()  # printed once the model is loaded and the port is listening
         assert line, f"the server did not start: {log.read_text()}"
-        yield json.loads(line)["url"], proc, log
+        started = json.loads(line)
+        yield started["url"], proc, log, started["workers"]
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -73,15 +76,15 @@ def get(url: str, body: dict | None = None) -> tuple[int, dict]:
 
 
 def test_real_server_answers(server):
-    url, _, _ = server
-    assert get(f"{url}/healthz") == (200, {"status": "ok"})
+    url, proc, _, pids = server
+    assert get(f"{url}/healthz") == (200, {"status": "ok", "pid": proc.pid}) and pids == [proc.pid]
     status, body = get(f"{url}/api/users/u3/recommendations?n=4")
     assert status == 200 and body["known"] and len(body["recommendations"]) == 4
     assert get(f"{url}/api/items/nope/similar")[0] == 404
 
 
 def test_many_concurrent_clients_over_http(server):
-    url, proc, _ = server
+    url, proc, _, _ = server
     users = served()[0].users.classes[1:]
 
     def call(k: int) -> int:
@@ -95,7 +98,7 @@ def test_many_concurrent_clients_over_http(server):
 
 
 def test_sighup_reloads_the_model_dir(server):
-    url, proc, log = server
+    url, proc, log, _ = server
     before = get(f"{url}/readyz")[1]["model"]["generation"]
     proc.send_signal(signal.SIGHUP)
     for _ in range(200):
@@ -111,7 +114,7 @@ def test_weights_truncated_in_place_while_serving(tmp_path, model_dir):
     """The served model lives in memory of its own, not in a mapping of the file: truncating the weights under
     the server neither kills it (SIGBUS) nor changes its answers, and a reload of the damaged file is refused."""
     model = shutil.copytree(model_dir, tmp_path / "model")
-    with running(model) as (url, proc, _):
+    with running(model) as (url, proc, _, _):
         before = get(f"{url}/api/users/u3/recommendations?n=4")
         os.truncate(model / "model.safetensors", 100)
         assert get(f"{url}/api/users/u3/recommendations?n=4") == before and proc.poll() is None
@@ -122,7 +125,7 @@ def test_weights_truncated_in_place_while_serving(tmp_path, model_dir):
 
 def test_access_log_goes_to_stderr_and_stdout_stays_one_json_line(tmp_path, model_dir):
     model = shutil.copytree(model_dir, tmp_path / "model")
-    with running(model, "--access-log") as (url, proc, log):
+    with running(model, "--access-log") as (url, proc, log, _):
         assert get(f"{url}/healthz")[0] == 200
     assert proc.stdout.read() == "" and "GET /healthz" in log.read_text()
 
@@ -151,9 +154,11 @@ def test_listening_socket_is_tcp_so_connections_get_nodelay():
         assert sock.proto == socket.IPPROTO_TCP
 
 
-def test_connections_are_refused_while_the_model_loads(model_dir, monkeypatch, capsys):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_connections_are_refused_while_the_model_loads(model_dir, monkeypatch, capsys, workers):
     """The port is bound before the model loads (a port in use is said at once) but listens only once it is
-    loaded: a health probe or client during a slow load is refused at once instead of hanging in the backlog."""
+    loaded: a health probe or client during a slow load is refused at once instead of hanging in the backlog.
+    With --workers the load runs in each forked worker, and its failure is the parent's one sentence."""
     bound, real = [], serve.bind
     monkeypatch.setattr(serve, "bind", lambda host, port: bound.append(real(host, port)) or bound[-1])
 
@@ -163,15 +168,71 @@ def test_connections_are_refused_while_the_model_loads(model_dir, monkeypatch, c
         listening = bound[0].getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
         raise ModelFileError(f"while loading: listening {listening}, a connection refused {refused}.")
     monkeypatch.setattr(ModelHolder, "load", load)
-    assert main(["serve", str(model_dir), "--port", "0"]) == 2
-    assert "while loading: listening 0, a connection refused True." in capsys.readouterr().err
+    assert main(["serve", str(model_dir), "--port", "0", "--workers", workers]) == 2
+    assert capsys.readouterr().err == "latentrec serve: error: while loading: listening 0, a connection refused True.\n"
+
+
+def per_worker(url: str, pids: list[int]) -> dict[int, http.client.HTTPConnection]:
+    """A keep-alive connection to each worker. The kernel gives a new connection to whichever worker accepts first,
+    often the same one, so each worker that has answered is stopped (SIGSTOP) while the next connection is made."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    conns: dict[int, http.client.HTTPConnection] = {}
+    try:
+        for _ in pids:
+            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            pid = ask(conn, "GET", "/healthz")[1]["pid"]
+            assert pid in pids and pid not in conns
+            conns[pid] = conn
+            os.kill(pid, signal.SIGSTOP)
+    finally:
+        for pid in conns:
+            os.kill(pid, signal.SIGCONT)
+    return conns
+
+
+def ask(conn: http.client.HTTPConnection, method: str, path: str) -> tuple[int, dict]:
+    conn.request(method, path)
+    response = conn.getresponse()
+    return response.status, json.load(response)
+
+
+def test_workers_answer_reload_and_stop_together(model_dir):
+    """--workers 2: two processes answer on the one port; SIGHUP to the parent and POST /admin/reload to one
+    worker reload both; SIGTERM stops both (the parent exits as one process does) and leaves no process behind."""
+    with running(model_dir, "--workers", "2") as (url, proc, log, pids):
+        assert len(set(pids)) == 2 and proc.pid not in pids
+        conns = per_worker(url, pids)
+        assert set(conns) == set(pids)
+
+        def generations() -> dict[int, int]:
+            return {pid: ask(conn, "GET", "/readyz")[1]["model"]["generation"] for pid, conn in conns.items()}
+
+        def reloaded_to(generation: int) -> None:
+            for _ in range(300):
+                if generations() == dict.fromkeys(pids, generation):
+                    return
+                time.sleep(0.05)
+            pytest.fail(f"not every worker reached generation {generation}: {generations()}")
+
+        assert generations() == dict.fromkeys(pids, 1)
+        proc.send_signal(signal.SIGHUP)
+        reloaded_to(2)
+        status, body = ask(conns[pids[1]], "POST", "/admin/reload")
+        assert status == 200 and body["model"]["generation"] == 3
+        reloaded_to(3)
+        for conn in conns.values():
+            conn.close()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert f"Worker {pids[1]} was asked to reload" in log.read_text()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_page_in_headless_chromium(server):
     """Search a movie, open it, rate three of its neighbours, get recommendations; the map is drawn."""
     playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    url, _, _ = server
+    url, _, _, _ = server
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox"] if os.geteuid() == 0 else [])

@@ -11,13 +11,21 @@ import re
 import signal
 import socket
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from latentrec.cli.common import command
-from latentrec.errors import ConfigError
+from latentrec.errors import ConfigError, LatentrecError
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    from latentrec.use.serve.holder import ModelHolder
 
 EXAMPLE = """latentrec serve model --port 8000          # then open http://127.0.0.1:8000/
   curl 'http://127.0.0.1:8000/api/users/196/recommendations?n=5'
-  kill -HUP <pid>                             # read the model dir again after retraining it"""
+  kill -HUP <pid>                             # read the model dir again after retraining it
+  latentrec serve model --workers 4           # 4 processes on the one port, each with its share of the cores"""
 
 
 def add_parser(sub) -> None:
@@ -27,6 +35,11 @@ def add_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0 picks a free one)")
     p.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="processes answering on the one port, each with the model loaded (default 1; N times the "
+                        "memory). With N > 1 each uses max(1, cores // N) torch and numba threads; SIGHUP and "
+                        "POST /admin/reload reload every one; if one dies, the others are stopped and serve exits "
+                        "with status 2")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="let web pages from ORIGIN (e.g. https://app.example.com; * for any) call the API from a "
                         "browser (CORS); repeat for several")
@@ -63,44 +76,124 @@ def listen(sock: socket.socket) -> None:
 
 def run(args) -> int:
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
 
-        from latentrec.use.serve.app import create_app
-        from latentrec.use.serve.holder import ModelHolder
+        import latentrec.use.serve.app  # noqa: F401
     except ImportError as e:
         raise ConfigError(f"latentrec serve needs FastAPI and uvicorn ({e.name} is missing): "
                           f"pip install 'latentrec[serve]'.") from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    check(args)
+    worker = " [%(process)d]" * (args.workers > 1)  # which worker logged the line
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s %(name)s{worker}: %(message)s")
+    sock = bind(args.host, args.port)  # a port in use says so before the model is read
+    with sock:
+        return serve_here(args, sock) if args.workers == 1 else serve_in_workers(args, sock)
+
+
+def check(args) -> None:
+    """Refuse bad options with one sentence before binding the port."""
     for origin in args.allow_origin:  # a browser's Origin header has no path, not even a trailing slash
         if origin != "*" and not re.fullmatch(r"[a-z][a-z0-9+.-]*://[^/\s]+", origin):
             raise ConfigError(f"--allow-origin {origin!r} must be * or scheme://host[:port] with no path "
                               f"(e.g. https://app.example.com).")
-    sock = bind(args.host, args.port)  # a port in use says so before the model is read
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {args.workers}.")
+    if args.workers > 1 and not hasattr(os, "fork"):
+        raise ConfigError("--workers above 1 needs os.fork (Linux or macOS); run one server per port instead.")
+
+
+def serve_here(args, sock: socket.socket) -> int:
+    """One process: load the model, listen, serve until SIGINT or SIGTERM."""
+    from latentrec.use.serve.app import create_app
+    from latentrec.use.serve.holder import ModelHolder
+
     holder = ModelHolder(args.model_dir)
-    try:
-        state = holder.load()  # a model that cannot be read stops here with one sentence (exit status 2)
+    state = holder.load()  # a model that cannot be read stops here with one sentence (exit status 2)
+    listen(sock)
+    reload_on_sighup(holder)
+    announce(args, sock, state.info(), [os.getpid()])
+    uvicorn_run(create_app(holder, args.allow_origin), sock, args.access_log)
+    return 0
+
+
+def serve_in_workers(args, sock: socket.socket) -> int:
+    """``args.workers`` forked processes, each loading the model and serving on ``sock``; listens once all have
+    loaded it. Returns (or raises the stopping signal) once all have stopped."""
+    from latentrec.use.serve.workers import Workers
+
+    def ready(pids: list[int], infos: list[dict]) -> None:
         listen(sock)
-    except BaseException:
-        sock.close()
-        raise
+        announce(args, sock, infos[0], pids)
+
+    Workers(args.workers, worker(args, sock)).run(ready)
+    return 0
+
+
+def worker(args, sock: socket.socket) -> Callable[[Connection], None]:
+    """What each forked worker does: use its share of the cores, load the model, say so, serve."""
+    from latentrec.use.serve.app import create_app
+    from latentrec.use.serve.holder import ModelHolder
+
+    def work(parent: Connection) -> None:
+        limit_threads(threads(args.workers))
+        holder = ModelHolder(args.model_dir)
+        try:
+            state = holder.load()
+        except LatentrecError as e:
+            parent.send(("failed", " ".join(str(e).split())))
+            return
+        parent.send(("ready", state.info()))
+        reload_on_sighup(holder)
+        app = create_app(holder, args.allow_origin, on_reload=lambda: parent.send(("reload", None)))
+        uvicorn_run(app, sock, args.access_log)
+
+    return work
+
+
+def threads(workers: int) -> int:
+    """Each worker's share of the CPU cores this process may run on."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // workers)
+
+
+def limit_threads(n: int) -> None:
+    """At most ``n`` threads in torch's and numba's parallel work, so that the workers share the cores."""
+    import numba
+    import torch
+
+    torch.set_num_threads(n)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+def reload_on_sighup(holder: ModelHolder) -> None:
+    """SIGHUP reads the model dir again, on a thread of its own (the old model serves meanwhile)."""
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=holder.reload, daemon=True).start())
+
+
+def announce(args, sock: socket.socket, info: dict, pids: list[int]) -> None:
+    """The start-up line on stdout (with --json, one object): the URL, what is served, how to reload and stop."""
     host, port = sock.getsockname()[:2]
     everywhere = ipaddress.ip_address(host).is_unspecified  # 0.0.0.0 or ::, reached here through loopback
     shown = ("127.0.0.1" if ":" not in host else "::1") if everywhere else host
     url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
     if args.json:
-        print(json.dumps({"url": url, "pid": os.getpid(), "model": state.info()}), flush=True)
-    else:
-        info = state.info()
-        parts = [f"{info['kind']} rating model"] * bool(info["kind"]) + [f"{info['ranker']} ranker"] * bool(info["ranker"])
-        print(f"Serving {args.model_dir} ({' + '.join(parts)}, {info['n_users']:,} users, "
-              f"{info['n_items']:,} items) at {url}/{' (and every other address of this machine)' * everywhere}"
-              f"  -- API docs at {url}/docs; reload with "
-              f"`kill -HUP {os.getpid()}` or POST /admin/reload; Ctrl+C stops.", flush=True)
+        print(json.dumps({"url": url, "pid": os.getpid(), "workers": pids, "model": info}), flush=True)
+        return
+    parts = [f"{info['kind']} rating model"] * bool(info["kind"]) + [f"{info['ranker']} ranker"] * bool(info["ranker"])
+    each = threads(len(pids))
+    workers = f" in {len(pids)} worker processes ({each} thread{'s' * (each > 1)} each)" * (len(pids) > 1)
+    print(f"Serving {args.model_dir} ({' + '.join(parts)}, {info['n_users']:,} users, "
+          f"{info['n_items']:,} items) at {url}/{' (and every other address of this machine)' * everywhere}"
+          f"{workers}  -- API docs at {url}/docs; reload with "
+          f"`kill -HUP {os.getpid()}` or POST /admin/reload; Ctrl+C stops.", flush=True)
+
+
+def uvicorn_run(app, sock: socket.socket, access_log: bool) -> None:
+    """Serve ``app`` on the listening ``sock`` until SIGINT or SIGTERM (uvicorn then raises that signal again)."""
+    import uvicorn
+
     logs = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    logs["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout holds only the line above (--json: one object)
-    config = uvicorn.Config(create_app(holder, args.allow_origin), log_level="info" if args.access_log else "warning",
-                            access_log=args.access_log, log_config=logs)
+    logs["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout holds only the start-up line (--json: one object)
+    config = uvicorn.Config(app, log_level="info" if access_log else "warning", access_log=access_log, log_config=logs)
     uvicorn.Server(config).run(sockets=[sock])
-    return 0

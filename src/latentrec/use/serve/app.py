@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
@@ -126,9 +127,12 @@ def is_loopback(host: str | None) -> bool:
     return address.is_loopback or bool(getattr(address, "ipv4_mapped", None) and address.ipv4_mapped.is_loopback)
 
 
-def create_app(holder: ModelHolder, allow_origins: Sequence[str] = ()) -> FastAPI:
+def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
+               on_reload: Callable[[], None] | None = None) -> FastAPI:
     """The server for ``holder``'s model dir; loads it in the background at start-up if it is not loaded yet.
-    ``allow_origins``: web pages on these origins may call the API from a browser (CORS; ``*`` for any)."""
+    ``allow_origins``: web pages on these origins may call the API from a browser (CORS; ``*`` for any).
+    ``on_reload``: called on the event loop when ``/admin/reload`` is accepted, before this process reloads
+    (``latentrec serve --workers`` passes the reload on to the other workers)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -172,8 +176,8 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = ()) -> FastAP
     @app.head("/healthz", include_in_schema=False)
     @app.get("/healthz", tags=["health"], response_model=Health)
     async def healthz() -> dict:
-        """The process answers."""
-        return {"status": "ok"}
+        """The process answers (with several workers, ``pid`` says which one)."""
+        return {"status": "ok", "pid": os.getpid()}
 
     @app.head("/readyz", include_in_schema=False)
     @app.get("/readyz", tags=["health"], response_model=Ready, responses={503: {"model": Ready}})
@@ -263,12 +267,16 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = ()) -> FastAP
               responses={403: {"model": Error}, 409: {"model": Reloaded}})
     async def reload(request: Request) -> JSONResponse:
         """Read the model dir again and swap it in (loopback clients only); on failure the old model keeps serving
-        and the answer is 409 with the reason."""
+        and the answer is 409 with the reason. With ``latentrec serve --workers``, every worker reloads; the
+        answer is the one that received the request."""
         if request.client is None or not is_loopback(request.client.host):
             raise HTTPException(403, "Reload is only accepted from the loopback interface.")
+        if on_reload is not None:
+            on_reload()
         swapped, message = await run_in_threadpool(holder.reload)
         state = holder.state
         return JSONResponse({"reloaded": swapped, "detail": message, "model": state.info() if state else None},
                             status_code=200 if swapped else 409)
 
     return app
+

@@ -4,7 +4,8 @@ Requests read ``holder.state`` once and use that snapshot to the end, so a reloa
 the model under a request. A reload loads and warms the new model beside the old one and swaps
 one reference; if the new model fails to load, the old one keeps serving and the failure is
 logged. Model calls run one at a time under ``holder.lock``: each already uses every core (torch
-and the compiled kernels), so one call at a time is the fastest order.
+and the compiled kernels), so one call at a time is the fastest order within a process;
+``latentrec serve --workers N`` runs N processes, each with its own holder and its share of the cores.
 """
 
 from __future__ import annotations

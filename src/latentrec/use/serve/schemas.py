@@ -103,3 +103,4 @@ class Reloaded(Answer):
 
 class Health(Answer):
     status: str
+    pid: int = Field(description="the process that answered (with several workers, which one)")

@@ -1,0 +1,153 @@
+"""Several server processes on one socket: forked by the process that bound it, each loading the model itself.
+
+The parent forwards SIGHUP to every worker (each reloads its model) and passes a reload asked of one worker over
+HTTP on to the others. SIGINT or SIGTERM stops every worker (uvicorn's graceful shutdown), then the parent raises
+that signal again, so it exits as a single server process would; a second signal kills the workers. A worker that
+dies stops the others and the parent fails with one sentence rather than restarting it: a crash here is a bug or
+memory running out (N models in memory), which a restart would most likely repeat in a loop, while the service
+manager that restarts the whole server sees the failure and can back off.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+
+from latentrec.errors import LatentrecError
+
+log = logging.getLogger("latentrec.serve")
+STOPS = (signal.SIGINT, signal.SIGTERM)
+HANDLED = (signal.SIGHUP, *STOPS)
+
+# One worker's life, run in the forked process: load the model, send ("ready", model info) or ("failed", one
+# sentence) on the connection, then serve, sending ("reload", None) when /admin/reload asks it to reload.
+Work = Callable[[Connection], None]
+OnReady = Callable[[list[int], list[dict]], None]  # every worker's pid and model info, once all are loaded
+
+
+def exit_reason(code: int) -> str:
+    """A process's exit code in words."""
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+
+
+class Workers:
+    """``n`` forked processes each running ``work``, supervised by this one (see the module docstring)."""
+
+    def __init__(self, n: int, work: Work):
+        self.n, self.work = n, work
+        self.procs: list[multiprocessing.Process] = []
+        self.conns: dict[int, Connection] = {}  # worker -> the end its messages arrive on, while it is open
+        self.infos: dict[int, dict] = {}  # worker -> its model's info, once loaded
+        self.stop_signal: int | None = None
+        self.failure: str | None = None
+
+    def run(self, on_ready: OnReady) -> None:
+        """Start the workers, call ``on_ready`` once every one has loaded its model, and return when all have
+        stopped: after SIGINT or SIGTERM by raising that signal again, after a worker's failure by raising
+        :class:`LatentrecError` with one sentence."""
+        previous = self._start()
+        try:
+            running = dict(enumerate(self.procs))
+            while running:
+                watched = {p.sentinel: (k, "exited") for k, p in running.items()}
+                watched |= {c: (k, "wrote") for k, c in self.conns.items()}
+                for ready in wait(list(watched)):
+                    k, what = watched[ready]
+                    if what == "wrote" and k in self.conns:
+                        self._receive(k, on_ready)
+                    elif what == "exited":
+                        running.pop(k).join()
+                        self._exited(k, on_ready)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if self.failure:
+            raise LatentrecError(self.failure)
+        if self.stop_signal is not None:
+            signal.raise_signal(self.stop_signal)
+
+    def _start(self) -> dict[int, object]:
+        """Fork the workers with our signals held back, so that none arrives before each side has its handlers;
+        the handlers this process had before."""
+        fork = multiprocessing.get_context("fork")
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        try:
+            for k in range(self.n):
+                receiver, sender = fork.Pipe(duplex=False)
+                # daemon: should this process fail, its exit stops the workers instead of waiting for them
+                proc = fork.Process(target=self._child, args=(sender,), name=f"latentrec-worker-{k + 1}", daemon=True)
+                proc.start()
+                sender.close()  # the worker holds the only sending end: its exit reads as the end of its messages
+                self.procs.append(proc)
+                self.conns[k] = receiver
+            handlers = {signal.SIGHUP: lambda *_: self._signal_all(signal.SIGHUP)}
+            handlers |= {sig: self._on_stop for sig in STOPS}
+            return {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+
+    def _child(self, sender: Connection) -> None:
+        """A worker's start: the parent owns Ctrl-C (it stops the workers with SIGTERM), SIGTERM stops it, and
+        SIGHUP waits until ``work`` has a model to reload."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+        self.work(sender)
+
+    def _receive(self, k: int, on_ready: OnReady) -> None:
+        """Act on worker ``k``'s next message."""
+        try:
+            kind, payload = self.conns[k].recv()
+        except EOFError:
+            del self.conns[k]
+            return
+        if kind == "failed":
+            self._fail(payload)
+        elif kind == "reload":
+            log.info("Worker %d was asked to reload; passing it on to the others.", self.procs[k].pid)
+            self._signal_all(signal.SIGHUP, but=k)
+        elif kind == "ready":
+            self.infos[k] = payload
+            if len(self.infos) == self.n and self.stop_signal is None and self.failure is None:
+                try:
+                    on_ready([p.pid for p in self.procs], [self.infos[i] for i in range(self.n)])
+                except LatentrecError as e:
+                    self._fail(str(e))
+
+    def _exited(self, k: int, on_ready: OnReady) -> None:
+        """Worker ``k`` has exited: after its last messages (a failure it reported), an unexpected exit stops all."""
+        while k in self.conns and self.conns[k].poll():
+            self._receive(k, on_ready)
+        if self.stop_signal is None and self.failure is None:
+            proc = self.procs[k]
+            when = "died" if k in self.infos else "stopped while loading the model"
+            self._fail(f"Worker {k + 1} of {self.n} (pid {proc.pid}) {when} ({exit_reason(proc.exitcode)}); "
+                       f"the other workers were stopped.")
+
+    def _fail(self, message: str) -> None:
+        """Stop every worker; the run ends by raising ``message`` (the first failure's)."""
+        if self.failure is None:
+            self.failure = message
+            self._signal_all(signal.SIGTERM)
+
+    def _on_stop(self, sig: int, frame: object) -> None:
+        """SIGINT or SIGTERM: stop every worker gracefully; a second one kills them."""
+        if self.stop_signal is None and self.failure is None:
+            self.stop_signal = sig
+            self._signal_all(signal.SIGTERM)
+        else:
+            self._signal_all(signal.SIGKILL)
+
+    def _signal_all(self, sig: int, but: int | None = None) -> None:
+        """Send ``sig`` to every running worker (except number ``but``)."""
+        for k, proc in enumerate(self.procs):
+            if k != but and proc.exitcode is None:
+                try:
+                    os.kill(proc.pid, sig)
+                except ProcessLookupError:  # exited since: its sentinel tells the loop
+                    pass
