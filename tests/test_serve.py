@@ -19,7 +19,7 @@ from latentrec.data.vocab import Vocab
 from latentrec.use.coldstart import UserRatings
 from latentrec.use.interpret import item_pca
 from latentrec.use.recommender import Recommender
-from latentrec.use.serve.app import MAX_BODY, create_app
+from latentrec.use.serve.app import MAX_BODY, app_from_env, create_app
 from latentrec.use.serve.holder import Loaded, ModelHolder
 from latentrec.use.similar import similar_items
 from latentrec.use.topn import popular, recommend
@@ -403,6 +403,25 @@ def test_a_body_sent_as_a_form_is_told_to_be_json(client):
     r = client.post("/api/predict", content=b'{"pairs": [["u1", "i1"]]}',
                     headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 422 and "Content-Type: application/json" in r.json()["detail"]
+
+
+def test_app_factory_reads_the_model_dir_from_the_environment(model_dir, tmp_path, monkeypatch, capsys):
+    """``uvicorn --factory latentrec.use.serve.app:app_from_env``: the model is loaded before the app is returned;
+    a missing variable or model dir is one sentence and uvicorn's start-up failure status, which stops its
+    supervisor instead of restarting the worker."""
+    monkeypatch.delenv("LATENTREC_MODEL", raising=False)
+    for value, said in ((None, "Set LATENTREC_MODEL to the model directory to serve"),
+                        (tmp_path / "none", f"Model directory {tmp_path / 'none'} does not exist")):
+        if value is not None:
+            monkeypatch.setenv("LATENTREC_MODEL", str(value))
+        with pytest.raises(SystemExit) as stop:
+            app_from_env()
+        err = capsys.readouterr().err
+        assert stop.value.code == 3 and err.startswith(f"latentrec: error: {said}") and err.count("\n") == 1
+    monkeypatch.setenv("LATENTREC_MODEL", str(model_dir))
+    client = TestClient(app_from_env())
+    assert client.get("/readyz").json()["model"]["generation"] == 1
+    assert client.get("/api/users/u1/recommendations?n=2").status_code == 200
 
 
 def test_reload_asked_over_http_is_passed_on_before_this_process_reloads(holder):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
@@ -30,7 +31,7 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
-from latentrec.errors import DataError, LatentrecError
+from latentrec.errors import ConfigError, DataError, LatentrecError
 from latentrec.use.coldstart import UserRatings, folds_in, ignored_items
 from latentrec.use.interpret import item_pca
 from latentrec.use.recommender import Recommender
@@ -43,6 +44,8 @@ STATIC = Path(__file__).parent / "static"
 MAX_BODY = 1 << 20  # bytes; larger request bodies get 413
 MAX_N = 1000  # the most items one list may ask for
 MAPS_KEPT = 4  # /api/map answers cached per model (by item count)
+MODEL_ENV = "LATENTREC_MODEL"  # the model dir app_from_env serves
+STARTUP_FAILURE = 3  # uvicorn's exit status for a worker that cannot start: its supervisor then stops, not restarts
 
 # strict: a JSON true, 1.5 or null is refused (422), not read as the id "1", "1" or "None"
 Id = Annotated[StrictStr | StrictInt, Field(description="a raw user or item id (a string or an integer), as in the "
@@ -280,3 +283,26 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
 
     return app
 
+
+def app_from_env() -> FastAPI:
+    """The app for an ASGI server of your own, serving the model dir named by ``$LATENTREC_MODEL``:
+    ``LATENTREC_MODEL=model uvicorn --factory latentrec.use.serve.app:app_from_env --workers 4``. The model is
+    loaded here, before the server listens. A missing variable or a model that cannot be read is one sentence on
+    stderr and exit status 3, uvicorn's start-up failure, which stops its supervisor rather than restarting
+    workers that would fail the same way."""
+    try:
+        holder = ModelHolder(model_dir_from_env())
+        holder.load()
+    except LatentrecError as e:
+        print(f"latentrec: error: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
+        raise SystemExit(STARTUP_FAILURE) from None
+    return create_app(holder)
+
+
+def model_dir_from_env() -> str:
+    """``$LATENTREC_MODEL``, or one sentence saying how to set it."""
+    path = os.environ.get(MODEL_ENV, "").strip()
+    if not path:
+        raise ConfigError(f"Set {MODEL_ENV} to the model directory to serve (written by `latentrec train`), e.g. "
+                          f"{MODEL_ENV}=model uvicorn --factory latentrec.use.serve.app:app_from_env.")
+    return path
