@@ -7,7 +7,8 @@ saves it, then measures in one run:
   ``recommend(rec, user, 10)`` (the same list as a DataFrame), for distinct known users;
 - over HTTP on 127.0.0.1: a real ``latentrec serve`` subprocess (port 0), keep-alive clients in
   threads, ``GET /api/users/{id}/recommendations?n=10`` with one client and with 8 concurrent
-  clients; the same for ``GET /healthz`` so the framework's own ceiling shows beside ours.
+  clients; the same for ``GET /healthz`` so the framework's own ceiling shows beside ours; with
+  ``--workers 1 2``, one server after the other with each worker count, the same requests.
 
 Every request count is bounded; the server is stopped at the end. Prints one table with the
 targets of issue 15 (in process <= 1 ms; 1 client p50 <= 3 ms, p99 <= 10 ms; 8 clients >= 500
@@ -15,6 +16,7 @@ req/s with p99 <= 50 ms) and the load average, since other work on the machine s
 
     python benchmarks/serve_load.py
     python benchmarks/serve_load.py --ranker none --requests 4000     # the rating model orders the lists
+    python benchmarks/serve_load.py --workers 1 2                     # one server process, then two
 """
 
 from __future__ import annotations
@@ -107,11 +109,26 @@ def load(host: str, port: int, paths: list[str], clients: int) -> tuple[list[flo
     return [x for lat in latencies for x in lat], wall
 
 
-def row(name: str, clients: str, lat: list[float], wall: float | None, target: str) -> str:
+def measure(model_dir: Path, workers: int, recs: list[str], health: list[str]) -> dict:
+    """A real server with ``workers`` processes: (paths, clients) -> (latencies, wall time)."""
+    server = subprocess.Popen([sys.executable, "-m", "latentrec", "serve", str(model_dir), "--port", "0", "--json",
+                               "--workers", str(workers)], stdout=subprocess.PIPE, text=True)
+    try:
+        url = json.loads(server.stdout.readline())["url"]
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        load(host, int(port), recs[:200] + health[:200], 2 * workers)  # warm up (every worker, mostly)
+        return {(name, c): load(host, int(port), paths, c) for name, paths in (("recs", recs), ("health", health))
+                for c in (1, 8)}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def row(name: str, workers: str, clients: str, lat: list[float], wall: float | None, target: str) -> str:
     ms = np.asarray(lat) * 1e3
     rate = f"{len(lat) / wall:8.0f}" if wall else f"{'-':>8}"
-    return (f"{name:<34} {clients:>7} {len(lat):>8} {np.percentile(ms, 50):7.2f} {np.percentile(ms, 99):7.2f} "
-            f"{rate}   {target}")
+    return (f"{name:<34} {workers:>7} {clients:>7} {len(lat):>8} {np.percentile(ms, 50):7.2f} "
+            f"{np.percentile(ms, 99):7.2f} {rate}   {target}")
 
 
 def main() -> None:
@@ -121,6 +138,8 @@ def main() -> None:
     p.add_argument("--ratings", type=int, default=1_000_000)
     p.add_argument("--ranker", default="auto", help="the ranker trained beside the rating model (train's default)")
     p.add_argument("--requests", type=int, default=2000, help="HTTP requests per measurement (default 2000)")
+    p.add_argument("--workers", type=int, nargs="+", default=[1],
+                   help="server processes (latentrec serve --workers); several: one server after the other")
     args = p.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,30 +147,22 @@ def main() -> None:
         rng = np.random.default_rng(0)
         users = [str(u) for u in rng.integers(0, args.users, args.requests)]
         inproc = in_process(model_dir, users[:500], 10)
-        server = subprocess.Popen([sys.executable, "-m", "latentrec", "serve", str(model_dir), "--port", "0", "--json"],
-                                  stdout=subprocess.PIPE, text=True)
-        try:
-            url = json.loads(server.stdout.readline())["url"]
-            host, port = url.removeprefix("http://").rsplit(":", 1)
-            recs = [f"/api/users/{u}/recommendations?n=10" for u in users]
-            health = ["/healthz"] * args.requests
-            load(host, int(port), recs[:200] + health[:200], 2)  # warm up
-            runs = {(name, c): load(host, int(port), paths, c) for name, paths in (("recs", recs), ("health", health))
-                    for c in (1, 8)}
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
+        recs = [f"/api/users/{u}/recommendations?n=10" for u in users]
+        health = ["/healthz"] * args.requests
+        runs = {w: measure(model_dir, w, recs, health) for w in args.workers}
 
     print(f"\nload average at the end (1/5/15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
           f"on {os.cpu_count()} cores\n")
-    print(f"{'what':<34} {'clients':>7} {'requests':>8} {'p50 ms':>7} {'p99 ms':>7} {'req/s':>8}   target")
-    print(row("in process: the endpoint's call", "-", inproc["endpoint"], None, "p50 <= 1 ms"))
-    print(row("in process: recommend() DataFrame", "-", inproc["recommend"], None, "(reference)"))
+    print(f"{'what':<34} {'workers':>7} {'clients':>7} {'requests':>8} {'p50 ms':>7} {'p99 ms':>7} {'req/s':>8}   "
+          f"target")
+    print(row("in process: the endpoint's call", "-", "-", inproc["endpoint"], None, "p50 <= 1 ms"))
+    print(row("in process: recommend() DataFrame", "-", "-", inproc["recommend"], None, "(reference)"))
     rec_path = "GET /api/users/{id}/recommendations"
-    print(row(rec_path, "1", *runs["recs", 1], "p50 <= 3 ms, p99 <= 10 ms"))
-    print(row(rec_path, "8", *runs["recs", 8], ">= 500 req/s, p99 <= 50 ms"))
-    print(row("GET /healthz", "1", *runs["health", 1], "(framework ceiling)"))
-    print(row("GET /healthz", "8", *runs["health", 8], "(framework ceiling)"))
+    for w, run in runs.items():
+        print(row(rec_path, str(w), "1", *run["recs", 1], "p50 <= 3 ms, p99 <= 10 ms"))
+        print(row(rec_path, str(w), "8", *run["recs", 8], ">= 500 req/s, p99 <= 50 ms"))
+        print(row("GET /healthz", str(w), "1", *run["health", 1], "(framework ceiling)"))
+        print(row("GET /healthz", str(w), "8", *run["health", 8], "(framework ceiling)"))
 
 
 if __name__ == "__main__":
