@@ -225,7 +225,7 @@ def test_workers_answer_reload_and_stop_together(model_dir):
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    assert f"Worker {pids[1]} was asked to reload" in log.read_text()
+    assert f"Worker 2 of 2 (pid {pids[1]}) was asked to reload" in log.read_text()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")

@@ -109,7 +109,8 @@ class Workers:
         if kind == "failed":
             self._fail(payload)
         elif kind == "reload":
-            log.info("Worker %d was asked to reload; passing it on to the others.", self.procs[k].pid)
+            log.info("Worker %d of %d (pid %d) was asked to reload; passing it on to the others.", k + 1, self.n,
+                     self.procs[k].pid)
             self._signal_all(signal.SIGHUP, but=k)
         elif kind == "ready":
             self.infos[k] = payload
@@ -120,7 +121,7 @@ class Workers:
                     self._fail(str(e))
 
     def _exited(self, k: int, on_ready: OnReady) -> None:
-        """Worker ``k`` has exited: after its last messages (a failure it reported), an unexpected exit stops all."""
+        """Worker ``k`` has exited: read what it said last (a failure it reported); an exit no stop asked for is one."""
         while k in self.conns and self.conns[k].poll():
             self._receive(k, on_ready)
         if self.stop_signal is None and self.failure is None:
