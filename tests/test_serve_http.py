@@ -228,6 +228,26 @@ def test_workers_answer_reload_and_stop_together(model_dir):
     assert f"Worker 2 of 2 (pid {pids[1]}) was asked to reload" in log.read_text()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="a parent's death signal is Linux's")
+def test_workers_stop_when_the_parent_is_killed(model_dir, tmp_path):
+    """kill -9 of the parent cannot stop its workers itself: they are told by the kernel and leave the port free."""
+    with open(tmp_path / "server.log", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "latentrec", "serve", str(model_dir), "--port", "0", "--json",
+                                 "--workers", "2"], stdout=subprocess.PIPE, stderr=err, text=True)
+    pids = json.loads(proc.stdout.readline())["workers"]
+    proc.kill()
+    proc.wait()
+    for _ in range(200):
+        alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()
+                 and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]]
+        if not alive:
+            return
+        time.sleep(0.05)
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    pytest.fail(f"workers {alive} outlived their killed parent")
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_page_in_headless_chromium(server):
     """Search a movie, open it, rate three of its neighbours, get recommendations; the map is drawn."""

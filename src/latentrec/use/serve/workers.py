@@ -22,6 +22,7 @@ from latentrec.errors import LatentrecError
 log = logging.getLogger("latentrec.serve")
 STOPS = (signal.SIGINT, signal.SIGTERM)
 HANDLED = (signal.SIGHUP, *STOPS)
+PR_SET_PDEATHSIG = 1  # prctl's option number (linux/prctl.h)
 
 # One worker's life, run in the forked process: load the model, send ("ready", model info) or ("failed", one
 # sentence) on the connection, then serve, sending ("reload", None) when /admin/reload asks it to reload.
@@ -32,6 +33,19 @@ OnReady = Callable[[list[int], list[dict]], None]  # every worker's pid and mode
 def exit_reason(code: int) -> str:
     """A process's exit code in words."""
     return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+
+
+def stop_with_parent(parent: int) -> None:
+    """On Linux, have SIGTERM sent to this worker when its parent dies, even by ``kill -9``: no worker outlives the
+    server holding its port. (Elsewhere the call does not exist: a killed parent's workers keep running.)"""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the call
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class Workers:
@@ -74,6 +88,7 @@ class Workers:
         """Fork the workers with our signals held back, so that none arrives before each side has its handlers;
         the handlers this process had before."""
         fork = multiprocessing.get_context("fork")
+        self.parent = os.getpid()
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         try:
             for k in range(self.n):
@@ -97,6 +112,7 @@ class Workers:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+        stop_with_parent(self.parent)
         self.work(sender)
 
     def _receive(self, k: int, on_ready: OnReady) -> None:
