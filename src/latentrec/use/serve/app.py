@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,7 +32,7 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
-from latentrec.errors import ConfigError, DataError, LatentrecError
+from latentrec.errors import ConfigError, DataError, LatentrecError, UnknownItemsLeftOut
 from latentrec.use.coldstart import UserRatings, folds_in, ignored_items
 from latentrec.use.interpret import item_pca
 from latentrec.use.recommender import Recommender
@@ -206,7 +207,8 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         rec = model().rec
         given = UserRatings([str(r.item) for r in body.ratings], [r.rating for r in body.ratings],
                             "the request")
-        with holder.lock:
+        with holder.lock, warnings.catch_warnings():  # the one route that sets filters, under the lock
+            warnings.simplefilter("ignore", UnknownItemsLeftOut)  # the response names them: "ignored"
             top = recommend(rec, None, body.n, ratings=given)
         folded = folds_in(rec, given)  # none known: the non-personalized list
         return JSONResponse({"user": None, "known": folded, "folded_in": folded,
