@@ -2,10 +2,11 @@
 
 For row ``x`` with rated columns ``j`` and confidences ``1 + a_j`` the system is
 ``(S + sum_j a_j y_j y_j^T) x = sum_j (1 + a_j) y_j`` with ``S = Y^T Y + reg I`` shared by every row
-(``solvers/ials.py``). Each row runs its CG steps alone: its rated ``y_j`` are read once a step, the
-``k x k`` ``S`` stays in cache, and nothing of the size of the ratings is allocated (the torch route
-builds a sampled product and a valued copy of the matrix a step). Rows are independent, so the
-result does not depend on the number of threads.
+(``solvers/ials.py``). Each row runs its CG steps alone, in float32 as the torch route does: its rated
+``y_j`` are gathered from memory once into a buffer that stays in cache for every step, as does the
+``k x k`` ``S``, and nothing of the size of the ratings is allocated (the torch route builds a sampled
+product and a valued copy of the matrix a step). Rows are independent, so the result does not depend
+on the number of threads.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ def _times(v, shared, ys, a, n, out):
     """``out = S v + sum_j a_j (y_j . v) y_j`` over the row's first ``n`` gathered ratings."""
     k = len(v)
     for p in range(k):
-        s = 0.0
+        s = np.float32(0.0)
         for q in range(k):
             s += shared[p, q] * v[q]
         out[p] = s
     for j in range(n):
-        s = 0.0
+        s = np.float32(0.0)
         for p in range(k):
             s += ys[j, p] * v[p]
         s *= a[j]
@@ -48,8 +49,8 @@ def _cg_rows(indptr, cols, extra, other, shared, x, steps):
         longest = 0
         for row in range(first, last):
             longest = max(longest, indptr[row + 1] - indptr[row])
-        ys, a = np.empty((longest, k), np.float32), np.empty(longest)  # the row's y_j, read once from memory
-        xr, r, p, ap = np.empty(k), np.empty(k), np.empty(k), np.empty(k)
+        ys, a = np.empty((longest, k), np.float32), np.empty(longest, np.float32)  # the row's y_j, read once from memory
+        xr, r, p, ap = np.empty(k, np.float32), np.empty(k, np.float32), np.empty(k, np.float32), np.empty(k, np.float32)
         for row in range(first, last):
             lo, n = indptr[row], indptr[row + 1] - indptr[row]
             for j in range(n):
@@ -99,7 +100,7 @@ class KernelRows:
     def cg(self, x: torch.Tensor, other: torch.Tensor, reg: float, steps: int) -> torch.Tensor:
         """``steps`` CG steps on every row's system, starting from ``x`` (float32, updated in place)."""
         y = other.numpy()
-        shared = y.T.astype(np.float64) @ y.astype(np.float64)
+        shared = y.T @ y
         shared[np.diag_indices_from(shared)] += reg
         _cg_rows(self.indptr, self.cols, self.extra, y, shared, x.numpy(), steps)
         return x
