@@ -54,7 +54,9 @@ def _cg_rows(indptr, cols, extra, other, shared, x, steps):
         for row in range(first, last):
             lo, n = indptr[row], indptr[row + 1] - indptr[row]
             for j in range(n):
-                ys[j] = other[cols[lo + j]]
+                c = cols[lo + j]
+                for m in range(k):  # element by element: a row slice would build an array view per rating
+                    ys[j, m] = other[c, m]
                 a[j] = extra[lo + j]
             for m in range(k):
                 xr[m] = x[row, m]
@@ -99,8 +101,7 @@ class KernelRows:
 
     def cg(self, x: torch.Tensor, other: torch.Tensor, reg: float, steps: int) -> torch.Tensor:
         """``steps`` CG steps on every row's system, starting from ``x`` (float32, updated in place)."""
-        y = other.numpy()
-        shared = y.T @ y
-        shared[np.diag_indices_from(shared)] += reg
-        _cg_rows(self.indptr, self.cols, self.extra, y, shared, x.numpy(), steps)
+        shared = other.T @ other  # torch, not numpy: OpenBLAS's threads would spin beside the kernel's
+        shared.diagonal().add_(reg)
+        _cg_rows(self.indptr, self.cols, self.extra, other.numpy(), shared.numpy(), x.numpy(), steps)
         return x
