@@ -172,6 +172,40 @@ def test_connections_are_refused_while_the_model_loads(model_dir, monkeypatch, c
     assert capsys.readouterr().err == "latentrec serve: error: while loading: listening 0, a connection refused True.\n"
 
 
+FIRST_WAITS_FOR_SECOND = """
+import errno, os, socket, sys, time
+from latentrec.cli import main, serve
+from latentrec.errors import ModelFileError
+from latentrec.use.serve.holder import ModelHolder
+bound, real_bind, real_load = [], serve.bind, ModelHolder.load
+serve.bind = lambda host, port: bound.append(real_bind(host, port)) or bound[-1]
+def load(holder):
+    try:
+        os.close(os.open(sys.argv[2], os.O_CREAT | os.O_EXCL))
+    except FileExistsError:  # the second worker: watch the port while the first has its model
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(bound[0].getsockname()) != errno.ECONNREFUSED:
+                    raise ModelFileError("the port took a connection before every worker had loaded.") from None
+            time.sleep(0.05)
+        raise ModelFileError("the second worker failed to load.") from None
+    return real_load(holder)
+ModelHolder.load = load
+sys.exit(main(["serve", sys.argv[1], "--port", "0", "--workers", "2"]))
+"""
+
+
+def test_no_worker_answers_before_every_worker_has_loaded(model_dir, tmp_path):
+    """--workers 2, the first worker to load succeeds and the other fails 3 s later: the first waits for the other
+    before it serves, so meanwhile the port refuses connections, and then the start-up fails whole. (In a fresh
+    process: a fork of this one, whose torch threads have run, could hang in the first worker's load.)"""
+    done = subprocess.run([sys.executable, "-c", FIRST_WAITS_FOR_SECOND, str(model_dir), str(tmp_path / "first")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.endswith("latentrec serve: error: the second worker failed to load.\n"), \
+        done.stderr
+
+
 def per_worker(url: str, pids: list[int]) -> dict[int, http.client.HTTPConnection]:
     """A keep-alive connection to each worker. The kernel gives a new connection to whichever worker accepts first,
     often the same one, so each worker that has answered is stopped (SIGSTOP) while the next connection is made."""

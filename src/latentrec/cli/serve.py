@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
     from latentrec.use.serve.holder import ModelHolder
+    from latentrec.use.serve.workers import Work
 
 EXAMPLE = """latentrec serve model --port 8000          # then open http://127.0.0.1:8000/
   curl 'http://127.0.0.1:8000/api/users/196/recommendations?n=5'
@@ -129,23 +130,32 @@ def serve_in_workers(args, sock: socket.socket) -> int:
     return 0
 
 
-def worker(args, sock: socket.socket) -> Callable[[Connection], None]:
-    """What each forked worker does: use its share of the cores, load the model, say so, serve."""
+def worker(args, sock: socket.socket) -> Work:
+    """What each forked worker does: use its share of the cores, load the model, say so, take SIGHUP (held back
+    until now), and return what serves."""
     from latentrec.use.serve.app import create_app
     from latentrec.use.serve.holder import ModelHolder
 
-    def work(parent: Connection) -> None:
+    def work(parent: Connection) -> Callable[[], None] | None:
         limit_threads(threads(args.workers))
         holder = ModelHolder(args.model_dir)
         try:
             state = holder.load()
         except LatentrecError as e:
             parent.send(("failed", " ".join(str(e).split())))
-            return
+            return None
         parent.send(("ready", state.info()))
         reload_on_sighup(holder)
-        app = create_app(holder, args.allow_origin, on_reload=lambda: parent.send(("reload", None)))
-        uvicorn_run(app, sock, args.access_log)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # one sent during the load: reload now
+
+        def pass_reload_on() -> None:
+            try:
+                parent.send(("reload", None))
+            except OSError:  # the parent is gone (this worker is being stopped): nothing to pass on
+                pass
+
+        app = create_app(holder, args.allow_origin, on_reload=pass_reload_on)
+        return lambda: uvicorn_run(app, sock, args.access_log)
 
     return work
 

@@ -24,9 +24,10 @@ STOPS = (signal.SIGINT, signal.SIGTERM)
 HANDLED = (signal.SIGHUP, *STOPS)
 PR_SET_PDEATHSIG = 1  # prctl's option number (linux/prctl.h)
 
-# One worker's life, run in the forked process: load the model, send ("ready", model info) or ("failed", one
-# sentence) on the connection, then serve, sending ("reload", None) when /admin/reload asks it to reload.
-Work = Callable[[Connection], None]
+# One worker's start, run in the forked process: load the model, send ("ready", model info) or ("failed", one
+# sentence) on the connection, and return what serves (None after a failure); that sends ("reload", None) when
+# /admin/reload asks it to reload. It is called once every worker has loaded, so that none answers before all can.
+Work = Callable[[Connection], Callable[[], None] | None]
 OnReady = Callable[[list[int], list[dict]], None]  # every worker's pid and model info, once all are loaded
 
 
@@ -89,6 +90,7 @@ class Workers:
         the handlers this process had before."""
         fork = multiprocessing.get_context("fork")
         self.parent = os.getpid()
+        self.go = fork.Event()  # set once every worker has loaded and the socket listens
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         try:
             for k in range(self.n):
@@ -106,14 +108,17 @@ class Workers:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
 
     def _child(self, sender: Connection) -> None:
-        """A worker's start: the parent owns Ctrl-C (it stops the workers with SIGTERM), SIGTERM stops it, and
-        SIGHUP waits until ``work`` has a model to reload."""
+        """A worker's life: Ctrl-C goes to the parent (it stops the workers with SIGTERM; the terminal sends it to
+        the whole group), SIGTERM stops it, and SIGHUP stays blocked, so kept pending, until ``work`` has a model
+        to reload and unblocks it; it serves once the parent says every worker is ready."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
         stop_with_parent(self.parent)
-        self.work(sender)
+        serve = self.work(sender)
+        if serve is not None:
+            self.go.wait()
+            serve()
 
     def _receive(self, k: int, on_ready: OnReady) -> None:
         """Act on worker ``k``'s next message."""
@@ -135,6 +140,8 @@ class Workers:
                     on_ready([p.pid for p in self.procs], [self.infos[i] for i in range(self.n)])
                 except LatentrecError as e:
                     self._fail(str(e))
+                    return
+                self.go.set()
 
     def _exited(self, k: int, on_ready: OnReady) -> None:
         """Worker ``k`` has exited: read what it said last (a failure it reported); an exit no stop asked for is one."""
