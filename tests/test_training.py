@@ -74,6 +74,17 @@ def test_divergence_keeps_last_good_weights_and_suggests_lr(lowrank):
     assert all(np.isfinite(p.detach().numpy()).all() for p in rec.model.parameters())
 
 
+def test_divergence_names_the_epoch_whose_weights_are_kept(lowrank):
+    """Validation got worse before the rate blew up: the model keeps the best epoch, and the sentence says which."""
+    train, _, _ = lowrank
+    cfg = TrainConfig(solver="autograd", opt="sgd", momentum=0.9, lr=0.05, epochs=8, n_factors=4, y_range=None,
+                      schedule="step:4:1,6:20", device="cpu")
+    with pytest.warns(TrainingDiverged):
+        rec, trainer = fit(train, config=cfg)
+    assert trainer.best_epoch < len(trainer.history)  # the last good epoch was not the best
+    assert f"kept the weights of epoch {trainer.best_epoch}." in trainer.diverged
+
+
 @pytest.mark.parametrize("y_range", [None, (0.5, 5.5)])
 def test_the_sgd_kernel_diverging_is_told_not_raised(lowrank, y_range):
     train, _, _ = lowrank

@@ -72,6 +72,7 @@ class Trainer:
     clip: tuple[float, float] | None = None  # predictions are clipped to the rating scale
     history: list[dict] = field(default_factory=list)
     diverged: str | None = None
+    _divergence: tuple[str, str] | None = None  # what happened, and the advice: the sentence is made once fit ends
     best_epoch: int | None = None
     train_seconds: float = 0.0
     start_epoch: int = 0
@@ -108,6 +109,10 @@ class Trainer:
             self.model.load_state_dict(self.best_state)
         elif self.history:
             self.best_epoch = self.history[-1]["epoch"]
+        if self._divergence:  # the weights kept are the best epoch's (by validation when there is one), not the last's
+            said, advice = self._divergence
+            kept = f"; kept the weights of epoch {self.best_epoch}" if self.history else ""
+            self.diverged = f"{said}{kept}. {advice}"
         return self.history
 
     def _epochs(self, runner, schedule) -> None:
@@ -127,8 +132,7 @@ class Trainer:
                           "(--n-factors)."
                           if runner.closed_form else
                           f"Lower the learning rate: try lr (--lr) {cfg.lr / 3:.3g}.")
-                kept = f"; kept the weights of epoch {epoch}" if epoch else ""
-                self.diverged = f"Training diverged in epoch {epoch + 1} ({why}){kept}. {advice}"
+                self._divergence = f"Training diverged in epoch {epoch + 1} ({why})", advice
                 break
             runner.limit = max(10 * mse, 1.0) if math.isinf(runner.limit) else runner.limit
             self.model.set_unknown_rows(self.user_counts, self.item_counts)
