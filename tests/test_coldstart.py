@@ -224,6 +224,28 @@ def test_an_nn_model_beside_a_ranker_predicts_for_a_new_user(implicit, tmp_path,
     assert "prediction" in out and "nan" not in out and ("are the unknown user's" in out) != implicit
 
 
+def test_an_nn_model_without_its_implicit_part_or_a_ranker_does_not_claim_to_fold_in(tmp_path, capsys):
+    """Nothing in the dir can use a new user's ratings: they get the flagged non-personalized list, told why."""
+    from tiny_rec import planted_clusters
+
+    from latentrec.config import TrainConfig
+    from latentrec.data.ratings import Ratings
+    from latentrec.training.fit import fit
+    from latentrec.use.topn import popular
+
+    df, _ = planted_clusters()
+    rec, _ = fit(Ratings(df, "planted"), config=TrainConfig(model="nn", epochs=2, valid_pct=0, device="cpu",
+                                                            ranker="none", implicit=False))
+    given = df[df.user == "u4"].head(5)
+    got = recommend(rec, ratings=dict(zip(given.item, given.rating)), n=5)
+    assert not got.known.any() and list(got.item) == list(rec.items.decode(popular(rec, 5)[0]))
+    rec.save(tmp_path / "m")
+    pairs = ",".join(f"{i}:{r:.1f}" for i, r in given[["item", "rating"]].to_numpy())
+    assert main(["recommend", str(tmp_path / "m"), "--ratings", pairs, "-n", "3"]) == 0
+    assert "the nn model cannot fold in (it has no implicit part): not personalized" in " ".join(
+        capsys.readouterr().out.split())
+
+
 def test_recommend_takes_a_new_users_ratings_in_the_shapes_a_notebook_has():
     rec, df, _ = trained()
     mine = df[df.user == "u4"].head(8)

@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from latentrec.use.coldstart import folds_in, ignored_items, parse_ratings, read_user_ratings
+    from latentrec.use.coldstart import can_fold_in, folds_in, ignored_items, parse_ratings, read_user_ratings
     from latentrec.use.recommender import Recommender
     from latentrec.use.topn import least_ratings, recommend, recommend_all, table_format, write_table
 
@@ -72,7 +72,9 @@ def run(args) -> int:
         who = (f"a new user with {plural(used, 'rating')}: the most-rated items they have not rated" if popular
                else f"a new user folded in from {plural(used, 'rating')}")
     elif given is not None:
-        who = f"a new user with no rated item the model knows: not personalized, the most-rated items " \
+        why = "no rated item the model knows" if can_fold_in(rec) else \
+            f"ratings the {rec.model.kind} model cannot fold in (it has no implicit part)"
+        who = f"a new user with {why}: not personalized, the most-rated items " \
               f"(>= {least_ratings(rec, args.min_ratings, args.n)} ratings)"
     elif args.user in rec.users:
         who = f"user {args.user}"

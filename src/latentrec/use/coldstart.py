@@ -137,9 +137,15 @@ def check_given(rec: Recommender, given: UserRatings) -> None:
                         f"{lo:g} to {hi:g}.")
 
 
+def can_fold_in(rec: Recommender) -> bool:
+    """Whether a new user's ratings can personalize anything: a ranker, a dot-product model, or CollabNN with its
+    implicit part (without it, a new user's predictions are the unknown user's)."""
+    return rec.ranker is not None or getattr(rec.model, "implicit", True) is not False
+
+
 def folds_in(rec: Recommender, given: UserRatings) -> bool:
-    """Whether the model knows any of the rated items (else there is nothing to fold in)."""
-    return bool((rec.items.encode(given.items) > 0).any())
+    """Whether ``given`` is folded in: the model can fold a user in and knows one of the rated items."""
+    return can_fold_in(rec) and bool((rec.items.encode(given.items) > 0).any())
 
 
 def ignored_items(rec: Recommender, items: list[str]) -> list[str]:

@@ -186,8 +186,8 @@ def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_ra
     matrix, iALS solves their factors; for the rating model: factors solved with the item factors
     fixed, or for CollabNN its sum over the rated items, ``coldstart.fold_in_predictions``) and the results are
     personalized. Ratings of items the model does not know are left out, with a
-    :class:`~latentrec.errors.UnknownItemsLeftOut` warning; if none is known, the user gets the non-personalized
-    list (``known`` False).
+    :class:`~latentrec.errors.UnknownItemsLeftOut` warning; if none is known, or the model dir cannot fold a user in
+    (a CollabNN without its implicit part and no ranker), the user gets the non-personalized list (``known`` False).
     """
     check_n(n)
     if isinstance(user, (list, tuple, set, dict, np.ndarray, pd.Series)):
