@@ -108,6 +108,26 @@ def test_cg_reaches_the_exact_per_row_solution(route):
                                    atol=1e-6 if route is KernelRows else 1e-8)  # the kernel's a_j are float32
 
 
+def test_the_kernel_steps_like_the_torch_route_on_empty_short_and_very_long_rows():
+    """float32 as in training; more rows than one parallel task, empty rows among them, and one row longer than
+    the kernel gathers into its buffer (read in place instead)."""
+    from latentrec.solvers.ials_kernel import GATHER_MAX
+
+    g = torch.Generator().manual_seed(3)
+    n_rows, n_cols, k = 150, GATHER_MAX + 500, 8
+    short = torch.randperm(n_rows * 40, generator=g)[:1500]
+    rows = torch.cat([short // 40, torch.full((GATHER_MAX + 100,), 7)])  # row 7: a hit
+    cols = torch.cat([short % 40, torch.randperm(n_cols, generator=g)[:GATHER_MAX + 100]])
+    keep = ~((rows == 7) & (torch.arange(len(rows)) < len(short))) & (rows % 10 != 3)  # rows 3, 13, ... empty
+    rows, cols = rows[keep], cols[keep]
+    extra = torch.rand(len(rows), generator=g) * 4
+    Y, x0 = torch.randn(n_cols, k, generator=g), torch.randn(n_rows, k, generator=g) * 0.1
+    got, want = (route(rows, cols, extra, n_rows, n_cols).cg(x0.clone(), Y, reg=2.0, steps=3)
+                 for route in (KernelRows, ConfidenceRows))
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-3)
+    assert (got[3] != x0[3]).any() and got[7].abs().sum() > 0  # an empty row steps towards 0 too
+
+
 def test_the_cpu_kernel_fits_the_factors_of_the_torch_route():
     """``fit_ials`` on the CPU (compiled per-row CG) and through the torch sparse ops the GPU runs: the same model."""
     g = torch.Generator().manual_seed(1)
