@@ -62,8 +62,9 @@ def test_a_title_given_as_an_item_id_is_pointed_at_its_item():
     rec = hand_rec()
     with pytest.raises(DataError, match=r"'Star Wars' is not an item id .*; it is the title of item i1 \(Star Wars"):
         similar_items(rec, "Star Wars")
-    with pytest.raises(DataError, match=r"'godfather' is not an item id of the model \(.*\)\.$"):  # two titles: no hint
-        similar_items(rec, "godfather")
+    for not_a_title in ("godfather", "Toy"):  # two whole titles; part of one: no hint
+        with pytest.raises(DataError, match=rf"'{not_a_title}' is not an item id of the model \(.*\)\.$"):
+            similar_items(rec, not_a_title)
 
 
 def test_models_without_item_vectors_get_a_clear_error():

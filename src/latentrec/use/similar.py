@@ -80,12 +80,12 @@ def title_matches(rec: Recommender, title: str, exact_wins: bool = True) -> list
 
 
 def title_hint(rec: Recommender, text: str) -> str:
-    """``"; it is the title of item ID (TITLE)"`` where ``text`` names one known item's title, else empty."""
-    try:
-        found = find_item(rec, text) if rec.titles and text.strip() else None
-    except DataError:
-        return ""
-    return f"; it is the title of item {found} ({rec.titles[found]})" if found else ""
+    """``"; it is the title of item ID (TITLE)"`` where ``text`` is one known item's whole title (with or without
+    its year, articles either way round; an id that a title merely contains, "12", gets none), else empty."""
+    query = text.strip().casefold()
+    whole = [i for i in title_matches(rec, text) if rec.titles[i].casefold() == query
+             or _normal(rec.titles[i]) in (query, _normal(text))]
+    return f"; it is the title of item {whole[0]} ({rec.titles[whole[0]]})" if len(whole) == 1 else ""
 
 
 def similar_items(rec: Recommender, item: str, n: int = 10, min_ratings: int = 0) -> pd.DataFrame:

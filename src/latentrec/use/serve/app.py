@@ -16,7 +16,6 @@ import math
 import os
 import sys
 import threading
-import warnings
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,8 +31,8 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
-from latentrec.errors import ConfigError, DataError, LatentrecError, UnknownItemsLeftOut
-from latentrec.use.coldstart import UserRatings, folds_in, ignored_items
+from latentrec.errors import ConfigError, DataError, LatentrecError
+from latentrec.use.coldstart import UserRatings, check_given, folds_in, ignored_items
 from latentrec.use.interpret import item_pca
 from latentrec.use.recommender import Recommender
 from latentrec.use.serve.holder import Loaded, ModelHolder
@@ -207,12 +206,15 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         rec = model().rec
         given = UserRatings([str(r.item) for r in body.ratings], [r.rating for r in body.ratings],
                             "the request")
-        with holder.lock, warnings.catch_warnings():  # the one route that sets filters, under the lock
-            warnings.simplefilter("ignore", UnknownItemsLeftOut)  # the response names them: "ignored"
-            top = recommend(rec, None, body.n, ratings=given)
+        check_given(rec, given)  # every rating on the scale, known item or not
+        ignored = ignored_items(rec, given.items)
+        kept = [(i, r) for i, r in zip(given.items, given.ratings) if i not in ignored]  # "ignored" says the rest:
+        known = UserRatings([i for i, _ in kept], [r for _, r in kept], "the request")  # no warning in the log
+        with holder.lock:
+            top = recommend(rec, None, body.n, ratings=known if known.items else None)
         folded = folds_in(rec, given)  # none known: the non-personalized list
-        return JSONResponse({"user": None, "known": folded, "folded_in": folded,
-                             "ignored": ignored_items(rec, given.items), "recommendations": records(top, drop=("known",))})
+        return JSONResponse({"user": None, "known": folded, "folded_in": folded, "ignored": ignored,
+                             "recommendations": records(top, drop=("known",))})
 
     @app.get("/api/items", tags=["items"], response_model=Search, responses=fails(503))
     def search_items(q: Annotated[str, Query(min_length=1, max_length=200,
