@@ -271,14 +271,14 @@ def test_workers_stop_when_the_parent_is_killed(model_dir, tmp_path):
     pids = json.loads(proc.stdout.readline())["workers"]
     proc.kill()
     proc.wait()
-    def running(pid: int) -> bool:
+    def not_exited(pid: int) -> bool:
         try:
             return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"  # a zombie has exited
         except FileNotFoundError:  # reaped
             return False
 
     for _ in range(200):
-        alive = [pid for pid in pids if running(pid)]
+        alive = [pid for pid in pids if not_exited(pid)]
         if not alive:
             return
         time.sleep(0.05)
