@@ -36,11 +36,11 @@ def child(route: str, args: argparse.Namespace) -> dict:
 
     users, items, w = planted(int(float(args.ratings)), args.users, args.items)
     model = ImplicitALS(args.users, args.items, 64, reg=40.0, alpha=5.0)
-    rows = {"kernel": KernelRows, "torch": ConfidenceRows}[route]
-    fit_ials(model, users[:1000], items[:1000], w[:1000], 1, rows=rows)  # compile / warm up
+    sides = {"kernel": KernelRows, "torch": ConfidenceRows}[route]
+    fit_ials(model, users[:1000], items[:1000], w[:1000], 1, sides=sides)  # compile / warm up
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t = time.perf_counter()
-    fit_ials(model, users, items, w, args.sweeps, rows=rows)
+    fit_ials(model, users, items, w, args.sweeps, sides=sides)
     seconds = (time.perf_counter() - t) / args.sweeps
     np.save(f"/tmp/ials_kernel_{route}.npy", model.item_factors.numpy())
     return {"ratings": len(users), "sweep_s": seconds,

@@ -133,8 +133,8 @@ def test_the_cpu_kernel_fits_the_factors_of_the_torch_route():
     g = torch.Generator().manual_seed(1)
     cells = torch.randperm(300 * 80, generator=g)[:3000]
     users, items, w = cells // 80 + 1, cells % 80 + 1, torch.rand(3000, generator=g) * 2
-    fits = [fit_ials(ImplicitALS(301, 81, 16, reg=5.0, alpha=5.0), users, items, w, epochs=6, rows=rows)
-            for rows in (None, ConfidenceRows)]
+    fits = [fit_ials(ImplicitALS(301, 81, 16, reg=5.0, alpha=5.0), users, items, w, epochs=6, sides=sides)
+            for sides in (None, ConfidenceRows)]
     for name in ("user_factors", "item_factors"):
         torch.testing.assert_close(getattr(fits[0], name), getattr(fits[1], name), atol=2e-4, rtol=1e-3)
     assert fits[0].item_factors.abs().sum() > 1  # the factors learnt something

@@ -23,7 +23,7 @@ from latentrec.config import ALWAYS, used_options
 from latentrec.errors import ModelFileError
 from latentrec.evaluation.tune import TuneResult
 from latentrec.use.interpret import figure, save_figure
-from latentrec.use.model_dir import META, WEIGHTS, WRITE_ID, weights_write_id
+from latentrec.use.model_dir import MODEL_FILES, WRITE_ID, weights_write_id
 
 SUMMARY = "summary.json"
 MODEL = "model"
@@ -69,7 +69,7 @@ def write_report(result: TuneResult, out: str | Path, toml_extra: dict | None = 
     writable_or_fail(out, folder=True)
     out, info = Path(out), dict(summary(result), write_id=write_id or uuid.uuid4().hex)
     in_place = result.model is not None and (out / MODEL).is_dir()
-    targets = [(out / MODEL, (WEIGHTS, META))] if in_place else []
+    targets = [(out / MODEL, MODEL_FILES)] if in_place else []
     targets.append((out, tuple(name for name in OWN if name != MODEL or not in_place)))
     try:
         with atomic_folders(*targets) as stages:

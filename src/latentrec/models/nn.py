@@ -213,7 +213,7 @@ class CollabNN(FactorModel):
         return self.score_embeddings(self.user_embeddings(users), chunk)
 
     @torch.no_grad()
-    def fold_in(self, items: torch.Tensor) -> torch.Tensor:
+    def new_user_embedding(self, items: torch.Tensor) -> torch.Tensor:
         """The embedding of a new user who rated ``items``, without training: with ``implicit``, the mean user's
         own part plus the sum over what they rated (SVD++'s way to meet a new user); else the unknown user's."""
         if not self.implicit:

@@ -41,44 +41,41 @@ class ConfidenceRows:
             self.extra = torch.sparse_csr_tensor(crow, col, values, (n_rows, n_cols), check_invariants=False)
 
     def cg(self, x: torch.Tensor, other: torch.Tensor, reg: float, steps: int) -> torch.Tensor:
-        return cg_side(x, other, self, reg, steps)
+        """``steps`` conjugate-gradient steps on every row's system at once, starting from ``x`` (updated in place)."""
+        shared = other.T @ other
+        shared.diagonal().add_(reg)
+        a = self.extra.values()
+
+        def times(v: torch.Tensor) -> torch.Tensor:
+            s = torch.sparse.sampled_addmm(self.extra, v, other.T, beta=0.0).values()  # v_r . y_c at every rating
+            return torch.addmm(self.valued(a * s) @ other, v, shared)
+
+        r = self.valued(1.0 + a) @ other - times(x)
+        p = r.clone()
+        rs = (r * r).sum(1)
+        for _ in range(steps):
+            ap = times(p)
+            step = rs / (p * ap).sum(1).clamp_min(1e-20)
+            x.addcmul_(step[:, None], p)
+            r.addcmul_(step[:, None], ap, value=-1.0)
+            rs_new = (r * r).sum(1)
+            p = r + (rs_new / rs.clamp_min(1e-20))[:, None] * p
+            rs = rs_new
+        return x
 
     def valued(self, values: torch.Tensor) -> torch.Tensor:
         e = self.extra
         return torch.sparse_csr_tensor(e.crow_indices(), e.col_indices(), values, e.shape, check_invariants=False)
 
 
-def cg_side(x: torch.Tensor, other: torch.Tensor, side: ConfidenceRows, reg: float, steps: int) -> torch.Tensor:
-    """``steps`` conjugate-gradient steps on every row's system at once, starting from ``x`` (updated in place)."""
-    shared = other.T @ other
-    shared.diagonal().add_(reg)
-    a = side.extra.values()
-
-    def times(v: torch.Tensor) -> torch.Tensor:
-        s = torch.sparse.sampled_addmm(side.extra, v, other.T, beta=0.0).values()  # v_r . y_c at every rating
-        return torch.addmm(side.valued(a * s) @ other, v, shared)
-
-    r = side.valued(1.0 + a) @ other - times(x)
-    p = r.clone()
-    rs = (r * r).sum(1)
-    for _ in range(steps):
-        ap = times(p)
-        step = rs / (p * ap).sum(1).clamp_min(1e-20)
-        x.addcmul_(step[:, None], p)
-        r.addcmul_(step[:, None], ap, value=-1.0)
-        rs_new = (r * r).sum(1)
-        p = r + (rs_new / rs.clamp_min(1e-20))[:, None] * p
-        rs = rs_new
-    return x
-
-
 @torch.no_grad()
 def fit_ials(model: ImplicitALS, users: torch.Tensor, items: torch.Tensor, weights: torch.Tensor, epochs: int = 15,
-             seed: int | None = 0, cg_steps: int = 3, rows: type | None = None) -> ImplicitALS:
+             seed: int | None = 0, cg_steps: int = 3, sides: type | None = None) -> ImplicitALS:
     """Fit ``model``'s factors to the training pairs (index tensors on the model's device) and their input weights.
 
-    ``rows`` holds each side's ratings and runs its CG steps: the compiled :class:`KernelRows` on the CPU,
-    :class:`ConfidenceRows` (torch sparse ops) elsewhere; tests pass the torch route on the CPU too.
+    ``sides`` is the class that holds each side's ratings and runs its CG steps: by default the compiled
+    :class:`KernelRows` on the CPU, :class:`ConfidenceRows` (torch sparse ops) elsewhere; tests and
+    ``benchmarks/ials_kernel.py`` pass the torch route on the CPU too.
     """
     dev = model.item_factors.device
     users, items = users.to(dev), items.to(dev)
@@ -88,9 +85,9 @@ def fit_ials(model: ImplicitALS, users: torch.Tensor, items: torch.Tensor, weigh
     P = torch.zeros(model.n_users, k, device=dev)
     Q = torch.randn(model.n_items, k, generator=gen, device=dev) * (0.1 / k ** 0.5)
     Q[0] = 0
-    rows = rows or (KernelRows if dev.type == "cpu" else ConfidenceRows)
-    by_user = rows(users, items, extra, model.n_users, model.n_items)
-    by_item = rows(items, users, extra, model.n_items, model.n_users)
+    sides = sides or (KernelRows if dev.type == "cpu" else ConfidenceRows)
+    by_user = sides(users, items, extra, model.n_users, model.n_items)
+    by_item = sides(items, users, extra, model.n_items, model.n_users)
     for _ in range(epochs):
         by_user.cg(P, Q, model.reg, cg_steps)
         by_item.cg(Q, P, model.reg, cg_steps)

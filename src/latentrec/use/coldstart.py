@@ -228,7 +228,7 @@ def fold_in_predictions(rec: Recommender, given: UserRatings) -> tuple[np.ndarra
         folded = fold_in(rec, given)
         return fold_in_scores(rec, folded), folded.item_index
     idx, known = known_items(rec, given)
-    emb = model.fold_in(torch.from_numpy(idx[known]).to(rec.device))
+    emb = model.new_user_embedding(torch.from_numpy(idx[known]).to(rec.device))
     return model.score_embeddings(emb[None])[0].clamp(*rec.rating_range).float().cpu().numpy(), idx[known]
 
 

@@ -27,6 +27,7 @@ from latentrec.errors import ModelFileError
 FORMAT = "latentrec-model"
 FORMAT_VERSION = 1
 WEIGHTS, META = "model.safetensors", "model.json"
+MODEL_FILES = (WEIGHTS, META)  # renamed into place in this order
 WRITE_ID = "write_id"  # in model.json and in the weights' header: which write the file belongs to
 READ_TRIES = 50  # a swap takes microseconds; a reader that keeps seeing a mix gives up after ~1 s
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -46,7 +47,7 @@ def write_model_dir(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     text = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **meta, WRITE_ID: write_id}, indent=1)
     try:
-        with atomic_folder(path, own=(WEIGHTS, META)) as tmp:
+        with atomic_folder(path, own=MODEL_FILES) as tmp:
             with atomic_path(tmp / WEIGHTS) as weights:
                 write_tensors(weights, tensors, {WRITE_ID: write_id})
             write_text(tmp / META, text)
@@ -122,7 +123,7 @@ def _read_once(path: Path) -> tuple[dict[str, torch.Tensor], dict, str | None]:
             f"{path} is not a latentrec model directory (expected a folder with {WEIGHTS} and {META}); "
             f"other files, pickles included, are refused without being opened as models."
         )
-    for name in (WEIGHTS, META):
+    for name in MODEL_FILES:
         if not (path / name).is_file():
             raise ModelFileError(f"{path} has no {name}; it is not a complete latentrec model directory.")
     try:
