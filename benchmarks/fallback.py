@@ -2,8 +2,9 @@
 
 ML-100K with 170 items and 95 users held out entirely (seeded); each solver's model trains on the rest
 (all rows, no validation) and predicts the held-out rows, whose user, item or both it has never seen.
-Printed next to the plain means the README compares the fallbacks with: the user's mean training rating
-for an unknown item, the item's for an unknown user, the global mean for both.
+Printed next to the plain means the README compares the fallbacks with (the user's mean training rating
+for an unknown item, the item's for an unknown user, the global mean for both) and the damped bias
+baseline each model dir keeps (``rec.baseline``), a candidate fallback.
 
     LATENTREC_DATA=../shared/data python benchmarks/fallback.py
 """
@@ -46,6 +47,10 @@ def main() -> None:
             p = rec.predict(rows.user.tolist(), rows.item.tolist()).prediction.to_numpy()
             print(f"| {solver} | {case} | {len(rows):,} | {rmse(p, rows.rating.to_numpy()):.4f} | {p.mean():.3f} "
                   f"| {rows.rating.mean():.3f} |")
+    for case, rows in cases.items():  # the damped bias baseline every model dir keeps (rec.baseline)
+        p = rec.predict_baseline(rec.encode(rows.user.tolist(), rows.item.tolist()))
+        print(f"| bias baseline | {case} | {len(rows):,} | {rmse(p, rows.rating.to_numpy()):.4f} | {p.mean():.3f} "
+              f"| {rows.rating.mean():.3f} |")
 
 
 if __name__ == "__main__":
