@@ -67,10 +67,11 @@ class Recommender:
     each item. Asking a model for what it lacks (ratings from a ranking-only model) raises
     :class:`~latentrec.errors.ModelCapabilityError`.
 
-    Unknown users or items encode to index 0 (``#na#``), whose row is the average user/item:
-    an unknown item is predicted at about the user's usual rating, an unknown user at about
-    the item's usual rating, both unknown at the global mean. Predictions say which rows were
-    known, and are clipped to the training data's rating scale.
+    Unknown users or items encode to index 0 (``#na#``), whose row is the average user/item (zero
+    factors, mean bias): an unknown item is predicted from the user's bias, an unknown user from the
+    item's, both unknown from the mean biases (``benchmarks/fallback.py`` measures how close that comes
+    to the plain means). Predictions say which rows were known, and are clipped to the training data's
+    rating scale.
     """
 
     model: nn.Module | None  # the rating model, or None for a ranking-only model
