@@ -277,9 +277,7 @@ def read_inputs(args: argparse.Namespace, cfg: TrainConfig) -> tuple:
 
 
 def run(args: argparse.Namespace) -> int:
-    from latentrec.data.batches import EncodedRows
     from latentrec.devices import pick_device
-    from latentrec.evaluation.evaluate import evaluate
     from latentrec.solvers import distributed
     from latentrec.training.fit import fit
     from latentrec.use.model_dir import weights_write_id
@@ -305,39 +303,49 @@ def run(args: argparse.Namespace) -> int:
             return interrupted(checkpoints, cfg.epochs, stop)
     if not main_rank:
         return 0
+    diverged = trainer.diverged if trainer is not None else None
+    if diverged and not trainer.history:  # not one good epoch: nothing worth saving or showing
+        checkpoints.remove()
+        raise ConfigError(f"{diverged} Nothing was saved.")
     write_id = uuid.uuid4().hex  # the saved model's: says, after an interrupt, whether the model went in
     try:
-        trainer_diverged = trainer.diverged if trainer is not None else None
-        if trainer_diverged and not trainer.history:  # not one good epoch: nothing worth saving or showing
-            checkpoints.remove()
-            raise ConfigError(f"{trainer_diverged} Nothing was saved.")
-        if trainer is not None:
-            trainer.train = None  # the training columns are in the model now: let them go (12 bytes a rating)
-        if lean is not None:
-            lean.train = None
-        result = {"model": str(args.out), "metrics": rec.info["metrics"], "best_epoch": rec.info["best_epoch"],
-                  "train_seconds": rec.info["train_seconds"], "config": rec.config,
-                  "ranker": rec.ranker.kind if rec.ranker is not None else None}
-        if "ranker_check" in rec.info:  # --ranker auto replaced its pick by popularity
-            result["ranker_check"] = rec.info["ranker_check"]
-        scored = valid if valid is not None else lean.valid if lean is not None else None
-        if scored is not None and not isinstance(scored, EncodedRows):
-            scored = rec.encode_rows(scored)  # once, for the evaluation and for counting them as rated
-        if test is None and scored is not None:  # scored before its rows count as rated below
-            result["valid"] = evaluate(rec, scored, max_rank_users=RANK_EVAL_USERS)
-        if scored is not None and not args.valid:  # rows of --data kept from training: the user rated them too,
-            rec = rec.with_rated(scored.data)  # so the saved model's lists skip them
-        if test is not None:
-            result["test"] = evaluate(rec, test, max_rank_users=RANK_EVAL_USERS)
-        rec.save(args.out, write_id=write_id)
-        checkpoints.remove()
-        if args.json:
-            emit_json(result)
-        else:
-            print_summary(rec, trainer is None, cfg.ranker, args.out, result)
-        if trainer_diverged:
-            stderr(f"latentrec train: error: {trainer_diverged} The last good model was saved to {args.out}.")
-            return 2
-        return 0
+        save_and_report(args, cfg, rec, trainer, (valid, test, lean), write_id)
     except KeyboardInterrupt as stop:  # after the last epoch: scoring, saving, showing
         return interrupted(checkpoints, cfg.epochs, stop, str(args.out), weights_write_id(args.out) == write_id)
+    checkpoints.remove()
+    if diverged:
+        stderr(f"latentrec train: error: {diverged} The model of that epoch was saved to {args.out}.")
+        return 2
+    return 0
+
+
+def save_and_report(args: argparse.Namespace, cfg, rec, trainer, held: tuple, write_id: str) -> None:
+    """Score the trained ``rec`` on the validation (or test) rows, save it with ``write_id`` and print the summary
+    (``held``: the validation rows, test rows and lean split that ``read_inputs`` gave)."""
+    from latentrec.data.batches import EncodedRows
+    from latentrec.evaluation.evaluate import evaluate
+
+    valid, test, lean = held
+    if trainer is not None:
+        trainer.train = None  # the training columns are in the model now: let them go (12 bytes a rating)
+    if lean is not None:
+        lean.train = None
+    result = {"model": str(args.out), "metrics": rec.info["metrics"], "best_epoch": rec.info["best_epoch"],
+              "train_seconds": rec.info["train_seconds"], "config": rec.config,
+              "ranker": rec.ranker.kind if rec.ranker is not None else None}
+    if "ranker_check" in rec.info:  # --ranker auto replaced its pick by popularity
+        result["ranker_check"] = rec.info["ranker_check"]
+    scored = valid if valid is not None else lean.valid if lean is not None else None
+    if scored is not None and not isinstance(scored, EncodedRows):
+        scored = rec.encode_rows(scored)  # once, for the evaluation and for counting them as rated
+    if test is None and scored is not None:  # scored before its rows count as rated below
+        result["valid"] = evaluate(rec, scored, max_rank_users=RANK_EVAL_USERS)
+    if scored is not None and not args.valid:  # rows of --data kept from training: the user rated them too,
+        rec = rec.with_rated(scored.data)  # so the saved model's lists skip them
+    if test is not None:
+        result["test"] = evaluate(rec, test, max_rank_users=RANK_EVAL_USERS)
+    rec.save(args.out, write_id=write_id)
+    if args.json:
+        emit_json(result)
+    else:
+        print_summary(rec, trainer is None, cfg.ranker, args.out, result)
