@@ -206,6 +206,62 @@ def test_no_worker_answers_before_every_worker_has_loaded(model_dir, tmp_path):
         done.stderr
 
 
+SIGNAL_WHILE_STARTING = """
+import os, signal, sys
+from latentrec.cli import main, serve
+sig, where, real_bind = getattr(signal, sys.argv[1]), sys.argv[2], serve.bind
+
+def bind(host, port):  # torch is imported by now, as `latentrec serve` imports it (after its own signal set-up)
+    if where == "load":
+        from latentrec.use.serve.holder import ModelHolder
+        real_load, sent = ModelHolder.load, []
+
+        def load(holder):  # the first load only: a reload loads again
+            if not sent:
+                sent.append(os.kill(os.getpid(), sig))
+            return real_load(holder)
+        ModelHolder.load = load
+    else:  # the parent, before it forks the workers
+        os.kill(os.getpid(), sig)
+    return real_bind(host, port)
+
+serve.bind = bind
+sys.exit(main(["serve", *sys.argv[3:], "--port", "0", "--json"]))
+"""
+
+
+@pytest.mark.parametrize("where, workers", [("load", "1"), ("bind", "2")])
+def test_a_sighup_while_starting_reloads_once_serving(model_dir, tmp_path, where, workers):
+    """`systemctl reload` or a retrain script's HUP landing while the server starts: held back, then a reload
+    (SIGHUP's default action used to end the process, status 129)."""
+    with open(tmp_path / "server.log", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", SIGNAL_WHILE_STARTING, "SIGHUP", where, str(model_dir),
+                                 "--workers", workers], stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line, (tmp_path / "server.log").read_text()
+        started = json.loads(line)
+        conns = per_worker(started["url"], started["workers"])
+        for _ in range(300):
+            if all(ask(c, "GET", "/readyz")[1]["model"]["generation"] == 2 for c in conns.values()):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("not every worker reloaded")
+        for conn in conns.values():
+            conn.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM), (tmp_path / "server.log").read_text()
+
+
+def test_a_sigterm_while_loading_stops_the_start_up(model_dir):
+    """SIGTERM during the load stops it as Ctrl-C does, even where the default action would be ignored (PID 1)."""
+    done = subprocess.run([sys.executable, "-c", SIGNAL_WHILE_STARTING, "SIGTERM", "load", str(model_dir)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 143 and "Traceback" not in done.stderr and "interrupted" in done.stderr, done.stderr
+
+
 def per_worker(url: str, pids: list[int]) -> dict[int, http.client.HTTPConnection]:
     """A keep-alive connection to each worker. The kernel gives a new connection to whichever worker accepts first,
     often the same one, so each worker that has answered is stopped (SIGSTOP) while the next connection is made."""

@@ -11,11 +11,12 @@ import re
 import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from latentrec.cli.common import command
-from latentrec.errors import ConfigError, LatentrecError
+from latentrec.errors import ConfigError, LatentrecError, Terminated
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -76,19 +77,42 @@ def listen(sock: socket.socket) -> None:
 
 
 def run(args) -> int:
-    try:
-        import uvicorn  # noqa: F401
+    hold_sighup()  # a reload asked for while starting waits for the model (SIGHUP's default would end the process)
+    with sigterm_stops_start_up():
+        try:
+            import uvicorn  # noqa: F401
 
-        import latentrec.use.serve.app  # noqa: F401
-    except ImportError as e:
-        raise ConfigError(f"latentrec serve needs FastAPI and uvicorn ({e.name} is missing): "
-                          f"pip install 'latentrec[serve]'.") from None
-    check(args)
-    which = " [%(process)d]" * (args.workers > 1)  # the worker that logged the line
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s %(name)s{which}: %(message)s")
-    sock = bind(args.host, args.port)  # a port in use says so before the model is read
+            import latentrec.use.serve.app  # noqa: F401
+        except ImportError as e:
+            raise ConfigError(f"latentrec serve needs FastAPI and uvicorn ({e.name} is missing): "
+                              f"pip install 'latentrec[serve]'.") from None
+        check(args)
+        which = " [%(process)d]" * (args.workers > 1)  # the worker that logged the line
+        logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s %(name)s{which}: %(message)s")
+        sock = bind(args.host, args.port)  # a port in use says so before the model is read
     with sock:
         return serve_here(args, sock) if args.workers == 1 else serve_in_workers(args, sock)
+
+
+def hold_sighup() -> None:
+    """Block SIGHUP: one that arrives now stays pending until a reload handler is installed and unblocks it
+    (:func:`reload_on_sighup` here, ``Workers`` with --workers), then reloads."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+
+
+@contextmanager
+def sigterm_stops_start_up() -> Iterator[None]:
+    """Until the server takes over its signals, SIGTERM stops the start-up as Ctrl-C does (exit 143). Without a
+    handler, a server that is a container's PID 1 would ignore it and go on loading."""
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def check(args) -> None:
@@ -108,10 +132,11 @@ def serve_here(args, sock: socket.socket) -> int:
     from latentrec.use.serve.app import create_app
     from latentrec.use.serve.holder import ModelHolder
 
-    holder = ModelHolder(args.model_dir)
-    state = holder.load()  # a model that cannot be read stops here with one sentence (exit status 2)
-    listen(sock)
-    reload_on_sighup(holder)
+    with sigterm_stops_start_up():
+        holder = ModelHolder(args.model_dir)
+        state = holder.load()  # a model that cannot be read stops here with one sentence (exit status 2)
+        listen(sock)
+        reload_on_sighup(holder)
     announce(args, sock, state.info(), [os.getpid()])
     uvicorn_run(create_app(holder, args.allow_origin), sock, args.access_log)
     return 0
@@ -145,8 +170,7 @@ def worker(args, sock: socket.socket) -> Work:
             parent.send(("failed", " ".join(str(e).split())))
             return None
         parent.send(("ready", state.info()))
-        reload_on_sighup(holder)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # one sent during the load: reload now
+        reload_on_sighup(holder)  # one sent during the load: reload now
 
         def pass_reload_on() -> None:
             try:
@@ -176,9 +200,11 @@ def limit_threads(n: int) -> None:
 
 
 def reload_on_sighup(holder: ModelHolder) -> None:
-    """SIGHUP reads the model dir again, on a thread of its own (the old model serves meanwhile)."""
+    """SIGHUP reads the model dir again, on a thread of its own (the old model serves meanwhile); one held back
+    while the model loaded is delivered now."""
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=holder.reload, daemon=True).start())
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
 
 
 def announce(args, sock: socket.socket, info: dict, pids: list[int]) -> None:
