@@ -261,6 +261,19 @@ def test_cross_origin_pages_only_where_allowed(holder):
     assert TestClient(create_app(holder)).options("/api/predict", headers=preflight).status_code == 405
 
 
+def test_a_burst_of_reloads_loads_at_most_twice(model_dir, monkeypatch):
+    """20 reloads asked while a load runs (a SIGHUP storm, a deploy script per replica): the first loads, the rest
+    share the one queued behind it, and every caller gets a success."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    h = ModelHolder(model_dir)
+    h.load()
+    monkeypatch.setattr(ModelHolder, "_warm_up", lambda self, rec: time.sleep(0.5))  # a load that takes a while
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda _: h.reload(), range(20)))
+    assert all(swapped for swapped, _ in answers) and 2 <= h.state.generation <= 3
+
+
 def test_a_ranking_only_model_answers_lists_and_refuses_ratings_with_a_4xx(model_dir):
     rec = served()[0]
     assert rec.ranker is not None

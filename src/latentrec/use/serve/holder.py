@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,23 +54,49 @@ class ModelHolder:
         self.state: Loaded | None = None
         self.lock = threading.Lock()  # one model call at a time (see the module docstring)
         self._reloading = threading.Lock()  # one load at a time
+        self._asked = threading.Lock()  # guards _queued
+        self._queued: Future | None = None  # the reload that starts when the running one ends
         self.last_error: str | None = None
 
     def load(self) -> Loaded:
         """Read the model dir (read-only), warm the model up, and swap it in; raises on failure,
         leaving the current model (if any) serving."""
         with self._reloading:
-            rec = Recommender.load(self.model_dir)
-            self._warm_up(rec)
-            generation = self.state.generation + 1 if self.state else 1
-            self.state = Loaded(rec, generation, time.time())  # one reference assignment: atomic
-            self.last_error = None
-            return self.state
+            return self._load()
+
+    def _load(self) -> Loaded:
+        rec = Recommender.load(self.model_dir)
+        self._warm_up(rec)
+        generation = self.state.generation + 1 if self.state else 1
+        self.state = Loaded(rec, generation, time.time())  # one reference assignment: atomic
+        self.last_error = None
+        return self.state
 
     def reload(self) -> tuple[bool, str]:
-        """:meth:`load`, with a failure logged and reported instead of raised: ``(swapped, message)``."""
+        """:meth:`load`, with a failure logged and reported instead of raised: ``(swapped, message)``.
+
+        Reloads asked while another waits to start share it and its answer (each still reads the model dir
+        after it was asked), so a burst of N SIGHUPs or requests loads twice at most, not N times."""
+        with self._asked:
+            queued, leads = self._queued, self._queued is None
+            if leads:
+                queued = self._queued = Future()
+        if not leads:
+            return queued.result()
+        with self._reloading:
+            with self._asked:
+                self._queued = None  # from now on a new request waits for a load of its own
+            try:
+                answer = self._reload()
+            except BaseException as e:  # the ones waiting on this load hear of it too
+                queued.set_exception(e)
+                raise
+        queued.set_result(answer)
+        return answer
+
+    def _reload(self) -> tuple[bool, str]:
         try:
-            state = self.load()
+            state = self._load()
         except Exception as e:  # whatever breaks the new model, the old one must keep serving
             expected = isinstance(e, LatentrecError)  # a bad model dir says so in one sentence; anything else is a bug
             message = (" ".join(str(e).split()) if expected
