@@ -274,6 +274,19 @@ def test_a_burst_of_reloads_loads_at_most_twice(model_dir, monkeypatch):
     assert all(swapped for swapped, _ in answers) and 2 <= h.state.generation <= 3
 
 
+def test_a_reload_that_raises_does_not_leave_later_reloads_waiting(model_dir, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    h = ModelHolder(model_dir)
+    h.load()
+    monkeypatch.setattr(ModelHolder, "_reload", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        h.reload()
+    monkeypatch.undo()
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(h.reload).result(timeout=30)[0]  # not a wait on the interrupted one
+
+
 def test_a_ranking_only_model_answers_lists_and_refuses_ratings_with_a_4xx(model_dir):
     rec = served()[0]
     assert rec.ranker is not None

@@ -131,8 +131,10 @@ def test_access_log_goes_to_stderr_and_stdout_stays_one_json_line(tmp_path, mode
 
 
 def test_bad_command_lines_exit_2_with_one_sentence(tmp_path, model_dir, capsys):
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     assert main(["serve", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask  # the SIGHUP held while starting is let go
     assert main(["serve", str(model_dir), "--port", "70000"]) == 2
     assert "--port must be between 0 and 65535" in capsys.readouterr().err
     assert main(["serve", str(model_dir), "--allow-origin", "https://app.example.com/"]) == 2

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from latentrec.use.serve.holder import ModelHolder
     from latentrec.use.serve.workers import Work
 
+SIGNAL_MASKS = hasattr(signal, "SIGHUP") and hasattr(signal, "pthread_sigmask")  # POSIX
+
 EXAMPLE = """latentrec serve model --port 8000          # then open http://127.0.0.1:8000/
   curl 'http://127.0.0.1:8000/api/users/196/recommendations?n=5'
   kill -HUP <pid>                             # read the model dir again after retraining it
@@ -77,7 +79,15 @@ def listen(sock: socket.socket) -> None:
 
 
 def run(args) -> int:
-    hold_sighup()  # a reload asked for while starting waits for the model (SIGHUP's default would end the process)
+    mask = hold_sighup()  # a reload asked for while starting waits for the model (its default would end the process)
+    try:
+        return start_and_serve(args)
+    finally:
+        if mask is not None:  # as the caller had it, also after a failed start (serve run in-process, in tests)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def start_and_serve(args) -> int:
     with sigterm_stops_start_up():
         try:
             import uvicorn  # noqa: F401
@@ -94,11 +104,13 @@ def run(args) -> int:
         return serve_here(args, sock) if args.workers == 1 else serve_in_workers(args, sock)
 
 
-def hold_sighup() -> None:
+def hold_sighup() -> set | None:
     """Block SIGHUP: one that arrives now stays pending until a reload handler is installed and unblocks it
-    (:func:`reload_on_sighup` here, ``Workers`` with --workers), then reloads."""
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    (:func:`reload_on_sighup` here, ``Workers`` with --workers), then reloads. The signal mask before, or None
+    where there is no SIGHUP (Windows)."""
+    if not SIGNAL_MASKS:
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
 
 
 @contextmanager
@@ -137,8 +149,9 @@ def serve_here(args, sock: socket.socket) -> int:
         state = holder.load()  # a model that cannot be read stops here with one sentence (exit status 2)
         listen(sock)
         reload_on_sighup(holder)
-    announce(args, sock, state.info(), [os.getpid()])
-    uvicorn_run(create_app(holder, args.allow_origin), sock, args.access_log)
+        announce(args, sock, state.info(), [os.getpid()])
+        app = create_app(holder, args.allow_origin)
+    uvicorn_run(app, sock, args.access_log)
     return 0
 
 
@@ -202,7 +215,7 @@ def limit_threads(n: int) -> None:
 def reload_on_sighup(holder: ModelHolder) -> None:
     """SIGHUP reads the model dir again, on a thread of its own (the old model serves meanwhile); one held back
     while the model loaded is delivered now."""
-    if hasattr(signal, "SIGHUP"):
+    if SIGNAL_MASKS:
         signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=holder.reload, daemon=True).start())
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
 

@@ -83,14 +83,17 @@ class ModelHolder:
                 queued = self._queued = Future()
         if not leads:
             return queued.result()
-        with self._reloading:
-            with self._asked:
-                self._queued = None  # from now on a new request waits for a load of its own
-            try:
+        try:
+            with self._reloading:
+                with self._asked:
+                    self._queued = None  # from now on a new request waits for a load of its own
                 answer = self._reload()
-            except BaseException as e:  # the ones waiting on this load hear of it too
-                queued.set_exception(e)
-                raise
+        except BaseException as e:  # interrupted, waiting or loading: the callers waiting on it hear of it too
+            with self._asked:
+                if self._queued is queued:  # never started: the next caller queues a load of its own
+                    self._queued = None
+            queued.set_exception(e)
+            raise
         queued.set_result(answer)
         return answer
 
