@@ -7,13 +7,13 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 _PUBLIC = {
-    "DotProductBias": "latentrec.models.dot", "LatentrecError": "latentrec.errors", "Ratings": "latentrec.data.ratings",
+    "Callback": "latentrec.training.callback", "DotProductBias": "latentrec.models.dot", "LatentrecError": "latentrec.errors", "Ratings": "latentrec.data.ratings",
     "Recommender": "latentrec.use.recommender", "TrainConfig": "latentrec.config", "create_params": "latentrec.models.dot",
     "evaluate": "latentrec.evaluation.evaluate", "fit": "latentrec.training.fit",
     "load_ratings": "latentrec.data.ratings", "recommend": "latentrec.use.topn", "recommend_all": "latentrec.use.topn",
     "similar_items": "latentrec.use.similar", "UserRatings": "latentrec.use.coldstart",
 }
-__all__ = ["DotProductBias", "LatentrecError", "Ratings", "Recommender", "TrainConfig", "UserRatings", "create_params",
+__all__ = ["Callback", "DotProductBias", "LatentrecError", "Ratings", "Recommender", "TrainConfig", "UserRatings", "create_params",
            "evaluate", "fit", "load_ratings", "recommend", "recommend_all", "similar_items"]
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from latentrec.errors import LatentrecError
     from latentrec.evaluation.evaluate import evaluate
     from latentrec.models.dot import DotProductBias, create_params
+    from latentrec.training.callback import Callback
     from latentrec.training.fit import fit
     from latentrec.use.coldstart import UserRatings
     from latentrec.use.recommender import Recommender
