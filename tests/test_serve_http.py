@@ -8,6 +8,7 @@ import errno
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -125,9 +126,10 @@ def test_weights_truncated_in_place_while_serving(tmp_path, model_dir):
 
 def test_access_log_goes_to_stderr_and_stdout_stays_one_json_line(tmp_path, model_dir):
     model = shutil.copytree(model_dir, tmp_path / "model")
-    with running(model, "--access-log") as (url, proc, log, _):
+    with running(model, "--access-log") as (url, proc, log, pids):
         assert get(f"{url}/healthz")[0] == 200
-    assert proc.stdout.read() == "" and "GET /healthz" in log.read_text()
+    line = next(x for x in log.read_text().splitlines() if "GET /healthz" in x)
+    assert proc.stdout.read() == "" and re.match(rf"\d{{4}}-\d\d-\d\d [\d:,]+ \[{pids[0]}\] INFO", line), line
 
 
 def test_bad_command_lines_exit_2_with_one_sentence(tmp_path, model_dir, capsys):

@@ -244,5 +244,7 @@ def uvicorn_run(app, sock: socket.socket, access_log: bool) -> None:
 
     logs = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     logs["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout holds only the start-up line (--json: one object)
+    for formatter in logs["formatters"].values():  # stamped like latentrec's own lines, with the answering process
+        formatter["fmt"] = "%(asctime)s [%(process)d] " + formatter["fmt"]
     config = uvicorn.Config(app, log_level="info" if access_log else "warning", access_log=access_log, log_config=logs)
     uvicorn.Server(config).run(sockets=[sock])
