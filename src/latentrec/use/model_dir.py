@@ -92,11 +92,8 @@ def weights_write_id(path: str | os.PathLike) -> str | None:
     save's staged description is read beside them); None if they are missing, unreadable or carry none."""
     try:
         with open(Path(path) / WEIGHTS, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if n > os.fstat(f.fileno()).st_size:
-                return None
-            write_id = json.loads(f.read(n))["__metadata__"][WRITE_ID]
-    except (OSError, ValueError, TypeError, KeyError, RecursionError):
+            write_id = read_header(f)[1].get(WRITE_ID)
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError):  # a header that is not an object
         return None
     return write_id if isinstance(write_id, str) else None
 
@@ -159,6 +156,19 @@ def _read_once(path: Path) -> tuple[dict[str, torch.Tensor], dict, str | None]:
     return tensors, meta, header.get(WRITE_ID)
 
 
+def read_header(f) -> tuple[dict, dict]:
+    """A safetensors file's header, read from the start of the open file ``f``: its tensor entries and its
+    ``__metadata__``; ValueError where the length or the metadata is not what the format says."""
+    n = int.from_bytes(f.read(8), "little")
+    if n > os.fstat(f.fileno()).st_size - 8:
+        raise ValueError(f"its header claims {n} bytes, more than the file holds")
+    header = json.loads(f.read(n))
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict):
+        raise ValueError("its __metadata__ is not an object")
+    return header, meta
+
+
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors of a safetensors file, each read into memory of its own, and the file's metadata.
 
@@ -167,14 +177,8 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     SIGBUS). Peak memory is the tensors themselves; ``safetensors.torch.load`` would hold the whole file twice.
     """
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        n = int.from_bytes(f.read(8), "little")
-        if n > size - 8:
-            raise ValueError(f"its header claims {n} bytes, more than the file holds")
-        header = json.loads(f.read(n))
-        meta = header.pop("__metadata__", None) or {}
-        if not isinstance(meta, dict):
-            raise ValueError("its __metadata__ is not an object")
+        header, meta = read_header(f)
+        size, n = os.fstat(f.fileno()).st_size, f.tell() - 8
         tensors = {}
         for name, entry in header.items():
             (begin, end), dtype = entry["data_offsets"], DTYPES[entry["dtype"]]
