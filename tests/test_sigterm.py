@@ -109,15 +109,11 @@ def test_sigterm_from_another_process_stops_training_at_once(tmp_path):
 
 def test_a_checkpoint_being_written_holds_sigterm_back_until_it_is_whole():
     from latentrec.atomic import held_signals
-    from latentrec.cli import _terminate
-    from latentrec.errors import Terminated
+    from latentrec.errors import Terminated, sigterm_as_ctrl_c
 
-    previous = signal.signal(signal.SIGTERM, _terminate)  # as the CLI has it while a command runs
     written = []
-    try:
+    with sigterm_as_ctrl_c():  # as the CLI has it while a command runs
         with pytest.raises(Terminated), held_signals():
             signal.raise_signal(signal.SIGTERM)
             written.append("the rest of the file")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     assert written == ["the rest of the file"]

@@ -1,5 +1,12 @@
 """One exception hierarchy; the CLI maps every LatentrecError to exit status 2."""
 
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class LatentrecError(Exception):
     """Base class: its message is one clear sentence meant for a person."""
@@ -43,6 +50,25 @@ class UnknownItemsLeftOut(UserWarning):
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised by the CLI where Ctrl-C raises KeyboardInterrupt, so that the same cleanup runs: temp files
     removed, the checkpoint kept, the same message."""
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """For the block, SIGTERM (``kill``, a service manager, torchrun stopping its workers) raises :class:`Terminated`,
+    a KeyboardInterrupt: the same cleanup and message as Ctrl-C. Only the main thread receives signals; elsewhere
+    the block just runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def interrupt_status(stop: KeyboardInterrupt) -> int:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 from importlib import import_module
 
 from latentrec.cli.memory import release_big_blocks
-from latentrec.errors import LatentrecError, Terminated, TrainingDiverged, UnknownItemsLeftOut, interrupt_status
+from latentrec.errors import LatentrecError, TrainingDiverged, UnknownItemsLeftOut, interrupt_status, sigterm_as_ctrl_c
 
 COMMANDS = ["train", "evaluate", "predict", "tune", "cv", "recommend", "similar", "interpret", "synth", "bench", "ablation",
             "serve"]
@@ -85,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     for said_otherwise in (TrainingDiverged, UnknownItemsLeftOut):  # the commands report these in their own words
         warnings.filterwarnings("ignore", category=said_otherwise)
     try:
-        with _sigterm_as_ctrl_c(args.command):
+        # SIGTERM acts as Ctrl-C (exit 143, checkpoint kept), except in serve, where uvicorn stops gracefully on it
+        with nullcontext() if args.command == "serve" else sigterm_as_ctrl_c():
             return int(args.run(args) or 0)
     except LatentrecError as e:
         return _fail(args.command, " ".join(str(e).split()))  # one line, even quoting a library's multi-line text
@@ -100,25 +98,6 @@ def main(argv: list[str] | None = None) -> int:
         if _speaks():
             print(f"latentrec {args.command}: interrupted.", file=sys.stderr)
         return interrupt_status(stop)
-
-
-@contextmanager
-def _sigterm_as_ctrl_c(command: str) -> Iterator[None]:
-    """While the command runs, SIGTERM (``kill``, a service manager, torchrun stopping its workers) raises
-    :class:`Terminated`, a KeyboardInterrupt: the same message, cleanup and kept checkpoint as Ctrl-C, exit 143.
-    Not for ``serve``: uvicorn stops gracefully on SIGTERM itself."""
-    if command == "serve" or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
 
 
 def _speaks() -> bool:

@@ -11,12 +11,11 @@ import re
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from latentrec.cli.common import command
-from latentrec.errors import ConfigError, LatentrecError, Terminated
+from latentrec.errors import ConfigError, LatentrecError, sigterm_as_ctrl_c
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -88,7 +87,7 @@ def run(args) -> int:
 
 
 def start_and_serve(args) -> int:
-    with sigterm_stops_start_up():
+    with sigterm_as_ctrl_c():  # until the server takes over its signals (a container's PID 1 ignores one unhandled)
         try:
             import uvicorn  # noqa: F401
 
@@ -113,20 +112,6 @@ def hold_sighup() -> set | None:
     return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
 
 
-@contextmanager
-def sigterm_stops_start_up() -> Iterator[None]:
-    """Until the server takes over its signals, SIGTERM stops the start-up as Ctrl-C does (exit 143). Without a
-    handler, a server that is a container's PID 1 would ignore it and go on loading."""
-    def stop(signum: int, frame: object) -> None:
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def check(args) -> None:
     """Refuse bad options with one sentence before binding the port."""
     for origin in args.allow_origin:  # a browser's Origin header has no path, not even a trailing slash
@@ -144,7 +129,7 @@ def serve_here(args, sock: socket.socket) -> int:
     from latentrec.use.serve.app import create_app
     from latentrec.use.serve.holder import ModelHolder
 
-    with sigterm_stops_start_up():
+    with sigterm_as_ctrl_c():
         holder = ModelHolder(args.model_dir)
         state = holder.load()  # a model that cannot be read stops here with one sentence (exit status 2)
         listen(sock)
