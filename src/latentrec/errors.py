@@ -38,6 +38,11 @@ def clip(text: str, width: int = 40) -> str:
     return text if len(text) <= width else f"{text[:width - 1]}…"
 
 
+def one_line(e: BaseException) -> str:
+    """An exception's message on one line (a library's multi-line text joined), for a sentence or a log line."""
+    return " ".join(str(e).split())
+
+
 class TrainingDiverged(UserWarning):
     """``fit`` stopped a diverging run and kept the last good epoch's weights (``rec.info["diverged"]`` says why).
     A warning, not an error: the model is usable, and the CLI reports it in its own words."""

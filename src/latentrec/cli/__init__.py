@@ -10,7 +10,14 @@ from contextlib import nullcontext
 from importlib import import_module
 
 from latentrec.cli.memory import release_big_blocks
-from latentrec.errors import LatentrecError, TrainingDiverged, UnknownItemsLeftOut, interrupt_status, sigterm_as_ctrl_c
+from latentrec.errors import (
+    LatentrecError,
+    TrainingDiverged,
+    UnknownItemsLeftOut,
+    interrupt_status,
+    one_line,
+    sigterm_as_ctrl_c,
+)
 
 COMMANDS = ["train", "evaluate", "predict", "tune", "cv", "recommend", "similar", "interpret", "synth", "bench", "ablation",
             "serve"]
@@ -86,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         with nullcontext() if args.command == "serve" else sigterm_as_ctrl_c():
             return int(args.run(args) or 0)
     except LatentrecError as e:
-        return _fail(args.command, " ".join(str(e).split()))  # one line, even quoting a library's multi-line text
+        return _fail(args.command, one_line(e))  # one line, even quoting a library's multi-line text
     except (MemoryError, RuntimeError) as e:
         if not _out_of_memory(e):
             raise

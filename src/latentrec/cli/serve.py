@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from latentrec.cli.common import command
-from latentrec.errors import ConfigError, LatentrecError, sigterm_as_ctrl_c
+from latentrec.errors import ConfigError, LatentrecError, one_line, sigterm_as_ctrl_c
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -165,7 +165,7 @@ def worker(args, sock: socket.socket) -> Work:
         try:
             state = holder.load()
         except LatentrecError as e:
-            parent.send(("failed", " ".join(str(e).split())))
+            parent.send(("failed", one_line(e)))
             return None
         parent.send(("ready", state.info()))
         reload_on_sighup(holder)  # one sent during the load: reload now

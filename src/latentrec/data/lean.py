@@ -47,7 +47,7 @@ from latentrec.data.ratings import (
 )
 from latentrec.data.split import held_rows
 from latentrec.data.vocab import NA, Vocab
-from latentrec.errors import DataError, clip
+from latentrec.errors import DataError, clip, one_line
 
 log = logging.getLogger(__name__)
 LEAN_BYTES = 64 << 20
@@ -205,7 +205,7 @@ def _alone(values: np.ndarray) -> tuple[np.ndarray, list[int]]:
 
 def _reason(e: Exception) -> str:
     """Why pyarrow failed, on one line, cut short (it may quote a whole cell or row)."""
-    return clip(" ".join(str(e).split()), 200) or type(e).__name__
+    return clip(one_line(e), 200) or type(e).__name__
 
 
 def _attempt(step) -> tuple[object, Exception | None]:

@@ -16,7 +16,7 @@ import torch
 
 from latentrec.config import TrainConfig
 from latentrec.data.batches import Batches, Encoded
-from latentrec.errors import ConfigError
+from latentrec.errors import ConfigError, one_line
 from latentrec.solvers.base import Runner
 from latentrec.solvers.deterministic import deterministic
 from latentrec.solvers.diverged import check_loss
@@ -118,7 +118,7 @@ def sgd_runner(model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: 
             return sgd_triton.TritonSGDRunner(model, data, cfg, device)
         except Exception as e:  # noqa: BLE001 - Triton's compile errors have many types; the batched path always runs
             log.warning("The Triton SGD kernel did not compile on %s (%s); training with batched updates instead.",
-                        device, " ".join(str(e).split())[:300] or type(e).__name__)
+                        device, one_line(e)[:300] or type(e).__name__)
     return TorchSGDRunner(model, data, cfg, device)
 
 

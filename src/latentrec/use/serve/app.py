@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
-from latentrec.errors import ConfigError, DataError, LatentrecError
+from latentrec.errors import ConfigError, DataError, LatentrecError, one_line
 from latentrec.use.coldstart import UserRatings, check_given, folds_in, ignored_items
 from latentrec.use.interpret import item_pca
 from latentrec.use.recommender import Recommender
@@ -168,7 +168,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
 
     @app.exception_handler(LatentrecError)
     async def latentrec_error(request: Request, e: LatentrecError) -> JSONResponse:
-        return JSONResponse({"detail": " ".join(str(e).split())}, status_code=422 if isinstance(e, DataError) else 400)
+        return JSONResponse({"detail": one_line(e)}, status_code=422 if isinstance(e, DataError) else 400)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -298,7 +298,7 @@ def app_from_env() -> FastAPI:
         holder = ModelHolder(model_dir_from_env())
         holder.load()
     except LatentrecError as e:
-        print(f"latentrec: error: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
+        print(f"latentrec: error: {one_line(e)}", file=sys.stderr, flush=True)
         raise SystemExit(STARTUP_FAILURE) from None
     return create_app(holder)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latentrec.errors import LatentrecError
+from latentrec.errors import LatentrecError, one_line
 from latentrec.use.recommender import Recommender
 from latentrec.use.topn import recommend
 
@@ -102,7 +102,7 @@ class ModelHolder:
             state = self._load()
         except Exception as e:  # whatever breaks the new model, the old one must keep serving
             expected = isinstance(e, LatentrecError)  # a bad model dir says so in one sentence; anything else is a bug
-            message = (" ".join(str(e).split()) if expected
+            message = (one_line(e) if expected
                        else f"Loading {self.model_dir} failed unexpectedly; the server log has the details.")
             self.last_error = message
             serving = f"generation {self.state.generation} keeps serving" if self.state else "no model is serving"
