@@ -2,14 +2,17 @@
 
 ML-100K with 170 items and 95 users held out entirely (seeded); each solver's model trains on the rest
 (all rows, no validation) and predicts the held-out rows, whose user, item or both it has never seen.
-Printed next to the plain means the README compares the fallbacks with (the user's mean training rating
-for an unknown item, the item's for an unknown user, the global mean for both) and the damped bias
-baseline each model dir keeps (``rec.baseline``), a candidate fallback.
+Printed: the fallback every model uses (``rec.fallback``, the damped means of ``baselines.fit_fallback``),
+each solver's own unknown row (row 0, the average user/item: the fallback before it), the plain means (the
+user's mean training rating for an unknown item, the item's for an unknown user, the global mean for both)
+and the damped bias baseline each model dir keeps (``rec.baseline``).
 
     LATENTREC_DATA=../shared/data python benchmarks/fallback.py
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -43,10 +46,15 @@ def main() -> None:
               f"| {rows.rating.mean():.3f} |")
     for solver in ("bayes", "sgd", "als"):
         rec, _ = fit(Ratings(train, "train"), config=TrainConfig(solver=solver, valid_pct=0, ranker="none"))
+        own = dataclasses.replace(rec, fallback=None)  # the model's row 0
         for case, rows in cases.items():
-            p = rec.predict(rows.user.tolist(), rows.item.tolist()).prediction.to_numpy()
-            print(f"| {solver} | {case} | {len(rows):,} | {rmse(p, rows.rating.to_numpy()):.4f} | {p.mean():.3f} "
-                  f"| {rows.rating.mean():.3f} |")
+            p = own.predict(rows.user.tolist(), rows.item.tolist()).prediction.to_numpy()
+            print(f"| {solver} row 0 | {case} | {len(rows):,} | {rmse(p, rows.rating.to_numpy()):.4f} "
+                  f"| {p.mean():.3f} | {rows.rating.mean():.3f} |")
+    for case, rows in cases.items():  # the same for every model: the training rows' damped means
+        p = rec.predict(rows.user.tolist(), rows.item.tolist()).prediction.to_numpy()
+        print(f"| fallback (damped means) | {case} | {len(rows):,} | {rmse(p, rows.rating.to_numpy()):.4f} "
+              f"| {p.mean():.3f} | {rows.rating.mean():.3f} |")
     for case, rows in cases.items():  # the damped bias baseline every model dir keeps (rec.baseline)
         p = rec.predict_baseline(rec.encode(rows.user.tolist(), rows.item.tolist()))
         print(f"| bias baseline | {case} | {len(rows):,} | {rmse(p, rows.rating.to_numpy()):.4f} | {p.mean():.3f} "

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from latentrec.config import TrainConfig
-from latentrec.data.ratings import load_ratings
+from latentrec.data.ratings import Ratings, load_ratings
 from latentrec.errors import ConfigError, TrainingDiverged
 from latentrec.evaluation.evaluate import evaluate
+from latentrec.models.baselines import FALLBACK_DAMPING
 from latentrec.training.fit import fit
 from latentrec.use.recommender import Recommender
 
@@ -52,14 +53,34 @@ def test_seeded_cpu_runs_are_repeatable(lowrank):
     assert np.array_equal(a.model.user_factors.detach().numpy(), b.model.user_factors.detach().numpy())
 
 
-def test_unknown_ids_get_flagged_fallback(lowrank):
+def test_unknown_ids_get_flagged_fallback(lowrank, tmp_path):
+    """An unknown item gets the user's damped mean training rating, an unknown user the item's, both the global
+    mean; a saved model dir keeps them."""
     train, _, _ = lowrank
-    rec, _ = fit(train, config=TrainConfig(n_factors=4, epochs=5, device="cpu"))
+    rec, trainer = fit(train, config=TrainConfig(n_factors=4, epochs=5, device="cpu", valid_pct=0))
     out = rec.predict(["u1", "nobody", "nobody"], ["nothing", "i1", "nothing"])
     assert out.known_user.tolist() == [True, False, False]
     assert out.known_item.tolist() == [False, True, False]
-    mean = float(train.df.rating.mean())
-    assert abs(out.prediction.iloc[2] - mean) < 0.3  # both unknown: about the global mean
+    df, d = train.df, FALLBACK_DAMPING
+    mu = float(df.rating.mean())
+    damped = [(r.sum() + d * mu) / (len(r) + d) for r in (df.rating[df.user == "u1"], df.rating[df.item == "i1"])]
+    assert out.prediction.tolist() == pytest.approx([*damped, mu], abs=1e-5)
+    rec.save(tmp_path / "m")
+    back = Recommender.load(tmp_path / "m").predict(["u1", "nobody", "nobody"], ["nothing", "i1", "nothing"])
+    assert np.array_equal(back.prediction.to_numpy(), out.prediction.to_numpy())
+
+
+def test_validation_scores_unknown_ids_as_the_saved_model_does(lowrank):
+    """The Trainer's validation RMSE on rows with unknown ids is evaluate's on the model it returns."""
+    train, _, _ = lowrank
+    df = train.df
+    valid = df[df.user.isin(["u1", "u2"]) | df.item.isin(["i1"])]
+    rest = Ratings(df.drop(valid.index).reset_index(drop=True), "rest")
+    rec, trainer = fit(rest, Ratings(valid.reset_index(drop=True), "valid"),
+                       config=TrainConfig(n_factors=4, epochs=3, device="cpu"))
+    r = evaluate(rec, Ratings(valid.reset_index(drop=True), "valid"), k=None)
+    assert r["n_unknown"] == len(valid)
+    assert trainer.history[trainer.best_epoch - 1]["valid_rmse"] == pytest.approx(r["rmse"], abs=1e-6)
 
 
 def test_divergence_keeps_last_good_weights_and_suggests_lr(lowrank):

@@ -1,4 +1,5 @@
-"""Baselines every model is measured against: the global mean and damped user + item biases."""
+"""Baselines every model is measured against (the global mean, damped user + item biases), and the damped
+means a rating model falls back to for unknown ids."""
 
 from __future__ import annotations
 
@@ -29,3 +30,36 @@ def fit_biases(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_user
 
 def predict_biases(mu: float, bu: np.ndarray, bi: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     return mu + bu[users] + bi[items]
+
+
+
+FALLBACK_DAMPING = 3.0  # ratings' worth of the global mean mixed into each user's and item's mean
+
+
+def fit_fallback(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int,
+                 n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's and each item's damped mean rating, ``(sum + d * mu) / (n + d)`` (row 0, the unknown id: the
+    global mean ``mu``): what an unknown item is predicted from (the user's mean), an unknown user (the item's
+    mean), or both (``mu``).
+
+    On ML-100K with 170 items and 95 users held out (``benchmarks/fallback.py``) these one-sided means predict
+    the held-out rows better than the models' own unknown rows and than :func:`fit_biases`: an item's bias is
+    fit net of its users' biases and a user's net of their items', and an unknown id takes away that context.
+    """
+    mu = global_mean(ratings)
+    means = []
+    for index, n in ((users, n_users), (items, n_items)):
+        m = mu + bincount(index, n, lambda s: ratings[s] - mu) / (bincount(index, n) + FALLBACK_DAMPING)
+        m[0] = mu
+        means.append(m.astype(np.float32))
+    return means[0], means[1]
+
+
+def with_fallback(pred: np.ndarray, users: np.ndarray, items: np.ndarray,
+                  fallback: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``pred`` with each row of an unknown id (index 0) replaced by :func:`fit_fallback`'s means, in place."""
+    user_means, item_means = fallback
+    unknown_item, unknown_user = items == 0, users == 0
+    pred[unknown_item] = user_means[users[unknown_item]]  # both unknown: user_means[0], the global mean
+    pred[unknown_user] = item_means[items[unknown_user]]
+    return pred

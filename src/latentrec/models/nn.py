@@ -214,10 +214,8 @@ class CollabNN(FactorModel):
 
     @torch.no_grad()
     def new_user_embedding(self, items: torch.Tensor) -> torch.Tensor:
-        """The embedding of a new user who rated ``items``, without training: with ``implicit``, the mean user's
-        own part plus the sum over what they rated (SVD++'s way to meet a new user); else the unknown user's."""
-        if not self.implicit:
-            return self.user_factors[0]
+        """The embedding of a new user who rated ``items``, without training (``implicit`` models only): the mean
+        user's own part plus the sum over what they rated (SVD++'s way to meet a new user)."""
         return self.user_factors[1:].mean(0) + self.user_implicit[items].sum(0) / max(len(items), 1) ** 0.5
 
     @torch.no_grad()

@@ -177,6 +177,7 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None,
         baseline=fit_biases(tr.users, tr.items, tr.ratings, len(users), len(items)), config=cfg.to_dict(),
         history=trainer.history if trainer is not None else [], info=info, titles=getattr(train, "titles", {}),
         ranker=ranker, rated_ratings=ratings[0] if ratings else None,
+        fallback=trainer.fallback if trainer is not None else None,
     )
     if checked:
         rec = popular_if_better(rec, va)

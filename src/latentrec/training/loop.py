@@ -14,6 +14,7 @@ import torch
 from latentrec.config import TrainConfig, parse_schedule
 from latentrec.data.batches import Encoded
 from latentrec.data.csr import bincount
+from latentrec.models.baselines import fit_fallback, with_fallback
 from latentrec.models.scoring import predict_rows, rmse_mae, scored_by_kernel
 from latentrec.solvers.base import Runner
 from latentrec.solvers.distributed import data_parallel
@@ -80,11 +81,13 @@ class Trainer:
     best_rmse: float = math.inf
     runner: Runner | None = field(default=None, repr=False)
     data_hash: str | None = field(default=None, repr=False)  # checkpoint.fingerprint, once the runner exists
+    fallback: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False)  # baselines.fit_fallback of ``train``
 
     def __post_init__(self):
         n_users, n_items = self.model_sizes()
         self.user_counts = torch.from_numpy(bincount(self.train.users, n_users))
         self.item_counts = torch.from_numpy(bincount(self.train.items, n_items))
+        self.fallback = fit_fallback(self.train.users, self.train.items, self.train.ratings, n_users, n_items)
         if self.valid is not None and scored_by_kernel(self.model, self.device):
             from latentrec.solvers.sgd_kernel import block_order
 
@@ -94,8 +97,11 @@ class Trainer:
         return self.model.n_users, self.model.n_items
 
     def predict(self, data: Encoded) -> np.ndarray:
+        """The model's predictions for ``data`` (clipped to the rating scale), unknown ids falling back to the
+        training rows' damped means as a saved model's do (``Recommender.predict_encoded``)."""
         pred = predict_rows(self.model, data, self.device)
-        return np.clip(pred, *self.clip) if self.clip else pred
+        pred = np.clip(pred, *self.clip) if self.clip else pred
+        return with_fallback(pred, data.users, data.items, self.fallback)
 
     def fit(self) -> list[dict]:
         cfg = self.cfg

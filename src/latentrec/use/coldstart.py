@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from latentrec.data.batches import Encoded
 from latentrec.data.ratings import first_line, one_user_table, read_text, resolve_columns
 from latentrec.errors import ConfigError, DataError, clip
 from latentrec.models.dot import is_dot
@@ -228,6 +229,9 @@ def fold_in_predictions(rec: Recommender, given: UserRatings) -> tuple[np.ndarra
         folded = fold_in(rec, given)
         return fold_in_scores(rec, folded), folded.item_index
     idx, known = known_items(rec, given)
+    if not model.implicit:  # nothing in CollabNN to fold them into: the unknown user's predictions
+        every = np.arange(len(rec.items), dtype=np.int32)
+        return rec.predict_encoded(Encoded(np.zeros_like(every), every, np.zeros(len(every), np.float32))), idx[known]
     emb = model.new_user_embedding(torch.from_numpy(idx[known]).to(rec.device))
     return model.score_embeddings(emb[None])[0].clamp(*rec.rating_range).float().cpu().numpy(), idx[known]
 

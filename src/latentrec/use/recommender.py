@@ -22,7 +22,7 @@ from latentrec.data.ratings import Ratings
 from latentrec.data.vocab import Vocab
 from latentrec.devices import pick_device
 from latentrec.errors import ConfigError, ModelCapabilityError, ModelFileError
-from latentrec.models.baselines import predict_biases
+from latentrec.models.baselines import predict_biases, with_fallback
 from latentrec.models.popularity import Popularity
 from latentrec.models.ranker import Ranker
 from latentrec.models.registry import build_model, build_ranker
@@ -67,11 +67,12 @@ class Recommender:
     each item. Asking a model for what it lacks (ratings from a ranking-only model) raises
     :class:`~latentrec.errors.ModelCapabilityError`.
 
-    Unknown users or items encode to index 0 (``#na#``), whose row is the average user/item (zero
-    factors, mean bias): an unknown item is predicted from the user's bias, an unknown user from the
-    item's, both unknown from the mean biases (``benchmarks/fallback.py`` measures how close that comes
-    to the plain means). Predictions say which rows were known, and are clipped to the training data's
-    rating scale.
+    Unknown users or items encode to index 0 (``#na#``). Their predicted ratings are the damped means of the
+    training ratings (``fallback``, :func:`~latentrec.models.baselines.fit_fallback`): an unknown item gets the
+    user's mean rating, an unknown user the item's, both unknown the global mean (``benchmarks/fallback.py``
+    measures them against the model's own row 0). A model dir written before it kept these means predicts
+    unknown ids from row 0, the average user/item. Predictions say which rows were known, and are clipped to
+    the training data's rating scale.
     """
 
     model: nn.Module | None  # the rating model, or None for a ranking-only model
@@ -87,6 +88,7 @@ class Recommender:
     titles: dict[str, str] = field(default_factory=dict)
     ranker: Ranker | None = None  # orders top-N lists when present
     rated_ratings: np.ndarray | None = None  # the training rating of each rated_items entry (kept with a ranker)
+    fallback: tuple[np.ndarray, np.ndarray] | None = None  # users' and items' damped mean ratings (rating model)
 
     def __repr__(self) -> str:
         parts = [f"{self.config.get('model')} rating model ({self.config.get('solver')})"] * (self.model is not None)
@@ -128,7 +130,8 @@ class Recommender:
 
     def predict_encoded(self, data: Encoded) -> np.ndarray:
         self.require_ratings()
-        return np.clip(predict_rows(self.model, data, self.device), *self.rating_range)
+        pred = np.clip(predict_rows(self.model, data, self.device), *self.rating_range)
+        return with_fallback(pred, data.users, data.items, self.fallback) if self.fallback is not None else pred
 
     def predict(self, users, items) -> pd.DataFrame:
         """Predicted ratings for raw (user, item) pairs, with ``known_user``/``known_item``/``known`` flags. One
@@ -197,6 +200,8 @@ class Recommender:
         if self.ranker is not None:
             tensors.update({f"ranker.{k}": v for k, v in self.ranker.state_dict().items()})
             tensors["rated.ratings"] = torch.from_numpy(self.rated_ratings.astype(np.float32))
+        if self.fallback is not None:
+            tensors["fallback.user_mean"], tensors["fallback.item_mean"] = map(torch.from_numpy, self.fallback)
         tensors.update({
             "rated.indptr": torch.from_numpy(self.rated_indptr.astype(np.int64)),
             "rated.items": torch.from_numpy(self.rated_items.astype(np.int32)),
@@ -241,6 +246,8 @@ class Recommender:
                 model=model.to(device) if model is not None else None,
                 ranker=ranker.to(device) if ranker is not None else None,
                 rated_ratings=tensors["rated.ratings"].numpy() if ranker is not None else None,
+                fallback=(tensors["fallback.user_mean"].numpy(), tensors["fallback.item_mean"].numpy())
+                if "fallback.user_mean" in tensors else None,
                 users=users,
                 items=items,
                 rating_range=tuple(meta["rating_range"]),
@@ -269,6 +276,8 @@ def _check_weights(path, tensors: dict[str, torch.Tensor], meta: dict, n_users: 
     n_rated = tensors["rated.items"].numel() if "rated.items" in tensors else 0
     shapes = {"baseline.user_bias": (n_users,), "baseline.item_bias": (n_items,), "rated.indptr": (n_users + 1,),
               "rated.items": (n_rated,), **({"rated.ratings": (n_rated,)} if "ranker" in meta else {})}
+    if "fallback.user_mean" in tensors or "fallback.item_mean" in tensors:  # a dir from an earlier build lacks them
+        shapes.update({"fallback.user_mean": (n_users,), "fallback.item_mean": (n_items,)})
     for name, shape in shapes.items():
         got = tuple(tensors[name].shape) if name in tensors else "missing"
         if got != shape:
