@@ -118,6 +118,17 @@ def test_unknown_item_predicts_about_the_users_usual_rating():
     assert abs(preds["prediction"][2] - df["rating"].mean()) < 0.3
 
 
+def test_predict_keeps_the_index_of_series_so_results_assign_back_to_their_rows():
+    rec, df, _ = trained()
+    part = df[df.rating > 3].iloc[::7].copy()  # a filtered frame: its index has gaps
+    part["pred"] = rec.predict(part.user, part.item)["prediction"]
+    expected = rec.predict(part.user.tolist(), part.item.tolist())["prediction"].to_numpy()
+    assert np.array_equal(part["pred"].to_numpy(), expected)
+    assert list(rec.predict(part.user, "i1").index) == list(part.index)  # one item for every user
+    with pytest.raises(ConfigError, match="different indexes"):
+        rec.predict(part.user, part.item.reset_index(drop=True))
+
+
 def test_predict_reads_each_raw_id_as_load_ratings_does():
     """Raw ids are compared as text, as the vocabularies hold them (True is not 1), a whole float without its .0."""
     rec, _, _ = trained()

@@ -135,14 +135,22 @@ class Recommender:
 
     def predict(self, users, items) -> pd.DataFrame:
         """Predicted ratings for raw (user, item) pairs, with ``known_user``/``known_item``/``known`` flags. One
-        user (or item) goes with every item (or user) given; unknown ids get the fallback (see the README)."""
+        user (or item) goes with every item (or user) given; unknown ids get the fallback (see the README). Given
+        pandas Series (a frame's columns), the result keeps their index, so it can be assigned back to the frame."""
         (u, user_ids), (i, item_ids) = map(_factorized, (users, items))
         if len(u) != len(i) and 1 in (len(u), len(i)):
             u, i = np.broadcast_arrays(u, i)
         if len(u) != len(i):
             raise ConfigError(f"predict takes as many users as items (or one of either), not {len(u):,} users and "
                               f"{len(i):,} items.")
-        return self.predict_coded(u, user_ids, i, item_ids)
+        out = self.predict_coded(u, user_ids, i, item_ids)
+        index = [ids.index for ids in (users, items) if isinstance(ids, pd.Series) and len(ids) == len(out)]
+        if len(index) == 2 and not index[0].equals(index[1]):
+            raise ConfigError("predict's users and items are Series with different indexes; give columns of one "
+                              "frame (or plain lists), so that each user is paired with the item on its row.")
+        if index:
+            out.index = index[0]
+        return out
 
     def predict_coded(self, u: np.ndarray, user_ids, i: np.ndarray, item_ids) -> pd.DataFrame:
         """:meth:`predict` for pairs given as codes into their distinct raw ids (``pd.factorize``'s form, or a big
