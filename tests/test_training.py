@@ -154,6 +154,29 @@ def test_the_sgd_recipe_follows_the_rating_scale(lowrank):
     assert wide_rec.config["wd"] == pytest.approx(narrow.config["wd"] * 400)
 
 
+def test_the_als_ridge_and_tunes_default_ranges_follow_the_rating_scale(lowrank):
+    """ALS's factors grow as the square root of the scale: its ridge moves by the scale (20 for 0-100 rather than
+    1-5), which keeps its lead over the bias baseline; tune's default ranges move as the recipe's values do."""
+    from latentrec.evaluation.tune import default_space
+
+    train, valid, _ = lowrank
+    cfg = TrainConfig(solver="als", ranker="none", device="cpu")
+    wide = [load_ratings(r.df.assign(rating=r.df.rating * 20)) for r in (train, valid)]
+    narrow, _ = fit(train, valid, config=cfg)
+    wide_rec, _ = fit(*wide, config=cfg)
+    assert wide_rec.config["wd"] == pytest.approx(narrow.config["wd"] * 20)
+    lead = [evaluate(rec, data, k=None) for rec, data in ((narrow, valid), (wide_rec, wide[1]))]
+    ratios = [r["rmse"] / r["baselines"]["biases"]["rmse"] for r in lead]
+    assert ratios[1] < 0.8 and ratios[1] == pytest.approx(ratios[0], abs=0.05), ratios
+    assert fit(*wide, config=TrainConfig(solver="als", ranker="none", device="cpu", wd=0.14))[0].config["wd"] == 0.14
+    moved = wide_rec.config["wd"] / 0.14  # the recipe's wd, moved
+    als, sgd = default_space("dot", "als", wide[0]), default_space("dot", "sgd", wide[0])
+    assert als["wd"].low == pytest.approx(default_space("dot", "als")["wd"].low * moved)
+    assert sgd["wd"].high == pytest.approx(default_space("dot", "sgd")["wd"].high * moved ** 2)
+    assert sgd["lr"].low == pytest.approx(default_space("dot", "sgd")["lr"].low / moved ** 2)
+    assert default_space("dot", "sgd", load_ratings("ml-100k")) == default_space("dot", "sgd")  # 1-5: unchanged
+
+
 def test_relevance_is_three_quarters_up_the_scale_by_default(lowrank):
     """The top-k metrics' relevant items are the test ratings three quarters up the rating scale (4 on 1-5), so a
     0-100 or a -2..2 scale gets ranking metrics too, the same ones."""

@@ -72,10 +72,12 @@ def run(args) -> int:
                                       device=args.device, valid_pct=args.valid_pct))
     base.resolved()  # its values checked now, before any data is read
     solver = solver_for(base)
-    space = default_space(args.model, solver)
-    if space_table is not None:
-        space.update(space_from_toml(space_table, f"{path}: [space]"))
-    space = {k: v for k, v in space.items() if k not in fixed}
+    given_space = space_from_toml(space_table, f"{path}: [space]") if space_table is not None else {}
+
+    def search_space(ratings=None):  # the default ranges (on the data's rating scale once read), the file's over them
+        return {k: v for k, v in {**default_space(args.model, solver, ratings), **given_space}.items() if k not in fixed}
+
+    space = search_space()
     if not space:
         raise ConfigError("The search space is empty: every option it would search is fixed; nothing to tune.")
     unused = sorted(set(space) - set(USES.get((args.model, solver), space)))
@@ -96,6 +98,7 @@ def run(args) -> int:
         stderr(f"latentrec tune: note: {mix}; this run's report will replace them all.")
 
     train_data = read(args, args.data)
+    space = search_space(train_data)
     valid = read(args, args.valid) if args.valid else None
     test = read(args, args.test) if args.test else None
     on_trial = None if args.json else print_trial

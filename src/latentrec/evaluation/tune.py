@@ -25,10 +25,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 
-from latentrec.config import RANKING_MODELS, TrainConfig
+from latentrec.config import RANKING_MODELS, SCALED_OPTIONS, TrainConfig, scale_ratio
 from latentrec.data.ratings import Ratings
 from latentrec.data.split import hold_out
 from latentrec.errors import ConfigError
@@ -93,13 +94,21 @@ def solver_for(cfg: TrainConfig) -> str:
     return cfg.solver or cfg.resolved().solver
 
 
-def default_space(model: str, solver: str) -> Space:
-    """The default search space for a model and solver (only options that ``TrainConfig`` has)."""
+def default_space(model: str, solver: str, ratings: Ratings | None = None) -> Space:
+    """The default search space for a model and solver (only options that ``TrainConfig`` has). Given the training
+    ``ratings``, the ranges of the rate and decay move to their scale as ``fit`` moves the recipe's values
+    (``config.for_scale``): sgd's default decay range on ratings from 0 to 1,000 is ``0.02 * c**2`` upwards."""
     known = {f.name for f in fields(TrainConfig)}
     space = DEFAULT_SPACES.get((model, solver))
     if space is None:
         raise ConfigError(f"There is no default search space for --model {model} --solver {solver}; "
                           "give one as a [space] table in --config.")
+    moved = SCALED_OPTIONS.get((model, solver), {})
+    if ratings is not None and moved and len(ratings):
+        r = ratings.df["rating"].to_numpy(np.float32)  # as fit measures them
+        c2 = scale_ratio(float(r.max() - r.min()), float(r.std()))
+        space = {k: replace(v, low=v.low * c2 ** moved[k], high=v.high * c2 ** moved[k]) if k in moved else v
+                 for k, v in space.items()}
     return {k: v for k, v in space.items() if k in known}
 
 
@@ -248,7 +257,7 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
     if valid is None and not base.valid_pct > 0:
         raise ConfigError("Tuning needs validation data: give --valid FILE or a --valid-pct above 0.")
     solver = solver_for(base)
-    space = dict(default_space(base.model, solver) if space is None else space)
+    space = dict(default_space(base.model, solver, train) if space is None else space)
     if not space:
         raise ConfigError("The search space is empty: nothing to tune.")
     for name, dist in space.items():  # every point of the space must be a valid config

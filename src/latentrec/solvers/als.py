@@ -6,6 +6,10 @@ in closed form; then the same for items. All users (then all items) are solved a
 per-user Python: on the CPU by one compiled pass over the users' ratings, elsewhere by one sparse
 product and one batched Cholesky (``rating_graph.py``). The ridge penalty is frequency-weighted
 (``lambda * n_u``, Zhou et al. 2008, "ALS-WR"), so heavy raters are not over-regularized.
+``lambda`` is ``wd`` for the factors and ``wd / c`` for the biases, ``c`` the ratings' scale against 1-5
+(``config.scale_ratio``'s square root): ratings ``c`` times as wide make factors ``sqrt(c)`` and biases ``c``
+times as large, so with the recipe's ``wd`` moved to ``wd * c`` (``config.for_scale``) the model is the 1-5
+model scaled (on ML-100K times 20, 0.958 times the bias baseline's RMSE, as on 1-5).
 A sweep (users, then items) is one "epoch" of the Trainer.
 
 The global mean is folded into the item biases of the saved ``DotProductBias`` (which has no
@@ -14,9 +18,12 @@ sigmoid: ``y_range=None``), so the model file and every command that reads it ar
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
-from latentrec.config import TrainConfig, option
+from latentrec.config import TrainConfig, option, scale_ratio
 from latentrec.data.batches import Encoded
 from latentrec.errors import ConfigError
 from latentrec.solvers.base import Runner
@@ -37,7 +44,9 @@ class ALSRunner(Runner):
         self.model = model
         self.graph = RatingGraph(data, model.n_users, model.n_items, device, part)
         self.torch_threads = 1 if device.type == "cpu" else None  # torch does only small work beside the kernel
-        self.reg = cfg.wd
+        lo, hi = (float(data.ratings.min()), float(data.ratings.max())) if len(data) else (0.0, 0.0)
+        c = math.sqrt(scale_ratio(hi - lo, float(data.ratings.std()) if len(data) else 0.0))
+        self.reg = np.array([cfg.wd] * model.n_factors + [cfg.wd / c])  # [factors..., bias]
         k = model.n_factors
         gen = torch.Generator(device=device).manual_seed(cfg.seed if cfg.seed is not None else 0)
         self.u = torch.zeros(model.n_users, k + 1, device=device)  # [p_u, b_u]
@@ -59,10 +68,11 @@ class ALSRunner(Runner):
         return g.sse(self.u, self.v) / g.n_ratings
 
 
-def als_side(graph: RatingGraph, side: str, other: torch.Tensor, reg: float) -> torch.Tensor:
+def als_side(graph: RatingGraph, side: str, other: torch.Tensor, reg: float | np.ndarray) -> torch.Tensor:
     """Every ``[factors, bias]`` row of ``side`` solved in closed form, the other side's ``other`` fixed.
 
-    The ridge penalty is ``reg * n`` on factors and bias, ``n`` the row's number of ratings (at least 1).
+    The ridge penalty is ``reg * n`` (``reg``: one per column, factors then bias), ``n`` the row's number of
+    ratings (at least 1).
     """
     return graph.solve(side, other, SINGULAR, ridge=reg)[0]
 

@@ -74,7 +74,7 @@ class Side:
         self.vals = torch.as_tensor(vals[keep], dtype=torch.float32, device=device)
         self.incidence = _Incidence(self.rows, self.cols, hi - lo, n_cols)
 
-    def solve(self, other: torch.Tensor, mu: float, alpha: float, prec: torch.Tensor, ridge: float,
+    def solve(self, other: torch.Tensor, mu: float, alpha: float, prec: torch.Tensor, ridge: float | np.ndarray,
               prior_mean: torch.Tensor, z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The conditional means (and draws, given standard normal ``z``) of this range's rows; NaN rows if singular."""
         if self.compiled:
@@ -91,7 +91,7 @@ class Side:
         d = feats.shape[1]
         outer = (feats[:, :, None] * feats[:, None, :]).reshape(len(feats), d * d)
         a = alpha * self.incidence.times(outer).reshape(-1, d, d) + prec
-        a.diagonal(dim1=1, dim2=2).add_((ridge * self.counts.clamp_min(1))[:, None])
+        a.diagonal(dim1=1, dim2=2).add_(self.counts.clamp_min(1)[:, None] * torch.as_tensor(ridge, dtype=a.dtype, device=a.device))
         b = alpha * self.incidence.times(feats, target) + prior_mean @ prec
         chol, info = torch.linalg.cholesky_ex(a)
         mean = torch.cholesky_solve(b[:, :, None], chol)[:, :, 0]
@@ -131,12 +131,13 @@ class RatingGraph:
             self.sides[side] = Side(rows, cols, data.ratings, counts, lo, hi, n_cols, device, compiled)
 
     def solve(self, side: str, other: torch.Tensor, singular: str, *, alpha: float = 1.0, prec: torch.Tensor | None = None,
-              ridge: float = 0.0, prior_mean: torch.Tensor | None = None,
+              ridge: float | np.ndarray = 0.0, prior_mean: torch.Tensor | None = None,
               z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Every row of ``side`` (all ranks' rows, joined): conditional means and, given ``z``, draws.
 
         ``other``: the other side's ``[factors, bias]`` rows; ``prec``/``prior_mean``: the rows' Gaussian
-        prior (``prior_mean`` one row or one per row of the side); ``ridge``: ALS's ``lambda * n_r``.
+        prior (``prior_mean`` one row or one per row of the side); ``ridge``: ALS's ``lambda * n_r`` (one lambda, or
+        one per column: ``[factors..., bias]``).
         Raises ``ConfigError(singular)`` when a row's system is singular.
         """
         s = self.sides[side]

@@ -3,10 +3,10 @@
 For every row ``r`` of one side (a user, or an item) with ratings ``(c_j, y_j)``, the features are
 the other side's ``f_j = [q_{c_j}, 1]`` and the targets ``t_j = y_j - mu - b_{c_j}``; then
 
-    A = alpha * sum_j f_j f_j^T + prec + ridge * max(n_r, 1) * I,   b = alpha * sum_j f_j t_j + prec @ m_r,
+    A = alpha * sum_j f_j f_j^T + prec + max(n_r, 1) * diag(ridge),   b = alpha * sum_j f_j t_j + prec @ m_r,
     mean = A^-1 b,   draw = mean + L^-T z_r   (A = L L^T).
 
-ALS is ``alpha = 1``, ``prec = 0``, ``ridge = lambda`` and no draw; a Gibbs sweep is ``ridge = 0`` with
+ALS is ``alpha = 1``, ``prec = 0``, ``ridge = [lambda..., lambda_bias]`` and no draw; a Gibbs sweep is ``ridge = 0`` with
 the prior precision ``prec``, the prior means ``m`` and the standard normal draws ``z``. The sums are
 float64 in a ``d x d`` buffer per thread, so a sweep allocates nothing of the size of the ratings
 (the batched torch route in ``rating_graph.py`` builds an ``nnz x d^2`` outer-product table). Rows are
@@ -90,7 +90,7 @@ def _solve_rows(indptr, cols, vals, other, mu, alpha, prec, ridge, prior_mean, z
                         a[p, q] += fp * f[q]
             m_r = prior_mean[r if per_row_prior else 0]
             n_r = indptr[r + 1] - indptr[r]
-            shrink = ridge * (n_r if n_r > 0 else 1)
+            n_shrink = n_r if n_r > 0 else 1
             for p in range(d):
                 s = alpha * b[p]
                 for q in range(d):
@@ -98,7 +98,7 @@ def _solve_rows(indptr, cols, vals, other, mu, alpha, prec, ridge, prior_mean, z
                 b[p] = s
                 for q in range(p):
                     a[p, q] = alpha * a[p, q] + prec[p, q]
-                a[p, p] = alpha * a[p, p] + prec[p, p] + shrink
+                a[p, p] = alpha * a[p, p] + prec[p, p] + ridge[p] * n_shrink
             if not _solve_row(a, b, x, d):
                 mean_out[r, :] = np.nan
                 draw_out[r, :] = np.nan
@@ -116,17 +116,19 @@ def _solve_rows(indptr, cols, vals, other, mu, alpha, prec, ridge, prior_mean, z
 
 
 def solve_rows(indptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, other: np.ndarray, mu: float, alpha: float,
-               prec: np.ndarray, ridge: float, prior_mean: np.ndarray, z: np.ndarray | None,
+               prec: np.ndarray, ridge: float | np.ndarray, prior_mean: np.ndarray, z: np.ndarray | None,
                mean_out: np.ndarray, draw_out: np.ndarray | None) -> None:
     """Fill ``mean_out`` (and, given ``z``, ``draw_out``) for every row of the CSR; a singular row is NaN.
 
-    ``other`` is the other side's ``[factors, bias]`` table; ``prior_mean`` one row or one per row.
+    ``other`` is the other side's ``[factors, bias]`` table; ``prior_mean`` one row or one per row; ``ridge`` one
+    value, or one per column (``[factors..., bias]``).
     """
     d = other.shape[1]
     zz = np.zeros((0, d), np.float32) if z is None else z
     out = mean_out if draw_out is None else draw_out
     _solve_rows(indptr, cols, vals, other, np.float64(mu), np.float64(alpha), prec.astype(np.float64),
-                       np.float64(ridge), prior_mean.astype(np.float64), zz, mean_out, out)
+                       np.broadcast_to(np.asarray(ridge, np.float64), (d,)).copy(), prior_mean.astype(np.float64), zz,
+                       mean_out, out)
 
 
 @thread_safe
