@@ -425,12 +425,38 @@ def test_every_answer_matches_the_schema_the_api_documents(client, holder):
     documented = paths["/api/predict"]["post"]["responses"]
     assert documented["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Predictions")
     assert {"400", "413", "422", "503"} <= set(documented)
+    for path in paths.values():  # a 422's detail may be a sentence (a rating off the scale): documented as Error
+        for route in path.values():
+            if "422" in route["responses"]:
+                assert route["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
+    off_scale = client.post("/api/recommendations", json={"ratings": [{"item": item, "rating": 99}]})
+    assert off_scale.status_code == 422 and isinstance(off_scale.json()["detail"], str)
 
 
-def test_a_body_sent_as_a_form_is_told_to_be_json(client):
-    r = client.post("/api/predict", content=b'{"pairs": [["u1", "i1"]]}',
-                    headers={"content-type": "application/x-www-form-urlencoded"})
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/json", "application/jsonx"])
+def test_a_body_sent_as_a_form_is_told_to_be_json(client, content_type):
+    r = client.post("/api/predict", content=b'{"pairs": [["u1", "i1"]]}', headers={"content-type": content_type})
     assert r.status_code == 422 and "Content-Type: application/json" in r.json()["detail"]
+
+
+def test_requests_are_read_strictly(client, holder):
+    """A misspelt field is refused rather than ignored, n is a JSON integer, a user id is not empty, and an
+    unknown id is quoted cut short."""
+    item = holder.state.rec.items.classes[1]
+    ratings = [{"item": item, "rating": 4}]
+    for body in ({"ratings": ratings, "N": 2}, {"ratings": ratings, "n": "3"}, {"pairs": [["u1", item]], "extra": 1}):
+        route = "/api/predict" if "pairs" in body else "/api/recommendations"
+        assert client.post(route, json=body).status_code == 422, body
+    assert client.get("/api/users//recommendations").status_code == 422
+    r = client.get(f"/api/items/{'x' * 5000}/similar")
+    assert r.status_code == 404 and len(r.json()["detail"]) < 200
+
+
+def test_reload_from_a_web_page_is_refused(holder):
+    """A browser adds Origin to a cross-site POST: a page open on the server's machine cannot reload the model."""
+    c = TestClient(create_app(holder), client=LOCAL)
+    r = c.post("/admin/reload", headers={"Origin": "https://example.com", "content-type": "text/plain"})
+    assert r.status_code == 403 and "Origin" in r.json()["detail"]
 
 
 def test_app_factory_reads_the_model_dir_from_the_environment(model_dir, tmp_path, monkeypatch, capsys):

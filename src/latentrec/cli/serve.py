@@ -96,8 +96,7 @@ def start_and_serve(args) -> int:
             raise ConfigError(f"latentrec serve needs FastAPI and uvicorn ({e.name} is missing): "
                               f"pip install 'latentrec[serve]'.") from None
         check(args)
-        which = " [%(process)d]" * (args.workers > 1)  # the worker that logged the line
-        logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s %(name)s{which}: %(message)s")
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s")
         sock = bind(args.host, args.port)  # a port in use says so before the model is read
     with sock:
         return serve_here(args, sock) if args.workers == 1 else serve_in_workers(args, sock)

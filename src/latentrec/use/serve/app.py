@@ -23,6 +23,7 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
@@ -31,7 +32,7 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
-from latentrec.errors import ConfigError, DataError, LatentrecError, one_line
+from latentrec.errors import ConfigError, DataError, LatentrecError, clip, one_line
 from latentrec.use.coldstart import UserRatings, check_given, folds_in, ignored_items
 from latentrec.use.interpret import item_pca
 from latentrec.use.recommender import Recommender
@@ -60,16 +61,17 @@ class Rated(BaseModel):
 
 class FoldInRequest(BaseModel):
     ratings: list[Rated] = Field(min_length=1, max_length=10_000, description="a new user's ratings")
-    n: int = Field(10, ge=1, le=MAX_N)
+    n: int = Field(10, ge=1, le=MAX_N, strict=True)
 
-    model_config = {"json_schema_extra": {"examples": [{"ratings": [{"item": "50", "rating": 5},
+    model_config = {"extra": "forbid",  # a misspelt field ("N", "limit") is refused, not ignored
+                    "json_schema_extra": {"examples": [{"ratings": [{"item": "50", "rating": 5},
                                                                     {"item": "181", "rating": 4}], "n": 10}]}}
 
 
 class PredictRequest(BaseModel):
     pairs: list[tuple[Id, Id]] = Field(min_length=1, description="(user, item) pairs")
 
-    model_config = {"json_schema_extra": {"examples": [{"pairs": [["196", "242"], ["186", "302"]]}]}}
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{"pairs": [["196", "242"], ["186", "302"]]}]}}
 
 
 def records(df, drop: tuple[str, ...] = ()) -> list[dict]:
@@ -118,8 +120,10 @@ class BodyLimit:
 
 
 def fails(*codes: int) -> dict:
-    """The error answers a route documents besides its 200 and 422 (each ``{"detail": ...}``)."""
-    return {code: {"model": Error} for code in codes}
+    """The error answers a route documents besides its 200 (each ``{"detail": ...}``): ``codes`` and 422, whose
+    detail is a sentence or, for malformed parameters or JSON, a list naming each bad field (``Error``, not FastAPI's
+    ``HTTPValidationError``, which allows the list only)."""
+    return {code: {"model": Error} for code in (*codes, 422)}
 
 
 def is_loopback(host: str | None) -> bool:
@@ -160,7 +164,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, e: RequestValidationError) -> JSONResponse:
         """422 naming each bad field, without echoing the input back (it may be large, or NaN, not JSON)."""
-        if request.method == "POST" and "json" not in request.headers.get("content-type", ""):
+        if request.method == "POST" and request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return JSONResponse({"detail": "The body must be JSON, sent with Content-Type: application/json."},
                                 status_code=422)
         return JSONResponse({"detail": [{"loc": list(d["loc"]), "msg": d["msg"], "type": d["type"]} for d in e.errors()]},
@@ -194,7 +198,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
 
     @app.get("/api/users/{user:path}/recommendations", tags=["recommendations"], response_model=UserList,
              responses=fails(503))
-    def user_list(user: str, n: N = 10) -> JSONResponse:
+    def user_list(user: Annotated[str, PathParam(min_length=1)], n: N = 10) -> JSONResponse:
         """Top-n items the user has not rated; an unknown user gets the non-personalized list (``known: false``)."""
         rec = model().rec
         with holder.lock:
@@ -237,7 +241,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         """Items nearest to ``item`` as ``latentrec similar`` finds them; 404 for an unknown item."""
         rec = model().rec
         if item not in rec.items:
-            raise HTTPException(404, f"Item {item} is not in the model (it had no training ratings).")
+            raise HTTPException(404, f"Item {clip(item)} is not in the model (it had no training ratings).")
         with holder.lock:
             sims = similar_items(rec, item, n, min_ratings)
         return JSONResponse({"item": item, "title": rec.titles.get(item, ""),
@@ -278,6 +282,9 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         answer is the one that received the request."""
         if request.client is None or not is_loopback(request.client.host):
             raise HTTPException(403, "Reload is only accepted from the loopback interface.")
+        if "origin" in request.headers:  # a browser's request: a web page open on this machine must not reload
+            raise HTTPException(403, "Reload is not accepted from a web page (the request carries an Origin header); "
+                                     "send it with curl or kill -HUP.")
         if on_reload is not None:
             on_reload()
         swapped, message = await run_in_threadpool(holder.reload)
