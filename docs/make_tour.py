@@ -78,7 +78,8 @@ item as relevant, items the user rated in training are never recommended, and a 
 ranking (most-rated items first) is scored the same way. "Training" is all of `--data`: the saved
 model counts the validation rows `train` held out of it as rated too, so its lists never show an
 item the user rated in that file (the closing evaluation of `train` on those validation rows runs
-before they are added).
+before they are added). A user whose every rating fell among the validation rows is unknown to the
+saved model, though: they get the popular list, which may hold items they rated.
 
 {evaluate}
 The model dir holds two models trained from the same rows: the rating model (Bayesian MF),
