@@ -242,3 +242,30 @@ def test_an_unknown_user_on_a_small_catalogue_gets_a_list_unless_a_threshold_was
     assert rec.item_counts[rec.items.encode(top["item"])[0]] == most  # the most-rated first
     with pytest.raises(ConfigError, match=rf"min_ratings \(--min-ratings\) {most + 1} leaves no item"):
         recommend(rec, "ghost", 3, min_ratings=most + 1)
+
+
+def test_whole_number_ids_come_back_as_integers_and_json_keeps_text(tmp_path, capsys):
+    """Ids read from integer columns come back as int64 in the DataFrame answers (a merge on the user's own integer
+    column works); text ids, and a mix, stay text; --json and the HTTP API keep text whatever the data."""
+    from latentrec import TrainConfig, fit, similar_items
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"user": rng.integers(1, 60, 3000), "item": rng.integers(1, 40, 3000),
+                       "rating": rng.integers(1, 6, 3000).astype(float)}).drop_duplicates(["user", "item"])
+    rec, _ = fit(df, config=TrainConfig(epochs=3, n_factors=4, valid_pct=0, device="cpu"))
+    products = pd.DataFrame({"item": np.arange(1, 40), "name": [f"p{i}" for i in range(1, 40)]})
+    top = recommend(rec, 5, n=3)
+    assert top["item"].dtype == np.int64 and len(top.merge(products, on="item")) == 3
+    assert recommend_all(rec, n=2)[["user", "item"]].dtypes.tolist() == [np.int64, np.int64]
+    assert similar_items(rec, 7, n=2)["item"].dtype == np.int64
+    both = rec.predict(df.user.head(3), df.item.head(3))
+    assert both[["user", "item"]].dtypes.tolist() == [np.int64, np.int64]
+    assert both["user"].tolist() == df.user.head(3).tolist()
+    assert rec.predict(["5", "nobody"], [7, 7])["user"].tolist() == ["5", "nobody"]  # not all whole: text
+    padded, _ = fit(df.assign(item=df.item.map("{:03d}".format)), config=TrainConfig(epochs=1, n_factors=2,
+                                                                                     valid_pct=0, device="cpu"))
+    assert recommend(padded, 5, n=2)["item"].tolist()[0].startswith("0")  # 007 is not 7
+    rec.save(tmp_path / "m")
+    assert main(["recommend", str(tmp_path / "m"), "--user", "5", "-n", "2", "--json"]) == 0
+    assert all(isinstance(r["item"], str) for r in json.loads(capsys.readouterr().out)["recommendations"])
+    assert isinstance(user_recommendations(rec, "5", 2)["recommendations"][0]["item"], str)

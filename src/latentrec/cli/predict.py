@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from latentrec.use.recommender import Recommender
+    from latentrec.use.records import records
     from latentrec.use.topn import table_format, write_table
 
     start(args)
@@ -47,7 +48,7 @@ def run(args) -> int:
         emit_json(summary) if args.json else console.print(
             f"Wrote {plural(len(preds), 'prediction')} to {args.out} ({n_fallback:,} used the unknown-id fallback).")
     elif args.json:
-        emit_json(preds.to_dict(orient="records") if args.data is not None else preds.iloc[0].to_dict())
+        emit_json(records(preds) if args.data is not None else records(preds)[0])
     else:
         table(None, list(preds.columns), preds.head(SHOWN).itertuples(index=False), {"prediction": ".3f"})
         if len(preds) > SHOWN:

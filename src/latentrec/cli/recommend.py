@@ -35,6 +35,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from latentrec.use.coldstart import can_fold_in, folds_in, ignored_items, parse_ratings, read_user_ratings
     from latentrec.use.recommender import Recommender
+    from latentrec.use.records import records
     from latentrec.use.topn import least_ratings, recommend, recommend_all, table_format, write_table
 
     start(args)
@@ -61,7 +62,7 @@ def run(args) -> int:
     folded = given is not None and folds_in(rec, given)
     if args.json:
         emit_json({"user": args.user, "known": folded or args.user in rec.users, "folded_in": folded,
-                   "ignored": ignored, "recommendations": top.drop(columns="known").to_dict(orient="records")})
+                   "ignored": ignored, "recommendations": records(top, drop=("known",))})
         return 0
     if ignored:
         stderr(f"latentrec recommend: left out {plural(len(ignored), 'rated item')} the model does not know: "

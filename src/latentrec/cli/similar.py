@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from latentrec.use.recommender import Recommender
+    from latentrec.use.records import records
     from latentrec.use.similar import find_item, similar_items
 
     start(args)
@@ -29,7 +30,7 @@ def run(args) -> int:
     item = args.item if args.item is not None else find_item(rec, args.title)
     sims = similar_items(rec, item, args.n, args.min_ratings)
     if args.json:
-        emit_json({"item": item, "title": rec.titles.get(item, ""), "similar": sims.to_dict(orient="records")})
+        emit_json({"item": item, "title": rec.titles.get(item, ""), "similar": records(sims)})
     else:
         name = f"{item} ({rec.titles[item]})" if rec.titles.get(item) else item
         by = (f"the {ordered_by(rec.ranker.kind)} ranker" if rec.ranker is not None and rec.ranker.compares_items

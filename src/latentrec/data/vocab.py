@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
 NA = "#na#"
+WHOLE = r"-?(?:0|[1-9][0-9]{0,17})"  # an int64 written plainly: not 042, +42, 4.2 or 4.0
 
 
 class Vocab:
@@ -42,5 +45,21 @@ class Vocab:
         """Raw ids for indices."""
         return [self.classes[int(i)] for i in np.asarray(idx).ravel()]
 
+    @functools.cached_property
+    def whole_numbers(self) -> bool:
+        """Whether every id is a whole number written plainly (``42``; not ``042``, ``4.2`` or ``x``), as integer
+        columns are read: answers then give the ids back as integers (:meth:`typed`)."""
+        return len(self.classes) > 1 and _whole(self.classes[1:])
+
+    def typed(self, ids) -> np.ndarray:
+        """Raw ids (text) as the DataFrame answers give them: int64 when this vocabulary's ids are whole numbers and
+        so are all of ``ids`` (a user's merge on an integer id column then works), else text."""
+        ids = np.asarray(ids, dtype=object)
+        return ids.astype(np.int64) if self.whole_numbers and _whole(ids) else ids
+
     def __contains__(self, raw) -> bool:
         return str(raw) in self._index
+
+
+def _whole(ids) -> bool:
+    return bool(pd.Series(ids, dtype=object).str.fullmatch(WHOLE).all())

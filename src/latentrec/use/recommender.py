@@ -161,8 +161,8 @@ class Recommender:
         data = Encoded(known_user, known_item, np.zeros(len(u), np.float32))
         titles = np.array([self.titles.get(t, "") for t in item_text], dtype=object)
         return pd.DataFrame({
-            "user": user_text[u],
-            "item": item_text[i],
+            "user": self.users.typed(user_text)[u],
+            "item": self.items.typed(item_text)[i],
             "title": titles[i],
             "prediction": self.predict_encoded(data),
             "known_user": data.users > 0,

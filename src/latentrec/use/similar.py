@@ -115,7 +115,7 @@ def similar_items(rec: Recommender, item: str, n: int = 10, min_ratings: int = 0
     ids = rec.items.decode(top.indices.cpu().numpy())
     return pd.DataFrame({
         "rank": np.arange(1, k + 1),
-        "item": ids,
+        "item": rec.items.typed(ids),
         "title": [rec.titles.get(i, "") for i in ids],
         "similarity": top.values.cpu().numpy(),
         "n_ratings": counts[top.indices.cpu().numpy()],

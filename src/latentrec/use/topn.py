@@ -238,7 +238,7 @@ def frame(rec: Recommender, items: np.ndarray, scores: np.ndarray, known: bool) 
     ids = rec.items.decode(items)
     return pd.DataFrame({
         "rank": np.arange(1, len(ids) + 1),
-        "item": ids,
+        "item": rec.items.typed(ids),
         "title": [rec.titles.get(i, "") for i in ids],
         "prediction": np.clip(scores, *rec.rating_range),
         "known": known,
@@ -251,15 +251,15 @@ def recommend_all(rec: Recommender, n: int = 10, include_rated: bool = False,
     users = np.arange(1, len(rec.users))
     items, scores = top_n(rec, users, n, include_rated, chunk_scores)
     keep = items > 0
-    user_ids = np.asarray(rec.users.classes, dtype=object)[users]
-    item_ids = np.asarray(rec.items.classes, dtype=object)
+    user_ids = rec.users.typed(rec.users.classes[1:])  # users are 1..n
+    item_ids = rec.items.typed(rec.items.classes[1:])  # items 1..n: the lists hold no item 0
     titles = np.asarray([rec.titles.get(i, "") for i in rec.items.classes], dtype=object)
     ranks = np.broadcast_to(np.arange(1, items.shape[1] + 1), items.shape)
     flat = items[keep]
     return pd.DataFrame({
         "user": np.repeat(user_ids, keep.sum(1)),
         "rank": ranks[keep],
-        "item": item_ids[flat],
+        "item": item_ids[flat - 1],
         "title": titles[flat],
         "prediction": scores[keep],
         "known": True,

@@ -36,6 +36,7 @@ from latentrec.errors import ConfigError, DataError, LatentrecError, clip, one_l
 from latentrec.use.coldstart import UserRatings, check_given, folds_in, ignored_items
 from latentrec.use.interpret import item_pca
 from latentrec.use.recommender import Recommender
+from latentrec.use.records import records
 from latentrec.use.serve.holder import Loaded, ModelHolder
 from latentrec.use.serve.schemas import Error, Health, ItemMap, Predictions, Ready, Reloaded, Search, Similar, UserList
 from latentrec.use.similar import similar_items, title_matches
@@ -72,15 +73,6 @@ class PredictRequest(BaseModel):
     pairs: list[tuple[Id, Id]] = Field(min_length=1, description="(user, item) pairs")
 
     model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{"pairs": [["196", "242"], ["186", "302"]]}]}}
-
-
-def records(df, drop: tuple[str, ...] = ()) -> list[dict]:
-    """Rows of a frame as JSON-ready dicts without the ``drop`` columns: Python scalars, NaN as null (a
-    ranking-only model predicts no rating)."""
-    columns = [c for c in df.columns if c not in drop]
-    values = [[None if isinstance(v, float) and not math.isfinite(v) else v for v in df[c].tolist()]
-              if df[c].dtype.kind == "f" else df[c].tolist() for c in columns]
-    return [dict(zip(columns, row)) for row in zip(*values)]
 
 
 def user_recommendations(rec: Recommender, user: str, n: int) -> dict:
