@@ -76,10 +76,9 @@ Everything below is real output on ML-100K's own `u1` split (80,000 training rat
 RMSE against the baselines, then top-10 ranking metrics: a test rating of 4 or 5 marks an
 item as relevant, items the user rated in training are never recommended, and a popularity
 ranking (most-rated items first) is scored the same way. "Training" is all of `--data`: the saved
-model counts the validation rows `train` held out of it as rated too, so its lists never show an
+model is refit on the validation rows `train` held out of it too, so its lists never show an
 item the user rated in that file (the closing evaluation of `train` on those validation rows runs
-before they are added). A user whose every rating fell among the validation rows is unknown to the
-saved model, though: they get the popular list, which may hold items they rated.
+before the refit).
 
 {evaluate}
 The model dir holds two models trained from the same rows: the rating model (Bayesian MF),

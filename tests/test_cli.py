@@ -55,6 +55,38 @@ def test_train_evaluate_predict_json(capsys, tmp_path, ratings_csv):
     assert code == 0 and preds.read_text().startswith("user,item,title,prediction,known_user,known_item")
 
 
+def test_train_refits_on_the_validation_rows_it_held_out(capsys, tmp_path, ratings_csv):
+    """The validation rows measure the recipe, then the model saved is trained on every row of --data (for the best
+    epoch's number of epochs): a user whose ratings all fell in the validation rows is known; --valid FILE is not
+    refit on."""
+    from latentrec.use.recommender import Recommender
+
+    df = pd.read_csv(ratings_csv)
+    df = pd.concat([df, pd.DataFrame({"user": ["solo"], "item": [df.item[0]], "rating": [4.0]})])
+    data = tmp_path / "with_solo.csv"
+    df.to_csv(data, index=False)
+    shown = []  # the refit happens once: held-out figures, then the saved model's
+    for seed in range(1, 40):  # a seed whose 20 % holds the one-rating user out
+        code, out, _ = run(capsys, "train", "--data", str(data), "--epochs", "4", "--n-factors", "4", "--seed",
+                           str(seed), "--out", str(tmp_path / "m"), "--json", "--device", "cpu")
+        result = json.loads(out)
+        if result["valid"]["n_unknown_users"]:
+            shown.append(result)
+            break
+    assert code == 0 and shown, "no seed held the one-rating user out"
+    refit = shown[0]["refit"]
+    assert refit["n_train"] == len(df) and refit["epochs"] == shown[0]["best_epoch"]
+    rec = Recommender.load(tmp_path / "m")
+    assert "solo" in rec.users and len(rec.rated_items) == len(df)
+    assert rec.info["refit"]["n_train"] == len(df) and rec.info["n_train"] < len(df)  # the held-out run's figures
+    assert rec.config["valid_pct"] == 0.2 and rec.config["epochs"] == 4  # what was given: --config reruns both
+    valid = tmp_path / "valid.csv"
+    df.head(50).to_csv(valid, index=False)
+    code, out, _ = run(capsys, "train", "--data", str(data), "--valid", str(valid), "--epochs", "2", "--n-factors",
+                       "4", "--out", str(tmp_path / "m2"), "--json", "--device", "cpu")
+    assert code == 0 and "refit" not in json.loads(out)
+
+
 def test_human_output_has_table_and_recommendations(capsys, tmp_path, ratings_csv):
     code, out, _ = run(capsys, "train", "--data", str(ratings_csv), "--epochs", "2", "--out", str(tmp_path / "m"),
                        "--device", "cpu")

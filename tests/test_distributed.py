@@ -119,8 +119,12 @@ def test_each_rank_parses_its_part_of_a_big_file_and_trains_the_one_process_mode
                          env=env, check=False, capture_output=True, text=True, timeout=180)
     assert one.returncode == 0, one.stderr[-3000:]
     two = torchrun(str(WORKER), "cli", "0", *common, "--out", str(tmp_path / "two"), LEAN_BYTES="0")
-    [total] = [int(n) for n in re.findall(r"rank 0 parsed (\d+) rows", one.stderr)]
-    parts = {int(r): int(n) for r, n in re.findall(r"rank (\d) parsed (\d+) rows", two.stderr)}
+    total, again = [int(n) for n in re.findall(r"rank 0 parsed (\d+) rows", one.stderr)]  # again for the refit
+    reads = {}
+    for r, n in re.findall(r"rank (\d) parsed (\d+) rows", two.stderr):
+        reads.setdefault(int(r), []).append(int(n))
+    assert again == total and all(len(n) == 2 and n[0] == n[1] for n in reads.values())  # held-out run, refit
+    parts = {r: n[0] for r, n in reads.items()}
     assert sorted(parts) == [0, 1] and sum(parts.values()) == total and max(parts.values()) < 0.6 * total
     a, b = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("one", "two"))
     for name in a:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import uuid
@@ -212,9 +213,12 @@ def print_summary(rec, ranking_only: bool, ranker: str, out: str, result: dict) 
     """What training made and where it went, the ranker's check, the evaluation, and a sample user's top 5."""
     from latentrec.use.topn import recommend
 
+    refit = rec.info.get("refit")
+    saved = (f"refit on all {refit['n_train']:,} ratings (validation rows included) in {refit['seconds']:.2f} s; "
+             f"saved to {out}/" if refit else f"saved to {out}/")
     if ranking_only:
         console.print(f"Fitted {rec.ranker.kind} (a ranking model: orders lists, predicts no ratings) in "
-                      f"{rec.info['train_seconds']:.2f} s; saved to {out}/")
+                      f"{rec.info['train_seconds']:.2f} s; {saved}")
     else:
         check = rec.info.get("ranker_check")
         fitted = f"{rec.ranker.kind} ranker" if rec.ranker is not None else ""
@@ -224,7 +228,7 @@ def print_summary(rec, ranking_only: bool, ranker: str, out: str, result: dict) 
         ranked = f" + {fitted} in {rec.info['ranker_seconds']:.2f} s" if rec.ranker is not None else ""
         epochs = (f"Best epoch {rec.info['best_epoch']}" if "valid_rmse" in rec.info["metrics"]
                   else f"Kept the last epoch, {len(rec.history)} (no validation rows to choose by)")
-        console.print(f"\n{epochs}; trained in {rec.info['train_seconds']:.2f} s{ranked}; saved to {out}/")
+        console.print(f"\n{epochs}; trained in {rec.info['train_seconds']:.2f} s{ranked}; {saved}")
         if check is not None and "reason" in check:
             console.print(f"Lists ordered by popularity: {check['reason']} (--ranker {check['ranker']} keeps it "
                           f"anyway).")
@@ -249,8 +253,10 @@ def print_summary(rec, ranking_only: bool, ranker: str, out: str, result: dict) 
 
 
 def read_inputs(args: argparse.Namespace, cfg: TrainConfig) -> tuple:
-    """``(train, valid, test, lean)``: the training ratings (a big file read lean: ``lean``, the same object), the
-    validation rows (given, or held out of the training file), and the ``--test`` or ``--split`` test rows."""
+    """``(train, valid, test, lean, whole)``: the training ratings (a big file read lean: ``lean``, the same object),
+    the validation rows (given, or held out of the training file), the ``--test`` or ``--split`` test rows, and,
+    when the validation rows were held out of the training file, ``whole()``, which gives all of its rows for the
+    refit (a big file is read again then, after the held-out run's columns are let go)."""
     from latentrec.data.ratings import read_titles
     from latentrec.data.split import hold_out, ml100k_split_files
 
@@ -266,14 +272,20 @@ def read_inputs(args: argparse.Namespace, cfg: TrainConfig) -> tuple:
         lean = read_big(args, source, 0.0 if args.valid else cfg.valid_pct, cfg.seed)
         train_data = lean or read(args, source)
     valid = read_scored(args, args.valid) if args.valid else None
+    whole = None
+    if lean is not None and lean.valid is not None:
+        whole = lambda: read_big(args, source, 0.0, cfg.seed)  # noqa: E731
     if lean is None:  # the lean reader held its validation rows out already
+        given_valid, everything = valid, train_data
         train_data, valid = hold_out(train_data, valid, cfg.valid_pct, cfg.seed)
+        if given_valid is None and valid is not None:
+            whole = lambda: everything  # noqa: E731
         if valid is None and cfg.valid_pct and len(train_data) > 1 and not args.json:  # 1 rating: fit refuses it
             stderr(f"latentrec train: holding out {cfg.valid_pct:.0%} of {plural(len(train_data), 'rating')} leaves "
                    f"no validation row; training on all of them, with nothing to evaluate.")
     if args.test:
         test = read_scored(args, args.test)  # read (and checked) before training, encoded after it
-    return train_data, valid, test, lean
+    return train_data, valid, test, lean, whole
 
 
 def run(args: argparse.Namespace) -> int:
@@ -290,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = given.resolved()  # checked before any reading; fit resolves ``given`` itself, for the data's rating scale
     pick_device(cfg.device)  # an unusable --device is refused before any reading
     checkpoints = checkpointer(args)
-    train_data, valid, test, lean = read_inputs(args, cfg)
+    train_data, valid, test, lean, whole = read_inputs(args, cfg)
 
     main_rank = distributed.is_main()  # under torchrun only rank 0 prints, writes checkpoints and saves
     progress.set_enabled(main_rank and not args.json)
@@ -302,6 +314,8 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt as stop:
             return interrupted(checkpoints, cfg.epochs, stop)
     if not main_rank:
+        if refits(whole, trainer):  # rank 0 scores the validation rows first; the ranks then refit together
+            refit(rec, whole(), given)
         return 0
     diverged = trainer.diverged if trainer is not None else None
     if diverged and not trainer.history:  # not one good epoch: nothing worth saving or showing
@@ -309,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{diverged} Nothing was saved.")
     write_id = uuid.uuid4().hex  # the saved model's: says, after an interrupt, whether the model went in
     try:
-        save_and_report(args, cfg, rec, trainer, (valid, test, lean), write_id)
+        save_and_report(args, given, rec, trainer, (valid, test, lean, whole), write_id)
     except KeyboardInterrupt as stop:  # after the last epoch: scoring, saving, showing
         return interrupted(checkpoints, cfg.epochs, stop, str(args.out), weights_write_id(args.out) == write_id)
     checkpoints.remove()
@@ -319,13 +333,46 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def save_and_report(args: argparse.Namespace, cfg, rec, trainer, held: tuple, write_id: str) -> None:
-    """Score the trained ``rec`` on the validation (or test) rows, save it with ``write_id`` and print the summary
-    (``held``: the validation rows, test rows and lean split that ``read_inputs`` gave)."""
+def refits(whole, trainer) -> bool:
+    """Whether the model is trained again on the whole training file: its validation rows were held out of it
+    (``whole``, from :func:`read_inputs`) and the held-out run did not diverge."""
+    return whole is not None and not (trainer is not None and trainer.diverged)
+
+
+def refit(rec, whole, given: TrainConfig):
+    """``rec``'s recipe trained again on ``whole`` (the training file, its validation rows included) for the held-out
+    run's best number of epochs, with the ranker that run kept: the model saved uses every rating. The held-out run's
+    history and metrics stay in ``info`` (what the validation measured; the same recipe on more rows); the refit's
+    figures go under ``info["refit"]``, and the config saved is the one given (``train --config MODEL_DIR`` reruns
+    both)."""
+    import time
+
+    from latentrec.training.fit import fit
+
+    epochs = rec.info["best_epoch"] or given.resolved().epochs
+    kept = rec.ranker.kind if rec.ranker is not None else "none"  # the ranker of a rating model, as auto chose it
+    cfg = dataclasses.replace(given, valid_pct=0.0, epochs=epochs,
+                              ranker=given.ranker if given.model in RANKING_MODELS else kept)
+    t0 = time.perf_counter()
+    with progress.step_progress("Refitting on all the ratings", epochs) as advance:
+        bar = EpochTable(epochs, quiet=True)
+        bar.bar = advance
+        new, _ = fit(whole, None, cfg, callbacks=[bar])
+    figures = {"n_train": new.info["n_train"], "epochs": epochs, "seconds": time.perf_counter() - t0}
+    if "train_rmse" in new.info["metrics"]:
+        figures["train_rmse"] = new.info["metrics"]["train_rmse"]
+    return dataclasses.replace(new, history=rec.history, config=rec.config, info={**rec.info, "refit": figures})
+
+
+def save_and_report(args: argparse.Namespace, given: TrainConfig, rec, trainer, held: tuple, write_id: str) -> None:
+    """Score the trained ``rec`` on the validation (or test) rows, refit it on the whole training file when its
+    validation rows were held out of it, save it with ``write_id`` and print the summary (``held``: the validation
+    rows, test rows, lean split and whole training file that ``read_inputs`` gave)."""
     from latentrec.data.batches import EncodedRows
     from latentrec.evaluation.evaluate import evaluate
 
-    valid, test, lean = held
+    valid, test, lean, whole = held
+    cfg = given.resolved()
     if trainer is not None:
         trainer.train = None  # the training columns are in the model now: let them go (12 bytes a rating)
     if lean is not None:
@@ -340,7 +387,10 @@ def save_and_report(args: argparse.Namespace, cfg, rec, trainer, held: tuple, wr
         scored = rec.encode_rows(scored)  # once, for the evaluation and for counting them as rated
     if test is None and scored is not None:  # scored before its rows count as rated below
         result["valid"] = evaluate(rec, scored, max_rank_users=RANK_EVAL_USERS)
-    if scored is not None and not args.valid:  # rows of --data kept from training: the user rated them too,
+    if refits(whole, trainer):  # under torchrun the other ranks refit beside rank 0 (see run)
+        rec = refit(rec, whole(), given)  # every rated row is in its training now
+        result["refit"] = rec.info["refit"]
+    elif scored is not None and not args.valid:  # rows of --data kept from training: the user rated them too,
         rec = rec.with_rated(scored.data)  # so the saved model's lists skip them
     if test is not None:
         result["test"] = evaluate(rec, test, max_rank_users=RANK_EVAL_USERS)
