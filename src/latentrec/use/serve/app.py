@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictInt, StrictStr, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
@@ -111,6 +111,35 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+def json_body(model: type[BaseModel]):
+    """A dependency giving the request's JSON body checked against ``model`` on a worker thread: pydantic takes
+    about 150 ms over a 1 MiB body, which on the event loop would hold up every other request (``/healthz`` too).
+    Pass :func:`body_schema` of the same model as the route's ``openapi_extra``."""
+    async def read(request: Request) -> BaseModel:
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            raise HTTPException(422, "The body must be JSON, sent with Content-Type: application/json.")
+        raw = await request.body()
+        try:
+            return await run_in_threadpool(model.model_validate_json, raw)
+        except ValidationError as e:
+            raise RequestValidationError([{**d, "loc": ("body", *d["loc"])} for d in e.errors()]) from None
+    return read
+
+
+def body_schema(model: type[BaseModel]) -> dict:
+    """The OpenAPI ``requestBody`` of a route reading ``model`` through :func:`json_body` (its ``$defs`` written in
+    place, as the document has no room for them)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(x):
+        if isinstance(x, dict):
+            return inline(defs[x["$ref"].rsplit("/", 1)[1]]) if "$ref" in x else {k: inline(v) for k, v in x.items()}
+        return [inline(v) for v in x] if isinstance(x, list) else x
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}
+
+
 def fails(*codes: int) -> dict:
     """The error answers a route documents besides its 200 (each ``{"detail": ...}``): ``codes`` and 422, whose
     detail is a sentence or, for malformed parameters or JSON, a list naming each bad field (``Error``, not FastAPI's
@@ -156,9 +185,6 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, e: RequestValidationError) -> JSONResponse:
         """422 naming each bad field, without echoing the input back (it may be large, or NaN, not JSON)."""
-        if request.method == "POST" and request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return JSONResponse({"detail": "The body must be JSON, sent with Content-Type: application/json."},
-                                status_code=422)
         return JSONResponse({"detail": [{"loc": list(d["loc"]), "msg": d["msg"], "type": d["type"]} for d in e.errors()]},
                             status_code=422)
 
@@ -196,8 +222,9 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         with holder.lock:
             return JSONResponse(user_recommendations(rec, user, n))
 
-    @app.post("/api/recommendations", tags=["recommendations"], response_model=UserList, responses=fails(413, 503))
-    def fold_in_recommendations(body: FoldInRequest) -> JSONResponse:
+    @app.post("/api/recommendations", tags=["recommendations"], response_model=UserList, responses=fails(413, 503),
+              openapi_extra=body_schema(FoldInRequest))
+    def fold_in_recommendations(body: Annotated[FoldInRequest, Depends(json_body(FoldInRequest))]) -> JSONResponse:
         """Top-n for a new user described by a few ratings: folded in with the item factors fixed, nothing stored."""
         rec = model().rec
         given = UserRatings([str(r.item) for r in body.ratings], [r.rating for r in body.ratings],
@@ -239,8 +266,9 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         return JSONResponse({"item": item, "title": rec.titles.get(item, ""),
                              "similar": records(sims)})
 
-    @app.post("/api/predict", tags=["predictions"], response_model=Predictions, responses=fails(400, 413, 503))
-    def predict(body: PredictRequest) -> JSONResponse:
+    @app.post("/api/predict", tags=["predictions"], response_model=Predictions, responses=fails(400, 413, 503),
+              openapi_extra=body_schema(PredictRequest))
+    def predict(body: Annotated[PredictRequest, Depends(json_body(PredictRequest))]) -> JSONResponse:
         """Predicted ratings for (user, item) pairs; ``known`` is false where either id fell back to the average."""
         rec = model().rec
         users = np.array([str(u) for u, _ in body.pairs], dtype=object)
