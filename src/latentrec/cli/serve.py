@@ -147,6 +147,7 @@ def serve_in_workers(args, sock: socket.socket) -> int:
     def ready(pids: list[int], infos: list[dict]) -> None:
         listen(sock)
         announce(args, sock, infos[0], pids)
+        sock.close()  # the workers hold the socket: once they stop, new connections are refused, not queued
 
     Workers(args.workers, worker(args, sock)).run(ready)
     return 0
