@@ -812,3 +812,12 @@ def test_the_checkpoint_of_out_dot_is_named_after_the_folder(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     assert default_folder(".") == tmp_path.parent / f"{tmp_path.name}.checkpoint"
     assert default_folder("m/") == Path("m.checkpoint")
+
+
+def test_a_dataframes_bad_row_is_named_by_its_iloc_position():
+    """A filtered frame's index has gaps: the message names the row as .iloc finds it."""
+    df = pd.DataFrame({"user": range(10), "item": range(10), "rating": [3.0] * 10}).iloc[4:]
+    df.loc[7, "rating"] = float("nan")  # label 7, position 3
+    with pytest.raises(Exception, match=r"rows by \.iloc position\), row 3, column 'rating'") as caught:
+        load_ratings(df)
+    assert df.iloc[3].isna().any() and "missing" in str(caught.value)

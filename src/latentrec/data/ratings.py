@@ -71,7 +71,9 @@ def load_ratings(
                         f"not {duplicates!r}.")
     cols = {"user": user_col, "item": item_col, "rating": rating_col}
     if isinstance(source, pd.DataFrame):
-        df = _validate(source.copy(), "the DataFrame", cols, duplicates, row_offset=0, has_header=True)
+        # its rows named by position from 0, as .iloc counts them (a 1-based count matched neither .iloc nor .loc)
+        df = _validate(source.copy(), "the DataFrame (rows by .iloc position)", cols, duplicates, row_offset=-1,
+                       has_header=True)
         return Ratings(df, "DataFrame", _pop_titles(df))
     if str(source) in DATASETS:
         folder = dataset_path(str(source), data_dir)
