@@ -27,8 +27,10 @@ from latentrec.errors import DataError, clip
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".data", ".dat", ".base", ".test"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
 ALIASES = {
-    "user": {"user", "userid", "uid", "customer", "customerid", "reviewer", "reviewerid"},
-    "item": {"item", "itemid", "iid", "movie", "movieid", "product", "productid", "asin"},
+    "user": {"user", "userid", "uid", "customer", "customerid", "reviewer", "reviewerid", "client", "clientid",
+             "member", "memberid", "account", "accountid", "buyer", "buyerid"},
+    "item": {"item", "itemid", "iid", "movie", "movieid", "product", "productid", "asin", "sku", "isbn", "book",
+             "bookid", "track", "trackid", "song", "songid", "article", "articleid", "business", "businessid"},
     "rating": {"rating", "ratings", "score", "stars", "value", "overall"},
 }
 NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
