@@ -502,6 +502,15 @@ def test_app_factory_reads_the_model_dir_from_the_environment(model_dir, tmp_pat
     client = TestClient(app_from_env())
     assert client.get("/readyz").json()["model"]["generation"] == 1
     assert client.get("/api/users/u1/recommendations?n=2").status_code == 200
+    assert "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": "https://a.example"}).headers
+    monkeypatch.setenv("LATENTREC_ALLOW_ORIGIN", "https://a.example, https://b.example")  # as --allow-origin
+    client = TestClient(app_from_env())
+    allowed = client.get("/healthz", headers={"Origin": "https://b.example"}).headers
+    assert allowed["access-control-allow-origin"] == "https://b.example"
+    monkeypatch.setenv("LATENTREC_ALLOW_ORIGIN", "https://a.example/app")
+    with pytest.raises(SystemExit) as stop:
+        app_from_env()
+    assert stop.value.code == 3 and "LATENTREC_ALLOW_ORIGIN 'https://a.example/app' must be" in capsys.readouterr().err
 
 
 def test_reload_asked_over_http_is_passed_on_before_this_process_reloads(holder):

@@ -7,7 +7,6 @@ import ipaddress
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import threading
@@ -113,10 +112,9 @@ def hold_sighup() -> set | None:
 
 def check(args) -> None:
     """Refuse bad options with one sentence before binding the port."""
-    for origin in args.allow_origin:  # a browser's Origin header has no path, not even a trailing slash
-        if origin != "*" and not re.fullmatch(r"[a-z][a-z0-9+.-]*://[^/\s]+", origin):
-            raise ConfigError(f"--allow-origin {origin!r} must be * or scheme://host[:port] with no path "
-                              f"(e.g. https://app.example.com).")
+    from latentrec.use.serve.app import check_origins
+
+    check_origins(args.allow_origin, "--allow-origin")
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {args.workers}.")
     if args.workers > 1 and not hasattr(os, "fork"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -47,6 +48,7 @@ MAX_BODY = 1 << 20  # bytes; larger request bodies get 413
 MAX_N = 1000  # the most items one list may ask for
 MAPS_KEPT = 4  # /api/map answers cached per model (by item count)
 MODEL_ENV = "LATENTREC_MODEL"  # the model dir app_from_env serves
+ORIGINS_ENV = "LATENTREC_ALLOW_ORIGIN"  # app_from_env's web origins allowed to call the API (comma-separated)
 STARTUP_FAILURE = 3  # uvicorn's exit status for a worker that cannot start: its supervisor then stops, not restarts
 
 # strict: a JSON true, 1.5 or null is refused (422), not read as the id "1", "1" or "None"
@@ -145,6 +147,15 @@ def fails(*codes: int) -> dict:
     detail is a sentence or, for malformed parameters or JSON, a list naming each bad field (``Error``, not FastAPI's
     ``HTTPValidationError``, which allows the list only)."""
     return {code: {"model": Error} for code in (*codes, 422)}
+
+
+def check_origins(origins: Sequence[str], what: str) -> None:
+    """Refuse, in one sentence naming ``what`` gave it, an origin a browser would never send: its Origin header has
+    no path, not even a trailing slash."""
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"[a-z][a-z0-9+.-]*://[^/\s]+", origin):
+            raise ConfigError(f"{what} {origin!r} must be * or scheme://host[:port] with no path "
+                              f"(e.g. https://app.example.com).")
 
 
 def is_loopback(host: str | None) -> bool:
@@ -316,18 +327,21 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
 
 
 def app_from_env() -> FastAPI:
-    """The app for an ASGI server of your own, serving the model dir named by ``$LATENTREC_MODEL``:
+    """The app for an ASGI server of your own, serving the model dir named by ``$LATENTREC_MODEL`` (web pages on the
+    comma-separated origins of ``$LATENTREC_ALLOW_ORIGIN`` may call it, as ``--allow-origin`` allows them):
     ``LATENTREC_MODEL=model uvicorn --factory latentrec.use.serve.app:app_from_env --workers 4``. The model is
     loaded here, before the server listens. A missing variable or a model that cannot be read is one sentence on
     stderr and exit status 3, uvicorn's start-up failure, which stops its supervisor rather than restarting
     workers that would fail the same way."""
     try:
+        origins = [o.strip() for o in os.environ.get(ORIGINS_ENV, "").split(",") if o.strip()]
+        check_origins(origins, ORIGINS_ENV)
         holder = ModelHolder(model_dir_from_env())
         holder.load()
     except LatentrecError as e:
         print(f"latentrec: error: {one_line(e)}", file=sys.stderr, flush=True)
         raise SystemExit(STARTUP_FAILURE) from None
-    return create_app(holder)
+    return create_app(holder, origins)
 
 
 def model_dir_from_env() -> str:
