@@ -48,6 +48,7 @@ def add_parser(sub) -> None:
 
 
 BACKLOG = 2048  # connections the kernel queues before the server accepts them
+SHUTDOWN_GRACE_S = 30  # what a stop leaves requests in flight (a service manager kills after 30-90 s anyway)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -222,12 +223,15 @@ def announce(args, sock: socket.socket, info: dict, pids: list[int]) -> None:
 
 
 def uvicorn_run(app, sock: socket.socket, access_log: bool) -> None:
-    """Serve ``app`` on the listening ``sock`` until SIGINT or SIGTERM (uvicorn then raises that signal again)."""
+    """Serve ``app`` on the listening ``sock`` until SIGINT or SIGTERM (uvicorn then raises that signal again), letting
+    requests in flight finish for at most ``SHUTDOWN_GRACE_S`` (a client that never finishes its request would
+    otherwise hold the server up forever)."""
     import uvicorn
 
     logs = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     logs["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout holds only the start-up line (--json: one object)
     for formatter in logs["formatters"].values():  # stamped like latentrec's own lines, with the answering process
         formatter["fmt"] = "%(asctime)s [%(process)d] " + formatter["fmt"]
-    config = uvicorn.Config(app, log_level="info" if access_log else "warning", access_log=access_log, log_config=logs)
+    config = uvicorn.Config(app, log_level="info" if access_log else "warning", access_log=access_log, log_config=logs,
+                            timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     uvicorn.Server(config).run(sockets=[sock])
