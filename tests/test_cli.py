@@ -87,6 +87,34 @@ def test_train_refits_on_the_validation_rows_it_held_out(capsys, tmp_path, ratin
     assert code == 0 and "refit" not in json.loads(out)
 
 
+@pytest.mark.parametrize("refit_ends", ["diverged", "interrupted"])
+def test_a_refit_that_fails_leaves_the_held_out_model_saved(capsys, tmp_path, ratings_csv, monkeypatch, refit_ends):
+    """The held-out model is saved before the refit: a refit that diverges or is stopped leaves it, and says so."""
+    import latentrec.training.fit as fitting
+    from latentrec.use.recommender import Recommender
+
+    real, calls = fitting.fit, []
+
+    def fit(*a, **k):
+        calls.append(a[2])  # the config
+        if len(calls) == 2 and refit_ends == "interrupted":
+            raise KeyboardInterrupt
+        rec, trainer = real(*a, **k)
+        if len(calls) == 2:
+            trainer.diverged = "Training diverged in epoch 2 (the weights became infinite or NaN)."
+        return rec, trainer
+
+    monkeypatch.setattr(fitting, "fit", fit)
+    code, out, err = run(capsys, "train", "--data", str(ratings_csv), "--solver", "bayes", "--epochs", "12",
+                         "--burn-in", "6", "--n-factors", "4", "--out", str(tmp_path / "m"), "--device", "cpu")
+    assert code == (0 if refit_ends == "diverged" else 130)
+    assert f"{tmp_path / 'm'} keeps the model trained without the validation rows" in " ".join(err.split())
+    rec = Recommender.load(tmp_path / "m")
+    assert "refit" not in rec.info and rec.info["n_train"] < len(pd.read_csv(ratings_csv))
+    best = rec.info["best_epoch"]
+    assert calls[1].epochs == best and calls[1].burn_in == 6 * best // 12 and calls[1].valid_pct == 0  # in proportion
+
+
 def test_human_output_has_table_and_recommendations(capsys, tmp_path, ratings_csv):
     code, out, _ = run(capsys, "train", "--data", str(ratings_csv), "--epochs", "2", "--out", str(tmp_path / "m"),
                        "--device", "cpu")

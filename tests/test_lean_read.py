@@ -98,7 +98,7 @@ def test_cli_trains_the_same_model_either_way(files, tmp_path, monkeypatch, caps
         assert main(args) == 0
         out[route] = json.loads(capsys.readouterr().out)
     # each route was really taken; the lean one reads the file again, whole, for the refit
-    assert taken[0].valid is not None and taken[1].valid is None and taken[2] is None
+    assert taken[0] is not None and taken[1] is not None and taken[1].valid is None and taken[2] is None
     assert out["lean"]["refit"]["n_train"] == out["memory"]["refit"]["n_train"] == len(pd.read_parquet(files / "r.parquet"))
     assert out["lean"]["valid"] == out["memory"]["valid"]
     a, b = load_file(tmp_path / "lean" / "model.safetensors"), load_file(tmp_path / "memory" / "model.safetensors")

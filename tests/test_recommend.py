@@ -261,7 +261,8 @@ def test_whole_number_ids_come_back_as_integers_and_json_keeps_text(tmp_path, ca
     both = rec.predict(df.user.head(3), df.item.head(3))
     assert both[["user", "item"]].dtypes.tolist() == [np.int64, np.int64]
     assert both["user"].tolist() == df.user.head(3).tolist()
-    assert rec.predict(["5", "nobody"], [7, 7])["user"].tolist() == ["5", "nobody"]  # not all whole: text
+    assert rec.predict(["5", "nobody"], [7, 7])["user"].tolist() == ["5", "nobody"]  # given as text: text
+    assert rec.predict(["5"], ["7"])["item"].tolist() == ["7"] and rec.predict([5], "7")["user"].tolist() == [5]
     padded, _ = fit(df.assign(item=df.item.map("{:03d}".format)), config=TrainConfig(epochs=1, n_factors=2,
                                                                                      valid_pct=0, device="cpu"))
     assert recommend(padded, 5, n=2)["item"].tolist()[0].startswith("0")  # 007 is not 7

@@ -444,7 +444,8 @@ def test_requests_are_read_strictly(client, holder):
     unknown id is quoted cut short."""
     item = holder.state.rec.items.classes[1]
     ratings = [{"item": item, "rating": 4}]
-    for body in ({"ratings": ratings, "N": 2}, {"ratings": ratings, "n": "3"}, {"pairs": [["u1", item]], "extra": 1}):
+    for body in ({"ratings": ratings, "N": 2}, {"ratings": ratings, "n": "3"}, {"pairs": [["u1", item]], "extra": 1},
+                 {"ratings": [{"item": item, "rating": 4, "wieght": 2}]}):
         route = "/api/predict" if "pairs" in body else "/api/recommendations"
         assert client.post(route, json=body).status_code == 422, body
     assert client.get("/api/users//recommendations").status_code == 422

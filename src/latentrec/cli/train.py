@@ -315,15 +315,19 @@ def run(args: argparse.Namespace) -> int:
             return interrupted(checkpoints, cfg.epochs, stop)
     if not main_rank:
         if refits(whole, trainer):  # rank 0 scores the validation rows first; the ranks then refit together
-            refit(rec, whole(), given)
+            refit_cfg = refit_config(given, rec.info["best_epoch"], "none")  # rank 0 alone fits the ranker
+            rec = trainer = None
+            fit(whole(), None, refit_cfg)
         return 0
     diverged = trainer.diverged if trainer is not None else None
     if diverged and not trainer.history:  # not one good epoch: nothing worth saving or showing
         checkpoints.remove()
         raise ConfigError(f"{diverged} Nothing was saved.")
     write_id = uuid.uuid4().hex  # the saved model's: says, after an interrupt, whether the model went in
+    fitted = [rec, trainer]
+    rec = trainer = None  # save_and_report lets the held-out model go before a refit
     try:
-        save_and_report(args, given, rec, trainer, (valid, test, lean, whole), write_id)
+        save_and_report(args, given, fitted, (valid, test, lean, whole), write_id)
     except KeyboardInterrupt as stop:  # after the last epoch: scoring, saving, showing
         return interrupted(checkpoints, cfg.epochs, stop, str(args.out), weights_write_id(args.out) == write_id)
     checkpoints.remove()
@@ -339,40 +343,56 @@ def refits(whole, trainer) -> bool:
     return whole is not None and not (trainer is not None and trainer.diverged)
 
 
-def refit(rec, whole, given: TrainConfig):
-    """``rec``'s recipe trained again on ``whole`` (the training file, its validation rows included) for the held-out
-    run's best number of epochs, with the ranker that run kept: the model saved uses every rating. The held-out run's
-    history and metrics stay in ``info`` (what the validation measured; the same recipe on more rows); the refit's
-    figures go under ``info["refit"]``, and the config saved is the one given (``train --config MODEL_DIR`` reruns
-    both)."""
+def refit_config(given: TrainConfig, best_epoch: int | None, ranker: str) -> TrainConfig:
+    """The refit's config: ``given`` for the held-out run's best number of epochs (a given bayes burn-in in
+    proportion), without validation rows, with the ``ranker`` that run kept (as ``auto`` chose it)."""
+    resolved = given.resolved()
+    epochs = best_epoch or resolved.epochs
+    changes: dict = {"valid_pct": 0.0, "epochs": epochs}
+    if given.model not in RANKING_MODELS:
+        changes["ranker"] = ranker
+    if given.burn_in is not None:
+        changes["burn_in"] = given.burn_in * epochs // resolved.epochs
+    return dataclasses.replace(given, **changes)
+
+
+def refit(whole, cfg: TrainConfig, held_out: dict):
+    """The model of ``cfg`` (:func:`refit_config`) trained on ``whole`` (the training file, its validation rows
+    included), or None if that training diverged (it warns). ``held_out`` holds the held-out run's ``info``,
+    ``history`` and ``config``: they stay the saved model's (what the validation measured; the same recipe on more
+    rows; ``train --config MODEL_DIR`` reruns both), with the refit's figures under ``info["refit"]``."""
     import time
 
     from latentrec.training.fit import fit
 
-    epochs = rec.info["best_epoch"] or given.resolved().epochs
-    kept = rec.ranker.kind if rec.ranker is not None else "none"  # the ranker of a rating model, as auto chose it
-    cfg = dataclasses.replace(given, valid_pct=0.0, epochs=epochs,
-                              ranker=given.ranker if given.model in RANKING_MODELS else kept)
     t0 = time.perf_counter()
-    with progress.step_progress("Refitting on all the ratings", epochs) as advance:
-        bar = EpochTable(epochs, quiet=True)
+    with progress.step_progress("Refitting on all the ratings", cfg.epochs) as advance:
+        bar = EpochTable(cfg.epochs, quiet=True)
         bar.bar = advance
-        new, _ = fit(whole, None, cfg, callbacks=[bar])
-    figures = {"n_train": new.info["n_train"], "epochs": epochs, "seconds": time.perf_counter() - t0}
+        new, trainer = fit(whole, None, cfg, callbacks=[bar])
+    if trainer is not None and trainer.diverged:
+        return None
+    figures = {"n_train": new.info["n_train"], "epochs": cfg.epochs, "seconds": time.perf_counter() - t0}
     if "train_rmse" in new.info["metrics"]:
         figures["train_rmse"] = new.info["metrics"]["train_rmse"]
-    return dataclasses.replace(new, history=rec.history, config=rec.config, info={**rec.info, "refit": figures})
+    return dataclasses.replace(new, history=held_out["history"], config=held_out["config"],
+                               info={**held_out["info"], "refit": figures})
 
 
-def save_and_report(args: argparse.Namespace, given: TrainConfig, rec, trainer, held: tuple, write_id: str) -> None:
-    """Score the trained ``rec`` on the validation (or test) rows, refit it on the whole training file when its
-    validation rows were held out of it, save it with ``write_id`` and print the summary (``held``: the validation
-    rows, test rows, lean split and whole training file that ``read_inputs`` gave)."""
+def save_and_report(args: argparse.Namespace, given: TrainConfig, fitted: list, held: tuple, write_id: str) -> None:
+    """Score the trained model on the validation (or test) rows, save it with ``write_id``, refit it on the whole
+    training file when its validation rows were held out of it (the held-out model stays saved should the refit
+    diverge or be stopped), and print the summary. ``fitted``: ``[rec, trainer]``, emptied here, so that the
+    held-out model can be let go before the refit; ``held``: the validation rows, test rows, lean split and whole
+    training file that ``read_inputs`` gave."""
     from latentrec.data.batches import EncodedRows
     from latentrec.evaluation.evaluate import evaluate
+    from latentrec.use.recommender import Recommender
 
-    valid, test, lean, whole = held
+    (rec, trainer), valid, test, lean, whole = fitted, *held
+    fitted.clear()
     cfg = given.resolved()
+    ranking_only = trainer is None
     if trainer is not None:
         trainer.train = None  # the training columns are in the model now: let them go (12 bytes a rating)
     if lean is not None:
@@ -387,15 +407,31 @@ def save_and_report(args: argparse.Namespace, given: TrainConfig, rec, trainer, 
         scored = rec.encode_rows(scored)  # once, for the evaluation and for counting them as rated
     if test is None and scored is not None:  # scored before its rows count as rated below
         result["valid"] = evaluate(rec, scored, max_rank_users=RANK_EVAL_USERS)
-    if refits(whole, trainer):  # under torchrun the other ranks refit beside rank 0 (see run)
-        rec = refit(rec, whole(), given)  # every rated row is in its training now
-        result["refit"] = rec.info["refit"]
-    elif scored is not None and not args.valid:  # rows of --data kept from training: the user rated them too,
+    if scored is not None and not args.valid:  # rows of --data kept from training: the user rated them too,
         rec = rec.with_rated(scored.data)  # so the saved model's lists skip them
+    rec.save(args.out, write_id=write_id)
+    if refits(whole, trainer):  # under torchrun the other ranks refit beside rank 0 (see run)
+        refit_cfg = refit_config(given, rec.info["best_epoch"], rec.ranker.kind if rec.ranker is not None else "none")
+        held_out = {"info": rec.info, "history": rec.history, "config": rec.config}
+        rec = trainer = scored = valid = None  # the held-out model is saved: its columns go before the file's
+        if lean is not None:
+            lean.valid = None
+        try:
+            rec = refit(whole(), refit_cfg, held_out)  # every rated row is in its training now
+        except KeyboardInterrupt:
+            stderr(f"latentrec train: interrupted during the refit on all the ratings; {args.out} keeps the model "
+                   f"trained without the validation rows.")
+            raise
+        if rec is None:
+            stderr(f"latentrec train: the refit on all the ratings diverged; {args.out} keeps the model trained "
+                   f"without the validation rows.")
+            rec = Recommender.load(args.out)
+        else:
+            rec.save(args.out, write_id=write_id)
+            result["refit"] = rec.info["refit"]
     if test is not None:
         result["test"] = evaluate(rec, test, max_rank_users=RANK_EVAL_USERS)
-    rec.save(args.out, write_id=write_id)
     if args.json:
         emit_json(result)
     else:
-        print_summary(rec, trainer is None, cfg.ranker, args.out, result)
+        print_summary(rec, ranking_only, cfg.ranker, args.out, result)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 NA = "#na#"
-WHOLE = r"-?(?:0|[1-9][0-9]{0,17})"  # an int64 written plainly: not 042, +42, 4.2 or 4.0
+WHOLE = r"0|-?[1-9][0-9]{0,17}"  # an int64 written plainly: not 042, -0, +42, 4.2 or 4.0
 
 
 class Vocab:

@@ -81,8 +81,9 @@ class DotProductBias(FactorModel):
     def set_unknown_rows(self, user_counts: torch.Tensor, item_counts: torch.Tensor) -> None:
         """Make row 0 (``#na#``) the average known user/item: zero factors, count-weighted mean bias.
 
-        An unknown item is then predicted from the user's bias, an unknown user from the item's, and both
-        unknown from the mean biases (``benchmarks/fallback.py`` compares them with the plain means).
+        A saved model answers unknown ids with damped mean ratings instead (``Recommender.fallback``); row 0
+        answers where those are not kept (a model dir from an earlier build), and ``benchmarks/fallback.py``
+        compares the two.
         """
         for bias, factors, counts in ((self.user_bias, self.user_factors, user_counts),
                                       (self.item_bias, self.item_factors, item_counts)):

@@ -50,6 +50,14 @@ def _factorized(ids) -> tuple[np.ndarray, np.ndarray]:
     return pd.factorize(pd.Series(ids, dtype="string").astype(str).to_numpy(object), use_na_sentinel=False)
 
 
+def _integers(ids) -> bool:
+    """Whether raw ids were given as integers: an integer array or Series, an int, or a list of ints."""
+    if isinstance(ids, (np.ndarray, pd.Series)):
+        return ids.dtype.kind in "iu"
+    values = ids if isinstance(ids, (list, tuple)) else [ids]
+    return len(values) > 0 and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in values)
+
+
 def library_version() -> str:
     try:
         return version("latentrec")
@@ -144,8 +152,11 @@ class Recommender:
             raise ConfigError(f"predict takes as many users as items (or one of either), not {len(u):,} users and "
                               f"{len(i):,} items.")
         out = self.predict_coded(u, user_ids, i, item_ids)
+        for column, ids in (("user", users), ("item", items)):
+            if _integers(ids):  # given as integers, they come back as integers (a merge on them works)
+                out[column] = out[column].astype(np.int64)
         index = [ids.index for ids in (users, items) if isinstance(ids, pd.Series) and len(ids) == len(out)]
-        if len(index) == 2 and not index[0].equals(index[1]):
+        if len(index) == 2 and len(out) > 1 and not index[0].equals(index[1]):
             raise ConfigError("predict's users and items are Series with different indexes; give columns of one "
                               "frame (or plain lists), so that each user is paired with the item on its row.")
         if index:
@@ -161,8 +172,8 @@ class Recommender:
         data = Encoded(known_user, known_item, np.zeros(len(u), np.float32))
         titles = np.array([self.titles.get(t, "") for t in item_text], dtype=object)
         return pd.DataFrame({
-            "user": self.users.typed(user_text)[u],
-            "item": self.items.typed(item_text)[i],
+            "user": user_text[u],
+            "item": item_text[i],
             "title": titles[i],
             "prediction": self.predict_encoded(data),
             "known_user": data.users > 0,

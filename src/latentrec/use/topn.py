@@ -157,8 +157,8 @@ def popular(rec: Recommender, n: int = 10, min_ratings: int | None = None,
             exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The non-personalized ranking for an unknown user: the most-rated training items (ties: the higher
     baseline item bias, i.e. the item's shrunk mean rating first) among items with at least
-    :func:`least_ratings` ratings. The ratings returned are the rating model's predictions for the average
-    user (row 0), NaN for a ranking-only model.
+    :func:`least_ratings` ratings. The ratings returned are the unknown user's predictions (each item's damped
+    mean rating, ``Recommender.fallback``), NaN for a ranking-only model.
     """
     check_n(n)
     counts = rec.item_counts

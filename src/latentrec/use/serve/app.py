@@ -61,6 +61,8 @@ class Rated(BaseModel):
     item: Id
     rating: float = Field(strict=True, allow_inf_nan=False)  # a JSON number: true or "5" is refused
 
+    model_config = {"extra": "forbid"}
+
 
 class FoldInRequest(BaseModel):
     ratings: list[Rated] = Field(min_length=1, max_length=10_000, description="a new user's ratings")
@@ -280,7 +282,8 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
     @app.post("/api/predict", tags=["predictions"], response_model=Predictions, responses=fails(400, 413, 503),
               openapi_extra=body_schema(PredictRequest))
     def predict(body: Annotated[PredictRequest, Depends(json_body(PredictRequest))]) -> JSONResponse:
-        """Predicted ratings for (user, item) pairs; ``known`` is false where either id fell back to the average."""
+        """Predicted ratings for (user, item) pairs; ``known`` is false where either id fell back to a damped mean
+        rating (the user's, the item's, or the global mean)."""
         rec = model().rec
         users = np.array([str(u) for u, _ in body.pairs], dtype=object)
         items = np.array([str(i) for _, i in body.pairs], dtype=object)
