@@ -6,7 +6,7 @@
 Each size is written once with ``latentrec synth`` (kept in --dir), then a fresh process runs
 ``latentrec train --data FILE --solver sgd --n-factors 64 --epochs E`` (20% held out for
 validation, so every epoch also scores the validation rows, and the run ends with the full
-evaluation). Reported: the median epoch seconds of epochs 2..E from the saved history (epoch
+evaluation and the refit on all the rows, the file read again). Reported: the median epoch seconds of epochs 2..E from the saved history (epoch
 1 also loads the compiled kernels), ratings/s over the training rows, the command's wall time
 and its peak resident memory (ru_maxrss of that process alone).
 """
