@@ -81,7 +81,7 @@ def test_without_a_fitted_ranker_auto_compares_the_predicted_ratings_with_popula
     train, _, popular = data()
     rec, _ = fit(train, popular, CFG)
     assert rec.ranker.kind == "popular" and rec.info["ranker_check"]["ranker"] == "none"
-    assert len(rec.rated_ratings) == len(rec.rated_items)  # kept for the ranker, as every ranker's are
+    assert rec.rated_ratings is None  # kept only for a ranker that reads them (EASE): 4 bytes a rating saved
 
 
 @pytest.mark.parametrize("ranker", ["ease", "none"])
@@ -173,3 +173,31 @@ def test_auto_takes_popularity_where_no_user_rated_two_items(tmp_path, capsys):
     assert check == {"ranker": "ease", "reason": "no user rated two training items, so EASE learned nothing"}
     assert json.loads((tmp_path / "m" / "model.json").read_text())["ranker"]["kind"] == "popular"
     assert main(["recommend", str(tmp_path / "m"), "--user", "3", "-n", "3"]) == 0  # the dir loads
+
+
+def test_only_a_ranker_that_reads_the_training_ratings_keeps_them(tmp_path):
+    """EASE scores a user's weighted training row: its model dir keeps the ratings, and one without them is refused;
+    iALS and popularity read none, so theirs keep none."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from latentrec.errors import ModelFileError
+    from latentrec.use.recommender import Recommender
+
+    train, _, _ = data()
+    for ranker, kept in (("ease", True), ("ials", False), ("popular", False)):
+        rec, _ = fit(train, None, TrainConfig(n_factors=4, epochs=2, device="cpu", seed=0, ranker=ranker, valid_pct=0))
+        rec.save(tmp_path / ranker)
+        assert ("rated.ratings" in load_file(tmp_path / ranker / "model.safetensors")) == kept
+        assert (Recommender.load(tmp_path / ranker).rated_ratings is not None) == kept
+    shutil.copytree(tmp_path / "ease", tmp_path / "damaged")
+    path = tmp_path / "damaged" / "model.safetensors"
+    with safe_open(path, "pt") as f:
+        header = f.metadata()  # its write id, which model.json shares
+    weights = load_file(path)
+    del weights["rated.ratings"]
+    save_file(weights, path, metadata=header)
+    with pytest.raises(ModelFileError, match="reads the training ratings"):
+        Recommender.load(tmp_path / "damaged")

@@ -169,9 +169,9 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None,
             ranker, info["ranker_check"] = fit_ranker("popular", cfg, tr, len(users), len(items), device)[0], {
                 "ranker": "ease", "reason": "no user rated two training items, so EASE learned nothing"}
     checked = cfg.ranker == "auto" and is_main() and model is not None and va is not None and bool(trainer.history)
-    # the rated pairs by user (with their ratings, which a ranker reads as the users' history)
+    # the rated pairs by user (with their ratings where the ranker reads them as the users' history: EASE)
     indptr, rated, *ratings = csr.by_row(tr.users, tr.items, len(users),
-                                         tr.ratings if ranker is not None or checked else None)
+                                         tr.ratings if ranker is not None and ranker.uses_rows else None)
     rec = Recommender(
         model=model, users=users, items=items, rating_range=(lo, hi), rated_indptr=indptr, rated_items=rated,
         baseline=fit_biases(tr.users, tr.items, tr.ratings, len(users), len(items)), config=cfg.to_dict(),
@@ -181,8 +181,8 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None,
     )
     if checked:
         rec = popular_if_better(rec, va)
-        if rec.ranker is None:
-            rec.rated_ratings = None  # kept for a ranker only
+        if not (rec.ranker is not None and rec.ranker.uses_rows):
+            rec.rated_ratings = None  # kept for a ranker that reads them only
     if valid is None and isinstance(train, Ratings) and va is not None:  # held out of ``train`` here: the users'
         rec = rec.with_rated(va)  # ratings as much as the training rows, so the lists skip them too
     return rec, trainer

@@ -107,8 +107,7 @@ def popular_if_better(rec: Recommender, valid: Encoded) -> Recommender:
     none) against the most-popular lists on the validation rows, by NDCG@10 with ratings >= 4 relevant (the
     table ``train`` prints). Where popularity is clearly better -- its mean gain over ``rec``, user by user, is
     more than ``SURE`` standard errors -- ``rec`` with a :class:`Popularity` ranker instead, its check in
-    ``info["ranker_check"]``; a few users, or a close call, keep ``rec``'s order. ``rec`` keeps its training
-    ratings (``rated_ratings``), as with any ranker."""
+    ``info["ranker_check"]``; a few users, or a close call, keep ``rec``'s order."""
     t0 = time.perf_counter()
     users, relevant, _ = liked_by_user(rec, EncodedRows(valid, "validation rows", 0), max_users=RANK_EVAL_USERS)
     if len(users) < 2:

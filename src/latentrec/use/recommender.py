@@ -95,7 +95,7 @@ class Recommender:
     info: dict = field(default_factory=dict)  # metrics, best epoch, train seconds, data source
     titles: dict[str, str] = field(default_factory=dict)
     ranker: Ranker | None = None  # orders top-N lists when present
-    rated_ratings: np.ndarray | None = None  # the training rating of each rated_items entry (kept with a ranker)
+    rated_ratings: np.ndarray | None = None  # the training rating of each rated_items entry (kept with a ranker that reads them, EASE)
     fallback: tuple[np.ndarray, np.ndarray] | None = None  # users' and items' damped mean ratings (rating model)
 
     def __repr__(self) -> str:
@@ -218,6 +218,7 @@ class Recommender:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()} if self.model is not None else {}
         if self.ranker is not None:
             tensors.update({f"ranker.{k}": v for k, v in self.ranker.state_dict().items()})
+        if self.rated_ratings is not None:
             tensors["rated.ratings"] = torch.from_numpy(self.rated_ratings.astype(np.float32))
         if self.fallback is not None:
             tensors["fallback.user_mean"], tensors["fallback.item_mean"] = map(torch.from_numpy, self.fallback)
@@ -261,10 +262,13 @@ class Recommender:
             if "ranker" in meta:
                 ranker = _load_part(path, lambda: build_ranker(meta["ranker"], f"{path}/model.json"), tensors,
                                     "ranker.")
+                if ranker.uses_rows and "rated.ratings" not in tensors:
+                    raise ModelFileError(f"{path}: its {ranker.kind} ranker reads the training ratings, and the weights "
+                                         f"hold no rated.ratings; train or copy the model again.")
             return cls(
                 model=model.to(device) if model is not None else None,
                 ranker=ranker.to(device) if ranker is not None else None,
-                rated_ratings=tensors["rated.ratings"].numpy() if ranker is not None else None,
+                rated_ratings=tensors["rated.ratings"].numpy() if "rated.ratings" in tensors else None,
                 fallback=(tensors["fallback.user_mean"].numpy(), tensors["fallback.item_mean"].numpy())
                 if "fallback.user_mean" in tensors else None,
                 users=users,
@@ -294,7 +298,7 @@ def _check_weights(path, tensors: dict[str, torch.Tensor], meta: dict, n_users: 
                 f"{rows.get('n_users', n_users)} and {rows.get('n_items', n_items)}; the two do not belong together.")
     n_rated = tensors["rated.items"].numel() if "rated.items" in tensors else 0
     shapes = {"baseline.user_bias": (n_users,), "baseline.item_bias": (n_items,), "rated.indptr": (n_users + 1,),
-              "rated.items": (n_rated,), **({"rated.ratings": (n_rated,)} if "ranker" in meta else {})}
+              "rated.items": (n_rated,), **({"rated.ratings": (n_rated,)} if "rated.ratings" in tensors else {})}
     if "fallback.user_mean" in tensors or "fallback.item_mean" in tensors:  # a dir from an earlier build lacks them
         shapes.update({"fallback.user_mean": (n_users,), "fallback.item_mean": (n_items,)})
     for name, shape in shapes.items():
