@@ -259,6 +259,9 @@ def test_cross_origin_pages_only_where_allowed(holder):
     r = allowed.options("/api/predict", headers=preflight)
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example"
     assert TestClient(create_app(holder)).options("/api/predict", headers=preflight).status_code == 405
+    own = allowed.options("/api/predict", headers={**preflight, "Access-Control-Request-Headers": "content-type,"
+                                                                                                   "authorization"})
+    assert own.status_code == 200 and "authorization" in own.headers["access-control-allow-headers"].lower()
 
 
 def test_a_burst_of_reloads_loads_at_most_twice(model_dir, monkeypatch):

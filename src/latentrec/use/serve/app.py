@@ -186,7 +186,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     if allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Content-Type"])
+                           allow_headers=["*"])  # a page may send its own headers too (Authorization for a gateway)
 
     def model() -> Loaded:
         state = holder.state
