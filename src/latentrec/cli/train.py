@@ -214,11 +214,10 @@ def print_summary(rec, ranking_only: bool, ranker: str, out: str, result: dict) 
     from latentrec.use.topn import recommend
 
     refit = rec.info.get("refit")
-    saved = (f"refit on all {refit['n_train']:,} ratings (validation rows included) in {refit['seconds']:.2f} s; "
-             f"saved to {out}/" if refit else f"saved to {out}/")
+    saved = "" if refit else f"; saved to {out}/"
     if ranking_only:
         console.print(f"Fitted {rec.ranker.kind} (a ranking model: orders lists, predicts no ratings) in "
-                      f"{rec.info['train_seconds']:.2f} s; {saved}")
+                      f"{rec.info['train_seconds']:.2f} s{saved}")
     else:
         check = rec.info.get("ranker_check")
         fitted = f"{rec.ranker.kind} ranker" if rec.ranker is not None else ""
@@ -228,7 +227,7 @@ def print_summary(rec, ranking_only: bool, ranker: str, out: str, result: dict) 
         ranked = f" + {fitted} in {rec.info['ranker_seconds']:.2f} s" if rec.ranker is not None else ""
         epochs = (f"Best epoch {rec.info['best_epoch']}" if "valid_rmse" in rec.info["metrics"]
                   else f"Kept the last epoch, {len(rec.history)} (no validation rows to choose by)")
-        console.print(f"\n{epochs}; trained in {rec.info['train_seconds']:.2f} s{ranked}; {saved}")
+        console.print(f"\n{epochs}; trained in {rec.info['train_seconds']:.2f} s{ranked}{saved}")
         if check is not None and "reason" in check:
             console.print(f"Lists ordered by popularity: {check['reason']} (--ranker {check['ranker']} keeps it "
                           f"anyway).")
@@ -241,15 +240,24 @@ def print_summary(rec, ranking_only: bool, ranker: str, out: str, result: dict) 
         elif rec.ranker is None and ranker == "auto":
             console.print(f"No ranker: above {IALS_AUTO_RATINGS // 10**6}M training ratings iALS takes minutes "
                           f"and gigabytes; --ranker ials fits one anyway.")
+    if refit and "test" in result:  # the test rows score the model saved, the refit one
+        console.print(refit_line(refit, out))
     if "test" in result or "valid" in result:
         console.print()
         print_evaluation(result.get("test") or result["valid"])
+    if refit and "test" not in result:  # the validation rows scored the held-out model, before the refit
+        console.print(f"\n{refit_line(refit, out)}")
     sample = rec.users.classes[1]
     top = recommend(rec, sample, n=5)
     cols = ["rank", "item", "title"] + (["prediction"] if rec.model is not None else [])
     how = f", ordered by {ordered_by(rec.ranker.kind)}" if rec.ranker is not None else ""
     table(f"\nTop 5 for user {sample} (unrated items{how})", cols,
           top[cols].itertuples(index=False), {"prediction": ".2f"})
+
+
+def refit_line(refit: dict, out: str) -> str:
+    return (f"Refit on all {refit['n_train']:,} ratings (the validation rows too) for {refit['epochs']} epochs in "
+            f"{refit['seconds']:.2f} s; saved to {out}/")
 
 
 def read_inputs(args: argparse.Namespace, cfg: TrainConfig) -> tuple:

@@ -247,11 +247,13 @@ def frame(rec: Recommender, items: np.ndarray, scores: np.ndarray, known: bool) 
 
 def recommend_all(rec: Recommender, n: int = 10, include_rated: bool = False,
                   chunk_scores: int = CHUNK_SCORES) -> pd.DataFrame:
-    """Top-``n`` for every known user as a long table: user, rank, item, title, prediction, known."""
-    users = np.arange(1, len(rec.users))
+    """Top-``n`` for every known user as a long table: user, rank, item, title, prediction, known; users in the
+    order of their ids (as numbers where they are whole numbers)."""
+    user_ids = rec.users.typed(rec.users.classes[1:])  # users are 1..n
+    order = np.argsort(user_ids, kind="stable")  # text ids are in order already
+    users, user_ids = order + 1, user_ids[order]
     items, scores = top_n(rec, users, n, include_rated, chunk_scores)
     keep = items > 0
-    user_ids = rec.users.typed(rec.users.classes[1:])  # users are 1..n
     item_ids = rec.items.typed(rec.items.classes[1:])  # items 1..n: the lists hold no item 0
     titles = np.asarray([rec.titles.get(i, "") for i in rec.items.classes], dtype=object)
     ranks = np.broadcast_to(np.arange(1, items.shape[1] + 1), items.shape)
