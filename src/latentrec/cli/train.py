@@ -217,7 +217,7 @@ def print_summary(rec, ranking_only: bool, ranker: str, out: str, result: dict) 
     saved = "" if refit else f"; saved to {out}/"
     if ranking_only:
         console.print(f"Fitted {rec.ranker.kind} (a ranking model: orders lists, predicts no ratings) in "
-                      f"{rec.info['train_seconds']:.2f} s{saved}")
+                      f"{rec.info['train_seconds']:.2f} s{saved}", soft_wrap=True)
     else:
         check = rec.info.get("ranker_check")
         fitted = f"{rec.ranker.kind} ranker" if rec.ranker is not None else ""
@@ -227,26 +227,26 @@ def print_summary(rec, ranking_only: bool, ranker: str, out: str, result: dict) 
         ranked = f" + {fitted} in {rec.info['ranker_seconds']:.2f} s" if rec.ranker is not None else ""
         epochs = (f"Best epoch {rec.info['best_epoch']}" if "valid_rmse" in rec.info["metrics"]
                   else f"Kept the last epoch, {len(rec.history)} (no validation rows to choose by)")
-        console.print(f"\n{epochs}; trained in {rec.info['train_seconds']:.2f} s{ranked}{saved}")
+        console.print(f"\n{epochs}; trained in {rec.info['train_seconds']:.2f} s{ranked}{saved}", soft_wrap=True)
         if check is not None and "reason" in check:
             console.print(f"Lists ordered by popularity: {check['reason']} (--ranker {check['ranker']} keeps it "
-                          f"anyway).")
+                          f"anyway).", soft_wrap=True)
         elif check is not None:
             mine = f"the {check['ranker']} ranker" if check["ranker"] != "none" else "the predicted ratings"
             console.print(f"Lists ordered by popularity: on {check['n_users']:,} validation users {mine} scored "
                           f"NDCG@{check['k']} {check['ndcg']:.4f} against popularity's {check['popular_ndcg']:.4f} "
                           f"(standard error of the difference {check['se']:.4f}; --ranker ease|ials|none keeps "
-                          f"one anyway).")
+                          f"one anyway).", soft_wrap=True)
         elif rec.ranker is None and ranker == "auto":
             console.print(f"No ranker: above {IALS_AUTO_RATINGS // 10**6}M training ratings iALS takes minutes "
-                          f"and gigabytes; --ranker ials fits one anyway.")
+                          f"and gigabytes; --ranker ials fits one anyway.", soft_wrap=True)
     if refit and "test" in result:  # the test rows score the model saved, the refit one
-        console.print(refit_line(refit, out))
+        console.print(refit_line(refit, out), soft_wrap=True)
     if "test" in result or "valid" in result:
         console.print()
         print_evaluation(result.get("test") or result["valid"])
     if refit and "test" not in result:  # the validation rows scored the held-out model, before the refit
-        console.print(f"\n{refit_line(refit, out)}")
+        console.print(f"\n{refit_line(refit, out)}", soft_wrap=True)
     sample = rec.users.classes[1]
     top = recommend(rec, sample, n=5)
     cols = ["rank", "item", "title"] + (["prediction"] if rec.model is not None else [])
