@@ -75,7 +75,8 @@ def run(args) -> int:
     given_space = space_from_toml(space_table, f"{path}: [space]") if space_table is not None else {}
 
     def search_space(ratings=None):  # the default ranges (on the data's rating scale once read), the file's over them
-        return {k: v for k, v in {**default_space(args.model, solver, ratings), **given_space}.items() if k not in fixed}
+        space = {**default_space(args.model, solver, ratings), **given_space}
+        return {k: v for k, v in space.items() if k not in fixed}
 
     space = search_space()
     if not space:

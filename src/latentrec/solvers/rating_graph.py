@@ -91,7 +91,8 @@ class Side:
         d = feats.shape[1]
         outer = (feats[:, :, None] * feats[:, None, :]).reshape(len(feats), d * d)
         a = alpha * self.incidence.times(outer).reshape(-1, d, d) + prec
-        a.diagonal(dim1=1, dim2=2).add_(self.counts.clamp_min(1)[:, None] * torch.as_tensor(ridge, dtype=a.dtype, device=a.device))
+        ridge = torch.as_tensor(ridge, dtype=a.dtype, device=a.device)  # one lambda, or one per column
+        a.diagonal(dim1=1, dim2=2).add_(self.counts.clamp_min(1)[:, None] * ridge)
         b = alpha * self.incidence.times(feats, target) + prior_mean @ prec
         chol, info = torch.linalg.cholesky_ex(a)
         mean = torch.cholesky_solve(b[:, :, None], chol)[:, :, 0]

@@ -95,7 +95,7 @@ class Recommender:
     info: dict = field(default_factory=dict)  # metrics, best epoch, train seconds, data source
     titles: dict[str, str] = field(default_factory=dict)
     ranker: Ranker | None = None  # orders top-N lists when present
-    rated_ratings: np.ndarray | None = None  # the training rating of each rated_items entry (kept with a ranker that reads them, EASE)
+    rated_ratings: np.ndarray | None = None  # each rated_items entry's training rating (for a ranker that reads it)
     fallback: tuple[np.ndarray, np.ndarray] | None = None  # users' and items' damped mean ratings (rating model)
 
     def __repr__(self) -> str:

@@ -57,8 +57,10 @@ class Similar(Answer):
 class Prediction(TitledItem):
     user: str
     prediction: float = Field(description="clipped to the training ratings' scale")
-    known_user: bool = Field(description="false: the item's damped mean rating answered (the global mean if both are unknown)")
-    known_item: bool = Field(description="false: the user's damped mean rating answered (the global mean if both are unknown)")
+    known_user: bool = Field(description="false: the item's damped mean rating answered (the global mean if both "
+                                         "are unknown)")
+    known_item: bool = Field(description="false: the user's damped mean rating answered (the global mean if both "
+                                         "are unknown)")
     known: bool = Field(description="both ids known")
 
 
