@@ -419,7 +419,7 @@ def save_and_report(args: argparse.Namespace, given: TrainConfig, fitted: list, 
         rec = rec.with_rated(scored.data)  # so the saved model's lists skip them
     rec.save(args.out, write_id=write_id)
     if refits(whole, trainer):  # under torchrun the other ranks refit beside rank 0 (see run)
-        refit_cfg = refit_config(given, rec.info["best_epoch"], rec.ranker.kind if rec.ranker is not None else "none")
+        refit_cfg = refit_config(given, rec.info["best_epoch"], rec.ranker_option)
         held_out = {"info": rec.info, "history": rec.history, "config": rec.config}
         rec = trainer = scored = valid = None  # the held-out model is saved: its columns go before the file's
         if lean is not None:

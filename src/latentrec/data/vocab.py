@@ -49,17 +49,15 @@ class Vocab:
     def whole_numbers(self) -> bool:
         """Whether every id is a whole number written plainly (``42``; not ``042``, ``4.2`` or ``x``), as integer
         columns are read: answers then give the ids back as integers (:meth:`typed`)."""
-        return len(self.classes) > 1 and _whole(self.classes[1:])
+        ids = pd.Series(self.classes[1:], dtype=object)
+        return len(ids) > 0 and bool(ids.str.fullmatch(WHOLE).all())
 
     def typed(self, ids) -> np.ndarray:
-        """Raw ids (text) as the DataFrame answers give them: int64 when this vocabulary's ids are whole numbers and
-        so are all of ``ids`` (a user's merge on an integer id column then works), else text."""
+        """Ids of this vocabulary (decoded, ``#na#`` left out) as the DataFrame answers give them: int64 when its ids
+        are whole numbers (a user's merge on an integer id column then works), else text."""
         ids = np.asarray(ids, dtype=object)
-        return ids.astype(np.int64) if self.whole_numbers and _whole(ids) else ids
+        return ids.astype(np.int64) if self.whole_numbers else ids
 
     def __contains__(self, raw) -> bool:
         return str(raw) in self._index
 
-
-def _whole(ids) -> bool:
-    return bool(pd.Series(ids, dtype=object).str.fullmatch(WHOLE).all())

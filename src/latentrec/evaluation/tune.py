@@ -314,7 +314,7 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
     if refit:
         if not ranking and cfg.ranker == "auto":  # auto's check against popularity needs held-out rows: the
             probe, _ = fit(train, valid, cfg)  # search's own split decides the ranker the refit keeps
-            cfg = replace(cfg, ranker=probe.ranker.kind if probe.ranker is not None else "none")
+            cfg = replace(cfg, ranker=probe.ranker_option)
         everything = train if valid is None else Ratings(pd.concat([train.df, valid.df], ignore_index=True),
                                                          train.source, train.titles)
         model, _ = fit(everything, None, replace(cfg, valid_pct=0.0))

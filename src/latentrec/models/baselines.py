@@ -36,8 +36,8 @@ def predict_biases(mu: float, bu: np.ndarray, bi: np.ndarray, users: np.ndarray,
 FALLBACK_DAMPING = 3.0  # ratings' worth of the global mean mixed into each user's and item's mean
 
 
-def fit_fallback(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int,
-                 n_items: int) -> tuple[np.ndarray, np.ndarray]:
+def fit_fallback(users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
+                 counts: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Each user's and each item's damped mean rating, ``(sum + d * mu) / (n + d)`` (row 0, the unknown id: the
     global mean ``mu``): what an unknown item is predicted from (the user's mean), an unknown user (the item's
     mean), or both (``mu``).
@@ -45,11 +45,12 @@ def fit_fallback(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_us
     On ML-100K with 170 items and 95 users held out (``benchmarks/fallback.py``) these one-sided means predict
     the held-out rows better than the models' own unknown rows and than :func:`fit_biases`: an item's bias is
     fit net of its users' biases and a user's net of their items', and an unknown id takes away that context.
+    ``counts``: the ratings per user and per item index (``bincount``), which the caller has already.
     """
     mu = global_mean(ratings)
     means = []
-    for index, n in ((users, n_users), (items, n_items)):
-        m = mu + bincount(index, n, lambda s: ratings[s] - mu) / (bincount(index, n) + FALLBACK_DAMPING)
+    for index, n in zip((users, items), counts):
+        m = mu + bincount(index, len(n), lambda s: ratings[s] - mu) / (n + FALLBACK_DAMPING)
         m[0] = mu
         means.append(m.astype(np.float32))
     return means[0], means[1]

@@ -85,9 +85,9 @@ class Trainer:
 
     def __post_init__(self):
         n_users, n_items = self.model_sizes()
-        self.user_counts = torch.from_numpy(bincount(self.train.users, n_users))
-        self.item_counts = torch.from_numpy(bincount(self.train.items, n_items))
-        self.fallback = fit_fallback(self.train.users, self.train.items, self.train.ratings, n_users, n_items)
+        counts = bincount(self.train.users, n_users), bincount(self.train.items, n_items)
+        self.user_counts, self.item_counts = map(torch.from_numpy, counts)
+        self.fallback = fit_fallback(self.train.users, self.train.items, self.train.ratings, counts)
         if self.valid is not None and scored_by_kernel(self.model, self.device):
             from latentrec.solvers.sgd_kernel import block_order
 

@@ -120,7 +120,7 @@ def popular_if_better(rec: Recommender, valid: Encoded) -> Recommender:
     se = float(gain.std(ddof=1) / np.sqrt(len(gain)))
     if not gain.mean() > SURE * se:
         return rec
-    check = {"ranker": rec.ranker.kind if rec.ranker is not None else "none", "k": lists.shape[1],
+    check = {"ranker": rec.ranker_option, "k": lists.shape[1],
              "ndcg": float(mine.mean()), "popular_ndcg": float(popular.mean()), "se": se, "n_users": len(users)}
     ranker = Popularity(n_items).to(rec.device).fit(rec.item_counts)
     seconds = rec.info.get("ranker_seconds", 0.0) + time.perf_counter() - t0

@@ -110,6 +110,11 @@ class Recommender:
         return next(part.buffers() if self.model is None else part.parameters()).device
 
     @property
+    def ranker_option(self) -> str:
+        """The ``ranker`` option that fits this recommender's ranker again: its kind, or ``"none"``."""
+        return self.ranker.kind if self.ranker is not None else "none"
+
+    @property
     def parts(self) -> list[str]:
         """What the model answers: ``"ratings"`` (predicted ratings, RMSE), ``"ranking"`` (a ranker orders lists)."""
         return (["ratings"] if self.model is not None else []) + (["ranking"] if self.ranker is not None else [])
