@@ -42,3 +42,14 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly():
     proc.stdout.close()
     assert proc.wait(timeout=60) == 1
     assert proc.stderr.read() == b""
+
+
+def test_loading_a_model_dir_leaves_torch_s_compiler_unloaded(tmp_path):
+    """Building a model on the meta device to load it draws no random weights: ``normal_`` there imports
+    ``torch._dynamo``, a second of every ``recommend``/``predict``/``serve`` start-up."""
+    from tiny_rec import tiny_rec
+    tiny_rec([[1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]]).save(tmp_path / "m")
+    code = (f"import sys\nfrom latentrec import Recommender\nRecommender.load({str(tmp_path / 'm')!r})\n"
+            "print(sorted(m for m in sys.modules if m.startswith('torch._dynamo'))[:1])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "[]"

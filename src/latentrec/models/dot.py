@@ -13,8 +13,12 @@ from torch import nn
 
 
 def create_params(*size: int, std: float = 0.01) -> nn.Parameter:
-    """A tensor of ``size`` drawn from N(0, std), tracked by autograd (the seed's own Embedding)."""
-    return nn.Parameter(torch.zeros(*size).normal_(0, std))
+    """A tensor of ``size`` drawn from N(0, std), tracked by autograd (the seed's own Embedding).
+
+    On the meta device (a model about to be loaded) nothing is drawn: ``normal_`` there would import
+    torch's compiler, a second of every CLI command's start-up."""
+    t = torch.zeros(*size)
+    return nn.Parameter(t if t.is_meta else t.normal_(0, std))
 
 
 def sigmoid_range(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
