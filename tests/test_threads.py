@@ -73,3 +73,16 @@ def test_the_program_picks_workqueue_unless_told(given, picked):
             "print(os.environ['NUMBA_THREADING_LAYER'])")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == picked
+
+
+@pytest.mark.parametrize("solver", ["bayes", "sgd"])
+def test_fit_keeps_the_hosts_torch_thread_count(ml100k_dir, solver):
+    """numba's omp layer sets OpenMP's thread count, torch's included, as it starts; the host's choice is put
+    back (whoever starts the layer: a kernel, or asking numba for its thread count)."""
+    code = ("import torch\ntorch.set_num_threads(1)\nfrom latentrec import fit, TrainConfig\n"
+            f"fit({str(ml100k_dir / 'u.data')!r}, config=TrainConfig(solver={solver!r}, epochs=2, ranker='none'))\n"
+            "import numba\nprint(numba.threading_layer(), torch.get_num_threads())")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "1", done.stdout

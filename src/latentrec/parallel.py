@@ -10,12 +10,14 @@ kernels are entered one caller at a time; tbb and omp take concurrent callers as
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 
 F = TypeVar("F", bound=Callable)
 _entry = threading.Lock()
+_started = False  # whether a parallel kernel has been called (and the threading layer started)
 
 
 def thread_safe(kernel: F) -> F:
@@ -26,9 +28,34 @@ def thread_safe(kernel: F) -> F:
         if _takes_concurrent_callers():
             return kernel(*args)
         with _entry:
-            return kernel(*args)
+            if _started:
+                return kernel(*args)
+            return _first_call(kernel, args)
 
     return call  # type: ignore[return-value]
+
+
+def numba_threads() -> int:
+    """numba's thread count, starting its threading layer as :func:`_first_call` does."""
+    import numba
+
+    with _entry:
+        return numba.get_num_threads() if _started else _first_call(numba.get_num_threads, ())
+
+
+def _first_call(start: Callable, args: tuple):
+    """``start(*args)`` when it is the process's first parallel call or thread-count question, which starts
+    numba's threading layer: the omp layer then sets OpenMP's thread count, which torch shares, so the
+    host's ``torch.set_num_threads`` is put back."""
+    global _started
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch else None
+    try:
+        return start(*args)
+    finally:
+        _started = True
+        if torch and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 def _takes_concurrent_callers() -> bool:

@@ -75,8 +75,7 @@ class KernelRunner(Runner):
     torch_threads = 1
 
     def __init__(self, model: torch.nn.Module, data: Encoded, cfg: TrainConfig, device: torch.device):
-        import numba
-
+        from latentrec.parallel import numba_threads
         from latentrec.solvers.sgd_kernel import BlockedRatings, default_grid
 
         if getattr(model, "kind", None) != "dot":
@@ -84,7 +83,7 @@ class KernelRunner(Runner):
         self.model = model
         self.rng = np.random.default_rng(cfg.seed)
         n_users, n_items = model.user_factors.shape[0], model.item_factors.shape[0]
-        grid = default_grid(len(data), numba.get_num_threads())
+        grid = default_grid(len(data), numba_threads())
         self.data = BlockedRatings(data.users, data.items, data.ratings, n_users, n_items, grid=grid, rng=self.rng)
         self.wd = cfg.wd
 
