@@ -270,3 +270,23 @@ def test_whole_number_ids_come_back_as_integers_and_json_keeps_text(tmp_path, ca
     assert main(["recommend", str(tmp_path / "m"), "--user", "5", "-n", "2", "--json"]) == 0
     assert all(isinstance(r["item"], str) for r in json.loads(capsys.readouterr().out)["recommendations"])
     assert isinstance(user_recommendations(rec, "5", 2)["recommendations"][0]["item"], str)
+
+
+def test_every_entry_reads_an_id_as_a_ratings_file_is_read():
+    """A whole float (an id column after a merge brought in NaN) is its integer, and surrounding spaces are not
+    part of an id, as in training: predict, recommend, a new user's ratings and similar_items agree."""
+    from latentrec import similar_items
+    from latentrec.data.vocab import id_text
+    from latentrec.errors import DataError
+
+    assert [id_text(x) for x in (50.0, np.float32(7), " 7 ", 2.5, "x")] == ["50", "7", "7", "2.5", "x"]
+    rec = tiny_rec([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], rated={1: [1]})
+    assert rec.predict([" u1", "u2 "], ["i1", " i2"])["known"].all()
+    assert recommend(rec, " u1", 2)["known"].all()
+    with pytest.raises(DataError, match=r"\(item, rating\) pairs"):
+        recommend(rec, ratings=["i1", "i2"], n=2)  # each text would be split into an item and a rating
+    numeric = tiny_rec([[1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    numeric.items = type(numeric.items)(["#na#", "50", "181", "7"])
+    folded = recommend(numeric, ratings={50.0: 5, 181.0: 1}, n=3)
+    assert folded["known"].all() and 50 not in folded["item"].tolist()  # the rated items are known and left out
+    assert similar_items(numeric, 50.0, n=1)["item"].tolist() in ([181], [7])

@@ -11,6 +11,14 @@ NA = "#na#"
 WHOLE = r"0|-?[1-9][0-9]{0,17}"  # an int64 written plainly: not 042, -0, +42, 4.2 or 4.0
 
 
+def id_text(raw) -> str:
+    """One raw id as the vocabularies hold it, as a ratings file is read: text with no surrounding spaces, a whole
+    float without its ``.0`` (a float id column is what a merge that brought in NaN leaves)."""
+    if isinstance(raw, (float, np.floating)) and float(raw).is_integer():
+        raw = int(raw)
+    return str(raw).strip()
+
+
 class Vocab:
     """Maps raw ids (kept as strings) to indices 1..n; anything unseen encodes to 0."""
 
@@ -35,9 +43,10 @@ class Vocab:
         return (self._index.get_indexer(arr) + 1).astype(np.int32)
 
     def index(self, raw) -> int:
-        """The index of one raw id (0 if unknown): a hash lookup, without :meth:`encode`'s per-call Series."""
+        """The index of one raw id, read as :func:`id_text` reads it (0 if unknown): a hash lookup, without
+        :meth:`encode`'s per-call Series."""
         try:
-            return int(self._index.get_loc(str(raw))) + 1
+            return int(self._index.get_loc(id_text(raw))) + 1
         except KeyError:
             return 0
 
@@ -59,5 +68,5 @@ class Vocab:
         return ids.astype(np.int64) if self.whole_numbers else ids
 
     def __contains__(self, raw) -> bool:
-        return str(raw) in self._index
+        return id_text(raw) in self._index
 

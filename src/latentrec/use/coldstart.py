@@ -30,6 +30,7 @@ import torch
 
 from latentrec.data.batches import Encoded
 from latentrec.data.ratings import first_line, one_user_table, read_text, resolve_columns
+from latentrec.data.vocab import id_text
 from latentrec.errors import ConfigError, DataError, clip
 from latentrec.models.dot import is_dot
 from latentrec.use.recommender import Recommender
@@ -49,7 +50,7 @@ class UserRatings:
         if len(self.items) != len(self.ratings):
             raise DataError(f"{self.source}: {len(self.items):,} items but {len(self.ratings):,} ratings; give one "
                             f"rating for each item.")
-        self.items = [str(i) for i in self.items]
+        self.items = [id_text(i) for i in self.items]
         try:
             self.ratings = [float(r) for r in self.ratings]
         except (TypeError, ValueError):
@@ -72,6 +73,8 @@ class UserRatings:
             item, rating = resolve_columns(list(given.columns), ("item", "rating"), {}, "the ratings DataFrame")
             return cls(given[item].tolist(), given[rating].tolist())
         try:
+            if isinstance(given, str) or any(isinstance(pair, str) for pair in given):
+                raise TypeError  # "50:5" parsed pair by pair would be item "5" rated 0
             items, ratings = zip(*given) if len(given) else ((), ())
         except (TypeError, ValueError):
             raise DataError(f"A new user's ratings are a {{item: rating}} dict, (item, rating) pairs, a DataFrame "

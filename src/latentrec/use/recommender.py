@@ -171,8 +171,8 @@ class Recommender:
     def predict_coded(self, u: np.ndarray, user_ids, i: np.ndarray, item_ids) -> pd.DataFrame:
         """:meth:`predict` for pairs given as codes into their distinct raw ids (``pd.factorize``'s form, or a big
         file's rows read lean): each distinct id is encoded and titled once."""
-        user_text, item_text = (pd.Series(ids, dtype="string").astype(str).to_numpy(object) for ids in (user_ids,
-                                                                                                    item_ids))
+        user_text, item_text = (pd.Series(ids, dtype="string").str.strip().astype(str).to_numpy(object)
+                                for ids in (user_ids, item_ids))  # as a ratings file's ids are read
         known_user, known_item = self.users.encode(user_text)[u], self.items.encode(item_text)[i]
         data = Encoded(known_user, known_item, np.zeros(len(u), np.float32))
         titles = np.array([self.titles.get(t, "") for t in item_text], dtype=object)

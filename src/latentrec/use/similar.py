@@ -93,7 +93,7 @@ def similar_items(rec: Recommender, item: str, n: int = 10, min_ratings: int = 0
     ``min_ratings`` training ratings (rarely rated items have short, noisy vectors).
     """
     check_n(n)
-    idx = int(rec.items.encode([item])[0])
+    idx = rec.items.index(item)
     if idx == 0:
         raise DataError(f"Item {clip(str(item))!r} is not an item id of the model (an item with no training ratings "
                         f"is not){title_hint(rec, str(item))}.")

@@ -219,7 +219,7 @@ def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_ra
         order = order[np.isfinite(scores[order])]
         shown = predicted[order] if predicted is not None else np.full(len(order), np.nan, np.float32)
         return frame(rec, order, shown.astype(np.float32), known=True)
-    u = int(rec.users.encode([user])[0]) if user is not None else 0
+    u = rec.users.index(user) if user is not None else 0
     items, scores = user_top(rec, u, n, include_rated, min_ratings)
     return frame(rec, items, scores, known=u > 0)
 
