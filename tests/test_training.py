@@ -191,3 +191,18 @@ def test_relevance_is_three_quarters_up_the_scale_by_default(lowrank):
         assert got["threshold"] == pytest.approx(lo + 0.75 * (hi - lo))
         results.append((got["n_relevant"], got["n_users"]))
     assert results[0] == results[1] and results[0][0] > 0
+
+
+def test_evaluate_warns_when_it_scores_pairs_the_model_was_built_from(lowrank):
+    """The CLI prints a note; Python gets a SeenPairsScored warning, and none on unseen pairs."""
+    import warnings
+
+    from latentrec.errors import SeenPairsScored
+
+    train, test, _ = lowrank
+    rec, _ = fit(train, config=TrainConfig(n_factors=4, epochs=2, device="cpu", valid_pct=0, ranker="none"))
+    with pytest.warns(SeenPairsScored, match=rf"{len(train):,} of the {len(train):,} pairs scored were in the data"):
+        assert evaluate(rec, train, k=None)["n_seen"] == len(train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert evaluate(rec, test, k=None)["n_seen"] == 0

@@ -52,6 +52,10 @@ class UnknownItemsLeftOut(UserWarning):
     """A new user's ratings named items the model does not know; ``recommend`` folded in the others."""
 
 
+class SeenPairsScored(UserWarning):
+    """``evaluate`` scored pairs the model was built from (``n_seen`` of them): its figures are optimistic."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised by the CLI where Ctrl-C raises KeyboardInterrupt, so that the same cleanup runs: temp files
     removed, the checkpoint kept, the same message."""

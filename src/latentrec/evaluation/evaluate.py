@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ from latentrec.data import csr
 from latentrec.data.batches import EncodedRows
 from latentrec.data.lean import LeanRows
 from latentrec.data.ratings import Ratings, as_ratings
-from latentrec.errors import ConfigError
+from latentrec.errors import ConfigError, SeenPairsScored
 from latentrec.models.scoring import rmse_mae
 from latentrec.use.ranking import evaluate_ranking
 from latentrec.use.recommender import Recommender
@@ -52,6 +53,10 @@ def evaluate(rec: Recommender, ratings: Ratings | pd.DataFrame | str | LeanRows 
         "scale": [lo, hi],
         "ratings_std": float(np.std(target)),
     }
+    if result["n_seen"]:  # the CLI says so in its own words
+        warnings.warn(f"{result['n_seen']:,} of the {result['n']:,} pairs scored were in the data the model was built "
+                      f"from (rows it trained on or held out for validation): its figures say little about new data.",
+                      SeenPairsScored, stacklevel=2)
     if rec.model is not None and with_rmse:
         rmse, mae = rmse_mae(rec.predict_encoded(data), target)
         mu = rec.baseline[0]
