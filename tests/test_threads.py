@@ -86,3 +86,24 @@ def test_fit_keeps_the_hosts_torch_thread_count(ml100k_dir, solver):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-1] == "1", done.stdout
+
+
+def test_seeded_fits_in_threads_draw_what_they_draw_one_at_a_time():
+    """fit seeds torch's global generator and draws the initial weights from it: under a lock, so fits in threads
+    (autograd: no other draw from it) end as they do one after the other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import lowrank_ratings
+
+    from latentrec import TrainConfig, fit
+
+    df, _ = lowrank_ratings(n_users=400, n_items=300, density=0.2)
+
+    def rmse(seed: int) -> float:
+        _, trainer = fit(df, config=TrainConfig(solver="autograd", seed=seed, epochs=1, ranker="none", device="cpu"))
+        return round(trainer.history[-1]["valid_rmse"], 6)
+
+    seeds = [1, 2, 3, 4] * 4
+    alone = [rmse(s) for s in seeds[:4]] * 4
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(rmse, seeds)) == alone

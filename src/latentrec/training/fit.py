@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from latentrec.training.loop import Trainer
 from latentrec.training.rankers import fit_ranker, pick_ranker, popular_if_better
 from latentrec.use.recommender import Recommender
 
+_DRAWS = threading.Lock()  # one fit at a time seeds torch's global generators and draws initial weights from them
 Build = Callable[[TrainConfig, int, int, tuple[float, float]], torch.nn.Module]  # (cfg, users, items, y_range)
 
 
@@ -121,8 +124,23 @@ def fit(train: Ratings | pd.DataFrame | str | EncodedSplit, valid: Ratings | pd.
         raise DataError(f"fit() trains on Ratings (load_ratings) or an EncodedSplit (read_split), not "
                         f"{type(train).__name__}; read_split returns None for a file it does not take: "
                         f"read that one with load_ratings.")
-    with torch.random.fork_rng():  # training seeds and draws from torch's global generators; the caller's come back
+    with _caller_draws_kept():
         return _fit(train, valid, config, callbacks, build)
+
+
+@contextmanager
+def _caller_draws_kept():
+    """Training seeds torch's global generators and draws the initial weights from them; the caller's states come
+    back afterwards. Taken under :data:`_DRAWS`, as a fit's seeding and initial draws are, so that fits in several
+    threads draw the weights they draw one at a time (dropout still draws from the one global generator)."""
+    with _DRAWS:
+        fork = torch.random.fork_rng()
+        fork.__enter__()
+    try:
+        yield
+    finally:
+        with _DRAWS:
+            fork.__exit__(None, None, None)
 
 
 def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None, config: TrainConfig | None = None,
@@ -134,12 +152,14 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None,
     lo, hi = float(tr.ratings.min()), float(tr.ratings.max())
     cfg = for_scale(given, cfg, hi - lo, float(tr.ratings.std()))
     y_range = tuple(cfg.y_range) if cfg.y_range is not None else default_y_range(lo, hi)
-    torch.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
     ranker_kind = pick_ranker(cfg, len(items), len(tr))
     model = trainer = None
     info = {"metrics": {}, "best_epoch": None, "train_seconds": 0.0}
-    if cfg.model not in RANKING_MODELS:
-        model = (build or make_model)(cfg, len(users), len(items), y_range).to(device)
+    with _DRAWS:
+        torch.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
+        if cfg.model not in RANKING_MODELS:
+            model = (build or make_model)(cfg, len(users), len(items), y_range).to(device)
+    if model is not None:
         if hasattr(model, "set_rated"):  # CollabNN's implicit embeddings sum over the training pairs
             model.set_rated(tr.users, tr.items)
         trainer = Trainer(model, tr, va, cfg, device=device, callbacks=list(callbacks or []), clip=(lo, hi))
