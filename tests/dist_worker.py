@@ -1,7 +1,8 @@
 """Run by tests/test_distributed.py under torchrun (and once alone).
 
     dist_worker.py TRAIN VALID OUT SOLVER     train, then save this rank's weights to OUT/rank{R}-of-{N}.npz
-    dist_worker.py cli EPOCH ARGS...          ``latentrec ARGS``, stopped as by Ctrl-C after EPOCH (0: never)
+    dist_worker.py cli EPOCH ARGS...          ``latentrec ARGS``, stopped as by Ctrl-C after EPOCH (0: never);
+                                              the rank FAST_CLOCK_RANK names finds a checkpoint due every epoch
     dist_worker.py join OUT                   ``distributed.join`` of parts of unequal lengths and dtypes
     dist_worker.py diverge SOLVER OUT         one data-parallel epoch in which only rank 1's shard diverges;
                                               each rank writes what it raised to OUT/diverge{R}.txt
@@ -50,6 +51,15 @@ def cli(stop: str, *argv: str) -> int:
             return columns
 
         lean._read = parse_and_say
+
+    if os.environ.get("FAST_CLOCK_RANK") == str(world()[0]):  # this rank's clock says a save is due at every epoch end
+        import itertools
+        import types
+
+        from latentrec.training import checkpoint
+
+        ticks = itertools.count()
+        checkpoint.time = types.SimpleNamespace(monotonic=lambda: 1e6 * next(ticks))
 
     shown = EpochTable.on_epoch_end
 

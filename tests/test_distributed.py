@@ -133,6 +133,18 @@ def test_each_rank_parses_its_part_of_a_big_file_and_trains_the_one_process_mode
     assert meta[0]["users"] == meta[1]["users"] and meta[0]["n_valid"] == meta[1]["n_valid"] > 0
 
 
+@pytest.mark.parametrize("fast", ["0", "1"])
+def test_rank_0s_clock_says_when_every_rank_saves_a_checkpoint(files, tmp_path, fast):
+    """Saving is a collective: were each rank to read its own clock, one would gather states while the other went
+    on to the next sweep's collective (gloo: "Received data size doesn't match", or a hang). Rank 0's clock due
+    at every epoch end: both save each epoch; rank 1's: neither saves."""
+    out = tmp_path / "m"
+    torchrun(str(WORKER), "cli", "3", "train", "--data", str(files / "train.csv"), "--solver", "als", "--epochs", "6",
+             "--device", "cpu", "--json", "--ranker", "none", "--checkpoint-every", "100", "--out", str(out),
+             timeout=120, FAST_CLOCK_RANK=fast)
+    assert checkpoint.completed_epoch(checkpoint.default_folder(out)) == (3 if fast == "0" else None)
+
+
 @pytest.mark.skipif(not os.environ.get("LATENTREC_DATA"), reason="needs LATENTREC_DATA with ml-100k")
 def test_default_solver_on_two_processes_matches_one_and_resumes_on_ml100k(tmp_path):
     """``torchrun --nproc-per-node 2 -m latentrec train --data ml-100k``, stopped after 30 of its 60 Gibbs

@@ -189,6 +189,19 @@ def join(values: np.ndarray) -> tuple[np.ndarray, list[int]]:
     return out.cpu().numpy(), sizes
 
 
+def agreed(flag: bool) -> bool:
+    """Rank 0's ``flag``, on every rank: for a choice every rank must make alike, such as whether to take part in a
+    collective now (a rank's own clock may say otherwise); ``flag`` outside torchrun."""
+    if not active():
+        return flag
+    import torch.distributed as dist
+
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    said = torch.tensor([int(flag)], device=device)
+    dist.broadcast(said, 0)
+    return bool(said.item())
+
+
 def file_share() -> Share:
     """This rank's part in reading one file together (the process group joined already)."""
     return Share(*world(), join)

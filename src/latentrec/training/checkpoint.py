@@ -14,7 +14,8 @@ at 3.4 GB with 17 s of training before, 1.65 GB and 12 s since.
 
 Under ``torchrun`` every rank restores the same file and rank 0 writes it, with every rank's
 generator states (rank ``r``'s under ``rankR.``) and the data-parallel wrapper's inner runners'
-generators and optimizer moments; resuming needs the same number of processes.
+generators and optimizer moments; resuming needs the same number of processes. Rank 0's clock says when
+a save is due (every rank takes part in it).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from latentrec.atomic import atomic_path, held_signals
 from latentrec.data.batches import Batches
 from latentrec.errors import ConfigError, DataError, ModelFileError
 from latentrec.solvers.base import Runner
-from latentrec.solvers.distributed import gather_states, is_main, world
+from latentrec.solvers.distributed import agreed, gather_states, is_main, world
 from latentrec.solvers.optim import Optimizer
 from latentrec.training.callback import Callback
 from latentrec.use.model_dir import read_weights, write_tensors
@@ -264,7 +265,8 @@ class Checkpointer(Callback):
             self.saved_epoch = meta["epoch"]
 
     def on_epoch_end(self, trainer, record: dict) -> None:
-        if time.monotonic() - self.saved_at < self.every:
+        due = time.monotonic() - self.saved_at >= self.every
+        if self.every > 0 and not agreed(due):  # under torchrun rank 0's clock decides: saving is a collective
             return
         save(self.folder, trainer)
         self.saved_epoch = record["epoch"]
