@@ -75,7 +75,10 @@ def test_bad_rows_get_the_in_memory_routes_sentences(files, tmp_path):
            "huge.parquet": df.assign(rating=df.rating.astype(float).where(df.index != 15_000, -1e39)),
            "dup.parquet": pd.concat([df, df.iloc[[25_000]]], ignore_index=True),
            "dup.csv": pd.concat([df.iloc[:100], df.iloc[[7]], df.iloc[100:]], ignore_index=True),
-           "noid.csv": df.assign(user=df.user.astype("Int64").where(df.index != 9_000))}
+           "noid.csv": df.assign(user=df.user.astype("Int64").where(df.index != 9_000)),
+           # pyarrow cannot convert these: the rating column is read again as text, not the file through pandas
+           "word.csv": df.assign(rating=df.rating.astype(object).where(df.index != 25_000, "abc")),
+           "na.csv": df.assign(rating=df.rating.astype(object).where(df.index != 25_000, " NA"))}
     for name, frame in bad.items():
         path = tmp_path / name
         frame.to_csv(path, index=False) if name.endswith("csv") else frame.to_parquet(path)
@@ -179,7 +182,7 @@ def test_a_file_the_lean_reader_cannot_parse_is_named_with_the_reason(tmp_path, 
 
 def test_the_lean_readers_reason_quotes_a_long_cell_short(tmp_path, caplog):
     bad = tmp_path / "ratings.csv"
-    bad.write_text("user,item,rating\n" + "".join(f"{u},{u % 7},4\n" for u in range(1, 200)) + f"5,6,{'x' * 10**6}\n")
+    bad.write_text("user,item,rating\n" + "".join(f"{u},{u % 7},4\n" for u in range(1, 200)) + f"{'x' * 10**6},6,4\n")
     with caplog.at_level("WARNING", logger="latentrec"):
         assert read_split(bad, min_bytes=0) is None
     [record] = caplog.records
@@ -249,7 +252,9 @@ def test_ranks_raise_the_first_bad_row_of_the_file_and_fall_back_together(files,
     late.to_csv(tmp_path / "late.csv", index=False)
     both = late.assign(user=late.user.astype("Int64").where(late.index != 20_000))  # and an earlier one
     both.to_csv(tmp_path / "both.csv", index=False)
-    for name in ("late.csv", "both.csv"):
+    word = df.assign(rating=df.rating.astype(object).where(df.index != 29_000, "four"))  # read again as text
+    word.to_csv(tmp_path / "word.csv", index=False)
+    for name in ("late.csv", "both.csv", "word.csv"):
         with pytest.raises(DataError) as memory:
             load_ratings(tmp_path / name)
         results = Ranks(3).read(tmp_path / name)

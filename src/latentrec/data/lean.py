@@ -39,7 +39,9 @@ from latentrec.data.ratings import (
     bad_rating,
     empty_id,
     first_line,
+    not_a_number,
     rated_twice,
+    rating_text,
     refuse_column_names,
     resolve_columns,
     sniff_header,
@@ -260,6 +262,8 @@ class _Part:
     lines: int  # at most this many rows
     header: int  # the file's header lines (0 or 1)
     quoted: bool = False  # its rows hold a '"' (CSV)
+    rating_said: str | None = None  # how pyarrow names the rating column in a CSV conversion error
+    as_text: Callable[[], "_Part"] | None = None  # the same part with every column read as text (CSV)
 
 
 class _BadRow(Exception):
@@ -270,9 +274,9 @@ class _BadRow(Exception):
         self.index, self.error = index, error
 
 
-def _open(path: Path, cols: dict, share: Share, pairs: bool = False) -> _Part:
+def _open(path: Path, cols: dict, share: Share, pairs: bool = False, text: bool = False) -> _Part:
     """This share's part of the file (Parquet: a range of row groups; CSV/TSV: a range of lines); ``pairs``: only
-    its user and item columns."""
+    its user and item columns; ``text``: a CSV's columns as text."""
     roles = ROLES[:2] if pairs else ROLES
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
@@ -312,15 +316,22 @@ def _open(path: Path, cols: dict, share: Share, pairs: bool = False) -> _Part:
     if start == end:
         return _Part((), names, 0, int(has_header))
     lines, quoted = _scan(path, start, end, skip)
-    reader = pcsv.open_csv(
-        _ByteRange(path, start, end),
-        read_options=pcsv.ReadOptions(block_size=CHUNK_ROWS * 24, column_names=header, skip_rows=skip),
-        parse_options=pcsv.ParseOptions(delimiter=sep),
-        convert_options=pcsv.ConvertOptions(  # only a blank cell is missing: "NA" or "null" in an id column is text
-            include_columns=names, null_values=[""],
-            column_types=dict(zip(names, (pa.int64(), pa.int64(), pa.float64())))),
-    )
-    return _Part(reader, names, lines, int(has_header), quoted)
+    types = [pa.string()] * 3 if text else [pa.int64(), pa.int64(), pa.float64()]
+
+    def batches():  # opened as it is read: pyarrow converts the first block as it opens, and _read words what fails
+        yield from pcsv.open_csv(
+            _ByteRange(path, start, end),
+            read_options=pcsv.ReadOptions(block_size=CHUNK_ROWS * 24, column_names=header, skip_rows=skip),
+            parse_options=pcsv.ParseOptions(delimiter=sep),
+            convert_options=pcsv.ConvertOptions(  # only a blank cell is missing: "NA" or "null" in an id column is text
+                include_columns=names, null_values=[""], strings_can_be_null=True,
+                column_types=dict(zip(names, types))),
+        )
+
+    if pairs:
+        return _Part(batches(), names, lines, int(has_header), quoted)
+    return _Part(batches(), names, lines, int(has_header), quoted, f"In CSV column #{header.index(names[2])}:",
+                 lambda: _open(path, cols, share, text=True))
 
 
 def _lean_columns(columns: list[str], cols: dict, path: Path, roles: tuple[str, ...]) -> list[str]:
@@ -400,32 +411,58 @@ def _zero_padded(text: bytes) -> bool:
 
 def _read(path: Path, part: _Part) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every row of the part into int32, int32, float32 columns, with load_ratings' checks (bad cells: _BadRow)."""
-    n_max, names, where = part.lines, part.names, str(path)
-    u, i, r = np.empty(n_max, np.int32), np.empty(n_max, np.int32), np.zeros(n_max, np.float32)
+    where = str(path)
+    u, i, r = np.empty(part.lines, np.int32), np.empty(part.lines, np.int32), np.zeros(part.lines, np.float32)
     n = 0
-    for batch in part.batches:
-        m = batch.num_rows
-        if n + m > n_max:  # rows that end in something other than "\n" (a lone "\r")
-            raise _NotLean
-        for role, name, out in zip(ROLES, names, (u, i, r)):
-            col = batch.column(name)
-            missing = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else np.zeros(m, bool)
-            values = col.fill_null(0).to_numpy(zero_copy_only=False)
-            if role == "rating":
-                bad = np.flatnonzero(missing | unusable_ratings(values))
-                if len(bad):
-                    value = np.nan if missing[bad[0]] else float(values[bad[0]])
-                    raise _BadRow(n + int(bad[0]), lambda row, name=name, value=value: bad_rating(where, row, name, value))
-            else:
-                if missing.any():
-                    raise _BadRow(n + int(np.flatnonzero(missing)[0]),
-                                  lambda row, name=name, role=role: empty_id(where, row, name, role))
-                if m and (values.min() < 0 or values.max() >= 2 ** 31):
-                    raise _NotLean
-            out[n:n + m] = values
-        n += m
+    try:
+        for batch in part.batches:
+            _parse(batch, part, (u, i, r), n, where)
+            n += batch.num_rows
+    except pa.ArrowInvalid as e:  # a cell pyarrow could not convert: a rating that is not a number is an error here
+        if part.rating_said is not None and str(e).startswith(part.rating_said):
+            _first_bad_rating(part.as_text(), where)
+        raise
     pa.default_memory_pool().release_unused()  # hand the decoding buffers back
     return u[:n], i[:n], r[:n]
+
+
+def _parse(batch, part: _Part, columns: tuple[np.ndarray, ...], n: int, where: str) -> None:
+    """One batch into ``columns`` from row ``n`` on, with load_ratings' checks (bad cells: _BadRow)."""
+    m = batch.num_rows
+    if n + m > part.lines:  # rows that end in something other than "\n" (a lone "\r")
+        raise _NotLean
+    for role, name, out in zip(ROLES, part.names, columns):
+        col = batch.column(name)
+        missing = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else np.zeros(m, bool)
+        values = col.fill_null(0).to_numpy(zero_copy_only=False)
+        if role == "rating":
+            bad = np.flatnonzero(missing | unusable_ratings(values))
+            if len(bad):
+                value = np.nan if missing[bad[0]] else float(values[bad[0]])
+                raise _BadRow(n + int(bad[0]), lambda row, name=name, value=value: bad_rating(where, row, name, value))
+        else:
+            if missing.any():
+                raise _BadRow(n + int(np.flatnonzero(missing)[0]),
+                              lambda row, name=name, role=role: empty_id(where, row, name, role))
+            if m and (values.min() < 0 or values.max() >= 2 ** 31):
+                raise _NotLean
+        out[n:n + m] = values
+
+
+def _first_bad_rating(part: _Part, where: str) -> None:
+    """Raise _BadRow for the part's first rating that is no number, or missing (a word such as NA), read again a
+    batch at a time as text: load_ratings' sentence without the whole file in pandas. Returns if there is none."""
+    name, n = part.names[2], 0
+    for batch in part.batches:
+        text = batch.column(name).to_pandas().astype("string").str.strip()
+        values, unparsed = rating_text(text)
+        bad = np.flatnonzero(unparsed | unusable_ratings(values))
+        if len(bad):
+            b = int(bad[0])
+            said = (lambda row: not_a_number(where, row, name, text.iloc[b])) if unparsed[b] else \
+                (lambda row: bad_rating(where, row, name, values[b]))
+            raise _BadRow(n + b, said)
+        n += batch.num_rows
 
 
 def _to_file_index(col: np.ndarray) -> np.ndarray:

@@ -377,6 +377,17 @@ def unusable_ratings(values: np.ndarray) -> np.ndarray:
     return ~(np.abs(values) <= FLOAT32_MAX)
 
 
+def rating_text(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Ratings written as text (stripped): their values, NaN where missing (blank, or a word such as NA), and
+    where they are no number at all."""
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return values, np.isnan(values) & ~text.str.lower().isin(NAN_WORDS).fillna(True).to_numpy()
+
+
+def not_a_number(where: str, row: int, column: str, text: str) -> DataError:
+    return DataError(f"{where}, row {row}, column {column!r}: {clip(text)!r} is not a number.")
+
+
 def bad_rating(where: str, row: int, column: str, value: float) -> DataError:
     """The sentence for an unusable rating ``value`` (NaN: a missing one)."""
     shown = ("missing" if np.isnan(value) else "infinite" if np.isinf(value) else
@@ -428,13 +439,10 @@ def _ratings(col: pd.Series, where: str, row_offset: int) -> np.ndarray:
         text = None
     else:
         text = col.astype("string").str.strip()
-        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        unparsed = np.isnan(values) & ~text.str.lower().isin(NAN_WORDS).fillna(True).to_numpy()
+        values, unparsed = rating_text(text)
         if unparsed.any():
             bad = int(np.flatnonzero(unparsed)[0])
-            raise DataError(
-                f"{where}, row {bad + 1 + row_offset}, column {col.name!r}: {clip(text.iloc[bad])!r} is not a number."
-            )
+            raise not_a_number(where, bad + 1 + row_offset, col.name, text.iloc[bad])
     bad_mask = unusable_ratings(values)
     if bad_mask.any():
         bad = int(np.flatnonzero(bad_mask)[0])
