@@ -246,7 +246,7 @@ def test_ranks_parse_only_their_part_and_all_get_the_one_process_result(files, n
         assert got.valid.n_unknown_users == alone.valid.n_unknown_users
 
 
-def test_ranks_raise_the_first_bad_row_of_the_file_and_fall_back_together(files, tmp_path):
+def test_ranks_raise_the_first_bad_row_of_the_file_and_fall_back_together(files, tmp_path, caplog):
     df = pd.read_parquet(files / "r.parquet")
     late = df.assign(rating=df.rating.where(df.index != 29_000, np.inf))  # in the last rank's part
     late.to_csv(tmp_path / "late.csv", index=False)
@@ -262,7 +262,9 @@ def test_ranks_raise_the_first_bad_row_of_the_file_and_fall_back_together(files,
     text = df.astype({"user": str})
     text.loc[29_000, "user"] = "u1"  # text ids only near the end: every rank takes the in-memory route
     text.to_csv(tmp_path / "text.csv", index=False)
-    assert Ranks(2).read(tmp_path / "text.csv") == [None, None]
+    with caplog.at_level("WARNING", logger="latentrec"):
+        assert Ranks(2).read(tmp_path / "text.csv") == [None, None]
+    assert len([r for r in caplog.records if "not read lean" in r.getMessage()]) == 1  # said once, by rank 0
 
 
 def test_more_ranks_than_lines_and_a_last_line_without_its_end(tmp_path):

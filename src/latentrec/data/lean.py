@@ -164,8 +164,9 @@ def _columns(path: Path, cols: dict | None, duplicates: str, min_bytes: int | No
     except _NotLean:
         return None
     except _Unreadable as e:
-        log.warning("%s: not read lean (%s); reading it with pandas instead, at about 100 bytes a rating "
-                    "rather than 12.", path, e)
+        if share is None or share.rank == 0:  # said once, not by every rank
+            log.warning("%s: not read lean (%s); reading it with pandas instead, at about 100 bytes a rating "
+                        "rather than 12.", path, e)
         return None
     if len(r) == 0:
         return None  # load_ratings words the empty-file errors
