@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         before = args.command in given and unknown[0] in given[:given.index(args.command)]
         (parser if before else args._parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     release_big_blocks()
-    for said_otherwise in (TrainingDiverged, UnknownItemsLeftOut, SeenPairsScored):  # the commands report these in their own words
+    for said_otherwise in (TrainingDiverged, UnknownItemsLeftOut, SeenPairsScored):  # the commands say these their way
         warnings.filterwarnings("ignore", category=said_otherwise)
     try:
         # SIGTERM acts as Ctrl-C (exit 143, checkpoint kept), except in serve, where uvicorn stops gracefully on it
