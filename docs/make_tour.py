@@ -121,12 +121,14 @@ When a title is ambiguous, the candidates are listed:
 ### What the model learned
 
 {interpret}
-The first two components of the item factors of the 1,000 most-rated movies; the 50
-most-rated are marked, and labeled where the label covers no other:
+The bias tables hold movies with at least 20 ratings (`--min-ratings`; 1 shows all): `--solver sgd` and
+`als`, which do not shrink a bias towards the mean as the Bayesian model does, give a movie rated once a bias
+as extreme as that one rating. The first two components of the item factors of the 1,000 most-rated movies; the 50
+most-rated are marked, and labeled where the label covers no other marked movie or label:
 
 ![PCA of the item factors](docs/images/item_pca.png)
 
-The training curve from the saved history:
+The training curve from the saved history (a run with validation rows marks its best epoch):
 
 ![Training curve](docs/images/training_curve.png)
 """

@@ -64,3 +64,33 @@ def test_cli_interpret(tmp_path, capsys):
     assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "o3"), "--pca-items", "1"]) == 2
     assert "--pca-items must be at least 2, not 1" in capsys.readouterr().err  # the option, not the model
     assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "o4"), "--labels", "0"]) == 0  # unlabeled
+
+
+def test_bias_tables_leave_out_rarely_rated_items_by_default(tmp_path, capsys):
+    """A model without shrinkage gives an item rated once a bias as extreme as its rating: by default the tables
+    hold items with the popular list's least ratings (20, fewer where fewer than -n items have 20)."""
+    rec, _, _ = trained()
+    counts = rec.item_counts
+    r = interpret(rec, tmp_path / "a", n=4, n_items=60, n_labels=0)
+    assert r["min_ratings"] == min(20, int(np.sort(counts)[-4]))
+    assert all(row["n_ratings"] >= r["min_ratings"] for row in r["lowest_bias"] + r["highest_bias"])
+    assert interpret(rec, tmp_path / "b", n=4, n_items=60, n_labels=0, min_ratings=1)["min_ratings"] == 1
+    rec.save(tmp_path / "m")
+    (tmp_path / "file").write_text("x")
+    assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "file")]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
+
+
+def test_a_label_that_would_cover_another_marked_item_is_left_off(tmp_path, monkeypatch):
+    """Two marked items side by side: the more-rated one's label would run over the other's dot, so only the
+    other is labeled."""
+    import pandas as pd
+
+    from latentrec.use import interpret as module
+
+    drawn = []
+    monkeypatch.setattr(module, "save_figure", lambda fig, path: drawn.append(fig))
+    pca = pd.DataFrame({"item": ["a", "b", "c"], "title": ["A long title for the first", "B", "C"],
+                        "n_ratings": [30, 20, 10], "pc1": [0.0, 0.02, 1.0], "pc2": [0.0, 0.0, 1.0]})
+    module.plot_pca(pca, tmp_path / "p.png", n_labels=3)
+    assert sorted(t.get_text() for t in drawn[0].axes[0].texts) == ["B", "C"]

@@ -27,6 +27,8 @@ def make_folder(path: str | os.PathLike) -> Path:
     if not os.fspath(path):
         raise DataError("Cannot write to an empty path; give a folder name.")
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{path} is a file; give a folder (it is created if missing).")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:

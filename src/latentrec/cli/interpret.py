@@ -17,8 +17,9 @@ def add_parser(sub) -> None:
     p.add_argument("--pca-items", type=int, default=1000, help="the most-rated items the PCA covers (default 1000)")
     p.add_argument("--labels", type=int, default=50,
                    help="most-rated items labeled in the scatter (default 50; 0: none)")
-    p.add_argument("--min-ratings", type=int, default=1,
-                   help="bias tables only show items with this many ratings (default 1)")
+    p.add_argument("--min-ratings", type=int,
+                   help="bias tables only show items with this many ratings (default 20, or fewer where fewer than "
+                        "-n items have 20; 1: every item)")
 
 
 def run(args) -> int:
@@ -27,7 +28,7 @@ def run(args) -> int:
 
     start(args)
     for name, least in (("n", 1), ("pca_items", 2), ("labels", 0), ("min_ratings", 1)):
-        if getattr(args, name) < least:
+        if getattr(args, name) is not None and getattr(args, name) < least:
             flag = "-n" if name == "n" else f"--{name.replace('_', '-')}"
             raise ConfigError(f"{flag} must be at least {least}, not {getattr(args, name)}.")
     r = interpret(Recommender.load(args.model_dir), args.out, args.n, args.pca_items, args.labels, args.min_ratings)
@@ -35,6 +36,7 @@ def run(args) -> int:
         emit_json(r)
         return 0
     cols = ["item", "title", "bias", "n_ratings"]
+    console.print(f"Item biases of the items with at least {r['min_ratings']} ratings (--min-ratings)")
     fits = r["bias_source"] == "model"  # the model's own biases sit beside its taste factors; a baseline's do not
     for key, what, meaning in (("lowest_bias", "Lowest", "rated low even by users whose taste fits" if fits
                                 else "rated below what their raters give on average"),

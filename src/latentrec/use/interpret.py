@@ -19,6 +19,7 @@ from latentrec.atomic import atomic_path, make_folder
 from latentrec.errors import DataError
 from latentrec.use.recommender import Recommender
 from latentrec.use.similar import item_vectors
+from latentrec.use.topn import least_ratings
 
 
 def item_biases(rec: Recommender) -> tuple[np.ndarray, str]:
@@ -44,7 +45,8 @@ def _items(rec: Recommender, idx: np.ndarray, counts: np.ndarray) -> pd.DataFram
 
 
 def bias_extremes(rec: Recommender, n: int = 10, min_ratings: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ``n`` items with the lowest and the highest bias (lowest/highest first)."""
+    """The ``n`` items with the lowest and the highest bias (lowest/highest first) among items with at least
+    ``min_ratings`` ratings."""
     bias, _ = item_biases(rec)
     counts = rec.item_counts
     ok = np.flatnonzero(counts >= max(min_ratings, 1))
@@ -115,8 +117,8 @@ def save_figure(fig, path: Path) -> None:
 
 
 def plot_pca(pca: pd.DataFrame, path: Path, n_labels: int = 50, share: list[float] | None = None) -> Path:
-    """Scatter of the first two components, the ``n_labels`` most-rated items marked and, where a label does not
-    cover one already written (more-rated first), labeled."""
+    """Scatter of the first two components, the ``n_labels`` most-rated items marked and, where a label covers
+    no other marked item and no label already written (more-rated first), labeled."""
     fig, ax = figure((12, 10))
     ax.scatter(pca["pc1"], pca["pc2"], s=6, c="#bbbbbb")
     top = pca.nlargest(n_labels, "n_ratings", keep="first")
@@ -124,12 +126,14 @@ def plot_pca(pca: pd.DataFrame, path: Path, n_labels: int = 50, share: list[floa
     pct = [f" ({100 * s:.0f}% of variance)" for s in share] if share else ["", ""]
     ax.set_xlabel(f"component 1{pct[0]}")
     ax.set_ylabel(f"component 2{pct[1]}")
+    ax.autoscale_view()  # the axes' final limits, before anything is measured in pixels
     renderer, placed = fig.canvas.get_renderer(), []
-    for _, row in top.iterrows():
+    dots = ax.transData.transform(top[["pc1", "pc2"]].to_numpy())  # where the marked items are drawn, in pixels
+    for k, (_, row) in enumerate(top.iterrows()):
         label = ax.annotate(row["title"] or row["item"], (row["pc1"], row["pc2"]), fontsize=7, xytext=(3, 2),
                             textcoords="offset points")
-        box = label.get_window_extent(renderer)
-        if any(box.overlaps(other) for other in placed):
+        box = label.get_window_extent(renderer).padded(2)  # a dot's radius: a label touching a dot covers it
+        if box.count_contains(np.delete(dots, k, axis=0)) or any(box.overlaps(other) for other in placed):
             label.remove()
         else:
             placed.append(box)
@@ -140,17 +144,22 @@ def plot_pca(pca: pd.DataFrame, path: Path, n_labels: int = 50, share: list[floa
     return path
 
 
-def plot_history(history: list[dict], path: Path) -> Path:
-    """Train and validation RMSE by epoch."""
+def plot_history(history: list[dict], path: Path, best_epoch: int | None = None, refit: dict | None = None) -> Path:
+    """Train and validation RMSE by epoch, the best validation epoch marked (the run kept its weights); with
+    ``refit`` (the model was trained again on every row for that many epochs) the title says that these are the
+    held-out run's."""
     fig, ax = figure((7, 4.5))
     epochs = [h["epoch"] for h in history]
     for key, label in (("train_rmse", "train"), ("valid_rmse", "validation")):
         pts = [(e, h[key]) for e, h in zip(epochs, history) if h.get(key) is not None]
         if pts:
             ax.plot(*zip(*pts), marker="o", ms=3, label=label)
+    if best_epoch is not None and any(h.get("valid_rmse") is not None for h in history):
+        ax.axvline(best_epoch, color="#888888", ls="--", lw=1, label=f"best validation epoch ({best_epoch})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("RMSE")
-    ax.set_title("Training curve")
+    ax.set_title("Training curve" if refit is None else f"Training curve of the held-out run (the saved model: "
+                 f"{refit['epochs']} epochs on all {refit['n_train']:,} ratings)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     save_figure(fig, path)
@@ -158,19 +167,25 @@ def plot_history(history: list[dict], path: Path) -> Path:
 
 
 def interpret(rec: Recommender, out: str | os.PathLike, n: int = 10, n_items: int = 1000,
-              n_labels: int = 50, min_ratings: int = 1) -> dict:
-    """Bias extremes, PCA ends and pictures (``item_pca.png``, ``training_curve.png``) written to ``out``."""
+              n_labels: int = 50, min_ratings: int | None = None) -> dict:
+    """Bias extremes, PCA ends and pictures (``item_pca.png``, ``training_curve.png``) written to ``out``. The bias
+    tables leave out items with fewer than ``min_ratings`` ratings, by default the popular list's
+    :func:`~latentrec.use.topn.least_ratings` (20 on a big enough catalogue): a model without shrinkage gives an item
+    rated once a bias as extreme as that one rating."""
+    min_ratings = least_ratings(rec, min_ratings, n)
     low, high = bias_extremes(rec, n, min_ratings)  # a model without what is drawn stops here, before any folder
     pca, share = item_pca(rec, n_items)
     out = make_folder(out)
     result = {
         "bias_source": item_biases(rec)[1],
         "bias_unit": bias_unit(rec),
+        "min_ratings": min_ratings,
         "lowest_bias": low.to_dict(orient="records"),
         "highest_bias": high.to_dict(orient="records"),
         "pca": {"n_items": len(pca), "variance_share": share, "ends": component_ends(pca, n)},
         "pictures": {"item_pca": str(plot_pca(pca, out / "item_pca.png", n_labels, share))},
     }
     if rec.history:
-        result["pictures"]["training_curve"] = str(plot_history(rec.history, out / "training_curve.png"))
+        curve = plot_history(rec.history, out / "training_curve.png", rec.info.get("best_epoch"), rec.info.get("refit"))
+        result["pictures"]["training_curve"] = str(curve)
     return result

@@ -29,7 +29,7 @@ def item_vectors(model: torch.nn.Module) -> torch.Tensor:
     if isinstance(v, torch.Tensor) and v.dim() == 2:
         return v.detach()
     raise ConfigError(f"This model ({getattr(model, 'kind', type(model).__name__)!r}) has no item factors or "
-                      f"item embedding to compare items by.")
+                      f"item embedding (vectors to map items by or compare them).")
 
 
 def _normal(title: str) -> str:
