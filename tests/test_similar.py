@@ -88,6 +88,7 @@ def test_cli_similar(tmp_path, capsys):
     assert main(["similar", str(tmp_path / "m"), "--title", "star wars", "-n", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["item"] == "i1" and [s["item"] for s in out["similar"]] == ["i2", "i4"]
+    assert out["compared_by"] == "dot model"  # as the table says
     assert main(["similar", str(tmp_path / "m"), "--item", "i1", "-n", "2"]) == 0
     assert "by the dot model's item vectors" in " ".join(capsys.readouterr().out.split())
     assert main(["similar", str(tmp_path / "m"), "--title", "godfather"]) == 2

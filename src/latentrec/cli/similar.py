@@ -31,12 +31,14 @@ def run(args) -> int:
     rec = Recommender.load(args.model_dir)
     item = args.item if args.item is not None else find_item(rec, args.title)
     sims = similar_items(rec, item, args.n, args.min_ratings)
+    by_ranker = rec.ranker is not None and rec.ranker.compares_items
     if args.json:
-        emit_json({"item": item, "title": rec.titles.get(item, ""), "similar": records(sims)})
+        emit_json({"item": item, "title": rec.titles.get(item, ""),
+                   "compared_by": f"{rec.ranker.kind} ranker" if by_ranker else f"{rec.model.kind} model",
+                   "similar": records(sims)})
     else:
         name = f"{item} ({rec.titles[item]})" if rec.titles.get(item) else item
-        by = (f"the {ordered_by(rec.ranker.kind)} ranker" if rec.ranker is not None and rec.ranker.compares_items
-              else f"the {rec.model.kind} model's item vectors")
+        by = f"the {ordered_by(rec.ranker.kind)} ranker" if by_ranker else f"the {rec.model.kind} model's item vectors"
         table(f"Items most similar to {name}, by {by}", ["rank", "item", "title", "similarity", "n_ratings"],
               sims.itertuples(index=False), {"similarity": ".3f"})
     return 0
