@@ -257,7 +257,7 @@ def test_divergence_is_caught_within_the_epoch_keeping_last_good_weights(capsys,
     assert main(train_args(ratings_csv, out, "autograd", EPOCHS, *explode)) == 2
     err = capsys.readouterr().err
     assert "diverged in epoch 2 (the batch loss reached" in err  # caught at a batch, inside epoch 2
-    assert "kept the weights of epoch 1" in err and "try lr (--lr) 10" in err and "Traceback" not in err
+    assert "kept the weights of epoch 1" in err and "try lr (--lr) 10" in err and "Traceback" not in err  # opt sgd: a third
     meta = json.loads((out / "model.json").read_text())
     assert len(meta["history"]) == 1 and "diverged" in meta
     assert main(train_args(ratings_csv, one, "autograd", 1, *explode)) == 0

@@ -273,6 +273,12 @@ def for_scale(given: TrainConfig, cfg: TrainConfig, span: float, std: float) -> 
     return replace(cfg, **{k: getattr(cfg, k) * c2 ** e for k, e in moved.items() if getattr(given, k) is None})
 
 
+def recipe_value(model: str, solver: str, key: str, span: float, std: float) -> float:
+    """The recipe's ``key`` for ``model`` and ``solver`` on ratings spanning ``span`` with standard deviation ``std``,
+    moved as :func:`for_scale` moves it."""
+    return RECIPES[(model, solver)][key] * scale_ratio(span, std) ** SCALED_OPTIONS.get((model, solver), {}).get(key, 0)
+
+
 def used_options(model: str, solver: str, opt: str) -> list[str]:
     """The options ``model`` trained by ``solver`` reads (momentum only with the sgd optimizer)."""
     return [k for k in USES[(model, solver)] if k != "momentum" or opt == "sgd"]

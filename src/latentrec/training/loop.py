@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from latentrec.config import TrainConfig, parse_schedule
+from latentrec.config import TrainConfig, parse_schedule, recipe_value
 from latentrec.data.batches import Encoded
 from latentrec.data.csr import bincount
 from latentrec.models.baselines import fit_fallback, with_fallback
@@ -93,6 +93,15 @@ class Trainer:
 
             block_order(self.valid, n_users, n_items)  # scored every epoch by the kernel's predict
 
+    def _lower_lr(self) -> str:
+        """Advice after a divergence: the recipe's rate for these ratings when the rate was above it (and the
+        recipe's optimizer ran), else a third."""
+        cfg, r = self.cfg, self.train.ratings
+        recipe = recipe_value(cfg.model, cfg.solver, "lr", float(r.max() - r.min()), float(r.std())) if len(r) else 0
+        if cfg.lr > recipe > 0 and (cfg.solver == "sgd" or cfg.opt == TrainConfig.opt):
+            return f"Lower the learning rate: try lr (--lr) {recipe:.3g}, the recipe's for these ratings."
+        return f"Lower the learning rate: try lr (--lr) {cfg.lr / 3:.3g}."
+
     def model_sizes(self) -> tuple[int, int]:
         return self.model.n_users, self.model.n_items
 
@@ -135,9 +144,7 @@ class Trainer:
             except Diverged as why:
                 self.model.load_state_dict(good)
                 advice = ("Regularize more or use fewer factors: try a larger wd (--wd) or a smaller n_factors "
-                          "(--n-factors)."
-                          if runner.closed_form else
-                          f"Lower the learning rate: try lr (--lr) {cfg.lr / 3:.3g}.")
+                          "(--n-factors)." if runner.closed_form else self._lower_lr())
                 self._divergence = f"Training diverged in epoch {epoch + 1} ({why})", advice
                 break
             runner.limit = max(10 * mse, 1.0) if math.isinf(runner.limit) else runner.limit
