@@ -94,3 +94,9 @@ def test_cli_similar(tmp_path, capsys):
     assert main(["similar", str(tmp_path / "m"), "--title", "godfather"]) == 2
     assert "Godfather: Part II" in capsys.readouterr().err
     assert main(["similar", str(tmp_path / "m"), "--item", "nope"]) == 2
+
+
+def test_a_min_ratings_no_item_reaches_is_one_sentence(tmp_path, capsys):
+    hand_rec().save(tmp_path / "m")
+    assert main(["similar", str(tmp_path / "m"), "--item", "i1", "--min-ratings", "100000"]) == 2
+    assert "--min-ratings) 100000 leaves no item: the most-rated item has" in capsys.readouterr().err

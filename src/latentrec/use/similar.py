@@ -16,7 +16,7 @@ import torch
 
 from latentrec.errors import ConfigError, DataError, ModelCapabilityError, clip
 from latentrec.use.recommender import Recommender
-from latentrec.use.topn import check_n
+from latentrec.use.topn import check_n, least_ratings
 
 
 def item_vectors(model: torch.nn.Module) -> torch.Tensor:
@@ -108,6 +108,8 @@ def similar_items(rec: Recommender, item: str, n: int = 10, min_ratings: int = 0
         unit = v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
         sim = unit @ unit[idx]
     counts = rec.item_counts
+    if min_ratings:
+        least_ratings(rec, min_ratings)  # one sentence when no item has that many
     sim[torch.from_numpy(counts < min_ratings).to(sim.device)] = -torch.inf
     sim[[0, idx]] = -torch.inf
     k = min(n, int(torch.isfinite(sim).sum()))
