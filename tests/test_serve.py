@@ -158,7 +158,8 @@ def test_similar_items(client, holder):
     assert len(sims) == 5 and sims == sorted(sims, reverse=True) and "i4" not in {s["item"] for s in body["similar"]}
     direct = similar_items(holder.state.rec, "i4", 5)
     assert [s["item"] for s in body["similar"]] == list(direct["item"])
-    assert client.get("/api/items/i4/similar?n=5&min_ratings=1000").json()["similar"] == []
+    none = client.get("/api/items/i4/similar?n=5&min_ratings=1000")  # as `latentrec similar` says it
+    assert none.status_code == 400 and "leaves no item" in none.json()["detail"]
 
 
 @pytest.mark.parametrize("url, status", [
