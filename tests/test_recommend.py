@@ -279,7 +279,10 @@ def test_every_entry_reads_an_id_as_a_ratings_file_is_read():
     from latentrec.data.vocab import id_text
     from latentrec.errors import DataError
 
-    assert [id_text(x) for x in (50.0, np.float32(7), " 7 ", 2.5, "x")] == ["50", "7", "7", "2.5", "x"]
+    assert [id_text(x) for x in (50.0, np.float32(7), " 7 ", 2.5, "x", 1e20)] == ["50", "7", "7", "2.5", "x", "1e+20"]
+    from latentrec.data.ratings import load_ratings
+    mixed = load_ratings(pd.DataFrame({"user": [1, 2, 3], "item": [50.0, 2.5, 1e20], "rating": [4, 5, 3]}))
+    assert sorted(mixed.df["item"]) == ["1e+20", "2.5", "50"]  # each value read as id_text reads it
     rec = tiny_rec([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], rated={1: [1]})
     assert rec.predict([" u1", "u2 "], ["i1", " i2"])["known"].all()
     assert recommend(rec, " u1", 2)["known"].all()
@@ -290,3 +293,6 @@ def test_every_entry_reads_an_id_as_a_ratings_file_is_read():
     folded = recommend(numeric, ratings={50.0: 5, 181.0: 1}, n=3)
     assert folded["known"].all() and 50 not in folded["item"].tolist()  # the rated items are known and left out
     assert similar_items(numeric, 50.0, n=1)["item"].tolist() in ([181], [7])
+    assert numeric.predict([np.float32(1)], np.array([50.0]))["item"].tolist() == ["50"]  # as recommend reads it
+    numeric.items = type(numeric.items)(["#na#", "50.0", "181", "7"])  # a model dir from before: "50.0" as written
+    assert numeric.items.index(50.0) == 1 and 50.0 in numeric.items

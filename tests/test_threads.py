@@ -4,8 +4,10 @@ global threading layer alone (latentrec/parallel.py)."""
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
+import torch
 
 MANY_THREADS = """
 import threading
@@ -105,5 +107,29 @@ def test_seeded_fits_in_threads_draw_what_they_draw_one_at_a_time():
 
     seeds = [1, 2, 3, 4] * 4
     alone = [rmse(s) for s in seeds[:4]] * 4
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(rmse, seeds)) == alone
+    assert torch.equal(torch.rand(3), expected)  # the caller's generator, once the last fit has ended
+
+
+def test_a_build_that_fits_does_not_wait_for_itself():
+    """fit's seeding lock is re-entrant: a ``build`` may call fit (to warm-start, say)."""
+    from conftest import lowrank_ratings
+
+    from latentrec import DotProductBias, TrainConfig, fit
+
+    df, _ = lowrank_ratings(n_users=100, n_items=80)
+    cfg = TrainConfig(solver="sgd", epochs=1, ranker="none", device="cpu")
+
+    def build(c, n_users, n_items, y_range):
+        fit(df, config=cfg)
+        return DotProductBias(n_users, n_items, c.n_factors, y_range)
+
+    done = []
+    worker = threading.Thread(target=lambda: done.append(fit(df, config=cfg, build=build)), daemon=True)
+    worker.start()
+    worker.join(120)  # a lock that waits for itself would hang here: fail instead
+    assert done and done[0][0].model.n_users > 1

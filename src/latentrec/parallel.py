@@ -39,6 +39,8 @@ def numba_threads() -> int:
     """numba's thread count, starting its threading layer as :func:`_first_call` does."""
     import numba
 
+    if _started:  # no lock: a kernel of another thread may hold it for a whole epoch
+        return numba.get_num_threads()
     with _entry:
         return numba.get_num_threads() if _started else _first_call(numba.get_num_threads, ())
 

@@ -29,7 +29,10 @@ def run(args) -> int:
 
     start(args)
     rec = Recommender.load(args.model_dir)
-    item = args.item if args.item is not None else find_item(rec, args.title)
+    if args.item is not None:  # as the model holds it (" 50" is 50), or as given for similar_items to refuse
+        item = rec.items.classes[rec.items.index(args.item)] if args.item in rec.items else args.item
+    else:
+        item = find_item(rec, args.title)
     sims = similar_items(rec, item, args.n, args.min_ratings)
     by_ranker = rec.ranker is not None and rec.ranker.compares_items
     if args.json:

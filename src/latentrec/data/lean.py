@@ -423,6 +423,8 @@ def _read(path: Path, part: _Part) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if part.rating_said is not None and str(e).startswith(part.rating_said):
             _first_bad_rating(part.as_text(), where)
         raise
+    finally:
+        getattr(part.batches, "close", lambda: None)()  # a reader left part-way lets go of its file now
     pa.default_memory_pool().release_unused()  # hand the decoding buffers back
     return u[:n], i[:n], r[:n]
 

@@ -22,6 +22,7 @@ import pandas as pd
 
 from latentrec.config import DUPLICATE_POLICIES
 from latentrec.data.datasets import DATASETS, dataset_path
+from latentrec.data.vocab import float_id_texts
 from latentrec.errors import DataError, clip
 
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".data", ".dat", ".base", ".test"}
@@ -417,14 +418,14 @@ def _refuse_nested(col: pd.Series, role: str, where: str, row_offset: int) -> No
 
 
 def _ids(col: pd.Series, role: str, where: str, row_offset: int) -> pd.Series:
-    """Raw ids as strings; integral floats lose their '.0'; blanks, nulls, structs and lists are errors."""
+    """Raw ids as strings (whole floats without their '.0': :func:`~latentrec.data.vocab.id_text`); blanks, nulls,
+    structs and lists are errors."""
     _refuse_nested(col, role, where, row_offset)
     if pd.api.types.is_float_dtype(col):
         if col.isna().any():
             bad = int(np.flatnonzero(col.isna().to_numpy())[0])
             raise empty_id(where, bad + 1 + row_offset, col.name, role)
-        if (col == np.floor(col)).all():
-            col = col.astype(np.int64)
+        col = pd.Series(float_id_texts(col.to_numpy(np.float64)), index=col.index, name=col.name)
     out = col.astype("string").str.strip()
     empty = out.isna() | (out == "") | out.str.lower().isin({"nan", "null", "none"})
     if empty.any():

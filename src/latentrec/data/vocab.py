@@ -11,12 +11,23 @@ NA = "#na#"
 WHOLE = r"0|-?[1-9][0-9]{0,17}"  # an int64 written plainly: not 042, -0, +42, 4.2 or 4.0
 
 
+INT64_LIMIT = 2.0 ** 63  # whole floats below it in size are ids written as integers
+
+
 def id_text(raw) -> str:
     """One raw id as the vocabularies hold it, as a ratings file is read: text with no surrounding spaces, a whole
     float without its ``.0`` (a float id column is what a merge that brought in NaN leaves)."""
-    if isinstance(raw, (float, np.floating)) and float(raw).is_integer():
+    if isinstance(raw, (float, np.floating)) and float(raw).is_integer() and abs(raw) < INT64_LIMIT:
         raw = int(raw)
     return str(raw).strip()
+
+
+def float_id_texts(values: np.ndarray) -> np.ndarray:
+    """:func:`id_text` of every value of a float array, as an object array of text."""
+    whole = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < INT64_LIMIT)
+    out = values.astype(str).astype(object)
+    out[whole] = values[whole].astype(np.int64).astype(str)
+    return out
 
 
 class Vocab:
@@ -45,10 +56,12 @@ class Vocab:
     def index(self, raw) -> int:
         """The index of one raw id, read as :func:`id_text` reads it (0 if unknown): a hash lookup, without
         :meth:`encode`'s per-call Series."""
-        try:
-            return int(self._index.get_loc(id_text(raw))) + 1
-        except KeyError:
-            return 0
+        for text in dict.fromkeys((id_text(raw), str(raw).strip())):  # then as written: a dir from before id_text
+            try:
+                return int(self._index.get_loc(text)) + 1
+            except KeyError:
+                pass
+        return 0
 
     def decode(self, idx) -> list[str]:
         """Raw ids for indices."""
@@ -68,5 +81,5 @@ class Vocab:
         return ids.astype(np.int64) if self.whole_numbers else ids
 
     def __contains__(self, raw) -> bool:
-        return id_text(raw) in self._index
+        return self.index(raw) > 0
 

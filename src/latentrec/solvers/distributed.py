@@ -164,6 +164,13 @@ def data_parallel(factory, model: torch.nn.Module, data: Encoded, cfg, device: t
     return DataParallelRunner(factory, model, data, cfg, device)
 
 
+def _collective_device() -> torch.device:
+    """Where the process group's collectives take their tensors: this process's GPU under NCCL, else the CPU."""
+    import torch.distributed as dist
+
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def join(values: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """Every rank's 1-D ``values`` (same dtype on all ranks) joined in rank order, on every rank, and each
     rank's length: the lengths by ``all_gather``, then each rank's values broadcast into their place of
@@ -171,7 +178,7 @@ def join(values: np.ndarray) -> tuple[np.ndarray, list[int]]:
     import torch.distributed as dist
 
     rank, size = world()
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    device = _collective_device()
     values = np.ascontiguousarray(values)
     mine = torch.from_numpy(values if values.flags.writeable else values.copy()).to(device)
     lengths = torch.zeros(size, dtype=torch.int64, device=device)
@@ -196,7 +203,7 @@ def agreed(flag: bool) -> bool:
         return flag
     import torch.distributed as dist
 
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    device = _collective_device()
     said = torch.tensor([int(flag)], device=device)
     dist.broadcast(said, 0)
     return bool(said.item())

@@ -29,7 +29,9 @@ from latentrec.training.loop import Trainer
 from latentrec.training.rankers import fit_ranker, pick_ranker, popular_if_better
 from latentrec.use.recommender import Recommender
 
-_DRAWS = threading.Lock()  # one fit at a time seeds torch's global generators and draws initial weights from them
+_DRAWS = threading.RLock()  # one fit at a time seeds torch's global generators and draws initial weights (a
+# ``build`` may call fit)
+_forked: list | None = None  # the caller's generator states while fits run, and how many run
 Build = Callable[[TrainConfig, int, int, tuple[float, float]], torch.nn.Module]  # (cfg, users, items, y_range)
 
 
@@ -130,17 +132,23 @@ def fit(train: Ratings | pd.DataFrame | str | EncodedSplit, valid: Ratings | pd.
 
 @contextmanager
 def _caller_draws_kept():
-    """Training seeds torch's global generators and draws the initial weights from them; the caller's states come
-    back afterwards. Taken under :data:`_DRAWS`, as a fit's seeding and initial draws are, so that fits in several
-    threads draw the weights they draw one at a time (dropout still draws from the one global generator)."""
+    """Training seeds torch's global generators and draws the initial weights from them (under :data:`_DRAWS`, so
+    that fits in several threads draw what they draw one at a time; dropout still draws from the one global
+    generator). The first fit to start keeps the caller's generator states, the last to end puts them back."""
+    global _forked
     with _DRAWS:
-        fork = torch.random.fork_rng()
-        fork.__enter__()
+        if _forked is None:
+            _forked = [torch.random.fork_rng(), 0]
+            _forked[0].__enter__()
+        _forked[1] += 1
     try:
         yield
     finally:
         with _DRAWS:
-            fork.__exit__(None, None, None)
+            _forked[1] -= 1
+            if not _forked[1]:
+                fork, _forked = _forked[0], None
+                fork.__exit__(None, None, None)
 
 
 def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None, config: TrainConfig | None = None,

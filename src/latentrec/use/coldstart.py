@@ -74,7 +74,7 @@ class UserRatings:
             return cls(given[item].tolist(), given[rating].tolist())
         try:
             if isinstance(given, str) or any(isinstance(pair, str) for pair in given):
-                raise TypeError  # "50:5" parsed pair by pair would be item "5" rated 0
+                raise TypeError  # ["55", "34"] would be items "5" and "3" rated 5 and 4
             items, ratings = zip(*given) if len(given) else ((), ())
         except (TypeError, ValueError):
             raise DataError(f"A new user's ratings are a {{item: rating}} dict, (item, rating) pairs, a DataFrame "

@@ -159,7 +159,7 @@ def plot_history(history: list[dict], path: Path, best_epoch: int | None = None,
     ax.set_xlabel("epoch")
     ax.set_ylabel("RMSE")
     ax.set_title("Training curve" if refit is None else f"Training curve of the held-out run (the saved model: "
-                 f"{refit['epochs']} epochs on all {refit['n_train']:,} ratings)", fontsize=10)
+                 f"{refit.get('epochs', '?')} epochs on all {refit.get('n_train', 0):,} ratings)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     save_figure(fig, path)

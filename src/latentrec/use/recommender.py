@@ -19,7 +19,7 @@ from latentrec.data.batches import Encoded, EncodedRows
 from latentrec.data.csr import bincount, by_row, merge
 from latentrec.data.lean import LeanRows
 from latentrec.data.ratings import Ratings
-from latentrec.data.vocab import Vocab
+from latentrec.data.vocab import Vocab, float_id_texts, id_text
 from latentrec.devices import pick_device
 from latentrec.errors import ConfigError, ModelCapabilityError, ModelFileError
 from latentrec.models.baselines import predict_biases, with_fallback
@@ -42,11 +42,9 @@ def _factorized(ids) -> tuple[np.ndarray, np.ndarray]:
     if ids.dtype.kind in "iuU" or pd.api.types.infer_dtype(ids, skipna=False) == "string":
         return pd.factorize(ids, use_na_sentinel=False)
     if ids.dtype.kind == "f":
-        whole = np.isfinite(ids) & (ids == np.round(ids))
-        ids, floats = ids.astype(object), ids
-        ids[whole] = floats[whole].astype(np.int64)
+        ids = float_id_texts(ids.astype(np.float64))
     else:
-        ids = np.array([int(x) if isinstance(x, float) and x.is_integer() else x for x in ids], dtype=object)
+        ids = np.array([id_text(x) if isinstance(x, (float, np.floating)) else x for x in ids], dtype=object)
     return pd.factorize(pd.Series(ids, dtype="string").astype(str).to_numpy(object), use_na_sentinel=False)
 
 
