@@ -22,7 +22,7 @@ import pandas as pd
 
 from latentrec.config import DUPLICATE_POLICIES
 from latentrec.data.datasets import DATASETS, dataset_path
-from latentrec.data.vocab import float_id_texts
+from latentrec.data.vocab import INT64_LIMIT, float_id_texts
 from latentrec.errors import DataError, clip
 
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".data", ".dat", ".base", ".test"}
@@ -425,7 +425,11 @@ def _ids(col: pd.Series, role: str, where: str, row_offset: int) -> pd.Series:
         if col.isna().any():
             bad = int(np.flatnonzero(col.isna().to_numpy())[0])
             raise empty_id(where, bad + 1 + row_offset, col.name, role)
-        col = pd.Series(float_id_texts(col.to_numpy(np.float64)), index=col.index, name=col.name)
+        values = col.to_numpy(np.float64)
+        if ((values == np.round(values)) & (np.abs(values) < INT64_LIMIT)).all():  # the usual case, the fast way
+            col = col.astype(np.int64)
+        else:
+            col = pd.Series(float_id_texts(values), index=col.index, name=col.name)
     out = col.astype("string").str.strip()
     empty = out.isna() | (out == "") | out.str.lower().isin({"nan", "null", "none"})
     if empty.any():

@@ -9,8 +9,6 @@ import pandas as pd
 
 NA = "#na#"
 WHOLE = r"0|-?[1-9][0-9]{0,17}"  # an int64 written plainly: not 042, -0, +42, 4.2 or 4.0
-
-
 INT64_LIMIT = 2.0 ** 63  # whole floats below it in size are ids written as integers
 
 
@@ -25,8 +23,9 @@ def id_text(raw) -> str:
 def float_id_texts(values: np.ndarray) -> np.ndarray:
     """:func:`id_text` of every value of a float array, as an object array of text."""
     whole = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < INT64_LIMIT)
-    out = values.astype(str).astype(object)
+    out = np.empty(len(values), object)
     out[whole] = values[whole].astype(np.int64).astype(str)
+    out[~whole] = values[~whole].astype(str)
     return out
 
 
