@@ -210,7 +210,7 @@ def test_evaluate_warns_when_it_scores_pairs_the_model_was_built_from(lowrank):
 
 def test_a_rate_above_the_recipes_is_told_the_recipes_for_these_ratings(lowrank):
     """A third of 50 diverges too: the advice is the recipe's rate, moved to the ratings' scale as fit moves it."""
-    from latentrec.config import recipe_value
+    from latentrec.config import ratings_scale, recipe_value
 
     train, _, _ = lowrank
     for scale in (1, 20):
@@ -218,6 +218,6 @@ def test_a_rate_above_the_recipes_is_told_the_recipes_for_these_ratings(lowrank)
         with pytest.warns(TrainingDiverged) as caught:
             fit(data, config=TrainConfig(solver="sgd", lr=50, epochs=2, valid_pct=0, device="cpu", ranker="none"))
         r = data.rating.to_numpy(np.float32)
-        recipe = recipe_value("dot", "sgd", "lr", float(r.max() - r.min()), float(r.std()))
+        recipe = recipe_value("dot", "sgd", "lr", ratings_scale(r))
         assert f"try lr (--lr) {recipe:.3g}, the recipe's for these ratings" in str(caught[0].message)
     assert recipe < 0.02 / 100  # 20 times the spread: 400 times smaller

@@ -260,23 +260,28 @@ def scale_ratio(span: float, std: float) -> float:
     return c2 if c2 > 0 and abs(math.log(c2)) >= 0.05 else 1.0
 
 
-def for_scale(given: TrainConfig, cfg: TrainConfig, span: float, std: float) -> TrainConfig:
-    """``cfg`` (``given`` resolved) with the recipe's rate and decay (:data:`SCALED_OPTIONS`) moved to ratings
-    spanning ``span`` with standard deviation ``std`` instead of ML-100K's, where ``given`` left them to the recipe.
-    With the 1-5 recipe, sgd on a 0-100 scale reached RMSE 52 against the mean's 18.5, and on 0-1 it learned
-    nothing; ALS on ML-100K's ratings times 20 scored 1.257 times the bias baseline's RMSE, 0.980 with its ridge
-    moved (0.958 on 1-5)."""
-    c2 = scale_ratio(span, std)
+def ratings_scale(ratings) -> float:
+    """:func:`scale_ratio` of a ratings array (its span and standard deviation); 1 for no ratings."""
+    if not len(ratings):
+        return 1.0
+    return scale_ratio(float(ratings.max()) - float(ratings.min()), float(ratings.std()))
+
+
+def for_scale(given: TrainConfig, cfg: TrainConfig, c2: float) -> TrainConfig:
+    """``cfg`` (``given`` resolved) with the recipe's rate and decay (:data:`SCALED_OPTIONS`) moved to ratings of
+    :func:`scale_ratio` ``c2`` instead of ML-100K's, where ``given`` left them to the recipe. With the 1-5 recipe,
+    sgd on a 0-100 scale reached RMSE 52 against the mean's 18.5, and on 0-1 it learned nothing; ALS on ML-100K's
+    ratings times 20 scored 1.257 times the bias baseline's RMSE, 0.980 with its ridge moved (0.958 on 1-5)."""
     moved = SCALED_OPTIONS.get((cfg.model, cfg.solver))
     if not moved or c2 == 1.0:
         return cfg
     return replace(cfg, **{k: getattr(cfg, k) * c2 ** e for k, e in moved.items() if getattr(given, k) is None})
 
 
-def recipe_value(model: str, solver: str, key: str, span: float, std: float) -> float:
-    """The recipe's ``key`` for ``model`` and ``solver`` on ratings spanning ``span`` with standard deviation ``std``,
-    moved as :func:`for_scale` moves it."""
-    return RECIPES[(model, solver)][key] * scale_ratio(span, std) ** SCALED_OPTIONS.get((model, solver), {}).get(key, 0)
+def recipe_value(model: str, solver: str, key: str, c2: float) -> float:
+    """The recipe's ``key`` for ``model`` and ``solver`` on ratings of :func:`scale_ratio` ``c2``, moved as
+    :func:`for_scale` moves it."""
+    return RECIPES[(model, solver)][key] * c2 ** SCALED_OPTIONS.get((model, solver), {}).get(key, 0)
 
 
 def used_options(model: str, solver: str, opt: str) -> list[str]:

@@ -30,7 +30,8 @@ def run(args) -> int:
     start(args)
     rec = Recommender.load(args.model_dir)
     if args.item is not None:  # as the model holds it (" 50" is 50), or as given for similar_items to refuse
-        item = rec.items.classes[rec.items.index(args.item)] if args.item in rec.items else args.item
+        known = rec.items.index(args.item)
+        item = rec.items.classes[known] if known else args.item
     else:
         item = find_item(rec, args.title)
     sims = similar_items(rec, item, args.n, args.min_ratings)

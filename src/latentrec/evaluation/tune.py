@@ -29,7 +29,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from latentrec.config import RANKING_MODELS, SCALED_OPTIONS, TrainConfig, scale_ratio
+from latentrec.config import RANKING_MODELS, SCALED_OPTIONS, TrainConfig, ratings_scale
 from latentrec.data.ratings import Ratings
 from latentrec.data.split import hold_out
 from latentrec.errors import ConfigError
@@ -105,8 +105,7 @@ def default_space(model: str, solver: str, ratings: Ratings | None = None) -> Sp
                           "give one as a [space] table in --config.")
     moved = SCALED_OPTIONS.get((model, solver), {})
     if ratings is not None and moved and len(ratings):
-        r = ratings.df["rating"].to_numpy(np.float32)  # as fit measures them
-        c2 = scale_ratio(float(r.max() - r.min()), float(r.std()))
+        c2 = ratings_scale(ratings.df["rating"].to_numpy(np.float32))  # as fit measures them
         space = {k: replace(v, low=v.low * c2 ** moved[k], high=v.high * c2 ** moved[k]) if k in moved else v
                  for k, v in space.items()}
     return {k: v for k, v in space.items() if k in known}

@@ -32,7 +32,6 @@ def predict_biases(mu: float, bu: np.ndarray, bi: np.ndarray, users: np.ndarray,
     return mu + bu[users] + bi[items]
 
 
-
 FALLBACK_DAMPING = 3.0  # ratings' worth of the global mean mixed into each user's and item's mean
 
 

@@ -23,7 +23,7 @@ import math
 import numpy as np
 import torch
 
-from latentrec.config import TrainConfig, option, scale_ratio
+from latentrec.config import TrainConfig, option, ratings_scale
 from latentrec.data.batches import Encoded
 from latentrec.errors import ConfigError
 from latentrec.solvers.base import Runner
@@ -44,8 +44,7 @@ class ALSRunner(Runner):
         self.model = model
         self.graph = RatingGraph(data, model.n_users, model.n_items, device, part)
         self.torch_threads = 1 if device.type == "cpu" else None  # torch does only small work beside the kernel
-        lo, hi = (float(data.ratings.min()), float(data.ratings.max())) if len(data) else (0.0, 0.0)
-        c = math.sqrt(scale_ratio(hi - lo, float(data.ratings.std()) if len(data) else 0.0))
+        c = math.sqrt(ratings_scale(data.ratings))
         self.reg = np.array([cfg.wd] * model.n_factors + [cfg.wd / c])  # [factors..., bias]
         k = model.n_factors
         gen = torch.Generator(device=device).manual_seed(cfg.seed if cfg.seed is not None else 0)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentrec.config import RANKING_MODELS, TrainConfig, for_scale
+from latentrec.config import RANKING_MODELS, TrainConfig, for_scale, ratings_scale
 from latentrec.data import csr
 from latentrec.data.batches import Encoded
 from latentrec.data.lean import EncodedSplit, LeanRows
@@ -158,7 +158,7 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None,
     cfg = cfg.resolved()
     users, items, tr, va = training_rows(train, valid, cfg)
     lo, hi = float(tr.ratings.min()), float(tr.ratings.max())
-    cfg = for_scale(given, cfg, hi - lo, float(tr.ratings.std()))
+    cfg = for_scale(given, cfg, ratings_scale(tr.ratings))
     y_range = tuple(cfg.y_range) if cfg.y_range is not None else default_y_range(lo, hi)
     ranker_kind = pick_ranker(cfg, len(items), len(tr))
     model = trainer = None

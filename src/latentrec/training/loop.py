@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from latentrec.config import TrainConfig, parse_schedule, recipe_value
+from latentrec.config import TrainConfig, parse_schedule, ratings_scale, recipe_value
 from latentrec.data.batches import Encoded
 from latentrec.data.csr import bincount
 from latentrec.models.baselines import fit_fallback, with_fallback
@@ -96,8 +96,8 @@ class Trainer:
     def _lower_lr(self) -> str:
         """Advice after a divergence: the recipe's rate for these ratings when the rate was above it (and the
         recipe's optimizer ran), else a third."""
-        cfg, r = self.cfg, self.train.ratings
-        recipe = recipe_value(cfg.model, cfg.solver, "lr", float(r.max() - r.min()), float(r.std())) if len(r) else 0
+        cfg = self.cfg
+        recipe = recipe_value(cfg.model, cfg.solver, "lr", ratings_scale(self.train.ratings))
         if cfg.lr > recipe > 0 and (cfg.solver == "sgd" or cfg.opt == TrainConfig.opt):
             return f"Lower the learning rate: try lr (--lr) {recipe:.3g}, the recipe's for these ratings."
         return f"Lower the learning rate: try lr (--lr) {cfg.lr / 3:.3g}."
