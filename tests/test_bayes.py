@@ -91,3 +91,21 @@ def test_bayes_fits_planted_data_and_the_saved_model_predicts_what_was_measured(
     top = recommend(again, user, n=5)
     assert len(top) == 5 and not set(top["item"]) & set(train.df.loc[train.df["user"] == user, "item"])
     assert again.model.item_factors.shape == (len(again.items), 4 * 20)  # the kept samples side by side
+
+
+def test_weights_of_an_earlier_epoch_count_their_samples():
+    """The best epoch's (or a checkpoint's) weights hold fewer samples than the model has room for: loading them
+    counts the filled ones, so fold-in's item samples and prior are those samples, at their own scale."""
+    gen = torch.Generator().manual_seed(0)
+    model = BayesianDot(5, 4, n_factors=2, n_samples=3)
+    qs = []
+    for slot in range(2):
+        p, q = torch.randn(5, 2, generator=gen), torch.randn(4, 2, generator=gen)
+        model.keep(slot, p, q, torch.randn(5, generator=gen), torch.randn(4, generator=gen))
+        qs.append(q)
+    loaded = BayesianDot(5, 4, n_factors=2, n_samples=3)
+    loaded.load_state_dict(model.state_dict())
+    assert loaded.kept == 2 and loaded.filled_factors == 4
+    assert torch.allclose(loaded.item_samples(torch.arange(4)), torch.stack(qs), atol=1e-6)
+    prec, mean = loaded.user_prior()
+    assert prec.shape == (2, 3, 3) and float(prec.abs().max()) < 1e4  # no empty sample's near-singular spread

@@ -23,7 +23,7 @@ class BayesianDot(DotProductBias):
                  y_range: tuple[float, float] | None = None, bias: bool = True):
         super().__init__(n_users, n_items, n_factors * n_samples, None, bias)
         self.sample_factors = n_factors
-        self.kept = n_samples  # samples filled in (training fills them one by one; not saved)
+        self.kept = n_samples  # samples filled in: training fills them one by one; loading counts them
         self._prior = None  # user_prior(), until the weights change
         with torch.no_grad():
             for t in (self.user_factors, self.item_factors, self.user_bias, self.item_bias):
@@ -43,8 +43,8 @@ class BayesianDot(DotProductBias):
 
     def item_samples(self, items: torch.Tensor) -> torch.Tensor:
         """The kept item factor samples of ``items``, shape ``(n_samples, len(items), n_factors)``."""
-        q = self.item_factors[items] * self.n_samples
-        return q.view(len(items), self.n_samples, self.sample_factors).transpose(0, 1)
+        q = self.item_factors[items, :self.filled_factors] * self.kept
+        return q.view(len(items), self.kept, self.sample_factors).transpose(0, 1)
 
     @torch.no_grad()
     def user_prior(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +54,7 @@ class BayesianDot(DotProductBias):
         if self._prior is None:
             k, bias = self.sample_factors, self.user_bias[1:].double().cpu()[:, None]  # row 0 is the unknown id
             precs, means = [], []
-            for s in range(self.n_samples):
+            for s in range(self.kept):
                 rows = torch.cat([self.user_factors[1:, s * k:(s + 1) * k].double().cpu(), bias], 1)
                 mean = rows.mean(0)
                 cov = (rows - mean).T @ (rows - mean) / max(len(rows) - 1, 1)
@@ -65,8 +65,14 @@ class BayesianDot(DotProductBias):
         return self._prior
 
     def load_state_dict(self, *args, **kwargs):
+        """Load, and count the filled samples: an earlier epoch's weights (the best one's, a checkpoint's) hold
+        fewer than ``n_samples``, and the unfilled slots are zero."""
         self._prior = None
-        return super().load_state_dict(*args, **kwargs)
+        out = super().load_state_dict(*args, **kwargs)
+        q = self.item_factors.detach()
+        filled = q.view(len(q), self.n_samples, self.sample_factors).abs().amax((0, 2)).cpu() > 0
+        self.kept = int(filled.nonzero().max()) + 1 if filled.any() else self.n_samples
+        return out
 
     @torch.no_grad()
     def keep(self, slot: int, p: torch.Tensor, q: torch.Tensor, bu: torch.Tensor, bi: torch.Tensor) -> None:

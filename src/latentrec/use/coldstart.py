@@ -244,5 +244,5 @@ def fold_in_scores(rec: Recommender, user: FoldedUser) -> np.ndarray:
     """Predicted ratings of a folded-in user for every item index (index 0 included)."""
     m = rec.model
     p = torch.from_numpy(user.factors).to(m.item_factors)
-    z = m.item_factors @ p + m.item_bias + user.bias
+    z = m.item_factors[:, :len(p)] @ p + m.item_bias + user.bias  # a Bayesian model's unfilled samples are zero
     return m.squash(z).clamp(*rec.rating_range).float().cpu().numpy()
