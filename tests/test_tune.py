@@ -19,6 +19,7 @@ from latentrec.config import TrainConfig
 from latentrec.data.ratings import Ratings
 from latentrec.errors import ConfigError
 from latentrec.evaluation.tune import Choice, Float, Int, make_study, space_from_toml, tune
+from latentrec.training.fit import fit
 
 SPACE_TOML = """
 solver = "sgd"
@@ -293,3 +294,15 @@ def test_ctrl_c_that_comes_during_the_reports_renames_says_the_report_was_writte
     assert main(argv) == 130
     assert capsys.readouterr().err.endswith(f"latentrec tune: interrupted after the report was written to {out}.\n")
     assert json.loads((out / "summary.json").read_text())["write_id"] != first and report_mix(out) is None
+
+
+def test_the_first_trial_is_the_recipe_as_fit_moves_it_to_the_ratings_scale():
+    """On ratings 0-100 the recipe's rate and decay move (``config.for_scale``); the search's first trial must be
+    that recipe, so that the winner is never worse on validation than what ``train`` gives."""
+    df = tiny()
+    df["rating"] = (df["rating"] - 1) * 25.0  # 1-5 -> 0-100
+    train, base = Ratings(df, "tiny x25"), TrainConfig(solver="sgd", epochs=2, device="cpu", seed=3)
+    result = tune(train, base=base, n_trials=1, refit=False)
+    rec, _ = fit(train, None, base)
+    first = result.table.iloc[0]
+    assert (first.lr, first.wd) == pytest.approx((rec.config["lr"], rec.config["wd"]))

@@ -29,7 +29,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from latentrec.config import RANKING_MODELS, SCALED_OPTIONS, TrainConfig, ratings_scale
+from latentrec.config import RANKING_MODELS, SCALED_OPTIONS, TrainConfig, for_scale, ratings_scale
 from latentrec.data.ratings import Ratings
 from latentrec.data.split import hold_out
 from latentrec.errors import ConfigError
@@ -256,7 +256,8 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
     if valid is None and not base.valid_pct > 0:
         raise ConfigError("Tuning needs validation data: give --valid FILE or a --valid-pct above 0.")
     solver = solver_for(base)
-    space = dict(default_space(base.model, solver, train) if space is None else space)
+    carved, carved_valid = hold_out(train, valid, base.valid_pct, base.seed)  # what each trial's fit trains on
+    space = dict(default_space(base.model, solver, carved) if space is None else space)
     if not space:
         raise ConfigError("The search space is empty: nothing to tune.")
     for name, dist in space.items():  # every point of the space must be a valid config
@@ -268,8 +269,8 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
         "base": base.to_dict(), "space": {k: repr(v) for k, v in space.items()}})))
 
     ranking = base.model in RANKING_MODELS
-    if ranking and valid is None:  # the carve fit would make, kept to score the lists on
-        train, valid = hold_out(train, valid, base.valid_pct, base.seed)
+    if ranking:  # the carve fit would make, kept to score the lists on
+        train, valid = carved, carved_valid
 
     def objective(trial: optuna.Trial) -> float:
         cfg = trial_config(base, solver, {k: suggest(trial, k, d) for k, d in space.items()})
@@ -296,7 +297,8 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
         return last
 
     if not study.trials:  # the recipe's own values go first, so the winner is never worse on validation
-        recipe = {k: v for k, v in base.resolved().to_dict().items() if k in space and _contains(space[k], v)}
+        scaled = for_scale(base, base.resolved(), ratings_scale(carved.df["rating"].to_numpy(np.float32)))  # as fit
+        recipe = {k: v for k, v in scaled.to_dict().items() if k in space and _contains(space[k], v)}
         study.enqueue_trial(recipe, skip_if_exists=True)
     remaining = None if n_trials is None else max(0, n_trials - len(finished(study)))
     if remaining != 0:
