@@ -1,5 +1,6 @@
 """Big integer-id files read lean (chunked.read_split) give exactly what the in-memory route gives."""
 
+import csv
 import json
 import threading
 from unittest import mock
@@ -51,10 +52,13 @@ def test_other_files_take_the_in_memory_route(files, tmp_path):
     assert read_split(files / "r.parquet", duplicates="mean", min_bytes=0) is None
     cases = {"text.csv": df.assign(user="u" + df.user.astype(str)), "neg.parquet": df.assign(item=-df.item),
              "title.parquet": df.assign(title="x"), "float.parquet": df.assign(user=df.user.astype(float)),
-             "padded.csv": df.assign(item=df.item.map("{:05d}".format))}  # "00042" is not 42: ids are text
+             "padded.csv": df.assign(item=df.item.map("{:05d}".format)),  # "00042" is not 42: ids are text
+             "quoted.csv": df.assign(item=df.item.map("{:05d}".format)),  # nor is '"00042"'
+             "spaced.csv": df.assign(item=df.item.map(" {:05d}".format))}
     for name, frame in cases.items():
         path = tmp_path / name
-        frame.to_csv(path, index=False) if name.endswith("csv") else frame.to_parquet(path)
+        quoting = csv.QUOTE_ALL if name == "quoted.csv" else csv.QUOTE_MINIMAL
+        frame.to_csv(path, index=False, quoting=quoting) if name.endswith("csv") else frame.to_parquet(path)
         assert read_split(path, min_bytes=0) is None, name
 
 
@@ -305,3 +309,14 @@ def test_a_failure_of_any_kind_on_one_rank_is_every_rank_s(files, monkeypatch):
 
     monkeypatch.setattr(chunked, "_read", fails_on_rank1)
     assert Ranks(2).read(files / "r.csv") == [None, None]  # told to every rank: all read it the other way
+
+
+def test_rows_encoded_for_one_model_are_refused_for_another(files):
+    """The lean rows are encoded in place; a second model with the same ids gets them again, one with other ids
+    is told to read the file again (it would otherwise score the first model's indices)."""
+    rows = read_rows(files / "r.parquet", min_bytes=0)
+    items = Vocab.from_ids(rows.item_ids.astype(str))
+    first = rows.encode(Vocab.from_ids(rows.user_ids.astype(str)), items)
+    assert rows.encode(Vocab.from_ids(rows.user_ids.astype(str)), items) is first
+    with pytest.raises(DataError, match="read the file again"):
+        rows.encode(Vocab.from_ids(rows.user_ids[:10].astype(str)), items)

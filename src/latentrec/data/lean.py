@@ -128,16 +128,22 @@ class LeanRows:
     item_ids: np.ndarray
     source: str
     encoded: EncodedRows | None = None
+    encoded_with: tuple[list[str], list[str]] | None = None  # the vocabularies' ids the columns were encoded with
 
     def encode(self, users: Vocab, items: Vocab) -> EncodedRows:
         """The rows encoded with a model's vocabularies (index 0: an id it lacks), as ``Recommender.encode_rows``
-        gives them from ``load_ratings``. The columns are encoded in place, once: a later call returns the same rows."""
+        gives them from ``load_ratings``. The columns are encoded in place, once (no second copy of a big file): a
+        later call with the same ids returns the same rows, and one with other ids is refused."""
         if self.encoded is None:
             user_map, item_map = users.encode(self.user_ids.astype(str)), items.encode(self.item_ids.astype(str))
             _remap(self.users, user_map.__getitem__)
             _remap(self.items, item_map.__getitem__)
             data = Encoded(self.users, self.items, self.ratings)
             self.encoded = EncodedRows(data, self.source, int((user_map == 0).sum()))
+            self.encoded_with = users.classes, items.classes
+        elif self.encoded_with != (users.classes, items.classes):
+            raise DataError(f"The rows read from {self.source} were encoded for a model with other users or items; "
+                            "read the file again (lean.read_rows) to score it with this one.")
         return self.encoded
 
 
@@ -402,11 +408,11 @@ def _scan(path: Path, start: int, end: int, skip: int) -> tuple[int, bool]:
 
 
 def _zero_padded(text: bytes) -> bool:
-    """Whether a field of ``text`` (after its first byte) starts with '0' and a digit."""
+    """Whether a field of ``text`` (after its first byte) starts with '0' and a digit (after a quote or spaces too)."""
     a = np.frombuffer(text, np.uint8)
     zero = np.flatnonzero(a[1:-1] == ord("0")) + 1
     before, after = a[zero - 1], a[zero + 1]
-    starts = (before == ord(",")) | (before == ord("\t")) | (before == ord("\n"))
+    starts = np.isin(before, np.frombuffer(b',\t\n" ', np.uint8))
     return bool((starts & (after >= ord("0")) & (after <= ord("9"))).any())
 
 
