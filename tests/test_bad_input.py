@@ -23,7 +23,8 @@ from safetensors.torch import load_file, save_file
 
 from latentrec.cli import main
 from latentrec.config import TrainConfig
-from latentrec.data.ratings import load_ratings
+from latentrec.data.ratings import load_pairs, load_ratings
+from latentrec.errors import ConfigError
 from latentrec.training.fit import fit
 
 GOOD = "user,item,rating\nu1,i1,4\nu1,i2,3\nu2,i1,5\nu2,i3,2\nu3,i2,1\nu3,i3,4\n"
@@ -821,3 +822,12 @@ def test_a_dataframes_bad_row_is_named_by_its_iloc_position():
     with pytest.raises(Exception, match=r"rows by \.iloc position\), row 3, column 'rating'") as caught:
         load_ratings(df)
     assert df.iloc[3].isna().any() and "missing" in str(caught.value)
+    pairs = df.assign(user=df.user.astype(object))
+    pairs.loc[7, "user"] = ""
+    with pytest.raises(Exception, match=r"rows by \.iloc position\), row 3, column 'user'"):
+        load_pairs(pairs)  # the rows to predict are named alike
+
+
+def test_column_options_with_a_named_dataset_are_refused():
+    with pytest.raises(ConfigError, match="ml-100k's are known already"):
+        load_ratings("ml-100k", rating_col="stars")  # they were ignored

@@ -23,7 +23,7 @@ from latentrec.models.ials import ImplicitALS
 from latentrec.solvers.ials import ConfidenceRows, fit_ials
 from latentrec.solvers.ials_kernel import KernelRows
 from latentrec.training.fit import fit
-from latentrec.training.rankers import check_ease_fits, pick_ranker
+from latentrec.training.rankers import available_memory, check_ease_fits, pick_ranker
 from latentrec.use.coldstart import UserRatings
 from latentrec.use.recommender import Recommender
 from latentrec.use.similar import similar_items
@@ -294,3 +294,22 @@ def test_like_only_data_trains_a_ranking_model_and_tells_a_rating_model_why_not(
         assert len(json.loads(capsys.readouterr().out)["recommendations"]) == 3
     assert main(["train", "--data", str(tmp_path / "likes.csv"), "--out", str(tmp_path / "dot")]) == 2
     assert "model 'ease' or 'ials' (--model) learn which items users pick" in capsys.readouterr().err
+
+
+def test_free_memory_is_read_where_there_is_no_proc_meminfo(monkeypatch):
+    """macOS has no /proc/meminfo and no count of free pages; Windows has no sysconf: the default ranker still picks."""
+    import builtins
+    import os
+
+    real_open, real_sysconf = builtins.open, os.sysconf
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: (_ for _ in ()).throw(OSError(f)) if f == "/proc/meminfo"
+                        else real_open(f, *a, **k))
+
+    def macos(name):
+        if name == "SC_AVPHYS_PAGES":
+            raise ValueError("unrecognized configuration name")
+        return real_sysconf(name)
+    monkeypatch.setattr(os, "sysconf", macos)
+    assert available_memory() == real_sysconf("SC_PAGE_SIZE") * real_sysconf("SC_PHYS_PAGES")
+    monkeypatch.delattr(os, "sysconf")
+    assert available_memory() >= 1 << 40 and pick_ranker(TrainConfig().resolved(), 1_000, 10**6) == "ease"

@@ -23,7 +23,7 @@ import pandas as pd
 from latentrec.config import DUPLICATE_POLICIES
 from latentrec.data.datasets import DATASETS, dataset_path
 from latentrec.data.vocab import INT64_LIMIT, float_id_texts
-from latentrec.errors import DataError, clip
+from latentrec.errors import ConfigError, DataError, clip
 
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".data", ".dat", ".base", ".test"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -79,6 +79,8 @@ def load_ratings(
                        has_header=True)
         return Ratings(df, "DataFrame", _pop_titles(df))
     if str(source) in DATASETS:
+        if any(cols.values()):
+            raise ConfigError(f"--user-col, --item-col and --rating-col name a ratings file's columns; {source}'s are known already.")
         folder = dataset_path(str(source), data_dir)
         spec = DATASETS[str(source)]
         ratings = read_ratings_file(folder / spec.ratings, duplicates=duplicates)
@@ -106,7 +108,8 @@ def load_pairs(source: str | os.PathLike | pd.DataFrame, *, user_col: str | None
     (it is ignored) and repeated pairs are kept."""
     cols = {"user": user_col, "item": item_col, "rating": None}
     if isinstance(source, pd.DataFrame):
-        return _validate(source.copy(), "the DataFrame", cols, "error", 0, True, pairs=True)[["user", "item"]]
+        return _validate(source.copy(), "the DataFrame (rows by .iloc position)", cols, "error", -1, True,
+                         pairs=True)[["user", "item"]]
     name, _, rest = str(source).partition("/")
     path = Path(source)
     if name in DATASETS and not path.exists():  # a named dataset's ratings, or a file inside its folder

@@ -36,7 +36,8 @@ EASE_MAX_BYTES = 4 << 30  # one items x items float32 matrix beyond this: refuse
 
 
 def available_memory() -> int:
-    """Bytes of memory available to a new allocation (Linux: MemAvailable; else free pages)."""
+    """Bytes of memory available to a new allocation (Linux: MemAvailable; else free pages, else all pages (macOS
+    has no count of free ones); where none of these is known, unbounded)."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -44,7 +45,12 @@ def available_memory() -> int:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf(pages)
+        except (AttributeError, ValueError, OSError):  # Windows has no sysconf; macOS lacks SC_AVPHYS_PAGES
+            pass
+    return 1 << 62
 
 
 def ease_fits(n_items: int) -> bool:
