@@ -221,3 +221,16 @@ def test_a_rate_above_the_recipes_is_told_the_recipes_for_these_ratings(lowrank)
         recipe = recipe_value("dot", "sgd", "lr", ratings_scale(r))
         assert f"try lr (--lr) {recipe:.3g}, the recipe's for these ratings" in str(caught[0].message)
     assert recipe < 0.02 / 100  # 20 times the spread: 400 times smaller
+
+
+@pytest.mark.parametrize("solver", ["autograd", "als"])
+def test_no_seed_is_a_random_run_that_records_its_seed(lowrank, solver):
+    """seed=None: each fit draws its own split, weights and batches (the batch order was the same every time), and
+    the model's config keeps the seed drawn, so the run can be repeated."""
+    train = lowrank[0]
+    cfg = TrainConfig(solver=solver, epochs=2, n_factors=4, seed=None, device="cpu", ranker="none")
+    a, b = fit(train, None, cfg)[0], fit(train, None, cfg)[0]
+    assert a.config["seed"] != b.config["seed"]
+    assert not np.array_equal(a.model.item_factors.detach().numpy(), b.model.item_factors.detach().numpy())
+    again = fit(train, None, TrainConfig.from_dict(a.config))[0]
+    assert np.array_equal(again.model.item_factors.detach().numpy(), a.model.item_factors.detach().numpy())

@@ -63,7 +63,7 @@ class TrainConfig:
     loss: str = "mse"
     y_range: tuple[float, float] | None = None  # None: a little wider than the data's range
     valid_pct: float = 0.2
-    seed: int | None = 42
+    seed: int | None = 42  # None: a random run (fit draws a seed and keeps it in the model's config)
     device: str = "auto"
     layers: tuple[int, ...] | None = None  # nn: hidden layer sizes of the MLP
     dropout: float | None = None  # nn: dropout after each hidden layer

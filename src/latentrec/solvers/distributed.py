@@ -196,17 +196,21 @@ def join(values: np.ndarray) -> tuple[np.ndarray, list[int]]:
     return out.cpu().numpy(), sizes
 
 
-def agreed(flag: bool) -> bool:
-    """Rank 0's ``flag``, on every rank: for a choice every rank must make alike, such as whether to take part in a
-    collective now (a rank's own clock may say otherwise); ``flag`` outside torchrun."""
+def from_rank0(value: int) -> int:
+    """Rank 0's ``value``, on every rank: for a choice every rank must make alike, such as whether to take part in a
+    collective now (a rank's own clock may say otherwise) or a random seed; ``value`` outside torchrun."""
     if not active():
-        return flag
+        return value
     import torch.distributed as dist
 
-    device = _collective_device()
-    said = torch.tensor([int(flag)], device=device)
+    said = torch.tensor([value], dtype=torch.int64, device=_collective_device())
     dist.broadcast(said, 0)
-    return bool(said.item())
+    return int(said.item())
+
+
+def agreed(flag: bool) -> bool:
+    """Rank 0's ``flag``, on every rank (:func:`from_rank0`)."""
+    return bool(from_rank0(int(flag)))
 
 
 def file_share() -> Share:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from latentrec.config import RANKING_MODELS, TrainConfig, for_scale, ratings_scale
+from latentrec.config import RANKING_MODELS, SEED_MAX, TrainConfig, for_scale, ratings_scale
 from latentrec.data import csr
 from latentrec.data.batches import Encoded
 from latentrec.data.lean import EncodedSplit, LeanRows
@@ -23,7 +25,7 @@ from latentrec.devices import pick_device
 from latentrec.errors import ConfigError, DataError, TrainingDiverged, clip
 from latentrec.models.baselines import fit_biases
 from latentrec.models.dot import DotProductBias, default_y_range
-from latentrec.solvers.distributed import is_main, local_device
+from latentrec.solvers.distributed import from_rank0, is_main, local_device
 from latentrec.training.callback import Callback
 from latentrec.training.loop import Trainer
 from latentrec.training.rankers import fit_ranker, pick_ranker, popular_if_better
@@ -154,6 +156,8 @@ def _caller_draws_kept():
 def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None, config: TrainConfig | None = None,
          callbacks: list[Callback] | None = None, build: Build | None = None) -> tuple[Recommender, Trainer | None]:
     given = cfg = config or TrainConfig()
+    if cfg.seed is None:  # a random run, its seed drawn once and kept in the model's config: it can be repeated
+        given = cfg = replace(cfg, seed=from_rank0(secrets.randbelow(SEED_MAX + 1)))
     device = local_device(pick_device(cfg.device))
     cfg = cfg.resolved()
     users, items, tr, va = training_rows(train, valid, cfg)
@@ -164,7 +168,7 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None,
     model = trainer = None
     info = {"metrics": {}, "best_epoch": None, "train_seconds": 0.0}
     with _DRAWS:
-        torch.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
+        torch.manual_seed(cfg.seed)
         if cfg.model not in RANKING_MODELS:
             model = (build or make_model)(cfg, len(users), len(items), y_range).to(device)
     if model is not None:
