@@ -160,6 +160,9 @@ def test_similar_items(client, holder):
     assert [s["item"] for s in body["similar"]] == list(direct["item"])
     none = client.get("/api/items/i4/similar?n=5&min_ratings=1000")  # as `latentrec similar` says it
     assert none.status_code == 400 and "leaves no item" in none.json()["detail"]
+    assert client.get("/api/items/%20i4/similar?n=5").json() == body  # an id is read as training read it
+    spaced = client.get("/api/users/%20u1%20/recommendations?n=3").json()
+    assert spaced == client.get("/api/users/u1/recommendations?n=3").json() and spaced["user"] == "u1"
 
 
 @pytest.mark.parametrize("url, status", [

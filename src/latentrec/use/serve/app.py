@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
+from latentrec.data.vocab import id_text
 from latentrec.errors import ConfigError, DataError, LatentrecError, clip, one_line
 from latentrec.use.coldstart import UserRatings, check_given, folds_in, ignored_items
 from latentrec.use.interpret import item_pca
@@ -85,7 +86,7 @@ def user_recommendations(rec: Recommender, user: str, n: int) -> dict:
     u = rec.users.index(user)
     items, scores = user_top(rec, u, n)
     ids = rec.items.decode(items)
-    return {"user": user, "known": u > 0, "folded_in": False, "ignored": [], "recommendations": [
+    return {"user": rec.users.classes[u] if u else id_text(user), "known": u > 0, "folded_in": False, "ignored": [], "recommendations": [
         {"rank": k, "item": i, "title": rec.titles.get(i, ""), "prediction": s if math.isfinite(s) else None}
         for k, (i, s) in enumerate(zip(ids, scores.tolist()), 1)]}
 
@@ -272,8 +273,10 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
                       ) -> JSONResponse:
         """Items nearest to ``item`` as ``latentrec similar`` finds them; 404 for an unknown item."""
         rec = model().rec
-        if item not in rec.items:
+        known = rec.items.index(item)
+        if not known:
             raise HTTPException(404, f"Item {clip(item)} is not in the model (it had no training ratings).")
+        item = rec.items.classes[known]  # as the model holds it (" 50" is 50)
         with holder.lock:
             sims = similar_items(rec, item, n, min_ratings)
         return JSONResponse({"item": item, "title": rec.titles.get(item, ""),
