@@ -217,6 +217,40 @@ def test_bodies_over_one_megabyte_are_413(client):
     assert client.post("/api/predict", json={"pairs": [["u1", "i2"]] * 1000}).status_code == 200
 
 
+def test_a_body_that_stalls_is_408_and_a_whole_one_waits_for_its_disconnect(monkeypatch):
+    """Half-sent bodies held their connections until shutdown, which logged each one's traceback."""
+    import asyncio
+
+    from fastapi import HTTPException
+
+    import latentrec.use.serve.app as app_module
+
+    monkeypatch.setattr(app_module, "BODY_IDLE_S", 0.05)
+    said = []
+
+    async def endpoint(scope, receive, send):
+        try:
+            while (await receive()).get("more_body"):
+                pass
+            said.append(await asyncio.wait_for(receive(), 1.0))  # after the body: no idle limit
+        except HTTPException as e:
+            said.append(e.status_code)
+
+    def receiver(script):
+        async def receive():
+            if not script:
+                await asyncio.Event().wait()  # a client that sends nothing more
+            delay, message = script.pop(0)
+            await asyncio.sleep(delay)
+            return message
+        return receive
+
+    body, disconnect = {"type": "http.request", "body": b"{}"}, {"type": "http.disconnect"}
+    for script, expected in (([(0, {**body, "more_body": True})], 408), ([(0, body), (0.2, disconnect)], disconnect)):
+        asyncio.run(app_module.BodyLimit(endpoint, MAX_BODY)({"type": "http", "headers": []}, receiver(script), None))
+        assert said.pop() == expected
+
+
 def test_map_coordinates(client, holder):
     body = client.get("/api/map?n_items=50").json()
     pca, share = item_pca(holder.state.rec, 50, q=2)

@@ -3,7 +3,8 @@ behind FastAPI routes.
 
 Status codes: 422 for malformed JSON or parameters and for ratings the model cannot use, 400 for a
 request this model cannot answer (say, ratings from a ranking-only model), 404 for an unknown item,
-413 for a body over 1 MiB, 503 until a model is loaded, 403 for ``/admin/reload`` from another host.
+413 for a body over 1 MiB, 408 for one that stalls, 503 until a model is loaded, 403 for ``/admin/reload`` from
+another host, 409 for a reload that failed (the model before it keeps serving).
 
 Routes that call the model are plain functions, which FastAPI runs on its worker threads: a long request
 (a big predict body) never holds up the event loop, so ``/healthz`` and ``/readyz`` answer at once.
@@ -11,6 +12,7 @@ Routes that call the model are plain functions, which FastAPI runs on its worker
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 import os
@@ -46,6 +48,7 @@ from latentrec.use.topn import recommend, user_top
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 1 << 20  # bytes; larger request bodies get 413
+BODY_IDLE_S = 10.0  # a request body with no bytes for this long gets 408 (a stalled client holds nothing for long)
 MAX_N = 1000  # the most items one list may ask for
 MAPS_KEPT = 4  # /api/map answers cached per model (by item count)
 MODEL_ENV = "LATENTREC_MODEL"  # the model dir app_from_env serves
@@ -93,8 +96,9 @@ def user_recommendations(rec: Recommender, user: str, n: int) -> dict:
 
 class BodyLimit:
     """A request body over ``limit`` bytes, as declared or as it arrives, is a 413 with a JSON ``detail`` like every
-    other error here (starlette's own limit answers in plain text). Raised while the endpoint reads the body, the
-    ``HTTPException`` reaches FastAPI's handler."""
+    other error here (starlette's own limit answers in plain text), and one that stalls for :data:`BODY_IDLE_S` a
+    408 (half-sent bodies held a connection each until shutdown, which then logged each one's traceback). Raised
+    while the endpoint reads the body, the ``HTTPException`` reaches FastAPI's handler."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -103,11 +107,17 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = Headers(scope=scope).get("content-length", "")
-        seen = 0
+        seen, complete = 0, False
 
         async def limited():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete:  # after the body: waiting for a disconnect, as long as it takes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), BODY_IDLE_S)
+            except TimeoutError:
+                raise HTTPException(408, f"The request body stalled for {BODY_IDLE_S:g} s.") from None
+            complete = not message.get("more_body", False)
             seen += len(message.get("body", b""))
             if seen > self.limit or (declared.isdigit() and int(declared) > self.limit):
                 raise HTTPException(413, f"The request body is over {self.limit:,} bytes.")
@@ -236,7 +246,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         with holder.lock:
             return JSONResponse(user_recommendations(rec, user, n))
 
-    @app.post("/api/recommendations", tags=["recommendations"], response_model=UserList, responses=fails(413, 503),
+    @app.post("/api/recommendations", tags=["recommendations"], response_model=UserList, responses=fails(408, 413, 503),
               openapi_extra=body_schema(FoldInRequest))
     def fold_in_recommendations(body: Annotated[FoldInRequest, Depends(json_body(FoldInRequest))]) -> JSONResponse:
         """Top-n for a new user described by a few ratings: folded in with the item factors fixed, nothing stored."""
@@ -282,7 +292,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         return JSONResponse({"item": item, "title": rec.titles.get(item, ""),
                              "similar": records(sims)})
 
-    @app.post("/api/predict", tags=["predictions"], response_model=Predictions, responses=fails(400, 413, 503),
+    @app.post("/api/predict", tags=["predictions"], response_model=Predictions, responses=fails(400, 408, 413, 503),
               openapi_extra=body_schema(PredictRequest))
     def predict(body: Annotated[PredictRequest, Depends(json_body(PredictRequest))]) -> JSONResponse:
         """Predicted ratings for (user, item) pairs; ``known`` is false where either id fell back to a damped mean
