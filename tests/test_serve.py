@@ -477,7 +477,7 @@ def test_every_answer_matches_the_schema_the_api_documents(client, holder):
 @pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/json", "application/jsonx"])
 def test_a_body_sent_as_a_form_is_told_to_be_json(client, content_type):
     r = client.post("/api/predict", content=b'{"pairs": [["u1", "i1"]]}', headers={"content-type": content_type})
-    assert r.status_code == 422 and "Content-Type: application/json" in r.json()["detail"]
+    assert r.status_code == 415 and "Content-Type: application/json" in r.json()["detail"]
 
 
 def test_requests_are_read_strictly(client, holder):

@@ -3,7 +3,7 @@ behind FastAPI routes.
 
 Status codes: 422 for malformed JSON or parameters and for ratings the model cannot use, 400 for a
 request this model cannot answer (say, ratings from a ranking-only model), 404 for an unknown item,
-413 for a body over 1 MiB, 408 for one that stalls, 503 until a model is loaded, 403 for ``/admin/reload`` from
+413 for a body over 1 MiB, 408 for one that stalls, 415 for one not sent as JSON, 503 until a model is loaded, 403 for ``/admin/reload`` from
 another host, 409 for a reload that failed (the model before it keeps serving).
 
 Routes that call the model are plain functions, which FastAPI runs on its worker threads: a long request
@@ -132,7 +132,7 @@ def json_body(model: type[BaseModel]):
     Pass :func:`body_schema` of the same model as the route's ``openapi_extra``."""
     async def read(request: Request) -> BaseModel:
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-            raise HTTPException(422, "The body must be JSON, sent with Content-Type: application/json.")
+            raise HTTPException(415, "The body must be JSON, sent with Content-Type: application/json.")
         raw = await request.body()
         try:
             return await run_in_threadpool(model.model_validate_json, raw)
@@ -246,7 +246,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         with holder.lock:
             return JSONResponse(user_recommendations(rec, user, n))
 
-    @app.post("/api/recommendations", tags=["recommendations"], response_model=UserList, responses=fails(408, 413, 503),
+    @app.post("/api/recommendations", tags=["recommendations"], response_model=UserList, responses=fails(408, 413, 415, 503),
               openapi_extra=body_schema(FoldInRequest))
     def fold_in_recommendations(body: Annotated[FoldInRequest, Depends(json_body(FoldInRequest))]) -> JSONResponse:
         """Top-n for a new user described by a few ratings: folded in with the item factors fixed, nothing stored."""
@@ -292,7 +292,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         return JSONResponse({"item": item, "title": rec.titles.get(item, ""),
                              "similar": records(sims)})
 
-    @app.post("/api/predict", tags=["predictions"], response_model=Predictions, responses=fails(400, 408, 413, 503),
+    @app.post("/api/predict", tags=["predictions"], response_model=Predictions, responses=fails(400, 408, 413, 415, 503),
               openapi_extra=body_schema(PredictRequest))
     def predict(body: Annotated[PredictRequest, Depends(json_body(PredictRequest))]) -> JSONResponse:
         """Predicted ratings for (user, item) pairs; ``known`` is false where either id fell back to a damped mean
