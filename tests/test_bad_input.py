@@ -831,3 +831,11 @@ def test_a_dataframes_bad_row_is_named_by_its_iloc_position():
 def test_column_options_with_a_named_dataset_are_refused():
     with pytest.raises(ConfigError, match="ml-100k's are known already"):
         load_ratings("ml-100k", rating_col="stars")  # they were ignored
+
+
+def test_a_named_datasets_folder_given_as_a_file_is_told_how_to_name_it(tmp_path):
+    folder = tmp_path / "ml-100k"
+    folder.mkdir()
+    (folder / "u.data").write_text("1\t2\t3\t4\n")
+    with pytest.raises(Exception, match=rf"give --data ml-100k with --data-dir {tmp_path}"):
+        load_ratings(folder)

@@ -177,6 +177,10 @@ def _read_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Dat
         names = ", ".join(DATASETS)
         raise DataError(f"{path} does not exist (give a ratings file or one of the datasets {names}).")
     if path.is_dir():
+        spec = DATASETS.get(path.name)
+        if spec is not None and (path / spec.ratings).exists():  # a dataset's own folder: name it, or its file
+            raise DataError(f"{path} is a directory; give --data {path.name} with --data-dir {path.parent} (or "
+                            f"LATENTREC_DATA={path.parent}), or a file in it such as {path / spec.ratings}.")
         raise DataError(f"{path} is a directory; give a ratings file (CSV, TSV or Parquet).")
     suffix = _suffix(path)
     if suffix not in TEXT_SUFFIXES | PARQUET_SUFFIXES:
