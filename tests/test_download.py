@@ -142,6 +142,15 @@ def test_good_download_is_extracted_once_and_trains(capsys, tmp_path, mirror):
     assert dataset_path("ml-latest-small", data_dir) == data_dir / "ml-latest-small"
 
 
+def test_a_download_into_a_folder_of_the_users_keeps_their_files(tmp_path, server):
+    folder = tmp_path / "ml-latest-small"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    assert dataset_path("ml-latest-small", tmp_path, url=f"{server}/good/x.zip") == folder
+    assert (folder / "notes.txt").read_text() == "mine" and (folder / "ratings.csv").read_text() == RATINGS_CSV
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ml-latest-small"]
+
+
 def test_dataset_path_takes_an_explicit_url(tmp_path, server):
     with pytest.raises(DownloadError, match="stopped after"):
         dataset_path("ml-latest-small", tmp_path, url=f"{server}/half/x.zip")

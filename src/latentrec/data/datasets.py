@@ -118,9 +118,13 @@ def download(spec: DatasetSpec, root: Path, url: str) -> None:
                 f"Try again later, or {_manual_hint(spec, root, url)}."
             )
         target = root / spec.name
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(extracted, target)
+        try:
+            os.replace(extracted, target)  # where there is no folder yet, or an empty one
+        except OSError:
+            if not (target / spec.ratings).is_file():  # a folder of the user's without the ratings: theirs are kept
+                for entry in extracted.iterdir():
+                    os.replace(entry, target / entry.name)
+            # else another download of the same dataset finished first
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
