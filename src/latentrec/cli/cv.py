@@ -86,7 +86,7 @@ def print_result(result: dict) -> None:
         s = result["summary"]
         rows = [(name, *[f"{s[p + m]['mean']:.4f} ± {s[p + m]['std']:.4f}" for m in ("ndcg@10", "precision@10")])
                 for name, p in (("model", ""), ("baseline: popularity", "popularity_"))]
-        table(f"\nMean ± std over {len(result['folds'])} folds (test ratings >= 4 relevant)",
+        table(f"\nMean ± std over {len(result['folds'])} folds (test ratings >= {result['folds'][0]['relevant']:g} relevant)",
               ["model", "ndcg@10", "precision@10"], rows)
         return
     table("\nPer fold", COLUMNS, [[r[c] for c in COLUMNS] for r in result["folds"]],

@@ -4,7 +4,7 @@ This is the protocol of Surprise's published table (5 random folds; mean RMSE an
 the figures are comparable. Every fold trains from scratch on the other folds with the same
 config and is scored, next to the global-mean and user+item-bias baselines fit on the same
 training rows. A ranking model (``--model ease|ials``) is scored by its top-10 lists instead
-(NDCG@10 and precision@10 with test ratings >= 4 relevant, next to popularity's). Standard deviations are over folds with ``ddof=0``, as Surprise reports them.
+(NDCG@10 and precision@10, relevant: a test rating in the top quarter of the scale, >= 4 on 1-5; next to popularity's). Standard deviations are over folds with ``ddof=0``, as Surprise reports them.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def cross_validate(folds: list[Fold], config: TrainConfig, on_fold: Callable[[di
             g = r["ranking"]
             for who, prefix in (("model", ""), ("popularity", "popularity_")):  # @k: fewer than 10 with fewer items
                 row.update({prefix + m: g[who][m.replace("@10", f"@{g['k']}")] for m in ("ndcg@10", "precision@10")})
-            row.update(best_epoch=None, seconds=time.perf_counter() - t0, diverged=None)
+            row.update(relevant=g["threshold"], best_epoch=None, seconds=time.perf_counter() - t0, diverged=None)
         else:
             row.update(rmse=r["rmse"], mae=r["mae"])
             for base, b in r["baselines"].items():

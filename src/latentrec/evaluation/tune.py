@@ -11,7 +11,7 @@ hopeless trials.
 The test data, if any, is never seen by the search: only the winner is scored on it, once.
 
 A ranking model (``--model ease|ials``) is scored instead by the NDCG@10 of its lists on the
-validation rows (ratings >= 4 relevant, training items excluded); the study minimizes ``-NDCG@10``.
+validation rows (relevant: ratings in the top quarter of the scale, >= 4 on 1-5; training items excluded); the study minimizes ``-NDCG@10``.
 """
 
 from __future__ import annotations

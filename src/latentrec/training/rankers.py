@@ -110,8 +110,8 @@ def fit_ranker(kind: str, cfg: TrainConfig, tr: Encoded, n_users: int, n_items: 
 
 def popular_if_better(rec: Recommender, valid: Encoded) -> Recommender:
     """``--ranker auto``'s last check: ``rec``'s top-10 lists (its ranker's, or its rating model's where it has
-    none) against the most-popular lists on the validation rows, by NDCG@10 with ratings >= 4 relevant (the
-    table ``train`` prints). Where popularity is clearly better -- its mean gain over ``rec``, user by user, is
+    none) against the most-popular lists on the validation rows, by NDCG@10 with ratings in the top quarter of the
+    scale relevant (>= 4 on 1-5; the table ``train`` prints). Where popularity is clearly better -- its mean gain over ``rec``, user by user, is
     more than ``SURE`` standard errors -- ``rec`` with a :class:`Popularity` ranker instead, its check in
     ``info["ranker_check"]``; a few users, or a close call, keep ``rec``'s order."""
     t0 = time.perf_counter()
