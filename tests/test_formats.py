@@ -81,3 +81,23 @@ def test_a_gzipped_text_file_reads_as_the_plain_one(tmp_path):
     (tmp_path / "bad.csv.gz").write_bytes(b"not gzip")
     with pytest.raises(DataError, match="bad.csv.gz could not be read"):
         load_ratings(tmp_path / "bad.csv.gz")
+
+
+def test_columns_found_by_name_in_other_datasets_layouts(tmp_path):
+    """Book-Crossing's header, Amazon's review table, and a file with two rating-like columns."""
+    import pytest
+
+    from latentrec.errors import DataError
+
+    (tmp_path / "bx.csv").write_text('"User-ID";"ISBN";"Book-Rating"\n"276725";"034545104X";"8"\n"276726";"0155061224";"5"\n')
+    r = load_ratings(tmp_path / "bx.csv")
+    assert r.df.item.tolist() == ["034545104X", "0155061224"] and r.df.rating.tolist() == [8.0, 5.0]
+    (tmp_path / "amazon.tsv").write_text("customer_id\treview_id\tproduct_id\tproduct_parent\tstar_rating\thelpful_votes\n"
+                                         "7\tR1\tB01\t33\t5\t2\n8\tR2\tB02\t34\t3\t0\n")
+    assert load_ratings(tmp_path / "amazon.tsv").df.rating.tolist() == [5.0, 3.0]
+    (tmp_path / "two.csv").write_text("user,item,score,rating\n1,2,51.3,4\n2,1,47.0,3\n")
+    assert load_ratings(tmp_path / "two.csv").df.rating.tolist() == [4.0, 3.0]  # the role's own name wins
+    (tmp_path / "ambiguous.csv").write_text("user,item,score,stars\n1,2,51.3,4\n2,1,47.0,3\n")
+    with pytest.raises(DataError, match=r"2 columns that could be the rating \(score, stars\); name one with --rating-col"):
+        load_ratings(tmp_path / "ambiguous.csv")
+    assert load_ratings(tmp_path / "ambiguous.csv", rating_col="stars").df.rating.tolist() == [4.0, 3.0]

@@ -31,7 +31,8 @@ ALIASES = {
     "user": {"user", "userid", "uid", "customer", "customerid", "reviewer", "reviewerid", "client", "clientid",
              "member", "memberid", "account", "accountid", "buyer", "buyerid"},
     "item": {"item", "itemid", "iid", "movie", "movieid", "product", "productid", "asin", "sku", "isbn", "book",
-             "bookid", "track", "trackid", "song", "songid", "article", "articleid", "business", "businessid"},
+             "bookid", "track", "trackid", "song", "songid", "article", "articleid", "business", "businessid",
+             "joke", "jokeid", "recipe", "recipeid", "game", "gameid", "anime", "animeid"},
     "rating": {"rating", "ratings", "score", "stars", "value", "overall"},
 }
 NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
@@ -358,9 +359,16 @@ def _resolve_column(columns: list[str], role: str, wanted: str | None, where: st
         if wanted in columns:
             return wanted
         raise DataError(f"{where} has no column {wanted!r} (its columns: {_listed(columns)}).")
-    for c in columns:
-        if _normalized(c) in ALIASES[role]:
-            return c
+    found = [c for c in columns if _normalized(c) in ALIASES[role]]
+    if not found and role == "rating":  # Book-Crossing's Book-Rating, Amazon's star_rating
+        found = [c for c in columns if _normalized(c).endswith("rating")]
+    if len(found) > 1:  # "item" beside "product_id": the role's own name wins; else the user says which
+        found = [c for c in found if _normalized(c) in (role, f"{role}id")] or found
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise DataError(f"{where} has {len(found)} columns that could be the {role} ({_listed(found)}); name one "
+                        f"with --{role}-col ({role}_col=... in Python).")
     raise DataError(
         f"{where} has no {role} column (its columns: {_listed(columns)}); name it with --{role}-col "
         f"(load_ratings(..., {role}_col=...) in Python)."
@@ -373,7 +381,8 @@ def _listed(values) -> str:
 
 
 def _normalized(name: str) -> str:
-    return name.lower().replace("_", "").replace(" ", "")
+    """A column name as the aliases are written: lower case, without ``_``, ``-``, ``.`` or spaces (User-ID: userid)."""
+    return re.sub(r"[_\-. ]", "", name.lower())
 
 
 def empty_id(where: str, row: int, column: str, role: str) -> DataError:
