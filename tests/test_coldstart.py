@@ -29,6 +29,10 @@ def test_parse_ratings_inline_and_file(tmp_path):
     for bad in ("50:x", "50", "", "50:5,50:4", "1:nan"):
         with pytest.raises(DataError):
             parse_ratings(bad)
+    r = parse_ratings("item 00006:5,spotify:track:240:4.5,a:1 b:2")  # a rating follows the id's last ':'
+    assert r.items == ["item 00006", "spotify:track:240", "a", "b"] and r.ratings == [5.0, 4.5, 1.0, 2.0]
+    (tmp_path / "r.txt").write_text("spotify:track:240:5\nitem 00006:4\n")
+    assert read_user_ratings(str(tmp_path / "r.txt")).items == ["spotify:track:240", "item 00006"]
 
 
 @pytest.mark.parametrize("name, content", [

@@ -35,7 +35,7 @@ from latentrec.errors import ConfigError, DataError, clip
 from latentrec.models.dot import is_dot
 from latentrec.use.recommender import Recommender
 
-ITEM_COLON_RATING = re.compile(r"[^:,;\t]+:[^:,;\t]*")  # "50:5", one pair to a line (not "::"-separated data)
+ITEM_COLON_RATING = re.compile(r"(?!.*::)[^,;\t]+:[^:,;\t]*")  # "50:5", one pair to a line (not "::"-separated data)
 
 
 @dataclass
@@ -93,18 +93,25 @@ class FoldedUser:
 
 
 def parse_ratings(text: str, source: str = "the ratings given") -> UserRatings:
-    """``"50:5,181:4"`` (or one ``item,rating`` / ``item:rating`` / ``item<TAB>rating`` pair per line)."""
+    """``"50:5,181:4"`` (or one ``item,rating`` / ``item:rating`` / ``item<TAB>rating`` pair per line). A rating
+    follows an item's last ``:``, so ids may hold ``:`` and spaces (``spotify:track:1:5``, ``item 6:5``)."""
     items, ratings = [], []
     pairs = []
     for line in re.split(r"[\n;]", text.strip()):  # "50:5,181:4 1:2" is three pairs; "50,5" one
-        pairs.extend(re.split(r"[,\s]+", line.strip()) if ":" in line else [line])
+        for piece in line.split(",") if ":" in line else [line]:
+            words = piece.split()
+            pairs.extend(words if words and all(":" in w for w in words) else [piece])  # "item 6:5" is one
     pairs = [p for p in pairs if p.strip()]
     for n, pair in enumerate(pairs, 1):
-        parts = [x.strip() for x in re.split(r"[:,\t]|\s+", pair.strip(), maxsplit=1)]
+        if ":" in pair:
+            parts = [x.strip() for x in pair.rsplit(":", 1)]
+        else:
+            parts = [x.strip() for x in re.split(r"[,\t]|\s+", pair.strip(), maxsplit=1)]
         shown = clip(pair.strip())
         if len(parts) != 2 or not parts[0]:
             raise DataError(f"{source}: entry {n} ({shown!r}) is not ITEM:RATING (ITEM is an item id; `latentrec "
-                            f"similar MODEL --title ...` finds one by its title).")
+                            f"similar MODEL --title ...` finds one by its title; ids with commas: --ratings-file "
+                            f"with a CSV).")
         if not parts[1]:
             raise DataError(f"{source}: entry {n} ({shown!r}) has no rating.")
         try:
