@@ -120,6 +120,14 @@ def test_human_output_has_table_and_recommendations(capsys, tmp_path, ratings_cs
                        "--device", "cpu")
     assert code == 0
     assert "valid_rmse" in out and "Top 5 for user" in out
+    pd.read_csv(ratings_csv).rename(columns={"user": "userId", "rating": "Book-Rating"}).to_csv(
+        tmp_path / "named.csv", index=False)
+    code, out, _ = run(capsys, "train", "--data", str(tmp_path / "named.csv"), "--epochs", "2", "--ranker", "none",
+                       "--out", str(tmp_path / "m2"), "--device", "cpu")
+    first = out.splitlines()[0]  # what is trained on what, before any epoch: a wrong column shows here
+    assert first.startswith("Training model dot, solver bayes (10 factors, 2 epochs) on ") and "users x" in first
+    assert "(ratings 0.1" in first and "; validating on " in first, first
+    assert "columns: user 'userId', rating 'Book-Rating'" in first, first
 
 
 @pytest.mark.parametrize("content,needle", [

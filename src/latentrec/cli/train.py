@@ -139,11 +139,26 @@ class EpochTable(Callback):
     first row (so an error before any epoch is the only line) and names the columns that row has: no
     validation columns without validation rows, no lr for a closed-form solver."""
 
-    def __init__(self, epochs: int, quiet: bool):
+    def __init__(self, epochs: int, quiet: bool, read_from: dict[str, str] | None = None):
         self.every = max(1, epochs // 20)
         self.epochs, self.quiet = epochs, quiet
+        self.read_from = read_from or {}  # the file's columns by role, where its header named them
         self.bar = None
         self.columns: list[str] | None = None
+
+    def on_fit_start(self, trainer) -> None:
+        """One line on what is trained, on what: a wrong column or scale shows here, before any epoch."""
+        if self.quiet:
+            return
+        t, cfg = trainer.train, trainer.cfg
+        n_users, n_items = trainer.model_sizes()
+        columns = ", ".join(f"{role} {name!r}" for role, name in self.read_from.items() if name != role)
+        valid = f"; validating on {len(trainer.valid):,}" if trainer.valid is not None else ""
+        size = f"{cfg.n_factors} factors, " if cfg.model != "nn" else ""
+        console.print(f"Training model {cfg.model}, solver {cfg.solver} ({size}{plural(cfg.epochs, 'epoch')}) on "
+                      f"{len(t):,} ratings of {n_users - 1:,} users x {n_items - 1:,} items (ratings "
+                      f"{float(t.ratings.min()):g} to {float(t.ratings.max()):g}"
+                      f"{f'; columns: {columns}' if columns else ''}){valid}.", soft_wrap=True)
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         if self.bar:
@@ -314,7 +329,8 @@ def run(args: argparse.Namespace) -> int:
 
     main_rank = distributed.is_main()  # under torchrun only rank 0 prints, writes checkpoints and saves
     progress.set_enabled(main_rank and not args.json)
-    printer = EpochTable(cfg.epochs, quiet=args.json or not main_rank or cfg.model in RANKING_MODELS)
+    printer = EpochTable(cfg.epochs, quiet=args.json or not main_rank or cfg.model in RANKING_MODELS,
+                         read_from=getattr(train_data, "columns", None))
     with progress.step_progress("Training", cfg.epochs) as advance:
         printer.bar = advance
         try:

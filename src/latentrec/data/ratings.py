@@ -48,6 +48,7 @@ class Ratings:
     source: str
     titles: dict[str, str] = field(default_factory=dict)
     held_out: float = 0.0  # the share of ``source``'s ratings held out of these for validation
+    columns: dict[str, str] = field(default_factory=dict)  # the file's column each role was read from, by its header
 
     def __len__(self) -> int:
         return len(self.df)
@@ -124,7 +125,9 @@ def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "e
     path = Path(path)
     raw, has_header, row_offset = _read_table(path, cols, pairs, _row_kind(pairs))
     df = _validate(raw, str(path), cols, duplicates, row_offset=row_offset, has_header=has_header, pairs=pairs)
-    return Ratings(df, str(path), _pop_titles(df))
+    roles = ("user", "item") if pairs else ("user", "item", "rating")
+    named = dict(zip(roles, resolve_columns(list(raw.columns), roles, cols, str(path)))) if has_header else {}
+    return Ratings(df, str(path), _pop_titles(df), columns=named)
 
 
 def one_user_table(path: str | os.PathLike) -> pd.DataFrame:
