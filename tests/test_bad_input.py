@@ -839,3 +839,13 @@ def test_a_named_datasets_folder_given_as_a_file_is_told_how_to_name_it(tmp_path
     (folder / "u.data").write_text("1\t2\t3\t4\n")
     with pytest.raises(Exception, match=rf"give --data ml-100k with --data-dir {tmp_path}"):
         load_ratings(folder)
+
+
+def test_ratings_of_timestamp_size_are_refused_as_a_likely_wrong_column(capsys, tmp_path):
+    """A headerless file with the timestamp third: the Gibbs sampler met a singular posterior and advised fewer
+    factors; ALS's start told a bayes run to raise --wd, which bayes refuses."""
+    rows = "".join(f"{u}\t{i}\t{881250949 + 7 * u + i}\t{(u + i) % 5 + 1}\n" for u in range(1, 30) for i in range(1, 20))
+    path = tmp_path / "ts.tsv"
+    path.write_text(rows)
+    fails(capsys, tmp_path, train_argv(path, tmp_path / "m"), "the training ratings run from 8812509",
+          "is that the rating column?")

@@ -28,7 +28,6 @@ import torch
 from latentrec.config import TrainConfig, option
 from latentrec.data.batches import Encoded
 from latentrec.errors import ConfigError
-from latentrec.solvers.als import als_side
 from latentrec.solvers.base import Runner
 from latentrec.solvers.rating_graph import Partition, RatingGraph
 
@@ -84,8 +83,8 @@ def als_start(graph: RatingGraph, k: int, sweeps: int, gen: torch.Generator) -> 
     v[:, -1] = 0
     u = torch.zeros(graph.n_users, k + 1, device=v.device)
     for _ in range(sweeps):
-        u = als_side(graph, "user", v, ALS_START_REG)
-        v = als_side(graph, "item", u, ALS_START_REG)
+        u = graph.solve("user", v, SINGULAR, ridge=ALS_START_REG)[0]  # ALS's solves, with this solver's advice
+        v = graph.solve("item", u, SINGULAR, ridge=ALS_START_REG)[0]
     return u, v
 
 

@@ -54,6 +54,9 @@ def encode(df, users: Vocab, items: Vocab) -> Encoded:
     return Encoded(users.encode(df["user"]), items.encode(df["item"]), df["rating"].to_numpy(np.float32, copy=True))
 
 
+MAX_RATING = 2**24
+
+
 def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str, cfg: TrainConfig,
                     held_out: float) -> None:
     """Refuse training rows from which no collaborative model can learn anything (a ranking model learns from
@@ -64,7 +67,13 @@ def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str
         if len(vocab) < 3:  # #na# and one id
             raise DataError(f"{source}: all training ratings belong to one {role} ({clip(vocab.classes[1])!r}){held}; "
                             f"a collaborative model needs at least two {role}s.")
-    if ratings.min() == ratings.max() and cfg.model not in RANKING_MODELS:
+    lo, hi = float(ratings.min()), float(ratings.max())
+    if max(-lo, hi) > MAX_RATING:  # a timestamp read as the rating: the solvers met singular systems
+        raise DataError(f"{source}: the training ratings run from {lo:.10g} to {hi:.10g}, beyond what latentrec trains "
+                        f"(at most {MAX_RATING:,} in size, which float32 holds exactly); is that the rating column? Name it "
+                        f"with --rating-col, or put a file without a header in the order user, item, rating[, "
+                        f"timestamp].")
+    if lo == hi and cfg.model not in RANKING_MODELS:
         raise DataError(f"{source}: every training rating is {float(ratings[0]):g}, so a rating model has nothing "
                         f"to learn (it would predict that value for every pair); model 'ease' or 'ials' (--model) "
                         f"learn which items users pick from such data.")
