@@ -405,7 +405,9 @@ def rating_text(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def not_a_number(where: str, row: int, column: str, text: str) -> DataError:
-    return DataError(f"{where}, row {row}, column {column!r}: {clip(text)!r} is not a number.")
+    comma = re.fullmatch(r"\s*-?\d+,\d+\s*", text)  # "3,5" from a spreadsheet set to a decimal comma
+    hint = f" (a decimal comma? write {text.strip().replace(',', '.')})" if comma else ""
+    return DataError(f"{where}, row {row}, column {column!r}: {clip(text)!r} is not a number{hint}.")
 
 
 def bad_rating(where: str, row: int, column: str, value: float) -> DataError:
