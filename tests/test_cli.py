@@ -2,6 +2,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from latentrec.cli import main
 
@@ -80,6 +81,15 @@ def test_train_refits_on_the_validation_rows_it_held_out(capsys, tmp_path, ratin
     assert "solo" in rec.users and len(rec.rated_items) == len(df)
     assert rec.info["refit"]["n_train"] == len(df) and rec.info["n_train"] < len(df)  # the held-out run's figures
     assert rec.config["valid_pct"] == 0.2 and rec.config["epochs"] == 4  # what was given: --config reruns both
+    from latentrec.config import TrainConfig
+    from latentrec.data.ratings import load_ratings
+    from latentrec.training.fit import fit, refit_config
+
+    ratings = load_ratings(data)  # the README's Python refit gives the weights train saved
+    cfg = TrainConfig(epochs=4, n_factors=4, seed=seed, device="cpu")
+    held, trainer = fit(ratings, config=cfg)
+    again = fit(ratings, config=refit_config(cfg, trainer.best_epoch, held.ranker_option))[0]
+    assert torch.equal(again.model.item_factors, rec.model.item_factors)
     valid = tmp_path / "valid.csv"
     df.head(50).to_csv(valid, index=False)
     code, out, _ = run(capsys, "train", "--data", str(data), "--valid", str(valid), "--epochs", "2", "--n-factors",

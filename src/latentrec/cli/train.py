@@ -314,7 +314,7 @@ def read_inputs(args: argparse.Namespace, cfg: TrainConfig) -> tuple:
 def run(args: argparse.Namespace) -> int:
     from latentrec.devices import pick_device
     from latentrec.solvers import distributed
-    from latentrec.training.fit import fit
+    from latentrec.training.fit import fit, refit_config
     from latentrec.use.model_dir import weights_write_id
 
     apply_config(args)
@@ -367,19 +367,6 @@ def refits(whole, trainer) -> bool:
     return whole is not None and not (trainer is not None and trainer.diverged)
 
 
-def refit_config(given: TrainConfig, best_epoch: int | None, ranker: str) -> TrainConfig:
-    """The refit's config: ``given`` for the held-out run's best number of epochs (a given bayes burn-in in
-    proportion), without validation rows, with the ``ranker`` that run kept (as ``auto`` chose it)."""
-    resolved = given.resolved()
-    epochs = best_epoch or resolved.epochs
-    changes: dict = {"valid_pct": 0.0, "epochs": epochs}
-    if given.model not in RANKING_MODELS:
-        changes["ranker"] = ranker
-    if given.burn_in is not None:
-        changes["burn_in"] = given.burn_in * epochs // resolved.epochs
-    return dataclasses.replace(given, **changes)
-
-
 def refit(whole, cfg: TrainConfig, held_out: dict):
     """The model of ``cfg`` (:func:`refit_config`) trained on ``whole`` (the training file, its validation rows
     included), or None if that training diverged (it warns). ``held_out`` holds the held-out run's ``info``,
@@ -411,6 +398,7 @@ def save_and_report(args: argparse.Namespace, given: TrainConfig, fitted: list, 
     training file that ``read_inputs`` gave."""
     from latentrec.data.batches import EncodedRows
     from latentrec.evaluation.evaluate import evaluate
+    from latentrec.training.fit import refit_config
     from latentrec.use.recommender import Recommender
 
     (rec, trainer), valid, test, lean, whole = fitted, *held

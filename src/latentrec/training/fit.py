@@ -227,3 +227,17 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None,
     if valid is None and isinstance(train, Ratings) and va is not None:  # held out of ``train`` here: the users'
         rec = rec.with_rated(va)  # ratings as much as the training rows, so the lists skip them too
     return rec, trainer
+
+
+def refit_config(given: TrainConfig, best_epoch: int | None, ranker: str) -> TrainConfig:
+    """The config that trains ``given`` again on all the ratings, validation rows included, as ``latentrec train``
+    does: for the held-out run's best number of epochs (a given bayes burn-in in proportion), without validation
+    rows, with the ``ranker`` that run kept (``rec.ranker_option``: what ``auto`` chose)."""
+    resolved = given.resolved()
+    epochs = best_epoch or resolved.epochs
+    changes: dict = {"valid_pct": 0.0, "epochs": epochs}
+    if given.model not in RANKING_MODELS:
+        changes["ranker"] = ranker
+    if given.burn_in is not None:
+        changes["burn_in"] = given.burn_in * epochs // resolved.epochs
+    return replace(given, **changes)
