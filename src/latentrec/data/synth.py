@@ -31,7 +31,7 @@ class SynthSpec:
     n_items: int
     n_factors: int = 8
     noise: float = 0.5
-    alpha: float = 0.8  # popularity of the r-th most popular user/item is proportional to r ** -alpha
+    alpha: float = 0.8  # the r-th most popular item is rated in proportion to r ** -alpha; users: r ** -(alpha / 2)
     scale: tuple[float, float] = (1.0, 5.0)
     seed: int = 0
 

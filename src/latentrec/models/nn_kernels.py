@@ -1,7 +1,7 @@
 """CollabNN's compiled CPU kernels: scoring every item under a one-hidden-layer head, and the backward pass
 of the implicit embeddings' bag sums.
 
-Scoring. The first layer is already split into a user part and an item part (see ``CollabNN.score_users``); what is
+Scoring. The first layer is already split into a user part and an item part (see ``CollabNN.score_embeddings``); what is
 left for a pair is ``b + w . relu(user_part + item_part)``, with an eval-mode batch norm folded into ``w`` and
 ``b`` and dropout doing nothing. The kernel computes that pair by pair with no (pairs x hidden) temporary,
 which made scoring through torch memory-bound.

@@ -1,8 +1,8 @@
 """Data-parallel training under ``torchrun`` (torch.distributed: gloo on CPU, NCCL on GPU).
 
 ``torchrun --nproc-per-node N -m latentrec train ...`` starts N copies of the command. Each
-rank keeps an equal share of the training rows (its shard) and trains its own copy of the
-model on it; after every step the copies are made identical again:
+rank keeps an equal share of the training rows (its shard; the fewer than N rows left over by
+the split into equal shares are left out) and trains its own copy of the model on it; after every step the copies are made identical again:
 
 - ``--solver autograd``: gradients are averaged across ranks inside ``backward`` (a hook per
   parameter), so every rank takes the same optimizer step (batch = N x bs);
@@ -92,7 +92,8 @@ def _leave() -> None:
 
 
 def shard(data: Encoded, rank: int, size: int, seed: int | None) -> Encoded:
-    """This rank's share of the rows: a seeded shuffle dealt round-robin, equal sizes on all ranks."""
+    """This rank's share of the rows: a seeded shuffle dealt round-robin, equal sizes on all ranks (the last
+    ``len(data) % size`` rows of the shuffle are left out, so that every rank runs as many batches)."""
     n = len(data) // size * size
     idx = np.sort(np.random.default_rng(seed or 0).permutation(len(data))[:n][rank::size])
     return data.take(idx)

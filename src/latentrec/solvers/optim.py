@@ -1,4 +1,5 @@
-"""Hand-written optimizers and learning-rate schedules (no torch.optim, so every step is visible).
+"""Hand-written optimizers (no torch.optim, so every step is visible; the learning-rate schedules are
+``config.parse_schedule``'s).
 
 Weight decay is either added to the gradient exactly as the seed writes it
 (``grad += wd * param``, mode ``l2``) or applied to the weights directly (``decoupled``, AdamW-style).
