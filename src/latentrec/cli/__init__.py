@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"latentrec {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     for name in COMMANDS:
-        import_module(f"{__name__}.{name.replace('-', '_')}").add_parser(sub)
+        import_module(f"{__name__}.{name}").add_parser(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from latentrec.atomic import writable_or_fail, write_text
 from latentrec.cli.common import (
     add_data_options,
+    add_device_option,
     command,
     console,
     emit_json,
@@ -39,7 +40,7 @@ def add_parser(sub) -> None:
     g.add_argument("--split", choices=ML100K_SPLITS, help="ML-100K's own split: <split>.base / <split>.test")
     p.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps (names as in the table)")
     p.add_argument("--seed", type=seed, default=42, help="seed of the split and of training (default 42)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    add_device_option(p)
     p.add_argument("--out", help="also write the table as Markdown to this file")
 
 

@@ -56,6 +56,12 @@ def finite(text: str) -> float:
     return value
 
 
+def add_device_option(group) -> None:
+    """``--device``, as every training command takes it."""
+    group.add_argument("--device", default="auto", help="auto (default: CUDA, else MPS, else the CPU), cpu, cuda "
+                       "(cuda:N) or mps")
+
+
 def add_data_options(p: argparse.ArgumentParser, required: bool = True, default: str | None = None,
                      pairs: bool = False) -> None:
     """--data and the options that say how to read it; ``default``: the dataset used when --data is left out;

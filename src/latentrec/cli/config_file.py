@@ -194,3 +194,12 @@ def _toml_value(value) -> str:
         return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None) + "}"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
+
+def checked_train_options(values: dict, path) -> dict:
+    """Training options from a config file, checked as ``latentrec train`` checks its flags."""
+    from latentrec.cli import train
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    train.add_parser(sub)
+    options = sub.choices["train"].get_default("_options")
+    return {k: check_value(options[k][0], v, path) if k in options else v for k, v in values.items()}

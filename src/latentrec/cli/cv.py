@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from latentrec.cli.common import add_data_options, command, console, emit_json, read, seed, start, table
-from latentrec.cli.config_file import UNSET, apply_config, defer_defaults
-from latentrec.cli.tune import checked_train_options
+from latentrec.cli.common import (
+    add_data_options,
+    add_device_option,
+    command,
+    console,
+    emit_json,
+    read,
+    seed,
+    start,
+    table,
+)
+from latentrec.cli.config_file import UNSET, apply_config, checked_train_options, defer_defaults
 from latentrec.config import MODELS, RANKING_MODELS, SOLVERS, TrainConfig
 from latentrec.errors import ConfigError
 
@@ -37,7 +46,7 @@ def add_parser(sub) -> None:
                    help="share of each training fold held out to pick the best epoch (default 0: train on all of "
                         "it; a --config file's valid_pct, such as tune's, is not used)")
     m.add_argument("--seed", type=seed, default=42, help="seed of the folds and of training (default 42)")
-    m.add_argument("--device", default="auto")
+    add_device_option(m)
     p.add_argument("--config", metavar="FILE", help="TOML file of training options (e.g. tune's best.toml)")
     defer_defaults(p)
 

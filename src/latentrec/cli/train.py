@@ -14,6 +14,7 @@ from latentrec import progress
 from latentrec.atomic import writable_or_fail
 from latentrec.cli.common import (
     add_data_options,
+    add_device_option,
     command,
     console,
     emit_json,
@@ -102,7 +103,7 @@ def add_parser(sub) -> None:
     m.add_argument("--y-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="sigmoid output range (default: a little wider than the data's)")
     m.add_argument("--seed", type=seed, default=42, help="seed for the split, init and shuffling (default 42)")
-    m.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    add_device_option(m)
     m.add_argument("--layers", type=int, nargs="+", metavar="SIZE", help="--model nn: hidden layer sizes (default 100)")
     m.add_argument("--dropout", type=float, help="--model nn: dropout after each hidden layer; "
                    "--model ease: dropout emphasis (regularizes popular items more)")

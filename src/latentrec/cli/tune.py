@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
 import uuid
 from dataclasses import fields
 from pathlib import Path
 
 from latentrec.atomic import writable_or_fail
-from latentrec.cli.common import add_data_options, command, console, emit_json, plural, read, seed, start, stderr
-from latentrec.cli.config_file import apply_config, check_value, defer_defaults
+from latentrec.cli.common import (
+    add_data_options,
+    add_device_option,
+    command,
+    console,
+    emit_json,
+    plural,
+    read,
+    seed,
+    start,
+    stderr,
+)
+from latentrec.cli.config_file import apply_config, checked_train_options, defer_defaults
 from latentrec.config import MODELS, SOLVERS, USES, TrainConfig
 from latentrec.errors import ConfigError, interrupt_status
 
@@ -41,21 +51,11 @@ def add_parser(sub) -> None:
     s.add_argument("--study-name", default="latentrec", help="study name inside --storage (default latentrec)")
     s.add_argument("--seed", type=seed, default=42,
                    help="seed of the validation split, every trial and TPE (default 42)")
-    s.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    add_device_option(s)
     p.add_argument("--out", default="tune", help="folder for the report (default ./tune)")
     p.add_argument("--config", metavar="FILE",
                    help="TOML: any option above or of `latentrec train` (fixed, not searched) and a [space] table")
     defer_defaults(p)
-
-
-def checked_train_options(values: dict, path) -> dict:
-    """Training options from a config file, checked as ``latentrec train`` checks its flags."""
-    from latentrec.cli import train
-
-    sub = argparse.ArgumentParser().add_subparsers()
-    train.add_parser(sub)
-    options = sub.choices["train"].get_default("_options")
-    return {k: check_value(options[k][0], v, path) if k in options else v for k, v in values.items()}
 
 
 def run(args) -> int:
