@@ -320,3 +320,13 @@ def test_rows_encoded_for_one_model_are_refused_for_another(files):
     assert rows.encode(Vocab.from_ids(rows.user_ids.astype(str)), items) is first
     with pytest.raises(DataError, match="read the file again"):
         rows.encode(Vocab.from_ids(rows.user_ids[:10].astype(str)), items)
+
+
+def test_a_lean_split_is_random_and_says_so_to_a_time_split(files):
+    from latentrec.config import TrainConfig
+    from latentrec.errors import ConfigError
+    from latentrec.training.fit import fit
+
+    split = read_split(files / "r.parquet", valid_pct=0.2, min_bytes=0)
+    with pytest.raises(ConfigError, match="holds its validation rows out at random"):
+        fit(split, None, TrainConfig(valid_by="time", epochs=1, device="cpu", ranker="none"))

@@ -51,3 +51,47 @@ def test_hold_out_is_the_one_validation_split_of_fit_and_the_cli():
     assert hold_out(data, held, 0.3) == (data, held) and hold_out(data, None, 0.0) == (data, None)
     train_idx, valid_idx = random_indices(10, 0.3, seed=5)
     assert sorted([*train_idx, *valid_idx]) == list(range(10)) and len(valid_idx) == 3
+
+
+def _timed(seed: int = 0, n: int = 400) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"user": [f"u{u}" for u in rng.integers(0, 40, n)], "item": [f"i{k}" for k in range(n)],
+                         "rating": rng.integers(1, 6, n).astype(float), "timestamp": rng.integers(0, 50, n)})
+
+
+def test_latest_split_holds_out_the_future():
+    import pytest
+
+    from latentrec.data.ratings import Ratings
+    from latentrec.data.split import hold_out
+    from latentrec.errors import ConfigError
+
+    df = _timed()
+    train, valid = hold_out(Ratings(df, "timed"), None, 0.25, by="time")
+    assert len(valid.df) == 100 and len(train.df) + len(valid.df) == len(df)
+    assert set(train.df.item) | set(valid.df.item) == set(df.item)
+    assert train.df.timestamp.max() <= valid.df.timestamp.min()  # ties at the cut fall in file order
+    train, valid = hold_out(Ratings(df, "timed"), None, 0.25, by="user")
+    for user, rows in df.groupby("user"):
+        held = valid.df[valid.df.user == user]
+        assert len(held) == round(len(rows) * 0.25)  # a user with one rating keeps it
+        if len(held):
+            assert train.df[train.df.user == user].timestamp.max() <= held.timestamp.min()
+    with pytest.raises(ConfigError, match=r"no timestamp column, which valid_by \(--valid-by\) time"):
+        hold_out(Ratings(df.drop(columns="timestamp"), "untimed"), None, 0.2, by="time")
+
+
+def test_train_holds_out_the_latest_ratings_and_says_so(tmp_path, capsys):
+    import json
+
+    from latentrec.cli import main
+
+    df = _timed(1, 1200)
+    df.to_csv(tmp_path / "r.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "r.csv"), "--valid-by", "time", "--epochs", "3", "--ranker", "none",
+                 "--out", str(tmp_path / "m"), "--device", "cpu"]) == 0
+    assert "validating on 240, the latest ratings." in capsys.readouterr().out
+    assert main(["train", "--data", str(tmp_path / "r.csv"), "--valid-by", "user", "--epochs", "3", "--ranker", "none",
+                 "--out", str(tmp_path / "m"), "--device", "cpu", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["config"]["valid_by"] == "user" and result["valid"]["n_unknown_users"] == 0

@@ -16,6 +16,9 @@ def option(name: str) -> str:
     return f"{name} (--{name.replace('_', '-')})"
 
 
+VALID_BY = ("random", "time", "user")  # which rows valid_pct holds out (data/split.py)
+
+
 def check_valid_pct(valid_pct: float) -> None:
     if not 0 <= valid_pct < 1:
         raise ConfigError(f"{option('valid_pct')} must be in [0, 1), not {valid_pct}.")
@@ -63,6 +66,7 @@ class TrainConfig:
     loss: str = "mse"
     y_range: tuple[float, float] | None = None  # None: a little wider than the data's range
     valid_pct: float = 0.2
+    valid_by: str = "random"  # VALID_BY: random rows, the latest by timestamp, or each user's latest
     seed: int | None = 42  # None: a random run (fit draws a seed and keeps it in the model's config)
     device: str = "auto"
     layers: tuple[int, ...] | None = None  # nn: hidden layer sizes of the MLP
@@ -132,6 +136,8 @@ class TrainConfig:
         if self.seed is not None and not (isinstance(self.seed, numbers.Integral) and 0 <= self.seed <= SEED_MAX):
             raise ConfigError(f"{option('seed')} must be a whole number from 0 to {SEED_MAX}, not {self.seed!r}.")
         check_valid_pct(self.valid_pct)
+        if self.valid_by not in VALID_BY:
+            raise ConfigError(f"{option('valid_by')} must be one of {', '.join(VALID_BY)}, not {self.valid_by!r}.")
         if self.wd_mode not in ("l2", "decoupled"):
             raise ConfigError(f"{option('wd_mode')} must be l2 or decoupled, not {self.wd_mode!r}.")
         if self.solver == "sgd" and self.wd_mode != "l2":
@@ -192,7 +198,7 @@ RECIPES: dict[tuple[str, str], dict] = {
                              layers=(100,), dropout=0.0, bn=False, implicit=True),
 }
 
-# The options each model and solver reads, besides model, solver, valid_pct, seed, device and ranker.
+# The options each model and solver reads, besides model, solver, valid_pct, valid_by, seed, device and ranker.
 USES: dict[tuple[str, str], tuple[str, ...]] = {
     ("dot", "bayes"): ("n_factors", "epochs", "burn_in"),
     ("dot", "als"): ("n_factors", "epochs", "wd"),
@@ -204,7 +210,7 @@ USES: dict[tuple[str, str], tuple[str, ...]] = {
     ("ease", "closed"): ("wd", "dropout", "rating_weight"),
     ("ials", "cg"): ("n_factors", "epochs", "wd", "alpha", "rating_weight"),
 }
-ALWAYS = ("model", "solver", "valid_pct", "seed", "device", "ranker")
+ALWAYS = ("model", "solver", "valid_pct", "valid_by", "seed", "device", "ranker")
 # why some options mean nothing to a solver (others: it does not use them)
 LINEAR = "it fits the linear biased dot model; solvers 'sgd' and 'autograd' fit the sigmoid"
 WHY_UNUSED: dict[str, dict[str, str]] = {

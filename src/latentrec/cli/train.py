@@ -41,6 +41,7 @@ from latentrec.config import (
     RANKERS,
     RANKING_MODELS,
     SOLVERS,
+    VALID_BY,
     TrainConfig,
 )
 from latentrec.errors import ConfigError, interrupt_status
@@ -65,10 +66,13 @@ def add_parser(sub) -> None:
                 "model directory.", EXAMPLE, run)
     add_data_options(p, required=False, default="ml-100k")
     g = p.add_argument_group("split")
-    g.add_argument("--valid", help="explicit validation file (instead of a random --valid-pct)")
+    g.add_argument("--valid", help="explicit validation file (instead of --valid-pct of --data)")
     g.add_argument("--valid-pct", type=float,
                    help="share of the training rows held out for validation; 0 trains on all "
                         "(default 0.2; 0 with --split, which trains on all of <split>.base as published results do)")
+    g.add_argument("--valid-by", choices=VALID_BY, default="random",
+                   help="which rows --valid-pct holds out: random (default), time (the latest ratings: the past "
+                        "predicts the future) or user (each user's latest); time and user need a timestamp column")
     g.add_argument("--split", choices=ML100K_SPLITS, help="ML-100K's own split: train on <split>.base, test on <split>.test")
     g.add_argument("--test", help="test file scored once, after training")
     m = p.add_argument_group("model and training (defaults: the tuned recipe for the model/solver)")
@@ -129,7 +133,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         model=args.model, solver=args.solver, n_factors=args.n_factors, epochs=args.epochs, lr=args.lr,
         wd=args.wd, wd_mode=args.wd_mode, opt=args.opt, momentum=args.momentum, bs=args.bs,
         schedule=args.schedule, loss=args.loss, y_range=tuple(args.y_range) if args.y_range else None,
-        valid_pct=args.valid_pct, seed=args.seed, device=args.device,
+        valid_pct=args.valid_pct, valid_by=args.valid_by, seed=args.seed, device=args.device,
         layers=tuple(args.layers) if args.layers else None, dropout=args.dropout, bn=args.bn, burn_in=args.burn_in,
         implicit=args.implicit, ranker=args.ranker, alpha=args.alpha, rating_weight=args.rating_weight,
     )
@@ -140,10 +144,11 @@ class EpochTable(Callback):
     first row (so an error before any epoch is the only line) and names the columns that row has: no
     validation columns without validation rows, no lr for a closed-form solver."""
 
-    def __init__(self, epochs: int, quiet: bool, read_from: dict[str, str] | None = None):
+    def __init__(self, epochs: int, quiet: bool, read_from: dict[str, str] | None = None, held: str = ""):
         self.every = max(1, epochs // 20)
         self.epochs, self.quiet = epochs, quiet
         self.read_from = read_from or {}  # the file's columns by role, where its header named them
+        self.held = held  # which rows were held out for validation, where not random ones
         self.bar = None
         self.columns: list[str] | None = None
 
@@ -154,7 +159,7 @@ class EpochTable(Callback):
         t, cfg = trainer.train, trainer.cfg
         n_users, n_items = trainer.model_sizes()
         columns = ", ".join(f"{role} {name!r}" for role, name in self.read_from.items() if name != role)
-        valid = f"; validating on {len(trainer.valid):,}" if trainer.valid is not None else ""
+        valid = f"; validating on {len(trainer.valid):,}{self.held}" if trainer.valid is not None else ""
         size = f"{cfg.n_factors} factors, " if cfg.model != "nn" else ""
         console.print(f"Training model {cfg.model}, solver {cfg.solver} ({size}{plural(cfg.epochs, 'epoch')}) on "
                       f"{len(t):,} ratings of {n_users - 1:,} users x {n_items - 1:,} items (ratings "
@@ -293,7 +298,8 @@ def read_inputs(args: argparse.Namespace, cfg: TrainConfig) -> tuple:
         train_data.titles = read_titles(Path(base).parent / "u.item")  # so outputs show titles
     else:
         source = args.data or "ml-100k"
-        lean = read_big(args, source, 0.0 if args.valid else cfg.valid_pct, cfg.seed)
+        if cfg.valid_by == "random" or args.valid or not cfg.valid_pct:  # the lean reader reads no timestamps
+            lean = read_big(args, source, 0.0 if args.valid else cfg.valid_pct, cfg.seed)
         train_data = lean or read(args, source)
     valid = read_scored(args, args.valid) if args.valid else None
     whole = None
@@ -301,7 +307,7 @@ def read_inputs(args: argparse.Namespace, cfg: TrainConfig) -> tuple:
         whole = lambda: read_big(args, source, 0.0, cfg.seed)  # noqa: E731
     if lean is None:  # the lean reader held its validation rows out already
         given_valid, everything = valid, train_data
-        train_data, valid = hold_out(train_data, valid, cfg.valid_pct, cfg.seed)
+        train_data, valid = hold_out(train_data, valid, cfg.valid_pct, cfg.seed, cfg.valid_by)
         if given_valid is None and valid is not None:
             whole = lambda: everything  # noqa: E731
         if valid is None and cfg.valid_pct and len(train_data) > 1 and not args.json:  # 1 rating: fit refuses it
@@ -330,8 +336,9 @@ def run(args: argparse.Namespace) -> int:
 
     main_rank = distributed.is_main()  # under torchrun only rank 0 prints, writes checkpoints and saves
     progress.set_enabled(main_rank and not args.json)
+    held = "" if args.valid else {"time": ", the latest ratings", "user": ", each user's latest ratings"}.get(cfg.valid_by, "")
     printer = EpochTable(cfg.epochs, quiet=args.json or not main_rank or cfg.model in RANKING_MODELS,
-                         read_from=getattr(train_data, "columns", None))
+                         read_from=getattr(train_data, "columns", None), held=held)
     with progress.step_progress("Training", cfg.epochs) as advance:
         printer.bar = advance
         try:

@@ -35,6 +35,7 @@ ALIASES = {
              "joke", "jokeid", "recipe", "recipeid", "game", "gameid", "anime", "animeid"},
     "rating": {"rating", "ratings", "score", "stars", "value", "overall"},
 }
+TIMESTAMP_NAMES = {"timestamp", "time", "ts", "unixtime", "unixreviewtime", "datetime", "date", "ratedat", "createdat"}
 NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
 SCALAR_KINDS = {"string", "integer", "floating", "mixed-integer-float", "empty"}  # pandas.api.types.infer_dtype
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # ratings are stored as float32
@@ -493,11 +494,27 @@ def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_of
     df["rating"] = _ratings(raw[names["rating"]], where, row_offset)
     if "title" in raw.columns:  # travels with its row through deduplication
         df["title"] = raw["title"].astype(str).to_numpy()
-    if "timestamp" in raw.columns:
-        ts = pd.to_numeric(raw["timestamp"], errors="coerce")
-        if ts.notna().all():
-            df["timestamp"] = ts.to_numpy(dtype=np.int64)
+    ts = _timestamps(raw)
+    if ts is not None:
+        df["timestamp"] = ts
     return _deduplicate(df.reset_index(drop=True), where, duplicates, row_offset)
+
+
+def _timestamps(raw: pd.DataFrame) -> np.ndarray | None:
+    """The ratings' times as whole numbers (Unix seconds for dates), from the first column named like a timestamp
+    (timestamp, time, unixReviewTime, date, ...; a headerless file's fourth); None where there is none or a cell
+    is no time."""
+    column = next((c for c in raw.columns if _normalized(str(c)) in TIMESTAMP_NAMES), None)
+    if column is None:
+        return None
+    cells = raw[column]
+    if pd.api.types.is_datetime64_any_dtype(cells):  # Parquet's timestamp type
+        return cells.to_numpy("datetime64[s]").astype(np.int64) if cells.notna().all() else None
+    numbers = pd.to_numeric(cells, errors="coerce")
+    if numbers.notna().all():
+        return numbers.to_numpy(dtype=np.int64)
+    dates = pd.to_datetime(cells, errors="coerce", utc=True, format="ISO8601")  # "2015-08-31", "2015-08-31T10:00"
+    return dates.to_numpy("datetime64[s]").astype(np.int64) if dates.notna().all() else None
 
 
 def _deduplicate(df: pd.DataFrame, where: str, policy: str, row_offset: int) -> pd.DataFrame:

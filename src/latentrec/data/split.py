@@ -34,13 +34,40 @@ def random_split(df: pd.DataFrame, valid_pct: float, seed: int | None = 42) -> t
     return df.iloc[train].reset_index(drop=True), df.iloc[valid].reset_index(drop=True)
 
 
-def hold_out(train: Ratings, valid: Ratings | None, valid_pct: float,
-             seed: int | None = 42) -> tuple[Ratings, Ratings | None]:
-    """The training and validation ratings: ``valid`` if given, else a random ``valid_pct`` of ``train`` (``None``
-    when that share of so few ratings rounds to no row)."""
+def latest_split(df: pd.DataFrame, valid_pct: float, per_user: bool, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out the latest ``valid_pct`` of the rows by timestamp (``per_user``: of each user's rows, rounded per
+    user, so a user with one or two ratings keeps them); equal timestamps fall in file order."""
+    check_valid_pct(valid_pct)
+    if "timestamp" not in df:
+        raise ConfigError(f"{source} has no timestamp column, which {option('valid_by')} "
+                          f"{'user' if per_user else 'time'} orders the ratings by; name one timestamp (whole numbers, "
+                          f"such as Unix seconds), or hold out random rows.")
+    if per_user:
+        order = np.lexsort((np.arange(len(df)), df["timestamp"].to_numpy(), df["user"].to_numpy()))
+        users = df["user"].to_numpy()[order]
+        first = np.r_[True, users[1:] != users[:-1]]
+        start = np.maximum.accumulate(np.where(first, np.arange(len(df)), 0))  # each row's user's first position
+        count = np.diff(np.r_[np.flatnonzero(first), len(df)])[np.cumsum(first) - 1]
+        late = np.arange(len(df)) - start >= count - np.round(count * valid_pct)
+    else:
+        order = np.lexsort((np.arange(len(df)), df["timestamp"].to_numpy()))
+        late = np.arange(len(df)) >= len(df) - int(round(len(df) * valid_pct))
+    held = np.zeros(len(df), bool)
+    held[order[late]] = True
+    return df[~held].reset_index(drop=True), df[held].reset_index(drop=True)
+
+
+def hold_out(train: Ratings, valid: Ratings | None, valid_pct: float, seed: int | None = 42,
+             by: str = "random") -> tuple[Ratings, Ratings | None]:
+    """The training and validation ratings: ``valid`` if given, else ``valid_pct`` of ``train`` (``None`` when that
+    share of so few ratings rounds to no row): random rows, or the latest by timestamp (``by="time"``; ``"user"``:
+    each user's latest)."""
     if valid is not None or valid_pct == 0:
         return train, valid
-    rows, held = random_split(train.df, valid_pct, seed)
+    if by == "random":
+        rows, held = random_split(train.df, valid_pct, seed)
+    else:
+        rows, held = latest_split(train.df, valid_pct, by == "user", train.source)
     if not len(held):
         return train, None
     return replace(train, df=rows, held_out=valid_pct), replace(train, df=held, source="the validation rows")

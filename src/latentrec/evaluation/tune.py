@@ -256,7 +256,7 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
     if valid is None and not base.valid_pct > 0:
         raise ConfigError("Tuning needs validation data: give --valid FILE or a --valid-pct above 0.")
     solver = solver_for(base)
-    carved, carved_valid = hold_out(train, valid, base.valid_pct, base.seed)  # what each trial's fit trains on
+    carved, carved_valid = hold_out(train, valid, base.valid_pct, base.seed, base.valid_by)  # each trial's fit's rows
     space = dict(default_space(base.model, solver, carved) if space is None else space)
     if not space:
         raise ConfigError("The search space is empty: nothing to tune.")

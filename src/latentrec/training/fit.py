@@ -90,6 +90,9 @@ def training_rows(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | Non
                   cfg: TrainConfig) -> tuple[Vocab, Vocab, Encoded, Encoded | None]:
     """Vocabularies from the training rows, and the encoded training and validation rows."""
     if isinstance(train, EncodedSplit):
+        if cfg.valid_by != "random" and valid is None and train.valid is not None:
+            raise ConfigError(f"A big file read lean (read_split) holds its validation rows out at random, not by "
+                              f"{cfg.valid_by!r}; read it with load_ratings to hold out its latest ratings.")
         users, items, tr = train.users, train.items, train.train
         held_out = cfg.valid_pct if valid is None and train.valid is not None else 0.0
         if valid is not None:
@@ -97,7 +100,7 @@ def training_rows(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | Non
         else:
             va = train.valid.data if train.valid is not None else None
     else:
-        rows, valid = hold_out(train, valid, cfg.valid_pct, cfg.seed)
+        rows, valid = hold_out(train, valid, cfg.valid_pct, cfg.seed, cfg.valid_by)
         held_out = rows.held_out
         train_df = rows.df
         if len(train_df) < 2:
