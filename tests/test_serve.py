@@ -217,6 +217,14 @@ def test_bodies_over_one_megabyte_are_413(client):
     assert client.post("/api/predict", json={"pairs": [["u1", "i2"]] * 1000}).status_code == 200
 
 
+def test_a_query_parameter_the_route_does_not_take_is_named(client):
+    r = client.get("/api/users/u1/recommendations?limit=3")
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "limit"]
+    assert client.get("/api/items?q=Movie&n=2&page=2").json()["detail"][0]["loc"] == ["query", "page"]
+    assert len(client.get("/api/users/u1/recommendations?n=3").json()["recommendations"]) == 3
+    assert client.get("/healthz?probe=1").status_code == 200 and client.get("/?utm_source=x").status_code == 200
+
+
 def test_a_body_that_stalls_is_408_and_a_whole_one_waits_for_its_disconnect(monkeypatch):
     """Half-sent bodies held their connections until shutdown, which logged each one's traceback."""
     import asyncio

@@ -141,6 +141,24 @@ def json_body(model: type[BaseModel]):
     return read
 
 
+def query_names(dependant) -> set[str]:
+    """The query parameters a route (its FastAPI ``Dependant``) and its dependencies take."""
+    return {p.alias for p in dependant.query_params}.union(*(query_names(d) for d in dependant.dependencies))
+
+
+async def known_query(request: Request) -> None:
+    """A query parameter an ``/api`` route does not take is a 422, as a misspelt body field is (``?limit=3`` was
+    ignored and gave the default 10). The page and the health checks take any (a link may carry ``?utm_source``)."""
+    if not request.url.path.startswith("/api/"):
+        return
+    route = request.scope.get("route")
+    taken = query_names(route.dependant) if hasattr(route, "dependant") else set()
+    unknown = [name for name in request.query_params if name not in taken]
+    if unknown:
+        raise RequestValidationError([{"loc": ("query", name), "msg": "Unknown query parameter", "type": "extra_forbidden"}
+                                      for name in dict.fromkeys(unknown)])
+
+
 def body_schema(model: type[BaseModel]) -> dict:
     """The OpenAPI ``requestBody`` of a route reading ``model`` through :func:`json_body` (its ``$defs`` written in
     place, as the document has no room for them)."""
@@ -193,7 +211,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         yield
 
     app = FastAPI(title="latentrec", summary="Recommendations, similar items and predictions from a trained model.",
-                  lifespan=lifespan)
+                  lifespan=lifespan, dependencies=[Depends(known_query)])
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     if allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=["GET", "POST"],
