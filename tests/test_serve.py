@@ -53,7 +53,8 @@ def test_health_ready_docs_and_page(client, holder):
     assert client.get("/healthz").json() == {"status": "ok", "pid": os.getpid()}
     ready = client.get("/readyz").json()
     rec = holder.state.rec
-    assert ready["ready"] and ready["model"]["n_users"] == len(rec.users) - 1 and ready["model"]["kind"] == "dot"
+    assert ready["ready"] and ready["pid"] == os.getpid() and ready["model"]["n_users"] == len(rec.users) - 1
+    assert ready["model"]["kind"] == "dot"
     assert ready["model"]["answers"] == rec.parts
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/users/{user}/recommendations", "/api/recommendations", "/api/items", "/api/items/{item}/similar",

@@ -251,7 +251,8 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
     async def readyz() -> JSONResponse:
         """200 once a model is loaded (with what it is), 503 before."""
         state = holder.state
-        body = {"ready": state is not None, "model_dir": str(holder.model_dir), "last_reload_error": holder.last_error}
+        body = {"ready": state is not None, "pid": os.getpid(), "model_dir": str(holder.model_dir),
+                "last_reload_error": holder.last_error}
         if state is not None:
             body["model"] = state.info()
         return JSONResponse(body, status_code=200 if state is not None else 503)

@@ -92,6 +92,7 @@ class ModelInfo(Answer):
 
 class Ready(Answer):
     ready: bool
+    pid: int = Field(description="the answering process (one of the workers under --workers)")
     model_dir: str
     last_reload_error: str | None
     model: ModelInfo | None = None
