@@ -146,6 +146,7 @@ def test_human_output_has_table_and_recommendations(capsys, tmp_path, ratings_cs
     ("user,item,stars_x\n1,2,3\n", "no rating column"),
     ("user,item,rating\n1,2,3\n1,3,abc\n", "row 3, column 'rating'"),
     ("user;item;rating\n1;2;3\n1;3;3,5\n", "'3,5' is not a number (a decimal comma? write 3.5)"),
+    ("user,item,rating\n,,\n,,\n", "has a header but no rows"),  # a spreadsheet's empty rows are no rows
     ("user,item,rating\n1,2,3\n1,3,nan\n", "row 3"),
     ("user,item,rating\n1,2,3\n,3,4\n", "user id is empty"),
     ("user,item,rating\n1,2,3\n1,2,4\n", "--duplicates"),

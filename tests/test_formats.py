@@ -101,3 +101,8 @@ def test_columns_found_by_name_in_other_datasets_layouts(tmp_path):
     with pytest.raises(DataError, match=r"2 columns that could be the rating \(score, stars\); name one with --rating-col"):
         load_ratings(tmp_path / "ambiguous.csv")
     assert load_ratings(tmp_path / "ambiguous.csv", rating_col="stars").df.rating.tolist() == [4.0, 3.0]
+
+
+def test_a_spreadsheets_trailing_empty_rows_are_left_out(tmp_path):
+    (tmp_path / "r.csv").write_text("user,item,rating\n1,2,3\n2,1,4\n,,\n , ,\n")
+    assert len(load_ratings(tmp_path / "r.csv")) == 2

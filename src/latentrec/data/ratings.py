@@ -283,6 +283,10 @@ def _read_text(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Data
     except pd.errors.ParserWarning:
         raise DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table "
                         f"({_longer_row(path, sep, len(fields), encoding)}).") from None
+    end = len(raw)
+    while end and not any(str(cell).strip() for cell in raw.iloc[end - 1]):  # a spreadsheet's trailing ",,," rows
+        end -= 1
+    raw = raw.iloc[:end]
     if len(raw) == 0:
         raise DataError(f"{path} has a header but no rows; it needs rows of {needs}.")
     if not has_header:
