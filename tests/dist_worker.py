@@ -1,6 +1,7 @@
 """Run by tests/test_distributed.py under torchrun (and once alone).
 
-    dist_worker.py TRAIN VALID OUT SOLVER     train, then save this rank's weights to OUT/rank{R}-of-{N}.npz
+    dist_worker.py TRAIN VALID OUT SOLVER [SEED]   train (SEED "none": a random run), then save this rank's
+                                              weights to OUT/rank{R}-of-{N}.npz
     dist_worker.py cli EPOCH ARGS...          ``latentrec ARGS``, stopped as by Ctrl-C after EPOCH (0: never);
                                               the rank FAST_CLOCK_RANK names finds a checkpoint due every epoch
     dist_worker.py join OUT                   ``distributed.join`` of parts of unequal lengths and dtypes
@@ -24,16 +25,18 @@ from latentrec.solvers.distributed import world
 from latentrec.training.fit import fit
 
 
-def main(train_csv: str, valid_csv: str, out: str, solver: str) -> None:
+def main(train_csv: str, valid_csv: str, out: str, solver: str, seed: str = "0") -> None:
     sgd = solver == "sgd"
     cfg = TrainConfig(solver=solver, n_factors=8, epochs=25, lr=0.02 if sgd else 0.01, wd=0.02 if sgd else 1e-4,
-                      wd_mode="l2", bs=256, schedule="cosine", opt="adam", seed=0, device="cpu")
+                      wd_mode="l2", bs=256, schedule="cosine", opt="adam", seed=None if seed == "none" else int(seed),
+                      device="cpu")
     rec, _ = fit(load_ratings(train_csv), load_ratings(valid_csv), cfg)
     rank, size = world()
     weights = {k: v.detach().numpy() for k, v in rec.model.state_dict().items()}
     np.savez(Path(out) / f"rank{rank}-of-{size}.npz", **weights)
     ranker = rec.ranker.kind if rec.ranker is not None else None
-    (Path(out) / f"rank{rank}-of-{size}.json").write_text(json.dumps({**rec.info["metrics"], "ranker": ranker}))
+    (Path(out) / f"rank{rank}-of-{size}.json").write_text(json.dumps({**rec.info["metrics"], "ranker": ranker,
+                                                                      "seed": rec.config["seed"]}))
 
 
 def cli(stop: str, *argv: str) -> int:

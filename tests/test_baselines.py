@@ -24,13 +24,11 @@ def test_biases_are_a_fixed_point_of_the_damped_means():
     assert bu[0] == 0 and bi[0] == 0  # unknown rows
 
 
-def test_more_sweeps_do_not_improve_the_fit():
+def test_the_biases_are_those_of_many_more_sweeps():
     users, items, ratings, n_users, n_items = _planted(1)
-    sse = []
-    for tol in (1e-4, 1e-9):
-        mu, bu, bi = fit_biases(users, items, ratings, n_users, n_items, tol=tol)
-        sse.append(float(np.sum((mu + bu[users] + bi[items] - ratings) ** 2)))
-    assert sse[0] <= sse[1] * (1 + 1e-4), sse
+    _, bu, bi = fit_biases(users, items, ratings, n_users, n_items)
+    _, bu_far, bi_far = fit_biases(users, items, ratings, n_users, n_items, tol=1e-9, max_sweeps=1000)
+    assert max(np.abs(bu - bu_far).max(), np.abs(bi - bi_far).max()) < 1e-3  # 3 sweeps: 0.006
 
 
 def test_no_ratings():

@@ -33,6 +33,10 @@ def test_parse_ratings_inline_and_file(tmp_path):
     assert r.items == ["item 00006", "spotify:track:240", "a", "b"] and r.ratings == [5.0, 4.5, 1.0, 2.0]
     (tmp_path / "r.txt").write_text("spotify:track:240:5\nitem 00006:4\n")
     assert read_user_ratings(str(tmp_path / "r.txt")).items == ["spotify:track:240", "item 00006"]
+    (tmp_path / "r2.txt").write_text("spotify:track:1 5\nspotify:track:2 4\n")  # a one-user table, by spaces
+    assert read_user_ratings(str(tmp_path / "r2.txt")).items == ["spotify:track:1", "spotify:track:2"]
+    with pytest.raises(DataError, match=r"entry 2 \('181:'\) has no rating"):
+        parse_ratings("50:5 181: 4")  # not one item "50:5 181" rated 4
 
 
 @pytest.mark.parametrize("name, content", [

@@ -97,6 +97,15 @@ def test_the_nn_model_trains_under_torchrun(files, tmp_path):
     assert (tmp_path / "m" / "model.safetensors").is_file()
 
 
+def test_a_random_run_draws_one_seed_for_every_rank(files, tmp_path):
+    """fit(seed=None) under torchrun: rank 0's draw is every rank's (the broadcast came before the group existed)."""
+    torchrun(str(WORKER), str(files / "train.csv"), str(files / "valid.csv"), str(tmp_path), "sgd", "none")
+    said = [json.loads((tmp_path / f"rank{r}-of-2.json").read_text()) for r in range(2)]
+    assert said[0]["seed"] == said[1]["seed"] is not None
+    a, b = (np.load(tmp_path / f"rank{r}-of-2.npz") for r in range(2))
+    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+
+
 def test_join_gives_every_rank_all_parts_in_rank_order(tmp_path):
     torchrun(str(WORKER), "join", str(tmp_path), nproc=3)
     for rank in range(3):

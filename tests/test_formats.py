@@ -101,8 +101,14 @@ def test_columns_found_by_name_in_other_datasets_layouts(tmp_path):
     with pytest.raises(DataError, match=r"2 columns that could be the rating \(score, stars\); name one with --rating-col"):
         load_ratings(tmp_path / "ambiguous.csv")
     assert load_ratings(tmp_path / "ambiguous.csv", rating_col="stars").df.rating.tolist() == [4.0, 3.0]
+    (tmp_path / "goodbooks.csv").write_text("user_id,book_id,rating,isbn\n1,10,4,0439023483\n2,11,3,0439554934\n")
+    assert load_ratings(tmp_path / "goodbooks.csv").df.item.tolist() == ["10", "11"]  # an id column wins
 
 
 def test_a_spreadsheets_trailing_empty_rows_are_left_out(tmp_path):
     (tmp_path / "r.csv").write_text("user,item,rating\n1,2,3\n2,1,4\n,,\n , ,\n")
     assert len(load_ratings(tmp_path / "r.csv")) == 2
+    from latentrec.data.lean import read_split
+
+    (tmp_path / "big.csv").write_text("user,item,rating\n1,2,3\n2,1,4\n,,\n")
+    assert read_split(tmp_path / "big.csv", min_bytes=0) is None  # a big file too: the in-memory route leaves them out

@@ -70,7 +70,10 @@ def test_latest_split_holds_out_the_future():
     train, valid = hold_out(Ratings(df, "timed"), None, 0.25, by="time")
     assert len(valid.df) == 100 and len(train.df) + len(valid.df) == len(df)
     assert set(train.df.item) | set(valid.df.item) == set(df.item)
-    assert train.df.timestamp.max() <= valid.df.timestamp.min()  # ties at the cut fall in file order
+    assert train.df.timestamp.max() <= valid.df.timestamp.min()
+    tied = pd.DataFrame({"user": ["a", "b", "a", "b"], "item": ["1", "2", "3", "4"], "rating": 3.0, "timestamp": 7})
+    assert hold_out(Ratings(tied, "tied"), None, 0.5, by="time")[1].df.item.tolist() == ["3", "4"]  # later rows
+    assert hold_out(Ratings(tied, "tied"), None, 0.5, by="user")[1].df.item.tolist() == ["3", "4"]
     train, valid = hold_out(Ratings(df, "timed"), None, 0.25, by="user")
     for user, rows in df.groupby("user"):
         held = valid.df[valid.df.user == user]
@@ -79,6 +82,17 @@ def test_latest_split_holds_out_the_future():
             assert train.df[train.df.user == user].timestamp.max() <= held.timestamp.min()
     with pytest.raises(ConfigError, match=r"no timestamp column, which valid_by \(--valid-by\) time"):
         hold_out(Ratings(df.drop(columns="timestamp"), "untimed"), None, 0.2, by="time")
+
+
+def test_the_timestamp_is_the_first_time_named_column_that_holds_times():
+    from latentrec.data.ratings import load_ratings
+
+    df = pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"], "rating": [1, 2], "date": ["08/31/2015", "09/01/2015"],
+                       "unixReviewTime": [1440979200, 1441065600], "time": ["12:30", "13:00"]})
+    assert load_ratings(df).df.timestamp.tolist() == [1440979200, 1441065600]
+    assert load_ratings(df.drop(columns="unixReviewTime").assign(date=["2015-08-31", "2015-09-01"])).df.timestamp.tolist() \
+        == [1440979200, 1441065600]
+    assert "timestamp" not in load_ratings(df[["user", "item", "rating", "time"]]).df
 
 
 def test_train_holds_out_the_latest_ratings_and_says_so(tmp_path, capsys):

@@ -408,12 +408,20 @@ def _scan(path: Path, start: int, end: int, skip: int) -> tuple[int, bool]:
 
 
 def _zero_padded(text: bytes) -> bool:
-    """Whether a field of ``text`` (after its first byte) starts with '0' and a digit (after a quote or spaces too)."""
+    """Whether a field of ``text`` (after its first two bytes) is a whole number written with a leading zero:
+    '0' and digits, alone, quoted or after a space (``007``, ``"007"``, `` 007``; not ``05/13/2014``, ``"05 13, 2014"``
+    or a time's `` 00:44``)."""
     a = np.frombuffer(text, np.uint8)
-    zero = np.flatnonzero(a[1:-1] == ord("0")) + 1
-    before, after = a[zero - 1], a[zero + 1]
-    starts = np.isin(before, np.frombuffer(b',\t\n" ', np.uint8))
-    return bool((starts & (after >= ord("0")) & (after <= ord("9"))).any())
+    digit = (a >= ord("0")) & (a <= ord("9"))
+    zero = np.flatnonzero(a[2:-1] == ord("0")) + 2
+    zero = zero[digit[zero + 1]]
+    ends, opens = np.frombuffer(b",\t\n", np.uint8), np.frombuffer(b'" ', np.uint8)
+    before, twice = a[zero - 1], a[zero - 2]
+    zero = zero[np.isin(before, ends) | (np.isin(before, opens) & np.isin(twice, ends))]
+    window = np.minimum(zero[:, None] + np.arange(1, 22), len(a) - 1)  # an id has at most 20 digits
+    other = ~digit[window]
+    after = a[window[np.arange(len(zero)), other.argmax(1)]]  # the first byte after the field's digits
+    return bool((~other.any(1) | np.isin(after, np.frombuffer(b',\t\r\n"', np.uint8))).any())
 
 
 def _read(path: Path, part: _Part) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -440,9 +448,11 @@ def _parse(batch, part: _Part, columns: tuple[np.ndarray, ...], n: int, where: s
     m = batch.num_rows
     if n + m > part.lines:  # rows that end in something other than "\n" (a lone "\r")
         raise _NotLean
-    for role, name, out in zip(ROLES, part.names, columns):
-        col = batch.column(name)
-        missing = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else np.zeros(m, bool)
+    cols = [batch.column(name) for name in part.names]
+    gaps = [col.is_null().to_numpy(zero_copy_only=False) if col.null_count else np.zeros(m, bool) for col in cols]
+    if np.logical_and.reduce(gaps).any():  # a row of empty cells: load_ratings leaves out those below the data
+        raise _NotLean
+    for role, name, out, col, missing in zip(ROLES, part.names, columns, cols, gaps):
         values = col.fill_null(0).to_numpy(zero_copy_only=False)
         if role == "rating":
             bad = np.flatnonzero(missing | unusable_ratings(values))

@@ -35,7 +35,7 @@ ALIASES = {
              "joke", "jokeid", "recipe", "recipeid", "game", "gameid", "anime", "animeid"},
     "rating": {"rating", "ratings", "score", "stars", "value", "overall"},
 }
-TIMESTAMP_NAMES = {"timestamp", "time", "ts", "unixtime", "unixreviewtime", "datetime", "date", "ratedat", "createdat"}
+TIMESTAMP_NAMES = ("timestamp", "unixreviewtime", "unixtime", "time", "ts", "datetime", "date", "ratedat", "createdat")
 NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
 SCALAR_KINDS = {"string", "integer", "floating", "mixed-integer-float", "empty"}  # pandas.api.types.infer_dtype
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # ratings are stored as float32
@@ -283,10 +283,7 @@ def _read_text(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Data
     except pd.errors.ParserWarning:
         raise DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table "
                         f"({_longer_row(path, sep, len(fields), encoding)}).") from None
-    end = len(raw)
-    while end and not any(str(cell).strip() for cell in raw.iloc[end - 1]):  # a spreadsheet's trailing ",,," rows
-        end -= 1
-    raw = raw.iloc[:end]
+    raw = raw.iloc[: len(raw) - _trailing_empty(raw)]  # a spreadsheet's ",,," rows below the data
     if len(raw) == 0:
         raise DataError(f"{path} has a header but no rows; it needs rows of {needs}.")
     if not has_header:
@@ -294,6 +291,18 @@ def _read_text(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Data
         raw = raw.iloc[:, : len(names)]
         raw.columns = names
     return raw, has_header
+
+
+def _trailing_empty(raw: pd.DataFrame) -> int:
+    """How many of the last rows have only empty cells (a last block, doubled until it holds a filled row)."""
+    k = 16
+    while True:
+        filled = raw.iloc[-k:].apply(lambda column: column.str.strip().ne("")).any(axis=1).to_numpy()
+        if filled.any():
+            return len(filled) - 1 - int(np.flatnonzero(filled)[-1])
+        if k >= len(raw):
+            return len(raw)
+        k *= 2
 
 
 def _longer_row(path: Path, sep: str, n_fields: int, encoding: str) -> str:
@@ -358,7 +367,8 @@ def refuse_column_names(cols: dict, where: str) -> None:
 
 
 def resolve_columns(columns: list, roles: tuple[str, ...], cols: dict, where: str) -> list[str]:
-    """The column holding each role: the one named in ``cols``, else the first whose name is a known alias."""
+    """The column holding each role: the one named in ``cols``, else the one whose name is a known alias (of several:
+    ``<role>_id``, then ``<role>``, then an alias ending in ``id``; still several: refused, naming them)."""
     return [_resolve_column([str(c) for c in columns], role, cols.get(role), where) for role in roles]
 
 
@@ -370,8 +380,9 @@ def _resolve_column(columns: list[str], role: str, wanted: str | None, where: st
     found = [c for c in columns if _normalized(c) in ALIASES[role]]
     if not found and role == "rating":  # Book-Crossing's Book-Rating, Amazon's star_rating
         found = [c for c in columns if _normalized(c).endswith("rating")]
-    if len(found) > 1:  # "item" beside "product_id": the role's own name wins; else the user says which
-        found = [c for c in found if _normalized(c) in (role, f"{role}id")] or found
+    for better in ((f"{role}id",), (role,), None):  # "item_id" beside "item", "product_id" beside "sku": the id wins
+        if len(found) > 1:
+            found = [c for c in found if (_normalized(c) in better if better else _normalized(c).endswith("id"))] or found
     if len(found) == 1:
         return found[0]
     if found:
@@ -410,7 +421,7 @@ def rating_text(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def not_a_number(where: str, row: int, column: str, text: str) -> DataError:
-    comma = re.fullmatch(r"\s*-?\d+,\d+\s*", text)  # "3,5" from a spreadsheet set to a decimal comma
+    comma = re.fullmatch(r"\s*-?\d+,\d{1,2}\s*", text)  # "3,5" from a spreadsheet set to a decimal comma (not "1,000")
     hint = f" (a decimal comma? write {text.strip().replace(',', '.')})" if comma else ""
     return DataError(f"{where}, row {row}, column {column!r}: {clip(text)!r} is not a number{hint}.")
 
@@ -505,21 +516,28 @@ def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_of
 
 
 def _timestamps(raw: pd.DataFrame) -> np.ndarray | None:
-    """The ratings' times as whole numbers (Unix seconds for dates), from the first column named like a timestamp
-    (timestamp, time, unixReviewTime, date, ...; a headerless file's fourth); None where there is none or a cell
-    is no time."""
-    column = next((c for c in raw.columns if _normalized(str(c)) in TIMESTAMP_NAMES), None)
-    if column is None:
-        return None
-    cells = raw[column]
-    if pd.api.types.is_datetime64_any_dtype(cells):  # Parquet's timestamp type
+    """The ratings' times in whole seconds (Unix seconds for dates), from the first column named like a timestamp
+    (timestamp, unixReviewTime, time, date, ...: in that order; a headerless file's fourth) whose every cell is a
+    time; None where there is none."""
+    named = {_normalized(str(c)): c for c in reversed(raw.columns)}  # the first column of a name
+    for name in TIMESTAMP_NAMES:
+        if name in named and (seconds := _seconds(raw[named[name]])) is not None:
+            return seconds
+    return None
+
+
+def _seconds(cells: pd.Series) -> np.ndarray | None:
+    """Whole seconds of a column of times: numbers as they are, dates (ISO 8601, or Parquet's timestamps) since
+    1970; None unless every cell is one."""
+    if pd.api.types.is_datetime64_any_dtype(cells):
         return cells.to_numpy("datetime64[s]").astype(np.int64) if cells.notna().all() else None
-    numbers = pd.to_numeric(cells, errors="coerce")
-    if numbers.notna().all():
-        return numbers.to_numpy(dtype=np.int64)
+    numbers = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    if np.isfinite(numbers).all() and (np.abs(numbers) < 2.0**62).all():
+        return numbers.astype(np.int64)
+    if pd.api.types.is_numeric_dtype(cells):
+        return None
     dates = pd.to_datetime(cells, errors="coerce", utc=True, format="ISO8601")  # "2015-08-31", "2015-08-31T10:00"
     return dates.to_numpy("datetime64[s]").astype(np.int64) if dates.notna().all() else None
-
 
 def _deduplicate(df: pd.DataFrame, where: str, policy: str, row_offset: int) -> pd.DataFrame:
     if policy == "error":

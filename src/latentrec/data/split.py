@@ -36,15 +36,17 @@ def random_split(df: pd.DataFrame, valid_pct: float, seed: int | None = 42) -> t
 
 def latest_split(df: pd.DataFrame, valid_pct: float, per_user: bool, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Hold out the latest ``valid_pct`` of the rows by timestamp (``per_user``: of each user's rows, rounded per
-    user, so a user with one or two ratings keeps them); equal timestamps fall in file order."""
+    user, so at 0.2 a user with one or two ratings keeps them); of equal timestamps, the later row in the file is
+    the later rating."""
     check_valid_pct(valid_pct)
     if "timestamp" not in df:
         raise ConfigError(f"{source} has no timestamp column, which {option('valid_by')} "
                           f"{'user' if per_user else 'time'} orders the ratings by; name one timestamp (whole numbers, "
                           f"such as Unix seconds), or hold out random rows.")
     if per_user:
-        order = np.lexsort((np.arange(len(df)), df["timestamp"].to_numpy(), df["user"].to_numpy()))
-        users = df["user"].to_numpy()[order]
+        codes = pd.factorize(df["user"])[0]  # sorting the ids as text took 6x as long
+        order = np.lexsort((np.arange(len(df)), df["timestamp"].to_numpy(), codes))
+        users = codes[order]
         first = np.r_[True, users[1:] != users[:-1]]
         start = np.maximum.accumulate(np.where(first, np.arange(len(df)), 0))  # each row's user's first position
         count = np.diff(np.r_[np.flatnonzero(first), len(df)])[np.cumsum(first) - 1]

@@ -60,7 +60,7 @@ class Choice:
 
 
 Space = dict  # option name -> Float | Int | Choice
-FIXED = {"model", "solver", "seed", "valid_pct", "device"}  # the same for every trial of a study
+FIXED = {"model", "solver", "seed", "valid_pct", "valid_by", "device"}  # the same for every trial of a study
 
 # Ranges around each recipe in config.RECIPES, wide enough to find better settings on other data.
 DEFAULT_SPACES: dict[tuple[str, str], Space] = {

@@ -42,7 +42,7 @@ class BayesianDot(DotProductBias):
         return {**super().config(), "n_factors": self.sample_factors, "n_samples": self.n_samples}
 
     def item_samples(self, items: torch.Tensor) -> torch.Tensor:
-        """The kept item factor samples of ``items``, shape ``(n_samples, len(items), n_factors)``."""
+        """The kept item factor samples of ``items``, shape ``(kept, len(items), n_factors)``."""
         q = self.item_factors[items, :self.filled_factors] * self.kept
         return q.view(len(items), self.kept, self.sample_factors).transpose(0, 1)
 

@@ -25,7 +25,8 @@ from latentrec.devices import pick_device
 from latentrec.errors import ConfigError, DataError, TrainingDiverged, clip
 from latentrec.models.baselines import fit_biases
 from latentrec.models.dot import DotProductBias, default_y_range
-from latentrec.solvers.distributed import from_rank0, is_main, local_device
+from latentrec.solvers import distributed
+from latentrec.solvers.distributed import is_main, local_device
 from latentrec.training.callback import Callback
 from latentrec.training.loop import Trainer
 from latentrec.training.rankers import fit_ranker, pick_ranker, popular_if_better
@@ -68,11 +69,12 @@ def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str
             raise DataError(f"{source}: all training ratings belong to one {role} ({clip(vocab.classes[1])!r}){held}; "
                             f"a collaborative model needs at least two {role}s.")
     lo, hi = float(ratings.min()), float(ratings.max())
-    if max(-lo, hi) > MAX_RATING:  # a timestamp read as the rating: the solvers met singular systems
-        raise DataError(f"{source}: the training ratings run from {lo:.10g} to {hi:.10g}, beyond what latentrec trains "
-                        f"(at most {MAX_RATING:,} in size, which float32 holds exactly); is that the rating column? Name it "
-                        f"with --rating-col, or put a file without a header in the order user, item, rating[, "
-                        f"timestamp].")
+    if max(-lo, hi) > MAX_RATING and cfg.model not in RANKING_MODELS:  # a timestamp read as the rating (EASE and
+        # iALS take any weights: milliseconds played, cents spent); the rating models' solvers met singular systems
+        raise DataError(f"{source}: the training ratings run from {lo:.10g} to {hi:.10g}, beyond what a rating model "
+                        f"trains on (at most {MAX_RATING:,} in size; model 'ease' or 'ials' take weights of any "
+                        f"size); is that the rating column? Name it with --rating-col, or put a file without a header "
+                        f"in the order user, item, rating[, timestamp].")
     if lo == hi and cfg.model not in RANKING_MODELS:
         raise DataError(f"{source}: every training rating is {float(ratings[0]):g}, so a rating model has nothing "
                         f"to learn (it would predict that value for every pair); model 'ease' or 'ials' (--model) "
@@ -168,9 +170,11 @@ def _caller_draws_kept():
 def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None, config: TrainConfig | None = None,
          callbacks: list[Callback] | None = None, build: Build | None = None) -> tuple[Recommender, Trainer | None]:
     given = cfg = config or TrainConfig()
-    if cfg.seed is None:  # a random run, its seed drawn once and kept in the model's config: it can be repeated
-        given = cfg = replace(cfg, seed=from_rank0(secrets.randbelow(SEED_MAX + 1)))
     device = local_device(pick_device(cfg.device))
+    if cfg.seed is None:  # a random run, its seed drawn once and kept in the model's config: it can be repeated
+        if distributed.active():
+            distributed.init(device)  # rank 0's draw is every rank's
+        given = cfg = replace(cfg, seed=distributed.from_rank0(secrets.randbelow(SEED_MAX + 1)))
     cfg = cfg.resolved()
     users, items, tr, va = training_rows(train, valid, cfg)
     lo, hi = float(tr.ratings.min()), float(tr.ratings.max())

@@ -35,7 +35,7 @@ from latentrec.errors import ConfigError, DataError, clip
 from latentrec.models.dot import is_dot
 from latentrec.use.recommender import Recommender
 
-ITEM_COLON_RATING = re.compile(r"(?!.*::)[^,;\t]+:[^:,;\t]*")  # "50:5", one pair to a line (not "::"-separated data)
+ITEM_COLON_RATING = re.compile(r"(?!.*::)[^,;\t]+:\s*[^:,;\s]*")  # "50:5", one pair to a line (not "::"-separated data)
 
 
 @dataclass
@@ -100,7 +100,7 @@ def parse_ratings(text: str, source: str = "the ratings given") -> UserRatings:
     for line in re.split(r"[\n;]", text.strip()):  # "50:5,181:4 1:2" is three pairs; "50,5" one
         for piece in line.split(",") if ":" in line else [line]:
             words = piece.split()
-            pairs.extend(words if words and all(":" in w for w in words) else [piece])  # "item 6:5" is one
+            pairs.extend(words if sum(":" in w for w in words) > 1 else [piece])  # "item 6:5" is one pair
     pairs = [p for p in pairs if p.strip()]
     for n, pair in enumerate(pairs, 1):
         if ":" in pair:
