@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -119,6 +120,7 @@ def test_a_refit_that_fails_leaves_the_held_out_model_saved(capsys, tmp_path, ra
                          "--burn-in", "6", "--n-factors", "4", "--out", str(tmp_path / "m"), "--device", "cpu")
     assert code == (0 if refit_ends == "diverged" else 130)
     assert f"{tmp_path / 'm'} keeps the model trained without the validation rows" in " ".join(err.split())
+    assert "was saved to" not in err  # one sentence, not a second that reads as if the refit were saved
     rec = Recommender.load(tmp_path / "m")
     assert "refit" not in rec.info and rec.info["n_train"] < len(pd.read_csv(ratings_csv))
     best = rec.info["best_epoch"]
@@ -196,6 +198,10 @@ def test_predict_writes_parquet_by_suffix_and_takes_one_way_of_asking(capsys, tm
     preds = tmp_path / "p.parquet"
     assert main(["predict", str(out_dir), "--data", str(ratings_csv), "--out", str(preds)]) == 0
     assert list(pd.read_parquet(preds).columns)[:2] == ["user", "item"]
+    (tmp_path / "pairs.csv").write_text("user,item\n7,12\n007,12\n")
+    assert main(["predict", str(out_dir), "--data", str(tmp_path / "pairs.csv"), "--out", str(preds)]) == 0
+    written = pd.read_parquet(preds)  # whole-number ids as integers (as recommend --all-users writes them)
+    assert written.user.tolist() == ["7", "007"] and written.item.dtype == np.int64 and written.item.tolist() == [12, 12]
     assert main(["predict", str(out_dir), "--data", str(ratings_csv), "--user", "u1", "--item", "i1"]) == 2
     assert "Give --user and --item, or --data FILE" in capsys.readouterr().err
     assert main(["predict", str(out_dir), "--data", str(ratings_csv), "--out", str(tmp_path / "p.tsv")]) == 0

@@ -59,11 +59,21 @@ def run(args) -> int:
 
 def _predict_file(rec, args):
     """Predictions for every row of --data: a big file with integer ids is read lean (``lean.read_rows``)."""
+    import numpy as np
+    import pandas as pd
+
     from latentrec.data.lean import read_rows
     from latentrec.data.ratings import load_pairs
+    from latentrec.data.vocab import WHOLE
 
     rows = read_rows(args.data, {"user": args.user_col, "item": args.item_col}, pairs=True)
     if rows is not None:
-        return rec.predict_coded(rows.users, rows.user_ids, rows.items, rows.item_ids)
-    pairs = load_pairs(args.data, user_col=args.user_col, item_col=args.item_col, data_dir=args.data_dir)
-    return rec.predict(pairs["user"].to_numpy(), pairs["item"].to_numpy())
+        preds = rec.predict_coded(rows.users, rows.user_ids, rows.items, rows.item_ids)
+    else:
+        pairs = load_pairs(args.data, user_col=args.user_col, item_col=args.item_col, data_dir=args.data_dir)
+        preds = rec.predict(pairs["user"].to_numpy(), pairs["item"].to_numpy())
+    for column in ("user", "item"):  # whole-number ids come back as integers, as recommend --all-users writes them
+        codes, ids = pd.factorize(preds[column])
+        if len(ids) and pd.Series(ids, dtype=object).str.fullmatch(WHOLE).all():
+            preds[column] = ids.astype(np.int64)[codes]
+    return preds

@@ -206,17 +206,19 @@ def checkpointer(args: argparse.Namespace) -> Checkpointer:
 
 
 def interrupted(checkpoints: Checkpointer, epochs: int, stop: KeyboardInterrupt, out: str | None = None,
-                written: bool = False) -> int:
+                written: bool = False, in_refit: bool = False) -> int:
     """Say what Ctrl-C (or SIGTERM) left: the checkpoint and how to go on; after training (``out`` given), also
     whether the model was ``written`` there, in which case the checkpoint has served and is removed (rank 0 only
-    under torchrun: it alone writes checkpoints and the model)."""
+    under torchrun: it alone writes checkpoints and the model), and whether that was before the refit finished."""
     from latentrec.solvers import distributed
 
     if not distributed.is_main():
         return interrupt_status(stop)
     if written:
         checkpoints.remove()
-        stderr(f"latentrec train: interrupted after the model was saved to {out}.")
+        stderr(f"latentrec train: interrupted during the refit on all the ratings; {out} keeps the model trained "
+               f"without the validation rows." if in_refit else f"latentrec train: interrupted after the model was "
+               f"saved to {out}.")
         return interrupt_status(stop)
     kept = (f"epoch {checkpoints.saved_epoch} of {epochs} is saved in {checkpoints.folder}. Run the same command "
             f"with --resume to continue." if checkpoints.saved_epoch else None)
@@ -361,7 +363,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         save_and_report(args, given, fitted, (valid, test, lean, whole), write_id)
     except KeyboardInterrupt as stop:  # after the last epoch: scoring, saving, showing
-        return interrupted(checkpoints, cfg.epochs, stop, str(args.out), weights_write_id(args.out) == write_id)
+        return interrupted(checkpoints, cfg.epochs, stop, str(args.out), weights_write_id(args.out) == write_id,
+                           getattr(args, "stopped_in_refit", False))
     checkpoints.remove()
     if diverged:
         stderr(f"latentrec train: error: {diverged} The model of that epoch was saved to {args.out}.")
@@ -439,8 +442,7 @@ def save_and_report(args: argparse.Namespace, given: TrainConfig, fitted: list, 
         try:
             rec = refit(whole(), refit_cfg, held_out)  # every rated row is in its training now
         except KeyboardInterrupt:
-            stderr(f"latentrec train: interrupted during the refit on all the ratings; {args.out} keeps the model "
-                   f"trained without the validation rows.")
+            args.stopped_in_refit = True  # for the one sentence ``interrupted`` says
             raise
         if rec is None:
             stderr(f"latentrec train: the refit on all the ratings diverged; {args.out} keeps the model trained "

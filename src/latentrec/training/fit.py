@@ -71,7 +71,7 @@ def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str
     lo, hi = float(ratings.min()), float(ratings.max())
     if max(-lo, hi) > MAX_RATING and cfg.model not in RANKING_MODELS:  # a timestamp read as the rating (EASE and
         # iALS take any weights: milliseconds played, cents spent); the rating models' solvers met singular systems
-        raise DataError(f"{source}: the training ratings run from {lo:.10g} to {hi:.10g}, beyond what a rating model "
+        raise DataError(f"{source}: the training ratings run from about {lo:.4g} to {hi:.4g}, beyond what a rating model "
                         f"trains on (at most {MAX_RATING:,} in size; model 'ease' or 'ials' take weights of any "
                         f"size); is that the rating column? Name it with --rating-col, or put a file without a header "
                         f"in the order user, item, rating[, timestamp].")

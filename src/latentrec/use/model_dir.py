@@ -84,7 +84,7 @@ def read_model_dir(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
     if staged is not None:
         return tensors, staged
     raise ModelFileError(f"{path}: {WEIGHTS} and {META} come from different writes ({WRITE_ID} {write_id} and "
-                         f"{meta.get(WRITE_ID)}); save the model again.")
+                         f"{meta.get(WRITE_ID)}); copy both files from one model dir, or save the model again.")
 
 
 def weights_write_id(path: str | os.PathLike) -> str | None:
