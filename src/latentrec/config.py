@@ -125,9 +125,9 @@ class TrainConfig:
             if not isinstance(value, int) or not 1 <= value <= most:
                 raise ConfigError(f"{option(name)} must be a whole number from 1 to {most:,}, not {value!r}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"{option('lr')} must be a positive number, not {self.lr}.")
+            raise ConfigError(f"{option('lr')} must be a positive number, not {self.lr:g}.")
         if not (self.wd >= 0 and math.isfinite(self.wd)):
-            raise ConfigError(f"{option('wd')} must be zero or a positive number, not {self.wd}.")
+            raise ConfigError(f"{option('wd')} must be zero or a positive number, not {self.wd:g}.")
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"{option('momentum')} must be in [0, 1), not {self.momentum}.")
         parse_schedule(self.schedule, self.lr, self.epochs)

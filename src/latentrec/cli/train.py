@@ -237,6 +237,7 @@ def print_summary(rec, ranking_only: bool, ranker: str, out: str, result: dict) 
     from latentrec.use.topn import recommend
 
     refit = rec.info.get("refit")
+    closed = ranking_only and rec.ranker.kind == "ease"  # solved in one step: no epochs to count
     saved = "" if refit else f"; saved to {out}/"
     if ranking_only:
         console.print(f"Fitted {rec.ranker.kind} (a ranking model: orders lists, predicts no ratings) in "
@@ -264,12 +265,12 @@ def print_summary(rec, ranking_only: bool, ranker: str, out: str, result: dict) 
             console.print(f"No ranker: above {IALS_AUTO_RATINGS // 10**6}M training ratings iALS takes minutes "
                           f"and gigabytes; --ranker ials fits one anyway.", soft_wrap=True)
     if refit and "test" in result:  # the test rows score the model saved, the refit one
-        console.print(refit_line(refit, out), soft_wrap=True)
+        console.print(refit_line(refit, out, closed), soft_wrap=True)
     if "test" in result or "valid" in result:
         console.print()
         print_evaluation(result.get("test") or result["valid"])
     if refit and "test" not in result:  # the validation rows scored the held-out model, before the refit
-        console.print(f"\n{refit_line(refit, out)}", soft_wrap=True)
+        console.print(f"\n{refit_line(refit, out, closed)}", soft_wrap=True)
     sample = rec.users.classes[1]
     top = recommend(rec, sample, n=5)
     cols = ["rank", "item", "title"] + (["prediction"] if rec.model is not None else [])
@@ -278,9 +279,11 @@ def print_summary(rec, ranking_only: bool, ranker: str, out: str, result: dict) 
           top[cols].itertuples(index=False), {"prediction": ".2f"})
 
 
-def refit_line(refit: dict, out: str) -> str:
-    return (f"Refit on all {refit['n_train']:,} ratings (the validation rows too) for {refit['epochs']} epochs in "
-            f"{refit['seconds']:.2f} s; saved to {out}/")
+def refit_line(refit: dict, out: str, closed: bool = False) -> str:
+    """``closed``: a model solved in one step (EASE), which has no epochs to count."""
+    epochs = "" if closed else f" for {plural(refit['epochs'], 'epoch')}"
+    return (f"Refit on all {refit['n_train']:,} ratings (the validation rows too){epochs} in {refit['seconds']:.2f} s; "
+            f"saved to {out}/")
 
 
 def read_inputs(args: argparse.Namespace, cfg: TrainConfig) -> tuple:

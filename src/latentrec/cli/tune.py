@@ -174,7 +174,7 @@ def print_summary(result, info: dict, out: Path) -> None:
                       f"popularity {g['popularity']['ndcg@10']:.4f}.", soft_wrap=True)
     elif info["test"]:
         r = info["test"]
-        console.print(f"Test ({r['data']}, {r['n']} ratings, scored once): RMSE {r['rmse']:.4f}, MAE {r['mae']:.4f}; "
+        console.print(f"Test ({r['data']}, {r['n']:,} ratings, scored once): RMSE {r['rmse']:.4f}, MAE {r['mae']:.4f}; "
                       f"biases baseline RMSE {r['baselines']['biases']['rmse']:.4f}.", soft_wrap=True)
     model = " and model/" if result.model is not None else ""
     console.print(f"Wrote {', '.join(files(result.table))}{model} to {out}/", soft_wrap=True)

@@ -172,6 +172,7 @@ def plot_trials(table: pd.DataFrame, path: Path) -> None:
         ax.set_ylim(lo - 0.05 * (hi - lo + 1e-3), hi + 0.15 * (hi - lo + 1e-3))
     label = name if higher else f"{name} (last epoch run)"
     ax.set(xlabel="trial", ylabel=label, title=f"{name[0].upper()}{name[1:]} by trial")
+    ax.xaxis.get_major_locator().set_params(integer=True)  # trials are whole numbers
     ax.legend()
     fig.tight_layout()
     save_figure(fig, path)

@@ -345,8 +345,10 @@ def _check_setup(study: optuna.Study, setup: dict) -> None:
     if stored is None:
         study.set_user_attr("setup", setup)
     elif stored != setup:
-        what = ", ".join(k for k in setup if stored.get(k) != setup[k])
-        raise ConfigError(f"The stored study {study.study_name!r} was run with a different {what}; "
+        names = {"data": "data", "n_train": "number of training ratings", "valid": "validation data",
+                 "base": "fixed options", "space": "search space"}
+        what = ", ".join(names.get(k, k) for k in setup if stored.get(k) != setup[k])
+        raise ConfigError(f"The stored study {study.study_name!r} was run with different {what}; "
                           "give another --study-name or --storage to start a new search.")
 
 
