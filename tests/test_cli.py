@@ -255,3 +255,20 @@ def test_a_model_worse_than_the_biases_baseline_is_pointed_out(capsys, gain, sai
                       "rmse": 0.94, "mae": 0.76, "baselines": baselines,
                       "improvement_pct": {"global_mean": 6.0, "biases": gain}})
     assert ("worse than the user + item biases baseline" in " ".join(capsys.readouterr().out.split())) == said
+
+
+def test_evaluate_and_predict_find_the_columns_the_model_was_trained_from(capsys, tmp_path, ratings_csv):
+    """Trained with --rating-col stars, a model scores another file with a stars column without the flag again."""
+    df = pd.read_csv(ratings_csv).rename(columns={"user": "who", "rating": "stars"})
+    df.iloc[:800].to_csv(tmp_path / "train.csv", index=False)
+    df.iloc[800:].to_csv(tmp_path / "test.csv", index=False)
+    code, _, _ = run(capsys, "train", "--data", str(tmp_path / "train.csv"), "--user-col", "who", "--rating-col", "stars",
+                     "--epochs", "2", "--ranker", "none", "--out", str(tmp_path / "m"), "--device", "cpu")
+    assert code == 0
+    code, out, err = run(capsys, "evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "test.csv"), "--json")
+    assert code == 0 and json.loads(out)["n"] == len(df) - 800, err
+    assert main(["predict", str(tmp_path / "m"), "--data", str(tmp_path / "test.csv"), "--out",
+                 str(tmp_path / "p.csv")]) == 0
+    df.iloc[800:].rename(columns={"who": "user", "stars": "rating"}).to_csv(tmp_path / "plain.csv", index=False)
+    code, out, _ = run(capsys, "evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "plain.csv"), "--json")
+    assert code == 0  # a file with the usual names is read as before

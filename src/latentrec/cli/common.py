@@ -85,6 +85,20 @@ def read(args, source) -> Ratings:
                         duplicates=args.duplicates, data_dir=args.data_dir)
 
 
+def model_columns(args, rec, source) -> None:
+    """Where no --user-col/--item-col/--rating-col was given, the columns the model was trained from, if ``source``'s
+    header has them (a model trained on ``stars`` scores a test file with ``stars``, no flag needed)."""
+    from latentrec.data.ratings import header_names
+
+    remembered = {k: v for k, v in rec.info.get("columns", {}).items() if getattr(args, f"{k}_col", None) is None}
+    if not remembered:
+        return
+    names = set(header_names(source))
+    for role, name in remembered.items():
+        if name in names and hasattr(args, f"{role}_col"):
+            setattr(args, f"{role}_col", name)
+
+
 def read_scored(args, source):
     """Rows for a model to score: a big file with integer ids read lean (12 bytes a rating, ``lean.read_rows``;
     ``Recommender.encode_rows`` encodes them), else the file's ratings as ``read`` gives them."""

@@ -8,6 +8,7 @@ from latentrec.cli.common import (
     console,
     emit_json,
     finite,
+    model_columns,
     ordered_by,
     plural,
     read_scored,
@@ -99,6 +100,7 @@ def run(args) -> int:
     rec = Recommender.load(args.model_dir)
     if args.metrics == "rmse":
         rec.require_ratings("RMSE and MAE")
+    model_columns(args, rec, args.data)
     result = evaluate(rec, read_scored(args, args.data), k=None if args.metrics == "rmse" else args.k,
                       threshold=args.relevant, with_rmse=args.metrics != "ranking")
     if args.json:

@@ -131,6 +131,20 @@ def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "e
     return Ratings(df, str(path), _pop_titles(df), columns=named)
 
 
+def header_names(path: str | os.PathLike) -> list[str]:
+    """A ratings file's column names as its header gives them (none for a headerless or unreadable file)."""
+    path = Path(path)
+    try:
+        if _suffix(path) in PARQUET_SUFFIXES:
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        sep, fields, has_header = sniff_header(first_line(path)[0], {})
+    except (OSError, ValueError, DataError):
+        return []
+    return fields if has_header else []
+
+
 def one_user_table(path: str | os.PathLike) -> pd.DataFrame:
     """One new user's ratings (columns ``item``, ``rating``) from a CSV/TSV/Parquet file, checked like a ratings
     file: columns found by name (a user column may be there, holding one user), or headerless ``item,rating``

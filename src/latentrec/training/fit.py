@@ -200,6 +200,8 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None,
     source = Path(str(train.source))  # a file as an absolute path, so `train --config MODEL_DIR` finds it anywhere
     info.update(data=str(source.resolve()) if source.is_file() else train.source, n_train=len(tr),
                 n_valid=len(va) if va is not None else 0)
+    if getattr(train, "columns", None):  # the header's names: evaluate and predict look for them in other files
+        info["columns"] = dict(train.columns)
     if trainer is not None and trainer.diverged:
         info["diverged"] = trainer.diverged
         untrained = "" if trainer.history else " The model keeps its untrained weights."

@@ -85,10 +85,12 @@ FIELDS = {
         _number(x) if k != "reason" else isinstance(x, str) for k, x in v.items() if k != "ranker"),
         "an object of the replaced ranker's kind, numbers and a reason"),
     "data": TEXT, "diverged": TEXT,
+    "columns": Rule(lambda v: isinstance(v, dict) and set(v) <= {"user", "item", "rating"}
+                    and all(isinstance(x, str) for x in v.values()), "an object of role: column name"),
     "refit": Rule(lambda v: isinstance(v, dict) and all(map(_number, v.values())), "an object of finite numbers"),
 }
 INFO = ("metrics", "best_epoch", "train_seconds", "ranker_seconds", "n_train", "n_valid", "ranker_check", "data",
-        "diverged", "refit")  # what a model says about its training: Recommender.info
+        "diverged", "refit", "columns")  # what a model says about its training: Recommender.info
 REQUIRED = ("users", "items", "rating_range", "baseline_mean")  # and a rating model's architecture, or a ranker
 PART_REQUIRED = ("kind", "n_items")
 
