@@ -124,12 +124,12 @@ def test_serve_start_up_takes_a_stop_after_its_imports():
     building it came out as a SchemaError and a 44-line traceback (2 of 57 stops at 0.5-0.6 s)."""
     import os
 
-    from latentrec.cli.serve import stops_held
+    from latentrec.atomic import held_signals
     from latentrec.errors import Terminated, sigterm_as_ctrl_c
 
     done = []
     with pytest.raises(Terminated), sigterm_as_ctrl_c():
-        with stops_held():
+        with held_signals():  # as serve's start-up imports FastAPI
             os.kill(os.getpid(), signal.SIGTERM)
             done.append("the rest of the block")
     assert done == ["the rest of the block"]

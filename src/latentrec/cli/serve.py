@@ -10,10 +10,10 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from latentrec.atomic import held_signals
 from latentrec.cli.common import command
 from latentrec.errors import ConfigError, LatentrecError, one_line, sigterm_as_ctrl_c
 
@@ -90,7 +90,7 @@ def run(args) -> int:
 def start_and_serve(args) -> int:
     with sigterm_as_ctrl_c():  # until the server takes over its signals (a container's PID 1 ignores one unhandled)
         try:
-            with stops_held():
+            with held_signals():  # raised inside pydantic-core's schema building, a stop came out as a SchemaError
                 import uvicorn  # noqa: F401
 
                 import latentrec.use.serve.app  # noqa: F401
@@ -102,24 +102,6 @@ def start_and_serve(args) -> int:
         sock = bind(args.host, args.port)  # a port in use says so before the model is read
     with sock:
         return serve_here(args, sock) if args.workers == 1 else serve_in_workers(args, sock)
-
-
-@contextmanager
-def stops_held() -> Iterator[None]:
-    """SIGINT and SIGTERM that arrive in the block are raised again as it ends, where their handlers raise at a clean
-    point: raised inside pydantic-core's schema building (FastAPI's import), the exception came out as a SchemaError."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, _: pending.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        if pending:
-            signal.raise_signal(pending[0])
 
 
 def hold_sighup() -> set | None:
