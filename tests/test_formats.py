@@ -103,6 +103,8 @@ def test_columns_found_by_name_in_other_datasets_layouts(tmp_path):
     assert load_ratings(tmp_path / "ambiguous.csv", rating_col="stars").df.rating.tolist() == [4.0, 3.0]
     (tmp_path / "goodbooks.csv").write_text("user_id,book_id,rating,isbn\n1,10,4,0439023483\n2,11,3,0439554934\n")
     assert load_ratings(tmp_path / "goodbooks.csv").df.item.tolist() == ["10", "11"]  # an id column wins
+    (tmp_path / "netflix.csv").write_text("Cust_Id,Movie_Id,Rating\n1488844,1,3\n822109,1,5\n")
+    assert load_ratings(tmp_path / "netflix.csv").df.user.tolist() == ["1488844", "822109"]
 
 
 def test_a_spreadsheets_trailing_empty_rows_are_left_out(tmp_path):

@@ -28,11 +28,12 @@ from latentrec.errors import ConfigError, DataError, clip
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".data", ".dat", ".base", ".test"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
 ALIASES = {
-    "user": {"user", "userid", "uid", "customer", "customerid", "reviewer", "reviewerid", "client", "clientid",
-             "member", "memberid", "account", "accountid", "buyer", "buyerid"},
+    "user": {"user", "userid", "uid", "customer", "customerid", "custid", "reviewer", "reviewerid", "client",
+             "clientid", "member", "memberid", "account", "accountid", "buyer", "buyerid", "player", "playerid"},
     "item": {"item", "itemid", "iid", "movie", "movieid", "product", "productid", "asin", "sku", "isbn", "book",
              "bookid", "track", "trackid", "song", "songid", "article", "articleid", "business", "businessid",
-             "joke", "jokeid", "recipe", "recipeid", "game", "gameid", "anime", "animeid"},
+             "joke", "jokeid", "recipe", "recipeid", "game", "gameid", "anime", "animeid", "app", "appid", "artist",
+             "artistid"},
     "rating": {"rating", "ratings", "score", "stars", "value", "overall"},
 }
 TIMESTAMP_NAMES = ("timestamp", "unixreviewtime", "unixtime", "time", "ts", "datetime", "date", "ratedat", "createdat")
