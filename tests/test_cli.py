@@ -98,27 +98,38 @@ def test_train_refits_on_the_validation_rows_it_held_out(capsys, tmp_path, ratin
     assert code == 0 and "refit" not in json.loads(out)
 
 
-@pytest.mark.parametrize("refit_ends", ["diverged", "interrupted"])
+@pytest.mark.parametrize("refit_ends", ["diverged", "interrupted", "interrupted while saved"])
 def test_a_refit_that_fails_leaves_the_held_out_model_saved(capsys, tmp_path, ratings_csv, monkeypatch, refit_ends):
     """The held-out model is saved before the refit: a refit that diverges or is stopped leaves it, and says so."""
     import latentrec.training.fit as fitting
     from latentrec.use.recommender import Recommender
 
-    real, calls = fitting.fit, []
+    real, calls, saves = fitting.fit, [], []
 
     def fit(*a, **k):
         calls.append(a[2])  # the config
         if len(calls) == 2 and refit_ends == "interrupted":
             raise KeyboardInterrupt
         rec, trainer = real(*a, **k)
-        if len(calls) == 2:
+        if len(calls) == 2 and refit_ends == "diverged":
             trainer.diverged = "Training diverged in epoch 2 (the weights became infinite or NaN)."
         return rec, trainer
 
     monkeypatch.setattr(fitting, "fit", fit)
+    real_save = Recommender.save
+
+    def save(self, *a, **k):  # the refit's save, stopped before it wrote (the held-out model is in the dir)
+        saves.append(1)
+        if len(saves) == 2 and refit_ends == "interrupted while saved":
+            raise KeyboardInterrupt
+        return real_save(self, *a, **k)
+    monkeypatch.setattr(Recommender, "save", save)
     code, out, err = run(capsys, "train", "--data", str(ratings_csv), "--solver", "bayes", "--epochs", "12",
                          "--burn-in", "6", "--n-factors", "4", "--out", str(tmp_path / "m"), "--device", "cpu")
     assert code == (0 if refit_ends == "diverged" else 130)
+    if refit_ends == "interrupted while saved":
+        assert "interrupted during the refit" in err and "was saved to" not in err, err
+        return
     assert f"{tmp_path / 'm'} keeps the model trained without the validation rows" in " ".join(err.split())
     assert "was saved to" not in err  # one sentence, not a second that reads as if the refit were saved
     rec = Recommender.load(tmp_path / "m")
@@ -269,6 +280,13 @@ def test_evaluate_and_predict_find_the_columns_the_model_was_trained_from(capsys
     assert code == 0 and json.loads(out)["n"] == len(df) - 800, err
     assert main(["predict", str(tmp_path / "m"), "--data", str(tmp_path / "test.csv"), "--out",
                  str(tmp_path / "p.csv")]) == 0
-    df.iloc[800:].rename(columns={"who": "user", "stars": "rating"}).to_csv(tmp_path / "plain.csv", index=False)
+    capsys.readouterr()
+    assert main(["train", "--config", str(tmp_path / "m"), "--out", str(tmp_path / "again"), "--json"]) == 0  # reruns
+    capsys.readouterr()
+    plain = df.iloc[800:].rename(columns={"who": "user", "stars": "rating"})
+    plain.assign(stars=1.0).to_csv(tmp_path / "plain.csv", index=False)  # another "stars": the file's rating wins
     code, out, _ = run(capsys, "evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "plain.csv"), "--json")
-    assert code == 0  # a file with the usual names is read as before
+    assert code == 0 and json.loads(out)["rmse"] < 1.0  # a file's own columns are read as before
+    plain.rename(columns={"rating": "grade"}).to_csv(tmp_path / "none.csv", index=False)
+    code, _, err = run(capsys, "evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "none.csv"))
+    assert code == 2 and "has no rating column" in err  # the first sentence, not one about 'stars' 

@@ -330,3 +330,14 @@ def test_a_lean_split_is_random_and_says_so_to_a_time_split(files):
     split = read_split(files / "r.parquet", valid_pct=0.2, min_bytes=0)
     with pytest.raises(ConfigError, match="holds its validation rows out at random"):
         fit(split, None, TrainConfig(valid_by="time", epochs=1, device="cpu", ranker="none"))
+
+
+def test_a_lean_split_remembers_the_columns_as_load_ratings_does(files, tmp_path):
+    df = pd.read_parquet(files / "r.parquet").rename(columns={"user": "who", "rating": "stars"})
+    for name in ("named.csv", "named.parquet"):
+        df.to_csv(tmp_path / name, index=False) if name.endswith("csv") else df.to_parquet(tmp_path / name)
+        cols = {"user": "who", "item": None, "rating": "stars"}
+        lean = read_split(tmp_path / name, cols, min_bytes=0)
+        assert lean.columns == load_ratings(tmp_path / name, user_col="who", rating_col="stars").columns
+        assert lean.columns == {"user": "who", "item": "item", "rating": "stars"}
+    assert read_split(files / "r.tsv", min_bytes=0).columns == {}  # headerless

@@ -16,6 +16,10 @@ class DataError(LatentrecError):
     """A ratings or item file is missing, malformed or unusable."""
 
 
+class ColumnNotFound(DataError):
+    """No column of a file's header, or more than one, can be a role (user, item or rating) by its name."""
+
+
 class DownloadError(LatentrecError):
     """A named dataset could not be fetched or failed verification."""
 

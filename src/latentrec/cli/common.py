@@ -85,18 +85,26 @@ def read(args, source) -> Ratings:
                         duplicates=args.duplicates, data_dir=args.data_dir)
 
 
-def model_columns(args, rec, source) -> None:
-    """Where no --user-col/--item-col/--rating-col was given, the columns the model was trained from, if ``source``'s
-    header has them (a model trained on ``stars`` scores a test file with ``stars``, no flag needed)."""
-    from latentrec.data.ratings import header_names
+def with_model_columns(args, rec, read):
+    """``read()``, and where it finds no column for a role by name (or several) and no flag named one, ``read()``
+    again with the column the model was trained from (a model trained with --rating-col stars scores another
+    file with a stars column, no flag needed); if that fails too, the first sentence stands."""
+    from latentrec.errors import ColumnNotFound
 
-    remembered = {k: v for k, v in rec.info.get("columns", {}).items() if getattr(args, f"{k}_col", None) is None}
-    if not remembered:
-        return
-    names = set(header_names(source))
+    try:
+        return read()
+    except ColumnNotFound:
+        remembered = {role: name for role, name in rec.info.get("columns", {}).items()
+                      if hasattr(args, f"{role}_col") and getattr(args, f"{role}_col") is None}
+        if not remembered:
+            raise
+        first = sys.exc_info()[1]
     for role, name in remembered.items():
-        if name in names and hasattr(args, f"{role}_col"):
-            setattr(args, f"{role}_col", name)
+        setattr(args, f"{role}_col", name)
+    try:
+        return read()
+    except ColumnNotFound:  # not there either (a bad row in the file is said as it is)
+        raise first from None
 
 
 def read_scored(args, source):

@@ -119,6 +119,8 @@ def _model_config(path: Path) -> dict:
         raise ConfigError(f"{path} holds no training config (give a TOML file or a model directory).") from None
     if isinstance(meta.get("data"), str) and meta["data"] != "DataFrame":
         values["data"] = meta["data"]
+        columns = meta.get("columns")
+        values.update({f"{role}_col": name for role, name in columns.items()} if isinstance(columns, dict) else {})
     return values
 
 

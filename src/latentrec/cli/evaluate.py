@@ -8,12 +8,12 @@ from latentrec.cli.common import (
     console,
     emit_json,
     finite,
-    model_columns,
     ordered_by,
     plural,
     read_scored,
     start,
     table,
+    with_model_columns,
 )
 
 EXAMPLE = """latentrec evaluate model --data test.csv                  # RMSE/MAE and top-10 metrics, next to baselines
@@ -100,8 +100,8 @@ def run(args) -> int:
     rec = Recommender.load(args.model_dir)
     if args.metrics == "rmse":
         rec.require_ratings("RMSE and MAE")
-    model_columns(args, rec, args.data)
-    result = evaluate(rec, read_scored(args, args.data), k=None if args.metrics == "rmse" else args.k,
+    rows = with_model_columns(args, rec, lambda: read_scored(args, args.data))
+    result = evaluate(rec, rows, k=None if args.metrics == "rmse" else args.k,
                       threshold=args.relevant, with_rmse=args.metrics != "ranking")
     if args.json:
         emit_json(result)

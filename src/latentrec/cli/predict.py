@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from latentrec.atomic import writable_or_fail
-from latentrec.cli.common import add_data_options, command, console, emit_json, model_columns, plural, start, table
+from latentrec.cli.common import add_data_options, command, console, emit_json, plural, start, table, with_model_columns
 from latentrec.errors import ConfigError
 
 SHOWN = 50  # rows of a --data file's predictions printed without --out
@@ -38,8 +38,7 @@ def run(args) -> int:
     rec = Recommender.load(args.model_dir)
     rec.require_ratings()
     if args.data is not None:
-        model_columns(args, rec, args.data)
-        preds = _predict_file(rec, args)
+        preds = with_model_columns(args, rec, lambda: _predict_file(rec, args))
     else:
         preds = rec.predict([args.user], [args.item])
     if args.out is not None:

@@ -366,8 +366,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         save_and_report(args, given, fitted, (valid, test, lean, whole), write_id)
     except KeyboardInterrupt as stop:  # after the last epoch: scoring, saving, showing
-        return interrupted(checkpoints, cfg.epochs, stop, str(args.out), weights_write_id(args.out) == write_id,
-                           getattr(args, "stopped_in_refit", False))
+        saved, refit_id = weights_write_id(args.out), getattr(args, "refit_write_id", None)
+        return interrupted(checkpoints, cfg.epochs, stop, str(args.out), saved in (write_id, refit_id) and bool(saved),
+                           in_refit=refit_id is not None and saved != refit_id)
     checkpoints.remove()
     if diverged:
         stderr(f"latentrec train: error: {diverged} The model of that epoch was saved to {args.out}.")
@@ -442,17 +443,14 @@ def save_and_report(args: argparse.Namespace, given: TrainConfig, fitted: list, 
         rec = trainer = scored = valid = None  # the held-out model is saved: its columns go before the file's
         if lean is not None:
             lean.valid = None
-        try:
-            rec = refit(whole(), refit_cfg, held_out)  # every rated row is in its training now
-        except KeyboardInterrupt:
-            args.stopped_in_refit = True  # for the one sentence ``interrupted`` says
-            raise
+        args.refit_write_id = uuid.uuid4().hex  # the refit's save: ``interrupted`` tells which model a stop left
+        rec = refit(whole(), refit_cfg, held_out)  # every rated row is in its training now
         if rec is None:
             stderr(f"latentrec train: the refit on all the ratings diverged; {args.out} keeps the model trained "
                    f"without the validation rows.")
             rec = Recommender.load(args.out)
         else:
-            rec.save(args.out, write_id=write_id)
+            rec.save(args.out, write_id=args.refit_write_id)
             result["refit"] = rec.info["refit"]
     if test is not None:
         result["test"] = evaluate(rec, test, max_rank_users=RANK_EVAL_USERS)

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,7 @@ class EncodedSplit:
     train: Encoded
     valid: EncodedRows | None
     source: str
+    columns: dict[str, str] = field(default_factory=dict)  # as ``Ratings.columns``: the header's name of each role
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,21 @@ def read_split(path: str | os.PathLike, cols: dict | None = None, duplicates: st
     valid = None
     if n_valid:
         valid = EncodedRows(Encoded(u[n_train:], i[n_train:], r[n_train:]), "the validation rows", n_unknown)
-    return EncodedSplit(users, items, Encoded(u[:n_train], i[:n_train], r[:n_train]), valid, where)
+    return EncodedSplit(users, items, Encoded(u[:n_train], i[:n_train], r[:n_train]), valid, where,
+                        _named_columns(path, cols or {}))
+
+
+def _named_columns(path: Path, cols: dict) -> dict[str, str]:
+    """The column read for each role, where the file's header names it (none for a headerless file)."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        fields = pq.read_schema(path).names
+    else:
+        _, fields, has_header = sniff_header(first_line(path)[0], cols)
+        if not has_header:
+            return {}
+    return dict(zip(ROLES, resolve_columns(fields, ROLES, cols, str(path))))
 
 
 @dataclass

@@ -23,7 +23,7 @@ import pandas as pd
 from latentrec.config import DUPLICATE_POLICIES
 from latentrec.data.datasets import DATASETS, dataset_path
 from latentrec.data.vocab import INT64_LIMIT, float_id_texts
-from latentrec.errors import ConfigError, DataError, clip
+from latentrec.errors import ColumnNotFound, ConfigError, DataError, clip
 
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".data", ".dat", ".base", ".test"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -130,20 +130,6 @@ def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "e
     roles = ("user", "item") if pairs else ("user", "item", "rating")
     named = dict(zip(roles, resolve_columns(list(raw.columns), roles, cols, str(path)))) if has_header else {}
     return Ratings(df, str(path), _pop_titles(df), columns=named)
-
-
-def header_names(path: str | os.PathLike) -> list[str]:
-    """A ratings file's column names as its header gives them (none for a headerless or unreadable file)."""
-    path = Path(path)
-    try:
-        if _suffix(path) in PARQUET_SUFFIXES:
-            import pyarrow.parquet as pq
-
-            return list(pq.read_schema(path).names)
-        sep, fields, has_header = sniff_header(first_line(path)[0], {})
-    except (OSError, ValueError, DataError):
-        return []
-    return fields if has_header else []
 
 
 def one_user_table(path: str | os.PathLike) -> pd.DataFrame:
@@ -391,7 +377,7 @@ def _resolve_column(columns: list[str], role: str, wanted: str | None, where: st
     if wanted:
         if wanted in columns:
             return wanted
-        raise DataError(f"{where} has no column {wanted!r} (its columns: {_listed(columns)}).")
+        raise ColumnNotFound(f"{where} has no column {wanted!r} (its columns: {_listed(columns)}).")
     found = [c for c in columns if _normalized(c) in ALIASES[role]]
     if not found and role == "rating":  # Book-Crossing's Book-Rating, Amazon's star_rating
         found = [c for c in columns if _normalized(c).endswith("rating")]
@@ -401,9 +387,9 @@ def _resolve_column(columns: list[str], role: str, wanted: str | None, where: st
     if len(found) == 1:
         return found[0]
     if found:
-        raise DataError(f"{where} has {len(found)} columns that could be the {role} ({_listed(found)}); name one "
-                        f"with --{role}-col ({role}_col=... in Python).")
-    raise DataError(
+        raise ColumnNotFound(f"{where} has {len(found)} columns that could be the {role} ({_listed(found)}); name "
+                             f"one with --{role}-col ({role}_col=... in Python).")
+    raise ColumnNotFound(
         f"{where} has no {role} column (its columns: {_listed(columns)}); name it with --{role}-col "
         f"(load_ratings(..., {role}_col=...) in Python)."
     )

@@ -317,7 +317,7 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
             probe, _ = fit(train, valid, cfg)  # search's own split decides the ranker the refit keeps
             cfg = replace(cfg, ranker=probe.ranker_option)
         everything = train if valid is None else Ratings(pd.concat([train.df, valid.df], ignore_index=True),
-                                                         train.source, train.titles)
+                                                         train.source, train.titles, columns=train.columns)
         model, _ = fit(everything, None, replace(cfg, valid_pct=0.0))
     elif test is not None:
         model, _ = fit(train, valid, cfg)

@@ -86,7 +86,8 @@ FIELDS = {
         "an object of the replaced ranker's kind, numbers and a reason"),
     "data": TEXT, "diverged": TEXT,
     "columns": Rule(lambda v: isinstance(v, dict) and set(v) <= {"user", "item", "rating"}
-                    and all(isinstance(x, str) for x in v.values()), "an object of role: column name"),
+                    and all(isinstance(x, str) and x for x in v.values()) and len(set(v.values())) == len(v),
+                    "an object of role: column name (distinct names)"),
     "refit": Rule(lambda v: isinstance(v, dict) and all(map(_number, v.values())), "an object of finite numbers"),
 }
 INFO = ("metrics", "best_epoch", "train_seconds", "ranker_seconds", "n_train", "n_valid", "ranker_check", "data",
