@@ -137,6 +137,12 @@ def test_cli_recommend_json_and_errors(tmp_path, capsys):
     assert main(["recommend", str(tmp_path / "m"), "--all-users"]) == 2
     assert main(["recommend", str(tmp_path / "m"), "--user", "u1", "-n", "0"]) == 2
     assert "error:" in capsys.readouterr().err
+    full = [r["item"] for r in user_recommendations(rec, "u1", 5)["recommendations"]]
+    assert main(["recommend", str(tmp_path / "m"), "--user", "u1", "-n", "3", "--exclude", f"{full[0]}, {full[1]},x",
+                 "--json"]) == 0
+    assert [r["item"] for r in json.loads(capsys.readouterr().out)["recommendations"]] == full[2:5]
+    assert main(["recommend", str(tmp_path / "m"), "--all-users", "--exclude", "x", "--out", str(tmp_path / "a.csv")]) == 2
+    assert "--exclude shapes one user's list" in capsys.readouterr().err
 
 
 def distinct_pairs(n_rows: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

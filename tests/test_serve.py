@@ -109,6 +109,21 @@ def test_fold_in_recommendations(client, holder):
     assert items == list(direct["item"])
 
 
+def test_lists_leave_out_the_items_excluded(client, holder):
+    """An app leaves out items it cannot show (out of stock, in the basket): the list is the best n of the rest."""
+    rec = holder.state.rec
+    for who in ("u1", "nobody"):  # a known user, and the popular list
+        url = f"/api/users/{who}/recommendations"
+        full = [r["item"] for r in client.get(url, params={"n": 8}).json()["recommendations"]]
+        left = client.get(url, params={"n": 6, "exclude": [full[0], full[2], "not-an-item"]}).json()
+        assert [r["item"] for r in left["recommendations"]] == [full[1], *full[3:8]]
+        assert list(recommend(rec, who, 6, exclude=[full[0], full[2]])["item"]) == [full[1], *full[3:8]]
+    given = {"ratings": [{"item": "i3", "rating": 5}, {"item": "i9", "rating": 1}], "n": 8}
+    full = [r["item"] for r in client.post("/api/recommendations", json=given).json()["recommendations"]]
+    left = client.post("/api/recommendations", json={**given, "n": 5, "exclude": full[:2]}).json()
+    assert [r["item"] for r in left["recommendations"]] == full[2:7]
+
+
 def test_a_new_user_rating_only_unknown_items_gets_the_flagged_popular_list(client):
     body = client.post("/api/recommendations", json={"ratings": [{"item": "nope", "rating": 4}], "n": 5}).json()
     assert not body["known"] and not body["folded_in"] and body["ignored"] == ["nope"]

@@ -10,6 +10,7 @@ from latentrec.config import MIN_RATINGS
 from latentrec.errors import ConfigError
 
 EXAMPLE = """latentrec recommend model --user 196 -n 10
+  latentrec recommend model --user 196 --exclude 50,181     # not these items
   latentrec recommend model --ratings "50:5,181:4,1:2"      # a new user, folded in
   latentrec recommend model --all-users --out top10.parquet"""
 
@@ -26,6 +27,8 @@ def add_parser(sub) -> None:
     who.add_argument("--all-users", action="store_true", help="top-N for every known user, written to --out")
     p.add_argument("-n", type=int, default=10, help="how many items (default 10)")
     p.add_argument("--include-rated", action="store_true", help="keep items the user rated in training")
+    p.add_argument("--exclude", metavar="ITEMS", help='items the list must not hold, as "ID,ID,..." (ids the model '
+                   "does not know are ignored)")
     p.add_argument("--min-ratings", type=count,
                    help=f"an unknown user gets the most-rated items with at least this many ratings (default "
                         f"{MIN_RATINGS}, or fewer where fewer than -n items have that many)")
@@ -41,6 +44,8 @@ def run(args) -> int:
     start(args)
     if args.all_users != (args.out is not None):
         raise ConfigError("--all-users and --out go together: --all-users --out FILE.csv|.parquet.")
+    if args.all_users and args.exclude:
+        raise ConfigError("--exclude shapes one user's list; --all-users writes every user's whole list.")
     if args.out is not None:  # before the work, not after it
         table_format(args.out)
         writable_or_fail(Path(args.out), parents=False)
@@ -57,7 +62,8 @@ def run(args) -> int:
         given = parse_ratings(args.ratings, "--ratings")
     elif args.ratings_file is not None:
         given = read_user_ratings(args.ratings_file)
-    top = recommend(rec, args.user, args.n, args.include_rated, args.min_ratings, ratings=given)
+    exclude = [i.strip() for i in args.exclude.split(",") if i.strip()] if args.exclude else None
+    top = recommend(rec, args.user, args.n, args.include_rated, args.min_ratings, ratings=given, exclude=exclude)
     ignored = ignored_items(rec, given.items) if given is not None else []
     folded = given is not None and folds_in(rec, given)
     if args.json:

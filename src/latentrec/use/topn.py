@@ -175,7 +175,7 @@ def popular(rec: Recommender, n: int = 10, min_ratings: int | None = None,
 
 
 def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_rated: bool = False,
-              min_ratings: int | None = None, ratings=None) -> pd.DataFrame:
+              min_ratings: int | None = None, ratings=None, exclude=None) -> pd.DataFrame:
     """The ``n`` best items for ``user`` that they have not rated: ordered by the ranker when the model
     dir has one, else by predicted rating.
 
@@ -188,8 +188,11 @@ def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_ra
     personalized. Ratings of items the model does not know are left out, with a
     :class:`~latentrec.errors.UnknownItemsLeftOut` warning; if none is known, or the model dir cannot fold a user in
     (a CollabNN without its implicit part and no ranker), the user gets the non-personalized list (``known`` False).
+    ``exclude``: item ids the list must not hold (out of stock, in the basket); ids the model does not know are
+    ignored.
     """
     check_n(n)
+    skip = excluded(rec, exclude)
     if isinstance(user, (list, tuple, set, dict, np.ndarray, pd.Series)):
         raise ConfigError("recommend takes one user id; recommend_all gives every known user's list.")
     if ratings is not None and user is not None:
@@ -213,6 +216,7 @@ def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_ra
         else:
             scores = predicted.astype(np.float64)
         scores[0] = -np.inf
+        scores[skip] = -np.inf
         if not include_rated:
             scores[rated] = -np.inf
         order = np.argsort(-scores, kind="stable")[:n]
@@ -220,18 +224,28 @@ def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_ra
         shown = predicted[order] if predicted is not None else np.full(len(order), np.nan, np.float32)
         return frame(rec, order, shown.astype(np.float32), known=True)
     u = rec.users.index(user) if user is not None else 0
-    items, scores = user_top(rec, u, n, include_rated, min_ratings)
+    items, scores = user_top(rec, u, n, include_rated, min_ratings, skip)
     return frame(rec, items, scores, known=u > 0)
 
 
-def user_top(rec: Recommender, u: int, n: int, include_rated: bool = False,
-             min_ratings: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Item indices and scores of user ``u``'s list (``u`` 0, the unknown user: :func:`popular`'s)."""
+def excluded(rec: Recommender, ids) -> np.ndarray:
+    """The indices of the item ``ids`` the model knows (one id, or any collection of them; None: none)."""
+    if ids is None:
+        return np.zeros(0, np.int64)
+    ids = [ids] if isinstance(ids, (str, int, np.integer)) else list(ids)
+    return np.unique([k for k in map(rec.items.index, ids) if k > 0]).astype(np.int64)
+
+
+def user_top(rec: Recommender, u: int, n: int, include_rated: bool = False, min_ratings: int | None = None,
+             skip: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Item indices and scores of user ``u``'s list (``u`` 0, the unknown user: :func:`popular`'s), without the
+    item indices ``skip``."""
     if u == 0:
-        return popular(rec, n, min_ratings)
-    items, scores = top_n(rec, np.array([u]), n, include_rated)
-    keep = items[0] > 0
-    return items[0][keep], scores[0][keep]
+        return popular(rec, n, min_ratings, skip)
+    extra = 0 if skip is None else len(skip)
+    items, scores = top_n(rec, np.array([u]), n + extra, include_rated)  # the best n besides the skipped
+    keep = (items[0] > 0) & ~np.isin(items[0], skip if extra else [])
+    return items[0][keep][:n], scores[0][keep][:n]
 
 
 def frame(rec: Recommender, items: np.ndarray, scores: np.ndarray, known: bool) -> pd.DataFrame:

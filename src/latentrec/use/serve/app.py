@@ -44,7 +44,7 @@ from latentrec.use.records import records
 from latentrec.use.serve.holder import Loaded, ModelHolder
 from latentrec.use.serve.schemas import Error, Health, ItemMap, Predictions, Ready, Reloaded, Search, Similar, UserList
 from latentrec.use.similar import similar_items, title_matches
-from latentrec.use.topn import recommend, user_top
+from latentrec.use.topn import excluded, recommend, user_top
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 1 << 20  # bytes; larger request bodies get 413
@@ -59,6 +59,8 @@ STARTUP_FAILURE = 3  # uvicorn's exit status for a worker that cannot start: its
 Id = Annotated[StrictStr | StrictInt, Field(description="a raw user or item id (a string or an integer), as in the "
                                                          "training file")]
 N = Annotated[int, Query(ge=1, le=MAX_N, description="how many items")]
+Exclude = Annotated[list[str], Query(max_length=MAX_N, description="item ids the list must not hold (repeat the "
+                                     "parameter for each); ids the model does not know are ignored")]
 
 
 class Rated(BaseModel):
@@ -71,6 +73,8 @@ class Rated(BaseModel):
 class FoldInRequest(BaseModel):
     ratings: list[Rated] = Field(min_length=1, max_length=10_000, description="a new user's ratings")
     n: int = Field(10, ge=1, le=MAX_N, strict=True)
+    exclude: list[Id] = Field([], max_length=MAX_N, description="item ids the list must not hold; ids the model "
+                                                                 "does not know are ignored")
 
     model_config = {"extra": "forbid",  # a misspelt field ("N", "limit") is refused, not ignored
                     "json_schema_extra": {"examples": [{"ratings": [{"item": "50", "rating": 5},
@@ -83,11 +87,11 @@ class PredictRequest(BaseModel):
     model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{"pairs": [["196", "242"], ["186", "302"]]}]}}
 
 
-def user_recommendations(rec: Recommender, user: str, n: int) -> dict:
-    """``recommend(rec, user, n)`` as JSON-ready data, built straight from :func:`user_top`
+def user_recommendations(rec: Recommender, user: str, n: int, exclude: list[str] = ()) -> dict:
+    """``recommend(rec, user, n, exclude=exclude)`` as JSON-ready data, built straight from :func:`user_top`
     (the DataFrame and the id encoding of ``recommend`` cost more than the ranking itself)."""
     u = rec.users.index(user)
-    items, scores = user_top(rec, u, n)
+    items, scores = user_top(rec, u, n, skip=excluded(rec, exclude))
     ids = rec.items.decode(items)
     return {"user": rec.users.classes[u] if u else id_text(user), "known": u > 0, "folded_in": False, "ignored": [], "recommendations": [
         {"rank": k, "item": i, "title": rec.titles.get(i, ""), "prediction": s if math.isfinite(s) else None}
@@ -259,11 +263,12 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
 
     @app.get("/api/users/{user:path}/recommendations", tags=["recommendations"], response_model=UserList,
              responses=fails(503))
-    def user_list(user: Annotated[str, PathParam(min_length=1)], n: N = 10) -> JSONResponse:
-        """Top-n items the user has not rated; an unknown user gets the non-personalized list (``known: false``)."""
+    def user_list(user: Annotated[str, PathParam(min_length=1)], n: N = 10, exclude: Exclude = ()) -> JSONResponse:
+        """Top-n items the user has not rated, none of ``exclude``; an unknown user gets the non-personalized list
+        (``known: false``)."""
         rec = model().rec
         with holder.lock:
-            return JSONResponse(user_recommendations(rec, user, n))
+            return JSONResponse(user_recommendations(rec, user, n, exclude))
 
     @app.post("/api/recommendations", tags=["recommendations"], response_model=UserList, responses=fails(408, 413, 415, 503),
               openapi_extra=body_schema(FoldInRequest))
@@ -277,7 +282,8 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         kept = [(i, r) for i, r in zip(given.items, given.ratings) if i not in ignored]  # "ignored" says the rest:
         known = UserRatings([i for i, _ in kept], [r for _, r in kept], "the request")  # no warning in the log
         with holder.lock:
-            top = recommend(rec, None, body.n, ratings=known if known.items else None)
+            top = recommend(rec, None, body.n, ratings=known if known.items else None,
+                            exclude=[str(i) for i in body.exclude])
         folded = folds_in(rec, given)  # none known: the non-personalized list
         return JSONResponse({"user": None, "known": folded, "folded_in": folded, "ignored": ignored,
                              "recommendations": records(top, drop=("known",))})
