@@ -306,3 +306,12 @@ def test_the_first_trial_is_the_recipe_as_fit_moves_it_to_the_ratings_scale():
     rec, _ = fit(train, None, base)
     first = result.table.iloc[0]
     assert (first.lr, first.wd) == pytest.approx((rec.config["lr"], rec.config["wd"]))
+
+
+def test_tune_holds_out_the_latest_ratings_when_asked(tmp_path, capsys):
+    df = tiny().assign(timestamp=lambda d: range(len(d)))
+    df.to_csv(tmp_path / "r.csv", index=False)
+    assert main(["tune", "--data", str(tmp_path / "r.csv"), "--valid-by", "user", "--trials", "1", "--solver", "als",
+                 "--device", "cpu", "--out", str(tmp_path / "out"), "--json"]) == 0
+    capsys.readouterr()
+    assert tomllib.loads((tmp_path / "out" / "best.toml").read_text())["valid_by"] == "user"

@@ -20,7 +20,7 @@ from latentrec.cli.common import (
     stderr,
 )
 from latentrec.cli.config_file import apply_config, checked_train_options, defer_defaults
-from latentrec.config import MODELS, SOLVERS, USES, TrainConfig
+from latentrec.config import MODELS, SOLVERS, USES, VALID_BY, TrainConfig
 from latentrec.errors import ConfigError, interrupt_status
 
 EXAMPLE = """latentrec tune --data train.csv --trials 30 --out tuning --test test.csv
@@ -29,7 +29,7 @@ EXAMPLE = """latentrec tune --data train.csv --trials 30 --out tuning --test tes
 
 REPORT_COLUMNS = {"trial", "train_rmse", "valid_rmse", "valid_mae", "best_epoch", "best_valid_rmse", "epochs_run",
                   "seconds", "pruned", "note"}
-OWN = {"model", "solver", "seed", "device", "valid_pct"}  # TrainConfig fields that are flags of tune itself
+OWN = {"model", "solver", "seed", "device", "valid_pct", "valid_by"}  # TrainConfig fields that are flags of tune itself
 
 
 def add_parser(sub) -> None:
@@ -39,6 +39,8 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("validation and test")
     g.add_argument("--valid", help="validation file (default: a random --valid-pct of --data)")
     g.add_argument("--valid-pct", type=float, default=0.2, help="share of --data held out for validation (default 0.2)")
+    g.add_argument("--valid-by", choices=VALID_BY, default="random",
+                   help="which rows --valid-pct holds out: random (default), time or user (see `latentrec train`)")
     g.add_argument("--test", help="test file, scored once for the winner after the search")
     g.add_argument("--no-refit", dest="refit", action="store_false",
                    help="score the winner's trial model on --test instead of refitting it on all training rows")
@@ -69,7 +71,7 @@ def run(args) -> int:
     space_table = extra.pop("space", None)
     fixed = checked_train_options(extra, path)
     base = TrainConfig.from_dict(dict(fixed, model=args.model, solver=args.solver, seed=args.seed,
-                                      device=args.device, valid_pct=args.valid_pct))
+                                      device=args.device, valid_pct=args.valid_pct, valid_by=args.valid_by))
     base.resolved()  # its values checked now, before any data is read
     solver = solver_for(base)
     given_space = space_from_toml(space_table, f"{path}: [space]") if space_table is not None else {}
