@@ -84,7 +84,8 @@ def test_train_records_the_resolved_config_and_retrains_from_a_model_dir(tmp_pat
                  "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
     stored = json.loads((tmp_path / "m" / "model.json").read_text())["config"]
-    assert stored["epochs"] == 4 and stored["n_factors"] == 3 and stored["lr"] is not None  # resolved
+    assert stored["epochs"] == 4 and stored["n_factors"] == 3 and stored["burn_in"] == 4 // 6  # resolved
+    assert "lr" not in stored and "opt" not in stored  # the Bayesian solver reads neither
     assert main(["train", "--config", str(tmp_path / "m"), "--out", str(tmp_path / "m2"), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["config"] == first["config"] and again["metrics"] == first["metrics"]

@@ -160,6 +160,12 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def saved(self) -> dict:
+        """The options this (resolved) model and solver read, and those every run has: what ``model.json`` keeps (a
+        Bayesian model's ``lr`` or ``opt`` would say they applied)."""
+        keep = {*used_options(self.model, self.solver, self.opt), *ALWAYS}
+        return {k: v for k, v in self.to_dict().items() if k in keep}
+
     def summary(self) -> str:
         """The settings this model and solver use, as ``name value`` pairs (for headers)."""
         uses = [k for k in used_options(self.model, self.solver, self.opt) if getattr(self, k) is not None]
