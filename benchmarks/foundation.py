@@ -46,8 +46,8 @@ def main() -> None:
         trained = cli("train", "--data", str(train), "--valid-pct", "0", "--out", model, *sys.argv[1:])
         ev = cli("evaluate", model, "--data", str(test))
     cfg = trained["config"]
-    print(f"recipe: model={cfg['model']} solver={cfg['solver']} n_factors={cfg['n_factors']} epochs={cfg['epochs']} "
-          f"lr={cfg['lr']} wd={cfg['wd']} schedule={cfg['schedule']}")
+    print("recipe: " + " ".join(f"{k}={cfg[k]}" for k in ("model", "solver", "n_factors", "epochs", "lr", "wd",
+                                                            "schedule", "burn_in") if k in cfg))  # what it reads
     print(f"test RMSE {ev['rmse']:.4f}  MAE {ev['mae']:.4f}  (bias baseline {ev['baselines']['biases']['rmse']:.4f}, "
           f"global mean {ev['baselines']['global_mean']['rmse']:.4f})")
     print(f"training loop {trained['train_seconds']:.2f} s")

@@ -289,4 +289,13 @@ def test_evaluate_and_predict_find_the_columns_the_model_was_trained_from(capsys
     assert code == 0 and json.loads(out)["rmse"] < 1.0  # a file's own columns are read as before
     plain.rename(columns={"rating": "grade"}).to_csv(tmp_path / "none.csv", index=False)
     code, _, err = run(capsys, "evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "none.csv"))
-    assert code == 2 and "has no rating column" in err  # the first sentence, not one about 'stars' 
+    assert code == 2 and "has no rating column" in err  # the first sentence, not one about 'stars'
+    plain.rename(columns={"rating": "stars"}).to_csv(tmp_path / "half.csv", index=False)  # "user" by name, "stars"
+    code, out, err = run(capsys, "evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "half.csv"), "--json")
+    assert code == 0, err  # a role at a time: the file's own user column, the remembered rating column
+    code, _, err = run(capsys, "evaluate", str(tmp_path / "m"), "--data", str(tmp_path / "test.csv"), "--rating-col",
+                       "nope")
+    assert code == 2 and "has no column 'nope'" in err  # a flag's own sentence
+    code, out, err = run(capsys, "train", "--config", str(tmp_path / "m"), "--data", str(tmp_path / "plain.csv"),
+                         "--out", str(tmp_path / "m3"), "--json")
+    assert code == 0, err  # another file's own columns: the model's are no flags

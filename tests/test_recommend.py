@@ -141,6 +141,8 @@ def test_cli_recommend_json_and_errors(tmp_path, capsys):
     assert main(["recommend", str(tmp_path / "m"), "--user", "u1", "-n", "3", "--exclude", f"{full[0]}, {full[1]},x",
                  "--json"]) == 0
     assert [r["item"] for r in json.loads(capsys.readouterr().out)["recommendations"]] == full[2:5]
+    assert main(["recommend", str(tmp_path / "m"), "--user", "u1", "--exclude", f"{full[0]} {full[1]}"]) == 0
+    assert "--exclude names 1 item the model does not know" in capsys.readouterr().err  # ids go by commas
     assert main(["recommend", str(tmp_path / "m"), "--all-users", "--exclude", "x", "--out", str(tmp_path / "a.csv")]) == 2
     assert "--exclude shapes one user's list" in capsys.readouterr().err
 
@@ -302,3 +304,17 @@ def test_every_entry_reads_an_id_as_a_ratings_file_is_read():
     assert numeric.predict([np.float32(1)], np.array([50.0]))["item"].tolist() == ["50"]  # as recommend reads it
     numeric.items = type(numeric.items)(["#na#", "50.0", "181", "7"])  # a model dir from before: "50.0" as written
     assert numeric.items.index(50.0) == 1 and 50.0 in numeric.items
+
+
+def test_the_popular_list_without_excluded_items_is_still_n_long():
+    """On a small catalogue the popular list's rating threshold is lowered until n items have it: it must count
+    the items left after the exclusions, or each excluded item shortened the list."""
+    from latentrec.use.topn import excluded, least_ratings
+
+    rec = dataclasses.replace(trained()[0])
+    n_items = len(rec.items)
+    rec.item_counts = np.where(np.arange(n_items) <= 12, np.arange(n_items) + 30, 1)  # 12 items rated often
+    full = list(recommend(rec, "ghost", 12)["item"])
+    left = list(recommend(rec, "ghost", 10, exclude=full[:2])["item"])
+    assert len(left) == 10 and left == full[2:12]
+    assert least_ratings(rec, None, 10, excluded(rec, full[:2])) == least_ratings(rec, None, 12)

@@ -117,6 +117,8 @@ def test_lists_leave_out_the_items_excluded(client, holder):
         full = [r["item"] for r in client.get(url, params={"n": 8}).json()["recommendations"]]
         left = client.get(url, params={"n": 6, "exclude": [full[0], full[2], "not-an-item"]}).json()
         assert [r["item"] for r in left["recommendations"]] == [full[1], *full[3:8]]
+        commas = client.get(url, params={"n": 6, "exclude": f"{full[0]},{full[2]}"}).json()  # as the CLI takes them
+        assert commas == left
         assert list(recommend(rec, who, 6, exclude=[full[0], full[2]])["item"]) == [full[1], *full[3:8]]
     given = {"ratings": [{"item": "i3", "rating": 5}, {"item": "i9", "rating": 1}], "n": 8}
     full = [r["item"] for r in client.post("/api/recommendations", json=given).json()["recommendations"]]

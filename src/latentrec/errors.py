@@ -17,7 +17,12 @@ class DataError(LatentrecError):
 
 
 class ColumnNotFound(DataError):
-    """No column of a file's header, or more than one, can be a role (user, item or rating) by its name."""
+    """No column of a file's header, or more than one, can be ``role`` (user, item or rating) by its name, or the
+    column named for it is not there."""
+
+    def __init__(self, message: str, role: str):
+        super().__init__(message)
+        self.role = role
 
 
 class DownloadError(LatentrecError):

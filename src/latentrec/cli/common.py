@@ -85,26 +85,24 @@ def read(args, source) -> Ratings:
                         duplicates=args.duplicates, data_dir=args.data_dir)
 
 
-def with_model_columns(args, rec, read):
-    """``read()``, and where it finds no column for a role by name (or several) and no flag named one, ``read()``
-    again with the column the model was trained from (a model trained with --rating-col stars scores another
-    file with a stars column, no flag needed); if that fails too, the first sentence stands."""
+def with_model_columns(args, remembered: dict[str, str], read):
+    """``read()``; where it finds no column for a role by name (or several) and no flag named one, ``read()`` again
+    with the column ``remembered`` for that role (the columns a model was trained from: a model trained with
+    --rating-col stars scores another file with a stars column, no flag needed), a role at a time. Where that
+    column is not there either, the sentence about the role stands."""
     from latentrec.errors import ColumnNotFound
 
-    try:
-        return read()
-    except ColumnNotFound:
-        remembered = {role: name for role, name in rec.info.get("columns", {}).items()
-                      if hasattr(args, f"{role}_col") and getattr(args, f"{role}_col") is None}
-        if not remembered:
-            raise
-        first = sys.exc_info()[1]
-    for role, name in remembered.items():
-        setattr(args, f"{role}_col", name)
-    try:
-        return read()
-    except ColumnNotFound:  # not there either (a bad row in the file is said as it is)
-        raise first from None
+    first: dict[str, ColumnNotFound] = {}
+    while True:
+        try:
+            return read()
+        except ColumnNotFound as e:
+            if e.role in first:  # the remembered column is missing too
+                raise first[e.role] from None
+            if getattr(args, f"{e.role}_col", None) is not None or e.role not in remembered:
+                raise
+            first[e.role] = e
+            setattr(args, f"{e.role}_col", remembered[e.role])
 
 
 def read_scored(args, source):

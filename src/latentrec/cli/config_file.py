@@ -119,9 +119,20 @@ def _model_config(path: Path) -> dict:
         raise ConfigError(f"{path} holds no training config (give a TOML file or a model directory).") from None
     if isinstance(meta.get("data"), str) and meta["data"] != "DataFrame":
         values["data"] = meta["data"]
-        columns = meta.get("columns")
-        values.update({f"{role}_col": name for role, name in columns.items()} if isinstance(columns, dict) else {})
     return values
+
+
+def model_dir_columns(config: str | os.PathLike | None) -> dict[str, str]:
+    """The columns a model dir given as ``--config`` was trained from (``{}`` for a TOML file or none): where the
+    data has no column of a role by name, train reads that one (``cli.common.with_model_columns``)."""
+    p = Path(config) if config else None
+    if p is None or not (p.is_dir() or p.suffix == ".json"):
+        return {}
+    try:
+        columns = json.loads((p / "model.json" if p.is_dir() else p).read_text(encoding="utf-8")).get("columns")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return columns if isinstance(columns, dict) else {}
 
 
 def check_value(action: argparse.Action, value, path) -> object:

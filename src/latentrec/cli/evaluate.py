@@ -100,7 +100,7 @@ def run(args) -> int:
     rec = Recommender.load(args.model_dir)
     if args.metrics == "rmse":
         rec.require_ratings("RMSE and MAE")
-    rows = with_model_columns(args, rec, lambda: read_scored(args, args.data))
+    rows = with_model_columns(args, rec.info.get("columns", {}), lambda: read_scored(args, args.data))
     result = evaluate(rec, rows, k=None if args.metrics == "rmse" else args.k,
                       threshold=args.relevant, with_rmse=args.metrics != "ranking")
     if args.json:

@@ -38,7 +38,7 @@ def run(args) -> int:
     rec = Recommender.load(args.model_dir)
     rec.require_ratings()
     if args.data is not None:
-        preds = with_model_columns(args, rec, lambda: _predict_file(rec, args))
+        preds = with_model_columns(args, rec.info.get("columns", {}), lambda: _predict_file(rec, args))
     else:
         preds = rec.predict([args.user], [args.item])
     if args.out is not None:

@@ -39,7 +39,7 @@ def run(args) -> int:
     from latentrec.use.coldstart import can_fold_in, folds_in, ignored_items, parse_ratings, read_user_ratings
     from latentrec.use.recommender import Recommender
     from latentrec.use.records import records
-    from latentrec.use.topn import least_ratings, recommend, recommend_all, table_format, write_table
+    from latentrec.use.topn import excluded, least_ratings, recommend, recommend_all, table_format, write_table
 
     start(args)
     if args.all_users != (args.out is not None):
@@ -62,7 +62,12 @@ def run(args) -> int:
         given = parse_ratings(args.ratings, "--ratings")
     elif args.ratings_file is not None:
         given = read_user_ratings(args.ratings_file)
-    exclude = [i.strip() for i in args.exclude.split(",") if i.strip()] if args.exclude else None
+    exclude = [i.strip() for i in args.exclude.split(",") if i.strip()] if args.exclude else []
+    skip = excluded(rec, exclude)
+    unknown = [i for i in exclude if i not in rec.items]
+    if unknown and not args.json:
+        stderr(f"latentrec recommend: --exclude names {plural(len(unknown), 'item')} the model does not know: "
+               f"{', '.join(unknown[:5])}{', ...' * (len(unknown) > 5)} (ids are separated by commas)")
     top = recommend(rec, args.user, args.n, args.include_rated, args.min_ratings, ratings=given, exclude=exclude)
     ignored = ignored_items(rec, given.items) if given is not None else []
     folded = given is not None and folds_in(rec, given)
@@ -82,12 +87,12 @@ def run(args) -> int:
         why = "no rated item the model knows" if can_fold_in(rec) else \
             f"ratings the {rec.model.kind} model cannot fold in (it has no implicit part)"
         who = f"a new user with {why}: not personalized, the most-rated items " \
-              f"(>= {least_ratings(rec, args.min_ratings, args.n)} ratings)"
+              f"(>= {least_ratings(rec, args.min_ratings, args.n, skip)} ratings)"
     elif args.user in rec.users:
         who = f"user {args.user}"
     else:
         who = (f"unknown user {args.user}: not personalized, the most-rated items "
-               f"(>= {least_ratings(rec, args.min_ratings, args.n)} ratings)")
+               f"(>= {least_ratings(rec, args.min_ratings, args.n, skip)} ratings)")
     predicted = rec.model is not None and bool(top["prediction"].notna().any())
     cols = ["rank", "item", "title"] + (["prediction"] if predicted else [])
     ranked = rec.ranker is not None and (args.user in rec.users or folded and not popular)

@@ -27,8 +27,9 @@ from latentrec.cli.common import (
     start,
     stderr,
     table,
+    with_model_columns,
 )
-from latentrec.cli.config_file import apply_config, defer_defaults
+from latentrec.cli.config_file import apply_config, defer_defaults, model_dir_columns
 from latentrec.cli.evaluate import print_evaluation
 from latentrec.config import (
     CHECKPOINT_EVERY,
@@ -337,7 +338,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = given.resolved()  # checked before any reading; fit resolves ``given`` itself, for the data's rating scale
     pick_device(cfg.device)  # an unusable --device is refused before any reading
     checkpoints = checkpointer(args)
-    train_data, valid, test, lean, whole = read_inputs(args, cfg)
+    remembered = model_dir_columns(args.config)  # --config MODEL_DIR: the columns that model was trained from
+    train_data, valid, test, lean, whole = with_model_columns(args, remembered, lambda: read_inputs(args, cfg))
 
     main_rank = distributed.is_main()  # under torchrun only rank 0 prints, writes checkpoints and saves
     progress.set_enabled(main_rank and not args.json)

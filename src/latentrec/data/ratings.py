@@ -377,7 +377,7 @@ def _resolve_column(columns: list[str], role: str, wanted: str | None, where: st
     if wanted:
         if wanted in columns:
             return wanted
-        raise ColumnNotFound(f"{where} has no column {wanted!r} (its columns: {_listed(columns)}).")
+        raise ColumnNotFound(f"{where} has no column {wanted!r} (its columns: {_listed(columns)}).", role)
     found = [c for c in columns if _normalized(c) in ALIASES[role]]
     if not found and role == "rating":  # Book-Crossing's Book-Rating, Amazon's star_rating
         found = [c for c in columns if _normalized(c).endswith("rating")]
@@ -388,10 +388,10 @@ def _resolve_column(columns: list[str], role: str, wanted: str | None, where: st
         return found[0]
     if found:
         raise ColumnNotFound(f"{where} has {len(found)} columns that could be the {role} ({_listed(found)}); name "
-                             f"one with --{role}-col ({role}_col=... in Python).")
+                             f"one with --{role}-col ({role}_col=... in Python).", role)
     raise ColumnNotFound(
         f"{where} has no {role} column (its columns: {_listed(columns)}); name it with --{role}-col "
-        f"(load_ratings(..., {role}_col=...) in Python)."
+        f"(load_ratings(..., {role}_col=...) in Python).", role
     )
 
 

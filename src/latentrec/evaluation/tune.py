@@ -348,6 +348,9 @@ def _check_setup(study: optuna.Study, setup: dict) -> None:
         names = {"data": "data", "n_train": "number of training ratings", "valid": "validation data",
                  "base": "fixed options", "space": "search space"}
         what = ", ".join(names.get(k, k) for k in setup if stored.get(k) != setup[k])
+        old, new = stored.get("base") or {}, setup["base"]
+        options = [f"{k} {old.get(k)!r}, now {new.get(k)!r}" for k in new if old.get(k) != new.get(k)]
+        what += f" ({'; '.join(options)})" if options else ""
         raise ConfigError(f"The stored study {study.study_name!r} was run with different {what}; "
                           "give another --study-name or --storage to start a new search.")
 

@@ -139,10 +139,15 @@ def check_n(n: int, name: str = "n (-n)") -> None:
         raise ConfigError(f"{name} must be a whole number of at least 1, not {n!r}.")
 
 
-def least_ratings(rec: Recommender, min_ratings: int | None = None, n: int = 10) -> int:
+def least_ratings(rec: Recommender, min_ratings: int | None = None, n: int = 10,
+                  exclude: np.ndarray | None = None) -> int:
     """The ratings an item needs to be in the non-personalized list of ``n``: ``min_ratings`` as asked (none reaching
-    it is an error), or by default ``MIN_RATINGS``, lowered on a small catalogue until ``n`` items have it."""
+    it is an error), or by default ``MIN_RATINGS``, lowered on a small catalogue until ``n`` items besides the
+    ``exclude``d have it."""
     counts = rec.item_counts
+    if exclude is not None and len(exclude):
+        counts = counts.copy()
+        counts[exclude] = 0
     most = int(counts.max(initial=0))
     if min_ratings is None:
         nth = int(np.partition(counts, -n)[-n]) if len(counts) >= n else int(counts.min(initial=0))
@@ -162,7 +167,7 @@ def popular(rec: Recommender, n: int = 10, min_ratings: int | None = None,
     """
     check_n(n)
     counts = rec.item_counts
-    ok = counts >= least_ratings(rec, min_ratings, n)
+    ok = counts >= least_ratings(rec, min_ratings, n, exclude)
     ok[0] = False
     if exclude is not None:
         ok[exclude] = False
@@ -232,7 +237,7 @@ def excluded(rec: Recommender, ids) -> np.ndarray:
     """The indices of the item ``ids`` the model knows (one id, or any collection of them; None: none)."""
     if ids is None:
         return np.zeros(0, np.int64)
-    ids = [ids] if isinstance(ids, (str, int, np.integer)) else list(ids)
+    ids = [ids] if isinstance(ids, str) or not hasattr(ids, "__iter__") else list(ids)
     return np.unique([k for k in map(rec.items.index, ids) if k > 0]).astype(np.int64)
 
 

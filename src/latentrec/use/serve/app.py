@@ -60,7 +60,8 @@ Id = Annotated[StrictStr | StrictInt, Field(description="a raw user or item id (
                                                          "training file")]
 N = Annotated[int, Query(ge=1, le=MAX_N, description="how many items")]
 Exclude = Annotated[list[str], Query(max_length=MAX_N, description="item ids the list must not hold (repeat the "
-                                     "parameter for each); ids the model does not know are ignored")]
+                                     "parameter for each, or separate them by commas); ids the model does not know "
+                                     "are ignored")]
 
 
 class Rated(BaseModel):
@@ -268,7 +269,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         (``known: false``)."""
         rec = model().rec
         with holder.lock:
-            return JSONResponse(user_recommendations(rec, user, n, exclude))
+            return JSONResponse(user_recommendations(rec, user, n, [i for e in exclude for i in e.split(",")]))
 
     @app.post("/api/recommendations", tags=["recommendations"], response_model=UserList, responses=fails(408, 413, 415, 503),
               openapi_extra=body_schema(FoldInRequest))
