@@ -179,6 +179,17 @@ def test_a_divergence_on_one_rank_stops_every_rank_together(tmp_path, solver):
     assert all(s.startswith("diverged") for s in said), said
 
 
+def test_a_big_file_without_a_rating_column_is_one_sentence_under_torchrun(files, tmp_path):
+    """Each rank's lean reader meets the missing column; rank 0's error, passed to every rank, is raised again with
+    the role it names (a ColumnNotFound rebuilt without it was a TypeError)."""
+    df = pd.read_csv(files / "train.csv")
+    df.assign(user=df.user.str[1:].astype(int), item=df.item.str[1:].astype(int)).rename(
+        columns={"rating": "grade"}).to_csv(tmp_path / "ids.csv", index=False)
+    run = torchrun(str(WORKER), "cli", "0", "train", "--data", str(tmp_path / "ids.csv"), "--out", str(tmp_path / "m"),
+                   "--device", "cpu", LEAN_BYTES="0", status=1)
+    assert "has no rating column" in run.stderr and "TypeError" not in run.stderr, run.stderr[-3000:]
+
+
 def test_an_error_every_rank_meets_is_said_once(files, tmp_path):
     run = torchrun("-m", "latentrec", "train", "--data", str(files / "train.csv"), "--out", str(tmp_path / "m"),
                    "--resume", "--device", "cpu", status=1)  # torchrun's own status when a rank fails

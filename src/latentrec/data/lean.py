@@ -259,7 +259,7 @@ def _read_shared(path: Path, cols: dict, share: Share, pairs: bool = False) -> t
     first = next((o for o in (json.loads(said[e - n:e].tobytes()) for n, e in zip(sizes, ends)) if o), None)
     if first is not None:  # the earliest part of the file that went wrong speaks for every rank
         if "error" in first:
-            raise getattr(errors, first["kind"], DataError)(first["error"])
+            raise getattr(errors, first["kind"], DataError)(first["error"], *first.get("args", ()))
         raise _NotLean if "not_lean" in first else _Unreadable(first["unreadable"])
     return (*(share.join(col)[0] for col in columns), part.header)
 
@@ -268,8 +268,9 @@ def _outcome(failed: Exception | None) -> dict:
     """What went wrong on this rank, in words the ranks can exchange (``{}``: nothing)."""
     if failed is None:
         return {}
-    if isinstance(failed, errors.LatentrecError):
-        return {"error": str(failed), "kind": type(failed).__name__}
+    if isinstance(failed, errors.LatentrecError):  # a column not found says for which role
+        role = getattr(failed, "role", None)
+        return {"error": str(failed), "kind": type(failed).__name__, **({"args": [role]} if role else {})}
     if isinstance(failed, _NotLean):
         return {"not_lean": True}
     return {"unreadable": _reason(failed)}
