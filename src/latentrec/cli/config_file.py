@@ -96,8 +96,8 @@ def _retarget(values: dict, args: argparse.Namespace) -> dict:
 def read_config(path: str | os.PathLike) -> dict:
     """A TOML file, or a model directory's resolved config, as ``{option: value}`` with ``_`` keys."""
     p = Path(path)
-    if p.is_dir() or p.suffix == ".json":
-        return _model_config(p / "model.json" if p.is_dir() else p)
+    if (meta := _model_json(p)) is not None:
+        return _model_config(meta)
     try:
         raw = tomllib.loads(p.read_bytes().decode("utf-8-sig"))  # with or without a BOM, as ratings files are read
     except FileNotFoundError:
@@ -107,6 +107,11 @@ def read_config(path: str | os.PathLike) -> dict:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path} is not valid TOML: {e}.") from None
     return {k.replace("-", "_"): v for k, v in raw.items()}
+
+
+def _model_json(p: Path) -> Path | None:
+    """The model.json a ``--config`` naming a model dir (or its model.json) reads; None for a TOML file."""
+    return p / "model.json" if p.is_dir() else p if p.suffix == ".json" else None
 
 
 def _model_config(path: Path) -> dict:
@@ -125,11 +130,11 @@ def _model_config(path: Path) -> dict:
 def model_dir_columns(config: str | os.PathLike | None) -> dict[str, str]:
     """The columns a model dir given as ``--config`` was trained from (``{}`` for a TOML file or none): where the
     data has no column of a role by name, train reads that one (``cli.common.with_model_columns``)."""
-    p = Path(config) if config else None
-    if p is None or not (p.is_dir() or p.suffix == ".json"):
+    meta = _model_json(Path(config)) if config else None
+    if meta is None:
         return {}
     try:
-        columns = json.loads((p / "model.json" if p.is_dir() else p).read_text(encoding="utf-8")).get("columns")
+        columns = json.loads(meta.read_text(encoding="utf-8")).get("columns")
     except (OSError, ValueError, AttributeError):
         return {}
     return columns if isinstance(columns, dict) else {}

@@ -64,7 +64,7 @@ def _predict_file(rec, args):
 
     from latentrec.data.lean import read_rows
     from latentrec.data.ratings import load_pairs
-    from latentrec.data.vocab import WHOLE
+    from latentrec.data.vocab import all_whole
 
     rows = read_rows(args.data, {"user": args.user_col, "item": args.item_col}, pairs=True)
     if rows is not None:
@@ -74,6 +74,6 @@ def _predict_file(rec, args):
         preds = rec.predict(pairs["user"].to_numpy(), pairs["item"].to_numpy())
     for column in ("user", "item"):  # whole-number ids come back as integers, as recommend --all-users writes them
         codes, ids = pd.factorize(preds[column])
-        if len(ids) and pd.Series(ids, dtype=object).str.fullmatch(WHOLE).all():
+        if all_whole(ids):
             preds[column] = ids.astype(np.int64)[codes]
     return preds

@@ -79,8 +79,8 @@ def load_ratings(
     cols = {"user": user_col, "item": item_col, "rating": rating_col}
     if isinstance(source, pd.DataFrame):
         # its rows named by position from 0, as .iloc counts them (a 1-based count matched neither .iloc nor .loc)
-        df = _validate(source.copy(), "the DataFrame (rows by .iloc position)", cols, duplicates, row_offset=-1,
-                       has_header=True)
+        df, _ = _validate(source.copy(), "the DataFrame (rows by .iloc position)", cols, duplicates, row_offset=-1,
+                          has_header=True)
         return Ratings(df, "DataFrame", _pop_titles(df))
     if str(source) in DATASETS:
         if any(cols.values()):
@@ -113,7 +113,7 @@ def load_pairs(source: str | os.PathLike | pd.DataFrame, *, user_col: str | None
     cols = {"user": user_col, "item": item_col, "rating": None}
     if isinstance(source, pd.DataFrame):
         return _validate(source.copy(), "the DataFrame (rows by .iloc position)", cols, "error", -1, True,
-                         pairs=True)[["user", "item"]]
+                         pairs=True)[0][["user", "item"]]
     name, _, rest = str(source).partition("/")
     path = Path(source)
     if name in DATASETS and not path.exists():  # a named dataset's ratings, or a file inside its folder
@@ -126,10 +126,8 @@ def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "e
     cols = cols or {"user": None, "item": None, "rating": None}
     path = Path(path)
     raw, has_header, row_offset = _read_table(path, cols, pairs, _row_kind(pairs))
-    df = _validate(raw, str(path), cols, duplicates, row_offset=row_offset, has_header=has_header, pairs=pairs)
-    roles = ("user", "item") if pairs else ("user", "item", "rating")
-    named = dict(zip(roles, resolve_columns(list(raw.columns), roles, cols, str(path)))) if has_header else {}
-    return Ratings(df, str(path), _pop_titles(df), columns=named)
+    df, named = _validate(raw, str(path), cols, duplicates, row_offset=row_offset, has_header=has_header, pairs=pairs)
+    return Ratings(df, str(path), _pop_titles(df), columns=named if has_header else {})
 
 
 def one_user_table(path: str | os.PathLike) -> pd.DataFrame:
@@ -494,7 +492,9 @@ def _ratings(col: pd.Series, where: str, row_offset: int) -> np.ndarray:
 
 
 def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_offset: int,
-              has_header: bool, pairs: bool = False) -> pd.DataFrame:
+              has_header: bool, pairs: bool = False) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The checked user, item and rating columns (and title, timestamp) of ``raw``, and the column each role was
+    read from."""
     if len(raw) == 0:
         raise DataError(f"{where} has no rating rows.")
     roles = ("user", "item") if pairs else ("user", "item", "rating")
@@ -506,14 +506,14 @@ def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_of
         "item": _ids(raw[names["item"]], "item", where, row_offset),
     })
     if pairs:
-        return df
+        return df, names
     df["rating"] = _ratings(raw[names["rating"]], where, row_offset)
     if "title" in raw.columns:  # travels with its row through deduplication
         df["title"] = raw["title"].astype(str).to_numpy()
     ts = _timestamps(raw)
     if ts is not None:
         df["timestamp"] = ts
-    return _deduplicate(df.reset_index(drop=True), where, duplicates, row_offset)
+    return _deduplicate(df.reset_index(drop=True), where, duplicates, row_offset), names
 
 
 def _timestamps(raw: pd.DataFrame) -> np.ndarray | None:
@@ -539,6 +539,7 @@ def _seconds(cells: pd.Series) -> np.ndarray | None:
         return None
     dates = pd.to_datetime(cells, errors="coerce", utc=True, format="ISO8601")  # "2015-08-31", "2015-08-31T10:00"
     return dates.to_numpy("datetime64[s]").astype(np.int64) if dates.notna().all() else None
+
 
 def _deduplicate(df: pd.DataFrame, where: str, policy: str, row_offset: int) -> pd.DataFrame:
     if policy == "error":

@@ -20,6 +20,11 @@ def id_text(raw) -> str:
     return str(raw).strip()
 
 
+def all_whole(ids) -> bool:
+    """Whether there are ids and every one is a whole number written plainly (``42``; not ``042``, ``4.2``, ``x``)."""
+    return len(ids) > 0 and bool(pd.Series(ids, dtype=object).str.fullmatch(WHOLE).all())
+
+
 def float_id_texts(values: np.ndarray) -> np.ndarray:
     """:func:`id_text` of every value of a float array, as an object array of text."""
     whole = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < INT64_LIMIT)
@@ -70,8 +75,7 @@ class Vocab:
     def whole_numbers(self) -> bool:
         """Whether every id is a whole number written plainly (``42``; not ``042``, ``4.2`` or ``x``), as integer
         columns are read: answers then give the ids back as integers (:meth:`typed`)."""
-        ids = pd.Series(self.classes[1:], dtype=object)
-        return len(ids) > 0 and bool(ids.str.fullmatch(WHOLE).all())
+        return all_whole(self.classes[1:])
 
     def typed(self, ids) -> np.ndarray:
         """Ids of this vocabulary (decoded, ``#na#`` left out) as the DataFrame answers give them: int64 when its ids
