@@ -137,7 +137,9 @@ def test_column_option_for_a_headerless_file(capsys, tmp_path, monkeypatch, lean
     monkeypatch.setattr(latentrec.data.lean, "LEAN_BYTES", 0 if lean else 1 << 62)
     path = write(tmp_path / "r.tsv", "".join(f"{u}\t{i}\t{1 + (u * i) % 5}\n" for u in range(9) for i in range(7)))
     fails(capsys, tmp_path, train_argv(path, tmp_path / "m", "--user-col", "customer"),
-          str(path), "no header row", "--user-col customer", "by position")
+          str(path), "no header row", "--user-col customer", "give its position, 1 to 3")
+    fails(capsys, tmp_path, train_argv(path, tmp_path / "m", "--user-col", "2", "--item-col", "2"),
+          str(path), "the user and the item would both be read from column 2", "--item-col")
 
 
 @pytest.mark.parametrize("lean", [False, True])

@@ -193,6 +193,20 @@ def test_predict_pairs_need_no_rating_column(capsys, tmp_path, ratings_csv, cont
     assert rows[0]["prediction"] == rows[1]["prediction"]
 
 
+def test_predict_by_position_and_a_hint_when_nothing_is_known(capsys, tmp_path, ratings_csv):
+    assert run(capsys, "train", "--data", str(ratings_csv), "--epochs", "2", "--out", str(tmp_path / "m"),
+               "--device", "cpu", "--ranker", "none", "--json")[0] == 0
+    df = pd.read_csv(ratings_csv).head(5)
+    pairs = tmp_path / "pairs.csv"
+    df[["item", "user"]].to_csv(pairs, header=False, index=False)  # headerless, item first
+    code, out, err = run(capsys, "predict", str(tmp_path / "m"), "--data", str(pairs), "--json")
+    assert code == 0 and not any(r["known"] for r in json.loads(out))
+    assert "None of the users or items" in err and "--user-col" in err
+    code, out, err = run(capsys, "predict", str(tmp_path / "m"), "--data", str(pairs), "--user-col", "2",
+                         "--item-col", "1", "--json")
+    assert code == 0 and all(r["known"] for r in json.loads(out)) and err == ""
+
+
 def test_split_trains_on_all_of_its_base_file_as_published_results_do(ml100k_dir, tmp_path, capsys):
     argv = ["train", "--split", "u1", "--epochs", "2", "--device", "cpu", "--ranker", "none", "--json"]
     assert main([*argv, "--out", str(tmp_path / "all")]) == 0

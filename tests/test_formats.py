@@ -2,6 +2,9 @@
 
 import shutil
 
+import pytest
+
+from latentrec.data.lean import read_split
 from latentrec.data.ratings import load_ratings
 
 
@@ -47,6 +50,29 @@ def test_headerless_tab_file(ml100k_dir, tmp_path):
     shutil.copy(ml100k_dir / "u1.test", tmp_path / "u1.test")
     r = load_ratings(tmp_path / "u1.test")
     assert len(r) == 20_000 and r.df.columns.tolist()[:3] == ["user", "item", "rating"]
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_columns_named_by_position(tmp_path, lean):
+    """--rating-col 4 is a file's fourth column: a headerless file in another order (the roles not placed take the
+    columns left, in the order user, item, rating, timestamp), or a header's column by its place."""
+    rows = [(880_000_000 + k, k % 7, k % 11, 1 + k % 5) for k in range(60)]  # timestamp, item, user, rating
+    (tmp_path / "r.csv").write_text("".join(f"{t},{i},{u},{r}\n" for t, i, u, r in rows))
+    (tmp_path / "h.csv").write_text("when,what,who,stars\n" + "".join(f"{t},{i},{u},{r}\n" for t, i, u, r in rows))
+    expected = ([str(u) for _, _, u, _ in rows], [str(i) for _, i, _, _ in rows], [float(r) for *_, r in rows])
+    for name in ("r.csv", "h.csv"):
+        cols = {"user": "3", "item": "2", "rating": "4"}
+        if lean:
+            split = read_split(tmp_path / name, cols, min_bytes=0)
+            t = split.train
+            got = (split.users.decode(t.users), split.items.decode(t.items), t.ratings.tolist())
+            assert sorted(zip(*got)) == sorted(zip(*expected)), name
+        else:
+            r = load_ratings(tmp_path / name, user_col="3", item_col="2", rating_col="4")
+            assert (r.df.user.tolist(), r.df.item.tolist(), r.df.rating.tolist()) == expected, name
+    if not lean:  # the one column left over is the timestamp
+        r = load_ratings(tmp_path / "r.csv", user_col="3", item_col="2", rating_col="4")
+        assert r.df.timestamp.tolist() == [t for t, *_ in rows]
 
 
 def test_file_inside_a_named_dataset(ml100k_dir):

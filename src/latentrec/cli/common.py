@@ -69,10 +69,12 @@ def add_data_options(p: argparse.ArgumentParser, required: bool = True, default:
     p.add_argument("--data", required=required,
                    help="dataset name (ml-100k, ml-1m, ml-latest-small) or a CSV/TSV/Parquet file"
                         + (f" (default: {default})" if default else ""))
-    p.add_argument("--user-col", help="user column (default: user, userId, ...; or the 1st of a headerless file)")
-    p.add_argument("--item-col", help="item column (default: item, movieId, ...; or the 2nd)")
+    p.add_argument("--user-col", help="user column, by name or position (1 is the first; default: user, userId, ...; "
+                   "a headerless file's 1st)")
+    p.add_argument("--item-col", help="item column, by name or position (default: item, movieId, ...; or the 2nd)")
     if not pairs:
-        p.add_argument("--rating-col", help="rating column (default: rating, score, ...; or the 3rd)")
+        p.add_argument("--rating-col", help="rating column, by name or position (default: rating, score, ...; or "
+                       "the 3rd)")
         p.add_argument("--duplicates", choices=DUPLICATE_POLICIES, default="error",
                        help="what to do with a (user, item) pair rated twice (default: error)")
     p.add_argument("--data-dir", help="folder holding the named datasets (default: $LATENTREC_DATA or ~/.cache/latentrec)")

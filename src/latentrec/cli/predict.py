@@ -5,7 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from latentrec.atomic import writable_or_fail
-from latentrec.cli.common import add_data_options, command, console, emit_json, plural, start, table, with_model_columns
+from latentrec.cli.common import (
+    add_data_options,
+    command,
+    console,
+    emit_json,
+    plural,
+    start,
+    stderr,
+    table,
+    with_model_columns,
+)
 from latentrec.errors import ConfigError
 
 SHOWN = 50  # rows of a --data file's predictions printed without --out
@@ -39,6 +49,9 @@ def run(args) -> int:
     rec.require_ratings()
     if args.data is not None:
         preds = with_model_columns(args, rec.info.get("columns", {}), lambda: _predict_file(rec, args))
+        if len(preds) and not (preds.known_user.any() or preds.known_item.any()):
+            stderr(f"None of the users or items in {args.data} is known to the model; if its columns are in another "
+                   f"order, name them with --user-col and --item-col (a header's name, or a position: 1, 2, ...).")
     else:
         preds = rec.predict([args.user], [args.item])
     if args.out is not None:

@@ -36,13 +36,14 @@ from latentrec.config import check_valid_pct
 from latentrec.data import csr
 from latentrec.data.batches import Encoded, EncodedRows
 from latentrec.data.ratings import (
+    ROLES,
     bad_rating,
     empty_id,
     first_line,
+    headerless_columns,
     not_a_number,
     rated_twice,
     rating_text,
-    refuse_column_names,
     resolve_columns,
     sniff_header,
     unusable_ratings,
@@ -56,7 +57,6 @@ LEAN_BYTES = 64 << 20
 CSV_RATING_BYTES = 16  # "123456,12345,4\n"
 CHUNK_ROWS = 1 << 21
 TABLE_IDS = 1 << 26
-ROLES = ("user", "item", "rating")
 
 
 @dataclass
@@ -328,10 +328,8 @@ def _open(path: Path, cols: dict, share: Share, pairs: bool = False, text: bool 
         raise _NotLean  # a header of other names, or text ids: load_pairs tells them apart
     if has_header:
         header, names = fields, _lean_columns(fields, cols, path, roles)
-    else:  # like load_ratings: user, item, rating[, timestamp] by position
-        refuse_column_names(cols, str(path))
-        header = [*ROLES, "timestamp", *(f"extra{n}" for n in range(len(fields) - 4))][:len(fields)]
-        names = list(roles)
+    else:  # like load_ratings: user, item, rating[, timestamp] by position, or where --rating-col 4 says
+        header, names = headerless_columns(len(fields), cols, str(path)), list(roles)
     if len(set(header)) != len(header):
         raise _NotLean
     start, end = _line_range(path, share)

@@ -37,6 +37,7 @@ ALIASES = {
     "rating": {"rating", "ratings", "score", "stars", "value", "overall"},
 }
 TIMESTAMP_NAMES = ("timestamp", "unixreviewtime", "unixtime", "time", "ts", "datetime", "date", "ratedat", "createdat")
+ROLES = ("user", "item", "rating")
 NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
 SCALAR_KINDS = {"string", "integer", "floating", "mixed-integer-float", "empty"}  # pandas.api.types.infer_dtype
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # ratings are stored as float32
@@ -286,9 +287,7 @@ def _read_text(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Data
     if len(raw) == 0:
         raise DataError(f"{path} has a header but no rows; it needs rows of {needs}.")
     if not has_header:
-        names = ["user", "item", "rating", "timestamp"][: raw.shape[1]]
-        raw = raw.iloc[:, : len(names)]
-        raw.columns = names
+        raw.columns = headerless_columns(raw.shape[1], cols, str(path))
     return raw, has_header
 
 
@@ -330,11 +329,13 @@ def sniff_header(line: str, cols: dict, pairs: bool = False) -> tuple[str, list[
     """(separator, fields, whether it is a header) of a text file's first line."""
     sep = _sniff_sep(re.sub(r'"[^"]*"', "", line))  # a separator inside a quoted id does not count
     fields = [f.strip().strip('"') for f in _split_line(line, sep)]
-    named = {c for c in cols.values() if c}
+    named = {c for c in cols.values() if c and not c.isdigit()}  # "4" is a position, whatever the first row holds
     if pairs:  # ids may be text, so only known column names mark a header
         known = set().union(*ALIASES.values())
         return sep, fields, bool(named & set(fields)) or any(_normalized(f) in known for f in fields)
-    return sep, fields, bool(named & set(fields)) or len(fields) < 3 or not _is_number(fields[2])
+    rating = cols.get("rating") or ""
+    at = int(rating) - 1 if rating.isdigit() and 0 < int(rating) <= len(fields) else 2
+    return sep, fields, bool(named & set(fields)) or len(fields) < 3 or not _is_number(fields[at])
 
 
 def _split_line(line: str, sep: str) -> list[str]:
@@ -357,24 +358,53 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def refuse_column_names(cols: dict, where: str) -> None:
-    """A headerless file is read by position, so a --user-col/--item-col/--rating-col given for it is a mistake."""
-    named = [f"--{role}-col {name}" for role, name in cols.items() if name]
-    if named:
-        raise DataError(f"{where} has no header row, so {', '.join(named)} names no column; its columns are read "
-                        f"by position as user, item, rating[, timestamp].")
+def headerless_columns(n: int, cols: dict, where: str) -> list[str]:
+    """The names of a headerless file's ``n`` columns: user, item, rating, timestamp in that order, unless
+    ``cols`` places a role by position (``--rating-col 4``: the fourth column); the roles not placed take the
+    columns left, in that order; the rest are ``extra1``, ``extra2``, ..."""
+    placed = {role: _position(name, n, role, where) for role, name in cols.items() if name}
+    _refuse_shared({role: at + 1 for role, at in placed.items()}, where)
+    names: list[str | None] = [None] * n
+    for role, at in placed.items():
+        names[at] = role
+    free = (at for at in range(n) if names[at] is None)
+    for role, at in zip([r for r in (*ROLES, "timestamp") if r not in placed], free):
+        names[at] = role
+    extra = iter(range(1, n + 1))
+    return [name or f"extra{next(extra)}" for name in names]
+
+
+def _position(name: str, n: int, role: str, where: str) -> int:
+    """The 0-based index of the column ``name`` gives by its 1-based position among ``n``."""
+    if not (name.isdigit() and 1 <= int(name) <= n):
+        raise DataError(f"{where} has no header row, so --{role}-col {name} names no column; give its position, "
+                        f"1 to {n} (1 is the first column), or add a header.")
+    return int(name) - 1
 
 
 def resolve_columns(columns: list, roles: tuple[str, ...], cols: dict, where: str) -> list[str]:
     """The column holding each role: the one named in ``cols``, else the one whose name is a known alias (of several:
     ``<role>_id``, then ``<role>``, then an alias ending in ``id``; still several: refused, naming them)."""
-    return [_resolve_column([str(c) for c in columns], role, cols.get(role), where) for role in roles]
+    names = [_resolve_column([str(c) for c in columns], role, cols.get(role), where) for role in roles]
+    _refuse_shared(dict(zip(roles, names)), where)
+    return names
+
+
+def _refuse_shared(columns: dict, where: str) -> None:
+    """One column read as two roles (``--user-col 2 --item-col 2``) is a mistake."""
+    for role, column in columns.items():
+        other = next((r for r, c in columns.items() if c == column and r != role), None)
+        if other:
+            raise DataError(f"{where}: the {role} and the {other} would both be read from column {column!r}; "
+                            f"name another with --{other}-col.")
 
 
 def _resolve_column(columns: list[str], role: str, wanted: str | None, where: str) -> str:
     if wanted:
         if wanted in columns:
             return wanted
+        if wanted.isdigit() and 1 <= int(wanted) <= len(columns):  # --rating-col 4: the fourth column
+            return columns[int(wanted) - 1]
         raise ColumnNotFound(f"{where} has no column {wanted!r} (its columns: {_listed(columns)}).", role)
     found = [c for c in columns if _normalized(c) in ALIASES[role]]
     if not found and role == "rating":  # Book-Crossing's Book-Rating, Amazon's star_rating
@@ -498,8 +528,6 @@ def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_of
     if len(raw) == 0:
         raise DataError(f"{where} has no rating rows.")
     roles = ("user", "item") if pairs else ("user", "item", "rating")
-    if not has_header:
-        refuse_column_names(cols, where)
     names = dict(zip(roles, resolve_columns(list(raw.columns), roles, cols if has_header else {}, where)))
     df = pd.DataFrame({
         "user": _ids(raw[names["user"]], "user", where, row_offset),
