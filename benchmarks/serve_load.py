@@ -66,7 +66,10 @@ def in_process(model_dir: Path, users: list[str], n: int) -> dict[str, list[floa
 
     rec = Recommender.load(model_dir)
     out = {}
-    for name, fn in (("endpoint", user_recommendations), ("recommend", recommend)):
+    def endpoint(rec, user: str, n: int) -> dict:
+        return user_recommendations(rec, [user], n)[0]
+
+    for name, fn in (("endpoint", endpoint), ("recommend", recommend)):
         for u in users[:20]:
             fn(rec, u, n)  # warm up
         out[name] = []

@@ -130,14 +130,14 @@ def test_cli_recommend_json_and_errors(tmp_path, capsys):
     assert main(["recommend", str(tmp_path / "m"), "--user", "ghost", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["known"] is False and out["recommendations"]
-    server = user_recommendations(rec, "ghost", 10)  # one shape, whether asked of the CLI or of the server
+    server = user_recommendations(rec, ["ghost"], 10)[0]  # one shape, whether asked of the CLI or of the server
     assert out.keys() == server.keys() and out["recommendations"][0].keys() == server["recommendations"][0].keys()
     assert main(["recommend", str(tmp_path / "m"), "--all-users", "--out", str(tmp_path / "all.csv")]) == 0
     assert len(pd.read_csv(tmp_path / "all.csv")) == 10 * (len(rec.users) - 1)
     assert main(["recommend", str(tmp_path / "m"), "--all-users"]) == 2
     assert main(["recommend", str(tmp_path / "m"), "--user", "u1", "-n", "0"]) == 2
     assert "error:" in capsys.readouterr().err
-    full = [r["item"] for r in user_recommendations(rec, "u1", 5)["recommendations"]]
+    full = [r["item"] for r in user_recommendations(rec, ["u1"], 5)[0]["recommendations"]]
     assert main(["recommend", str(tmp_path / "m"), "--user", "u1", "-n", "3", "--exclude", f"{full[0]}, {full[1]},x",
                  "--json"]) == 0
     assert [r["item"] for r in json.loads(capsys.readouterr().out)["recommendations"]] == full[2:5]
@@ -277,7 +277,7 @@ def test_whole_number_ids_come_back_as_integers_and_json_keeps_text(tmp_path, ca
     rec.save(tmp_path / "m")
     assert main(["recommend", str(tmp_path / "m"), "--user", "5", "-n", "2", "--json"]) == 0
     assert all(isinstance(r["item"], str) for r in json.loads(capsys.readouterr().out)["recommendations"])
-    assert isinstance(user_recommendations(rec, "5", 2)["recommendations"][0]["item"], str)
+    assert isinstance(user_recommendations(rec, ["5"], 2)[0]["recommendations"][0]["item"], str)
 
 
 def test_every_entry_reads_an_id_as_a_ratings_file_is_read():

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -61,15 +62,18 @@ def test_health_ready_docs_and_page(client, holder):
             "/api/predict", "/api/map"} <= set(paths)
     assert client.get("/docs").status_code == 200
     page = client.get("/")
-    assert page.status_code == 200 and "/static/app.js" in page.text
+    assert page.status_code == 200 and '"static/app.js"' in page.text  # relative: under a proxy's /prefix/ too
     for name in ("app.js", "style.css"):
         assert client.get(f"/static/{name}").status_code == 200
 
 
 def test_page_fetches_nothing_from_elsewhere(client):
+    """Nothing from another site, and nothing by an absolute path: a proxy serving the page under /recs/ serves
+    what it asks for under /recs/ too."""
     for name in ("/", "/static/app.js", "/static/style.css"):
         text = client.get(name).text
         assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text
+        assert not re.search(r"""(href|src)="/|api\(["`]/|fetch\(["`]/""", text), name
 
 
 def test_known_user_recommendations_skip_rated_items(client, holder):
@@ -115,15 +119,31 @@ def test_lists_leave_out_the_items_excluded(client, holder):
     for who in ("u1", "nobody"):  # a known user, and the popular list
         url = f"/api/users/{who}/recommendations"
         full = [r["item"] for r in client.get(url, params={"n": 8}).json()["recommendations"]]
-        left = client.get(url, params={"n": 6, "exclude": [full[0], full[2], "not-an-item"]}).json()
+        left = client.get(url, params={"n": 6, "exclude": [full[0], full[2], "not-an-item", "not-an-item"]}).json()
         assert [r["item"] for r in left["recommendations"]] == [full[1], *full[3:8]]
-        commas = client.get(url, params={"n": 6, "exclude": f"{full[0]},{full[2]}"}).json()  # as the CLI takes them
+        assert left["ignored"] == ["not-an-item"]  # the app hears of an id it may have misspelt
+        commas = client.get(url, params={"n": 6, "exclude": f"{full[0]},{full[2]},not-an-item"}).json()  # as the CLI
         assert commas == left
         assert list(recommend(rec, who, 6, exclude=[full[0], full[2]])["item"]) == [full[1], *full[3:8]]
     given = {"ratings": [{"item": "i3", "rating": 5}, {"item": "i9", "rating": 1}], "n": 8}
     full = [r["item"] for r in client.post("/api/recommendations", json=given).json()["recommendations"]]
-    left = client.post("/api/recommendations", json={**given, "n": 5, "exclude": full[:2]}).json()
-    assert [r["item"] for r in left["recommendations"]] == full[2:7]
+    left = client.post("/api/recommendations", json={**given, "n": 5, "exclude": [*full[:2], "gone"]}).json()
+    assert [r["item"] for r in left["recommendations"]] == full[2:7] and left["ignored"] == ["gone"]
+
+
+def test_many_users_lists_in_one_request(client, holder):
+    """POST /api/users/recommendations: each list as GET answers it alone, in the order asked (a user twice, an
+    unknown one, an integer id), with the same exclusions; its limits are 422s."""
+    users = [*holder.state.rec.users.classes[1:6], "nobody", holder.state.rec.users.classes[1]]
+    body = {"users": users, "n": 4, "exclude": ["i3", "gone"]}
+    lists = client.post("/api/users/recommendations", json=body).json()["lists"]
+    alone = [client.get(f"/api/users/{u}/recommendations", params={"n": 4, "exclude": ["i3", "gone"]}).json()
+             for u in users]
+    assert lists == alone and [x["known"] for x in lists] == [True] * 5 + [False, True]
+    assert lists[0]["ignored"] == ["gone"] and all("i3" not in [r["item"] for r in x["recommendations"]] for x in lists)
+    for bad in ({"users": []}, {"users": ["u1"] * 1001}, {"users": ["u1"], "n": 0}, {"user": ["u1"]},
+                {"users": [None]}):
+        assert client.post("/api/users/recommendations", json=bad).status_code == 422, bad
 
 
 def test_a_new_user_rating_only_unknown_items_gets_the_flagged_popular_list(client):
@@ -241,6 +261,22 @@ def test_a_query_parameter_the_route_does_not_take_is_named(client):
     assert client.get("/api/items?q=Movie&n=2&page=2").json()["detail"][0]["loc"] == ["query", "page"]
     assert len(client.get("/api/users/u1/recommendations?n=3").json()["recommendations"]) == 3
     assert client.get("/healthz?probe=1").status_code == 200 and client.get("/?utm_source=x").status_code == 200
+    twice = client.get("/api/users/u1/recommendations?n=3&n=4")  # gave 4, the last one
+    assert twice.status_code == 422 and twice.json()["detail"][0]["loc"] == ["query", "n"]
+
+
+def test_under_a_proxys_path_prefix_and_gzipped(holder):
+    """Behind a proxy that serves the app under /recs and strips the prefix (``serve --root-path /recs``): the
+    API docs fetch /recs/openapi.json, the API answers as before, strictly; long answers go gzipped to clients
+    that accept it."""
+    client = TestClient(create_app(holder), root_path="/recs")  # paths as uvicorn --root-path gives them on
+    assert "'/recs/openapi.json'" in client.get("/recs/docs").text
+    assert client.get("/recs/api/users/u1/recommendations?n=3").status_code == 200
+    assert client.get("/recs/api/users/u1/recommendations?limit=3").status_code == 422
+    answer = client.get("/recs/api/map?n_items=50", headers={"Accept-Encoding": "gzip"})
+    assert answer.headers["content-encoding"] == "gzip" and len(answer.json()["items"]) == 50
+    assert "content-encoding" not in client.get("/recs/api/map?n_items=50",
+                                                headers={"Accept-Encoding": "identity"}).headers
 
 
 def test_a_body_that_stalls_is_408_and_a_whole_one_waits_for_its_disconnect(monkeypatch):
@@ -476,6 +512,7 @@ def test_every_answer_matches_the_schema_the_api_documents(client, holder):
     answers = [
         (schemas.UserList, client.get(f"/api/users/{user}/recommendations?n=3")),
         (schemas.UserList, client.get("/api/users/nobody/recommendations?n=3")),
+        (schemas.UserLists, client.post("/api/users/recommendations", json={"users": [user, "nobody"], "n": 2})),
         (schemas.UserList, client.post("/api/recommendations", json={"ratings": [{"item": item, "rating": 4}]})),
         (schemas.Search, client.get("/api/items", params={"q": "movie"})),
         (schemas.Similar, client.get(f"/api/items/{item}/similar?n=3")),

@@ -7,6 +7,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -43,6 +44,9 @@ def add_parser(sub) -> None:
                         "memory). With N > 1 each uses max(1, cores // N) torch and numba threads; SIGHUP and "
                         "POST /admin/reload reload every one; if one dies, the others are stopped and serve exits "
                         "with status 2")
+    p.add_argument("--root-path", default="", metavar="PREFIX",
+                   help="the path a proxy serves this under, stripping it before passing requests on (e.g. /recs): "
+                        "the API docs' requests then go through the proxy too (the page needs nothing)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="let web pages from ORIGIN (e.g. https://app.example.com; * for any) call the API from a "
                         "browser (CORS); repeat for several")
@@ -118,6 +122,9 @@ def check(args) -> None:
     from latentrec.use.serve.app import check_origins
 
     check_origins(args.allow_origin, "--allow-origin")
+    if args.root_path and not re.fullmatch(r"(/[^/\s?#]+)+", args.root_path.rstrip("/")):
+        raise ConfigError(f"--root-path must be a path such as /recs, not {args.root_path!r}.")
+    args.root_path = args.root_path.rstrip("/")
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {args.workers}.")
     if args.workers > 1 and not hasattr(os, "fork"):
@@ -136,7 +143,7 @@ def serve_here(args, sock: socket.socket) -> int:
         reload_on_sighup(holder)
         announce(args, sock, state.info(), [os.getpid()])
         app = create_app(holder, args.allow_origin)
-    uvicorn_run(app, sock, args.access_log)
+    uvicorn_run(app, sock, args)
     return 0
 
 
@@ -178,7 +185,7 @@ def worker(args, sock: socket.socket) -> Work:
                 pass
 
         app = create_app(holder, args.allow_origin, on_reload=pass_reload_on)
-        return lambda: uvicorn_run(app, sock, args.access_log)
+        return lambda: uvicorn_run(app, sock, args)
 
     return work
 
@@ -224,7 +231,7 @@ def announce(args, sock: socket.socket, info: dict, pids: list[int]) -> None:
           f"`kill -HUP {os.getpid()}` or POST /admin/reload; Ctrl+C stops.", flush=True)
 
 
-def uvicorn_run(app, sock: socket.socket, access_log: bool) -> None:
+def uvicorn_run(app, sock: socket.socket, args) -> None:
     """Serve ``app`` on the listening ``sock`` until SIGINT or SIGTERM (uvicorn then raises that signal again), letting
     requests in flight finish for at most ``SHUTDOWN_GRACE_S`` (a client that never finishes its request would
     otherwise hold the server up forever)."""
@@ -234,6 +241,6 @@ def uvicorn_run(app, sock: socket.socket, access_log: bool) -> None:
     logs["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout holds only the start-up line (--json: one object)
     for formatter in logs["formatters"].values():  # stamped like latentrec's own lines, with the answering process
         formatter["fmt"] = "%(asctime)s [%(process)d] " + formatter["fmt"]
-    config = uvicorn.Config(app, log_level="info" if access_log else "warning", access_log=access_log, log_config=logs,
-                            timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    config = uvicorn.Config(app, log_level="info" if args.access_log else "warning", access_log=args.access_log,
+                            log_config=logs, timeout_graceful_shutdown=SHUTDOWN_GRACE_S, root_path=args.root_path)
     uvicorn.Server(config).run(sockets=[sock])

@@ -245,12 +245,21 @@ def user_top(rec: Recommender, u: int, n: int, include_rated: bool = False, min_
              skip: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Item indices and scores of user ``u``'s list (``u`` 0, the unknown user: :func:`popular`'s), without the
     item indices ``skip``."""
-    if u == 0:
-        return popular(rec, n, min_ratings, skip)
+    return users_top(rec, np.array([u]), n, include_rated, min_ratings, skip)[0]
+
+
+def users_top(rec: Recommender, users: np.ndarray, n: int, include_rated: bool = False,
+              min_ratings: int | None = None, skip: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`user_top` of each of ``users``, the known ones scored together."""
     extra = 0 if skip is None else len(skip)
-    items, scores = top_n(rec, np.array([u]), n + extra, include_rated)  # the best n besides the skipped
-    keep = (items[0] > 0) & ~np.isin(items[0], skip if extra else [])
-    return items[0][keep][:n], scores[0][keep][:n]
+    known = np.flatnonzero(users > 0)
+    out = [popular(rec, n, min_ratings, skip) if len(known) < len(users) else None] * len(users)
+    if len(known):
+        items, scores = top_n(rec, users[known], n + extra, include_rated)  # the best n besides the skipped
+        keep = (items > 0) & ~np.isin(items, skip if extra else [])
+        for row, at in enumerate(known):
+            out[at] = items[row][keep[row]][:n], scores[row][keep[row]][:n]
+    return out
 
 
 def frame(rec: Recommender, items: np.ndarray, scores: np.ndarray, known: bool) -> pd.DataFrame:

@@ -29,6 +29,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, StrictInt, StrictStr, ValidationError
@@ -42,15 +43,29 @@ from latentrec.use.interpret import item_pca
 from latentrec.use.recommender import Recommender
 from latentrec.use.records import records
 from latentrec.use.serve.holder import Loaded, ModelHolder
-from latentrec.use.serve.schemas import Error, Health, ItemMap, Predictions, Ready, Reloaded, Search, Similar, UserList
+from latentrec.use.serve.schemas import (
+    Error,
+    Health,
+    ItemMap,
+    Predictions,
+    Ready,
+    Reloaded,
+    Search,
+    Similar,
+    UserList,
+    UserLists,
+)
 from latentrec.use.similar import similar_items, title_matches
-from latentrec.use.topn import excluded, recommend, user_top
+from latentrec.use.topn import excluded, recommend, users_top
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 1 << 20  # bytes; larger request bodies get 413
 BODY_IDLE_S = 10.0  # a request body with no bytes for this long gets 408 (a stalled client holds nothing for long)
 MAX_N = 1000  # the most items one list may ask for
+MAX_USERS = 1000  # the most users one request for lists may ask for
+GZIP_BYTES = 1400  # answers longer than this go gzipped to clients that accept it (shorter fit one packet anyway)
 MAPS_KEPT = 4  # /api/map answers cached per model (by item count)
+REPEATABLE = {"exclude"}  # the query parameters taking a list (each other one is given once)
 MODEL_ENV = "LATENTREC_MODEL"  # the model dir app_from_env serves
 ORIGINS_ENV = "LATENTREC_ALLOW_ORIGIN"  # app_from_env's web origins allowed to call the API (comma-separated)
 STARTUP_FAILURE = 3  # uvicorn's exit status for a worker that cannot start: its supervisor then stops, not restarts
@@ -61,7 +76,7 @@ Id = Annotated[StrictStr | StrictInt, Field(description="a raw user or item id (
 N = Annotated[int, Query(ge=1, le=MAX_N, description="how many items")]
 Exclude = Annotated[list[str], Query(max_length=MAX_N, description="item ids the list must not hold (repeat the "
                                      "parameter for each, or separate them by commas); ids the model does not know "
-                                     "are ignored")]
+                                     "are listed in the answer's ignored")]
 
 
 class Rated(BaseModel):
@@ -75,11 +90,20 @@ class FoldInRequest(BaseModel):
     ratings: list[Rated] = Field(min_length=1, max_length=10_000, description="a new user's ratings")
     n: int = Field(10, ge=1, le=MAX_N, strict=True)
     exclude: list[Id] = Field([], max_length=MAX_N, description="item ids the list must not hold; ids the model "
-                                                                 "does not know are ignored")
+                                                                 "does not know are listed in ignored")
 
     model_config = {"extra": "forbid",  # a misspelt field ("N", "limit") is refused, not ignored
                     "json_schema_extra": {"examples": [{"ratings": [{"item": "50", "rating": 5},
                                                                     {"item": "181", "rating": 4}], "n": 10}]}}
+
+
+class ListsRequest(BaseModel):
+    users: list[Id] = Field(min_length=1, max_length=MAX_USERS, description="raw user ids")
+    n: int = Field(10, ge=1, le=MAX_N, strict=True)
+    exclude: list[Id] = Field([], max_length=MAX_N, description="item ids no list may hold; ids the model does not "
+                                                                 "know are listed in each list's ignored")
+
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{"users": ["196", "186"], "n": 10}]}}
 
 
 class PredictRequest(BaseModel):
@@ -88,15 +112,19 @@ class PredictRequest(BaseModel):
     model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{"pairs": [["196", "242"], ["186", "302"]]}]}}
 
 
-def user_recommendations(rec: Recommender, user: str, n: int, exclude: list[str] = ()) -> dict:
-    """``recommend(rec, user, n, exclude=exclude)`` as JSON-ready data, built straight from :func:`user_top`
-    (the DataFrame and the id encoding of ``recommend`` cost more than the ranking itself)."""
-    u = rec.users.index(user)
-    items, scores = user_top(rec, u, n, skip=excluded(rec, exclude))
-    ids = rec.items.decode(items)
-    return {"user": rec.users.classes[u] if u else id_text(user), "known": u > 0, "folded_in": False, "ignored": [], "recommendations": [
-        {"rank": k, "item": i, "title": rec.titles.get(i, ""), "prediction": s if math.isfinite(s) else None}
-        for k, (i, s) in enumerate(zip(ids, scores.tolist()), 1)]}
+def user_recommendations(rec: Recommender, users: list[str], n: int, exclude: list[str] = ()) -> list[dict]:
+    """``recommend(rec, user, n, exclude=exclude)`` of each of ``users`` as JSON-ready data, built straight from
+    :func:`users_top` (the DataFrame and the id encoding of ``recommend`` cost more than the ranking itself)."""
+    codes = np.array([rec.users.index(user) for user in users], np.int64)
+    ignored = list(dict.fromkeys(ignored_items(rec, exclude)))
+    lists = []
+    for user, u, (items, scores) in zip(users, codes, users_top(rec, codes, n, skip=excluded(rec, exclude))):
+        lists.append({"user": rec.users.classes[u] if u else id_text(user), "known": bool(u), "folded_in": False,
+                      "ignored": ignored, "recommendations": [
+                          {"rank": k, "item": i, "title": rec.titles.get(i, ""),
+                           "prediction": s if math.isfinite(s) else None}
+                          for k, (i, s) in enumerate(zip(rec.items.decode(items), scores.tolist()), 1)]})
+    return lists
 
 
 class BodyLimit:
@@ -154,14 +182,18 @@ def query_names(dependant) -> set[str]:
 async def known_query(request: Request) -> None:
     """A query parameter an ``/api`` route does not take is a 422, as a misspelt body field is (``?limit=3`` was
     ignored and gave the default 10). The page and the health checks take any (a link may carry ``?utm_source``)."""
-    if not request.url.path.startswith("/api/"):
-        return
     route = request.scope.get("route")
-    taken = query_names(route.dependant) if hasattr(route, "dependant") else set()
+    if not getattr(route, "path", "").startswith("/api/"):  # the route's path: under --root-path too
+        return
+    taken = query_names(route.dependant)
     unknown = [name for name in request.query_params if name not in taken]
     if unknown:
         raise RequestValidationError([{"loc": ("query", name), "msg": "Unknown query parameter", "type": "extra_forbidden"}
                                       for name in dict.fromkeys(unknown)])
+    repeated = [name for name in taken - REPEATABLE if len(request.query_params.getlist(name)) > 1]
+    if repeated:  # ?n=3&n=4 gave 4 (the last one)
+        raise RequestValidationError([{"loc": ("query", name), "msg": "Give this parameter once", "type": "repeated"}
+                                      for name in repeated])
 
 
 def body_schema(model: type[BaseModel]) -> dict:
@@ -218,6 +250,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
     app = FastAPI(title="latentrec", summary="Recommendations, similar items and predictions from a trained model.",
                   lifespan=lifespan, dependencies=[Depends(known_query)])
     app.add_middleware(BodyLimit, limit=MAX_BODY)
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_BYTES)  # for clients that send Accept-Encoding: gzip
     if allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=["GET", "POST"],
                            allow_headers=["*"])  # a page may send its own headers too (Authorization for a gateway)
@@ -269,7 +302,17 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         (``known: false``)."""
         rec = model().rec
         with holder.lock:
-            return JSONResponse(user_recommendations(rec, user, n, [i for e in exclude for i in e.split(",")]))
+            return JSONResponse(user_recommendations(rec, [user], n, [i for e in exclude for i in e.split(",")])[0])
+
+    @app.post("/api/users/recommendations", tags=["recommendations"], response_model=UserLists,
+              responses=fails(408, 413, 415, 503), openapi_extra=body_schema(ListsRequest))
+    def user_lists(body: Annotated[ListsRequest, Depends(json_body(ListsRequest))]) -> JSONResponse:
+        """Top-n lists of many users in one request (a mail campaign, pages rendered ahead), each as
+        ``GET /api/users/{user}/recommendations`` answers it."""
+        rec = model().rec
+        exclude = [str(i) for i in body.exclude]
+        with holder.lock:
+            return JSONResponse({"lists": user_recommendations(rec, [str(u) for u in body.users], body.n, exclude)})
 
     @app.post("/api/recommendations", tags=["recommendations"], response_model=UserList, responses=fails(408, 413, 415, 503),
               openapi_extra=body_schema(FoldInRequest))
@@ -282,10 +325,11 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         ignored = ignored_items(rec, given.items)
         kept = [(i, r) for i, r in zip(given.items, given.ratings) if i not in ignored]  # "ignored" says the rest:
         known = UserRatings([i for i, _ in kept], [r for _, r in kept], "the request")  # no warning in the log
+        exclude = [str(i) for i in body.exclude]
         with holder.lock:
-            top = recommend(rec, None, body.n, ratings=known if known.items else None,
-                            exclude=[str(i) for i in body.exclude])
+            top = recommend(rec, None, body.n, ratings=known if known.items else None, exclude=exclude)
         folded = folds_in(rec, given)  # none known: the non-personalized list
+        ignored += [i for i in dict.fromkeys(ignored_items(rec, exclude)) if i not in ignored]
         return JSONResponse({"user": None, "known": folded, "folded_in": folded, "ignored": ignored,
                              "recommendations": records(top, drop=("known",))})
 

@@ -29,8 +29,13 @@ class UserList(Answer):
     user: str | None = Field(description="null for a new user described by ratings")
     known: bool = Field(description="false: the non-personalized (most-rated first) list")
     folded_in: bool = Field(description="the list comes from the ratings in the request")
-    ignored: list[str] = Field(description="items in the request that the model does not know")
+    ignored: list[str] = Field(description="items in the request (rated, or to exclude) that the model does "
+                                                    "not know, each once")
     recommendations: list[Recommended]
+
+
+class UserLists(Answer):
+    lists: list[UserList] = Field(description="one list for each user asked, in the order asked")
 
 
 class Item(TitledItem):

@@ -69,7 +69,7 @@ async function search(event) {
   const q = $("search").value.trim();
   if (!q) return;
   try {
-    const data = await api(`/api/items?q=${encodeURIComponent(q)}&n=15`);
+    const data = await api(`api/items?q=${encodeURIComponent(q)}&n=15`);
     const rows = data.items.map((it) => row(it.item, it.title, `${it.n_ratings} ratings`));
     if (!rows.length) {
       const li = document.createElement("li");
@@ -83,7 +83,7 @@ async function search(event) {
 
 async function openItem(item, title) {
   try {
-    const data = await api(`/api/items/${encodeURIComponent(item)}/similar?n=10&min_ratings=10`);
+    const data = await api(`api/items/${encodeURIComponent(item)}/similar?n=10&min_ratings=10`);
     $("neighbours-title").textContent = `Neighbours of ${data.title || "item " + item}`;
     $("neighbours-title").hidden = false;
     fill($("neighbours"), data.similar.map((s) => row(s.item, s.title, s.similarity.toFixed(2))));
@@ -119,7 +119,7 @@ function drawRatings() {
 async function recommendForMe() {
   const body = {n: 10, ratings: [...ratings].map(([item, r]) => ({item, rating: r.rating}))};
   try {
-    const data = await api("/api/recommendations", body);
+    const data = await api("api/recommendations", body);
     fill($("recommendations"), data.recommendations.map((r) => row(r.item, r.title, r.prediction === null ? "" : r.prediction.toFixed(1))));
     showError(null);
   } catch (e) { showError(e); }
@@ -128,7 +128,7 @@ async function recommendForMe() {
 async function drawMap() {
   const svg = $("map");
   let data;
-  try { data = await api("/api/map?n_items=1000"); } catch (e) {
+  try { data = await api("api/map?n_items=1000"); } catch (e) {
     $("map-caption").textContent = `No map for this model: ${e.message}`;
     return;
   }
@@ -174,7 +174,7 @@ function highlight(item, neighbours) {
 
 async function showModel() {
   try {
-    const data = await api("/readyz");
+    const data = await api("readyz");
     const m = data.model;
     $("model-info").textContent = `${[m.kind, m.ranker].filter(Boolean).join(" + ")} model · ` +
       `${m.n_users} users · ${m.n_items} items · ` +
