@@ -283,3 +283,12 @@ def test_recommend_takes_a_new_users_ratings_in_the_shapes_a_notebook_has():
 def test_a_recommender_and_ratings_print_short():
     rec, df, _ = trained()
     assert len(repr(rec)) < 200 and "users x" in repr(rec) and len(repr(load_ratings(df))) < 200
+
+
+def test_a_series_of_ratings_by_item_is_a_dict_and_a_missing_rating_says_so():
+    rec = trained()[0]
+    items = rec.items.classes[1:4]
+    given = dict(zip(items, [5.0, 1.0, 4.0]))
+    assert recommend(rec, ratings=pd.Series(given), n=4).equals(recommend(rec, ratings=given, n=4))
+    with pytest.raises(DataError, match=f"item {items[0]}'s rating is missing"):
+        recommend(rec, ratings={items[0]: float("nan")})

@@ -318,3 +318,20 @@ def test_the_popular_list_without_excluded_items_is_still_n_long():
     left = list(recommend(rec, "ghost", 10, exclude=full[:2])["item"])
     assert len(left) == 10 and left == full[2:12]
     assert least_ratings(rec, None, 10, excluded(rec, full[:2])) == least_ratings(rec, None, 12)
+
+
+def test_unordered_or_one_pass_ids_are_refused_and_ratings_built_directly_are_checked():
+    """A set, dict or generator of ids was read as one id (its repr) and silently got the fallback; a Ratings
+    built from an unchecked frame trained on NaN ratings and blamed the solver."""
+    from latentrec import DataError, Ratings
+
+    rec = tiny_rec([[1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]])
+    for ids in ({"u1"}, {"u1": 1}, (u for u in ["u1"])):
+        with pytest.raises(ConfigError, match="as a list, array or Series"):
+            rec.predict(ids, ["i1"])
+    assert rec.predict("u1", ("i1", "i2"))["known"].all()
+    frame = pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"], "rating": [4.0, np.nan]})
+    with pytest.raises(DataError, match=r"no finite numbers; read it with load_ratings\(df\)"):
+        Ratings(frame, "mine")
+    with pytest.raises(DataError, match="has no user column"):
+        Ratings(frame.rename(columns={"user": "userId"}).fillna(3.0), "mine")

@@ -12,19 +12,38 @@ _PUBLIC = {
     "evaluate": "latentrec.evaluation.evaluate", "fit": "latentrec.training.fit",
     "load_ratings": "latentrec.data.ratings", "recommend": "latentrec.use.topn", "recommend_all": "latentrec.use.topn",
     "similar_items": "latentrec.use.similar", "UserRatings": "latentrec.use.coldstart",
+    "refit_config": "latentrec.training.fit", "bias_extremes": "latentrec.use.interpret",
+    "item_pca": "latentrec.use.interpret", "interpret": "latentrec.use.interpret",
+    **dict.fromkeys(["DataError", "ColumnNotFound", "ConfigError", "ModelFileError", "ModelCapabilityError",
+                     "DownloadError", "TrainingDiverged", "UnknownItemsLeftOut", "SeenPairsScored"], "latentrec.errors"),
 }
-__all__ = ["Callback", "DotProductBias", "LatentrecError", "Ratings", "Recommender", "TrainConfig", "UserRatings", "create_params",
-           "evaluate", "fit", "load_ratings", "recommend", "recommend_all", "similar_items"]
+__all__ = ["Callback", "ColumnNotFound", "ConfigError", "DataError", "DotProductBias", "DownloadError",
+           "LatentrecError", "ModelCapabilityError", "ModelFileError", "Ratings", "Recommender", "SeenPairsScored",
+           "TrainConfig", "TrainingDiverged", "UnknownItemsLeftOut", "UserRatings", "bias_extremes", "create_params",
+           "evaluate", "fit", "interpret", "item_pca", "load_ratings", "recommend", "recommend_all", "refit_config",
+           "similar_items"]
 
 if TYPE_CHECKING:
     from latentrec.config import TrainConfig
     from latentrec.data.ratings import Ratings, load_ratings
-    from latentrec.errors import LatentrecError
+    from latentrec.errors import (
+        ColumnNotFound,
+        ConfigError,
+        DataError,
+        DownloadError,
+        LatentrecError,
+        ModelCapabilityError,
+        ModelFileError,
+        SeenPairsScored,
+        TrainingDiverged,
+        UnknownItemsLeftOut,
+    )
     from latentrec.evaluation.evaluate import evaluate
     from latentrec.models.dot import DotProductBias, create_params
     from latentrec.training.callback import Callback
-    from latentrec.training.fit import fit
+    from latentrec.training.fit import fit, refit_config
     from latentrec.use.coldstart import UserRatings
+    from latentrec.use.interpret import bias_extremes, interpret, item_pca
     from latentrec.use.recommender import Recommender
     from latentrec.use.similar import similar_items
     from latentrec.use.topn import recommend, recommend_all

@@ -45,13 +45,23 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)  # ratings are stored as float32
 
 @dataclass
 class Ratings:
-    """Validated ratings plus item titles; ``source`` names where they came from."""
+    """Checked ratings (``df``: columns user, item and rating, ids as text, ratings as float32) plus item titles;
+    ``source`` names where they came from. Build them with :func:`load_ratings`, which finds, checks and converts
+    the columns of a file or DataFrame; built directly, only the columns and the ratings' being numbers are checked."""
 
     df: pd.DataFrame
     source: str
     titles: dict[str, str] = field(default_factory=dict)
     held_out: float = 0.0  # the share of ``source``'s ratings held out of these for validation
     columns: dict[str, str] = field(default_factory=dict)  # the file's column each role was read from, by its header
+
+    def __post_init__(self) -> None:
+        missing = [c for c in ("user", "item") if c not in self.df]
+        ratings = self.df["rating"].to_numpy() if "rating" in self.df else np.zeros(0, np.float32)
+        if missing or not (np.issubdtype(ratings.dtype, np.number) and np.isfinite(ratings).all()):
+            problem = f"has no {' or '.join(missing)} column" if missing else "holds ratings that are no finite numbers"
+            raise DataError(f"The DataFrame given to Ratings() {problem}; read it with load_ratings(df), which finds "
+                            f"the columns and says which row is wrong.")
 
     def __len__(self) -> int:
         return len(self.df)

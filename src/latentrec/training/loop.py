@@ -93,6 +93,13 @@ class Trainer:
 
             block_order(self.valid, n_users, n_items)  # scored every epoch by the kernel's predict
 
+    def __repr__(self) -> str:  # the data and every epoch's record made a notebook cell of 20,000 characters
+        valid = f", valid {len(self.valid):,}" if self.valid is not None else ""
+        best = f", best epoch {self.best_epoch} (valid RMSE {self.best_rmse:.4f})" if math.isfinite(self.best_rmse) else ""
+        said = f", diverged: {self.diverged!r}" * bool(self.diverged)
+        return (f"Trainer({type(self.model).__name__}, solver {self.cfg.solver}, train {len(self.train):,}{valid}, "
+                f"{len(self.history)} epochs{best}{said})")
+
     def _lower_lr(self) -> str:
         """Advice after a divergence: the recipe's rate for these ratings when the rate was above it (and the
         recipe's optimizer ran), else a third."""

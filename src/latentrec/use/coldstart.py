@@ -55,6 +55,9 @@ class UserRatings:
             self.ratings = [float(r) for r in self.ratings]
         except (TypeError, ValueError):
             raise DataError(f"{self.source}: a rating is not a number ({self.ratings!r:.80}).") from None
+        missing = next((i for i, r in zip(self.items, self.ratings) if not math.isfinite(r)), None)
+        if missing is not None:
+            raise DataError(f"{self.source}: item {clip(missing)}'s rating is missing or infinite.")
         seen = set()
         for item in self.items:
             if item in seen:
@@ -63,12 +66,12 @@ class UserRatings:
 
     @classmethod
     def of(cls, given) -> "UserRatings":
-        """``given`` as UserRatings: already one, a ``{item: rating}`` dict, ``(item, rating)`` pairs, or a
-        DataFrame with item and rating columns (found by name, as in a ratings file)."""
+        """``given`` as UserRatings: already one, a ``{item: rating}`` dict or Series, ``(item, rating)`` pairs, or
+        a DataFrame with item and rating columns (found by name, as in a ratings file)."""
         if isinstance(given, cls):
             return given
-        if isinstance(given, dict):
-            return cls(list(given), list(given.values()))
+        if isinstance(given, (dict, pd.Series)):  # a Series: ratings indexed by item
+            return cls(list(given.keys()), list(given.values) if isinstance(given, pd.Series) else list(given.values()))
         if isinstance(given, pd.DataFrame):
             item, rating = resolve_columns(list(given.columns), ("item", "rating"), {}, "the ratings DataFrame")
             return cls(given[item].tolist(), given[rating].tolist())
