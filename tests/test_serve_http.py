@@ -141,6 +141,9 @@ def test_bad_command_lines_exit_2_with_one_sentence(tmp_path, model_dir, capsys)
     assert "--port must be between 0 and 65535" in capsys.readouterr().err
     assert main(["serve", str(model_dir), "--allow-origin", "https://app.example.com/"]) == 2
     assert "--allow-origin 'https://app.example.com/' must be * or scheme://host[:port]" in capsys.readouterr().err
+    for bad, said in ((["--drain", "-1"], "--drain must be between 0 and 300 seconds, not -1"),
+                      (["--root-path", "recs"], "--root-path must be a path such as /recs, not 'recs'")):
+        assert main(["serve", str(model_dir), *bad]) == 2 and said in capsys.readouterr().err
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -149,6 +152,38 @@ def test_bad_command_lines_exit_2_with_one_sentence(tmp_path, model_dir, capsys)
         assert "Cannot listen on 127.0.0.1" in err and len(err.strip().splitlines()) == 1
         assert main(["serve", str(tmp_path / "none"), "--port", str(taken.getsockname()[1])]) == 2
         assert "Cannot listen" in capsys.readouterr().err  # said before the model is read
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stop_with_drain_answers_with_readyz_503_and_closing_connections_first(model_dir, workers):
+    """--drain 2: after SIGTERM the server still answers for 2 s, /readyz at 503 (a load balancer moves on) and
+    each answer closing its keep-alive connection; then it stops as without a drain."""
+    with running(model_dir, "--drain", "2", "--workers", workers) as (url, proc, log, pids):
+        host, port = url.removeprefix("http://").split(":")
+        kept = http.client.HTTPConnection(host, int(port), timeout=10)
+        kept.request("GET", "/api/users/u3/recommendations?n=2")
+        answer = kept.getresponse()
+        assert answer.status == 200 and answer.getheader("connection") != "close"
+        answer.read()
+        seen = set()
+        for _ in range(400):  # every worker answering, so each has uvicorn's signal handlers (not only its model)
+            seen.add(get(f"{url}/healthz")[1]["pid"])
+            if seen == set(pids):
+                break
+        assert seen == set(pids)
+        stopped = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        for _ in range(100):
+            if "Draining for 2 s" in log.read_text():
+                break
+            time.sleep(0.02)
+        kept.request("GET", "/readyz")
+        answer = kept.getresponse()
+        body = json.loads(answer.read())
+        assert answer.status == 503 and body["draining"] and not body["ready"]
+        assert answer.getheader("connection") == "close"
+        assert get(f"{url}/api/users/u3/recommendations?n=2")[0] == 200  # still answering
+        assert proc.wait(timeout=30) == -signal.SIGTERM and time.monotonic() - stopped >= 2
 
 
 def test_listening_socket_is_tcp_so_connections_get_nodelay():

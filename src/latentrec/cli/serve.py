@@ -29,7 +29,8 @@ SIGNAL_MASKS = hasattr(signal, "SIGHUP") and hasattr(signal, "pthread_sigmask") 
 EXAMPLE = """latentrec serve model --port 8000          # then open http://127.0.0.1:8000/
   curl 'http://127.0.0.1:8000/api/users/196/recommendations?n=5'
   kill -HUP <pid>                             # read the model dir again after retraining it
-  latentrec serve model --workers 4           # 4 processes on the one port, each with its share of the cores"""
+  latentrec serve model --workers 4           # 4 processes on the one port, each with its share of the cores
+  latentrec serve model --drain 5 --root-path /recs   # behind a load balancer, under https://example.com/recs/"""
 
 
 def add_parser(sub) -> None:
@@ -44,6 +45,10 @@ def add_parser(sub) -> None:
                         "memory). With N > 1 each uses max(1, cores // N) torch and numba threads; SIGHUP and "
                         "POST /admin/reload reload every one; if one dies, the others are stopped and serve exits "
                         "with status 2")
+    p.add_argument("--drain", type=float, default=0.0, metavar="SECONDS",
+                   help="on SIGTERM or Ctrl-C, keep answering for SECONDS first, with /readyz at 503 and every answer "
+                        "closing its connection, so a load balancer moves clients elsewhere before the port closes "
+                        "(default 0: stop at once; a second signal ends the drain)")
     p.add_argument("--root-path", default="", metavar="PREFIX",
                    help="the path a proxy serves this under, stripping it before passing requests on (e.g. /recs): "
                         "the API docs' requests then go through the proxy too (the page needs nothing)")
@@ -53,6 +58,7 @@ def add_parser(sub) -> None:
 
 
 BACKLOG = 2048  # connections the kernel queues before the server accepts them
+MAX_DRAIN_S = 300  # a longer drain is a stop that never comes
 SHUTDOWN_GRACE_S = 30  # what a stop leaves requests in flight (a service manager kills after 30-90 s anyway)
 
 
@@ -125,6 +131,8 @@ def check(args) -> None:
     if args.root_path and not re.fullmatch(r"(/[^/\s?#]+)+", args.root_path.rstrip("/")):
         raise ConfigError(f"--root-path must be a path such as /recs, not {args.root_path!r}.")
     args.root_path = args.root_path.rstrip("/")
+    if not 0 <= args.drain <= MAX_DRAIN_S:
+        raise ConfigError(f"--drain must be between 0 and {MAX_DRAIN_S} seconds, not {args.drain:g}.")
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {args.workers}.")
     if args.workers > 1 and not hasattr(os, "fork"):
@@ -143,7 +151,7 @@ def serve_here(args, sock: socket.socket) -> int:
         reload_on_sighup(holder)
         announce(args, sock, state.info(), [os.getpid()])
         app = create_app(holder, args.allow_origin)
-    uvicorn_run(app, sock, args)
+    uvicorn_run(app, sock, args, holder)
     return 0
 
 
@@ -185,7 +193,7 @@ def worker(args, sock: socket.socket) -> Work:
                 pass
 
         app = create_app(holder, args.allow_origin, on_reload=pass_reload_on)
-        return lambda: uvicorn_run(app, sock, args)
+        return lambda: uvicorn_run(app, sock, args, holder)
 
     return work
 
@@ -231,10 +239,10 @@ def announce(args, sock: socket.socket, info: dict, pids: list[int]) -> None:
           f"`kill -HUP {os.getpid()}` or POST /admin/reload; Ctrl+C stops.", flush=True)
 
 
-def uvicorn_run(app, sock: socket.socket, args) -> None:
-    """Serve ``app`` on the listening ``sock`` until SIGINT or SIGTERM (uvicorn then raises that signal again), letting
-    requests in flight finish for at most ``SHUTDOWN_GRACE_S`` (a client that never finishes its request would
-    otherwise hold the server up forever)."""
+def uvicorn_run(app, sock: socket.socket, args, holder: ModelHolder) -> None:
+    """Serve ``app`` on the listening ``sock`` until SIGINT or SIGTERM (uvicorn then raises that signal again), after
+    ``args.drain`` seconds of draining, letting requests in flight finish for at most ``SHUTDOWN_GRACE_S`` (a client
+    that never finishes its request would otherwise hold the server up forever)."""
     import uvicorn
 
     logs = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
@@ -243,4 +251,25 @@ def uvicorn_run(app, sock: socket.socket, args) -> None:
         formatter["fmt"] = "%(asctime)s [%(process)d] " + formatter["fmt"]
     config = uvicorn.Config(app, log_level="info" if args.access_log else "warning", access_log=args.access_log,
                             log_config=logs, timeout_graceful_shutdown=SHUTDOWN_GRACE_S, root_path=args.root_path)
-    uvicorn.Server(config).run(sockets=[sock])
+
+    class Draining(uvicorn.Server):
+        """uvicorn's server, whose first stop signal drains for ``args.drain`` seconds before uvicorn's shutdown;
+        a second one ends the drain."""
+
+        drain: threading.Timer | None = None
+
+        def handle_exit(self, sig: int, frame) -> None:
+            if args.drain and self.drain is None:
+                holder.draining = True
+                logging.getLogger("latentrec.serve").warning(
+                    "Draining for %g s before stopping (/readyz answers 503; answers close their connections).",
+                    args.drain)
+                self.drain = threading.Timer(args.drain, super().handle_exit, (sig, frame))
+                self.drain.daemon = True
+                self.drain.start()
+                return
+            if self.drain is not None and self.drain.is_alive():
+                self.drain.cancel()
+            super().handle_exit(sig, frame)
+
+    Draining(config).run(sockets=[sock])

@@ -127,6 +127,25 @@ def user_recommendations(rec: Recommender, users: list[str], n: int, exclude: li
     return lists
 
 
+class CloseWhileDraining:
+    """While ``holder.draining``, every answer says ``Connection: close``: a keep-alive client opens its next
+    connection elsewhere (the load balancer has seen /readyz go 503) instead of sending on one about to close."""
+
+    def __init__(self, app, holder: ModelHolder):
+        self.app, self.holder = app, holder
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def closing(message):
+            if message["type"] == "http.response.start" and self.holder.draining:
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing)
+
+
 class BodyLimit:
     """A request body over ``limit`` bytes, as declared or as it arrives, is a 413 with a JSON ``detail`` like every
     other error here (starlette's own limit answers in plain text), and one that stalls for :data:`BODY_IDLE_S` a
@@ -250,6 +269,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
     app = FastAPI(title="latentrec", summary="Recommendations, similar items and predictions from a trained model.",
                   lifespan=lifespan, dependencies=[Depends(known_query)])
     app.add_middleware(BodyLimit, limit=MAX_BODY)
+    app.add_middleware(CloseWhileDraining, holder=holder)
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_BYTES)  # for clients that send Accept-Encoding: gzip
     if allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=["GET", "POST"],
@@ -287,13 +307,14 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
     @app.head("/readyz", include_in_schema=False)
     @app.get("/readyz", tags=["health"], response_model=Ready, responses={503: {"model": Ready}})
     async def readyz() -> JSONResponse:
-        """200 once a model is loaded (with what it is), 503 before."""
+        """200 once a model is loaded (with what it is), 503 before, and while the server drains to stop."""
         state = holder.state
-        body = {"ready": state is not None, "pid": os.getpid(), "model_dir": str(holder.model_dir),
+        ready = state is not None and not holder.draining
+        body = {"ready": ready, "draining": holder.draining, "pid": os.getpid(), "model_dir": str(holder.model_dir),
                 "last_reload_error": holder.last_error}
         if state is not None:
             body["model"] = state.info()
-        return JSONResponse(body, status_code=200 if state is not None else 503)
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/api/users/{user:path}/recommendations", tags=["recommendations"], response_model=UserList,
              responses=fails(503))

@@ -57,6 +57,7 @@ class ModelHolder:
         self._asked = threading.Lock()  # guards _queued
         self._queued: Future | None = None  # the reload that starts when the running one ends
         self.last_error: str | None = None
+        self.draining = False  # stopping after a drain (serve --drain): /readyz says 503, answers close connections
 
     def load(self) -> Loaded:
         """Read the model dir (read-only), warm the model up, and swap it in; raises on failure,

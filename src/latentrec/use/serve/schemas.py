@@ -96,7 +96,8 @@ class ModelInfo(Answer):
 
 
 class Ready(Answer):
-    ready: bool
+    ready: bool = Field(description="false before a model is loaded, and while the server drains to stop")
+    draining: bool = Field(description="the server is stopping (serve --drain): send new requests elsewhere")
     pid: int = Field(description="the answering process (one of the workers under --workers)")
     model_dir: str
     last_reload_error: str | None
