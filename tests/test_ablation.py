@@ -29,3 +29,11 @@ def test_ablation_runs_end_to_end(tmp_path, capsys):
 def test_ablation_refuses_unknown_steps(tmp_path, capsys):
     assert main(["ablation", "--data", "x.csv", "--only", "magic"]) == 2
     assert "unknown step" in capsys.readouterr().err
+
+
+def test_the_help_names_every_step_as_only_takes_it():
+    from latentrec.cli import build_parser
+    from latentrec.evaluation.ablation import STEPS
+
+    described = build_parser()._subparsers._group_actions[0].choices["ablation"].description
+    assert all(f'"{step.name}"' in described for step in STEPS)

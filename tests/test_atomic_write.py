@@ -329,3 +329,19 @@ def test_a_tune_report_a_kill_cut_between_its_renames_is_told_from_a_whole_one(t
         assert (len(runs) > 1) == (report_mix(out) is not None), (k, runs, report_mix(out))
         mixes.append(len(runs) > 1)
     assert len(mixes) == 8 and mixes == [False] + [True] * 7  # the model's 2 renames, then the report's 6
+
+
+def test_a_text_file_the_disk_will_not_take_is_one_sentence_and_no_file(tmp_path, monkeypatch):
+    """ablation --out on a full disk came out as an OSError traceback."""
+    import errno
+    from pathlib import Path
+
+    from latentrec.errors import ModelFileError
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(ModelFileError, match=r"Cannot write .*a\.md: No space left on device\.$"):
+        write_text(tmp_path / "a.md", "x")
+    assert list(tmp_path.iterdir()) == []

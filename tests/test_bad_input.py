@@ -851,3 +851,26 @@ def test_ratings_of_timestamp_size_are_refused_as_a_likely_wrong_column(capsys, 
     path.write_text(rows)
     fails(capsys, tmp_path, train_argv(path, tmp_path / "m"), "the training ratings run from about 8.813e+08",
           "is that the rating column?")
+
+
+def test_a_rating_far_outside_the_others_is_named_and_one_too_big_to_score_is_refused(capsys, tmp_path, caplog):
+    """A 1000 among 1-5 stars (a typo) stretched the model's scale without a word; evaluate scored a 1e30 to an
+    RMSE of 3.5e27 with numpy's overflow warning, where train refuses it."""
+    df, _ = lowrank_ratings(n_users=60, n_items=40, density=0.6)
+    df.loc[7, "rating"] = 1000.0
+    with caplog.at_level("WARNING", logger="latentrec"):
+        fit(df, config=TrainConfig(epochs=1, valid_pct=0, ranker="none", device="cpu"))
+    [said] = [r.getMessage() for r in caplog.records if "far above" in r.getMessage()]
+    assert "1 rating (1000) far above the others" in said and "A typo? Fix or drop those rows." in said
+    caplog.clear()
+    clean = df.drop(index=7)
+    with caplog.at_level("WARNING", logger="latentrec"):
+        fit(clean, config=TrainConfig(epochs=1, valid_pct=0, ranker="none", device="cpu"))
+    assert not [r for r in caplog.records if "far" in r.getMessage()]
+    clean.to_csv(tmp_path / "train.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "train.csv"), "--epochs", "1", "--ranker", "none", "--valid-pct",
+                 "0", "--out", str(tmp_path / "m"), "--json"]) == 0
+    capsys.readouterr()
+    huge = write(tmp_path / "huge.csv", f"user,item,rating\n{df.user[0]},{df.item[0]},1e30\n")
+    fails(capsys, tmp_path, ["evaluate", str(tmp_path / "m"), "--data", str(huge)], str(huge),
+          "a rating is about 1e+30 in size, beyond what a rating model scores")

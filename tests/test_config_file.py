@@ -57,6 +57,7 @@ def test_flags_equal_to_the_default_still_win(tmp_path):
     ('model = "tree"', "model must be one of"),
     ("y_range = [1]", "y_range must be a list of 2"),
     ("factors = 3", "unknown option(s) factors"),
+    ("bogus_key = 3", "unknown option(s) bogus_key (known:"),  # nothing close: an IndexError traceback
     ("epochs = [", "not valid TOML"),
 ])
 def test_bad_files_are_one_clear_sentence(tmp_path, text, words):
@@ -152,3 +153,14 @@ def test_a_default_burn_in_in_a_file_follows_the_epochs(tmp_path, capsys):
 
 def test_a_numpy_integer_seed_is_a_seed():
     assert TrainConfig(seed=np.int64(5)).resolved().seed == 5
+
+
+def test_valid_file_and_valid_pct_together_are_refused_and_valid_records_no_hold_out(tmp_path, capsys):
+    from latentrec.cli import main
+
+    with pytest.raises(ConfigError, match="Give --valid FILE or --valid-pct 0.3, not both"):
+        parse(["train", "--data", "x.csv", "--valid", "v.csv", "--valid-pct", "0.3"])
+    assert main(["tune", "--data", "x.csv", "--valid", "v.csv", "--valid-pct", "0.3", "--out", str(tmp_path / "t")]) == 2
+    assert "Give --valid FILE or --valid-pct 0.3, not both" in capsys.readouterr().err
+    (tmp_path / "c.toml").write_text("valid_pct = 0.3\n")  # a config's hold-out gives way to --valid
+    assert parse(["train", "--data", "x.csv", "--valid", "v.csv", "--config", str(tmp_path / "c.toml")]).valid_pct == 0

@@ -31,6 +31,12 @@ def test_pca_finds_the_planted_direction_and_its_ends():
     assert share[0] > 0.3  # four planted clusters: the first axis carries a large share
     ends = component_ends(pca, 3)
     assert ends["pc1"]["low"][0] == pca.loc[pca["pc1"].idxmin(), "title"]
+    twins = pca.copy()
+    lowest, highest = twins["pc1"].idxmin(), twins["pc1"].idxmax()
+    twins.loc[highest, "title"] = twins.loc[lowest, "title"]  # two items under one title tell apart by their ids
+    ends = component_ends(twins, 3)
+    assert ends["pc1"]["low"][0] == f"{twins.loc[lowest, 'title']} [{twins.loc[lowest, 'item']}]"
+    assert ends["pc1"]["high"][0] == f"{twins.loc[lowest, 'title']} [{twins.loc[highest, 'item']}]"
     again, _ = item_pca(rec, n_items=50)
     np.testing.assert_allclose(again["pc1"], pca["pc1"], atol=1e-5)  # repeatable (seeded, sign fixed)
 

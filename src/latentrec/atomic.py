@@ -165,8 +165,12 @@ def plain_mode(folder: bool = False) -> int:
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    """Write ``text`` to ``path`` atomically; a disk that is full or will not take it is one sentence."""
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise ModelFileError(f"Cannot write {path}: {e.strerror or e}.") from None
 
 
 def fsync_folder(folder: Path) -> None:

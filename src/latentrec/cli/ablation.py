@@ -30,9 +30,9 @@ COLUMNS = ["step", "model", "solver", "rmse", "mae", "seconds"]
 
 
 def add_parser(sub) -> None:
-    p = command(sub, "ablation", "Train each step of the journey (dot product, + sigmoid, + biases, + weight decay, "
-                "that recipe without the sigmoid or the biases, CollabNN, ALS, Bayesian) on one split and compare "
-                "them on the test set.", EXAMPLE, run)
+    p = command(sub, "ablation", 'Train each step of the journey ("dot product", "+ y_range sigmoid", "+ biases", '
+                '"+ weight decay", "without the sigmoid", "without biases", "CollabNN", "ALS", "Bayesian") on one '
+                "split and compare them on the test set.", EXAMPLE, run)
     add_data_options(p, required=False)
     g = p.add_argument_group("split")
     g.add_argument("--test", help="test file (default: a random --test-pct of --data)")

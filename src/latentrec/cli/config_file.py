@@ -48,8 +48,14 @@ def apply_config(args: argparse.Namespace, extra: set[str] = frozenset()) -> dic
     """Fill options not given on the command line from ``args.config`` (if any), then from defaults.
 
     Returns the file's keys in ``extra`` (e.g. a search space) untouched; any other key that is not
-    an option of the command is an error.
+    an option of the command is an error. ``--valid FILE`` with ``--valid-pct`` on the command line is refused
+    (both would be validation rows); with ``--valid``, the ``valid_pct`` kept is 0, as nothing is held out.
     """
+    if getattr(args, "valid", UNSET) not in (UNSET, None) and getattr(args, "valid_pct", UNSET) not in (UNSET, 0):
+        raise ConfigError(f"Give --valid FILE or --valid-pct {args.valid_pct:g}, not both: --valid-pct holds out rows "
+                          f"of --data for validation, --valid validates on a file of its own.")
+    if getattr(args, "valid", UNSET) not in (UNSET, None):
+        args.valid_pct = 0.0
     options: dict = args._options
     path = getattr(args, "config", None)
     values = _retarget(read_config(path), args) if path else {}
@@ -57,7 +63,7 @@ def apply_config(args: argparse.Namespace, extra: set[str] = frozenset()) -> dic
     if unknown:
         known = sorted(set(options) | set(extra))
         close = difflib.get_close_matches(unknown[0], known, n=1)
-        hint = f"did you mean {close[0]}? " * bool(close)
+        hint = f"did you mean {close[0]}? " if close else ""  # (an f-string times False still reads close[0])
         raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)} ({hint}known: {', '.join(known)}).")
     for dest, (action, default) in options.items():
         if getattr(args, dest, UNSET) is UNSET:

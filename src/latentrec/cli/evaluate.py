@@ -71,7 +71,7 @@ def print_notes(r: dict) -> None:
                       f"(rows it trained on or held out for validation): {', and '.join(said)}.")
     if r["n_off_scale"] and "rmse" in r:
         lo, hi = r["scale"]
-        console.print(f"Note: {r['n_off_scale']:,} ratings lie outside the model's scale {lo:g} to {hi:g} (its training "
+        console.print(f"Note: {plural(r['n_off_scale'], 'rating')} lie{'s' * (r['n_off_scale'] == 1)} outside the model's scale {lo:g} to {hi:g} (its training "
                       f"ratings' range); its predictions stay within it.")
 
 

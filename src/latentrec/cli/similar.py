@@ -12,7 +12,8 @@ def add_parser(sub) -> None:
     p = command(sub, "similar", "Items most similar to one item (by the ranker: EASE's item x item weights or "
                 "iALS's factors, items picked by the same users; a rating model alone (--ranker none): cosine "
                 "similarity of its item factors, items rated alike; CollabNN's embeddings mostly say how well an "
-                "item is rated, so its neighbours are items about as good).", EXAMPLE, run)
+                "item is rated, so its neighbours are items about as good). An item the model was not trained on "
+                "has no vectors to compare: that is an error (exit 2; 404 from serve), not a fallback.", EXAMPLE, run)
     p.add_argument("model_dir", help="model directory written by `latentrec train`")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--item", help="raw item id")

@@ -160,7 +160,7 @@ def print_summary(result, info: dict, out: Path) -> None:
 
     column = scored_by(result.table)[0]
     ranking = column != "valid_rmse"
-    best = result.table.sort_values(column, ascending=not ranking).head(10)
+    best = result.table.sort_values(column, ascending=not ranking, kind="stable").head(10)  # ties: the first, as the winner
     console.print(f"\nBest {len(best)} of {info['n_trials']} trials ({info['n_pruned']} pruned) "
                   f"in {info['seconds']:.0f} s:")
     for row in best.to_dict("records"):

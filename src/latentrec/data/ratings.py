@@ -41,6 +41,7 @@ ROLES = ("user", "item", "rating")
 NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
 SCALAR_KINDS = {"string", "integer", "floating", "mixed-integer-float", "empty"}  # pandas.api.types.infer_dtype
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # ratings are stored as float32
+MAX_RATING = 2**24  # the largest rating a rating model takes (a bigger one is a timestamp or a count)
 
 
 @dataclass

@@ -11,8 +11,8 @@ import pandas as pd
 from latentrec.data import csr
 from latentrec.data.batches import EncodedRows
 from latentrec.data.lean import LeanRows
-from latentrec.data.ratings import Ratings, as_ratings
-from latentrec.errors import ConfigError, SeenPairsScored
+from latentrec.data.ratings import MAX_RATING, Ratings, as_ratings
+from latentrec.errors import ConfigError, DataError, SeenPairsScored
 from latentrec.models.scoring import rmse_mae
 from latentrec.use.ranking import evaluate_ranking
 from latentrec.use.recommender import Recommender
@@ -41,6 +41,9 @@ def evaluate(rec: Recommender, ratings: Ratings | pd.DataFrame | str | LeanRows 
     data = rows.data
     target = data.ratings
     unknown_user, unknown_item = data.users == 0, data.items == 0
+    if rec.model is not None and with_rmse and len(target) and (far := float(np.abs(target).max())) > MAX_RATING:
+        raise DataError(f"{rows.source}: a rating is about {far:.4g} in size, beyond what a rating model scores "
+                        f"(at most {MAX_RATING:,}); is that the rating column? Name it with --rating-col.")
     lo, hi = rec.rating_range
     result = {
         "data": rows.source,
@@ -51,7 +54,7 @@ def evaluate(rec: Recommender, ratings: Ratings | pd.DataFrame | str | LeanRows 
         "n_seen": int(csr.held_in(data.users, data.items, rec.rated_indptr, rec.rated_items).sum()),
         "n_off_scale": int(((target < lo) | (target > hi)).sum()),
         "scale": [lo, hi],
-        "ratings_std": float(np.std(target)),
+        "ratings_std": float(np.std(target, dtype=np.float64)),
     }
     if result["n_seen"]:  # the CLI says so in its own words
         warnings.warn(f"{result['n_seen']:,} of the {result['n']:,} pairs scored were in the data the model was built "

@@ -45,7 +45,8 @@ def _build(cls: type, arch: dict, what: str, where: str):
     missing = [n for n, p in params.items() if p.default is p.empty and n not in arch]
     if unknown or missing:
         field, said = (unknown[0], "has no field") if unknown else (missing[0], "needs the field")
-        raise ModelFileError(f"{where}: a {what} {said} {field!r}; the file was edited or damaged.")
+        article = "an" if what[0] in "aeinou" else "a"  # an nn, an ials, an ease; a dot, a bayes
+        raise ModelFileError(f"{where}: {article} {what} {said} {field!r}; the file was edited or damaged.")
     return cls(**arch)
 
 

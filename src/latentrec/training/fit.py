@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import warnings
@@ -18,7 +19,7 @@ from latentrec.config import RANKING_MODELS, SEED_MAX, TrainConfig, for_scale, r
 from latentrec.data import csr
 from latentrec.data.batches import Encoded
 from latentrec.data.lean import EncodedSplit, LeanRows
-from latentrec.data.ratings import Ratings, as_ratings
+from latentrec.data.ratings import MAX_RATING, Ratings, as_ratings
 from latentrec.data.split import hold_out
 from latentrec.data.vocab import Vocab
 from latentrec.devices import pick_device
@@ -55,7 +56,8 @@ def encode(df, users: Vocab, items: Vocab) -> Encoded:
     return Encoded(users.encode(df["user"]), items.encode(df["item"]), df["rating"].to_numpy(np.float32, copy=True))
 
 
-MAX_RATING = 2**24
+log = logging.getLogger(__name__)
+OUTLIER_SAMPLE = 100_000  # ratings drawn to find the bulk's range (0.1 % to 99.9 %)
 
 
 def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str, cfg: TrainConfig,
@@ -73,12 +75,32 @@ def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str
         # iALS take any weights: milliseconds played, cents spent); the rating models' solvers met singular systems
         raise DataError(f"{source}: the training ratings run from about {lo:.4g} to {hi:.4g}, beyond what a rating model "
                         f"trains on (at most {MAX_RATING:,} in size; model 'ease' or 'ials' take weights of any "
-                        f"size); is that the rating column? Name it with --rating-col, or put a file without a header "
-                        f"in the order user, item, rating[, timestamp].")
+                        f"size); is that the rating column? Name it with --rating-col (in a file without a header, by "
+                        f"position: --rating-col 4 for the fourth column).")
+    if cfg.model not in RANKING_MODELS and (far := far_out(ratings)):
+        log.warning(f"{source}: {far}; the rating scale is taken as {lo:g} to {hi:g}. A typo? Fix or drop those rows.")
     if lo == hi and cfg.model not in RANKING_MODELS:
         raise DataError(f"{source}: every training rating is {float(ratings[0]):g}, so a rating model has nothing "
                         f"to learn (it would predict that value for every pair); model 'ease' or 'ials' (--model) "
                         f"learn which items users pick from such data.")
+
+
+def far_out(ratings: np.ndarray) -> str | None:
+    """Which ratings lie far outside the bulk of ``ratings`` (beyond its 0.1 % to 99.9 % range by half its width:
+    a 1000 among 1-5 stars, a typo that would stretch the model's scale), in words; None where none do."""
+    if len(ratings) < 1000:
+        return None
+    sample = ratings if len(ratings) <= OUTLIER_SAMPLE else \
+        np.random.default_rng(0).choice(ratings, OUTLIER_SAMPLE, replace=False)
+    lo, hi = np.quantile(sample.astype(np.float64), [0.001, 0.999])
+    reach = (hi - lo) / 2
+    said = []
+    for side, far in (("below", ratings < lo - reach), ("above", ratings > hi + reach)):
+        if (n := int(far.sum())):
+            values = np.unique(ratings[far])
+            shown = ", ".join(f"{v:g}" for v in values[:3]) + ", ..." * (len(values) > 3)
+            said.append(f"{n:,} rating{'s' * (n > 1)} ({shown}) far {side} the others")
+    return f"{' and '.join(said)} (99.9 % of them lie between {lo:g} and {hi:g})" if said else None
 
 
 def encode_valid(valid: Ratings | LeanRows, users: Vocab, items: Vocab) -> Encoded | None:

@@ -87,8 +87,11 @@ def item_pca(rec: Recommender, n_items: int = 1000, q: int = 3) -> tuple[pd.Data
 
 
 def component_ends(pca: pd.DataFrame, n: int = 10) -> dict[str, dict[str, list[str]]]:
-    """Titles (or ids) of the ``n`` items at the low and high end of each component."""
-    label = pca["title"].where(pca["title"] != "", pca["item"])
+    """Titles (or ids) of the ``n`` items at the low and high end of each component; a title two items share gets
+    the item's id (ML-100K lists "Chasing Amy (1997)" under two ids)."""
+    shared = pca["title"].duplicated(keep=False) & (pca["title"] != "")
+    label = pca["title"].where(~shared, pca["title"] + " [" + pca["item"].astype(str) + "]")
+    label = label.where(pca["title"] != "", pca["item"].astype(str))
     ends = {}
     for col in [c for c in pca.columns if c.startswith("pc")]:
         order = np.argsort(pca[col].to_numpy(), kind="stable")

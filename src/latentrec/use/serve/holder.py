@@ -107,7 +107,8 @@ class ModelHolder:
                        else f"Loading {self.model_dir} failed unexpectedly; the server log has the details.")
             self.last_error = message
             serving = f"generation {self.state.generation} keeps serving" if self.state else "no model is serving"
-            log.error("Reload of %s failed (%s); %s.", self.model_dir, message, serving, exc_info=not expected)
+            log.error("Reload of %s failed: %s %s.", self.model_dir, message, serving.capitalize(),
+                      exc_info=not expected)
             return False, message
         message = f"loaded {self.model_dir} as generation {state.generation}"
         log.info("Loaded %s as generation %d.", self.model_dir, state.generation)
