@@ -161,7 +161,10 @@ def test_resume_refuses_what_does_not_match(capsys, monkeypatch, tmp_path, ratin
     assert "--resume" in capsys.readouterr().err
     assert main(train_args(ratings_csv, out, "sgd", EPOCHS, "--resume", "--lr", "0.5")) == 2
     err = capsys.readouterr().err
-    assert "--lr" in err and str(folder) in err
+    assert "--lr" in err and str(folder) in err and len(err.strip().splitlines()) == 1  # no "resuming" line first
+    assert main(train_args(ratings_csv, out, "sgd", EPOCHS, "--resume", "--solver", "als")) == 2
+    err = capsys.readouterr().err  # the solver, not the options only one of the two reads
+    assert "made with --solver sgd (now als);" in err and "--lr" not in err
     other = tmp_path / "other.csv"
     other.write_text(ratings_csv.read_text().replace("\nu1,", "\nu999,", 1))
     assert main(train_args(other, out, "sgd", EPOCHS, "--resume")) == 2

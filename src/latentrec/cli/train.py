@@ -200,10 +200,11 @@ def checkpointer(args: argparse.Namespace) -> Checkpointer:
             f"delete {folder} to start over." if epoch else
             f"{folder} holds the checkpoint of an interrupted run, which cannot be read; delete {folder} to start over."
         )
-    epoch = completed_epoch(folder) if args.resume else None
-    if epoch and not args.json and os.environ.get("RANK", "0") == "0":  # an unreadable one: the restore says why
+    def say(epoch: int) -> None:  # once restored: a checkpoint of other options is one sentence, not two
         stderr(f"latentrec train: resuming the run in {folder} after its epoch {epoch}.")
-    return Checkpointer(folder, resume=args.resume, every=args.checkpoint_every)
+
+    quiet = args.json or os.environ.get("RANK", "0") != "0"
+    return Checkpointer(folder, resume=args.resume, every=args.checkpoint_every, resumed=None if quiet else say)
 
 
 def interrupted(checkpoints: Checkpointer, epochs: int, stop: KeyboardInterrupt, out: str | None = None,

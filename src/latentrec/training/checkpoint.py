@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,8 @@ def restore(trainer, tensors: dict[str, torch.Tensor], meta: dict, where: Path) 
     """Put ``trainer`` (whose runner exists) back in the state ``capture`` recorded."""
     config, saved = trainer.cfg.to_dict(), meta["config"]
     differ = [k for k in config if _jsonable(config[k]) != _jsonable(saved.get(k))]
+    # another model or solver says all; else the options this run reads (a Bayesian run's lr is a placeholder)
+    differ = [k for k in ("model", "solver") if k in differ] or [k for k in differ if k in trainer.cfg.saved()] or differ
     if differ:
         shown = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)} (now {config[k]})" for k in differ)
         raise ConfigError(
@@ -246,12 +249,14 @@ def completed_epoch(folder: str | os.PathLike) -> int | None:
 
 class Checkpointer(Callback):
     """Callback: saves a checkpoint at an epoch end once ``every`` seconds have passed since the last save
-    (or the start); with ``resume`` first restores the saved one."""
+    (or the start); with ``resume`` first restores the saved one, then calls ``resumed`` with its epoch."""
 
-    def __init__(self, folder: str | os.PathLike, resume: bool = False, every: float = 0.0):
+    def __init__(self, folder: str | os.PathLike, resume: bool = False, every: float = 0.0,
+                 resumed: Callable[[int], None] | None = None):
         self.folder = Path(folder)
         self.resume = resume
         self.every = every
+        self.resumed = resumed
         self.saved_epoch: int | None = None
         self.saved_at = time.monotonic()
 
@@ -263,6 +268,8 @@ class Checkpointer(Callback):
                 self.remove_partial()  # a save cut short by a crash
             restore(trainer, tensors, meta, self.folder)
             self.saved_epoch = meta["epoch"]
+            if self.resumed is not None:
+                self.resumed(self.saved_epoch)
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         due = time.monotonic() - self.saved_at >= self.every
