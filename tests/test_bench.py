@@ -38,8 +38,10 @@ def test_bench_rejects_a_missing_device(capsys):
 
 @pytest.mark.parametrize("extra, needle", [(["--target", "nan"], "--target must be a positive finite RMSE"),
                                            (["--target", "-1"], "--target must be a positive finite RMSE"),
-                                           (["--threads", "0"], "--threads must be at least 1")],
-                         ids=["target-nan", "target-negative", "threads-zero"])
+                                           (["--threads", "0"], "--threads must be between 1 and"),
+                                           (["--threads", "999"], "(the cores here), not 999"),
+                                           (["--data", "ml-100k"], "--ratings, --users, --items set the size of")],
+                         ids=["target-nan", "target-negative", "threads-zero", "threads-too-many", "data-and-size"])
 def test_bench_refuses_a_bad_option(capsys, extra, needle):
     assert main(["bench", "--ratings", "100", "--users", "10", "--items", "10", "--devices", "cpu", *extra]) == 2
     err = capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from typing import TYPE_CHECKING
 
 from latentrec.cli.common import add_data_options, command, console, emit_json, plural, read, seed, start, table
@@ -24,9 +25,9 @@ def add_parser(sub) -> None:
     p = command(sub, "bench", "Measure training and inference speed on every available device.", EXAMPLE, run)
     add_data_options(p, required=False)
     g = p.add_argument_group("synthetic data (used when --data is not given)")
-    g.add_argument("--ratings", type=int, default=1_000_000, help="planted ratings (default 1,000,000)")
-    g.add_argument("--users", type=int, default=20_000, help="users (default 20,000)")
-    g.add_argument("--items", type=int, default=5_000, help="items (default 5,000)")
+    g.add_argument("--ratings", type=int, help=f"planted ratings (default {SYNTH['ratings']:,})")
+    g.add_argument("--users", type=int, help=f"users (default {SYNTH['users']:,})")
+    g.add_argument("--items", type=int, help=f"items (default {SYNTH['items']:,})")
     b = p.add_argument_group("what to measure")
     b.add_argument("--devices", nargs="+", help="devices to try (default: every available one)")
     b.add_argument("--batch-sizes", type=int, nargs="+", default=[1024, 16384],
@@ -38,10 +39,19 @@ def add_parser(sub) -> None:
     b.add_argument("--seed", type=seed, default=0, help="seed of the data and of training (default 0)")
 
 
+SYNTH = {"ratings": 1_000_000, "users": 20_000, "items": 5_000}  # the synthetic data's size by default
+
+
 def _data(args) -> tuple[Encoded, Encoded, int, int, tuple[float, float], str]:
     """The training and validation rows: ``--data`` goes through train's own checks and split."""
     from latentrec.models.dot import default_y_range
 
+    sized = [f"--{name}" for name in SYNTH if getattr(args, name) is not None]
+    if args.data and sized:
+        raise ConfigError(f"{', '.join(sized)} set{'s' * (len(sized) == 1)} the size of synthetic data; --data "
+                          f"{args.data} is measured as it is (give one or the other).")
+    for name, default in SYNTH.items():
+        setattr(args, name, default if getattr(args, name) is None else getattr(args, name))
     if args.data:
         from latentrec.config import TrainConfig
         from latentrec.training.fit import training_rows
@@ -75,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
 
     start(args)
     if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be at least 1, not {args.threads}.")
+        cores = os.cpu_count() or 1
+        if not 1 <= args.threads <= cores:  # more threads than cores only measure their contention
+            raise ConfigError(f"--threads must be between 1 and {cores} (the cores here), not {args.threads}.")
         import numba
 
         torch.set_num_threads(args.threads)
