@@ -162,5 +162,7 @@ def test_valid_file_and_valid_pct_together_are_refused_and_valid_records_no_hold
         parse(["train", "--data", "x.csv", "--valid", "v.csv", "--valid-pct", "0.3"])
     assert main(["tune", "--data", "x.csv", "--valid", "v.csv", "--valid-pct", "0.3", "--out", str(tmp_path / "t")]) == 2
     assert "Give --valid FILE or --valid-pct 0.3, not both" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--valid-by time says which rows of --data to hold out"):
+        parse(["train", "--data", "x.csv", "--valid", "v.csv", "--valid-by", "time"])
     (tmp_path / "c.toml").write_text("valid_pct = 0.3\n")  # a config's hold-out gives way to --valid
     assert parse(["train", "--data", "x.csv", "--valid", "v.csv", "--config", str(tmp_path / "c.toml")]).valid_pct == 0

@@ -115,6 +115,30 @@ def test_resumed_study_continues_its_trial_count(tmp_path):
         tune(train, base=TrainConfig(solver="sgd", epochs=5, device="cpu"), space=space, n_trials=6, storage=storage)
 
 
+def test_a_recipe_trial_stopped_by_an_interrupt_runs_again_on_resume(tmp_path, monkeypatch):
+    """Ctrl-C (or kill -9) during trial 0, the recipe, left it FAIL (or RUNNING) in the stored study, and a rerun
+    never tried the recipe: its winner could be worse than the defaults."""
+    import latentrec.evaluation.tune as tuning
+
+    train = Ratings(tiny(), "tiny")
+    space = {"n_factors": Int(2, 12), "epochs": Int(2, 6)}
+    base = TrainConfig(solver="sgd", n_factors=10, epochs=4, device="cpu")
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(tuning, "fit", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            tune(train, base=base, space=space, n_trials=3, storage=storage, refit=False)
+    resumed = tune(train, base=base, space=space, n_trials=3, storage=storage, refit=False)
+    recipe = resumed.table[(resumed.table.n_factors == 10) & (resumed.table.epochs == 4)]
+    assert len(recipe) == 1 and recipe.trial.iloc[0] == 1  # the first trial after the failed one
+    again = tune(train, base=base, space=space, n_trials=4, storage=storage, refit=False)  # not queued twice
+    assert ((again.table.n_factors == 10) & (again.table.epochs == 4)).sum() == 1
+
+
 def test_hopeless_trial_is_pruned(tmp_path):
     train = Ratings(tiny(), "tiny")
     storage = f"sqlite:///{tmp_path / 'study.db'}"
@@ -218,8 +242,9 @@ def test_a_reused_out_folder_holds_one_whole_run(tmp_path, capsys, monkeypatch):
         m.setattr(tune_report, "plot_importances", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
         assert run("sgd", "--no-refit") == 130  # Ctrl-C while the report is written
     assert capsys.readouterr().err.endswith(f"latentrec tune: interrupted while writing the report; {out} is left as "
-                                            f"it was, and its trials were kept in memory only (--storage "
-                                            f"sqlite:///tune.db keeps them for a rerun).\n")
+                                            f"it was, and its finished trials were in memory only and are lost "
+                                            f"(--storage sqlite:///tune.db keeps them, and a rerun of the same "
+                                            f"command goes on from them).\n")
     assert solver_in_report() == "als" and (out / "model" / "model.json").is_file()
     assert run("sgd", "--no-refit") == 0
     assert solver_in_report() == "sgd" and not (out / "model").exists()

@@ -48,12 +48,16 @@ def apply_config(args: argparse.Namespace, extra: set[str] = frozenset()) -> dic
     """Fill options not given on the command line from ``args.config`` (if any), then from defaults.
 
     Returns the file's keys in ``extra`` (e.g. a search space) untouched; any other key that is not
-    an option of the command is an error. ``--valid FILE`` with ``--valid-pct`` on the command line is refused
-    (both would be validation rows); with ``--valid``, the ``valid_pct`` kept is 0, as nothing is held out.
+    an option of the command is an error. ``--valid FILE`` with ``--valid-pct`` or ``--valid-by`` on the command
+    line is refused (they choose rows of --data to validate on); with ``--valid``, the ``valid_pct`` kept is 0, as
+    nothing is held out.
     """
     if getattr(args, "valid", UNSET) not in (UNSET, None) and getattr(args, "valid_pct", UNSET) not in (UNSET, 0):
         raise ConfigError(f"Give --valid FILE or --valid-pct {args.valid_pct:g}, not both: --valid-pct holds out rows "
                           f"of --data for validation, --valid validates on a file of its own.")
+    if getattr(args, "valid", UNSET) not in (UNSET, None) and getattr(args, "valid_by", UNSET) not in (UNSET, "random"):
+        raise ConfigError(f"--valid-by {args.valid_by} says which rows of --data to hold out; --valid validates on a "
+                          f"file of its own: give one.")
     if getattr(args, "valid", UNSET) not in (UNSET, None):
         args.valid_pct = 0.0
     options: dict = args._options

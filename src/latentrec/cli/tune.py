@@ -120,7 +120,8 @@ def run(args) -> int:
         return 0
     except KeyboardInterrupt as stop:
         kept = (f"the finished trials are kept in {args.storage}: run the same command again to go on" if args.storage
-                else "its trials were kept in memory only (--storage sqlite:///tune.db keeps them for a rerun)")
+                else "its finished trials were in memory only and are lost (--storage sqlite:///tune.db keeps "
+                     "them, and a rerun of the same command goes on from them)")
         if result is None:
             stderr(f"latentrec tune: interrupted; {kept}.")
         elif report_write_id(out) == write_id:

@@ -121,9 +121,13 @@ def _write_files(result: TuneResult, info: dict, out: Path, toml_extra: dict) ->
     write_text(out / "trials.md", markdown(result.table, result.best_trial))
     score = (f"valid NDCG@10 {info['best_valid_ndcg@10']:.6f}" if "best_valid_ndcg@10" in info
              else f"valid RMSE {info['best_valid_rmse']:.6f} after its last epoch")
+    refit = ("# tune's model/ trained on both files for exactly its epochs: to do the same, train on one file holding"
+             " both with --valid-pct 0\n" if toml_extra.get("valid") else
+             "# tune's model/ (all training rows, exactly its epochs): latentrec train --config best.toml "
+             "--valid-pct 0\n")
     header = (f"# latentrec tune winner: trial {result.best_trial}, {score}.\n"
-              "# Reproduce it: latentrec train --config best.toml\n"
-              "# Refit on every training row: latentrec train --config best.toml --valid-pct 0\n"
+              "# Reproduce the trial (its epoch table and validation figures): latentrec train --config best.toml\n"
+              f"{refit}"
               f"# write id: {info[WRITE_ID]} (summary.json and model/ of the same run carry it)\n")
     best = result.best_config
     used = set(ALWAYS) | set(used_options(best["model"], best["solver"], best["opt"]))  # the rest stay out

@@ -296,10 +296,14 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
             raise optuna.TrialPruned(trainer.diverged or "no finite validation RMSE")
         return last
 
-    if not study.trials:  # the recipe's own values go first, so the winner is never worse on validation
-        scaled = for_scale(base, base.resolved(), ratings_scale(carved.df["rating"].to_numpy(np.float32)))  # as fit
-        recipe = {k: v for k, v in scaled.to_dict().items() if k in space and _contains(space[k], v)}
-        study.enqueue_trial(recipe, skip_if_exists=True)
+    # the recipe's own values go first, so the winner is never worse on validation; also after a stop killed
+    # or failed that trial (a stored study's trial 0 left RUNNING or FAIL), as long as none holds them
+    scaled = for_scale(base, base.resolved(), ratings_scale(carved.df["rating"].to_numpy(np.float32)))  # as fit
+    recipe = {k: v for k, v in scaled.to_dict().items() if k in space and _contains(space[k], v)}
+    held = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.WAITING)
+    if not any((t.params or t.system_attrs.get("fixed_params")) == recipe  # a waiting trial's: fixed_params
+               for t in study.get_trials(deepcopy=False, states=held)):
+        study.enqueue_trial(recipe)
     remaining = None if n_trials is None else max(0, n_trials - len(finished(study)))
     if remaining != 0:
         callbacks = [lambda s, t: on_trial(trial_row(t, space))] if on_trial else None
