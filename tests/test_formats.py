@@ -127,6 +127,11 @@ def test_columns_found_by_name_in_other_datasets_layouts(tmp_path):
     with pytest.raises(DataError, match=r"2 columns that could be the rating \(score, stars\); name one with --rating-col"):
         load_ratings(tmp_path / "ambiguous.csv")
     assert load_ratings(tmp_path / "ambiguous.csv", rating_col="stars").df.rating.tolist() == [4.0, 3.0]
+    (tmp_path / "suffixed.csv").write_text("user,item,score,user_rating\n1,2,51.3,4\n2,1,47.0,3\n")
+    with pytest.raises(DataError, match=r"could be the rating \(score, user_rating\)"):  # score was taken silently
+        load_ratings(tmp_path / "suffixed.csv")
+    (tmp_path / "average.csv").write_text("user,item,rating,avg_rating\n1,2,4,3.9\n2,1,3,4.1\n")
+    assert load_ratings(tmp_path / "average.csv").df.rating.tolist() == [4.0, 3.0]  # the role's own name wins
     (tmp_path / "goodbooks.csv").write_text("user_id,book_id,rating,isbn\n1,10,4,0439023483\n2,11,3,0439554934\n")
     assert load_ratings(tmp_path / "goodbooks.csv").df.item.tolist() == ["10", "11"]  # an id column wins
     (tmp_path / "netflix.csv").write_text("Cust_Id,Movie_Id,Rating\n1488844,1,3\n822109,1,5\n")

@@ -417,9 +417,8 @@ def _resolve_column(columns: list[str], role: str, wanted: str | None, where: st
         if wanted.isdigit() and 1 <= int(wanted) <= len(columns):  # --rating-col 4: the fourth column
             return columns[int(wanted) - 1]
         raise ColumnNotFound(f"{where} has no column {wanted!r} (its columns: {_listed(columns)}).", role)
-    found = [c for c in columns if _normalized(c) in ALIASES[role]]
-    if not found and role == "rating":  # Book-Crossing's Book-Rating, Amazon's star_rating
-        found = [c for c in columns if _normalized(c).endswith("rating")]
+    found = [c for c in columns if _normalized(c) in ALIASES[role]  # Book-Crossing's Book-Rating, Amazon's star_rating:
+             or (role == "rating" and _normalized(c).endswith("rating"))]  # beside a score, which is asked
     for better in ((f"{role}id",), (role,), None):  # "item_id" beside "item", "product_id" beside "sku": the id wins
         if len(found) > 1:
             found = [c for c in found if (_normalized(c) in better if better else _normalized(c).endswith("id"))] or found
