@@ -14,6 +14,7 @@ import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -867,6 +868,10 @@ def test_a_rating_far_outside_the_others_is_named_and_one_too_big_to_score_is_re
     with caplog.at_level("WARNING", logger="latentrec"):
         fit(clean, config=TrainConfig(epochs=1, valid_pct=0, ranker="none", device="cpu"))
     assert not [r for r in caplog.records if "far" in r.getMessage()]
+    from latentrec.training.fit import far_out
+
+    stars = np.array([5.0] * 9000 + [4.0] * 990 + [1.0] * 10, np.float32)  # skewed, but every value a star
+    assert far_out(stars) is None and "1 rating (45) far above" in far_out(np.append(stars, np.float32(45)))
     clean.to_csv(tmp_path / "train.csv", index=False)
     assert main(["train", "--data", str(tmp_path / "train.csv"), "--epochs", "1", "--ranker", "none", "--valid-pct",
                  "0", "--out", str(tmp_path / "m"), "--json"]) == 0

@@ -158,11 +158,16 @@ def test_a_numpy_integer_seed_is_a_seed():
 def test_valid_file_and_valid_pct_together_are_refused_and_valid_records_no_hold_out(tmp_path, capsys):
     from latentrec.cli import main
 
-    with pytest.raises(ConfigError, match="Give --valid FILE or --valid-pct 0.3, not both"):
+    said = "--valid-pct 0.3 chooses rows of --data to validate on, and v.csv is a validation file of its own"
+    with pytest.raises(ConfigError, match=said):
         parse(["train", "--data", "x.csv", "--valid", "v.csv", "--valid-pct", "0.3"])
     assert main(["tune", "--data", "x.csv", "--valid", "v.csv", "--valid-pct", "0.3", "--out", str(tmp_path / "t")]) == 2
-    assert "Give --valid FILE or --valid-pct 0.3, not both" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="--valid-by time says which rows of --data to hold out"):
+    assert said in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--valid-by time chooses rows of --data"):
         parse(["train", "--data", "x.csv", "--valid", "v.csv", "--valid-by", "time"])
-    (tmp_path / "c.toml").write_text("valid_pct = 0.3\n")  # a config's hold-out gives way to --valid
-    assert parse(["train", "--data", "x.csv", "--valid", "v.csv", "--config", str(tmp_path / "c.toml")]).valid_pct == 0
+    (tmp_path / "c.toml").write_text('valid_pct = 0.3\nvalid_by = "time"\n')  # a config's hold-out gives way
+    args = parse(["train", "--data", "x.csv", "--valid", "v.csv", "--config", str(tmp_path / "c.toml")])
+    assert args.valid_pct == 0 and args.valid_by == "random"
+    (tmp_path / "best.toml").write_text('valid = "v.csv"\n')  # as tune's best.toml after tune --valid FILE
+    with pytest.raises(ConfigError, match=r"--valid-pct 0.2 chooses .* v.csv \(valid in .*best.toml\) is a validation"):
+        parse(["train", "--data", "x.csv", "--config", str(tmp_path / "best.toml"), "--valid-pct", "0.2"])

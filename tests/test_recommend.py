@@ -326,7 +326,7 @@ def test_unordered_or_one_pass_ids_are_refused_and_ratings_built_directly_are_ch
     from latentrec import DataError, Ratings
 
     rec = tiny_rec([[1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]])
-    for ids in ({"u1"}, {"u1": 1}, (u for u in ["u1"])):
+    for ids in ({"u1"}, {"u1": 1}, {"u1": 1}.keys(), (u for u in ["u1"])):
         with pytest.raises(ConfigError, match="as a list, array or Series"):
             rec.predict(ids, ["i1"])
     assert rec.predict("u1", ("i1", "i2"))["known"].all()

@@ -122,6 +122,9 @@ def test_lists_leave_out_the_items_excluded(client, holder):
         left = client.get(url, params={"n": 6, "exclude": [full[0], full[2], "not-an-item", "not-an-item"]}).json()
         assert [r["item"] for r in left["recommendations"]] == [full[1], *full[3:8]]
         assert left["ignored"] == ["not-an-item"]  # the app hears of an id it may have misspelt
+        assert client.get(url, params={"n": 2, "exclude": ","}).json()["ignored"] == []  # an empty list
+        many = client.get(url, params={"exclude": ",".join(map(str, range(1001)))})  # counted after the commas
+        assert many.status_code == 422 and many.json()["detail"][0]["loc"] == ["query", "exclude"]
         commas = client.get(url, params={"n": 6, "exclude": f"{full[0]},{full[2]},not-an-item"}).json()  # as the CLI
         assert commas == left
         assert list(recommend(rec, who, 6, exclude=[full[0], full[2]])["item"]) == [full[1], *full[3:8]]
@@ -142,7 +145,7 @@ def test_many_users_lists_in_one_request(client, holder):
     assert lists == alone and [x["known"] for x in lists] == [True] * 5 + [False, True]
     assert lists[0]["ignored"] == ["gone"] and all("i3" not in [r["item"] for r in x["recommendations"]] for x in lists)
     for bad in ({"users": []}, {"users": ["u1"] * 1001}, {"users": ["u1"], "n": 0}, {"user": ["u1"]},
-                {"users": [None]}):
+                {"users": [None]}, {"users": ["u1"] * 101, "n": 1000}):  # the last: 101,000 items in one answer
         assert client.post("/api/users/recommendations", json=bad).status_code == 422, bad
 
 
@@ -437,7 +440,7 @@ def test_broken_new_model_keeps_the_old_one_serving(tmp_path, caplog):
     with caplog.at_level(logging.ERROR, logger="latentrec.serve"):
         r = c.post("/admin/reload")
     assert r.status_code == 409 and r.json()["reloaded"] is False and r.json()["model"]["generation"] == 1
-    assert str(path) in r.json()["detail"] and "generation 1 keeps serving" in caplog.text
+    assert str(path) in r.json()["detail"] and "Generation 1 keeps serving." in caplog.text
     assert c.get("/api/users/u1/recommendations").json() == good
     assert c.get("/readyz").json()["last_reload_error"]
     served()[0].save(path)

@@ -142,7 +142,8 @@ def test_bad_command_lines_exit_2_with_one_sentence(tmp_path, model_dir, capsys)
     assert main(["serve", str(model_dir), "--allow-origin", "https://app.example.com/"]) == 2
     assert "--allow-origin 'https://app.example.com/' must be * or scheme://host[:port]" in capsys.readouterr().err
     for bad, said in ((["--drain", "-1"], "--drain must be between 0 and 300 seconds, not -1"),
-                      (["--root-path", "recs"], "--root-path must be a path such as /recs, not 'recs'")):
+                      (["--root-path", "recs"], "--root-path must be a path such as /recs"),
+                      (["--root-path", "/récs"], "(ASCII; %-encode other characters), not '/récs'")):
         assert main(["serve", str(model_dir), *bad]) == 2 and said in capsys.readouterr().err
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -184,6 +185,34 @@ def test_a_stop_with_drain_answers_with_readyz_503_and_closing_connections_first
         assert answer.getheader("connection") == "close"
         assert get(f"{url}/api/users/u3/recommendations?n=2")[0] == 200  # still answering
         assert proc.wait(timeout=30) == -signal.SIGTERM and time.monotonic() - stopped >= 2
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_second_signal_ends_the_drain_and_the_request_in_flight_still_gets_its_answer(model_dir, workers):
+    """With --workers, the second signal was passed on as SIGKILL: a request in flight got no answer at all."""
+    with running(model_dir, "--drain", "20", "--workers", workers) as (url, proc, log, pids):
+        host, port = url.removeprefix("http://").split(":")
+        seen = set()
+        for _ in range(400):
+            seen.add(get(f"{url}/healthz")[1]["pid"])
+            if seen == set(pids):
+                break
+        body = json.dumps({"pairs": [["u3", "i1"]] * 50}).encode()
+        with socket.create_connection((host, int(port)), timeout=20) as client:
+            client.sendall(b"POST /api/predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\n\r\n%s" % (len(body), body[:10]))  # in flight: half a body
+            stopped = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            for _ in range(200):
+                if log.read_text().count("Draining for 20 s") == len(pids):
+                    break
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGTERM)  # ends the drain
+            time.sleep(0.3)
+            client.sendall(body[10:])
+            answer = client.recv(1 << 16)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        assert proc.wait(timeout=30) == -signal.SIGTERM and time.monotonic() - stopped < 15
 
 
 def test_listening_socket_is_tcp_so_connections_get_nodelay():

@@ -116,8 +116,9 @@ def test_resumed_study_continues_its_trial_count(tmp_path):
 
 
 def test_a_recipe_trial_stopped_by_an_interrupt_runs_again_on_resume(tmp_path, monkeypatch):
-    """Ctrl-C (or kill -9) during trial 0, the recipe, left it FAIL (or RUNNING) in the stored study, and a rerun
-    never tried the recipe: its winner could be worse than the defaults."""
+    """Ctrl-C during trial 0, the recipe, left it FAIL in the stored study (kill -9: RUNNING, which the same check
+    passes over), and a rerun never tried the recipe: its winner could be worse than the defaults. A recipe only
+    part of which lies in the space is queued once, not on every resume."""
     import latentrec.evaluation.tune as tuning
 
     train = Ratings(tiny(), "tiny")
@@ -137,6 +138,12 @@ def test_a_recipe_trial_stopped_by_an_interrupt_runs_again_on_resume(tmp_path, m
     assert len(recipe) == 1 and recipe.trial.iloc[0] == 1  # the first trial after the failed one
     again = tune(train, base=base, space=space, n_trials=4, storage=storage, refit=False)  # not queued twice
     assert ((again.table.n_factors == 10) & (again.table.epochs == 4)).sum() == 1
+    partly = f"sqlite:///{tmp_path / 'partly.db'}"  # the recipe's n_factors (10) lies outside this space
+    narrow = {"n_factors": Int(2, 6), "epochs": Int(2, 6)}
+    for n in (2, 3, 4):
+        study = tune(train, base=base, space=narrow, n_trials=n, storage=partly, refit=False).study
+    queued = [t.number for t in study.trials if "fixed_params" in t.system_attrs]
+    assert queued == [0] and len(study.trials) == 4  # the recipe's epochs=4 queued once, not on every resume
 
 
 def test_hopeless_trial_is_pruned(tmp_path):

@@ -68,8 +68,8 @@ def entry() -> int:
     try:
         code = main()
         sys.stdout.flush()
-        for sig in (signal.SIGINT, signal.SIGTERM):  # the work is done and said: a stop now would only turn a
-            signal.signal(sig, signal.SIG_IGN)  # finished run's exit status into 130, with nothing said
+        for sig in (signal.SIGINT, signal.SIGTERM):  # the work is done and said: a stop now ends the process with
+            signal.signal(sig, lambda *_: os._exit(code))  # its status, not 130 with nothing said (nor a hang)
     except BrokenPipeError:  # the reader left early (`| head`): stop quietly, as Python's documentation advises
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush must not fail too
         return 1

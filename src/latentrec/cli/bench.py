@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from typing import TYPE_CHECKING
 
-from latentrec.cli.common import add_data_options, command, console, emit_json, plural, read, seed, start, table
+from latentrec.cli.common import add_data_options, command, console, cores, emit_json, plural, read, seed, start, table
 from latentrec.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -85,9 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
     start(args)
     if args.threads is not None:
-        cores = os.cpu_count() or 1
-        if not 1 <= args.threads <= cores:  # more threads than cores only measure their contention
-            raise ConfigError(f"--threads must be between 1 and {cores} (the cores here), not {args.threads}.")
+        if not 1 <= args.threads <= cores():  # more threads than cores only measure their contention
+            raise ConfigError(f"--threads must be between 1 and {cores()} (the cores here), not {args.threads}.")
         import numba
 
         torch.set_num_threads(args.threads)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -163,6 +164,11 @@ def table(title: str | None, columns: list[str], rows, formats: dict | None = No
 def ordered_by(kind: str) -> str:
     """How a list's title names the ranker of ``kind`` that ordered it ("ordered by ease", "... by popularity")."""
     return {"popular": "popularity"}.get(kind, kind)
+
+
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def plural(n: int, noun: str) -> str:

@@ -48,18 +48,9 @@ def apply_config(args: argparse.Namespace, extra: set[str] = frozenset()) -> dic
     """Fill options not given on the command line from ``args.config`` (if any), then from defaults.
 
     Returns the file's keys in ``extra`` (e.g. a search space) untouched; any other key that is not
-    an option of the command is an error. ``--valid FILE`` with ``--valid-pct`` or ``--valid-by`` on the command
-    line is refused (they choose rows of --data to validate on); with ``--valid``, the ``valid_pct`` kept is 0, as
-    nothing is held out.
+    an option of the command is an error. See :func:`one_validation` for ``--valid`` beside ``--valid-pct``.
     """
-    if getattr(args, "valid", UNSET) not in (UNSET, None) and getattr(args, "valid_pct", UNSET) not in (UNSET, 0):
-        raise ConfigError(f"Give --valid FILE or --valid-pct {args.valid_pct:g}, not both: --valid-pct holds out rows "
-                          f"of --data for validation, --valid validates on a file of its own.")
-    if getattr(args, "valid", UNSET) not in (UNSET, None) and getattr(args, "valid_by", UNSET) not in (UNSET, "random"):
-        raise ConfigError(f"--valid-by {args.valid_by} says which rows of --data to hold out; --valid validates on a "
-                          f"file of its own: give one.")
-    if getattr(args, "valid", UNSET) not in (UNSET, None):
-        args.valid_pct = 0.0
+    given = {dest for dest in vars(args) if getattr(args, dest) is not UNSET}
     options: dict = args._options
     path = getattr(args, "config", None)
     values = _retarget(read_config(path), args) if path else {}
@@ -73,7 +64,28 @@ def apply_config(args: argparse.Namespace, extra: set[str] = frozenset()) -> dic
         if getattr(args, dest, UNSET) is UNSET:
             value = check_value(action, values[dest], path) if dest in values else default
             setattr(args, dest, beside(path, dest, value) if dest in values and dest in INPUT_FILES else value)
+    one_validation(args, given)
     return {k: v for k, v in values.items() if k in extra}
+
+
+def one_validation(args: argparse.Namespace, given: set[str]) -> None:
+    """A validation file (``--valid``, or ``valid`` in the config file) with ``--valid-pct`` or ``--valid-by`` on the
+    command line is refused: those choose rows of --data to validate on. Otherwise the file wins, and what is kept
+    (``model.json``'s config, tune's ``best.toml``) says nothing is held out."""
+    if not getattr(args, "valid", None):
+        return
+    asked = []
+    if "valid_pct" in given and args.valid_pct:
+        asked.append(f"--valid-pct {args.valid_pct:g}")
+    if "valid_by" in given and args.valid_by != "random":
+        asked.append(f"--valid-by {args.valid_by}")
+    if asked:
+        source = "" if "valid" in given else f" (valid in {args.config})"
+        raise ConfigError(f"{' and '.join(asked)} choose{'s' * (len(asked) == 1)} rows of --data to validate on, and "
+                          f"{args.valid}{source} is a validation file of its own: give one.")
+    args.valid_pct = 0.0
+    if hasattr(args, "valid_by"):
+        args.valid_by = "random"
 
 
 INPUT_FILES = {"data", "valid", "test", "data_dir"}  # options naming files or folders to read

@@ -71,8 +71,9 @@ def print_notes(r: dict) -> None:
                       f"(rows it trained on or held out for validation): {', and '.join(said)}.")
     if r["n_off_scale"] and "rmse" in r:
         lo, hi = r["scale"]
-        console.print(f"Note: {plural(r['n_off_scale'], 'rating')} lie{'s' * (r['n_off_scale'] == 1)} outside the model's scale {lo:g} to {hi:g} (its training "
-                      f"ratings' range); its predictions stay within it.")
+        off = r["n_off_scale"]
+        console.print(f"Note: {plural(off, 'rating')} lie{'s' * (off == 1)} outside the model's scale {lo:g} to "
+                      f"{hi:g} (its training ratings' range); its predictions stay within it.")
 
 
 def print_ranking(g: dict) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from latentrec.atomic import held_signals
-from latentrec.cli.common import command
+from latentrec.cli.common import command, cores
 from latentrec.errors import ConfigError, LatentrecError, one_line, sigterm_as_ctrl_c
 
 if TYPE_CHECKING:
@@ -128,9 +128,10 @@ def check(args) -> None:
     from latentrec.use.serve.app import check_origins
 
     check_origins(args.allow_origin, "--allow-origin")
-    if args.root_path and not re.fullmatch(r"(/[^/\s?#]+)+", args.root_path.rstrip("/")):
-        raise ConfigError(f"--root-path must be a path such as /recs, not {args.root_path!r}.")
-    args.root_path = args.root_path.rstrip("/")
+    args.root_path = args.root_path.rstrip("/")  # "/" is no prefix
+    if args.root_path and not re.fullmatch(r"(/[A-Za-z0-9._~%!$&'()*+,;=:@-]+)+", args.root_path):  # as URLs write
+        raise ConfigError(f"--root-path must be a path such as /recs (ASCII; %-encode other characters), not "
+                          f"{args.root_path!r}.")
     if not 0 <= args.drain <= MAX_DRAIN_S:
         raise ConfigError(f"--drain must be between 0 and {MAX_DRAIN_S} seconds, not {args.drain:g}.")
     if args.workers < 1:
@@ -165,7 +166,7 @@ def serve_in_workers(args, sock: socket.socket) -> int:
         announce(args, sock, infos[0], pids)
         sock.close()  # the workers hold the socket: once they stop, new connections are refused, not queued
 
-    Workers(args.workers, worker(args, sock)).run(ready)
+    Workers(args.workers, worker(args, sock), stops=2 if args.drain else 1).run(ready)
     return 0
 
 
@@ -200,8 +201,7 @@ def worker(args, sock: socket.socket) -> Work:
 
 def threads(workers: int) -> int:
     """Each worker's share of the CPU cores this process may run on."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // workers)
+    return max(1, cores() // workers)
 
 
 def limit_threads(n: int) -> None:

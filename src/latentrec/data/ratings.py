@@ -340,13 +340,27 @@ def sniff_header(line: str, cols: dict, pairs: bool = False) -> tuple[str, list[
     """(separator, fields, whether it is a header) of a text file's first line."""
     sep = _sniff_sep(re.sub(r'"[^"]*"', "", line))  # a separator inside a quoted id does not count
     fields = [f.strip().strip('"') for f in _split_line(line, sep)]
-    named = {c for c in cols.values() if c and not c.isdigit()}  # "4" is a position, whatever the first row holds
-    if pairs:  # ids may be text, so only known column names mark a header
-        known = set().union(*ALIASES.values())
-        return sep, fields, bool(named & set(fields)) or any(_normalized(f) in known for f in fields)
-    rating = cols.get("rating") or ""
-    at = int(rating) - 1 if rating.isdigit() and 0 < int(rating) <= len(fields) else 2
+    named = {c for c in cols.values() if c and not is_position(c)}  # "4" is a position, whatever the first row holds
+    by_name = bool(named & set(fields)) or any(_normalized(f) in set().union(*ALIASES.values()) for f in fields)
+    at = _rating_at(fields, cols)
+    if pairs or at is None:  # ids may be text (or a position is off the line): only column names mark a header
+        return sep, fields, by_name
     return sep, fields, bool(named & set(fields)) or len(fields) < 3 or not _is_number(fields[at])
+
+
+def is_position(name: str) -> bool:
+    """Whether a column option is a position (``4``), not a name."""
+    return re.fullmatch(r"[0-9]+", name) is not None
+
+
+def _rating_at(fields: list[str], cols: dict) -> int | None:
+    """Where a first line's rating is, were it a headerless row, as :func:`headerless_columns` places it; None
+    where a position given is off the line (or two are one)."""
+    try:
+        names = headerless_columns(len(fields), {r: c for r, c in cols.items() if c and is_position(c)}, "")
+    except DataError:
+        return None
+    return names.index("rating") if "rating" in names else None
 
 
 def _split_line(line: str, sep: str) -> list[str]:
@@ -387,7 +401,7 @@ def headerless_columns(n: int, cols: dict, where: str) -> list[str]:
 
 def _position(name: str, n: int, role: str, where: str) -> int:
     """The 0-based index of the column ``name`` gives by its 1-based position among ``n``."""
-    if not (name.isdigit() and 1 <= int(name) <= n):
+    if not (is_position(name) and 1 <= int(name) <= n):
         raise DataError(f"{where} has no header row, so --{role}-col {name} names no column; give its position, "
                         f"1 to {n} (1 is the first column), or add a header.")
     return int(name) - 1
@@ -414,7 +428,7 @@ def _resolve_column(columns: list[str], role: str, wanted: str | None, where: st
     if wanted:
         if wanted in columns:
             return wanted
-        if wanted.isdigit() and 1 <= int(wanted) <= len(columns):  # --rating-col 4: the fourth column
+        if is_position(wanted) and 1 <= int(wanted) <= len(columns):  # --rating-col 4: the fourth column
             return columns[int(wanted) - 1]
         raise ColumnNotFound(f"{where} has no column {wanted!r} (its columns: {_listed(columns)}).", role)
     found = [c for c in columns if _normalized(c) in ALIASES[role]  # Book-Crossing's Book-Rating, Amazon's star_rating:
@@ -538,6 +552,7 @@ def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_of
     if len(raw) == 0:
         raise DataError(f"{where} has no rating rows.")
     roles = ("user", "item") if pairs else ("user", "item", "rating")
+    raw.columns = [str(c) for c in raw.columns]  # a frame's integer labels (read_csv(header=None)) named as text
     names = dict(zip(roles, resolve_columns(list(raw.columns), roles, cols if has_header else {}, where)))
     df = pd.DataFrame({
         "user": _ids(raw[names["user"]], "user", where, row_offset),

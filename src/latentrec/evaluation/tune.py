@@ -301,8 +301,11 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
     scaled = for_scale(base, base.resolved(), ratings_scale(carved.df["rating"].to_numpy(np.float32)))  # as fit
     recipe = {k: v for k, v in scaled.to_dict().items() if k in space and _contains(space[k], v)}
     held = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.WAITING)
-    if not any((t.params or t.system_attrs.get("fixed_params")) == recipe  # a waiting trial's: fixed_params
-               for t in study.get_trials(deepcopy=False, states=held)):
+    def holds_recipe(t: optuna.trial.FrozenTrial) -> bool:  # on the recipe's keys (the space may search others)
+        params = t.params or t.system_attrs.get("fixed_params", {})  # a waiting trial's are fixed_params
+        return all(k in params and params[k] == v for k, v in recipe.items())
+
+    if recipe and not any(map(holds_recipe, study.get_trials(deepcopy=False, states=held))):
         study.enqueue_trial(recipe)
     remaining = None if n_trials is None else max(0, n_trials - len(finished(study)))
     if remaining != 0:

@@ -78,7 +78,7 @@ def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str
                         f"size); is that the rating column? Name it with --rating-col (in a file without a header, by "
                         f"position: --rating-col 4 for the fourth column).")
     if cfg.model not in RANKING_MODELS and (far := far_out(ratings)):
-        log.warning(f"{source}: {far}; the rating scale is taken as {lo:g} to {hi:g}. A typo? Fix or drop those rows.")
+        log.warning("%s: %s; the rating scale is taken as %g to %g. A typo? Fix or drop those rows.", source, far, lo, hi)
     if lo == hi and cfg.model not in RANKING_MODELS:
         raise DataError(f"{source}: every training rating is {float(ratings[0]):g}, so a rating model has nothing "
                         f"to learn (it would predict that value for every pair); model 'ease' or 'ials' (--model) "
@@ -86,21 +86,22 @@ def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str
 
 
 def far_out(ratings: np.ndarray) -> str | None:
-    """Which ratings lie far outside the bulk of ``ratings`` (beyond its 0.1 % to 99.9 % range by half its width:
-    a 1000 among 1-5 stars, a typo that would stretch the model's scale), in words; None where none do."""
+    """Which ratings lie far outside the bulk of ``ratings`` (beyond its 0.1 % to 99.9 % range by five times its
+    width, at least 1: a 1000 or a 45 among 1-5 stars, a typo that would stretch the model's scale, but not a rare
+    1 among 4s and 5s), in words; None where none do."""
     if len(ratings) < 1000:
         return None
     sample = ratings if len(ratings) <= OUTLIER_SAMPLE else \
         np.random.default_rng(0).choice(ratings, OUTLIER_SAMPLE, replace=False)
     lo, hi = np.quantile(sample.astype(np.float64), [0.001, 0.999])
-    reach = (hi - lo) / 2
+    reach = 5 * max(hi - lo, 1.0)
     said = []
     for side, far in (("below", ratings < lo - reach), ("above", ratings > hi + reach)):
         if (n := int(far.sum())):
             values = np.unique(ratings[far])
             shown = ", ".join(f"{v:g}" for v in values[:3]) + ", ..." * (len(values) > 3)
             said.append(f"{n:,} rating{'s' * (n > 1)} ({shown}) far {side} the others")
-    return f"{' and '.join(said)} (99.9 % of them lie between {lo:g} and {hi:g})" if said else None
+    return f"{' and '.join(said)} (99.8 % of them lie between {lo:g} and {hi:g})" if said else None
 
 
 def encode_valid(valid: Ratings | LeanRows, users: Vocab, items: Vocab) -> Encoded | None:

@@ -163,8 +163,8 @@ def folds_in(rec: Recommender, given: UserRatings) -> bool:
 
 
 def ignored_items(rec: Recommender, items: list[str]) -> list[str]:
-    """The rated items the model does not know: fold-in leaves them out."""
-    return [i for i in items if i not in rec.items]
+    """The items the model does not know, each once (rated ones: fold-in leaves them out)."""
+    return [i for i in dict.fromkeys(items) if i not in rec.items]
 
 
 def known_items(rec: Recommender, given: UserRatings) -> tuple[np.ndarray, np.ndarray]:

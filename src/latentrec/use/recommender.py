@@ -35,7 +35,8 @@ def _factorized(ids) -> tuple[np.ndarray, np.ndarray]:
     """``pd.factorize`` of raw ids as the vocabularies see them, as text: mixed Python values (1, 1.0, True,
     "1") would otherwise compare equal and merge. Whole floats lose their ``.0``, as ``load_ratings`` reads them
     (a float id column is what a merge that brought in NaN leaves)."""
-    if isinstance(ids, (set, frozenset, dict)) or (hasattr(ids, "__next__") and not isinstance(ids, str)):
+    ordered = (str, bytes, list, tuple, range, np.ndarray, pd.Series, pd.Index, pd.api.extensions.ExtensionArray)
+    if hasattr(ids, "__iter__") and not isinstance(ids, ordered):  # a set, a dict or its keys, a generator
         raise ConfigError(f"predict takes ids as a list, array or Series (in the order of their pairs), or one id; "
                           f"not a {type(ids).__name__}.")
     typed = isinstance(ids, (np.ndarray, pd.Series))  # a list is kept as its objects: 1 and 1.0 stay apart

@@ -63,6 +63,7 @@ MAX_BODY = 1 << 20  # bytes; larger request bodies get 413
 BODY_IDLE_S = 10.0  # a request body with no bytes for this long gets 408 (a stalled client holds nothing for long)
 MAX_N = 1000  # the most items one list may ask for
 MAX_USERS = 1000  # the most users one request for lists may ask for
+MAX_BATCH_ITEMS = 100_000  # the most items in one answer of lists (1,000 users x 100): 9 MB of JSON
 GZIP_BYTES = 1400  # answers longer than this go gzipped to clients that accept it (shorter fit one packet anyway)
 MAPS_KEPT = 4  # /api/map answers cached per model (by item count)
 REPEATABLE = {"exclude"}  # the query parameters taking a list (each other one is given once)
@@ -116,7 +117,7 @@ def user_recommendations(rec: Recommender, users: list[str], n: int, exclude: li
     """``recommend(rec, user, n, exclude=exclude)`` of each of ``users`` as JSON-ready data, built straight from
     :func:`users_top` (the DataFrame and the id encoding of ``recommend`` cost more than the ranking itself)."""
     codes = np.array([rec.users.index(user) for user in users], np.int64)
-    ignored = list(dict.fromkeys(ignored_items(rec, exclude)))
+    ignored = ignored_items(rec, exclude)
     lists = []
     for user, u, (items, scores) in zip(users, codes, users_top(rec, codes, n, skip=excluded(rec, exclude))):
         lists.append({"user": rec.users.classes[u] if u else id_text(user), "known": bool(u), "folded_in": False,
@@ -322,8 +323,13 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         """Top-n items the user has not rated, none of ``exclude``; an unknown user gets the non-personalized list
         (``known: false``)."""
         rec = model().rec
+        ids = [i for e in exclude for i in e.split(",") if i.strip()]
+        if len(ids) > MAX_N:  # counted after the commas, as the body's list is
+            raise RequestValidationError([{"loc": ("query", "exclude"), "msg": f"At most {MAX_N} item ids",
+                                           "type": "too_long"}])
         with holder.lock:
-            return JSONResponse(user_recommendations(rec, [user], n, [i for e in exclude for i in e.split(",")])[0])
+            answer = user_recommendations(rec, [user], n, ids)[0]
+        return JSONResponse(answer)
 
     @app.post("/api/users/recommendations", tags=["recommendations"], response_model=UserLists,
               responses=fails(408, 413, 415, 503), openapi_extra=body_schema(ListsRequest))
@@ -331,9 +337,12 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         """Top-n lists of many users in one request (a mail campaign, pages rendered ahead), each as
         ``GET /api/users/{user}/recommendations`` answers it."""
         rec = model().rec
-        exclude = [str(i) for i in body.exclude]
-        with holder.lock:
-            return JSONResponse({"lists": user_recommendations(rec, [str(u) for u in body.users], body.n, exclude)})
+        if len(body.users) * body.n > MAX_BATCH_ITEMS:
+            raise HTTPException(422, f"{len(body.users):,} lists of {body.n:,} items are over {MAX_BATCH_ITEMS:,} "
+                                     f"items in one answer; ask for fewer users or a smaller n.")
+        with holder.lock:  # one model call at a time; the answer is rendered after, letting the next call in
+            lists = user_recommendations(rec, [str(u) for u in body.users], body.n, [str(i) for i in body.exclude])
+        return JSONResponse({"lists": lists})
 
     @app.post("/api/recommendations", tags=["recommendations"], response_model=UserList, responses=fails(408, 413, 415, 503),
               openapi_extra=body_schema(FoldInRequest))
@@ -350,8 +359,8 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         with holder.lock:
             top = recommend(rec, None, body.n, ratings=known if known.items else None, exclude=exclude)
         folded = folds_in(rec, given)  # none known: the non-personalized list
-        ignored += [i for i in dict.fromkeys(ignored_items(rec, exclude)) if i not in ignored]
-        return JSONResponse({"user": None, "known": folded, "folded_in": folded, "ignored": ignored,
+        return JSONResponse({"user": None, "known": folded, "folded_in": folded,
+                             "ignored": ignored_items(rec, [*given.items, *exclude]),
                              "recommendations": records(top, drop=("known",))})
 
     @app.get("/api/items", tags=["items"], response_model=Search, responses=fails(503))

@@ -2,7 +2,8 @@
 
 The parent forwards SIGHUP to every worker (each reloads its model) and passes a reload asked of one worker over
 HTTP on to the others. SIGINT or SIGTERM stops every worker (uvicorn's graceful shutdown), then the parent raises
-that signal again, so it exits as a single server process would; a second signal kills the workers. A worker that
+that signal again, so it exits as a single server process would; a second signal kills the workers (with a drain,
+the second ends the drain and a third kills them). A worker that
 dies stops the others and the parent fails with one sentence rather than restarting it: a crash here is a bug or
 memory running out (N models in memory), which a restart would most likely repeat in a loop, while the service
 manager that restarts the whole server sees the failure and can back off.
@@ -52,8 +53,9 @@ def stop_with_parent(parent: int) -> None:
 class Workers:
     """``n`` forked processes each running ``work``, supervised by this one (see the module docstring)."""
 
-    def __init__(self, n: int, work: Work):
+    def __init__(self, n: int, work: Work, stops: int = 1):
         self.n, self.work = n, work
+        self.stops = stops  # stop signals passed on as SIGTERM (2 with serve --drain: the second ends the drain)
         self.procs: list[multiprocessing.Process] = []
         self.conns: dict[int, Connection] = {}  # worker -> the end its messages arrive on, while it is open
         self.infos: dict[int, dict] = {}  # worker -> its model's info, once loaded
@@ -160,9 +162,10 @@ class Workers:
             self._signal_all(signal.SIGTERM)
 
     def _on_stop(self, sig: int, frame: object) -> None:
-        """SIGINT or SIGTERM: stop every worker gracefully; a second one kills them."""
-        if self.stop_signal is None and self.failure is None:
-            self.stop_signal = sig
+        """SIGINT or SIGTERM: stop every worker gracefully (passed on ``stops`` times); the next one kills them."""
+        self.stops -= 1
+        if self.failure is None and self.stops >= 0:
+            self.stop_signal = self.stop_signal or sig
             self._signal_all(signal.SIGTERM)
         else:
             self._signal_all(signal.SIGKILL)
