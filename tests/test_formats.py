@@ -75,6 +75,19 @@ def test_columns_named_by_position(tmp_path, lean):
         assert r.df.timestamp.tolist() == [t for t, *_ in rows]
 
 
+def test_positions_place_the_rating_where_the_header_question_looks_and_are_plain_digits(tmp_path):
+    """``5,u0,m0`` lines with --user-col 2 --item-col 3: the rating is left in column 1, where the first line is
+    checked for a header (the third field, "m0", made it one); "²" passed isdigit() and crashed int()."""
+    from latentrec.errors import DataError
+
+    (tmp_path / "r.csv").write_text("".join(f"{1 + k % 5},u{k % 7},m{k % 11}\n" for k in range(60)))
+    r = load_ratings(tmp_path / "r.csv", user_col="2", item_col="3")
+    assert len(r) == 60 and r.df.rating.tolist()[:3] == [1.0, 2.0, 3.0] and r.df.user[0] == "u0"
+    for bad in ("²", "0", "7"):
+        with pytest.raises(DataError, match=f"--rating-col {bad} names no column; give its position, 1 to 3"):
+            load_ratings(tmp_path / "r.csv", user_col="2", item_col="3", rating_col=bad)
+
+
 def test_file_inside_a_named_dataset(ml100k_dir):
     r = load_ratings("ml-100k/u1.test")
     assert len(r) == 20_000 and r.title("50") == "Star Wars (1977)"
