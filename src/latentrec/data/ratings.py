@@ -342,7 +342,8 @@ def sniff_header(line: str, cols: dict, pairs: bool = False) -> tuple[str, list[
     fields = [f.strip().strip('"') for f in _split_line(line, sep)]
     named = {c for c in cols.values() if c and not is_position(c)}  # "4" is a position, whatever the first row holds
     by_name = bool(named & set(fields)) or any(_normalized(f) in set().union(*ALIASES.values()) for f in fields)
-    at = _rating_at(fields, cols)
+    positions = {role: c for role, c in cols.items() if c and is_position(c)}
+    at = _rating_at(len(fields), positions) if positions else 2
     if pairs or at is None:  # ids may be text (or a position is off the line): only column names mark a header
         return sep, fields, by_name
     return sep, fields, bool(named & set(fields)) or len(fields) < 3 or not _is_number(fields[at])
@@ -353,11 +354,11 @@ def is_position(name: str) -> bool:
     return re.fullmatch(r"[0-9]+", name) is not None
 
 
-def _rating_at(fields: list[str], cols: dict) -> int | None:
-    """Where a first line's rating is, were it a headerless row, as :func:`headerless_columns` places it; None
-    where a position given is off the line (or two are one)."""
+def _rating_at(n: int, positions: dict) -> int | None:
+    """Where the rating of a line of ``n`` fields is, were it a headerless row with roles at ``positions``, as
+    :func:`headerless_columns` places it; None where a position is off the line (or two are one)."""
     try:
-        names = headerless_columns(len(fields), {r: c for r, c in cols.items() if c and is_position(c)}, "")
+        names = headerless_columns(n, positions, "")
     except DataError:
         return None
     return names.index("rating") if "rating" in names else None
