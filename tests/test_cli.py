@@ -127,6 +127,7 @@ def test_a_refit_that_fails_leaves_the_held_out_model_saved(capsys, tmp_path, ra
     code, out, err = run(capsys, "train", "--data", str(ratings_csv), "--solver", "bayes", "--epochs", "12",
                          "--burn-in", "6", "--n-factors", "4", "--out", str(tmp_path / "m"), "--device", "cpu")
     assert code == (0 if refit_ends == "diverged" else 130)
+    assert "Evaluation on the validation rows" in out  # printed before the refit, which a stop does not lose
     if refit_ends == "interrupted while saved":
         assert "interrupted during the refit" in err and "was saved to" not in err, err
         return

@@ -234,13 +234,10 @@ def interrupted(checkpoints: Checkpointer, epochs: int, stop: KeyboardInterrupt,
     return interrupt_status(stop)
 
 
-def print_summary(rec, ranking_only: bool, ranker: str, out: str, result: dict) -> None:
-    """What training made and where it went, the ranker's check, the evaluation, and a sample user's top 5."""
-    from latentrec.use.topn import recommend
-
-    refit = rec.info.get("refit")
-    closed = ranking_only and rec.ranker.kind == "ease"  # solved in one step: no epochs to count
-    saved = "" if refit else f"; saved to {out}/"
+def print_trained(rec, ranking_only: bool, ranker: str, out: str, result: dict, refitting: bool) -> None:
+    """What training made, the ranker's check and, without --test, the evaluation on the validation rows: printed
+    before a refit, so that a long one (or a stop during it) does not hold them back."""
+    saved = "" if refitting else f"; saved to {out}/"
     if ranking_only:
         console.print(f"Fitted {rec.ranker.kind} (a ranking model: orders lists, predicts no ratings) in "
                       f"{rec.info['train_seconds']:.2f} s{saved}", soft_wrap=True)
@@ -266,13 +263,22 @@ def print_summary(rec, ranking_only: bool, ranker: str, out: str, result: dict) 
         elif rec.ranker is None and ranker == "auto":
             console.print(f"No ranker: above {IALS_AUTO_RATINGS // 10**6}M training ratings iALS takes minutes "
                           f"and gigabytes; --ranker ials fits one anyway.", soft_wrap=True)
-    if refit and "test" in result:  # the test rows score the model saved, the refit one
-        console.print(refit_line(refit, out, closed), soft_wrap=True)
-    if "test" in result or "valid" in result:
+    if "valid" in result:
         console.print()
-        print_evaluation(result.get("test") or result["valid"])
-    if refit and "test" not in result:  # the validation rows scored the held-out model, before the refit
+        print_evaluation(result["valid"])
+
+
+def print_final(rec, out: str, result: dict) -> None:
+    """After a refit: what it did, then the evaluation on --test (of the model saved), and a sample user's top 5."""
+    from latentrec.use.topn import recommend
+
+    refit = rec.info.get("refit")
+    if refit:
+        closed = rec.model is None and rec.ranker.kind == "ease"  # solved in one step: no epochs to count
         console.print(f"\n{refit_line(refit, out, closed)}", soft_wrap=True)
+    if "test" in result:
+        console.print()
+        print_evaluation(result["test"])
     sample = rec.users.classes[1]
     top = recommend(rec, sample, n=5)
     cols = ["rank", "item", "title"] + (["prediction"] if rec.model is not None else [])
@@ -440,13 +446,19 @@ def save_and_report(args: argparse.Namespace, given: TrainConfig, fitted: list, 
     if scored is not None and not args.valid:  # rows of --data kept from training: the user rated them too,
         rec = rec.with_rated(scored.data)  # so the saved model's lists skip them
     rec.save(args.out, write_id=write_id)
-    if refits(whole, trainer):  # under torchrun the other ranks refit beside rank 0 (see run)
+    refitting = refits(whole, trainer)
+    if not args.json:
+        print_trained(rec, ranking_only, cfg.ranker, args.out, result, refitting)
+    if refitting:  # under torchrun the other ranks refit beside rank 0 (see run)
         refit_cfg = refit_config(given, rec.info["best_epoch"], rec.ranker_option)
         held_out = {"info": rec.info, "history": rec.history, "config": rec.config}
         rec = trainer = scored = valid = None  # the held-out model is saved: its columns go before the file's
         if lean is not None:
             lean.valid = None
         args.refit_write_id = uuid.uuid4().hex  # the refit's save: ``interrupted`` tells which model a stop left
+        if not args.json and not progress.active():  # a log shows no bar: say what the next minutes are for
+            console.print(f"\nRefitting on all the ratings (the validation rows too) for "
+                          f"{plural(refit_cfg.epochs, 'epoch')}...", soft_wrap=True)
         rec = refit(whole(), refit_cfg, held_out)  # every rated row is in its training now
         if rec is None:
             stderr(f"latentrec train: the refit on all the ratings diverged; {args.out} keeps the model trained "
@@ -460,4 +472,4 @@ def save_and_report(args: argparse.Namespace, given: TrainConfig, fitted: list, 
     if args.json:
         emit_json(result)
     else:
-        print_summary(rec, ranking_only, cfg.ranker, args.out, result)
+        print_final(rec, args.out, result)
