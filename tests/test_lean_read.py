@@ -341,3 +341,15 @@ def test_a_lean_split_remembers_the_columns_as_load_ratings_does(files, tmp_path
         assert lean.columns == load_ratings(tmp_path / name, user_col="who", rating_col="stars").columns
         assert lean.columns == {"user": "who", "item": "item", "rating": "stars"}
     assert read_split(files / "r.tsv", min_bytes=0).columns == {}  # headerless
+
+
+def test_a_big_gzipped_file_says_it_is_read_with_pandas(tmp_path, caplog):
+    """A 107 MB ratings.csv.gz took 3.5 GB through pandas where the plain file took 0.83 GB, without a word."""
+    import gzip
+
+    path = tmp_path / "ratings.csv.gz"
+    with gzip.open(path, "wt") as f:
+        f.write("user,item,rating\n" + "".join(f"{u},{u % 7},4\n" for u in range(1, 200)))
+    with caplog.at_level("WARNING", logger="latentrec"):
+        assert read_split(path, min_bytes=0) is None
+    assert "not read lean (a gzipped file; gunzip it first" in caplog.text

@@ -55,6 +55,7 @@ from latentrec.errors import DataError, clip, one_line
 log = logging.getLogger(__name__)
 LEAN_BYTES = 64 << 20
 CSV_RATING_BYTES = 16  # "123456,12345,4\n"
+GZIP_RATIO = 4  # what a gzipped ratings file unpacks to, about
 CHUNK_ROWS = 1 << 21
 TABLE_IDS = 1 << 26
 
@@ -200,7 +201,7 @@ def _columns(path: Path, cols: dict | None, duplicates: str, min_bytes: int | No
 def _big(path: Path, min_bytes: int) -> bool:
     """At least ``min_bytes``, or a Parquet file holding as many ratings as a CSV of that size (Parquet stores a
     rating in about 9 bytes, CSV in about ``CSV_RATING_BYTES``: by bytes alone, 6M Parquet ratings went to pandas)."""
-    if path.stat().st_size >= min_bytes:
+    if path.stat().st_size * (GZIP_RATIO if path.suffix.lower() == ".gz" else 1) >= min_bytes:
         return True
     if path.suffix.lower() not in (".parquet", ".pq"):
         return False
@@ -316,6 +317,8 @@ def _open(path: Path, cols: dict, share: Share, pairs: bool = False, text: bool 
         lo, hi = _cut(np.cumsum(group_rows), share)
         batches = f.iter_batches(batch_size=CHUNK_ROWS, columns=names, row_groups=range(lo, hi)) if hi > lo else ()
         return _Part(batches, names, int(group_rows[lo:hi].sum()), 0)
+    if suffix == ".gz":  # no byte ranges to share out in a gzip stream: said, as a big file's other detours are
+        raise _Unreadable("a gzipped file; gunzip it first to read it at 12 bytes a rating")
     if suffix not in (".csv", ".tsv", ".txt", ".data"):
         raise _NotLean
     import pyarrow.csv as pcsv
