@@ -108,8 +108,10 @@ def test_unknown_user_gets_popular_items_with_enough_ratings():
 
 def test_recommend_all_writes_csv_and_parquet(tmp_path):
     rec, df, _ = trained()
-    table = recommend_all(rec, n=4)
+    ranked = []
+    table = recommend_all(rec, n=4, chunk_scores=10 * len(rec.items), done=ranked.append)  # 10 users a chunk
     assert len(table) == 4 * (len(rec.users) - 1)
+    assert sum(ranked) == len(rec.users) - 1 and len(ranked) > 1 and set(ranked[:-1]) == {10}  # the progress bar's
     first = table[table.user == "u5"]
     assert list(first["item"]) == list(recommend(rec, "u5", n=4)["item"])
     for name in ("top.csv", "top.parquet"):

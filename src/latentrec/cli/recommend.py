@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from latentrec import progress
 from latentrec.atomic import writable_or_fail
 from latentrec.cli.common import command, console, count, emit_json, ordered_by, plural, start, stderr, table
 from latentrec.config import MIN_RATINGS
@@ -51,7 +52,8 @@ def run(args) -> int:
         writable_or_fail(Path(args.out), parents=False)
     rec = Recommender.load(args.model_dir)
     if args.all_users:
-        df = recommend_all(rec, args.n, args.include_rated)
+        with progress.step_progress("Ranking every user", len(rec.users) - 1) as advance:
+            df = recommend_all(rec, args.n, args.include_rated, done=advance)
         write_table(df, args.out)
         summary = {"out": args.out, "n_users": int(df["user"].nunique()), "n_rows": len(df)}
         emit_json(summary) if args.json else console.print(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -92,12 +93,12 @@ def ranker_scores(rec: Recommender, users: np.ndarray, cells: np.ndarray, pos: n
 
 
 def top_n(rec: Recommender, users: np.ndarray, n: int = 10, include_rated: bool = False,
-          chunk_scores: int = CHUNK_SCORES) -> tuple[np.ndarray, np.ndarray]:
+          chunk_scores: int = CHUNK_SCORES, done: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Item indices and predicted ratings ``(len(users), k)`` of each user's best ``k = min(n, items)`` items.
 
     Rated training items are skipped unless ``include_rated``; a user with fewer than ``k``
     candidates gets index 0 and a NaN rating in the unused slots. With a ranker, the ranker orders
-    the items; without a rating model, every rating is NaN.
+    the items; without a rating model, every rating is NaN. ``done(n)`` hears of each chunk of users ranked.
     """
     check_n(n)
     users = np.asarray(users, dtype=np.int64)
@@ -130,6 +131,8 @@ def top_n(rec: Recommender, users: np.ndarray, n: int = 10, include_rated: bool 
         values = torch.where(found, values, torch.nan)
         out_items[a:a + len(chunk)] = torch.where(found, top.indices, 0).cpu().numpy()
         out_scores[a:a + len(chunk)] = values.float().cpu().numpy()
+        if done is not None:
+            done(len(chunk))
     return out_items, out_scores
 
 
@@ -274,13 +277,13 @@ def frame(rec: Recommender, items: np.ndarray, scores: np.ndarray, known: bool) 
 
 
 def recommend_all(rec: Recommender, n: int = 10, include_rated: bool = False,
-                  chunk_scores: int = CHUNK_SCORES) -> pd.DataFrame:
+                  chunk_scores: int = CHUNK_SCORES, done: Callable[[int], None] | None = None) -> pd.DataFrame:
     """Top-``n`` for every known user as a long table: user, rank, item, title, prediction, known; users in the
-    order of their ids (as numbers where they are whole numbers)."""
+    order of their ids (as numbers where they are whole numbers). ``done``: as :func:`top_n` takes it."""
     user_ids = rec.users.typed(rec.users.classes[1:])  # users are 1..n
     order = np.argsort(user_ids, kind="stable")  # text ids are in order already
     users, user_ids = order + 1, user_ids[order]
-    items, scores = top_n(rec, users, n, include_rated, chunk_scores)
+    items, scores = top_n(rec, users, n, include_rated, chunk_scores, done)
     keep = items > 0
     item_ids = rec.items.typed(rec.items.classes[1:])  # items 1..n: the lists hold no item 0
     titles = np.asarray([rec.titles.get(i, "") for i in rec.items.classes], dtype=object)
