@@ -343,13 +343,18 @@ def test_a_lean_split_remembers_the_columns_as_load_ratings_does(files, tmp_path
     assert read_split(files / "r.tsv", min_bytes=0).columns == {}  # headerless
 
 
-def test_a_big_gzipped_file_says_it_is_read_with_pandas(tmp_path, caplog):
-    """A 107 MB ratings.csv.gz took 3.5 GB through pandas where the plain file took 0.83 GB, without a word."""
+def test_a_gzipped_csv_is_read_lean_as_the_plain_one_and_a_damaged_one_is_one_sentence(tmp_path):
+    """A 10M-rating ratings.csv.gz went to pandas (32 s, 3.55 GB) where the plain file read lean took 11 s, 0.83 GB."""
     import gzip
 
-    path = tmp_path / "ratings.csv.gz"
-    with gzip.open(path, "wt") as f:
-        f.write("user,item,rating\n" + "".join(f"{u},{u % 7},4\n" for u in range(1, 200)))
-    with caplog.at_level("WARNING", logger="latentrec"):
-        assert read_split(path, min_bytes=0) is None
-    assert "not read lean (a gzipped file; gunzip it first" in caplog.text
+    text = "user,item,rating\n" + "".join(f"{u},{u % 7},{1 + u % 5}\n" for u in range(1, 2000))
+    (tmp_path / "r.csv").write_text(text)
+    with gzip.open(tmp_path / "r.csv.gz", "wt") as f:
+        f.write(text)
+    plain, packed = (read_split(tmp_path / name, min_bytes=0, valid_pct=0.2) for name in ("r.csv", "r.csv.gz"))
+    assert packed is not None and packed.users.classes == plain.users.classes
+    for a, b in ((packed.train, plain.train), (packed.valid.data, plain.valid.data)):
+        assert all(np.array_equal(x, y) for x, y in zip((a.users, a.items, a.ratings), (b.users, b.items, b.ratings)))
+    (tmp_path / "cut.csv.gz").write_bytes((tmp_path / "r.csv.gz").read_bytes()[:-40])
+    with pytest.raises(DataError, match="cut.csv.gz could not be read .*the gzip file is damaged or cut short"):
+        read_split(tmp_path / "cut.csv.gz", min_bytes=0)

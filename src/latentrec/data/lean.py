@@ -20,11 +20,13 @@ order, so every rank goes on with exactly the one-process arrays.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import logging
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +46,7 @@ from latentrec.data.ratings import (
     not_a_number,
     rated_twice,
     rating_text,
+    readable,
     resolve_columns,
     sniff_header,
     unusable_ratings,
@@ -216,8 +219,9 @@ def _big(path: Path, min_bytes: int) -> bool:
 def _read_all(path: Path, cols: dict, _=None, pairs: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """The file's user, item and rating columns, and its number of header lines."""
     try:
-        part = _open(path, cols, Share(0, 1, _alone), pairs)
-        return *_read(path, part), part.header
+        with readable(path) if path.suffix.lower() == ".gz" else nullcontext():  # a damaged gzip file: one sentence
+            part = _open(path, cols, Share(0, 1, _alone), pairs)
+            return *_read(path, part), part.header
     except _BadRow as e:
         raise e.error(part.header + e.index + 1) from None
     except (pa.ArrowInvalid, OSError) as e:  # a damaged or irregular file
@@ -317,9 +321,10 @@ def _open(path: Path, cols: dict, share: Share, pairs: bool = False, text: bool 
         lo, hi = _cut(np.cumsum(group_rows), share)
         batches = f.iter_batches(batch_size=CHUNK_ROWS, columns=names, row_groups=range(lo, hi)) if hi > lo else ()
         return _Part(batches, names, int(group_rows[lo:hi].sum()), 0)
-    if suffix == ".gz":  # no byte ranges to share out in a gzip stream: said, as a big file's other detours are
-        raise _Unreadable("a gzipped file; gunzip it first to read it at 12 bytes a rating")
-    if suffix not in (".csv", ".tsv", ".txt", ".data"):
+    gz = suffix == ".gz"  # read whole, unpacked as it streams: a gzip stream has no byte ranges to share out
+    if gz and share.size > 1:  # said, as a big file's other detours are
+        raise _Unreadable("a gzipped file, read by several processes; gunzip it first to share it out")
+    if (Path(path.stem).suffix.lower() if gz else suffix) not in (".csv", ".tsv", ".txt", ".data"):
         raise _NotLean
     import pyarrow.csv as pcsv
 
@@ -335,7 +340,7 @@ def _open(path: Path, cols: dict, share: Share, pairs: bool = False, text: bool 
         header, names = headerless_columns(len(fields), cols, str(path)), list(roles)
     if len(set(header)) != len(header):
         raise _NotLean
-    start, end = _line_range(path, share)
+    start, end = (0, None) if gz else _line_range(path, share)
     skip = 1 if has_header and start == 0 else 0
     if start == end:
         return _Part((), names, 0, int(has_header))
@@ -344,7 +349,7 @@ def _open(path: Path, cols: dict, share: Share, pairs: bool = False, text: bool 
 
     def batches():  # opened as it is read: pyarrow converts the first block as it opens, and _read words what fails
         yield from pcsv.open_csv(
-            _ByteRange(path, start, end),
+            _bytes(path, start, end),
             read_options=pcsv.ReadOptions(block_size=CHUNK_ROWS * 24, column_names=header, skip_rows=skip),
             parse_options=pcsv.ParseOptions(delimiter=sep),
             convert_options=pcsv.ConvertOptions(  # only a blank cell is missing: "NA" or "null" in an id column is text
@@ -386,6 +391,11 @@ def _line_range(path: Path, share: Share) -> tuple[int, int]:
         return after_line(size * share.rank // share.size), after_line(size * (share.rank + 1) // share.size)
 
 
+def _bytes(path: Path, start: int, end: int | None) -> io.IOBase:
+    """Bytes ``[start, end)`` of the file, read as a file of their own; a gzipped file's whole unpacked bytes."""
+    return gzip.open(path, "rb") if end is None else _ByteRange(path, start, end)
+
+
 class _ByteRange(io.RawIOBase):
     """Bytes ``[start, end)`` of a file, read as a file of their own."""
 
@@ -412,7 +422,7 @@ def _scan(path: Path, start: int, end: int, skip: int) -> tuple[int, bool]:
     A field that starts with a 0 and another digit (an id such as ``007``) makes the file not for this route:
     parsed as an integer it would become ``7``, where the in-memory route keeps the text ``007``."""
     n, tail, quoted = 0, b"\n\n", False
-    with _ByteRange(path, start, end) as f:
+    with _bytes(path, start, end) as f:
         if skip:
             f.readline()
             n = 1

@@ -206,7 +206,7 @@ def _read_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Dat
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty; it needs rows of {needs}.")
     if suffix not in PARQUET_SUFFIXES:
-        with _readable(path):
+        with readable(path):
             with _open(path, "rb") as f:
                 head = f.read(2)
             if head in (b"\xff\xfe", b"\xfe\xff"):
@@ -230,7 +230,7 @@ def _open(path: Path, mode: str = "r", **kwargs):
 
 
 @contextmanager
-def _readable(path: Path):
+def readable(path: Path):
     """Reading ``path``: a file that cannot be read (a damaged gzip file: ``BadGzipFile``, ``zlib.error``; a
     truncated one: ``EOFError``, wherever in the file the damage is) raises one DataError naming it."""
     try:
@@ -242,7 +242,7 @@ def _readable(path: Path):
 
 def first_line(path: Path) -> tuple[str, str]:
     """A text file's first non-blank line and the encoding that reads it (UTF-8, with or without BOM, or latin-1)."""
-    with _readable(path):
+    with readable(path):
         for encoding in ("utf-8-sig", "latin-1"):
             try:
                 with _open(path, encoding=encoding) as f:
@@ -257,7 +257,7 @@ def first_line(path: Path) -> tuple[str, str]:
 
 def read_text(path: Path) -> str:
     """A whole text file, gzipped or not, as UTF-8 (a BOM dropped, undecodable bytes replaced)."""
-    with _readable(path), _open(path, encoding="utf-8-sig", errors="replace") as f:
+    with readable(path), _open(path, encoding="utf-8-sig", errors="replace") as f:
         return f.read()
 
 
