@@ -171,3 +171,16 @@ def test_valid_file_and_valid_pct_together_are_refused_and_valid_records_no_hold
     (tmp_path / "best.toml").write_text('valid = "v.csv"\n')  # as tune's best.toml after tune --valid FILE
     with pytest.raises(ConfigError, match=r"--valid-pct 0.2 chooses .* v.csv \(valid in .*best.toml\) is a validation"):
         parse(["train", "--data", "x.csv", "--config", str(tmp_path / "best.toml"), "--valid-pct", "0.2"])
+
+
+def test_a_value_out_of_range_names_the_config_file_that_set_it(tmp_path):
+    from latentrec.cli.config_file import resolved
+    from latentrec.cli.train import config_from_args
+
+    (tmp_path / "c.toml").write_text("epochs = 0\n")
+    args = parse(["train", "--data", "x.csv", "--config", str(tmp_path / "c.toml")])
+    with pytest.raises(ConfigError, match=r"c\.toml: epochs \(--epochs\) must be a whole number"):
+        resolved(args, config_from_args(args))
+    args = parse(["train", "--data", "x.csv", "--epochs", "0", "--config", str(tmp_path / "c.toml")])
+    with pytest.raises(ConfigError, match=r"^epochs \(--epochs\) must be"):  # the command line set it
+        resolved(args, config_from_args(args))

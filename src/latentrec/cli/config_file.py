@@ -20,7 +20,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from latentrec.cli.common import seed
-from latentrec.config import ALWAYS, TrainConfig
+from latentrec.config import ALWAYS, TrainConfig, option
 from latentrec.errors import ConfigError
 
 
@@ -64,8 +64,20 @@ def apply_config(args: argparse.Namespace, extra: set[str] = frozenset()) -> dic
         if getattr(args, dest, UNSET) is UNSET:
             value = check_value(action, values[dest], path) if dest in values else default
             setattr(args, dest, beside(path, dest, value) if dest in values and dest in INPUT_FILES else value)
+    args._from_config = set(values) - given  # the options the file set: resolved() names it in their errors
     one_validation(args, given)
     return {k: v for k, v in values.items() if k in extra}
+
+
+def resolved(args: argparse.Namespace, config: TrainConfig) -> TrainConfig:
+    """``config.resolved()``; an error about an option the ``--config`` file set names the file (``epochs = 0``
+    said only ``epochs (--epochs) must be ...``)."""
+    try:
+        return config.resolved()
+    except ConfigError as e:
+        if any(option(key) in str(e) for key in getattr(args, "_from_config", ())):
+            raise ConfigError(f"{args.config}: {e}") from None
+        raise
 
 
 def one_validation(args: argparse.Namespace, given: set[str]) -> None:

@@ -15,7 +15,7 @@ from latentrec.cli.common import (
     start,
     table,
 )
-from latentrec.cli.config_file import UNSET, apply_config, checked_train_options, defer_defaults
+from latentrec.cli.config_file import UNSET, apply_config, checked_train_options, defer_defaults, resolved
 from latentrec.config import MODELS, RANKING_MODELS, SOLVERS, TrainConfig
 from latentrec.errors import ConfigError
 
@@ -61,7 +61,7 @@ def run(args) -> int:
         args.valid_pct = 0.0
     start(args)
     fixed = checked_train_options({k: v for k, v in extra.items() if k not in IGNORED}, args.config)
-    cfg = TrainConfig.from_dict(dict(fixed, **{k: getattr(args, k) for k in OWN})).resolved()
+    cfg = resolved(args, TrainConfig.from_dict(dict(fixed, **{k: getattr(args, k) for k in OWN})))
     if args.split and args.folds is not None:
         raise ConfigError("--folds and --split both choose the folds; give one of them.")
     if args.split:

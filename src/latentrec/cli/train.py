@@ -29,7 +29,7 @@ from latentrec.cli.common import (
     table,
     with_model_columns,
 )
-from latentrec.cli.config_file import apply_config, defer_defaults, model_dir_columns
+from latentrec.cli.config_file import apply_config, defer_defaults, model_dir_columns, resolved
 from latentrec.cli.evaluate import print_evaluation
 from latentrec.config import (
     CHECKPOINT_EVERY,
@@ -342,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
         args.valid_pct = 0.0 if args.split else 0.2
     start(args)
     given = config_from_args(args)
-    cfg = given.resolved()  # checked before any reading; fit resolves ``given`` itself, for the data's rating scale
+    cfg = resolved(args, given)  # checked before any reading; fit resolves ``given`` itself, for the data's rating scale
     pick_device(cfg.device)  # an unusable --device is refused before any reading
     checkpoints = checkpointer(args)
     remembered = model_dir_columns(args.config)  # --config MODEL_DIR: the columns that model was trained from

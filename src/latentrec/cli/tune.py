@@ -19,7 +19,7 @@ from latentrec.cli.common import (
     start,
     stderr,
 )
-from latentrec.cli.config_file import apply_config, checked_train_options, defer_defaults
+from latentrec.cli.config_file import apply_config, checked_train_options, defer_defaults, resolved
 from latentrec.config import MODELS, SOLVERS, USES, VALID_BY, TrainConfig
 from latentrec.errors import ConfigError, interrupt_status
 
@@ -72,7 +72,7 @@ def run(args) -> int:
     fixed = checked_train_options(extra, path)
     base = TrainConfig.from_dict(dict(fixed, model=args.model, solver=args.solver, seed=args.seed,
                                       device=args.device, valid_pct=args.valid_pct, valid_by=args.valid_by))
-    base.resolved()  # its values checked now, before any data is read
+    resolved(args, base)  # its values checked now, before any data is read
     solver = solver_for(base)
     given_space = space_from_toml(space_table, f"{path}: [space]") if space_table is not None else {}
 
