@@ -66,7 +66,7 @@ def run(args) -> int:
         given = read_user_ratings(args.ratings_file)
     exclude = [i.strip() for i in args.exclude.split(",") if i.strip()] if args.exclude else []
     skip = excluded(rec, exclude)
-    unknown = [i for i in exclude if i not in rec.items]
+    unknown = ignored_items(rec, exclude)
     if unknown and not args.json:
         stderr(f"latentrec recommend: --exclude names {plural(len(unknown), 'item')} the model does not know: "
                f"{', '.join(unknown[:5])}{', ...' * (len(unknown) > 5)} (ids are separated by commas)")

@@ -36,6 +36,7 @@ ALIASES = {
              "artistid"},
     "rating": {"rating", "ratings", "score", "stars", "value", "overall"},
 }
+KNOWN_NAMES = set().union(*ALIASES.values())  # every alias: a first line holding one is a header
 TIMESTAMP_NAMES = ("timestamp", "unixreviewtime", "unixtime", "time", "ts", "datetime", "date", "ratedat", "createdat")
 ROLES = ("user", "item", "rating")
 NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
@@ -340,13 +341,12 @@ def sniff_header(line: str, cols: dict, pairs: bool = False) -> tuple[str, list[
     """(separator, fields, whether it is a header) of a text file's first line."""
     sep = _sniff_sep(re.sub(r'"[^"]*"', "", line))  # a separator inside a quoted id does not count
     fields = [f.strip().strip('"') for f in _split_line(line, sep)]
-    named = {c for c in cols.values() if c and not is_position(c)}  # "4" is a position, whatever the first row holds
-    by_name = bool(named & set(fields)) or any(_normalized(f) in set().union(*ALIASES.values()) for f in fields)
+    named = bool({c for c in cols.values() if c and not is_position(c)} & set(fields))  # "4" is a position
     positions = {role: c for role, c in cols.items() if c and is_position(c)}
     at = _rating_at(len(fields), positions) if positions else 2
     if pairs or at is None:  # ids may be text (or a position is off the line): only column names mark a header
-        return sep, fields, by_name
-    return sep, fields, bool(named & set(fields)) or len(fields) < 3 or not _is_number(fields[at])
+        return sep, fields, named or any(_normalized(f) in KNOWN_NAMES for f in fields)
+    return sep, fields, named or len(fields) < 3 or not _is_number(fields[at])
 
 
 def is_position(name: str) -> bool:

@@ -301,6 +301,7 @@ def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None 
     scaled = for_scale(base, base.resolved(), ratings_scale(carved.df["rating"].to_numpy(np.float32)))  # as fit
     recipe = {k: v for k, v in scaled.to_dict().items() if k in space and _contains(space[k], v)}
     held = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.WAITING)
+
     def holds_recipe(t: optuna.trial.FrozenTrial) -> bool:  # on the recipe's keys (the space may search others)
         params = t.params or t.system_attrs.get("fixed_params", {})  # a waiting trial's are fixed_params
         return all(k in params and params[k] == v for k, v in recipe.items())

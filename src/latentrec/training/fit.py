@@ -70,16 +70,17 @@ def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str
         if len(vocab) < 3:  # #na# and one id
             raise DataError(f"{source}: all training ratings belong to one {role} ({clip(vocab.classes[1])!r}){held}; "
                             f"a collaborative model needs at least two {role}s.")
+    if cfg.model in RANKING_MODELS:  # EASE and iALS take any weights (milliseconds played, cents spent), one value too
+        return
     lo, hi = float(ratings.min()), float(ratings.max())
-    if max(-lo, hi) > MAX_RATING and cfg.model not in RANKING_MODELS:  # a timestamp read as the rating (EASE and
-        # iALS take any weights: milliseconds played, cents spent); the rating models' solvers met singular systems
+    if max(-lo, hi) > MAX_RATING:  # a timestamp read as the rating: the rating models' solvers met singular systems
         raise DataError(f"{source}: the training ratings run from about {lo:.4g} to {hi:.4g}, beyond what a rating model "
                         f"trains on (at most {MAX_RATING:,} in size; model 'ease' or 'ials' take weights of any "
                         f"size); is that the rating column? Name it with --rating-col (in a file without a header, by "
                         f"position: --rating-col 4 for the fourth column).")
-    if cfg.model not in RANKING_MODELS and (far := far_out(ratings)):
+    if far := far_out(ratings):
         log.warning("%s: %s; the rating scale is taken as %g to %g. A typo? Fix or drop those rows.", source, far, lo, hi)
-    if lo == hi and cfg.model not in RANKING_MODELS:
+    if lo == hi:
         raise DataError(f"{source}: every training rating is {float(ratings[0]):g}, so a rating model has nothing "
                         f"to learn (it would predict that value for every pair); model 'ease' or 'ials' (--model) "
                         f"learn which items users pick from such data.")

@@ -70,8 +70,10 @@ class UserRatings:
         a DataFrame with item and rating columns (found by name, as in a ratings file)."""
         if isinstance(given, cls):
             return given
-        if isinstance(given, (dict, pd.Series)):  # a Series: ratings indexed by item
-            return cls(list(given.keys()), list(given.values) if isinstance(given, pd.Series) else list(given.values()))
+        if isinstance(given, dict):
+            return cls(list(given), list(given.values()))
+        if isinstance(given, pd.Series):  # ratings indexed by item
+            return cls(list(given.index), given.tolist())
         if isinstance(given, pd.DataFrame):
             item, rating = resolve_columns(list(given.columns), ("item", "rating"), {}, "the ratings DataFrame")
             return cls(given[item].tolist(), given[rating].tolist())
