@@ -49,6 +49,7 @@ from latentrec.data.ratings import (
     readable,
     resolve_columns,
     sniff_header,
+    too_many_fields,
     unusable_ratings,
 )
 from latentrec.data.split import held_rows
@@ -292,6 +293,7 @@ class _Part:
     quoted: bool = False  # its rows hold a '"' (CSV)
     rating_said: str | None = None  # how pyarrow names the rating column in a CSV conversion error
     as_text: Callable[[], "_Part"] | None = None  # the same part with every column read as text (CSV)
+    odd_row: Callable[[], None] | None = None  # raise _BadRow for a row of too few or too many fields (CSV)
 
 
 class _BadRow(Exception):
@@ -357,10 +359,11 @@ def _open(path: Path, cols: dict, share: Share, pairs: bool = False, text: bool 
                 column_types=dict(zip(names, types))),
         )
 
+    odd_row = None if quoted else lambda: _odd_row(path, start, end, skip, sep, header, names)
     if pairs:
-        return _Part(batches(), names, lines, int(has_header), quoted)
+        return _Part(batches(), names, lines, int(has_header), quoted, odd_row=odd_row)
     return _Part(batches(), names, lines, int(has_header), quoted, f"In CSV column #{header.index(names[2])}:",
-                 lambda: _open(path, cols, share, text=True))
+                 lambda: _open(path, cols, share, text=True), odd_row)
 
 
 def _lean_columns(columns: list[str], cols: dict, path: Path, roles: tuple[str, ...]) -> list[str]:
@@ -463,6 +466,8 @@ def _read(path: Path, part: _Part) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     except pa.ArrowInvalid as e:  # a cell pyarrow could not convert: a rating that is not a number is an error here
         if part.rating_said is not None and str(e).startswith(part.rating_said):
             _first_bad_rating(part.as_text(), where)
+        if part.odd_row is not None and str(e).startswith("CSV parse error: Expected"):
+            part.odd_row()  # a row cut short, or one with a field too many: said here, not after reading with pandas
         raise
     finally:
         getattr(part.batches, "close", lambda: None)()  # a reader left part-way lets go of its file now
@@ -509,6 +514,41 @@ def _first_bad_rating(part: _Part, where: str) -> None:
                 (lambda row: bad_rating(where, row, name, values[b]))
             raise _BadRow(n + b, said)
         n += batch.num_rows
+
+
+def _odd_row(path: Path, start: int, end: int | None, skip: int, sep: str, header: list[str],
+             names: list[str]) -> None:
+    """Raise _BadRow for the part's first row whose fields are not the header's, as load_ratings words it: a field
+    too many, or one of ``names`` missing (a row cut short). Returns if there is none, or if the short row lacks
+    only columns not read (load_ratings reads them as empty)."""
+    where, row, line, tail = str(path), 0, 0, b""  # rows: lines that are not blank
+    with _bytes(path, start, end) as f:
+        if skip:
+            f.readline()
+        while True:
+            block = f.read(1 << 24)
+            text = tail + block if block else tail + b"\n" * (not tail.endswith(b"\n"))
+            cut = text.rfind(b"\n") + 1
+            tail, text = text[cut:], text[:cut]
+            a = np.frombuffer(text, np.uint8)
+            ends = np.flatnonzero(a == ord("\n"))
+            fields = np.diff(np.searchsorted(np.flatnonzero(a == ord(sep)), ends), prepend=0) + 1
+            starts = np.concatenate([[0], ends[:-1] + 1])
+            filled = (ends - starts) > (a[np.maximum(ends - 1, 0)] == ord("\r"))  # blank lines are no rows
+            odd = np.flatnonzero(filled & (fields != len(header)))
+            if len(odd):
+                k, seen = int(odd[0]), int(fields[odd[0]])
+                if seen > len(header):  # in pandas' words, which count blank lines too
+                    raise _BadRow(line + k, lambda at: too_many_fields(where, sep, len(header), at, seen))
+                missing = [name for name in names if header.index(name) >= seen]
+                if not missing:
+                    return
+                role = ROLES[names.index(missing[0])]
+                raise _BadRow(row + int(filled[:k].sum()), lambda at: bad_rating(where, at, missing[0], np.nan)
+                              if role == "rating" else empty_id(where, at, missing[0], role))
+            row, line = row + int(filled.sum()), line + len(ends)
+            if not block:
+                return
 
 
 def _to_file_index(col: np.ndarray) -> np.ndarray:

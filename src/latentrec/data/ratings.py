@@ -293,8 +293,7 @@ def _read_text(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Data
     except (pd.errors.ParserError, ValueError) as e:
         raise DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table ({str(e).strip()}).") from None
     except pd.errors.ParserWarning:
-        raise DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table "
-                        f"({_longer_row(path, sep, len(fields), encoding)}).") from None
+        raise _longer_row(path, sep, len(fields), encoding) from None
     raw = raw.iloc[: len(raw) - _trailing_empty(raw)]  # a spreadsheet's ",,," rows below the data
     if len(raw) == 0:
         raise DataError(f"{path} has a header but no rows; it needs rows of {needs}.")
@@ -315,14 +314,20 @@ def _trailing_empty(raw: pd.DataFrame) -> int:
         k *= 2
 
 
-def _longer_row(path: Path, sep: str, n_fields: int, encoding: str) -> str:
-    """Where a row has more fields than the header, in pandas' words."""
+def _longer_row(path: Path, sep: str, n_fields: int, encoding: str) -> DataError:
+    """The first row with more fields than the header, in pandas' words."""
     with _open(path, encoding=encoding, errors="replace") as f:
         for number, line in enumerate(f, 1):
             seen = len(_split_line(line.rstrip("\r\n"), sep))
             if seen > n_fields:
-                return f"Expected {n_fields} fields in line {number}, saw {seen}; quote fields that contain {sep!r}"
-    return "a row has more fields than the header"
+                return too_many_fields(str(path), sep, n_fields, number, seen)
+    return DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table "
+                     "(a row has more fields than the header).")
+
+
+def too_many_fields(where: str, sep: str, n_fields: int, line: int, seen: int) -> DataError:
+    return DataError(f"{where} could not be parsed as a {_sep_name(sep)}-separated table (Expected {n_fields} fields "
+                     f"in line {line}, saw {seen}; quote fields that contain {sep!r}).")
 
 
 def _second_line(path: Path, encoding: str) -> str:
