@@ -116,3 +116,27 @@ def test_train_scores_a_sample_of_many_test_users(tmp_path, capsys, monkeypatch)
                  "--out", str(tmp_path / "m"), "--json"]) == 0
     ranking = json.loads(capsys.readouterr().out)["valid"]["ranking"]
     assert ranking["n_users"] == 5 < ranking["n_users_eligible"]
+
+
+def test_items_rated_in_a_valid_file_are_skipped_by_the_test_ranking_and_the_saved_lists(tmp_path, capsys):
+    """With --valid FILE, its items stayed candidates: the popularity list put first an item the user had rated."""
+    from latentrec.use.recommender import Recommender
+
+    users = [f"u{u}" for u in range(12)]
+    pairs = [(u, f"i{i}") for u in users for i in range(2, 8)]  # everyone's; then i1 by 4 users, i8 by 2, i9 by 1
+    pairs += [(u, "i1") for u in users[:4]] + [(u, "i8") for u in users[:2]] + [("u0", "i9")]
+    train = pd.DataFrame([(u, i, 1.0 + k % 5) for k, (u, i) in enumerate(pairs)], columns=["user", "item", "rating"])
+    valid = pd.DataFrame({"user": users[4:], "item": "i1", "rating": 2.0})  # the most-rated item after this file
+    valid = pd.concat([valid, train.head(3)])  # pairs also in --data are counted once
+    test = pd.DataFrame({"user": users[4:], "item": "i9", "rating": 5.0})
+    for name, frame in (("train", train), ("valid", valid), ("test", test)):
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "train.csv"), "--valid", str(tmp_path / "valid.csv"),
+                 "--test", str(tmp_path / "test.csv"), "--ranker", "popular", "--epochs", "2", "--n-factors", "2",
+                 "--device", "cpu", "--out", str(tmp_path / "m"), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["test"]
+    rec = Recommender.load(tmp_path / "m")
+    lists = [list(rec.items.decode(row)) for row in popularity_lists(rec, rec.users.encode(users[4:]), 2)]
+    assert lists == [["i8", "i9"]] * 8  # i1 left out: each of them rated it in the valid file
+    assert got["ranking"]["model"]["ndcg@9"] == pytest.approx(1 / math.log2(3))  # @9: the items the model knows
+    assert rec.rated_indptr[-1] == len(train) + 8  # the valid file's new pairs; those also in --data once

@@ -443,8 +443,8 @@ def save_and_report(args: argparse.Namespace, given: TrainConfig, fitted: list, 
         scored = rec.encode_rows(scored)  # once, for the evaluation and for counting them as rated
     if test is None and scored is not None:  # scored before its rows count as rated below
         result["valid"] = evaluate(rec, scored, max_rank_users=RANK_EVAL_USERS)
-    if scored is not None and not args.valid:  # rows of --data kept from training: the user rated them too,
-        rec = rec.with_rated(scored.data)  # so the saved model's lists skip them
+    if scored is not None:  # validation rows (of --data or --valid): the users rated them too, so the saved
+        rec = rec.with_rated(scored.data)  # model's lists and the --test ranking skip them
     rec.save(args.out, write_id=write_id)
     refitting = refits(whole, trainer)
     if not args.json:

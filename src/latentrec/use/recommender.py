@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from latentrec.data.batches import Encoded, EncodedRows
-from latentrec.data.csr import bincount, by_row, merge
+from latentrec.data.csr import bincount, by_row, held_in, merge
 from latentrec.data.lean import LeanRows
 from latentrec.data.ratings import Ratings
 from latentrec.data.vocab import Vocab, float_id_texts, id_text
@@ -195,8 +195,9 @@ class Recommender:
     def with_rated(self, rows: Encoded) -> "Recommender":
         """This recommender with ``rows`` (encoded ratings it was not trained on: its validation rows) counted
         as rated as well: top-N lists skip them, a ranker reads them as the users' history (and the popularity
-        ranker counts them). Rows of unknown users or items (index 0) are left out."""
+        ranker counts them). Rows of unknown users or items (index 0), and pairs already rated, are left out."""
         keep = (rows.users > 0) & (rows.items > 0)
+        keep[keep] = ~held_in(rows.users[keep], rows.items[keep], self.rated_indptr, self.rated_items)
         items = rows.items[keep].astype(self.rated_items.dtype)
         mine = (self.rated_indptr, self.rated_items)
         values = None
