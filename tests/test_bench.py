@@ -21,7 +21,6 @@ def test_bench_reports_every_cpu_path(capsys):
         assert len(r["curve"]) == 3 and r["best_valid_rmse"] < 1.5
     assert out["target_rmse"] > 0
     assert any(r["seconds_to_target"] is not None for r in runs.values())
-    assert out["fastest"]["training"][0] == "cpu"
     reached = [r for r in runs.values() if r["seconds_to_target"] is not None]
     quickest = min(reached, key=lambda r: r["seconds_to_target"])
     label = out["fastest"]["training"][1]

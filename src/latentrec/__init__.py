@@ -14,17 +14,20 @@ _PUBLIC = {
     "similar_items": "latentrec.use.similar", "UserRatings": "latentrec.use.coldstart",
     "refit_config": "latentrec.training.fit", "bias_extremes": "latentrec.use.interpret",
     "item_pca": "latentrec.use.interpret", "interpret": "latentrec.use.interpret",
+    "read_split": "latentrec.data.lean", "Trainer": "latentrec.training.loop", "CollabNN": "latentrec.models.nn",
     **dict.fromkeys(["DataError", "ColumnNotFound", "ConfigError", "ModelFileError", "ModelCapabilityError",
                      "DownloadError", "TrainingDiverged", "UnknownItemsLeftOut", "SeenPairsScored"], "latentrec.errors"),
 }
-__all__ = ["Callback", "ColumnNotFound", "ConfigError", "DataError", "DotProductBias", "DownloadError",
+__all__ = ["Callback", "CollabNN", "ColumnNotFound", "ConfigError", "DataError", "DotProductBias", "DownloadError",
            "LatentrecError", "ModelCapabilityError", "ModelFileError", "Ratings", "Recommender", "SeenPairsScored",
-           "TrainConfig", "TrainingDiverged", "UnknownItemsLeftOut", "UserRatings", "bias_extremes", "create_params",
-           "evaluate", "fit", "interpret", "item_pca", "load_ratings", "recommend", "recommend_all", "refit_config",
+           "TrainConfig", "Trainer", "TrainingDiverged", "UnknownItemsLeftOut", "UserRatings", "bias_extremes", "create_params",
+           "evaluate", "fit", "interpret", "item_pca", "load_ratings", "read_split", "recommend", "recommend_all",
+           "refit_config",
            "similar_items"]
 
 if TYPE_CHECKING:
     from latentrec.config import TrainConfig
+    from latentrec.data.lean import read_split
     from latentrec.data.ratings import Ratings, load_ratings
     from latentrec.errors import (
         ColumnNotFound,
@@ -40,8 +43,10 @@ if TYPE_CHECKING:
     )
     from latentrec.evaluation.evaluate import evaluate
     from latentrec.models.dot import DotProductBias, create_params
+    from latentrec.models.nn import CollabNN
     from latentrec.training.callback import Callback
     from latentrec.training.fit import fit, refit_config
+    from latentrec.training.loop import Trainer
     from latentrec.use.coldstart import UserRatings
     from latentrec.use.interpret import bias_extremes, interpret, item_pca
     from latentrec.use.recommender import Recommender

@@ -99,14 +99,11 @@ class TrainConfig:
         if solver == "bayes" and values["burn_in"] is None:
             values["burn_in"] = values["epochs"] // 6  # the recipe's 10 of 60, kept in proportion
         cfg = TrainConfig(**values)
-        cfg.check()
+        cfg._check()
         return cfg
 
-    def check(self) -> None:
-        if self.model not in MODELS:
-            raise ConfigError(f"{option('model')} must be one of {', '.join(MODELS)}, not {self.model!r}.")
-        if self.solver not in SOLVERS:
-            raise ConfigError(f"{option('solver')} must be one of {', '.join(SOLVERS)}, not {self.solver!r}.")
+    def _check(self) -> None:
+        """The values ``resolved`` filled in are in range (model and solver it checked itself)."""
         if self.ranker not in RANKERS:
             raise ConfigError(f"{option('ranker')} must be one of {', '.join(RANKERS)}, not {self.ranker!r}.")
         if self.model in RANKING_MODELS and self.ranker != "none":

@@ -1,4 +1,5 @@
-"""Reading and validating ratings: the one place bad input is caught.
+"""Reading and validating ratings files and frames, and the sentences for their bad rows (``lean`` words a big
+file's with them).
 
 ``load_ratings`` takes a named dataset (``ml-100k``), a CSV/TSV/Parquet path or a pandas
 DataFrame and returns :class:`Ratings`: columns ``user`` and ``item`` (raw ids as strings),

@@ -1,4 +1,4 @@
-"""Train/validation/test splits. Every split returns DataFrames that share no row and lose none."""
+"""Train/validation/test splits: the parts share no row and lose none."""
 
 from __future__ import annotations
 

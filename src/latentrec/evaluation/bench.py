@@ -108,11 +108,9 @@ def run_setup(setup: Setup, train: Encoded, valid: Encoded, n_users: int, n_item
         for _ in range(epochs):
             sync(device)
             t0 = time.perf_counter()
-            mse = runner.epoch(lambda frac: cfg.lr)
+            runner.epoch(lambda frac: cfg.lr)
             sync(device)
-            train_s.append(time.perf_counter() - t0)
-            if not math.isfinite(mse):
-                raise Diverged(f"the loss reached {mse}")
+            train_s.append(time.perf_counter() - t0)  # a loss gone to NaN or inf raised Diverged (check_loss)
             curve.append(rmse_mae(predict_rows(model, valid, device), valid.ratings)[0])
     except Diverged as why:
         row.update(diverged=str(why))

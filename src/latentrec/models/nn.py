@@ -15,7 +15,7 @@ is then cheaper.
 
 Embedding lookups and bag sums give sparse gradients, so the optimizer steps only the rows a batch
 touched: a step costs the batch's rows, not the whole tables. (The one product over every row gives the
-implicit tables dense gradients, so on small data every row of those steps, decay included, as before.)
+implicit tables dense gradients, so on small data every row of those takes each step, decay included.)
 """
 
 from __future__ import annotations

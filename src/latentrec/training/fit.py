@@ -1,4 +1,4 @@
-"""``fit``: Ratings -> Vocab -> Split -> Model <- Trainer -> Recommender, in one call."""
+"""``fit``: Ratings -> Split -> Vocab (of the training rows) -> Model <- Trainer -> Recommender, in one call."""
 
 from __future__ import annotations
 
