@@ -25,7 +25,8 @@ from safetensors.torch import load_file, save_file
 from latentrec.cli import main
 from latentrec.config import TrainConfig
 from latentrec.data.ratings import load_pairs, load_ratings
-from latentrec.errors import ConfigError
+from latentrec.data.split import ml100k_split_files
+from latentrec.errors import ConfigError, DataError
 from latentrec.training.fit import fit
 
 GOOD = "user,item,rating\nu1,i1,4\nu1,i2,3\nu2,i1,5\nu2,i3,2\nu3,i2,1\nu3,i3,4\n"
@@ -836,11 +837,22 @@ def test_column_options_with_a_named_dataset_are_refused():
         load_ratings("ml-100k", rating_col="stars")  # they were ignored
 
 
-def test_a_named_datasets_folder_given_as_a_file_is_told_how_to_name_it(tmp_path):
+def test_a_named_datasets_own_folder_reads_as_that_dataset(tmp_path, capsys):
+    """``--data /data/ml-100k`` was refused with a sentence on how to name it; it means the dataset there."""
     folder = tmp_path / "ml-100k"
     folder.mkdir()
-    (folder / "u.data").write_text("1\t2\t3\t4\n")
-    with pytest.raises(Exception, match=rf"give --data ml-100k with --data-dir {tmp_path}"):
+    (folder / "u.data").write_text("".join(f"{u}\t{i}\t{1 + (u + i) % 5}\t88125{u}{i}\n" for u in range(1, 9)
+                                           for i in range(1, 6)))
+    (folder / "u.item").write_text("".join(f"{i}|Film {i} (1995)|01-Jan-1995||\n" for i in range(1, 6)),
+                                   encoding="latin-1")
+    for fold in ("u1.base", "u1.test"):
+        (folder / fold).write_text((folder / "u.data").read_text())
+    ratings = load_ratings(folder)
+    assert len(ratings.df) == 40 and ratings.titles["3"] == "Film 3 (1995)" and ratings.source == str(folder)
+    assert len(load_pairs(str(folder))) == 40
+    assert ml100k_split_files("u1", data=str(folder)) == (str(folder / "u1.base"), str(folder / "u1.test"))
+    (folder / "u.data").unlink()  # a folder of that name without the dataset's ratings is just a folder
+    with pytest.raises(DataError, match="is a directory; give a ratings file"):
         load_ratings(folder)
 
 

@@ -54,6 +54,15 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+def own_folder(source: object) -> tuple[str, Path] | None:
+    """``(name, data folder)`` when ``source`` is a named dataset's own extracted folder (``/data/ml-100k``)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    path = Path(source).expanduser()
+    spec = DATASETS.get(path.name)
+    return (path.name, path.parent) if spec is not None and (path / spec.ratings).is_file() else None
+
+
 def data_dir(override: str | os.PathLike | None = None) -> Path:
     """The folder that holds (or will hold) the extracted datasets."""
     if override:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from latentrec.config import DUPLICATE_POLICIES
-from latentrec.data.datasets import DATASETS, dataset_path
+from latentrec.data.datasets import DATASETS, dataset_path, own_folder
 from latentrec.data.vocab import INT64_LIMIT, float_id_texts
 from latentrec.errors import ColumnNotFound, ConfigError, DataError, clip
 
@@ -96,13 +96,16 @@ def load_ratings(
         df, _ = _validate(source.copy(), "the DataFrame (rows by .iloc position)", cols, duplicates, row_offset=-1,
                           has_header=True)
         return Ratings(df, "DataFrame", _pop_titles(df))
+    given = source
+    if (own := own_folder(source)) is not None:  # a dataset's own folder: that dataset, read from there
+        source, data_dir = own
     if str(source) in DATASETS:
         if any(cols.values()):
             raise ConfigError(f"--user-col, --item-col and --rating-col name a ratings file's columns; {source}'s are known already.")
         folder = dataset_path(str(source), data_dir)
         spec = DATASETS[str(source)]
         ratings = read_ratings_file(folder / spec.ratings, duplicates=duplicates)
-        ratings.source = str(source)
+        ratings.source = str(given)
         ratings.titles = read_titles(folder / spec.items)
         return ratings
     name, _, rest = str(source).partition("/")
@@ -128,6 +131,8 @@ def load_pairs(source: str | os.PathLike | pd.DataFrame, *, user_col: str | None
     if isinstance(source, pd.DataFrame):
         return _validate(source.copy(), "the DataFrame (rows by .iloc position)", cols, "error", -1, True,
                          pairs=True)[0][["user", "item"]]
+    if (own := own_folder(source)) is not None:
+        source, data_dir = own
     name, _, rest = str(source).partition("/")
     path = Path(source)
     if name in DATASETS and not path.exists():  # a named dataset's ratings, or a file inside its folder
@@ -195,10 +200,6 @@ def _read_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Dat
         names = ", ".join(DATASETS)
         raise DataError(f"{path} does not exist (give a ratings file or one of the datasets {names}).")
     if path.is_dir():
-        spec = DATASETS.get(path.name)
-        if spec is not None and (path / spec.ratings).exists():  # a dataset's own folder: name it, or its file
-            raise DataError(f"{path} is a directory; give --data {path.name} with --data-dir {path.parent} (or "
-                            f"LATENTREC_DATA={path.parent}), or a file in it such as {path / spec.ratings}.")
         raise DataError(f"{path} is a directory; give a ratings file (CSV, TSV or Parquet).")
     suffix = _suffix(path)
     if suffix not in TEXT_SUFFIXES | PARQUET_SUFFIXES:

@@ -85,8 +85,10 @@ def kfold_indices(n: int, k: int, seed: int | None = 42) -> list[np.ndarray]:
 
 def ml100k_split_files(name: str, data_dir: str | os.PathLike | None = None, data: str | None = None) -> tuple[str, str]:
     """Paths of ML-100K's own ``<name>.base`` and ``<name>.test`` (``data``: the ``--data`` given beside ``--split``)."""
-    from latentrec.data.datasets import dataset_path
+    from latentrec.data.datasets import dataset_path, own_folder
 
+    if (own := own_folder(data)) is not None and own[0] == "ml-100k":  # its own folder: the folds beside u.data
+        data, data_dir = own
     if data not in (None, "ml-100k"):
         raise ConfigError(f"{option('split')} names ML-100K's own folds; leave out --data or give --data ml-100k.")
     if name not in ML100K_SPLITS:
