@@ -10,6 +10,7 @@ from rich.console import Console
 
 err_console = Console(stderr=True)
 _enabled = True
+_showing = False  # one live display at a time (rich refuses a second)
 
 
 def set_enabled(flag: bool) -> None:
@@ -23,29 +24,60 @@ def active() -> bool:
 
 
 @contextmanager
+def _live() -> Iterator[bool]:
+    """Whether this display may show (none other is showing), marked as showing while it does."""
+    global _showing
+    if not active() or _showing:
+        yield False
+        return
+    _showing = True
+    try:
+        yield True
+    finally:
+        _showing = False
+
+
+@contextmanager
+def status(desc: str) -> Iterator[None]:
+    """A spinner with the time spent, for work of unknown length (reading a file); gone when it ends."""
+    with _live() as show:
+        if not show:
+            yield
+            return
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        with Progress(SpinnerColumn(), TextColumn(desc), TimeElapsedColumn(), console=err_console, transient=True) as p:
+            p.add_task(desc, total=None)
+            yield
+
+
+@contextmanager
 def byte_progress(desc: str, total: int | None) -> Iterator[Callable[[int], None]]:
     """A download bar; yields ``advance(n_bytes)``."""
-    if not active():
-        yield lambda n: None
-        return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+    with _live() as show:
+        if not show:
+            yield lambda n: None
+            return
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn(desc), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err_console) as p:
-        task = p.add_task(desc, total=total)
-        yield lambda n: p.advance(task, n)
+        with Progress(TextColumn(desc), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                      console=err_console) as p:
+            task = p.add_task(desc, total=total)
+            yield lambda n: p.advance(task, n)
 
 
 @contextmanager
 def step_progress(desc: str, total: int) -> Iterator[Callable[[int], None]]:
     """A bar over ``total`` steps (batches, trials, folds); yields ``advance(n)``."""
-    if not active():
-        yield lambda n: None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    with _live() as show:
+        if not show:
+            yield lambda n: None
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(
-        TextColumn(desc), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
-        console=err_console, transient=True,
-    ) as p:
-        task = p.add_task(desc, total=total)
-        yield lambda n: p.advance(task, n)
+        with Progress(
+            TextColumn(desc), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
+            console=err_console, transient=True,
+        ) as p:
+            task = p.add_task(desc, total=total)
+            yield lambda n: p.advance(task, n)

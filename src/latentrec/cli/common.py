@@ -7,6 +7,8 @@ import json
 import math
 import os
 import sys
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -81,11 +83,17 @@ def add_data_options(p: argparse.ArgumentParser, required: bool = True, default:
     p.add_argument("--data-dir", help="folder holding the named datasets (default: $LATENTREC_DATA or ~/.cache/latentrec)")
 
 
+def reading(source) -> AbstractContextManager:
+    """A spinner while a file is read, to a person at a terminal (a named dataset shows its download bar instead)."""
+    return progress.status(f"Reading {source}") if Path(str(source)).is_file() else nullcontext()
+
+
 def read(args, source) -> Ratings:
     from latentrec.data.ratings import load_ratings
 
-    return load_ratings(source, user_col=args.user_col, item_col=args.item_col, rating_col=args.rating_col,
-                        duplicates=args.duplicates, data_dir=args.data_dir)
+    with reading(source):
+        return load_ratings(source, user_col=args.user_col, item_col=args.item_col, rating_col=args.rating_col,
+                            duplicates=args.duplicates, data_dir=args.data_dir)
 
 
 def with_model_columns(args, remembered: dict[str, str], read):
@@ -114,7 +122,8 @@ def read_scored(args, source):
     from latentrec.data.lean import read_rows
 
     cols = {"user": args.user_col, "item": args.item_col, "rating": args.rating_col}
-    return read_rows(source, cols, args.duplicates) or read(args, source)
+    with reading(source):
+        return read_rows(source, cols, args.duplicates) or read(args, source)
 
 
 def read_big(args, source, valid_pct: float, seed: int | None) -> EncodedSplit | None:
@@ -130,7 +139,8 @@ def read_big(args, source, valid_pct: float, seed: int | None) -> EncodedSplit |
         distributed.init(distributed.local_device(pick_device(args.device)))
         share = distributed.file_share()
     cols = {"user": args.user_col, "item": args.item_col, "rating": args.rating_col}
-    return read_split(source, cols, args.duplicates, valid_pct, seed, share=share)
+    with reading(source):
+        return read_split(source, cols, args.duplicates, valid_pct, seed, share=share)
 
 
 def start(args) -> None:

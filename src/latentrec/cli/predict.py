@@ -11,6 +11,7 @@ from latentrec.cli.common import (
     console,
     emit_json,
     plural,
+    reading,
     start,
     stderr,
     table,
@@ -79,11 +80,13 @@ def _predict_file(rec, args):
     from latentrec.data.ratings import load_pairs
     from latentrec.data.vocab import all_whole
 
-    rows = read_rows(args.data, {"user": args.user_col, "item": args.item_col}, pairs=True)
+    with reading(args.data):
+        rows = read_rows(args.data, {"user": args.user_col, "item": args.item_col}, pairs=True)
+        pairs = None if rows is not None else load_pairs(args.data, user_col=args.user_col, item_col=args.item_col,
+                                                         data_dir=args.data_dir)
     if rows is not None:
         preds = rec.predict_coded(rows.users, rows.user_ids, rows.items, rows.item_ids)
     else:
-        pairs = load_pairs(args.data, user_col=args.user_col, item_col=args.item_col, data_dir=args.data_dir)
         preds = rec.predict(pairs["user"].to_numpy(), pairs["item"].to_numpy())
     for column in ("user", "item"):  # whole-number ids come back as integers, as recommend --all-users writes them
         codes, ids = pd.factorize(preds[column])
