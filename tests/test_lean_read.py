@@ -78,6 +78,7 @@ def test_bad_rows_get_the_in_memory_routes_sentences(files, tmp_path):
            "inf.csv": df.assign(rating=df.rating.where(df.index != 15_000, np.inf)),
            "huge.csv": df.assign(rating=df.rating.astype(float).where(df.index != 15_000, 1e306)),  # inf in float32
            "huge.parquet": df.assign(rating=df.rating.astype(float).where(df.index != 15_000, -1e39)),
+           "inf16.parquet": df.assign(rating=df.rating.astype(np.float16).where(df.index != 15_000, np.inf)),
            "dup.parquet": pd.concat([df, df.iloc[[25_000]]], ignore_index=True),
            "dup.csv": pd.concat([df.iloc[:100], df.iloc[[7]], df.iloc[100:]], ignore_index=True),
            "noid.csv": df.assign(user=df.user.astype("Int64").where(df.index != 9_000)),

@@ -471,7 +471,8 @@ def empty_id(where: str, row: int, column: str, role: str) -> DataError:
 
 def unusable_ratings(values: np.ndarray) -> np.ndarray:
     """Where ``values`` are no rating a float32 holds: missing (NaN), infinite, or finite but beyond its range."""
-    return ~(np.abs(values) <= FLOAT32_MAX)
+    wide = values if values.dtype.itemsize >= 4 else values.astype(np.float32)  # float16: FLOAT32_MAX is inf there
+    return ~(np.abs(wide) <= FLOAT32_MAX)
 
 
 def rating_text(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
