@@ -8,6 +8,7 @@ DataFrame and returns :class:`Ratings`: columns ``user`` and ``item`` (raw ids a
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import os
@@ -23,7 +24,7 @@ import pandas as pd
 
 from latentrec.config import DUPLICATE_POLICIES
 from latentrec.data.datasets import DATASETS, dataset_path, own_folder
-from latentrec.data.vocab import INT64_LIMIT, float_id_texts
+from latentrec.data.vocab import INT64_LIMIT, NA, float_id_texts
 from latentrec.errors import ColumnNotFound, ConfigError, DataError, clip
 
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".data", ".dat", ".base", ".test"}
@@ -43,6 +44,8 @@ ROLES = ("user", "item", "rating")
 NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
 SCALAR_KINDS = {"string", "integer", "floating", "mixed-integer-float", "empty"}  # pandas.api.types.infer_dtype
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # ratings are stored as float32
+BAD_BYTE = re.compile("[\udc80-\udcff]")  # a byte that is not UTF-8, decoded with errors="surrogateescape"
+UTF8_BEYOND_ASCII = re.compile("[^\x00-\x7f\udc80-\udcff]")
 MAX_RATING = 2**24  # the largest rating a rating model takes (a bigger one is a timestamp or a count)
 
 
@@ -214,6 +217,9 @@ def _read_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Dat
                 head = f.read(2)
             if head in (b"\xff\xfe", b"\xfe\xff"):
                 raise DataError(f"{path} is UTF-16 text; save it as UTF-8 (or latin-1) and read it again.")
+            packed = {b"\x1f\x8b": f"gzip-compressed; name it {path.name}.gz", b"PK": "a zip archive; unzip it"}
+            if head in packed:  # a compressed file under a text file's name
+                raise DataError(f"{path} is {packed[head]} and read it again.")
             raw, has_header = _read_text(path, cols, pairs, needs)
         return raw, has_header, int(has_header)
     try:
@@ -253,8 +259,8 @@ def first_line(path: Path) -> tuple[str, str]:
                         if line.strip():
                             return line.rstrip("\r\n"), encoding
                     return "", encoding
-            except UnicodeDecodeError:
-                continue
+            except UnicodeDecodeError:  # latin-1, unless it is UTF-8 with a bad byte
+                _refuse_damaged_utf8(path)
     return "", "latin-1"
 
 
@@ -290,7 +296,8 @@ def _read_text(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Data
     try:
         try:
             raw = read(encoding)
-        except UnicodeDecodeError:  # not UTF-8 after the first line: read it as latin-1
+        except UnicodeDecodeError:  # not UTF-8 after the first line: latin-1, unless it is UTF-8 with a bad byte
+            _refuse_damaged_utf8(path)
             raw = read("latin-1")
     except (pd.errors.ParserError, ValueError) as e:
         raise DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table ({str(e).strip()}).") from None
@@ -302,6 +309,25 @@ def _read_text(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Data
     if not has_header:
         raw.columns = headerless_columns(raw.shape[1], cols, str(path))
     return raw, has_header
+
+
+def _refuse_damaged_utf8(path: Path) -> None:
+    """Refuse a UTF-8 file with a byte that is not UTF-8: read as latin-1, its every accented id would change
+    (``José`` to ``JosÃ©``). A file with no UTF-8 beyond ASCII is latin-1 (MovieLens' own files are)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")  # a bad byte: a lone surrogate
+    line, bad, utf8 = 1, None, False
+    with _open(path, "rb") as f:
+        while (block := f.read(1 << 24)) or bad is None:
+            text = decoder.decode(block, final=not block)
+            if bad is None and (found := BAD_BYTE.search(text)):
+                bad = (line + text.count("\n", 0, found.start()), ord(found.group()) - 0xDC00)
+            utf8 = utf8 or bool(UTF8_BEYOND_ASCII.search(text))
+            if utf8 and bad is not None:
+                raise DataError(f"{path}, line {bad[0]}: byte 0x{bad[1]:02x} is not UTF-8, though the rest of the "
+                                f"file is; fix that line (or save the file as UTF-8 again) and read it again.")
+            if not block:
+                return
+            line += text.count("\n")
 
 
 def _trailing_empty(raw: pd.DataFrame) -> int:
@@ -534,6 +560,10 @@ def _ids(col: pd.Series, role: str, where: str, row_offset: int) -> pd.Series:
     if empty.any():
         bad = int(np.flatnonzero(empty.to_numpy())[0])
         raise empty_id(where, bad + 1 + row_offset, col.name, role)
+    reserved = (out == NA).to_numpy(bool)
+    if reserved.any():  # a model's id lists hold it once, for every id it does not know
+        raise DataError(f"{where}, row {int(np.flatnonzero(reserved)[0]) + 1 + row_offset}, column {col.name!r}: "
+                        f"the {role} id {NA!r} is the name latentrec keeps for ids a model does not know; rename it.")
     return out.astype(object)
 
 
