@@ -142,7 +142,9 @@ def test_cli_recommend_json_and_errors(tmp_path, capsys):
     full = [r["item"] for r in user_recommendations(rec, ["u1"], 5)[0]["recommendations"]]
     assert main(["recommend", str(tmp_path / "m"), "--user", "u1", "-n", "3", "--exclude", f"{full[0]}, {full[1]},x",
                  "--json"]) == 0
-    assert [r["item"] for r in json.loads(capsys.readouterr().out)["recommendations"]] == full[2:5]
+    answer = json.loads(capsys.readouterr().out)
+    assert [r["item"] for r in answer["recommendations"]] == full[2:5]
+    assert answer["ignored"] == ["x"]  # as the HTTP API lists an unknown excluded id
     assert main(["recommend", str(tmp_path / "m"), "--user", "u1", "--exclude", f"{full[0]} {full[1]}"]) == 0
     assert "--exclude names 1 item the model does not know" in capsys.readouterr().err  # ids go by commas
     assert main(["recommend", str(tmp_path / "m"), "--all-users", "--exclude", "x", "--out", str(tmp_path / "a.csv")]) == 2

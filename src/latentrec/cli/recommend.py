@@ -74,8 +74,9 @@ def run(args) -> int:
     ignored = ignored_items(rec, given.items) if given is not None else []
     folded = given is not None and folds_in(rec, given)
     if args.json:
-        emit_json({"user": args.user, "known": folded or args.user in rec.users, "folded_in": folded,
-                   "ignored": ignored, "recommendations": records(top, drop=("known",))})
+        emit_json({"user": args.user, "known": folded or args.user in rec.users, "folded_in": folded,  # as the API:
+                   "ignored": ignored_items(rec, [*(given.items if given else []), *exclude]),  # --exclude's too
+                   "recommendations": records(top, drop=("known",))})
         return 0
     if ignored:
         stderr(f"latentrec recommend: left out {plural(len(ignored), 'rated item')} the model does not know: "

@@ -76,8 +76,9 @@ Id = Annotated[StrictStr | StrictInt, Field(description="a raw user or item id (
                                                          "training file")]
 N = Annotated[int, Query(ge=1, le=MAX_N, description="how many items")]
 Exclude = Annotated[list[str], Query(max_length=MAX_N, description="item ids the list must not hold (repeat the "
-                                     "parameter for each, or separate them by commas); ids the model does not know "
-                                     "are listed in the answer's ignored")]
+                                     "parameter for each, or separate them by commas, encoded or not: an id holding "
+                                     "a comma goes in the body of POST /api/users/recommendations); ids the model "
+                                     "does not know are listed in the answer's ignored")]
 
 
 class Rated(BaseModel):
