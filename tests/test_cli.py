@@ -206,6 +206,15 @@ def test_predict_by_position_and_a_hint_when_nothing_is_known(capsys, tmp_path, 
     code, out, err = run(capsys, "predict", str(tmp_path / "m"), "--data", str(pairs), "--user-col", "2",
                          "--item-col", "1", "--json")
     assert code == 0 and all(r["known"] for r in json.loads(out)) and err == ""
+    numbered = pd.read_csv(ratings_csv).replace({"user": r"^u", "item": r"^i"}, "", regex=True)
+    numbered.to_csv(tmp_path / "numbered.csv", index=False)
+    assert run(capsys, "train", "--data", str(tmp_path / "numbered.csv"), "--epochs", "1", "--out",
+               str(tmp_path / "n"), "--device", "cpu", "--ranker", "none", "--json")[0] == 0
+    written = numbered.head(5).astype({"user": float, "item": float})  # "7.0": as a float column writes them
+    written[["user", "item"]].to_csv(pairs, index=False)
+    code, out, err = run(capsys, "predict", str(tmp_path / "n"), "--data", str(pairs), "--json")
+    first = numbered.user[0]
+    assert code == 0 and f"ids are matched as text, and the model's '{first}' is written '{first}.0' there" in err
 
 
 def test_split_trains_on_all_of_its_base_file_as_published_results_do(ml100k_dir, tmp_path, capsys):

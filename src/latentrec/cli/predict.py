@@ -51,8 +51,12 @@ def run(args) -> int:
     if args.data is not None:
         preds = with_model_columns(args, rec.info.get("columns", {}), lambda: _predict_file(rec, args))
         if len(preds) and not (preds.known_user.any() or preds.known_item.any()):
-            stderr(f"None of the users or items in {args.data} is known to the model; if its columns are in another "
-                   f"order, name them with --user-col and --item-col (a header's name, or a position: 1, 2, ...).")
+            apart = same_number(rec.users.classes[1:], preds["user"]) or same_number(rec.items.classes[1:],
+                                                                                    preds["item"])
+            stderr(f"None of the users or items in {args.data} is known to the model; " + (
+                f"ids are matched as text, and the model's {apart[0]!r} is written {apart[1]!r} there." if apart else
+                "if its columns are in another order, name them with --user-col and --item-col (a header's name, or "
+                "a position: 1, 2, ...)."))
     else:
         preds = rec.predict([args.user], [args.item])
     if args.out is not None:
@@ -69,6 +73,23 @@ def run(args) -> int:
             console.print(f"Showing {SHOWN} of {plural(len(preds), 'prediction')}; --out FILE.csv|.parquet writes "
                           f"them all.")
     return 0
+
+
+def same_number(known: list[str], given, sample: int = 10_000) -> tuple[str, str] | None:
+    """A known id and a given one that are one number written two ways (``7.0`` and ``7``), from a sample of each."""
+    def numbers(ids) -> dict[float, str]:
+        out = {}
+        for text in map(str, list(ids)[:sample]):
+            try:
+                out.setdefault(float(text), text)
+            except ValueError:
+                continue
+        return out
+
+    mine, theirs = numbers(known), numbers(given)
+    both = (v for v in theirs if v in mine and mine[v] != theirs[v])
+    value = next(both, None)
+    return None if value is None else (mine[value], theirs[value])
 
 
 def _predict_file(rec, args):
