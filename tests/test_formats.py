@@ -6,6 +6,7 @@ import pytest
 
 from latentrec.data.lean import read_split
 from latentrec.data.ratings import load_ratings
+from latentrec.errors import DataError
 
 
 def test_ml1m_layout(tmp_path):
@@ -158,3 +159,23 @@ def test_a_spreadsheets_trailing_empty_rows_are_left_out(tmp_path):
 
     (tmp_path / "big.csv").write_text("user,item,rating\n1,2,3\n2,1,4\n,,\n")
     assert read_split(tmp_path / "big.csv", min_bytes=0) is None  # a big file too: the in-memory route leaves them out
+
+
+@pytest.mark.parametrize("body, sep", [
+    ("1;10;4,5\n2;10;3\n2;11;5\n", ";"),  # a decimal comma in the first rating
+    ("Müller, Jo|10|4\nAnn|10|3\nAnn|11|5\n", "|"),  # a comma in the first id
+    ("a::b\t10\t4\nAnn\t10\t3\nAnn\t11\t5\n", "\t"),  # '::' in the first id
+    ("1,10,4,Love; Actually; Again\n2,10,3,x\n2,11,5,y\n", ","),  # semicolons in a title: the commas still split
+])
+def test_the_separator_is_the_one_that_splits_the_first_line_into_columns(tmp_path, body, sep):
+    """The first separator found was taken: ``1;10;4,5`` was split at its comma into two columns."""
+    from latentrec.data.ratings import sniff_header
+
+    path = tmp_path / "r.txt"
+    path.write_text(body)
+    assert sniff_header(body.splitlines()[0], {})[0] == sep
+    if "4,5" in body:  # now the cell is read whole, and said to be one
+        with pytest.raises(DataError, match=r"row 1, column 'rating': '4,5' is not a number \(a decimal comma"):
+            load_ratings(path)
+    else:
+        assert list(load_ratings(path).df.rating) == [4.0, 3.0, 5.0]

@@ -44,6 +44,7 @@ ROLES = ("user", "item", "rating")
 NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
 SCALAR_KINDS = {"string", "integer", "floating", "mixed-integer-float", "empty"}  # pandas.api.types.infer_dtype
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # ratings are stored as float32
+DECIMAL_COMMA = re.compile(r"\s*-?\d+,\d{1,2}\s*")  # "3,5" from a spreadsheet set to a decimal comma (not "1,000")
 BAD_BYTE = re.compile("[\udc80-\udcff]")  # a byte that is not UTF-8, decoded with errors="surrogateescape"
 UTF8_BEYOND_ASCII = re.compile("[^\x00-\x7f\udc80-\udcff]")
 MAX_RATING = 2**24  # the largest rating a rating model takes (a bigger one is a timestamp or a count)
@@ -271,10 +272,10 @@ def read_text(path: Path) -> str:
 
 
 def _sniff_sep(line: str) -> str:
-    for sep in ("::", "\t", ",", "|", ";"):
-        if sep in line:
-            return sep
-    return r"\s+"
+    """The first separator that splits ``line`` into 3 fields or more (``1;2;4,5`` with a decimal comma is split at
+    ';'), else the first there, else whitespace."""
+    present = [sep for sep in ("::", "\t", ",", "|", ";") if sep in line]
+    return next((sep for sep in present if line.count(sep) >= 2), present[0] if present else r"\s+")
 
 
 def _read_text(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.DataFrame, bool]:
@@ -379,7 +380,7 @@ def sniff_header(line: str, cols: dict, pairs: bool = False) -> tuple[str, list[
     at = _rating_at(len(fields), positions) if positions else 2
     if pairs or at is None:  # ids may be text (or a position is off the line): only column names mark a header
         return sep, fields, named or any(_normalized(f) in KNOWN_NAMES for f in fields)
-    return sep, fields, named or len(fields) < 3 or not _is_number(fields[at])
+    return sep, fields, named or len(fields) < 3 or not (_is_number(fields[at]) or DECIMAL_COMMA.fullmatch(fields[at]))
 
 
 def is_position(name: str) -> bool:
@@ -509,7 +510,7 @@ def rating_text(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def not_a_number(where: str, row: int, column: str, text: str) -> DataError:
-    comma = re.fullmatch(r"\s*-?\d+,\d{1,2}\s*", text)  # "3,5" from a spreadsheet set to a decimal comma (not "1,000")
+    comma = DECIMAL_COMMA.fullmatch(text)
     hint = f" (a decimal comma? write {text.strip().replace(',', '.')})" if comma else ""
     return DataError(f"{where}, row {row}, column {column!r}: {clip(text)!r} is not a number{hint}.")
 
