@@ -109,3 +109,20 @@ def test_weights_of_an_earlier_epoch_count_their_samples():
     assert torch.allclose(loaded.item_samples(torch.arange(4)), torch.stack(qs), atol=1e-6)
     prec, mean = loaded.user_prior()
     assert prec.shape == (2, 3, 3) and float(prec.abs().max()) < 1e4  # no empty sample's near-singular spread
+
+
+def test_the_best_epoch_of_a_gibbs_run_is_one_after_its_burn_in():
+    """Noisy validation scores picked sweep 7 of a 10-sweep burn-in: one draw, not the posterior mean, and the
+    refit then ran 7 sweeps."""
+    import pandas as pd
+
+    from latentrec.data.ratings import Ratings
+
+    rng = np.random.default_rng(0)
+    rows = [(f"u{u}", f"i{i}", float(rng.integers(1, 6))) for u in range(30) for i in range(15) if rng.random() < 0.5]
+    cfg = TrainConfig(solver="bayes", n_factors=4, epochs=14, burn_in=10, valid_pct=0.2, seed=0, ranker="none",
+                      device="cpu")
+    _, trainer = fit(Ratings(pd.DataFrame(rows, columns=["user", "item", "rating"]), "noise"), None, cfg)
+    scores = [h["valid_rmse"] for h in trainer.history]
+    assert min(scores[:10]) < min(scores[10:])  # the case: a burn-in draw scored best
+    assert trainer.best_epoch == 11 + int(np.argmin(scores[10:]))

@@ -41,6 +41,27 @@ def test_pca_finds_the_planted_direction_and_its_ends():
     np.testing.assert_allclose(again["pc1"], pca["pc1"], atol=1e-5)  # repeatable (seeded, sign fixed)
 
 
+def test_pca_is_exact_for_wide_item_vectors():
+    """A Bayesian model's item vectors are its samples side by side, hundreds of columns: the randomized PCA's
+    third component correlated 0.58 with the exact one on ML-100K (0.34 on 5,000 items)."""
+    from dataclasses import replace
+
+    import torch
+
+    rec, _, _ = trained()
+    wide = torch.randn(len(rec.items), 480, generator=torch.Generator().manual_seed(1))
+    wide = wide * torch.linspace(3, 1, 480)  # components of slowly falling size: the hard case for a sketch
+    model = replace(rec, model=type("Wide", (), {"item_factors": wide})())
+    pca, share = item_pca(model, n_items=1000)
+    top = pca["item"].map(rec.items.index).to_numpy()  # the rows item_pca took, in its order
+    x = wide.double().numpy()[top]
+    _, s, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
+    for c in range(3):
+        exact = (x - x.mean(0)) @ vt[c]
+        assert abs(np.corrcoef(exact, pca[f"pc{c + 1}"])[0, 1]) > 0.9999
+    np.testing.assert_allclose(share, s[:3] ** 2 / (s ** 2).sum(), rtol=1e-6)
+
+
 def test_interpret_writes_valid_pictures(tmp_path):
     rec, _, _ = trained()
     matplotlib.use("svg")  # the caller's backend (a notebook's inline one) ...

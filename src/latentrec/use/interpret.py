@@ -2,7 +2,7 @@
 
 The item bias is what an item gets "even after accounting for who rates it" (the seed's
 "Interpreting Embedding and Bias"): a low bias means even users who like this kind of item
-rate it low. The PCA (``torch.pca_lowrank``) of the factors of the most-rated items gives
+rate it low. The PCA (an exact SVD) of the factors of the most-rated items gives
 axes along which taste varies; the items at both ends of each axis show what it means.
 """
 
@@ -71,15 +71,14 @@ def item_pca(rec: Recommender, n_items: int = 1000, q: int = 3) -> tuple[pd.Data
     if q < 2:
         raise DataError("A map of the item factors needs at least two factors and two rated items; "
                         "this model has too few.")
-    with torch.random.fork_rng():  # pca_lowrank is randomized; keep the picture repeatable
-        torch.manual_seed(0)
-        _, S, V = torch.pca_lowrank(vectors, q=q, center=True)
-    centered = vectors - vectors.mean(0)
-    proj = centered @ V[:, :q]
+    centered = (vectors - vectors.mean(0)).double()
+    # exact: torch.pca_lowrank's randomized one was far off for a Bayesian model's hundreds of sample columns
+    _, S, Vh = torch.linalg.svd(centered, full_matrices=False)
+    proj = centered @ Vh[:q].T
     flip = torch.sign(proj.gather(0, proj.abs().argmax(0, keepdim=True)))  # largest |score| positive
-    proj = (proj * flip).numpy()
-    total = float((centered ** 2).sum())
-    share = [min(float(s ** 2) / total, 1.0) if total else 0.0 for s in S[:q]]  # randomized: 1.0000002 seen
+    proj = (proj * flip).float().numpy()
+    total = float((S ** 2).sum())
+    share = [float(s ** 2) / total if total else 0.0 for s in S[:q]]
     df = _items(rec, top, counts)
     for c in range(q):
         df[f"pc{c + 1}"] = proj[:, c]
