@@ -22,6 +22,10 @@ def test_bias_extremes_are_the_lowest_and_highest_biases():
     np.testing.assert_allclose(low["bias"], np.sort(bias)[:5], rtol=1e-6)
     np.testing.assert_allclose(high["bias"], np.sort(bias)[::-1][:5], rtol=1e-6)
     assert (low["n_ratings"] > 0).all() and low["title"].str.startswith("Movie").all()
+    low, high = bias_extremes(rec, n=len(rec.items))  # more than the catalogue: half each, none at both ends
+    assert len(low) == len(high) == (len(rec.items) - 1) // 2 and not set(low["item"]) & set(high["item"])
+    ends = component_ends(item_pca(rec, n_items=7)[0], n=10)
+    assert all(len(e["low"]) == 3 and not set(e["low"]) & set(e["high"]) for e in ends.values())
 
 
 def test_pca_finds_the_planted_direction_and_its_ends():
@@ -89,7 +93,7 @@ def test_cli_interpret(tmp_path, capsys):
     assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "o3"), "-n", "0"]) == 2
     assert "-n must be at least 1, not 0" in capsys.readouterr().err
     assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "o3"), "--pca-items", "1"]) == 2
-    assert "--pca-items must be at least 2, not 1" in capsys.readouterr().err  # the option, not the model
+    assert "--pca-items must be at least 3, not 1" in capsys.readouterr().err  # the option, not the model
     assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "o4"), "--labels", "0"]) == 0  # unlabeled
 
 
@@ -108,16 +112,25 @@ def test_bias_tables_leave_out_rarely_rated_items_by_default(tmp_path, capsys):
     assert "is a file; give a folder" in capsys.readouterr().err
 
 
-def test_a_label_that_would_cover_another_marked_item_is_left_off(tmp_path, monkeypatch):
-    """Two marked items side by side: the more-rated one's label would run over the other's dot, so only the
-    other is labeled."""
+def test_a_label_goes_where_it_covers_no_marked_item_and_stays_in_the_frame(tmp_path, monkeypatch):
+    """Two marked items side by side: the more-rated one's label, right of its dot, would run over the other's, so
+    it goes below (Star Wars lost its label to one spot tried)."""
     import pandas as pd
 
     from latentrec.use import interpret as module
 
     drawn = []
     monkeypatch.setattr(module, "save_figure", lambda fig, path: drawn.append(fig))
-    pca = pd.DataFrame({"item": ["a", "b", "c"], "title": ["A long title for the first", "B", "C"],
+    pca = pd.DataFrame({"item": list("abc"), "title": ["A long title for the first", "B", "C"],
                         "n_ratings": [30, 20, 10], "pc1": [0.0, 0.02, 1.0], "pc2": [0.0, 0.0, 1.0]})
     module.plot_pca(pca, tmp_path / "p.png", n_labels=3)
-    assert sorted(t.get_text() for t in drawn[0].axes[0].texts) == ["B", "C"]
+    fig = drawn[0]
+    ax, renderer = fig.axes[0], fig.canvas.get_renderer()
+    labels = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+    assert {"A long title for the first", "B", "C"} <= set(labels)  # "A" moved below, not left off
+    dots = ax.transData.transform(pca[["pc1", "pc2"]].to_numpy())
+    frame = ax.get_window_extent(renderer)
+    for text, box in labels.items():
+        own = pca["title"].tolist().index(text)
+        assert not box.count_contains(np.delete(dots, own, axis=0))  # covers no other marked item
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1  # inside the plot

@@ -257,11 +257,16 @@ def test_the_report_of_a_ranking_search_plots_and_names_ndcg(tmp_path):
     assert f"valid NDCG@10 {tuned.table['valid_ndcg@10'].max():.6f}" in (tmp_path / "best.toml").read_text()
 
 
-def test_interpret_of_a_ranking_only_model_is_one_sentence_and_creates_nothing(tmp_path, capsys):
+def test_interpret_of_a_model_without_item_vectors_gives_its_biases_and_says_why_no_map(tmp_path, capsys):
+    """EASE has no item factors: interpret refused it whole, though the bias tables apply to it too."""
     trained("ease").save(tmp_path / "m")
-    assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "pics")]) == 2
-    assert "Traceback" not in capsys.readouterr().err
-    assert not (tmp_path / "pics").exists()
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "item_pca.png").write_bytes(b"an earlier model's")
+    assert main(["interpret", str(tmp_path / "m"), "--out", str(tmp_path / "pics")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Lowest item bias (baseline" in out and "No map of the items: This model ('ease') has no item factors" in out
+    assert "Removed from an earlier run (this model has no such picture):" in out and "item_pca.png" in out
+    assert not any((tmp_path / "pics").iterdir())
 
 
 def test_ials_sides_are_the_rating_matrix_in_32_bit_csr():

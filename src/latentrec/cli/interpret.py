@@ -27,7 +27,7 @@ def run(args) -> int:
     from latentrec.use.recommender import Recommender
 
     start(args)
-    for name, least in (("n", 1), ("pca_items", 2), ("labels", 0), ("min_ratings", 1)):
+    for name, least in (("n", 1), ("pca_items", 3), ("labels", 0), ("min_ratings", 1)):
         if getattr(args, name) is not None and getattr(args, name) < least:
             flag = "-n" if name == "n" else f"--{name.replace('_', '-')}"
             raise ConfigError(f"{flag} must be at least {least}, not {getattr(args, name)}.")
@@ -44,10 +44,18 @@ def run(args) -> int:
                                 else "rated above what their raters give on average")):
         table(f"\n{what} item bias ({r['bias_source']}, {r['bias_unit']}): {meaning}", cols,
               [[row[c] for c in cols] for row in r[key]], {"bias": ".3f"})
-    shares = r["pca"]["variance_share"]
-    for c, (name, ends) in enumerate(r["pca"]["ends"].items()):
-        rows = list(zip(ends["low"], ends["high"]))
-        table(f"\nComponent {c + 1} of the item factors ({100 * shares[c]:.0f}% of the variance among the "
-              f"{r['pca']['n_items']} most-rated items)", ["low end", "high end"], rows)
-    console.print("\nPictures: " + ", ".join(r["pictures"].values()))
+    if r["pca"] is None:
+        console.print(f"\nNo map of the items: {r['no_pca']}")
+    else:
+        shares = r["pca"]["variance_share"]
+        for c, (name, ends) in enumerate(r["pca"]["ends"].items()):
+            rows = list(zip(ends["low"], ends["high"]))
+            table(f"\nComponent {c + 1} of the item factors ({100 * shares[c]:.0f}% of the variance among the "
+                  f"{r['pca']['n_items']} most-rated items)", ["low end", "high end"], rows)
+        console.print("A component's sign is arbitrary (another training run may swap its ends): what it means is "
+                      "the contrast between the two lists.")
+    if r["pictures"]:
+        console.print("\nPictures: " + ", ".join(r["pictures"].values()))
+    if r["removed"]:
+        console.print("Removed from an earlier run (this model has no such picture): " + ", ".join(r["removed"]))
     return 0

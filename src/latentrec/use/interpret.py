@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from latentrec.atomic import atomic_path, make_folder
-from latentrec.errors import DataError
+from latentrec.errors import ConfigError, DataError
 from latentrec.use.recommender import Recommender
 from latentrec.use.similar import item_vectors
 from latentrec.use.topn import least_ratings
@@ -46,11 +46,12 @@ def _items(rec: Recommender, idx: np.ndarray, counts: np.ndarray) -> pd.DataFram
 
 def bias_extremes(rec: Recommender, n: int = 10, min_ratings: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``n`` items with the lowest and the highest bias (lowest/highest first) among items with at least
-    ``min_ratings`` ratings."""
+    ``min_ratings`` ratings (fewer where there are not ``2 n`` such items: no item is in both)."""
     bias, _ = item_biases(rec)
     counts = rec.item_counts
     ok = np.flatnonzero(counts >= max(min_ratings, 1))
     order = ok[np.argsort(bias[ok], kind="stable")]
+    n = min(n, max(len(ok) // 2, 1))  # a small catalogue: no item at both ends
     frames = []
     for idx in (order[:n], order[::-1][:n]):
         df = _items(rec, idx, counts)
@@ -67,9 +68,9 @@ def item_pca(rec: Recommender, n_items: int = 1000, q: int = 3) -> tuple[pd.Data
     top = np.argsort(-counts, kind="stable")[:n_items]
     top = top[counts[top] > 0]
     vectors = item_vectors(rec.model if rec.model is not None else rec.ranker).float().cpu()[torch.from_numpy(top)]
-    q = min(q, *vectors.shape)
+    q = min(q, len(vectors) - 1, vectors.shape[1])  # n items centered span n - 1 directions at most
     if q < 2:
-        raise DataError("A map of the item factors needs at least two factors and two rated items; "
+        raise DataError("A map of the item factors needs at least two factors and three rated items; "
                         "this model has too few.")
     centered = (vectors - vectors.mean(0)).double()
     # exact: torch.pca_lowrank's randomized one was far off for a Bayesian model's hundreds of sample columns
@@ -91,6 +92,7 @@ def component_ends(pca: pd.DataFrame, n: int = 10) -> dict[str, dict[str, list[s
     shared = pca["title"].duplicated(keep=False) & (pca["title"] != "")
     label = pca["title"].where(~shared, pca["title"] + " [" + pca["item"].astype(str) + "]")
     label = label.where(pca["title"] != "", pca["item"].astype(str))
+    n = min(n, max(len(pca) // 2, 1))  # a small catalogue: no item at both ends
     ends = {}
     for col in [c for c in pca.columns if c.startswith("pc")]:
         order = np.argsort(pca[col].to_numpy(), kind="stable")
@@ -118,6 +120,9 @@ def save_figure(fig, path: Path) -> None:
         raise DataError(f"Cannot write {path}: {e.strerror or e}.") from None
 
 
+LABEL_SPOTS = ((3, 2), (-3, 2), (3, -2), (-3, -2))  # a label's offsets from its dot, in points, tried in turn
+
+
 def plot_pca(pca: pd.DataFrame, path: Path, n_labels: int = 50, share: list[float] | None = None) -> Path:
     """Scatter of the first two components, the ``n_labels`` most-rated items marked and, where a label covers
     no other marked item and no label already written (more-rated first), labeled."""
@@ -130,17 +135,22 @@ def plot_pca(pca: pd.DataFrame, path: Path, n_labels: int = 50, share: list[floa
     ax.set_ylabel(f"component 2{pct[1]}")
     ax.autoscale_view()  # the axes' final limits, before anything is measured in pixels
     renderer, placed = fig.canvas.get_renderer(), []
+    frame = ax.get_window_extent(renderer)
     dots = ax.transData.transform(top[["pc1", "pc2"]].to_numpy())  # where the marked items are drawn, in pixels
     for k, (_, row) in enumerate(top.iterrows()):
-        label = ax.annotate(row["title"] or row["item"], (row["pc1"], row["pc2"]), fontsize=7, xytext=(3, 2),
-                            textcoords="offset points")
-        box = label.get_window_extent(renderer).padded(2)  # a dot's radius: a label touching a dot covers it
-        if box.count_contains(np.delete(dots, k, axis=0)) or any(box.overlaps(other) for other in placed):
+        others = np.delete(dots, k, axis=0)
+        for dx, dy in LABEL_SPOTS:  # right of the dot first, then left, above or below
+            label = ax.annotate(row["title"] or row["item"], (row["pc1"], row["pc2"]), fontsize=7, xytext=(dx, dy),
+                                textcoords="offset points", ha="left" if dx > 0 else "right",
+                                va="bottom" if dy > 0 else "top")
+            box = label.get_window_extent(renderer).padded(2)  # a dot's radius: a label touching a dot covers it
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not box.count_contains(others) and not any(box.overlaps(other) for other in placed):
+                placed.append(box)
+                break
             label.remove()
-        else:
-            placed.append(box)
-    ax.set_title(f"PCA of the item factors: the {len(pca)} most-rated items; the {len(top)} most-rated marked, "
-                 f"{len(placed)} labeled (those that fit)")
+    marked = f"; the {len(top)} most-rated marked, {len(placed)} labeled (those that fit)" if len(top) else ""
+    ax.set_title(f"PCA of the item factors: the {len(pca)} most-rated items{marked}")
     ax.grid(alpha=0.3)
     save_figure(fig, path)
     return path
@@ -168,15 +178,23 @@ def plot_history(history: list[dict], path: Path, best_epoch: int | None = None,
     return path
 
 
+PICTURES = ("item_pca", "training_curve")
+
+
 def interpret(rec: Recommender, out: str | os.PathLike, n: int = 10, n_items: int = 1000,
               n_labels: int = 50, min_ratings: int | None = None) -> dict:
     """Bias extremes, PCA ends and pictures (``item_pca.png``, ``training_curve.png``) written to ``out``. The bias
     tables leave out items with fewer than ``min_ratings`` ratings, by default the popular list's
     :func:`~latentrec.use.topn.least_ratings` (20 on a big enough catalogue): a model without shrinkage gives an item
-    rated once a bias as extreme as that one rating."""
+    rated once a bias as extreme as that one rating. A model without item vectors (EASE) gets no PCA (``no_pca``
+    says why); a picture of ``out`` this model has none of, an earlier run's, is removed (``removed``)."""
     min_ratings = least_ratings(rec, min_ratings, n)
-    low, high = bias_extremes(rec, n, min_ratings)  # a model without what is drawn stops here, before any folder
-    pca, share = item_pca(rec, n_items)
+    low, high = bias_extremes(rec, n, min_ratings)
+    try:
+        pca, share = item_pca(rec, n_items)
+        no_map = None
+    except (ConfigError, DataError) as e:  # no item vectors (EASE), or too few: the biases still say something
+        pca, share, no_map = None, [], str(e)
     out = make_folder(out)
     result = {
         "bias_source": item_biases(rec)[1],
@@ -184,10 +202,19 @@ def interpret(rec: Recommender, out: str | os.PathLike, n: int = 10, n_items: in
         "min_ratings": min_ratings,
         "lowest_bias": low.to_dict(orient="records"),
         "highest_bias": high.to_dict(orient="records"),
-        "pca": {"n_items": len(pca), "variance_share": share, "ends": component_ends(pca, n)},
-        "pictures": {"item_pca": str(plot_pca(pca, out / "item_pca.png", n_labels, share))},
+        "pca": None if pca is None else {"n_items": len(pca), "variance_share": share,
+                                         "ends": component_ends(pca, n)},
+        "pictures": {},
     }
+    if pca is None:
+        result["no_pca"] = no_map
+    else:
+        result["pictures"]["item_pca"] = str(plot_pca(pca, out / "item_pca.png", n_labels, share))
     if rec.history:
         curve = plot_history(rec.history, out / "training_curve.png", rec.info.get("best_epoch"), rec.info.get("refit"))
         result["pictures"]["training_curve"] = str(curve)
+    stale = [out / f"{name}.png" for name in PICTURES if name not in result["pictures"]]
+    result["removed"] = [str(p) for p in stale if p.is_file()]  # an earlier run's: this model's would be misread
+    for path in map(Path, result["removed"]):
+        path.unlink()
     return result
