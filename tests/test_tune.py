@@ -347,3 +347,19 @@ def test_tune_holds_out_the_latest_ratings_when_asked(tmp_path, capsys):
                  "--device", "cpu", "--out", str(tmp_path / "out"), "--json"]) == 0
     capsys.readouterr()
     assert tomllib.loads((tmp_path / "out" / "best.toml").read_text())["valid_by"] == "user"
+
+
+def test_a_trial_far_off_is_drawn_at_the_edge_of_the_plot_and_said(tmp_path, monkeypatch):
+    """The y axis stops near the 90th percentile: a trial above it was silently missing from the picture, and a
+    "pruned" legend entry showed with nothing pruned."""
+    from latentrec.cli import tune_report
+
+    drawn = []
+    monkeypatch.setattr(tune_report, "save_figure", lambda fig, path: drawn.append(fig))
+    scores = [0.91, 0.90, 0.92, 0.89, 0.93, 0.90, 0.91, 1.108, 0.90, 0.92, 0.91, 0.90]
+    table = pd.DataFrame({"trial": range(len(scores)), "valid_rmse": scores, "pruned": False})
+    tune_report.plot_trials(table, tmp_path / "p.png")
+    ax = drawn[0].axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "pruned" not in legend and "above the scale (1.108)" in legend
+    assert ax.get_ylim()[1] < 1.108

@@ -166,14 +166,20 @@ def plot_trials(table: pd.DataFrame, path: Path) -> None:
     fig, ax = figure((7, 4))
     done, pruned = table[~table.pruned], table[table.pruned]
     ax.scatter(done.trial, done[column], color="tab:blue", label="complete", zorder=3)
-    ax.scatter(pruned.trial, pruned[column], facecolors="none", edgecolors="tab:gray", label="pruned", zorder=3)
+    if len(pruned):
+        ax.scatter(pruned.trial, pruned[column], facecolors="none", edgecolors="tab:gray", label="pruned", zorder=3)
     running = done.set_index("trial")[column].reindex(table.trial)
     best = (running.cummax() if higher else running.cummin()).ffill()
     ax.step(table.trial, best.to_numpy(), where="post", color="tab:red", label="best so far")
     values = table[column].dropna()
     if len(values) > 2 and not higher:  # keep the interesting range readable when a few trials are far off
         lo, hi = values.min(), values.quantile(0.9)
-        ax.set_ylim(lo - 0.05 * (hi - lo + 1e-3), hi + 0.15 * (hi - lo + 1e-3))
+        top = hi + 0.15 * (hi - lo + 1e-3)
+        ax.set_ylim(lo - 0.05 * (hi - lo + 1e-3), top)
+        off = table[table[column] > top]
+        if len(off):  # drawn at the edge, not left out
+            ax.scatter(off.trial, [top] * len(off), marker="^", color="tab:orange", clip_on=False, zorder=4,
+                       label=f"above the scale ({', '.join(f'{v:.3f}' for v in off[column])})")
     label = name if higher else f"{name} (last epoch run)"
     ax.set(xlabel="trial", ylabel=label, title=f"{name[0].upper()}{name[1:]} by trial")
     ax.xaxis.get_major_locator().set_params(integer=True)  # trials are whole numbers
@@ -193,13 +199,18 @@ def importances(study: optuna.Study, params: list[str]) -> dict[str, float] | No
             return None
 
 
+FIRM_IMPORTANCE = 20  # finished trials below which the importances are a rough guide
+
+
 def plot_importances(study: optuna.Study, params: list[str], path: Path) -> None:
     imp = importances(study, params)
     fig, ax = figure((6, 0.5 * max(len(params), 2) + 1.2))
     if imp:
         names = list(imp)[::-1]
         ax.barh(names, [imp[n] for n in names], color="tab:blue")
-        ax.set(xlabel="importance (PED-ANOVA)", title="Which hyperparameters mattered")
+        n = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+        rough = "; few trials: a rough guide" if n < FIRM_IMPORTANCE else ""
+        ax.set(xlabel="importance (PED-ANOVA)", title=f"Which hyperparameters mattered ({n} finished trials{rough})")
     else:
         ax.axis("off")
         ax.text(0.5, 0.5, "Too few finished trials to rank the hyperparameters.", ha="center", va="center")
