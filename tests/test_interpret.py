@@ -134,3 +134,19 @@ def test_a_label_goes_where_it_covers_no_marked_item_and_stays_in_the_frame(tmp_
         own = pca["title"].tolist().index(text)
         assert not box.count_contains(np.delete(dots, own, axis=0))  # covers no other marked item
         assert frame.x0 <= box.x0 and box.x1 <= frame.x1  # inside the plot
+
+
+def test_labels_no_installed_font_draws_are_said_in_one_sentence(tmp_path, monkeypatch, caplog, recwarn):
+    """Chinese and emoji titles were drawn as empty boxes, with one matplotlib warning per character at most."""
+    import pandas as pd
+
+    from latentrec.use import interpret as module
+
+    monkeypatch.setattr(module, "label_fonts", lambda: ["DejaVu Sans"])  # a machine without CJK or emoji fonts
+    pca = pd.DataFrame({"item": list("abc"), "title": ["中文电影", "Émile 🎬", "C"], "n_ratings": [30, 20, 10],
+                        "pc1": [0.0, 0.5, 1.0], "pc2": [0.0, 0.3, 1.0]})
+    with caplog.at_level("WARNING", logger="latentrec"):
+        module.plot_pca(pca, tmp_path / "p.png", n_labels=3)
+    [record] = caplog.records
+    assert "5 characters of its labels are in no installed font and show as boxes" in record.getMessage()
+    assert not [w for w in recwarn if "Glyph" in str(w.message)]

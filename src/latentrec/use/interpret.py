@@ -8,7 +8,11 @@ axes along which taste varies; the items at both ends of each axis show what it 
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +24,11 @@ from latentrec.errors import ConfigError, DataError
 from latentrec.use.recommender import Recommender
 from latentrec.use.similar import item_vectors
 from latentrec.use.topn import least_ratings
+
+log = logging.getLogger(__name__)
+# fonts that hold what DejaVu Sans lacks (CJK titles, emoji), used for labels where one is installed
+FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Source Han Sans", "WenQuanYi Zen Hei", "Microsoft YaHei",
+                  "MS Gothic", "AppleGothic", "Noto Color Emoji", "Noto Emoji", "Segoe UI Emoji", "Apple Color Emoji")
 
 
 def item_biases(rec: Recommender) -> tuple[np.ndarray, str]:
@@ -123,9 +132,38 @@ def save_figure(fig, path: Path) -> None:
 LABEL_SPOTS = ((3, 2), (-3, 2), (3, -2), (-3, -2))  # a label's offsets from its dot, in points, tried in turn
 
 
+def label_fonts() -> list[str]:
+    """DejaVu Sans, then each installed font of :data:`FALLBACK_FONTS` for the characters it lacks."""
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return ["DejaVu Sans", *(name for name in FALLBACK_FONTS if name in installed)]
+
+
+@contextmanager
+def said_missing_glyphs(path: Path):
+    """Drawing a picture whose labels may hold characters no installed font has: said once, in a sentence, rather
+    than as one matplotlib warning per character."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    missing = {m.group(1) for w in caught if (m := re.match(r"Glyph (\d+)", str(w.message)))}
+    for w in caught:
+        if not re.match(r"Glyph \d+", str(w.message)):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if missing:
+        log.warning("%s: %d characters of its labels are in no installed font and show as boxes; a font such as "
+                    "Noto Sans CJK (fonts-noto-cjk) draws them.", path, len(missing))
+
+
 def plot_pca(pca: pd.DataFrame, path: Path, n_labels: int = 50, share: list[float] | None = None) -> Path:
     """Scatter of the first two components, the ``n_labels`` most-rated items marked and, where a label covers
     no other marked item and no label already written (more-rated first), labeled."""
+    with said_missing_glyphs(path):
+        return _plot_pca(pca, path, n_labels, share)
+
+
+def _plot_pca(pca: pd.DataFrame, path: Path, n_labels: int, share: list[float] | None) -> Path:
     fig, ax = figure((12, 10))
     ax.scatter(pca["pc1"], pca["pc2"], s=6, c="#bbbbbb")
     top = pca.nlargest(n_labels, "n_ratings", keep="first")
@@ -134,7 +172,7 @@ def plot_pca(pca: pd.DataFrame, path: Path, n_labels: int = 50, share: list[floa
     ax.set_xlabel(f"component 1{pct[0]}")
     ax.set_ylabel(f"component 2{pct[1]}")
     ax.autoscale_view()  # the axes' final limits, before anything is measured in pixels
-    renderer, placed = fig.canvas.get_renderer(), []
+    renderer, placed, fonts = fig.canvas.get_renderer(), [], label_fonts()
     frame = ax.get_window_extent(renderer)
     dots = ax.transData.transform(top[["pc1", "pc2"]].to_numpy())  # where the marked items are drawn, in pixels
     for k, (_, row) in enumerate(top.iterrows()):
@@ -142,7 +180,7 @@ def plot_pca(pca: pd.DataFrame, path: Path, n_labels: int = 50, share: list[floa
         for dx, dy in LABEL_SPOTS:  # right of the dot first, then left, above or below
             label = ax.annotate(row["title"] or row["item"], (row["pc1"], row["pc2"]), fontsize=7, xytext=(dx, dy),
                                 textcoords="offset points", ha="left" if dx > 0 else "right",
-                                va="bottom" if dy > 0 else "top")
+                                va="bottom" if dy > 0 else "top", fontfamily=fonts)
             box = label.get_window_extent(renderer).padded(2)  # a dot's radius: a label touching a dot covers it
             inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
             if inside and not box.count_contains(others) and not any(box.overlaps(other) for other in placed):
