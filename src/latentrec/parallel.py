@@ -35,6 +35,16 @@ def thread_safe(kernel: F) -> F:
     return call  # type: ignore[return-value]
 
 
+def limit_threads(n: int) -> None:
+    """At most ``n`` threads in torch's and numba's parallel work (``bench --threads``; serve's workers sharing the
+    cores)."""
+    import numba
+    import torch
+
+    torch.set_num_threads(n)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
 def numba_threads() -> int:
     """numba's thread count, starting its threading layer as :func:`_first_call` does."""
     import numba

@@ -86,10 +86,9 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         if not 1 <= args.threads <= cores():  # more threads than cores only measure their contention
             raise ConfigError(f"--threads must be between 1 and {cores()} (the cores here), not {args.threads}.")
-        import numba
+        from latentrec.parallel import limit_threads
 
-        torch.set_num_threads(args.threads)
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+        limit_threads(args.threads)
     devices = args.devices or available()
     for d in devices:
         if d not in available():

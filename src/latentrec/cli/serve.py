@@ -173,6 +173,7 @@ def serve_in_workers(args, sock: socket.socket) -> int:
 def worker(args, sock: socket.socket) -> Work:
     """What each forked worker does: use its share of the cores, load the model, say so, take SIGHUP (held back
     until now), and return what serves."""
+    from latentrec.parallel import limit_threads
     from latentrec.use.serve.app import create_app
     from latentrec.use.serve.holder import ModelHolder
 
@@ -202,15 +203,6 @@ def worker(args, sock: socket.socket) -> Work:
 def threads(workers: int) -> int:
     """Each worker's share of the CPU cores this process may run on."""
     return max(1, cores() // workers)
-
-
-def limit_threads(n: int) -> None:
-    """At most ``n`` threads in torch's and numba's parallel work, so that the workers share the cores."""
-    import numba
-    import torch
-
-    torch.set_num_threads(n)
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
 def reload_on_sighup(holder: ModelHolder) -> None:
