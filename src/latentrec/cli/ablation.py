@@ -11,6 +11,7 @@ from latentrec.cli.common import (
     command,
     console,
     emit_json,
+    ml100k_fold,
     read,
     seed,
     start,
@@ -46,13 +47,12 @@ def add_parser(sub) -> None:
 
 def split(args) -> tuple[Ratings, Ratings, str]:
     from latentrec.data.ratings import Ratings
-    from latentrec.data.split import ml100k_split_files, random_split
+    from latentrec.data.split import random_split
 
     if args.split:
-        if args.test or args.data not in (None, "ml-100k"):
-            raise ConfigError("--split names ML-100K's own files; leave out --data and --test.")
-        base, test = ml100k_split_files(args.split, args.data_dir)
-        return read(args, base), read(args, test), f"ML-100K {args.split}.base / {args.split}.test"
+        if args.test:
+            raise ConfigError(f"--split {args.split} tests on ML-100K's own {args.split}.test; leave out --test.")
+        return *ml100k_fold(args, args.split), f"ML-100K {args.split}.base / {args.split}.test"
     data = read(args, args.data or "ml-100k")
     if args.test:
         test = read(args, args.test)

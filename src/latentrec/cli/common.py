@@ -96,6 +96,17 @@ def read(args, source) -> Ratings:
                             duplicates=args.duplicates, data_dir=args.data_dir)
 
 
+def ml100k_fold(args, name: str) -> tuple[Ratings, Ratings]:
+    """ML-100K's own ``name``.base (with the movie titles) and ``name``.test, read (``--split``)."""
+    from latentrec.data.ratings import read_titles
+    from latentrec.data.split import ml100k_split_files
+
+    base, test = ml100k_split_files(name, args.data_dir, args.data)
+    train = read(args, base)
+    train.titles = read_titles(Path(base).parent / "u.item")  # so outputs show titles
+    return train, read(args, test)
+
+
 def with_model_columns(args, remembered: dict[str, str], read):
     """``read()``; where it finds no column for a role by name (or several) and no flag named one, ``read()`` again
     with the column ``remembered`` for that role (the columns a model was trained from: a model trained with

@@ -10,6 +10,7 @@ from latentrec.cli.common import (
     command,
     console,
     emit_json,
+    ml100k_fold,
     read,
     seed,
     start,
@@ -52,7 +53,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from latentrec.data.split import ml100k_split_files
     from latentrec.evaluation.cv import cross_validate, kfolds, parse_split
 
     given_pct = args.valid_pct
@@ -65,10 +65,7 @@ def run(args) -> int:
     if args.split and args.folds is not None:
         raise ConfigError("--folds and --split both choose the folds; give one of them.")
     if args.split:
-        folds = []
-        for name in parse_split(args.split):
-            base, test = ml100k_split_files(name, args.data_dir, args.data)
-            folds.append((name, read(args, base), read(args, test)))
+        folds = [(name, *ml100k_fold(args, name)) for name in parse_split(args.split)]
     else:
         folds = kfolds(read(args, args.data or "ml-100k"), 5 if args.folds is None else args.folds, args.seed)
     if not args.json:

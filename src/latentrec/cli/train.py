@@ -18,6 +18,7 @@ from latentrec.cli.common import (
     command,
     console,
     emit_json,
+    ml100k_fold,
     ordered_by,
     plural,
     read,
@@ -299,16 +300,13 @@ def read_inputs(args: argparse.Namespace, cfg: TrainConfig) -> tuple:
     the validation rows (given, or held out of the training file), the ``--test`` or ``--split`` test rows, and,
     when the validation rows were held out of the training file, ``whole()``, which gives all of its rows for the
     refit (a big file is read again then, after the held-out run's columns are let go)."""
-    from latentrec.data.ratings import read_titles
-    from latentrec.data.split import hold_out, ml100k_split_files
+    from latentrec.data.split import hold_out
 
     test = lean = None
     if args.split:
         if args.test:
             raise ConfigError(f"--split {args.split} tests on ML-100K's own {args.split}.test; leave out --test.")
-        base, test_file = ml100k_split_files(args.split, args.data_dir, args.data)
-        train_data, test = read(args, base), read(args, test_file)
-        train_data.titles = read_titles(Path(base).parent / "u.item")  # so outputs show titles
+        train_data, test = ml100k_fold(args, args.split)
     else:
         source = args.data or "ml-100k"
         if cfg.valid_by == "random" or args.valid or not cfg.valid_pct:  # the lean reader reads no timestamps
