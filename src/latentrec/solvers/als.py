@@ -46,11 +46,8 @@ class ALSRunner(Runner):
         self.torch_threads = 1 if device.type == "cpu" else None  # torch does only small work beside the kernel
         c = math.sqrt(ratings_scale(data.ratings))
         self.reg = np.array([cfg.wd] * model.n_factors + [cfg.wd / c])  # [factors..., bias]
-        k = model.n_factors
         gen = torch.Generator(device=device).manual_seed(cfg.seed if cfg.seed is not None else 0)
-        self.u = torch.zeros(model.n_users, k + 1, device=device)  # [p_u, b_u]
-        self.v = torch.randn(model.n_items, k + 1, generator=gen, device=device) * 0.1  # [q_i, b_i]
-        self.v[:, -1] = 0
+        self.u, self.v = als_init(model.n_users, model.n_items, model.n_factors, gen)
 
     def solver_state(self) -> dict:
         return {"u": self.u, "v": self.v}
@@ -65,6 +62,14 @@ class ALSRunner(Runner):
         p, bu, q, bi = self.u[:, :-1], self.u[:, -1], self.v[:, :-1], self.v[:, -1]
         write_dot(self.model, p, q, bu, bi + g.mu)
         return g.sse(self.u, self.v) / g.n_ratings
+
+
+def als_init(n_users: int, n_items: int, k: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sides an ALS run starts from: users ``[p_u, b_u]`` zero (the first sweep solves them), items
+    ``[q_i, b_i]`` small random factors and zero biases, on ``gen``'s device."""
+    v = torch.randn(n_items, k + 1, generator=gen, device=gen.device) * 0.1
+    v[:, -1] = 0
+    return torch.zeros(n_users, k + 1, device=gen.device), v
 
 
 def als_side(graph: RatingGraph, side: str, other: torch.Tensor, reg: float | np.ndarray) -> torch.Tensor:

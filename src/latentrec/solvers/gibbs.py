@@ -28,6 +28,7 @@ import torch
 from latentrec.config import TrainConfig, option
 from latentrec.data.batches import Encoded
 from latentrec.errors import ConfigError
+from latentrec.solvers.als import als_init
 from latentrec.solvers.base import Runner
 from latentrec.solvers.rating_graph import Partition, RatingGraph
 
@@ -79,9 +80,7 @@ def wishart(df: float, scale: torch.Tensor, gen: torch.Generator | None = None) 
 
 def als_start(graph: RatingGraph, k: int, sweeps: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """A starting point near the posterior mode: a few ALS sweeps (S&M start from the MAP solution)."""
-    v = torch.randn(graph.n_items, k + 1, device=graph.device, generator=gen) * 0.1
-    v[:, -1] = 0
-    u = torch.zeros(graph.n_users, k + 1, device=v.device)
+    u, v = als_init(graph.n_users, graph.n_items, k, gen)
     for _ in range(sweeps):
         u = graph.solve("user", v, SINGULAR, ridge=ALS_START_REG)[0]  # ALS's solves, with this solver's advice
         v = graph.solve("item", u, SINGULAR, ridge=ALS_START_REG)[0]
