@@ -10,6 +10,7 @@ import torch
 from numba import njit, prange
 
 from latentrec.data.batches import Batches, Encoded
+from latentrec.models.baselines import with_fallback
 from latentrec.models.dot import is_dot
 from latentrec.parallel import thread_safe
 
@@ -42,6 +43,15 @@ def scored_by_kernel(model: torch.nn.Module, device: torch.device) -> bool:
     """Whether :func:`predict_rows` scores ``model`` with the compiled kernel (a plain or Bayesian dot model on
     the CPU: the Bayesian one's stacked samples are an ordinary dot product)."""
     return is_dot(model) and device.type == "cpu"
+
+
+def predicted(model: torch.nn.Module, data: Encoded, device: torch.device, scale: tuple[float, float] | None,
+              fallback: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """What validation and a saved model predict for encoded rows: :func:`predict_rows` clipped to the rating
+    ``scale``, unknown ids (index 0) given the ``fallback`` means (:func:`~latentrec.models.baselines.with_fallback`)."""
+    pred = predict_rows(model, data, device)
+    pred = np.clip(pred, *scale) if scale else pred
+    return with_fallback(pred, data.users, data.items, fallback) if fallback is not None else pred
 
 
 @torch.no_grad()

@@ -14,8 +14,8 @@ import torch
 from latentrec.config import TrainConfig, parse_schedule, ratings_scale, recipe_value
 from latentrec.data.batches import Encoded
 from latentrec.data.csr import bincount
-from latentrec.models.baselines import fit_fallback, with_fallback
-from latentrec.models.scoring import predict_rows, rmse_mae, scored_by_kernel
+from latentrec.models.baselines import fit_fallback
+from latentrec.models.scoring import predicted, rmse_mae, scored_by_kernel
 from latentrec.solvers.base import Runner
 from latentrec.solvers.distributed import data_parallel
 from latentrec.solvers.diverged import Diverged
@@ -115,9 +115,7 @@ class Trainer:
     def predict(self, data: Encoded) -> np.ndarray:
         """The model's predictions for ``data`` (clipped to the rating scale), unknown ids falling back to the
         training rows' damped means as a saved model's do (``Recommender.predict_encoded``)."""
-        pred = predict_rows(self.model, data, self.device)
-        pred = np.clip(pred, *self.clip) if self.clip else pred
-        return with_fallback(pred, data.users, data.items, self.fallback)
+        return predicted(self.model, data, self.device, self.clip, self.fallback)
 
     def fit(self) -> list[dict]:
         cfg = self.cfg

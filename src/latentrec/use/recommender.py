@@ -22,11 +22,11 @@ from latentrec.data.ratings import Ratings
 from latentrec.data.vocab import Vocab, float_id_texts, id_text
 from latentrec.devices import pick_device
 from latentrec.errors import ConfigError, ModelCapabilityError, ModelFileError
-from latentrec.models.baselines import predict_biases, with_fallback
+from latentrec.models.baselines import predict_biases
 from latentrec.models.popularity import Popularity
 from latentrec.models.ranker import Ranker
 from latentrec.models.registry import build_model, build_ranker
-from latentrec.models.scoring import predict_rows
+from latentrec.models.scoring import predicted
 from latentrec.use.model_dir import read_model_dir, write_model_dir
 from latentrec.use.model_meta import INFO, check_meta
 
@@ -145,8 +145,7 @@ class Recommender:
 
     def predict_encoded(self, data: Encoded) -> np.ndarray:
         self.require_ratings()
-        pred = np.clip(predict_rows(self.model, data, self.device), *self.rating_range)
-        return with_fallback(pred, data.users, data.items, self.fallback) if self.fallback is not None else pred
+        return predicted(self.model, data, self.device, self.rating_range, self.fallback)
 
     def predict(self, users, items) -> pd.DataFrame:
         """Predicted ratings for raw (user, item) pairs, with ``known_user``/``known_item``/``known`` flags. One
