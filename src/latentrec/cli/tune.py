@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
+from latentrec import progress
 from latentrec.atomic import writable_or_fail
 from latentrec.cli.common import (
     add_data_options,
@@ -110,8 +113,11 @@ def run(args) -> int:
                       f"validation: {args.valid or f'{args.valid_pct:.0%} of it'}")
     write_id, result = uuid.uuid4().hex, None  # the report's: says, after an interrupt, whether it went in
     try:
-        result = tune(train_data, valid, base, space, n_trials=trials, timeout=args.timeout, storage=args.storage,
-                      study_name=args.study_name, test=test, refit=args.refit, on_trial=on_trial)
+        with searching(trials) as advance:  # a bar over the trials (a spinner with --timeout alone)
+            shown = on_trial and (lambda row: (on_trial(row), advance(1)))
+            result = tune(train_data, valid, base, space, n_trials=trials, timeout=args.timeout,
+                          storage=args.storage, study_name=args.study_name, test=test, refit=args.refit,
+                          on_trial=shown)
         info = write_report(result, out, toml_extra=data_options(args), write_id=write_id)
         if args.json:
             emit_json(dict(info, out=str(out)))
@@ -129,6 +135,17 @@ def run(args) -> int:
         else:
             stderr(f"latentrec tune: interrupted while writing the report; {out} is left as it was, and {kept}.")
         return interrupt_status(stop)
+
+
+@contextmanager
+def searching(trials: int | None) -> Iterator[Callable[[int], None]]:
+    """A bar over ``trials`` trials to a person at a terminal, or a spinner when only --timeout bounds them."""
+    if trials:
+        with progress.step_progress("Tuning", trials) as advance:
+            yield advance
+    else:
+        with progress.status("Tuning until --timeout"):
+            yield lambda n: None
 
 
 def data_options(args) -> dict:
