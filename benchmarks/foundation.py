@@ -39,6 +39,8 @@ def cli(*args: str) -> dict:
 
 
 def main() -> None:
+    if {"-h", "--help"} & set(sys.argv[1:]):  # the other arguments are train's
+        sys.exit(__doc__)
     root = Path(os.environ.get("LATENTREC_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
     with tempfile.TemporaryDirectory() as tmp:
         train, test = rng42_split(root, Path(tmp))

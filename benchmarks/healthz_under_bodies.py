@@ -32,6 +32,8 @@ def wait_ready(base: str) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) != 4 or not sys.argv[2].isdigit():
+        sys.exit(__doc__)
     src, port, model = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     env = dict(os.environ, PYTHONPATH=src, OMP_WAIT_POLICY="PASSIVE")
     server = subprocess.Popen([sys.executable, "-m", "latentrec", "serve", model, "--port", str(port)], env=env,

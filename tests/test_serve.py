@@ -212,7 +212,7 @@ def test_similar_items(client, holder):
     ("/api/items/i4/similar?n=abc", 422),
     ("/api/items/i4/similar?min_ratings=-1", 422),
     ("/api/users/u1/recommendations?n=100000", 422),
-    ("/api/map?n_items=1", 422),
+    ("/api/map?n_items=2", 422),  # a map of 2 items has one direction
 ])
 def test_bad_parameters(client, url, status):
     r = client.get(url)

@@ -406,7 +406,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         return JSONResponse({"predictions": records(out)})
 
     @app.get("/api/map", tags=["items"], response_model=ItemMap, responses=fails(400, 503))
-    def item_map(n_items: Annotated[int, Query(ge=2, le=20_000, description="the most-rated items")] = 1000
+    def item_map(n_items: Annotated[int, Query(ge=3, le=20_000, description="the most-rated items")] = 1000
                        ) -> JSONResponse:
         """The PCA map of the item factors that ``latentrec interpret`` draws, as coordinates."""
         state = model()
