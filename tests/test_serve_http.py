@@ -386,6 +386,23 @@ def test_workers_answer_reload_and_stop_together(model_dir):
     assert f"Worker 2 of 2 (pid {pids[1]}) was asked to reload" in log.read_text()
 
 
+def test_a_worker_killed_as_the_workers_start_serving_fails_the_server(model_dir, tmp_path):
+    """The parent said go through a multiprocessing Event, whose set() waits for each woken worker to say so: a
+    worker killed just then left the parent and the other worker hanging (4 of 10 runs), deaf to SIGTERM."""
+    for attempt in range(3):  # the moment is a race: a few tries at it
+        with open(tmp_path / "server.log", "w") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "latentrec", "serve", str(model_dir), "--port", "0",
+                                     "--json", "--workers", "2"], stdout=subprocess.PIPE, stderr=err, text=True)
+        os.kill(json.loads(proc.stdout.readline())["workers"][0], signal.SIGKILL)  # as the parent says go
+        try:
+            assert proc.wait(timeout=30) == 2
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"the server hung after its worker was killed (attempt {attempt + 1})")
+        assert "Worker 1 of 2" in (tmp_path / "server.log").read_text()
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="a parent's death signal is Linux's")
 def test_workers_stop_when_the_parent_is_killed(model_dir, tmp_path):
     """kill -9 of the parent cannot stop its workers itself: they are told by the kernel and leave the port free."""

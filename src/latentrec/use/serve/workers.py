@@ -80,6 +80,7 @@ class Workers:
                         running.pop(k).join()
                         self._exited(k, on_ready)
         finally:
+            os.close(self.go_write)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if self.failure:
@@ -92,7 +93,10 @@ class Workers:
         the handlers this process had before."""
         fork = multiprocessing.get_context("fork")
         self.parent = os.getpid()
-        self.go = fork.Event()  # set once every worker has loaded and the socket listens
+        # a byte for each worker once every worker has loaded and the socket listens; its end (this process gone)
+        # means stop. (A multiprocessing Event's set() waits for each woken worker to say so: a worker killed then
+        # left this process and the other workers hanging.)
+        self.go_read, self.go_write = os.pipe()
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         try:
             for k in range(self.n):
@@ -103,6 +107,7 @@ class Workers:
                 sender.close()  # the worker holds the only sending end: its exit reads as the end of its messages
                 self.procs.append(proc)
                 self.conns[k] = receiver
+            os.close(self.go_read)
             handlers = {signal.SIGHUP: lambda *_: self._signal_all(signal.SIGHUP)}
             handlers |= {sig: self._on_stop for sig in STOPS}
             return {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
@@ -117,9 +122,9 @@ class Workers:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
         stop_with_parent(self.parent)
+        os.close(self.go_write)  # the parent's is then the only writing end
         serve = self.work(sender)
-        if serve is not None:
-            self.go.wait()
+        if serve is not None and os.read(self.go_read, 1):
             serve()
 
     def _receive(self, k: int, on_ready: OnReady) -> None:
@@ -143,7 +148,7 @@ class Workers:
                 except LatentrecError as e:
                     self._fail(str(e))
                     return
-                self.go.set()
+                os.write(self.go_write, b"g" * self.n)
 
     def _exited(self, k: int, on_ready: OnReady) -> None:
         """Worker ``k`` has exited: read what it said last (a failure it reported); an exit no stop asked for is one."""
