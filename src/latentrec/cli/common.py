@@ -155,8 +155,9 @@ def read_big(args, source, valid_pct: float, seed: int | None) -> EncodedSplit |
 
 
 def start(args) -> None:
-    """Silence progress bars when the output is for a machine."""
-    progress.set_enabled(not getattr(args, "json", False))
+    """Silence progress bars when the output is for a machine, and on every torchrun rank but the first (they
+    share its terminal)."""
+    progress.set_enabled(not getattr(args, "json", False) and os.environ.get("RANK", "0") == "0")
 
 
 def emit_json(obj) -> None:
