@@ -78,6 +78,7 @@ BAD_FILES = {
     "blank-item": ("user,item,rating\n1,2,3\n1, ,4\n", ["row 3, column 'item'", "item id is empty"]),
     "utf8-with-a-bad-byte": ("user,item,rating\nJosé,Café,3\nAnn,Tea,4\n".encode() + b"Ren\xe9,Tea,2\n",
                              ["line 4: byte 0xe9 is not UTF-8, though the rest of the file is"]),
+    "zip-named-csv": (b"PK\x03\x04\x14\x00" + bytes(40), ["is a zip archive; unzip it"]),
     "reserved-id": ("user,item,rating\n1,2,3\n#na#,3,4\n",
                     ["row 3, column 'user'", "the user id '#na#' is the name latentrec keeps for ids a model"]),
     "gzip-named-csv": (gzip.compress(b"user,item,rating\n1,2,3\n2,1,4\n"), ["is gzip-compressed; name it",
@@ -843,7 +844,7 @@ def test_column_options_with_a_named_dataset_are_refused():
         load_ratings("ml-100k", rating_col="stars")  # they were ignored
 
 
-def test_a_named_datasets_own_folder_reads_as_that_dataset(tmp_path, capsys):
+def test_a_named_datasets_own_folder_reads_as_that_dataset(tmp_path, capsys, monkeypatch):
     """``--data /data/ml-100k`` was refused with a sentence on how to name it; it means the dataset there."""
     folder = tmp_path / "ml-100k"
     folder.mkdir()
@@ -857,6 +858,11 @@ def test_a_named_datasets_own_folder_reads_as_that_dataset(tmp_path, capsys):
     assert len(ratings.df) == 40 and ratings.titles["3"] == "Film 3 (1995)" and ratings.source == str(folder)
     assert len(load_pairs(str(folder))) == 40
     assert ml100k_split_files("u1", data=str(folder)) == (str(folder / "u1.base"), str(folder / "u1.test"))
+    other = tmp_path / "data" / "ml-100k"  # the bare name is the data folder's dataset, whatever ./ml-100k holds
+    other.mkdir(parents=True)
+    (other / "u.data").write_text("1\t1\t4\t881250949\n2\t1\t3\t881250950\n")
+    monkeypatch.chdir(tmp_path)
+    assert len(load_ratings("ml-100k", data_dir=tmp_path / "data").df) == 2
     (folder / "u.data").unlink()  # a folder of that name without the dataset's ratings is just a folder
     with pytest.raises(DataError, match="is a directory; give a ratings file"):
         load_ratings(folder)
@@ -897,3 +903,19 @@ def test_a_rating_far_outside_the_others_is_named_and_one_too_big_to_score_is_re
     huge = write(tmp_path / "huge.csv", f"user,item,rating\n{df.user[0]},{df.item[0]},1e30\n")
     fails(capsys, tmp_path, ["evaluate", str(tmp_path / "m"), "--data", str(huge)], str(huge),
           "a rating is about 1e+30 in size, beyond what a rating model scores")
+
+
+def test_a_text_file_starting_with_pk_is_text(tmp_path):
+    """Two bytes were taken for a zip archive's mark: a header "PK,user,item,rating" was refused."""
+    path = write(tmp_path / "r.csv", "PK,user,item,rating\n1,u1,i1,4\n2,u2,i1,3\n3,u1,i2,5\n")
+    assert len(load_ratings(path).df) == 3
+
+
+def test_a_big_compressed_file_under_a_text_name_is_said_so_by_the_lean_reader_too(tmp_path):
+    """The lean reader's first look at the file said its byte 0x8b was not UTF-8."""
+    from latentrec.data.lean import read_split
+
+    path = write(tmp_path / "r.csv", gzip.compress(b"user,item,rating\n" + b"".join(b"%d,%d,4\n" % (u, u % 7)
+                                                                                    for u in range(500))))
+    with pytest.raises(DataError, match="is gzip-compressed; name it r.csv.gz"):
+        read_split(path, min_bytes=0)

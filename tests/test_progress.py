@@ -27,3 +27,13 @@ def test_a_display_inside_another_stays_quiet(monkeypatch):
         advance(2)
     assert shown == ["Reading r.csv", "Training"]
     assert not progress._showing
+
+
+def test_a_path_with_braces_or_brackets_is_shown_as_text(monkeypatch):
+    """The path was the display's format string and markup: r{1}.tsv raised IndexError, [/x] a MarkupError."""
+    monkeypatch.setattr(progress, "active", lambda: True)
+    for desc in ("Reading r{1}.tsv", "Reading [/x] a[b].csv"):
+        with progress.status(desc):
+            pass
+        with progress.step_progress(desc, 2) as advance:
+            advance(1)

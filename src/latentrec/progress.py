@@ -7,10 +7,12 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 
 err_console = Console(stderr=True)
 _enabled = True
 _showing = False  # one live display at a time (rich refuses a second)
+DESC = "{task.description}"  # a display's text, given as its task's description: a path's "{1}" or "[/x]" is text
 
 
 def set_enabled(flag: bool) -> None:
@@ -46,8 +48,8 @@ def status(desc: str) -> Iterator[None]:
             return
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        with Progress(SpinnerColumn(), TextColumn(desc), TimeElapsedColumn(), console=err_console, transient=True) as p:
-            p.add_task(desc, total=None)
+        with Progress(SpinnerColumn(), TextColumn(DESC), TimeElapsedColumn(), console=err_console, transient=True) as p:
+            p.add_task(escape(desc), total=None)
             yield
 
 
@@ -60,9 +62,9 @@ def byte_progress(desc: str, total: int | None) -> Iterator[Callable[[int], None
             return
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-        with Progress(TextColumn(desc), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+        with Progress(TextColumn(DESC), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                       console=err_console) as p:
-            task = p.add_task(desc, total=total)
+            task = p.add_task(escape(desc), total=total)
             yield lambda n: p.advance(task, n)
 
 
@@ -76,8 +78,8 @@ def step_progress(desc: str, total: int) -> Iterator[Callable[[int], None]]:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         with Progress(
-            TextColumn(desc), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
+            TextColumn(DESC), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
             console=err_console, transient=True,
         ) as p:
-            task = p.add_task(desc, total=total)
+            task = p.add_task(escape(desc), total=total)
             yield lambda n: p.advance(task, n)

@@ -55,8 +55,9 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 def own_folder(source: object) -> tuple[str, Path] | None:
-    """``(name, data folder)`` when ``source`` is a named dataset's own extracted folder (``/data/ml-100k``)."""
-    if not isinstance(source, (str, os.PathLike)):
+    """``(name, data folder)`` when ``source`` is a path to a named dataset's own extracted folder
+    (``/data/ml-100k``); a bare name (``ml-100k``) is the dataset in the data folder, whatever ``./ml-100k`` holds."""
+    if not isinstance(source, (str, os.PathLike)) or str(source) in DATASETS:
         return None
     path = Path(source).expanduser()
     spec = DATASETS.get(path.name)

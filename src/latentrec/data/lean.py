@@ -519,8 +519,8 @@ def _first_bad_rating(part: _Part, where: str) -> None:
 def _odd_row(path: Path, start: int, end: int | None, skip: int, sep: str, header: list[str],
              names: list[str]) -> None:
     """Raise _BadRow for the part's first row whose fields are not the header's, as load_ratings words it: a field
-    too many, or one of ``names`` missing (a row cut short). Returns if there is none, or if the short row lacks
-    only columns not read (load_ratings reads them as empty)."""
+    too many, or a cell of ``names`` missing or blank in a row cut short. Returns if there is none, or if the short
+    row lacks only cells not read, or is blank (load_ratings reads those)."""
     where, row, line, tail = str(path), 0, 0, b""  # rows: lines that are not blank
     with _bytes(path, start, end) as f:
         if skip:
@@ -540,12 +540,13 @@ def _odd_row(path: Path, start: int, end: int | None, skip: int, sep: str, heade
                 k, seen = int(odd[0]), int(fields[odd[0]])
                 if seen > len(header):  # in pandas' words, which count blank lines too
                     raise _BadRow(line + k, lambda at: too_many_fields(where, sep, len(header), at, seen))
-                missing = [name for name in names if header.index(name) >= seen]
-                if not missing:
-                    return
-                role = ROLES[names.index(missing[0])]
-                raise _BadRow(row + int(filled[:k].sum()), lambda at: bad_rating(where, at, missing[0], np.nan)
-                              if role == "rating" else empty_id(where, at, missing[0], role))
+                cells = text[starts[k]:ends[k]].rstrip(b"\r").decode("utf-8", "replace").split(sep)
+                blank = [name for name in names if header.index(name) >= seen or not cells[header.index(name)].strip()]
+                if not blank or not any(c.strip() for c in cells):  # no cell read is missing, or a row of ",,"
+                    return  # (load_ratings leaves out empty rows below the data): load_ratings reads it
+                name, role = blank[0], ROLES[names.index(blank[0])]  # the first role load_ratings checks
+                raise _BadRow(row + int(filled[:k].sum()), lambda at: bad_rating(where, at, name, np.nan)
+                              if role == "rating" else empty_id(where, at, name, role))
             row, line = row + int(filled.sum()), line + len(ends)
             if not block:
                 return

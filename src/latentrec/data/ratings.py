@@ -214,13 +214,6 @@ def _read_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Dat
         raise DataError(f"{path} is empty; it needs rows of {needs}.")
     if suffix not in PARQUET_SUFFIXES:
         with readable(path):
-            with _open(path, "rb") as f:
-                head = f.read(2)
-            if head in (b"\xff\xfe", b"\xfe\xff"):
-                raise DataError(f"{path} is UTF-16 text; save it as UTF-8 (or latin-1) and read it again.")
-            packed = {b"\x1f\x8b": f"gzip-compressed; name it {path.name}.gz", b"PK": "a zip archive; unzip it"}
-            if head in packed:  # a compressed file under a text file's name
-                raise DataError(f"{path} is {packed[head]} and read it again.")
             raw, has_header = _read_text(path, cols, pairs, needs)
         return raw, has_header, int(has_header)
     try:
@@ -250,9 +243,24 @@ def readable(path: Path):
         raise DataError(f"{path} could not be read ({e}){damaged}.") from None
 
 
+def _refuse_other_formats(path: Path) -> None:
+    """Refuse, by its first bytes, a file that is no text for these readers: UTF-16, or gzip or zip under a text
+    file's name."""
+    with _open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise DataError(f"{path} is UTF-16 text; save it as UTF-8 (or latin-1) and read it again.")
+    if head[:2] == b"\x1f\x8b":
+        raise DataError(f"{path} is gzip-compressed; name it {path.name}.gz and read it again.")
+    if head in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise DataError(f"{path} is a zip archive; unzip it and read it again.")
+
+
 def first_line(path: Path) -> tuple[str, str]:
-    """A text file's first non-blank line and the encoding that reads it (UTF-8, with or without BOM, or latin-1)."""
+    """A text file's first non-blank line and the encoding that reads it (UTF-8, with or without BOM, or latin-1);
+    a file of another format (:func:`_refuse_other_formats`) is refused in one sentence."""
     with readable(path):
+        _refuse_other_formats(path)
         for encoding in ("utf-8-sig", "latin-1"):
             try:
                 with _open(path, encoding=encoding) as f:
@@ -301,6 +309,9 @@ def _read_text(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Data
             _refuse_damaged_utf8(path)
             raw = read("latin-1")
     except (pd.errors.ParserError, ValueError) as e:
+        longer = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if longer:  # in the words the lean reader uses too
+            raise too_many_fields(str(path), sep, *map(int, longer.groups())) from None
         raise DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table ({str(e).strip()}).") from None
     except pd.errors.ParserWarning:
         raise _longer_row(path, sep, len(fields), encoding) from None
@@ -561,11 +572,16 @@ def _ids(col: pd.Series, role: str, where: str, row_offset: int) -> pd.Series:
     if empty.any():
         bad = int(np.flatnonzero(empty.to_numpy())[0])
         raise empty_id(where, bad + 1 + row_offset, col.name, role)
-    reserved = (out == NA).to_numpy(bool)
-    if reserved.any():  # a model's id lists hold it once, for every id it does not know
-        raise DataError(f"{where}, row {int(np.flatnonzero(reserved)[0]) + 1 + row_offset}, column {col.name!r}: "
-                        f"the {role} id {NA!r} is the name latentrec keeps for ids a model does not know; rename it.")
     return out.astype(object)
+
+
+def _refuse_reserved(ids: pd.Series, role: str, where: str, column: str, row_offset: int) -> None:
+    """Training ids may not be ``#na#``: a model's id lists hold it once, for every id it does not know (a model
+    trained on one could not be loaded). Ids to predict may: it is an id the model does not know."""
+    reserved = (ids == NA).to_numpy(bool)
+    if reserved.any():
+        raise DataError(f"{where}, row {int(np.flatnonzero(reserved)[0]) + 1 + row_offset}, column {column!r}: "
+                        f"the {role} id {NA!r} is the name latentrec keeps for ids a model does not know; rename it.")
 
 
 def _ratings(col: pd.Series, where: str, row_offset: int) -> np.ndarray:
@@ -600,6 +616,8 @@ def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_of
     })
     if pairs:
         return df, names
+    for role in ("user", "item"):
+        _refuse_reserved(df[role], role, where, names[role], row_offset)
     df["rating"] = _ratings(raw[names["rating"]], where, row_offset)
     if "title" in raw.columns:  # travels with its row through deduplication
         df["title"] = raw["title"].astype(str).to_numpy()

@@ -148,7 +148,10 @@ class Workers:
                 except LatentrecError as e:
                     self._fail(str(e))
                     return
-                os.write(self.go_write, b"g" * self.n)
+                try:
+                    os.write(self.go_write, b"g" * self.n)
+                except BrokenPipeError:  # every worker has died since it said ready: their exits say how
+                    pass
 
     def _exited(self, k: int, on_ready: OnReady) -> None:
         """Worker ``k`` has exited: read what it said last (a failure it reported); an exit no stop asked for is one."""
