@@ -2,7 +2,7 @@
 
 Random ratings (3,000 users, 300,000 ratings) over ITEMS items; the peak is the process's maximum resident size
 gained during the fit. Before the Gram matrix was summed in place and the inverse taken by ``cholesky_inverse``,
-8,000 items peaked at 4.8 matrices in 21.6 s; after, 1.8 in 10.1 s (2-core CPU, torch 2.13).
+8,000 items peaked at 5.1 matrices in 21.6 s; after, 2.1 in 10.1 s (2-core CPU, torch 2.13).
 
     python benchmarks/ease_memory.py [ITEMS]      # default 8000; one size a process (the peak is the process's)
 """

@@ -20,7 +20,7 @@ from latentrec.models.ranker import Ranker
 
 def ease_memory(n_items: int) -> int:
     """Bytes the fit holds at its peak, with a margin: the Cholesky factor and the inverse, then ``B`` (float32);
-    three matrices, where two and a fraction were measured."""
+    three matrices, where 2.1 were measured (``benchmarks/ease_memory.py``)."""
     return 3 * 4 * n_items * n_items
 
 

@@ -159,7 +159,7 @@ class Trainer:
                 record["lr"] = lr
             if self.valid is not None and len(self.valid):
                 record["valid_rmse"], record["valid_mae"] = rmse_mae(self.predict(self.valid), self.valid.ratings)
-                after_burn_in = epoch + 1 > getattr(runner, "burn_in", 0)  # before, a Gibbs model is one draw
+                after_burn_in = epoch + 1 > getattr(runner, "burn_in", 0)  # a Gibbs model averages draws after it
                 if record["valid_rmse"] < self.best_rmse and after_burn_in:
                     self.best_rmse, self.best_epoch = record["valid_rmse"], epoch + 1
                     self.best_state = copy_state(self.model, self.best_state)

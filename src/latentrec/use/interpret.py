@@ -53,14 +53,20 @@ def _items(rec: Recommender, idx: np.ndarray, counts: np.ndarray) -> pd.DataFram
     return pd.DataFrame({"item": ids, "title": [rec.titles.get(i, "") for i in ids], "n_ratings": counts[idx]})
 
 
+def per_end(n: int, count: int) -> int:
+    """How many of ``count`` items to list at each end of an order: ``n``, or half of them in a small catalogue,
+    so that no item is at both ends (one item: it is)."""
+    return min(n, max(count // 2, 1))
+
+
 def bias_extremes(rec: Recommender, n: int = 10, min_ratings: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``n`` items with the lowest and the highest bias (lowest/highest first) among items with at least
-    ``min_ratings`` ratings (fewer where there are not ``2 n`` such items: no item is in both)."""
+    ``min_ratings`` ratings (:func:`per_end`: fewer in a small catalogue)."""
     bias, _ = item_biases(rec)
     counts = rec.item_counts
     ok = np.flatnonzero(counts >= max(min_ratings, 1))
     order = ok[np.argsort(bias[ok], kind="stable")]
-    n = min(n, max(len(ok) // 2, 1))  # a small catalogue: no item at both ends
+    n = per_end(n, len(ok))
     frames = []
     for idx in (order[:n], order[::-1][:n]):
         df = _items(rec, idx, counts)
@@ -82,13 +88,19 @@ def item_pca(rec: Recommender, n_items: int = 1000, q: int = 3) -> tuple[pd.Data
         raise DataError("A map of the item factors needs at least two factors and three rated items; "
                         "this model has too few.")
     centered = (vectors - vectors.mean(0)).double()
-    # exact: torch.pca_lowrank's randomized one was far off for a Bayesian model's hundreds of sample columns
-    _, S, Vh = torch.linalg.svd(centered, full_matrices=False)
-    proj = centered @ Vh[:q].T
+    # exact (torch.pca_lowrank's randomized one was far off for a Bayesian model's hundreds of sample columns),
+    # from the eigenvectors of the smaller Gram matrix: 10x quicker than an SVD of 20,000 items x 600 columns
+    if centered.shape[1] <= centered.shape[0]:
+        power, axes = torch.linalg.eigh(centered.T @ centered)
+        proj = centered @ axes[:, -q:].flip(1)
+    else:  # more columns than items: the items' own Gram matrix, whose eigenvectors are the scores' directions
+        power, axes = torch.linalg.eigh(centered @ centered.T)
+        proj = axes[:, -q:].flip(1) * power[-q:].flip(0).clamp(min=0).sqrt()
+    power = power.flip(0).clamp(min=0)  # largest first; rounding may leave a zero one a hair below 0
     flip = torch.sign(proj.gather(0, proj.abs().argmax(0, keepdim=True)))  # largest |score| positive
     proj = (proj * flip).float().numpy()
-    total = float((S ** 2).sum())
-    share = [float(s ** 2) / total if total else 0.0 for s in S[:q]]
+    total = float(power.sum())
+    share = [float(p) / total if total else 0.0 for p in power[:q]]
     df = _items(rec, top, counts)
     for c in range(q):
         df[f"pc{c + 1}"] = proj[:, c]
@@ -101,7 +113,7 @@ def component_ends(pca: pd.DataFrame, n: int = 10) -> dict[str, dict[str, list[s
     shared = pca["title"].duplicated(keep=False) & (pca["title"] != "")
     label = pca["title"].where(~shared, pca["title"] + " [" + pca["item"].astype(str) + "]")
     label = label.where(pca["title"] != "", pca["item"].astype(str))
-    n = min(n, max(len(pca) // 2, 1))  # a small catalogue: no item at both ends
+    n = per_end(n, len(pca))
     ends = {}
     for col in [c for c in pca.columns if c.startswith("pc")]:
         order = np.argsort(pca[col].to_numpy(), kind="stable")
