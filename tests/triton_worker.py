@@ -53,7 +53,7 @@ def curves() -> dict:
     perm = np.random.default_rng(0).permutation(len(data))
     cut = int(0.85 * len(data))
     train, valid = (data.take(s) for s in (perm[:cut], perm[cut:]))
-    cfg = TrainConfig(solver="sgd", n_factors=8, epochs=6, lr=0.05, wd=0.01, seed=0, device="cpu").resolved()
+    cfg = TrainConfig(solver="sgd", n_factors=8, epochs=4, lr=0.05, wd=0.01, seed=0, device="cpu").resolved()
     out = []
     for runner_cls in (KernelRunner, sgd_triton.TritonSGDRunner):
         torch.manual_seed(0)
