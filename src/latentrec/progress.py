@@ -40,46 +40,39 @@ def _live() -> Iterator[bool]:
 
 
 @contextmanager
-def status(desc: str) -> Iterator[None]:
-    """A spinner with the time spent, for work of unknown length (reading a file); gone when it ends."""
+def _display(desc: str, total: int | None, columns: Callable, transient: bool = True) -> Iterator[Callable[[int], None]]:
+    """One rich display of ``desc`` (shown as text) with the ``columns(rich.progress)`` around it, to a person at a
+    terminal and when no other is showing; yields ``advance(n)`` (a no-op when nothing shows)."""
     with _live() as show:
         if not show:
-            yield
+            yield lambda n: None
             return
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        import rich.progress
 
-        with Progress(SpinnerColumn(), TextColumn(DESC), TimeElapsedColumn(), console=err_console, transient=True) as p:
-            p.add_task(escape(desc), total=None)
-            yield
+        with rich.progress.Progress(*columns(rich.progress), console=err_console, transient=transient) as p:
+            task = p.add_task(escape(desc), total=total)
+            yield lambda n: p.advance(task, n)
+
+
+@contextmanager
+def status(desc: str) -> Iterator[None]:
+    """A spinner with the time spent, for work of unknown length (reading a file); gone when it ends."""
+    with _display(desc, None, lambda rp: [rp.SpinnerColumn(), rp.TextColumn(DESC), rp.TimeElapsedColumn()]):
+        yield
 
 
 @contextmanager
 def byte_progress(desc: str, total: int | None) -> Iterator[Callable[[int], None]]:
     """A download bar; yields ``advance(n_bytes)``."""
-    with _live() as show:
-        if not show:
-            yield lambda n: None
-            return
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
-        with Progress(TextColumn(DESC), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                      console=err_console) as p:
-            task = p.add_task(escape(desc), total=total)
-            yield lambda n: p.advance(task, n)
+    with _display(desc, total, lambda rp: [rp.TextColumn(DESC), rp.BarColumn(), rp.DownloadColumn(),
+                                           rp.TimeRemainingColumn()], transient=False) as advance:
+        yield advance
 
 
 @contextmanager
 def step_progress(desc: str, total: int) -> Iterator[Callable[[int], None]]:
     """A bar over ``total`` steps (batches, trials, folds); yields ``advance(n)``."""
-    with _live() as show:
-        if not show:
-            yield lambda n: None
-            return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        with Progress(
-            TextColumn(DESC), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
-            console=err_console, transient=True,
-        ) as p:
-            task = p.add_task(escape(desc), total=total)
-            yield lambda n: p.advance(task, n)
+    with _display(desc, total, lambda rp: [rp.TextColumn(DESC), rp.BarColumn(),
+                                           rp.TextColumn("{task.completed}/{task.total}"),
+                                           rp.TimeRemainingColumn()]) as advance:
+        yield advance

@@ -107,17 +107,19 @@ def run(args) -> int:
     space = search_space(train_data)
     valid = read(args, args.valid) if args.valid else None
     test = read(args, args.test) if args.test else None
-    on_trial = None if args.json else print_trial
     if not args.json:
         console.print(f"Tuning {', '.join(space)} on {train_data.source} ({plural(len(train_data), 'rating')}); "
                       f"validation: {args.valid or f'{args.valid_pct:.0%} of it'}")
     write_id, result = uuid.uuid4().hex, None  # the report's: says, after an interrupt, whether it went in
     try:
         with searching(trials) as advance:  # a bar over the trials (a spinner with --timeout alone)
-            shown = on_trial and (lambda row: (on_trial(row), advance(1)))
+            def shown(row: dict) -> None:
+                print_trial(row)
+                advance(1)
+
             result = tune(train_data, valid, base, space, n_trials=trials, timeout=args.timeout,
                           storage=args.storage, study_name=args.study_name, test=test, refit=args.refit,
-                          on_trial=shown)
+                          on_trial=None if args.json else shown)
         info = write_report(result, out, toml_extra=data_options(args), write_id=write_id)
         if args.json:
             emit_json(dict(info, out=str(out)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import gzip
 import os
 import re
@@ -325,7 +326,16 @@ def _read_text(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Data
 
 def _refuse_damaged_utf8(path: Path) -> None:
     """Refuse a UTF-8 file with a byte that is not UTF-8: read as latin-1, its every accented id would change
-    (``José`` to ``JosÃ©``). A file with no UTF-8 beyond ASCII is latin-1 (MovieLens' own files are)."""
+    (``José`` to ``JosÃ©``). A file with no UTF-8 beyond ASCII is latin-1 (MovieLens' own files are). The whole
+    file is read once for this, however often its first line is asked for (the big-file reader asks, then this one)."""
+    stat = path.stat()
+    _scan_for_damaged_utf8(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _scan_for_damaged_utf8(where: str, mtime_ns: int, size: int) -> None:
+    """:func:`_refuse_damaged_utf8` for the file at ``where`` as it is now (its time and size key the cache)."""
+    path = Path(where)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")  # a bad byte: a lone surrogate
     line, bad, utf8 = 1, None, False
     with _open(path, "rb") as f:

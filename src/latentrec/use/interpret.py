@@ -2,7 +2,7 @@
 
 The item bias is what an item gets "even after accounting for who rates it" (the seed's
 "Interpreting Embedding and Bias"): a low bias means even users who like this kind of item
-rate it low. The PCA (an exact SVD) of the factors of the most-rated items gives
+rate it low. The PCA (exact) of the factors of the most-rated items gives
 axes along which taste varies; the items at both ends of each axis show what it means.
 """
 
@@ -159,9 +159,11 @@ def said_missing_glyphs(path: Path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
-    missing = {m.group(1) for w in caught if (m := re.match(r"Glyph (\d+)", str(w.message)))}
+    missing = set()
     for w in caught:
-        if not re.match(r"Glyph \d+", str(w.message)):
+        if glyph := re.match(r"Glyph (\d+)", str(w.message)):
+            missing.add(glyph.group(1))
+        else:  # any other warning goes on as it was
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if missing:
         log.warning("%s: %d characters of its labels are in no installed font and show as boxes; a font such as "
@@ -264,7 +266,8 @@ def interpret(rec: Recommender, out: str | os.PathLike, n: int = 10, n_items: in
         curve = plot_history(rec.history, out / "training_curve.png", rec.info.get("best_epoch"), rec.info.get("refit"))
         result["pictures"]["training_curve"] = str(curve)
     stale = [out / f"{name}.png" for name in PICTURES if name not in result["pictures"]]
-    result["removed"] = [str(p) for p in stale if p.is_file()]  # an earlier run's: this model's would be misread
-    for path in map(Path, result["removed"]):
+    stale = [path for path in stale if path.is_file()]  # an earlier run's: read as this model's, it would mislead
+    for path in stale:
         path.unlink()
+    result["removed"] = list(map(str, stale))
     return result
