@@ -46,7 +46,7 @@ def test_interpreted_runner_tracks_the_cpu_kernel_epoch_by_epoch(interpreted):
 def test_the_gpu_path_takes_triton_when_it_runs(interpreted, monkeypatch):
     assert interpreted["gpu_path"] == "TritonSGDRunner"
     bench = interpreted["bench"]  # latentrec bench's sgd-triton row runs too
-    assert bench["batch"] == sgd_triton.programs(1250, 61, 41) and bench["ratings_per_s"] > 0
+    assert bench["batch"] == sgd_triton.programs(*bench["shape"]) and bench["ratings_per_s"] > 0
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     assert not sgd_triton.usable(torch.device("cpu"))  # no interpreter: the CPU keeps its own kernel
 

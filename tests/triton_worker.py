@@ -21,7 +21,7 @@ from conftest import lowrank_ratings  # noqa: E402
 CPU = torch.device("cpu")
 
 
-def planted(n_users=60, n_items=40, seed=0):
+def planted(n_users=30, n_items=20, seed=0):
     df, _ = lowrank_ratings(n_users=n_users, n_items=n_items, density=0.5, seed=seed)
     users = df.user.str[1:].astype(np.int32).to_numpy() + 1
     items = df.item.str[1:].astype(np.int32).to_numpy() + 1
@@ -49,7 +49,7 @@ def one_epoch(y_range, bias: bool) -> dict:
 
 def curves() -> dict:
     """Validation RMSE per epoch: the CPU kernel's, the Triton runner's; and the validation ratings' spread."""
-    data, nu, ni = planted(80, 50, seed=1)
+    data, nu, ni = planted(60, 40, seed=1)
     perm = np.random.default_rng(0).permutation(len(data))
     cut = int(0.85 * len(data))
     train, valid = (data.take(s) for s in (perm[:cut], perm[cut:]))
@@ -73,7 +73,7 @@ def bench_row() -> dict:
 
     data, nu, ni = planted()
     row = run_setup(Setup("cpu", "sgd-triton", 1), data, data, nu, ni, (0.5, 5.5), 8, 2)
-    return {k: row[k] for k in ("batch", "ratings_per_s", "best_valid_rmse")}
+    return {**{k: row[k] for k in ("batch", "ratings_per_s", "best_valid_rmse")}, "shape": [len(data), nu, ni]}
 
 
 if __name__ == "__main__":
