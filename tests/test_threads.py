@@ -133,3 +133,22 @@ def test_a_build_that_fits_does_not_wait_for_itself():
     worker.start()
     worker.join(120)  # a lock that waits for itself would hang here: fail instead
     assert done and done[0][0].model.n_users > 1
+
+
+@pytest.mark.parametrize("host", [(False, False), (True, False), (True, True)])
+def test_training_turns_deterministic_kernels_on_and_gives_back_the_hosts_setting(host):
+    """Inside the block deterministic kernels warn rather than fail; after it the caller's two flags are back (set
+    without torch.use_deterministic_algorithms' import of torch._inductor, which cost 1.7 s of a first epoch)."""
+    import torch
+
+    from latentrec.solvers.deterministic import deterministic
+
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(host[0], warn_only=host[1])
+    try:
+        with deterministic():
+            assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        assert (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) \
+            == host
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])

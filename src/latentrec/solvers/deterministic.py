@@ -25,8 +25,14 @@ def deterministic(on: bool = True) -> Iterator[None]:
         yield
         return
     before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    _use_deterministic(True, warn_only=True)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        _use_deterministic(*before)
+
+
+def _use_deterministic(mode: bool, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms`` without what it adds for ``torch.compile``: it imports
+    ``torch._inductor`` to set that flag too, 1.6 s on a first call here, and nothing in latentrec compiles."""
+    torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
