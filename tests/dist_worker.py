@@ -5,8 +5,9 @@
     dist_worker.py cli EPOCH ARGS...          ``latentrec ARGS``, stopped as by Ctrl-C after EPOCH (0: never);
                                               the rank FAST_CLOCK_RANK names finds a checkpoint due every epoch
     dist_worker.py join OUT                   ``distributed.join`` of parts of unequal lengths and dtypes
-    dist_worker.py diverge SOLVER OUT         one data-parallel epoch in which only rank 1's shard diverges;
-                                              each rank writes what it raised to OUT/diverge{R}.txt
+    dist_worker.py diverge OUT                one data-parallel epoch in which only rank 1's shard diverges, for
+                                              sgd then autograd; each rank writes what it raised to
+                                              OUT/diverge{R}-{SOLVER}.txt
 
 With ``LEAN_BYTES`` set, files of that many bytes or more are read lean, and each rank says on
 stderr how many rows it parsed itself ("rank R parsed N rows").
@@ -27,8 +28,8 @@ from latentrec.training.fit import fit
 
 def main(train_csv: str, valid_csv: str, out: str, solver: str, seed: str = "0") -> None:
     sgd = solver == "sgd"
-    cfg = TrainConfig(solver=solver, n_factors=8, epochs=25, lr=0.02 if sgd else 0.01, wd=0.02 if sgd else 1e-4,
-                      wd_mode="l2", bs=256, schedule="cosine", opt="adam", seed=None if seed == "none" else int(seed),
+    cfg = TrainConfig(solver=solver, n_factors=8, epochs=25, lr=0.02 if sgd else 0.04, wd=0.02 if sgd else 1e-4,
+                      wd_mode="l2", bs=256 if sgd else 1024, schedule="cosine", opt="adam", seed=None if seed == "none" else int(seed),
                       device="cpu")
     rec, _ = fit(load_ratings(train_csv), load_ratings(valid_csv), cfg)
     rank, size = world()
@@ -95,9 +96,10 @@ def join(out: str) -> None:
     np.savez(Path(out) / f"join{rank}.npz", **got)
 
 
-def diverge(solver: str, out: str) -> None:
-    """Rank 1 trains on ratings of 1e30 (its loss overflows); rank 0 on sane ones. Every rank must learn
-    of the divergence together, or the healthy rank would wait forever in a collective."""
+def diverge(out: str) -> None:
+    """Rank 1 trains on ratings of 1e30 (its loss overflows); rank 0 on sane ones: with the SGD kernel, then with
+    autograd, in one process group. Every rank must learn of the divergence together, or the healthy rank would
+    wait forever in a collective (and the second solver's collectives would not line up)."""
     import torch
 
     from latentrec.data.batches import Encoded
@@ -111,31 +113,31 @@ def diverge(solver: str, out: str) -> None:
     n = 4000
     data = Encoded(rng.integers(0, 50, n).astype(np.int32), rng.integers(0, 40, n).astype(np.int32),
                    rng.uniform(1, 5, n).astype(np.float32))
-    cfg = TrainConfig(solver=solver, n_factors=4, epochs=2, lr=0.01, wd=0.0, wd_mode="l2", bs=64, opt="sgd", seed=0,
-                      device="cpu")
-    torch.manual_seed(0)
-    model = DotProductBias(50, 40, 4)
+    for solver in ("sgd", "autograd"):
+        cfg = TrainConfig(solver=solver, n_factors=4, epochs=2, lr=0.01, wd=0.0, wd_mode="l2", bs=64, opt="sgd",
+                          seed=0, device="cpu")
+        torch.manual_seed(0)
+        model = DotProductBias(50, 40, 4)
 
-    def poisoned(model, part, cfg, device):
-        if rank == 1:
-            part = Encoded(part.users, part.items, np.full(len(part), 1e30, np.float32))
-        return RUNNERS[solver](model, part, cfg, device)
+        def poisoned(model, part, cfg, device, solver=solver):
+            if rank == 1:
+                part = Encoded(part.users, part.items, np.full(len(part), 1e30, np.float32))
+            return RUNNERS[solver](model, part, cfg, device)
 
-    runner = data_parallel(poisoned, model, data, cfg, torch.device("cpu"))
-    runner.limit = 100.0
-    try:
-        runner.epoch(lambda frac: cfg.lr)
-        said = "finished"
-    except Diverged as why:
-        said = f"diverged: {why}"
-    (Path(out) / f"diverge{rank}.txt").write_text(said)
-
+        runner = data_parallel(poisoned, model, data, cfg, torch.device("cpu"))
+        runner.limit = 100.0
+        try:
+            runner.epoch(lambda frac: cfg.lr)
+            said = "finished"
+        except Diverged as why:
+            said = f"diverged: {why}"
+        (Path(out) / f"diverge{rank}-{solver}.txt").write_text(said)
 
 if __name__ == "__main__":
     if sys.argv[1] == "cli":
         sys.exit(cli(*sys.argv[2:]))
     if sys.argv[1] == "diverge":
-        sys.exit(diverge(*sys.argv[2:]))
+        sys.exit(diverge(sys.argv[2]))
     if sys.argv[1] == "join":
         sys.exit(join(sys.argv[2]))
     main(*sys.argv[1:])

@@ -156,26 +156,26 @@ def test_rank_0s_clock_says_when_every_rank_saves_a_checkpoint(files, tmp_path, 
 
 @pytest.mark.skipif(not os.environ.get("LATENTREC_DATA"), reason="needs LATENTREC_DATA with ml-100k")
 def test_default_solver_on_two_processes_matches_one_and_resumes_on_ml100k(tmp_path):
-    """``torchrun --nproc-per-node 2 -m latentrec train --data ml-100k``, stopped after 30 of its 60 Gibbs
-    sweeps and resumed: the rows split across two ranks give the one-process validation RMSE within 0.003."""
-    common = ["train", "--data", "ml-100k", "--device", "cpu", "--json", "--checkpoint-every", "0"]
+    """``torchrun --nproc-per-node 2 -m latentrec train --data ml-100k`` (30 Gibbs sweeps, not the default 60, to
+    keep the suite short), stopped after 15 and resumed: the rows split across two ranks give the one-process
+    validation RMSE within 0.003."""
+    common = ["train", "--data", "ml-100k", "--epochs", "30", "--device", "cpu", "--json", "--checkpoint-every", "0"]
     one = subprocess.run([sys.executable, "-m", "latentrec", *common, "--out", str(tmp_path / "one")],
                          check=False, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
-    torchrun(str(WORKER), "cli", "30", *common, "--out", str(tmp_path / "two"), timeout=300)
-    assert checkpoint.completed_epoch(checkpoint.default_folder(tmp_path / "two")) == 30
+    torchrun(str(WORKER), "cli", "15", *common, "--out", str(tmp_path / "two"), timeout=300)
+    assert checkpoint.completed_epoch(checkpoint.default_folder(tmp_path / "two")) == 15
     two = torchrun(str(WORKER), "cli", "0", *common, "--out", str(tmp_path / "two"), "--resume", timeout=300)
     results = [json.loads(out) for out in (one.stdout, two.stdout)]
     assert [r["config"]["solver"] for r in results] == ["bayes", "bayes"]
-    assert [h["epoch"] for h in json.loads((tmp_path / "two" / "model.json").read_text())["history"]] == list(range(1, 61))
+    assert [h["epoch"] for h in json.loads((tmp_path / "two" / "model.json").read_text())["history"]] == list(range(1, 31))
     rmse = [r["metrics"]["valid_rmse"] for r in results]
     assert abs(rmse[0] - rmse[1]) <= 0.003 and rmse[0] < 0.89, rmse
 
 
-@pytest.mark.parametrize("solver", ["sgd", "autograd"])
-def test_a_divergence_on_one_rank_stops_every_rank_together(tmp_path, solver):
-    torchrun(str(WORKER), "diverge", solver, str(tmp_path))
-    said = [(tmp_path / f"diverge{rank}.txt").read_text() for rank in range(2)]
+def test_a_divergence_on_one_rank_stops_every_rank_together(tmp_path):
+    torchrun(str(WORKER), "diverge", str(tmp_path))
+    said = [(tmp_path / f"diverge{rank}-{solver}.txt").read_text() for solver in ("sgd", "autograd") for rank in (0, 1)]
     assert all(s.startswith("diverged") for s in said), said
 
 
@@ -186,11 +186,6 @@ def test_a_big_file_without_a_rating_column_is_one_sentence_under_torchrun(files
     df.assign(user=df.user.str[1:].astype(int), item=df.item.str[1:].astype(int)).rename(
         columns={"rating": "grade"}).to_csv(tmp_path / "ids.csv", index=False)
     run = torchrun(str(WORKER), "cli", "0", "train", "--data", str(tmp_path / "ids.csv"), "--out", str(tmp_path / "m"),
-                   "--device", "cpu", LEAN_BYTES="0", status=1)
+                   "--device", "cpu", LEAN_BYTES="0", status=1)  # torchrun's own status when a rank fails
     assert "has no rating column" in run.stderr and "TypeError" not in run.stderr, run.stderr[-3000:]
-
-
-def test_an_error_every_rank_meets_is_said_once(files, tmp_path):
-    run = torchrun("-m", "latentrec", "train", "--data", str(files / "train.csv"), "--out", str(tmp_path / "m"),
-                   "--resume", "--device", "cpu", status=1)  # torchrun's own status when a rank fails
-    assert run.stderr.count("latentrec train: error:") == 1, run.stderr[-3000:]
+    assert run.stderr.count("latentrec train: error:") == 1, run.stderr[-3000:]  # every rank has it; one says it
