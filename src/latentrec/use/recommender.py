@@ -53,9 +53,10 @@ def _factorized(ids) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _integers(ids) -> bool:
-    """Whether raw ids were given as integers: an integer array or Series, an int, or a list of ints."""
+    """Whether raw ids were given as integers: an integer array or Series (none missing: pandas' ``Int64`` holds
+    ``<NA>``), an int, or a list of ints."""
     if isinstance(ids, (np.ndarray, pd.Series)):
-        return ids.dtype.kind in "iu"
+        return ids.dtype.kind in "iu" and not pd.isna(ids).any()
     values = ids if isinstance(ids, (list, tuple)) else [ids]
     return len(values) > 0 and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in values)
 
