@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -919,3 +920,34 @@ def test_a_big_compressed_file_under_a_text_name_is_said_so_by_the_lean_reader_t
                                                                                     for u in range(500))))
     with pytest.raises(DataError, match="is gzip-compressed; name it r.csv.gz"):
         read_split(path, min_bytes=0)
+
+
+def test_wrong_arguments_in_python_are_one_sentence_each(trained):
+    """A notebook's slips: each a LatentrecError naming the argument, not a TypeError from deep inside, nor a
+    result that quietly means something else (n=-5 was numpy's [:-5]: every item but five)."""
+    from latentrec import Ratings, Recommender, UserRatings, evaluate
+    from latentrec.errors import LatentrecError
+    from latentrec.use.interpret import bias_extremes, interpret, item_pca
+
+    rec = Recommender.load(trained[0])
+    frame = pd.read_csv(trained[1])
+    slips = {
+        lambda: Ratings(frame[["user", "item"]], "x"): "has no rating column",
+        lambda: UserRatings("12", "45"): "not text",
+        lambda: load_ratings(frame.to_numpy()): "not ndarray",
+        lambda: load_pairs(123): "not int",
+        lambda: item_pca(rec, n_items=-5): "n_items must be a whole number",
+        lambda: item_pca(rec, q=1): "q, the components",
+        lambda: bias_extremes(rec, n="3"): "n must be a whole number",
+        lambda: interpret(rec, trained[0].parent / "pictures", n_items=0): "n_items must be",
+        lambda: evaluate(rec, frame, k=0): r"k \(-k\) must be",
+        lambda: evaluate(rec, frame, max_rank_users=-1): "max_rank_users must be",
+        lambda: evaluate(rec, frame, threshold=99): "above every rating the model was trained on",
+    }
+    for call, said in slips.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # refused before evaluate warns that it scores the training pairs
+            with pytest.raises(LatentrecError, match=said):
+                call()
+    headerless = pd.DataFrame(frame.to_numpy())  # columns 0, 1, 2: named by 0 as by "0"
+    assert len(load_ratings(headerless, user_col=0, item_col=1, rating_col=2)) == len(frame)

@@ -64,7 +64,7 @@ class Ratings:
     columns: dict[str, str] = field(default_factory=dict)  # the file's column each role was read from, by its header
 
     def __post_init__(self) -> None:
-        missing = [c for c in ("user", "item") if c not in self.df]
+        missing = [c for c in ("user", "item", "rating") if c not in self.df]
         ratings = self.df["rating"].to_numpy() if "rating" in self.df else np.zeros(0, np.float32)
         if missing or not (np.issubdtype(ratings.dtype, np.number) and np.isfinite(ratings).all()):
             problem = f"has no {' or '.join(missing)} column" if missing else "holds ratings that are no finite numbers"
@@ -95,7 +95,7 @@ def load_ratings(
     if duplicates not in DUPLICATE_POLICIES:
         raise DataError(f"duplicates (--duplicates) must be one of {', '.join(DUPLICATE_POLICIES)}, "
                         f"not {duplicates!r}.")
-    cols = {"user": user_col, "item": item_col, "rating": rating_col}
+    cols = _asked(source, "load_ratings", user=user_col, item=item_col, rating=rating_col)
     if isinstance(source, pd.DataFrame):
         # its rows named by position from 0, as .iloc counts them (a 1-based count matched neither .iloc nor .loc)
         df, _ = _validate(source.copy(), "the DataFrame (rows by .iloc position)", cols, duplicates, row_offset=-1,
@@ -123,6 +123,14 @@ def load_ratings(
     return read_ratings_file(Path(source), cols=cols, duplicates=duplicates)
 
 
+def _asked(source, reader: str, **cols) -> dict[str, str | None]:
+    """The column named for each role, as text (a DataFrame's column ``0`` is named by 0 or "0"), once ``source``
+    is known to be something ``reader`` reads."""
+    if not isinstance(source, (str, os.PathLike, pd.DataFrame)):
+        raise DataError(f"{reader} reads a file path, a dataset name or a DataFrame, not {type(source).__name__}.")
+    return {role: None if name is None else str(name) for role, name in cols.items()}
+
+
 def as_ratings(x):
     """``x`` read as :func:`load_ratings` reads it where it is a DataFrame, a dataset name or a file; else ``x``."""
     return load_ratings(x) if isinstance(x, (pd.DataFrame, str, os.PathLike)) else x
@@ -132,7 +140,7 @@ def load_pairs(source: str | os.PathLike | pd.DataFrame, *, user_col: str | None
                data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """(user, item) rows to predict: read and checked like ratings, but a rating column is optional
     (it is ignored) and repeated pairs are kept."""
-    cols = {"user": user_col, "item": item_col, "rating": None}
+    cols = _asked(source, "load_pairs", user=user_col, item=item_col, rating=None)
     if isinstance(source, pd.DataFrame):
         return _validate(source.copy(), "the DataFrame (rows by .iloc position)", cols, "error", -1, True,
                          pairs=True)[0][["user", "item"]]
@@ -142,15 +150,16 @@ def load_pairs(source: str | os.PathLike | pd.DataFrame, *, user_col: str | None
     path = Path(source)
     if name in DATASETS and not path.exists():  # a named dataset's ratings, or a file inside its folder
         path = dataset_path(name, data_dir) / (rest or DATASETS[name].ratings)
-    return read_ratings_file(path, cols=cols, pairs=True).df[["user", "item"]]
+    raw, has_header, row_offset = _read_table(path, cols, True, _row_kind(True))
+    return _validate(raw, str(path), cols, "error", row_offset, has_header, pairs=True)[0][["user", "item"]]
 
 
-def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "error", pairs: bool = False) -> Ratings:
-    """Read one ratings file (CSV/TSV/Parquet; headerless or with a header); ``pairs``: see :func:`load_pairs`."""
+def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "error") -> Ratings:
+    """Read one ratings file (CSV/TSV/Parquet; headerless or with a header)."""
     cols = cols or {"user": None, "item": None, "rating": None}
     path = Path(path)
-    raw, has_header, row_offset = _read_table(path, cols, pairs, _row_kind(pairs))
-    df, named = _validate(raw, str(path), cols, duplicates, row_offset=row_offset, has_header=has_header, pairs=pairs)
+    raw, has_header, row_offset = _read_table(path, cols, False, _row_kind(False))
+    df, named = _validate(raw, str(path), cols, duplicates, row_offset=row_offset, has_header=has_header)
     return Ratings(df, str(path), _pop_titles(df), columns=named if has_header else {})
 
 

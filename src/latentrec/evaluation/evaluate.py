@@ -16,6 +16,7 @@ from latentrec.errors import ConfigError, DataError, SeenPairsScored
 from latentrec.models.scoring import rmse_mae
 from latentrec.use.ranking import evaluate_ranking
 from latentrec.use.recommender import Recommender
+from latentrec.use.topn import check_n
 
 
 def evaluate(rec: Recommender, ratings: Ratings | pd.DataFrame | str | LeanRows | EncodedRows, k: int | None = 10, threshold: float | None = None,
@@ -34,9 +35,15 @@ def evaluate(rec: Recommender, ratings: Ratings | pd.DataFrame | str | LeanRows 
     score a seeded sample of at most that many users for them (see ``evaluate_ranking``). ``with_rmse=False``
     skips RMSE and MAE (ranking metrics only).
     """
+    for size, name in ((k, "k (-k)"), (max_rank_users, "max_rank_users")):
+        if size is not None:
+            check_n(size, name)
     ratings = as_ratings(ratings)  # a notebook's frame or a file, checked as `latentrec evaluate --data` checks it
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)):
         raise ConfigError(f"threshold must be a number, not {threshold!r}.")
+    if threshold is not None and threshold > (top := rec.rating_range[1]):
+        raise ConfigError(f"threshold (--relevant) {threshold:g} is above every rating the model was trained on "
+                          f"(the highest: {top:g}); no rating would count as liked.")
     rows = ratings if isinstance(ratings, EncodedRows) else rec.encode_rows(ratings)
     data = rows.data
     target = data.ratings

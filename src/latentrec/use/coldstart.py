@@ -47,6 +47,9 @@ class UserRatings:
     source: str = "the ratings given"  # where they came from, for the sentences about them
 
     def __post_init__(self):
+        if isinstance(self.items, str) or isinstance(self.ratings, str):  # "12" would be items "1" and "2"
+            raise DataError(f"{self.source}: items and ratings are lists, one entry for each item (items=['50'], "
+                            f"ratings=[5]), not text.")
         if len(self.items) != len(self.ratings):
             raise DataError(f"{self.source}: {len(self.items):,} items but {len(self.ratings):,} ratings; give one "
                             f"rating for each item.")

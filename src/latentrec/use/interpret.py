@@ -23,7 +23,7 @@ from latentrec.atomic import atomic_path, make_folder
 from latentrec.errors import ConfigError, DataError
 from latentrec.use.recommender import Recommender
 from latentrec.use.similar import item_vectors
-from latentrec.use.topn import least_ratings
+from latentrec.use.topn import check_n, least_ratings
 
 log = logging.getLogger(__name__)
 # fonts that hold what DejaVu Sans lacks (CJK titles, emoji), used for labels where one is installed
@@ -62,6 +62,7 @@ def per_end(n: int, count: int) -> int:
 def bias_extremes(rec: Recommender, n: int = 10, min_ratings: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``n`` items with the lowest and the highest bias (lowest/highest first) among items with at least
     ``min_ratings`` ratings (:func:`per_end`: fewer in a small catalogue)."""
+    check_n(n, "n")
     bias, _ = item_biases(rec)
     counts = rec.item_counts
     ok = np.flatnonzero(counts >= max(min_ratings, 1))
@@ -79,6 +80,9 @@ def item_pca(rec: Recommender, n_items: int = 1000, q: int = 3) -> tuple[pd.Data
     """PCA of the item vectors of the ``n_items`` most-rated items: a table with ``pc1..pcq`` per item,
     and each component's share of the variance among those items.
     """
+    check_n(n_items, "n_items")
+    if not isinstance(q, (int, np.integer)) or q < 2:
+        raise ConfigError(f"q, the components of the map, must be a whole number of at least 2, not {q!r}.")
     counts = rec.item_counts
     top = np.argsort(-counts, kind="stable")[:n_items]
     top = top[counts[top] > 0]
@@ -240,6 +244,7 @@ def interpret(rec: Recommender, out: str | os.PathLike, n: int = 10, n_items: in
     :func:`~latentrec.use.topn.least_ratings` (20 on a big enough catalogue): a model without shrinkage gives an item
     rated once a bias as extreme as that one rating. A model without item vectors (EASE) gets no PCA (``no_pca``
     says why); a picture of ``out`` this model has none of, an earlier run's, is removed (``removed``)."""
+    check_n(n_items, "n_items")  # here too: a ConfigError of item_pca's is read as "no map" below
     min_ratings = least_ratings(rec, min_ratings, n)
     low, high = bias_extremes(rec, n, min_ratings)
     try:
