@@ -60,7 +60,10 @@ def test_health_ready_docs_and_page(client, holder):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/users/{user}/recommendations", "/api/recommendations", "/api/items", "/api/items/{item}/similar",
             "/api/predict", "/api/map"} <= set(paths)
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs").text  # the viewer ships with the server: /docs works with no internet
+    assets = re.findall(r"""(?:href|src)=['"]?([^'" >]+)""", docs)
+    assert len(assets) >= 3 and all(a.startswith("/static-offline-docs/") for a in assets), assets
+    assert all(client.get(a).status_code == 200 for a in assets) and "cdn" not in docs
     page = client.get("/")
     assert page.status_code == 200 and '"static/app.js"' in page.text  # relative: under a proxy's /prefix/ too
     for name in ("app.js", "style.css"):
@@ -273,7 +276,8 @@ def test_under_a_proxys_path_prefix_and_gzipped(holder):
     API docs fetch /recs/openapi.json, the API answers as before, strictly; long answers go gzipped to clients
     that accept it."""
     client = TestClient(create_app(holder), root_path="/recs")  # paths as uvicorn --root-path gives them on
-    assert "'/recs/openapi.json'" in client.get("/recs/docs").text
+    docs = client.get("/recs/docs").text
+    assert "'/recs/openapi.json'" in docs and 'src="/recs/static-offline-docs/swagger-ui-bundle.js"' in docs
     assert client.get("/recs/api/users/u1/recommendations?n=3").status_code == 200
     assert client.get("/recs/api/users/u1/recommendations?limit=3").status_code == 422
     answer = client.get("/recs/api/map?n_items=50", headers={"Accept-Encoding": "gzip"})

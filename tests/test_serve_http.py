@@ -460,5 +460,9 @@ def test_page_in_headless_chromium(server):
             shown = [page.locator("#recommendations li").nth(k).get_attribute("data-item") for k in range(10)]
             assert len(set(shown)) == 10 and not set(shown) & set(rated)
             assert page.locator("#error").is_hidden()
+            page.click("a[href=docs]")  # the API link: the viewer draws every route, nothing fetched from elsewhere
+            page.wait_for_selector(".opblock-summary-path")
+            drawn = {path.replace("\u200b", "") for path in page.locator(".opblock-summary-path").all_inner_texts()}
+            assert {"/api/users/{user}/recommendations", "/api/predict"} <= drawn, drawn
         finally:
             browser.close()

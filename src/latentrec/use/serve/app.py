@@ -32,6 +32,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field, StrictInt, StrictStr, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -268,8 +269,9 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
             threading.Thread(target=holder.reload, name="latentrec-load", daemon=True).start()
         yield
 
-    app = FastAPI(title="latentrec", summary="Recommendations, similar items and predictions from a trained model.",
-                  lifespan=lifespan, dependencies=[Depends(known_query)])
+    app = FastAPIOffline(title="latentrec",  # /docs with its viewer shipped, not fetched from a CDN
+                         summary="Recommendations, similar items and predictions from a trained model.",
+                         lifespan=lifespan, dependencies=[Depends(known_query)])
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.add_middleware(CloseWhileDraining, holder=holder)
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_BYTES)  # for clients that send Accept-Encoding: gzip
