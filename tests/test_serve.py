@@ -347,6 +347,19 @@ def test_health_answers_while_a_model_call_runs(holder):
         assert waiting.result(timeout=30).status_code == 200
 
 
+def test_head_is_get_without_the_body_and_a_bugs_500_is_json(holder, monkeypatch):
+    import latentrec.use.serve.app as app_module
+
+    client = TestClient(create_app(holder), raise_server_exceptions=False)
+    for path in ("/", "/healthz", "/readyz", "/api/users/u1/recommendations", "/docs"):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == got.status_code == 200 and head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+    monkeypatch.setattr(app_module, "user_recommendations", lambda *a: 1 / 0)
+    failed = client.get("/api/users/u1/recommendations")
+    assert failed.status_code == 500 and "internal error" in failed.json()["detail"]
+
+
 def test_ids_with_a_slash(tmp_path):
     rec = served()[0]
     users, items = rec.users.classes[1:], rec.items.classes[1:]

@@ -84,6 +84,23 @@ def test_real_server_answers(server):
     assert get(f"{url}/api/items/nope/similar")[0] == 404
 
 
+def test_a_keep_alive_connection_idle_past_uvicorns_5_s_still_answers(server):
+    """An idle connection stays open longer than a load balancer keeps its own (AWS 60 s): at uvicorn's default 5 s
+    the server closed it while the balancer still meant to send on it (a 502)."""
+    import http.client
+
+    url, _, _, _ = server
+    conn = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
+    try:
+        for pause in (0, 6):
+            time.sleep(pause)
+            conn.request("HEAD", "/healthz")  # HEAD too: a monitor's
+            answer = conn.getresponse()
+            assert answer.status == 200 and answer.read() == b"" and not answer.will_close
+    finally:
+        conn.close()
+
+
 def test_many_concurrent_clients_over_http(server):
     url, proc, _, _ = server
     users = served()[0].users.classes[1:]

@@ -60,6 +60,7 @@ def add_parser(sub) -> None:
 BACKLOG = 2048  # connections the kernel queues before the server accepts them
 MAX_DRAIN_S = 300  # a longer drain is a stop that never comes
 SHUTDOWN_GRACE_S = 30  # what a stop leaves requests in flight (a service manager kills after 30-90 s anyway)
+KEEP_ALIVE_S = 75  # an idle connection outlives a load balancer's (AWS 60 s): the balancer, not we, closes it
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -242,7 +243,8 @@ def uvicorn_run(app, sock: socket.socket, args, holder: ModelHolder) -> None:
     for formatter in logs["formatters"].values():  # stamped like latentrec's own lines, with the answering process
         formatter["fmt"] = "%(asctime)s [%(process)d] " + formatter["fmt"]
     config = uvicorn.Config(app, log_level="info" if args.access_log else "warning", access_log=args.access_log,
-                            log_config=logs, timeout_graceful_shutdown=SHUTDOWN_GRACE_S, root_path=args.root_path)
+                            log_config=logs, timeout_graceful_shutdown=SHUTDOWN_GRACE_S, root_path=args.root_path,
+                            timeout_keep_alive=KEEP_ALIVE_S)
 
     class Draining(uvicorn.Server):
         """uvicorn's server, whose first stop signal drains for ``args.drain`` seconds before uvicorn's shutdown;

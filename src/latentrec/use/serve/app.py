@@ -102,7 +102,7 @@ class FoldInRequest(BaseModel):
 
 class ListsRequest(BaseModel):
     users: list[Id] = Field(min_length=1, max_length=MAX_USERS, description="raw user ids")
-    n: int = Field(10, ge=1, le=MAX_N, strict=True)
+    n: int = Field(10, ge=1, le=MAX_N, strict=True, description=f"items a list; users x n at most {MAX_BATCH_ITEMS:,}")
     exclude: list[Id] = Field([], max_length=MAX_N, description="item ids no list may hold; ids the model does not "
                                                                  "know are listed in each list's ignored")
 
@@ -128,6 +128,25 @@ def user_recommendations(rec: Recommender, users: list[str], n: int, exclude: li
                            "prediction": s if math.isfinite(s) else None}
                           for k, (i, s) in enumerate(zip(rec.items.decode(items), scores.tolist()), 1)]})
     return lists
+
+
+class HeadAsGet:
+    """HEAD is answered as GET without the body, on every route (FastAPI answers only the methods a route declares:
+    a monitor's ``HEAD /`` was a 405)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+
+        async def headers_only(message):
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
 class CloseWhileDraining:
@@ -278,6 +297,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
     if allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=["GET", "POST"],
                            allow_headers=["*"])  # a page may send its own headers too (Authorization for a gateway)
+    app.add_middleware(HeadAsGet)
 
     def model() -> Loaded:
         state = holder.state
@@ -292,6 +312,12 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         return JSONResponse({"detail": [{"loc": list(d["loc"]), "msg": d["msg"], "type": d["type"]} for d in e.errors()]},
                             status_code=422)
 
+    @app.exception_handler(Exception)
+    async def failed(request: Request, e: Exception) -> JSONResponse:
+        """A bug's 500 in JSON like every other error (starlette's is plain text); the traceback goes to the log."""
+        return JSONResponse({"detail": "The server failed to answer (an internal error; its log has the traceback)."},
+                            status_code=500)
+
     @app.exception_handler(LatentrecError)
     async def latentrec_error(request: Request, e: LatentrecError) -> JSONResponse:
         return JSONResponse({"detail": one_line(e)}, status_code=422 if isinstance(e, DataError) else 400)
@@ -302,13 +328,11 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.head("/healthz", include_in_schema=False)
     @app.get("/healthz", tags=["health"], response_model=Health)
     async def healthz() -> dict:
         """The process answers (with several workers, ``pid`` says which one)."""
         return {"status": "ok", "pid": os.getpid()}
 
-    @app.head("/readyz", include_in_schema=False)
     @app.get("/readyz", tags=["health"], response_model=Ready, responses={503: {"model": Ready}})
     async def readyz() -> JSONResponse:
         """200 once a model is loaded (with what it is), 503 before, and while the server drains to stop."""
