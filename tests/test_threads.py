@@ -51,18 +51,20 @@ def test_many_threads_predict_at_once_under_the_workqueue_layer():
     assert done.stdout.split() == ["workqueue", "160", "True", "[]"]
 
 
-def test_importing_latentrec_leaves_numbas_threading_layer_alone():
-    code = ("import numba, pkgutil, importlib, latentrec\n"
-            "before = numba.config.THREADING_LAYER\n"
+def test_importing_latentrec_leaves_numbas_threading_layer_and_the_environment_alone():
+    """Every module imported: numba's layer is the host's, and so is every environment variable (cuBLAS's workspace
+    is set only when a run picks a CUDA device)."""
+    code = ("import os, numba, pkgutil, importlib, latentrec\n"
+            "before, env = numba.config.THREADING_LAYER, dict(os.environ)\n"
             "for m in pkgutil.walk_packages(latentrec.__path__, 'latentrec.'):\n"
             "    if '.serve' not in m.name and not m.name.endswith('__main__'):\n"
             "        importlib.import_module(m.name)\n"
-            "print(before, numba.config.THREADING_LAYER)")
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+            "print(before, numba.config.THREADING_LAYER, dict(os.environ) == env)")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "CUBLAS_WORKSPACE_CONFIG")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    before, after = done.stdout.split()
-    assert after == before == "default"
+    before, after, same_env = done.stdout.split()
+    assert after == before == "default" and same_env == "True"
 
 
 @pytest.mark.parametrize("given, picked", [(None, "workqueue"), ("omp", "omp")])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from latentrec.errors import ConfigError
@@ -14,7 +16,15 @@ def available() -> list[str]:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then the CPU."""
+    """``auto`` picks CUDA, then MPS, then the CPU. For CUDA, ``CUBLAS_WORKSPACE_CONFIG`` is set unless it is set
+    already: cuBLAS repeats its matrix products only with a fixed workspace (it reads the variable as it starts)."""
+    device = _picked(name)
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return device
+
+
+def _picked(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if "cuda" in available() else available()[-1])
     try:

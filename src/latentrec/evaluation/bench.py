@@ -18,6 +18,7 @@ import torch
 
 from latentrec.config import TrainConfig
 from latentrec.data.batches import Encoded
+from latentrec.devices import pick_device
 from latentrec.models.scoring import predict_rows, rmse_mae
 from latentrec.solvers import sgd_triton
 from latentrec.solvers.diverged import Diverged
@@ -92,7 +93,7 @@ def run_setup(setup: Setup, train: Encoded, valid: Encoded, n_users: int, n_item
     from latentrec.models.dot import DotProductBias
     from latentrec.solvers.sgd_torch import TorchSGDRunner
 
-    device = torch.device(setup.device)
+    device = pick_device(setup.device)
     cfg = config_for(setup, n_factors, epochs, seed)
     _reset_peak(device)
     with torch.random.fork_rng():  # seeded weights without reseeding the caller's generator

@@ -7,14 +7,10 @@ the sum across threads; both differ between runs in the last bits.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-
-# cuBLAS repeats its matrix products only with a fixed workspace; read when CUDA starts, harmless elsewhere
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 @contextmanager
