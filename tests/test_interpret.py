@@ -152,3 +152,20 @@ def test_labels_no_installed_font_draws_are_said_in_one_sentence(tmp_path, monke
     [record] = caplog.records
     assert "5 characters of its labels are in no installed font and show as boxes" in record.getMessage()
     assert not [w for w in recwarn if "Glyph" in str(w.message)]
+
+
+def test_whole_number_item_ids_come_back_as_recommend_gives_them(tmp_path):
+    """Integers in the frames, so a merge with recommend's answer works; text in the JSON report, as everywhere."""
+    from conftest import lowrank_ratings
+
+    from latentrec import TrainConfig, fit, recommend
+
+    df, _ = lowrank_ratings(n_users=40, n_items=30)
+    df = df.assign(user=df.user.str[1:].astype(int), item=df.item.str[1:].astype(int))
+    rec, _ = fit(df, config=TrainConfig(solver="als", epochs=2, ranker="none", device="cpu"))
+    low, _ = bias_extremes(rec, n=30)
+    listed = recommend(rec, 1, n=30)
+    assert low["item"].dtype == listed["item"].dtype == item_pca(rec, n_items=10)[0]["item"].dtype == np.int64
+    assert len(low.merge(listed, on="item")) > 0
+    report = interpret(rec, tmp_path / "o", n=3)
+    assert all(isinstance(row["item"], str) for row in report["lowest_bias"] + report["highest_bias"])

@@ -22,6 +22,7 @@ import torch
 from latentrec.atomic import atomic_path, make_folder
 from latentrec.errors import ConfigError, DataError
 from latentrec.use.recommender import Recommender
+from latentrec.use.records import records
 from latentrec.use.similar import item_vectors
 from latentrec.use.topn import check_n, least_ratings
 
@@ -49,8 +50,10 @@ def bias_unit(rec: Recommender) -> str:
 
 
 def _items(rec: Recommender, idx: np.ndarray, counts: np.ndarray) -> pd.DataFrame:
+    """The items ``idx`` with their ids as ``recommend`` gives them (integers where every id is a whole number)."""
     ids = rec.items.decode(idx)
-    return pd.DataFrame({"item": ids, "title": [rec.titles.get(i, "") for i in ids], "n_ratings": counts[idx]})
+    return pd.DataFrame({"item": rec.items.typed(ids), "title": [rec.titles.get(i, "") for i in ids],
+                         "n_ratings": counts[idx]})
 
 
 def per_end(n: int, count: int) -> int:
@@ -257,8 +260,8 @@ def interpret(rec: Recommender, out: str | os.PathLike, n: int = 10, n_items: in
         "bias_source": item_biases(rec)[1],
         "bias_unit": bias_unit(rec),
         "min_ratings": min_ratings,
-        "lowest_bias": low.to_dict(orient="records"),
-        "highest_bias": high.to_dict(orient="records"),
+        "lowest_bias": records(low),
+        "highest_bias": records(high),
         "pca": None if pca is None else {"n_items": len(pca), "variance_share": share,
                                          "ends": component_ends(pca, n)},
         "pictures": {},

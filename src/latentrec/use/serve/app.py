@@ -443,7 +443,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
                 while len(state.maps) >= MAPS_KEPT:
                     del state.maps[next(iter(state.maps))]  # the oldest
                 state.maps[n_items] = {"variance_share": share, "items": [
-                    {"item": i, "title": t, "n_ratings": c, "x": x, "y": y}
+                    {"item": str(i), "title": t, "n_ratings": c, "x": x, "y": y}
                     for i, t, c, x, y in zip(*(pca[k].tolist() for k in ("item", "title", "n_ratings", "pc1", "pc2")))]}
             answer = state.maps[n_items]
         return JSONResponse(answer)
