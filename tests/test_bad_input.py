@@ -153,6 +153,25 @@ def test_column_option_for_a_headerless_file(capsys, tmp_path, monkeypatch, lean
 
 
 @pytest.mark.parametrize("lean", [False, True])
+@pytest.mark.parametrize("content, said", [
+    ("user,item,rating\n1,10,4\n\n2,11,x\n", "row 4, column 'rating': 'x' is not a number"),
+    ("user,item,rating\n\n1,10,4\n\n\n2,11,5\n\n1,10,3\n", "user 1 rated item 10 more than once (rows 3 and 8)"),
+    ("user,item,rating\r\n1,10,4\r\n\r\n,11,5\r\n", "row 4, column 'user': the user id is empty"),
+    ("user,item,rating\n1,10,4\n   \n2,11,x\n", "row 4, column 'rating'"),  # spaces alone: a blank line too
+    ("1\t10\t4\n\n\t\t\n2\t11\t5\n", "row 3, column 'user': the user id is empty"),  # tabs: a row of a TSV
+], ids=["rating", "twice", "crlf", "spaces", "tsv"])
+def test_a_bad_row_is_named_by_its_line_after_blank_lines(capsys, tmp_path, monkeypatch, lean, content, said):
+    """Both readers leave blank lines out as they count rows; the sentence names the line an editor shows."""
+    import latentrec.data.lean
+
+    monkeypatch.setattr(latentrec.data.lean, "LEAN_BYTES", 0 if lean else 1 << 62)
+    for path in (tmp_path / ("r.tsv" if "\t" in content else "r.csv"), tmp_path / "r.csv.gz"):
+        data = content.encode()
+        path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+        fails(capsys, tmp_path, train_argv(path, tmp_path / "m"), f"{path}", said)
+
+
+@pytest.mark.parametrize("lean", [False, True])
 @pytest.mark.parametrize("column, values, said", [
     ("user", [{"id": k % 4} for k in range(12)], "column 'user': the user id is a struct ({'id': 0})"),
     ("item", [[k] for k in range(12)], "column 'item': the item id is a list ([0])")])

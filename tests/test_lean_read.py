@@ -180,7 +180,7 @@ ROWS = "".join(f"{u},{u % 7},4\n" for u in range(1, 200))
 @pytest.mark.parametrize("content, said", [
     ("user,item,rating\n" + ROWS + "5,6\n", "row 201, column 'rating': the rating is missing."),
     ("user,item,rating\r\n" + ROWS[:30].replace("\n", "\r\n") + "\n5\n" + ROWS[30:] + "7,8",
-     "row 7, column 'item': the item id is empty."),
+     "row 8, column 'item': the item id is empty."),  # line 8: after a blank line, rows and lines part
     (ROWS + "5,6", "row 200, column 'rating': the rating is missing."),
     ("item,rating,user\n" + ROWS[:30] + "\n1,2,3,4\n" + ROWS[30:], "Expected 3 fields in line 8, saw 4"),
     ("user,item,rating\n" + ROWS + ",6\n", "row 201, column 'user': the user id is empty.")],
@@ -309,7 +309,7 @@ def test_more_ranks_than_lines_and_a_last_line_without_its_end(tmp_path):
 
 def test_quoted_line_ends_and_blank_lines_keep_the_one_process_result(tmp_path):
     """A quoted field may hold a line end, so a part cut at a line end may cut a row: every rank then reads the
-    whole file. Blank lines are not rows: a bad row's number counts the rows parsed before it, as alone."""
+    whole file. Blank lines are not rows, but a bad row is named by its line, as alone."""
     quoted = tmp_path / "quoted.csv"
     quoted.write_text("user,item,rating,note\n" + "".join(f'{u},{u % 7 + 1},{u % 5 + 1},"x\n{u + 1000},1,3,y"\n'
                                                           for u in range(1, 30)))
@@ -321,7 +321,7 @@ def test_quoted_line_ends_and_blank_lines_keep_the_one_process_result(tmp_path):
     blank.write_text("user,item,rating\n\n\n" + "".join(f"{u},{u % 7 + 1},4\n" for u in range(1, 40)) + "41,2,\n")
     with pytest.raises(DataError) as one:
         read_split(blank, min_bytes=0)
-    assert "row 41" in str(one.value)
+    assert "row 43" in str(one.value)  # the 41st row, on line 43
     for size in (2, 3, 5):
         assert [str(e) for e in Ranks(size).read(blank)] == [str(one.value)] * size
 

@@ -43,6 +43,8 @@ from latentrec.data.ratings import (
     empty_id,
     first_line,
     headerless_columns,
+    in_lines,
+    lines_named,
     not_a_number,
     rated_twice,
     rating_text,
@@ -198,7 +200,8 @@ def _columns(path: Path, cols: dict | None, duplicates: str, min_bytes: int | No
         return None  # load_ratings words the empty-file errors
     user_ids, item_ids = _to_file_index(u), _to_file_index(i)
     if not pairs:
-        _check_duplicates(u, i, user_ids, item_ids, str(path), header)
+        with lines_named(path):
+            _check_duplicates(u, i, user_ids, item_ids, str(path), header)
     return u, i, r, user_ids, item_ids
 
 
@@ -224,7 +227,7 @@ def _read_all(path: Path, cols: dict, _=None, pairs: bool = False) -> tuple[np.n
             part = _open(path, cols, Share(0, 1, _alone), pairs)
             return *_read(path, part), part.header
     except _BadRow as e:
-        raise e.error(part.header + e.index + 1) from None
+        raise in_lines(e.error(part.header + e.index + 1), path) from None
     except (pa.ArrowInvalid, OSError) as e:  # a damaged or irregular file
         raise _Unreadable(_reason(e)) from None
 
@@ -259,7 +262,7 @@ def _read_shared(path: Path, cols: dict, share: Share, pairs: bool = False) -> t
     if quoted.any():  # a quoted field may hold a line end, so parts cut at line ends may cut a row: read it whole
         return _read_all(path, cols, pairs=pairs)
     if isinstance(failed, _BadRow):  # its row in the whole file: after every row the earlier parts parsed
-        failed = failed.error(part.header + int(rows[:share.rank].sum()) + failed.index + 1)
+        failed = in_lines(failed.error(part.header + int(rows[:share.rank].sum()) + failed.index + 1), path)
     said, sizes = share.join(np.frombuffer(json.dumps(_outcome(failed)).encode(), np.uint8))
     ends = np.cumsum(sizes)
     first = next((o for o in (json.loads(said[e - n:e].tobytes()) for n, e in zip(sizes, ends)) if o), None)

@@ -16,6 +16,7 @@ import os
 import re
 import warnings
 import zlib
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,16 +151,18 @@ def load_pairs(source: str | os.PathLike | pd.DataFrame, *, user_col: str | None
     path = Path(source)
     if name in DATASETS and not path.exists():  # a named dataset's ratings, or a file inside its folder
         path = dataset_path(name, data_dir) / (rest or DATASETS[name].ratings)
-    raw, has_header, row_offset = _read_table(path, cols, True, _row_kind(True))
-    return _validate(raw, str(path), cols, "error", row_offset, has_header, pairs=True)[0][["user", "item"]]
+    with lines_named(path):
+        raw, has_header, row_offset = _read_table(path, cols, True, _row_kind(True))
+        return _validate(raw, str(path), cols, "error", row_offset, has_header, pairs=True)[0][["user", "item"]]
 
 
 def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "error") -> Ratings:
     """Read one ratings file (CSV/TSV/Parquet; headerless or with a header)."""
     cols = cols or {"user": None, "item": None, "rating": None}
     path = Path(path)
-    raw, has_header, row_offset = _read_table(path, cols, False, _row_kind(False))
-    df, named = _validate(raw, str(path), cols, duplicates, row_offset=row_offset, has_header=has_header)
+    with lines_named(path):
+        raw, has_header, row_offset = _read_table(path, cols, False, _row_kind(False))
+        df, named = _validate(raw, str(path), cols, duplicates, row_offset=row_offset, has_header=has_header)
     return Ratings(df, str(path), _pop_titles(df), columns=named if has_header else {})
 
 
@@ -170,6 +173,11 @@ def one_user_table(path: str | os.PathLike) -> pd.DataFrame:
     path, needs = Path(path), "item, rating"
     if not path.exists():
         raise DataError(f"{path} does not exist.")
+    with lines_named(path):
+        return _one_user_table(path, needs)
+
+
+def _one_user_table(path: Path, needs: str) -> pd.DataFrame:
     raw, has_header, row_offset = _read_table(path, {}, True, needs)
     where = str(path)
     if len(raw) == 0:
@@ -191,7 +199,7 @@ def one_user_table(path: str | os.PathLike) -> pd.DataFrame:
     repeat = _first_repeat(df, ["item"], row_offset)
     if repeat is not None:
         (item,), rows = repeat
-        raise DataError(f"{where} rates item {clip(item)} more than once (rows {rows[0]} and {rows[1]}).")
+        raise RowError(lambda r: f"{where} rates item {clip(item)} more than once (rows {r[0]} and {r[1]}).", rows)
     return df
 
 
@@ -522,8 +530,65 @@ def _normalized(name: str) -> str:
     return re.sub(r"[_\-. ]", "", name.lower())
 
 
-def empty_id(where: str, row: int, column: str, role: str) -> DataError:
-    return DataError(f"{where}, row {row}, column {column!r}: the {role} id is empty.")
+class RowError(DataError):
+    """A sentence about rows of a file, numbered as its readers count them: a text file's lines that are not blank
+    (pandas and pyarrow leave those out). ``say`` words it for row numbers; :func:`lines_named` words it again
+    with the lines the rows are on, which differ after a blank line."""
+
+    def __init__(self, say: Callable[[tuple[int, ...]], str], rows: Sequence[int]):
+        self.say, self.rows = say, tuple(int(r) for r in rows)
+        super().__init__(say(self.rows))
+
+
+@contextmanager
+def lines_named(path: Path):
+    """Reading ``path``: a :class:`RowError` names the lines its rows are on (:func:`in_lines`)."""
+    try:
+        yield
+    except RowError as e:
+        raise in_lines(e, path) from None
+
+
+def in_lines(error: DataError, path: Path) -> DataError:
+    """A :class:`RowError` worded with the lines its rows are on, where ``path`` is a text file with blank lines
+    above them; any other ``error`` as it is."""
+    if not isinstance(error, RowError) or _suffix(path) in PARQUET_SUFFIXES:
+        return error
+    lines = _line_numbers(path, error.rows, _sniff_sep(first_line(path)[0]))
+    return error if lines == error.rows else RowError(error.say, lines)
+
+
+def _line_numbers(path: Path, rows: tuple[int, ...], sep: str) -> tuple[int, ...]:
+    """The line each of ``rows`` is on (both counted from 1), rows being the lines with something besides spaces
+    (and tabs, unless they separate the fields) in them; read up to the last of them, a block at a time."""
+    blank = np.zeros(256, bool)
+    blank[[ord("\n"), ord("\r"), ord(" "), *([ord("\t")] * (sep != "\t"))]] = True
+    wanted, found = sorted(set(rows)), {}
+    row = line = 0
+    tail = b""
+    with readable(path), _open(path, "rb") as f:
+        while len(found) < len(wanted):
+            block = f.read(1 << 22)
+            text = tail + block
+            cut = text.rfind(b"\n") + 1 if block else len(text)
+            text, tail = text[:cut] + b"\n" * (not block and not text.endswith(b"\n")), text[cut:]
+            a = np.frombuffer(text, np.uint8)
+            ends = np.flatnonzero(a == ord("\n"))
+            solid = np.concatenate([[0], np.cumsum(~blank[a])])
+            filled = solid[ends] > solid[np.concatenate([[0], ends[:-1] + 1])]
+            row_at = row + np.cumsum(filled)
+            for r in wanted:
+                k = int(np.searchsorted(row_at, r))
+                if r not in found and k < len(ends):
+                    found[r] = line + k + 1
+            row, line = (int(row_at[-1]) if len(ends) else row), line + len(ends)
+            if not block:
+                break
+    return tuple(found.get(r, r) for r in rows)
+
+
+def empty_id(where: str, row: int, column: str, role: str) -> RowError:
+    return RowError(lambda r: f"{where}, row {r[0]}, column {column!r}: the {role} id is empty.", (row,))
 
 
 def unusable_ratings(values: np.ndarray) -> np.ndarray:
@@ -539,22 +604,22 @@ def rating_text(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return values, np.isnan(values) & ~text.str.lower().isin(NAN_WORDS).fillna(True).to_numpy()
 
 
-def not_a_number(where: str, row: int, column: str, text: str) -> DataError:
+def not_a_number(where: str, row: int, column: str, text: str) -> RowError:
     comma = DECIMAL_COMMA.fullmatch(text)
     hint = f" (a decimal comma? write {text.strip().replace(',', '.')})" if comma else ""
-    return DataError(f"{where}, row {row}, column {column!r}: {clip(text)!r} is not a number{hint}.")
+    return RowError(lambda r: f"{where}, row {r[0]}, column {column!r}: {clip(text)!r} is not a number{hint}.", (row,))
 
 
-def bad_rating(where: str, row: int, column: str, value: float) -> DataError:
+def bad_rating(where: str, row: int, column: str, value: float) -> RowError:
     """The sentence for an unusable rating ``value`` (NaN: a missing one)."""
     shown = ("missing" if np.isnan(value) else "infinite" if np.isinf(value) else
              f"{value:g}, beyond the range of a 32-bit float (±{FLOAT32_MAX:.2g})")
-    return DataError(f"{where}, row {row}, column {column!r}: the rating is {shown}.")
+    return RowError(lambda r: f"{where}, row {r[0]}, column {column!r}: the rating is {shown}.", (row,))
 
 
-def rated_twice(where: str, user, item, rows) -> DataError:
-    return DataError(f"{where}: user {clip(str(user))} rated item {clip(str(item))} more than once (rows {rows[0]} and "
-                     f"{rows[1]}); choose duplicates (--duplicates) mean or last.")
+def rated_twice(where: str, user, item, rows) -> RowError:
+    return RowError(lambda r: f"{where}: user {clip(str(user))} rated item {clip(str(item))} more than once (rows "
+                              f"{r[0]} and {r[1]}); choose duplicates (--duplicates) mean or last.", rows[:2])
 
 
 def _refuse_nested(col: pd.Series, role: str, where: str, row_offset: int) -> None:
@@ -599,8 +664,9 @@ def _refuse_reserved(ids: pd.Series, role: str, where: str, column: str, row_off
     trained on one could not be loaded). Ids to predict may: it is an id the model does not know."""
     reserved = (ids == NA).to_numpy(bool)
     if reserved.any():
-        raise DataError(f"{where}, row {int(np.flatnonzero(reserved)[0]) + 1 + row_offset}, column {column!r}: "
-                        f"the {role} id {NA!r} is the name latentrec keeps for ids a model does not know; rename it.")
+        raise RowError(lambda r: f"{where}, row {r[0]}, column {column!r}: the {role} id {NA!r} is the name latentrec "
+                                 f"keeps for ids a model does not know; rename it.",
+                       (int(np.flatnonzero(reserved)[0]) + 1 + row_offset,))
 
 
 def _ratings(col: pd.Series, where: str, row_offset: int) -> np.ndarray:
