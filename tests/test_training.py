@@ -1,6 +1,7 @@
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from latentrec.config import TrainConfig
@@ -234,3 +235,12 @@ def test_no_seed_is_a_random_run_that_records_its_seed(lowrank, solver):
     assert not np.array_equal(a.model.item_factors.detach().numpy(), b.model.item_factors.detach().numpy())
     again = fit(train, None, TrainConfig.from_dict(a.config))[0]
     assert np.array_equal(again.model.item_factors.detach().numpy(), a.model.item_factors.detach().numpy())
+
+
+def test_a_models_titles_are_its_own():
+    """Editing rec.titles changes neither the Ratings it was fitted from nor the next model fitted from them."""
+    df = pd.DataFrame({"user": [1, 1, 2, 2, 3], "item": [1, 2, 1, 3, 2], "rating": [4.0, 3, 5, 2, 4]})
+    ratings = Ratings(df, "five", titles={"1": "One"})
+    rec, _ = fit(ratings, config=TrainConfig(solver="als", epochs=1, valid_pct=0, ranker="none", device="cpu"))
+    rec.titles["1"] = "Edited"
+    assert ratings.titles == {"1": "One"}

@@ -109,3 +109,8 @@ def test_train_holds_out_the_latest_ratings_and_says_so(tmp_path, capsys):
                  "--out", str(tmp_path / "m"), "--device", "cpu", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["config"]["valid_by"] == "user" and result["valid"]["n_unknown_users"] == 0
+
+
+def test_a_vocab_shows_its_size_and_first_ids():
+    assert repr(Vocab(["a", "b"])) == "Vocab(2 ids: 'a', 'b'; index 0 is '#na#', every id it lacks)"
+    assert repr(Vocab(list("abcde"))).startswith("Vocab(5 ids: 'a', 'b', 'c', ...;")

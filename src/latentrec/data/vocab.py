@@ -52,6 +52,10 @@ class Vocab:
     def __len__(self) -> int:
         return len(self.classes)
 
+    def __repr__(self) -> str:
+        shown = ", ".join(repr(c) for c in self.classes[1:4]) + ", ..." * (len(self.classes) > 4)
+        return f"Vocab({len(self.classes) - 1:,} ids: {shown}; index 0 is {NA!r}, every id it lacks)"
+
     def encode(self, ids) -> np.ndarray:
         """Indices (int32) for raw ids; unknown ids get 0."""
         arr = pd.Series(ids, dtype="string").astype(str)

@@ -249,7 +249,7 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None,
     rec = Recommender(
         model=model, users=users, items=items, rating_range=(lo, hi), rated_indptr=indptr, rated_items=rated,
         baseline=fit_biases(tr.users, tr.items, tr.ratings, len(users), len(items)), config=cfg.saved(),
-        history=trainer.history if trainer is not None else [], info=info, titles=getattr(train, "titles", {}),
+        history=trainer.history if trainer is not None else [], info=info, titles=dict(getattr(train, "titles", {})),
         ranker=ranker, rated_ratings=ratings[0] if ratings else None,
         fallback=trainer.fallback if trainer is not None else None,
     )

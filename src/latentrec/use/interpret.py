@@ -64,7 +64,8 @@ def per_end(n: int, count: int) -> int:
 
 def bias_extremes(rec: Recommender, n: int = 10, min_ratings: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``n`` items with the lowest and the highest bias (lowest/highest first) among items with at least
-    ``min_ratings`` ratings (:func:`per_end`: fewer in a small catalogue)."""
+    ``min_ratings`` ratings (:func:`per_end`: fewer in a small catalogue). What a bias measures differs from model
+    to model (rating points, or a logit before the sigmoid): :func:`bias_unit` says it in words."""
     check_n(n, "n")
     bias, _ = item_biases(rec)
     counts = rec.item_counts
