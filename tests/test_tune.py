@@ -102,12 +102,12 @@ def test_a_resumed_search_draws_new_trials(tmp_path):
 
 
 def test_resumed_study_continues_its_trial_count(tmp_path):
-    train = Ratings(tiny(), "tiny")
+    train = tiny()  # a DataFrame: tune reads it as load_ratings does
     space = {"n_factors": Int(2, 6), "lr": Float(0.005, 0.05, log=True)}
     base = TrainConfig(solver="sgd", epochs=4, device="cpu")
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     first = tune(train, base=base, space=space, n_trials=2, storage=storage, refit=False)
-    assert len(first.table) == 2
+    assert len(first.table) == 2 and __import__("latentrec").tune is tune  # exported
     second = tune(train, base=base, space=space, n_trials=5, storage=storage, refit=False)
     assert list(second.table.trial) == [0, 1, 2, 3, 4]
     assert second.table.iloc[:2].equals(first.table)  # the stored trials are kept, not rerun

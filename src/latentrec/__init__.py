@@ -15,6 +15,7 @@ _PUBLIC = {
     "refit_config": "latentrec.training.fit", "bias_extremes": "latentrec.use.interpret",
     "item_pca": "latentrec.use.interpret", "interpret": "latentrec.use.interpret",
     "read_split": "latentrec.data.lean", "Trainer": "latentrec.training.loop", "CollabNN": "latentrec.models.nn",
+    "tune": "latentrec.evaluation.tune",
     **dict.fromkeys(["DataError", "ColumnNotFound", "ConfigError", "ModelFileError", "ModelCapabilityError",
                      "DownloadError", "TrainingDiverged", "UnknownItemsLeftOut", "SeenPairsScored"], "latentrec.errors"),
 }
@@ -22,8 +23,7 @@ __all__ = ["Callback", "CollabNN", "ColumnNotFound", "ConfigError", "DataError",
            "LatentrecError", "ModelCapabilityError", "ModelFileError", "Ratings", "Recommender", "SeenPairsScored",
            "TrainConfig", "Trainer", "TrainingDiverged", "UnknownItemsLeftOut", "UserRatings", "bias_extremes", "create_params",
            "evaluate", "fit", "interpret", "item_pca", "load_ratings", "read_split", "recommend", "recommend_all",
-           "refit_config",
-           "similar_items"]
+           "refit_config", "similar_items", "tune"]
 
 if TYPE_CHECKING:
     from latentrec.config import TrainConfig
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         UnknownItemsLeftOut,
     )
     from latentrec.evaluation.evaluate import evaluate
+    from latentrec.evaluation.tune import tune
     from latentrec.models.dot import DotProductBias, create_params
     from latentrec.models.nn import CollabNN
     from latentrec.training.callback import Callback

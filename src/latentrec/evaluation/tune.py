@@ -30,7 +30,7 @@ import optuna
 import pandas as pd
 
 from latentrec.config import RANKING_MODELS, SCALED_OPTIONS, TrainConfig, for_scale, ratings_scale
-from latentrec.data.ratings import Ratings
+from latentrec.data.ratings import Ratings, as_ratings
 from latentrec.data.split import hold_out
 from latentrec.errors import ConfigError
 from latentrec.evaluation.evaluate import evaluate
@@ -237,19 +237,22 @@ def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
 
 
-def tune(train: Ratings, valid: Ratings | None = None, base: TrainConfig | None = None, space: Space | None = None,
+def tune(train: Ratings | pd.DataFrame | str, valid: Ratings | pd.DataFrame | str | None = None,
+         base: TrainConfig | None = None, space: Space | None = None,
          n_trials: int | None = 30, timeout: float | None = None, storage: str | None = None,
-         study_name: str = "latentrec", test: Ratings | None = None, refit: bool = True, pruner=None,
-         on_trial=None) -> TuneResult:
+         study_name: str = "latentrec", test: Ratings | pd.DataFrame | str | None = None, refit: bool = True,
+         pruner=None, on_trial=None) -> TuneResult:
     """Search ``space`` around ``base``; ``n_trials`` counts every finished trial of the study, stored ones too.
 
     ``base`` fixes everything not searched (model, solver, seed, valid_pct, ...). The winner is the trial
     with the lowest validation RMSE after its last epoch (a ranking model's: the highest validation NDCG@10);
     with ``refit`` it is retrained on all training rows (validation rows included) before ``test`` is scored,
     once, beside the ranker that ``--ranker auto`` keeps on the search's own split (its check against
-    popularity needs held-out rows).
+    popularity needs held-out rows). ``train``, ``valid`` and ``test`` may also be DataFrames, dataset names or
+    files, read as :func:`~latentrec.data.ratings.load_ratings` reads them.
     """
     t_start = time.perf_counter()
+    train, valid, test = (None if x is None else as_ratings(x) for x in (train, valid, test))
     base = base or TrainConfig()
     if base.seed is None:
         raise ConfigError("Tuning needs a fixed --seed, so that every trial sees the same validation rows.")
