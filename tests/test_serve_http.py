@@ -58,6 +58,7 @@ def running(model_dir: Path, *options: str):
             raise
     # uvicorn finishes the open requests, then lets SIGTERM end the process as it would have
     assert code in (0, -signal.SIGTERM) and "Traceback" not in log.read_text(), log.read_text()
+    assert "Stopping on SIGTERM" in log.read_text()  # the log says why the server went away
 
 
 @pytest.fixture(scope="module")

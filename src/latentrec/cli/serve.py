@@ -253,6 +253,10 @@ def uvicorn_run(app, sock: socket.socket, args, holder: ModelHolder) -> None:
         drain: threading.Timer | None = None
 
         def handle_exit(self, sig: int, frame) -> None:
+            if not self.should_exit and self.drain is None:  # the first signal: said, as the start was
+                logging.getLogger("latentrec.serve").warning(
+                    "Stopping on %s (requests in flight get up to %d s to finish).", signal.Signals(sig).name,
+                    SHUTDOWN_GRACE_S)
             if args.drain and self.drain is None:
                 holder.draining = True
                 logging.getLogger("latentrec.serve").warning(
