@@ -370,6 +370,8 @@ def test_ids_with_a_slash(tmp_path):
     c = TestClient(create_app(h))
     assert c.get("/api/users/a%2Fb/recommendations").json()["known"] is True
     assert c.get("/api/items/c%2Fd/similar?n=2").json()["item"] == "c/d"
+    blank = c.get("/api/users/%20/recommendations")  # spaces alone: no id (it echoed user "")
+    assert blank.status_code == 422 and blank.json()["detail"][0]["loc"] == ["path", "user"]
 
 
 def test_cross_origin_pages_only_where_allowed(holder):

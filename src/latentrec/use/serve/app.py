@@ -346,7 +346,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
 
     @app.get("/api/users/{user:path}/recommendations", tags=["recommendations"], response_model=UserList,
              responses=fails(503))
-    def user_list(user: Annotated[str, PathParam(min_length=1)], n: N = 10, exclude: Exclude = ()) -> JSONResponse:
+    def user_list(user: Annotated[str, PathParam(pattern=r"\S")], n: N = 10, exclude: Exclude = ()) -> JSONResponse:
         """Top-n items the user has not rated, none of ``exclude``; an unknown user gets the non-personalized list
         (``known: false``)."""
         rec = model().rec
