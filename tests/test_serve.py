@@ -360,6 +360,14 @@ def test_head_is_get_without_the_body_and_a_bugs_500_is_json(holder, monkeypatch
     assert failed.status_code == 500 and "internal error" in failed.json()["detail"]
 
 
+def test_every_answer_says_its_time_and_carries_back_the_request_id(client):
+    answer = client.get("/api/users/u1/recommendations", headers={"X-Request-ID": "abc-123"})
+    assert answer.headers["x-request-id"] == "abc-123"
+    assert re.fullmatch(r"app;dur=\d+\.\d", answer.headers["server-timing"])
+    failed = client.get("/api/items/nope/similar")  # errors too
+    assert failed.status_code == 404 and "server-timing" in failed.headers and "x-request-id" not in failed.headers
+
+
 def test_ids_with_a_slash(tmp_path):
     rec = served()[0]
     users, items = rec.users.classes[1:], rec.items.classes[1:]

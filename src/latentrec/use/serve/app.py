@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -147,6 +148,28 @@ class HeadAsGet:
             await send(message)
 
         await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
+class Traced:
+    """Every answer says how long the app took (``Server-Timing: app;dur=`` in milliseconds, which a browser's
+    network panel shows) and carries back the caller's ``X-Request-ID``, to match it in the caller's logs."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        began = time.perf_counter()
+        asked = [(k, v) for k, v in scope["headers"] if k == b"x-request-id"][:1]
+
+        async def traced(message):
+            if message["type"] == "http.response.start":
+                took = f"app;dur={(time.perf_counter() - began) * 1000:.1f}".encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", took), *asked]}
+            await send(message)
+
+        await self.app(scope, receive, traced)
 
 
 class CloseWhileDraining:
@@ -298,6 +321,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=["GET", "POST"],
                            allow_headers=["*"])  # a page may send its own headers too (Authorization for a gateway)
     app.add_middleware(HeadAsGet)
+    app.add_middleware(Traced)
 
     def model() -> Loaded:
         state = holder.state
