@@ -159,7 +159,8 @@ def test_column_option_for_a_headerless_file(capsys, tmp_path, monkeypatch, lean
     ("user,item,rating\r\n1,10,4\r\n\r\n,11,5\r\n", "row 4, column 'user': the user id is empty"),
     ("user,item,rating\n1,10,4\n   \n2,11,x\n", "row 4, column 'rating'"),  # spaces alone: a blank line too
     ("1\t10\t4\n\n\t\t\n2\t11\t5\n", "row 3, column 'user': the user id is empty"),  # tabs: a row of a TSV
-], ids=["rating", "twice", "crlf", "spaces", "tsv"])
+    ('user,item,rating,note\n1,10,4,"a\n\nb"\n2,11,x,c\n', "row 5, column 'rating'"),  # a quoted field's line ends
+], ids=["rating", "twice", "crlf", "spaces", "tsv", "quoted"])
 def test_a_bad_row_is_named_by_its_line_after_blank_lines(capsys, tmp_path, monkeypatch, lean, content, said):
     """Both readers leave blank lines out as they count rows; the sentence names the line an editor shows."""
     import latentrec.data.lean
@@ -169,6 +170,9 @@ def test_a_bad_row_is_named_by_its_line_after_blank_lines(capsys, tmp_path, monk
         data = content.encode()
         path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
         fails(capsys, tmp_path, train_argv(path, tmp_path / "m"), f"{path}", said)
+    with pytest.raises(DataError) as caught:
+        load_ratings(path)
+    assert str(pickle.loads(pickle.dumps(caught.value))) == str(caught.value)  # from a worker process, whole
 
 
 @pytest.mark.parametrize("lean", [False, True])

@@ -262,7 +262,9 @@ def _read_shared(path: Path, cols: dict, share: Share, pairs: bool = False) -> t
     if quoted.any():  # a quoted field may hold a line end, so parts cut at line ends may cut a row: read it whole
         return _read_all(path, cols, pairs=pairs)
     if isinstance(failed, _BadRow):  # its row in the whole file: after every row the earlier parts parsed
-        failed = in_lines(failed.error(part.header + int(rows[:share.rank].sum()) + failed.index + 1), path)
+        bad = failed.error(part.header + int(rows[:share.rank].sum()) + failed.index + 1)
+        renamed, trouble = _attempt(lambda: in_lines(bad, path))  # a scan that fails must still reach the join
+        failed = trouble or renamed
     said, sizes = share.join(np.frombuffer(json.dumps(_outcome(failed)).encode(), np.uint8))
     ends = np.cumsum(sizes)
     first = next((o for o in (json.loads(said[e - n:e].tobytes()) for n, e in zip(sizes, ends)) if o), None)

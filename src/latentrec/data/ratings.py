@@ -539,6 +539,9 @@ class RowError(DataError):
         self.say, self.rows = say, tuple(int(r) for r in rows)
         super().__init__(say(self.rows))
 
+    def __reduce__(self):  # pickled (a worker process's error) as the sentence it is: ``say`` is a closure
+        return DataError, (str(self),)
+
 
 @contextmanager
 def lines_named(path: Path):
@@ -559,8 +562,9 @@ def in_lines(error: DataError, path: Path) -> DataError:
 
 
 def _line_numbers(path: Path, rows: tuple[int, ...], sep: str) -> tuple[int, ...]:
-    """The line each of ``rows`` is on (both counted from 1), rows being the lines with something besides spaces
-    (and tabs, unless they separate the fields) in them; read up to the last of them, a block at a time."""
+    """The line each of ``rows`` starts on (both counted from 1), rows being the records with something besides
+    spaces (and tabs, unless they separate the fields) in them; a line end inside a quoted field ends no record.
+    The file is read up to the last of them, a block at a time."""
     blank = np.zeros(256, bool)
     blank[[ord("\n"), ord("\r"), ord(" "), *([ord("\t")] * (sep != "\t"))]] = True
     wanted, found = sorted(set(rows)), {}
@@ -569,19 +573,24 @@ def _line_numbers(path: Path, rows: tuple[int, ...], sep: str) -> tuple[int, ...
     with readable(path), _open(path, "rb") as f:
         while len(found) < len(wanted):
             block = f.read(1 << 22)
-            text = tail + block
-            cut = text.rfind(b"\n") + 1 if block else len(text)
-            text, tail = text[:cut] + b"\n" * (not block and not text.endswith(b"\n")), text[cut:]
-            a = np.frombuffer(text, np.uint8)
-            ends = np.flatnonzero(a == ord("\n"))
+            a = np.frombuffer(tail + block + b"\n" * (not block), np.uint8)  # a block starts a record
+            breaks = np.flatnonzero(a == ord("\n"))
+            quoted = np.cumsum(a == ord('"'))[breaks] % 2 == 1
+            ends = breaks[~quoted]  # record ends
+            if not len(ends) and block:
+                tail += block
+                continue
+            starts = np.concatenate([[0], ends[:-1] + 1])
             solid = np.concatenate([[0], np.cumsum(~blank[a])])
-            filled = solid[ends] > solid[np.concatenate([[0], ends[:-1] + 1])]
+            filled = solid[ends] > solid[starts]
             row_at = row + np.cumsum(filled)
             for r in wanted:
                 k = int(np.searchsorted(row_at, r))
                 if r not in found and k < len(ends):
-                    found[r] = line + k + 1
-            row, line = (int(row_at[-1]) if len(ends) else row), line + len(ends)
+                    found[r] = line + int(np.searchsorted(breaks, starts[k])) + 1
+            used = int(ends[-1]) + 1 if len(ends) else len(a)
+            row, line = (int(row_at[-1]) if len(ends) else row), line + int(np.searchsorted(breaks, used))
+            tail = a[used:].tobytes()
             if not block:
                 break
     return tuple(found.get(r, r) for r in rows)
