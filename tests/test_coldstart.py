@@ -144,9 +144,11 @@ def test_predict_reads_each_raw_id_as_load_ratings_does():
     assert list(preds["user"])[:5] == ["1", "1", "True", "2.5", "u1"]
     assert list(preds["known_user"]) == [False, False, False, False, True, False]
     assert list(rec.predict(np.array([7.0, np.nan]), ["i1", "i2"])["user"])[0] == "7"  # a float column after a merge
-    gaps = rec.predict(pd.Series([7, None], dtype="Int64"), ["i1", "i2"])  # pandas' nullable integers, after a merge
-    assert list(gaps["user"]) == ["7", "nan"] and not gaps["known_user"].any()
-    assert rec.predict(pd.Series([7], dtype="Int64"), "i1")["user"].dtype == np.int64  # none missing: integers back
+    asked = pd.DataFrame({"user": pd.array([7, None], dtype="Int64"), "item": ["i1", "i2"]})  # after a merge
+    gaps = rec.predict(asked.user, asked.item)
+    assert gaps["user"].dtype == "Int64" and gaps["user"].isna().tolist() == [False, True]
+    assert not gaps["known_user"].any() and len(asked.merge(gaps, on=["user", "item"])) == 2  # merges back
+    assert rec.predict(pd.array([7], dtype="Int64"), "i1")["user"].dtype == np.int64  # none missing: integers back
     one = rec.predict("u1", "i1")  # a single pair need not be wrapped in lists
     assert len(one) == 1 and one["known"][0]
     with pytest.raises(ConfigError, match="as many users as items"):

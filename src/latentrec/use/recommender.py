@@ -53,10 +53,10 @@ def _factorized(ids) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _integers(ids) -> bool:
-    """Whether raw ids were given as integers: an integer array or Series (none missing: pandas' ``Int64`` holds
-    ``<NA>``), an int, or a list of ints."""
-    if isinstance(ids, (np.ndarray, pd.Series)):
-        return ids.dtype.kind in "iu" and not pd.isna(ids).any()
+    """Whether raw ids were given as integers: an integer array or Series (pandas' ``Int64`` too, ``<NA>`` and
+    all), an int, or a list of ints."""
+    if isinstance(ids, (np.ndarray, pd.Series, pd.api.extensions.ExtensionArray)):
+        return pd.api.types.is_integer_dtype(ids.dtype)
     values = ids if isinstance(ids, (list, tuple)) else [ids]
     return len(values) > 0 and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in values)
 
@@ -161,7 +161,8 @@ class Recommender:
         out = self.predict_coded(u, user_ids, i, item_ids)
         for column, ids in (("user", users), ("item", items)):
             if _integers(ids):  # given as integers, they come back as integers (a merge on them works)
-                out[column] = out[column].astype(np.int64)
+                missing = out[column] == "nan"  # pandas' <NA>, as text: it stays missing, in an Int64 column
+                out[column] = out[column].mask(missing).astype("Int64" if missing.any() else np.int64)
         index = [ids.index for ids in (users, items) if isinstance(ids, pd.Series) and len(ids) == len(out)]
         if len(index) == 2 and len(out) > 1 and not index[0].equals(index[1]):
             raise ConfigError("predict's users and items are Series with different indexes; give columns of one "
