@@ -356,8 +356,13 @@ def test_head_is_get_without_the_body_and_a_bugs_500_is_json(holder, monkeypatch
         assert head.status_code == got.status_code == 200 and head.content == b"", path
         assert head.headers["content-type"] == got.headers["content-type"], path
     monkeypatch.setattr(app_module, "user_recommendations", lambda *a: 1 / 0)
-    failed = client.get("/api/users/u1/recommendations")
-    assert failed.status_code == 500 and "internal error" in failed.json()["detail"]
+    page = TestClient(create_app(holder, ["https://app.example"]), raise_server_exceptions=False)
+    for answer in (client, page):  # with the headers every answer has: a page on an allowed origin reads it
+        failed = answer.get("/api/users/u1/recommendations", headers={"Origin": "https://app.example"})
+        assert failed.status_code == 500 and "internal error" in failed.json()["detail"]
+        assert "server-timing" in failed.headers
+    assert failed.headers["access-control-allow-origin"] == "https://app.example"
+    assert "Server-Timing" in failed.headers["access-control-expose-headers"]
 
 
 def test_every_answer_says_its_time_and_carries_back_the_request_id(client):
@@ -380,6 +385,9 @@ def test_ids_with_a_slash(tmp_path):
     assert c.get("/api/items/c%2Fd/similar?n=2").json()["item"] == "c/d"
     blank = c.get("/api/users/%20/recommendations")  # spaces alone: no id (it echoed user "")
     assert blank.status_code == 422 and blank.json()["detail"][0]["loc"] == ["path", "user"]
+    assert c.get("/api/items/%20/similar").status_code == 422
+    assert c.post("/api/users/recommendations", json={"users": [" "]}).status_code == 422
+    assert c.post("/api/predict", json={"pairs": [[" ", "c/d"]]}).status_code == 422
 
 
 def test_cross_origin_pages_only_where_allowed(holder):

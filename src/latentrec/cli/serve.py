@@ -106,7 +106,7 @@ def start_and_serve(args) -> int:
 
                 import latentrec.use.serve.app  # noqa: F401
         except ImportError as e:
-            raise ConfigError(f"latentrec serve needs FastAPI and uvicorn ({e.name} is missing): "
+            raise ConfigError(f"latentrec serve needs FastAPI, fastapi-offline and uvicorn ({e.name} is missing): "
                               f"pip install 'latentrec[serve]'.") from None
         check(args)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import math
 import os
 import re
@@ -74,8 +75,9 @@ ORIGINS_ENV = "LATENTREC_ALLOW_ORIGIN"  # app_from_env's web origins allowed to 
 STARTUP_FAILURE = 3  # uvicorn's exit status for a worker that cannot start: its supervisor then stops, not restarts
 
 # strict: a JSON true, 1.5 or null is refused (422), not read as the id "1", "1" or "None"
-Id = Annotated[StrictStr | StrictInt, Field(description="a raw user or item id (a string or an integer), as in the "
-                                                         "training file")]
+Id = Annotated[Annotated[StrictStr, Field(pattern=r"\S")] | StrictInt,  # spaces alone: no id
+               Field(description="a raw user or item id (a string or an integer), as in the training file")]
+PathId = Annotated[str, PathParam(pattern=r"\S")]
 N = Annotated[int, Query(ge=1, le=MAX_N, description="how many items")]
 Exclude = Annotated[list[str], Query(max_length=MAX_N, description="item ids the list must not hold (repeat the "
                                      "parameter for each, or separate them by commas, encoded or not: an id holding "
@@ -129,6 +131,33 @@ def user_recommendations(rec: Recommender, users: list[str], n: int, exclude: li
                            "prediction": s if math.isfinite(s) else None}
                           for k, (i, s) in enumerate(zip(rec.items.decode(items), scores.tolist()), 1)]})
     return lists
+
+
+class BugsAsJson:
+    """A bug's 500 in JSON like every other error (starlette's is plain text, and sent outside the other middleware:
+    without CORS or timing headers); the traceback goes to the log."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watched(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            logging.getLogger("latentrec.serve").exception("%s %s failed", scope["method"], scope["path"])
+            if started:  # part of an answer went out: nothing to put right, the connection is closed
+                raise
+            await JSONResponse({"detail": "The server failed to answer (an internal error; its log has the "
+                                          "traceback)."}, status_code=500)(scope, receive, send)
 
 
 class HeadAsGet:
@@ -314,12 +343,13 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
     app = FastAPIOffline(title="latentrec",  # /docs with its viewer shipped, not fetched from a CDN
                          summary="Recommendations, similar items and predictions from a trained model.",
                          lifespan=lifespan, dependencies=[Depends(known_query)])
+    app.add_middleware(BugsAsJson)  # innermost: its 500 passes through the others
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.add_middleware(CloseWhileDraining, holder=holder)
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_BYTES)  # for clients that send Accept-Encoding: gzip
     if allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["*"])  # a page may send its own headers too (Authorization for a gateway)
+                           allow_headers=["*"], expose_headers=["Server-Timing", "X-Request-ID"])  # a page may send its own headers too (Authorization for a gateway)
     app.add_middleware(HeadAsGet)
     app.add_middleware(Traced)
 
@@ -335,12 +365,6 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
         """422 naming each bad field, without echoing the input back (it may be large, or NaN, not JSON)."""
         return JSONResponse({"detail": [{"loc": list(d["loc"]), "msg": d["msg"], "type": d["type"]} for d in e.errors()]},
                             status_code=422)
-
-    @app.exception_handler(Exception)
-    async def failed(request: Request, e: Exception) -> JSONResponse:
-        """A bug's 500 in JSON like every other error (starlette's is plain text); the traceback goes to the log."""
-        return JSONResponse({"detail": "The server failed to answer (an internal error; its log has the traceback)."},
-                            status_code=500)
 
     @app.exception_handler(LatentrecError)
     async def latentrec_error(request: Request, e: LatentrecError) -> JSONResponse:
@@ -370,7 +394,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
 
     @app.get("/api/users/{user:path}/recommendations", tags=["recommendations"], response_model=UserList,
              responses=fails(503))
-    def user_list(user: Annotated[str, PathParam(pattern=r"\S")], n: N = 10, exclude: Exclude = ()) -> JSONResponse:
+    def user_list(user: PathId, n: N = 10, exclude: Exclude = ()) -> JSONResponse:
         """Top-n items the user has not rated, none of ``exclude``; an unknown user gets the non-personalized list
         (``known: false``)."""
         rec = model().rec
@@ -429,7 +453,7 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
                                                    for i, c in zip(ids, counts)]})
 
     @app.get("/api/items/{item:path}/similar", tags=["items"], response_model=Similar, responses=fails(400, 404, 503))
-    def similar(item: str, n: N = 10,
+    def similar(item: PathId, n: N = 10,
                       min_ratings: Annotated[int, Query(ge=0, description="only items rated this often")] = 0
                       ) -> JSONResponse:
         """Items nearest to ``item`` as ``latentrec similar`` finds them; 404 for an unknown item."""
