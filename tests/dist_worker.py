@@ -127,11 +127,12 @@ def diverge(out: str) -> None:
         runner = data_parallel(poisoned, model, data, cfg, torch.device("cpu"))
         runner.limit = 100.0
         try:
-            runner.epoch(lambda frac: cfg.lr)
+            runner.epoch(lambda frac, lr=cfg.lr: lr)
             said = "finished"
         except Diverged as why:
             said = f"diverged: {why}"
         (Path(out) / f"diverge{rank}-{solver}.txt").write_text(said)
+
 
 if __name__ == "__main__":
     if sys.argv[1] == "cli":

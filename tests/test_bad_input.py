@@ -965,7 +965,7 @@ def test_wrong_arguments_in_python_are_one_sentence_each(trained):
         lambda: interpret(rec, trained[0].parent / "pictures", n_items=0): "n_items must be",
         lambda: evaluate(rec, frame, k=0): r"k \(-k\) must be",
         lambda: evaluate(rec, frame, max_rank_users=-1): "max_rank_users must be",
-        lambda: evaluate(rec, frame, threshold=99): "above every rating the model was trained on",
+        lambda: evaluate(rec, frame, k=True): r"k \(-k\) must be a whole number",
     }
     for call, said in slips.items():
         with warnings.catch_warnings():

@@ -189,3 +189,9 @@ def test_a_big_file_without_a_rating_column_is_one_sentence_under_torchrun(files
                    "--device", "cpu", LEAN_BYTES="0", status=1)  # torchrun's own status when a rank fails
     assert "has no rating column" in run.stderr and "TypeError" not in run.stderr, run.stderr[-3000:]
     assert run.stderr.count("latentrec train: error:") == 1, run.stderr[-3000:]  # every rank has it; one says it
+
+
+def test_an_error_every_rank_meets_before_any_collective_is_said_once(files, tmp_path):
+    run = torchrun("-m", "latentrec", "train", "--data", str(files / "train.csv"), "--out", str(tmp_path / "m"),
+                   "--resume", "--device", "cpu", status=1)  # no checkpoint to resume: each rank finds it alone
+    assert run.stderr.count("latentrec train: error:") == 1, run.stderr[-3000:]

@@ -86,9 +86,9 @@ class Ratings:
 def load_ratings(
     source: str | os.PathLike | pd.DataFrame,
     *,
-    user_col: str | None = None,
-    item_col: str | None = None,
-    rating_col: str | None = None,
+    user_col: str | int | None = None,
+    item_col: str | int | None = None,
+    rating_col: str | int | None = None,
     duplicates: str = "error",
     data_dir: str | os.PathLike | None = None,
 ) -> Ratings:
@@ -137,7 +137,8 @@ def as_ratings(x):
     return load_ratings(x) if isinstance(x, (pd.DataFrame, str, os.PathLike)) else x
 
 
-def load_pairs(source: str | os.PathLike | pd.DataFrame, *, user_col: str | None = None, item_col: str | None = None,
+def load_pairs(source: str | os.PathLike | pd.DataFrame, *, user_col: str | int | None = None,
+               item_col: str | int | None = None,
                data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """(user, item) rows to predict: read and checked like ratings, but a rating column is optional
     (it is ignored) and repeated pairs are kept."""

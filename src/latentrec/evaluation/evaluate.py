@@ -38,12 +38,9 @@ def evaluate(rec: Recommender, ratings: Ratings | pd.DataFrame | str | LeanRows 
     for size, name in ((k, "k (-k)"), (max_rank_users, "max_rank_users")):
         if size is not None:
             check_n(size, name)
-    ratings = as_ratings(ratings)  # a notebook's frame or a file, checked as `latentrec evaluate --data` checks it
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)):
         raise ConfigError(f"threshold must be a number, not {threshold!r}.")
-    if threshold is not None and threshold > (top := rec.rating_range[1]):
-        raise ConfigError(f"threshold (--relevant) {threshold:g} is above every rating the model was trained on "
-                          f"(the highest: {top:g}); no rating would count as liked.")
+    ratings = as_ratings(ratings)  # a notebook's frame or a file, checked as `latentrec evaluate --data` checks it
     rows = ratings if isinstance(ratings, EncodedRows) else rec.encode_rows(ratings)
     data = rows.data
     target = data.ratings

@@ -30,5 +30,6 @@ def deterministic(on: bool = True) -> Iterator[None]:
 
 def _use_deterministic(mode: bool, warn_only: bool) -> None:
     """``torch.use_deterministic_algorithms`` without what it adds for ``torch.compile``: it imports
-    ``torch._inductor`` to set that flag too, 1.6 s on a first call here, and nothing in latentrec compiles."""
-    torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
+    ``torch._inductor`` to set that flag too, 1.7 s on a first call here, and nothing in latentrec compiles (the
+    public call where a torch lacks the private one)."""
+    getattr(torch._C, "_set_deterministic_algorithms", torch.use_deterministic_algorithms)(mode, warn_only=warn_only)

@@ -138,7 +138,7 @@ def top_n(rec: Recommender, users: np.ndarray, n: int = 10, include_rated: bool 
 
 def check_n(n: int, name: str = "n (-n)") -> None:
     """``n`` (called ``name``) is a list length: a whole number of at least 1."""
-    if not isinstance(n, (int, np.integer)) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ConfigError(f"{name} must be a whole number of at least 1, not {n!r}.")
 
 
