@@ -133,6 +133,17 @@ def user_recommendations(rec: Recommender, users: list[str], n: int, exclude: li
     return lists
 
 
+def with_headers(send, extra: Callable[[], list[tuple[bytes, bytes]]]):
+    """``send`` adding the headers ``extra()`` gives as the answer starts."""
+
+    async def sending(message):
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra()]}
+        await send(message)
+
+    return sending
+
+
 class BugsAsJson:
     """A bug's 500 in JSON like every other error (starlette's is plain text, and sent outside the other middleware:
     without CORS or timing headers); the traceback goes to the log."""
@@ -191,14 +202,8 @@ class Traced:
             return await self.app(scope, receive, send)
         began = time.perf_counter()
         asked = [(k, v) for k, v in scope["headers"] if k == b"x-request-id"][:1]
-
-        async def traced(message):
-            if message["type"] == "http.response.start":
-                took = f"app;dur={(time.perf_counter() - began) * 1000:.1f}".encode()
-                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", took), *asked]}
-            await send(message)
-
-        await self.app(scope, receive, traced)
+        took = lambda: [(b"server-timing", f"app;dur={(time.perf_counter() - began) * 1000:.1f}".encode())]  # noqa: E731
+        await self.app(scope, receive, with_headers(send, lambda: [*took(), *asked]))
 
 
 class CloseWhileDraining:
@@ -212,12 +217,8 @@ class CloseWhileDraining:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
-        async def closing(message):
-            if message["type"] == "http.response.start" and self.holder.draining:
-                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
-            await send(message)
-
-        await self.app(scope, receive, closing)
+        closing = lambda: [(b"connection", b"close")] if self.holder.draining else []  # noqa: E731
+        await self.app(scope, receive, with_headers(send, closing))
 
 
 class BodyLimit:
