@@ -478,6 +478,10 @@ def test_page_in_headless_chromium(server):
             shown = [page.locator("#recommendations li").nth(k).get_attribute("data-item") for k in range(10)]
             assert len(set(shown)) == 10 and not set(shown) & set(rated)
             assert page.locator("#error").is_hidden()
+            lo, hi = page.evaluate("() => scale")  # the stars span the model's scale, read from /readyz
+            assert (lo, hi) == served()[0].rating_range
+            assert page.evaluate("() => [starRating(1), starRating(5)]") == [lo, hi]
+            assert page.evaluate("() => { scale = [0, 100]; return [1, 2, 5].map(starRating); }") == [0, 25, 100]
             page.click("a[href=docs]")  # the API link: the viewer draws every route, nothing fetched from elsewhere
             page.wait_for_selector(".opblock-summary-path")
             drawn = {path.replace("\u200b", "") for path in page.locator(".opblock-summary-path").all_inner_texts()}

@@ -3,8 +3,13 @@
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
-const ratings = new Map();  // item id -> {title, rating}
+const ratings = new Map();  // item id -> {title, rating: stars given, 1 to 5}
 let mapPoints = new Map();  // item id -> circle
+let scale = [1, 5];  // the model's rating range (from /readyz): 1 to 5 stars span it, whatever its numbers
+
+// The rating `stars` of 5 stand for: the bottom of the scale to its top in even steps (1-5 stars on 1-5, 0-100 on
+// a 0-100 scale, 0 to 1 on a like/dislike one).
+const starRating = (stars) => +(scale[0] + (stars - 1) / 4 * (scale[1] - scale[0])).toPrecision(6);
 
 async function api(path, body) {
   const init = body === undefined ? {} : {method: "POST", headers: {"Content-Type": "application/json"},
@@ -31,8 +36,8 @@ function stars(item, title) {
     const b = document.createElement("button");
     b.type = "button";
     b.textContent = "★";
-    b.title = `Rate ${v}`;
-    b.setAttribute("aria-label", `Rate ${title} ${v}`);
+    b.title = `${v} of 5 stars`;
+    b.setAttribute("aria-label", `Rate ${title} ${v} of 5 stars`);
     b.dataset.value = v;
     if (v <= current) b.classList.add("on");
     b.addEventListener("click", () => rate(item, title, v));
@@ -117,7 +122,7 @@ function drawRatings() {
 }
 
 async function recommendForMe() {
-  const body = {n: 10, ratings: [...ratings].map(([item, r]) => ({item, rating: r.rating}))};
+  const body = {n: 10, ratings: [...ratings].map(([item, r]) => ({item, rating: starRating(r.rating)}))};
   try {
     const data = await api("api/recommendations", body);
     fill($("recommendations"), data.recommendations.map((r) => row(r.item, r.title, r.prediction === null ? "" : r.prediction.toFixed(1))));
@@ -176,6 +181,7 @@ async function showModel() {
   try {
     const data = await api("readyz");
     const m = data.model;
+    scale = m.rating_range;
     $("model-info").textContent = `${[m.kind, m.ranker].filter(Boolean).join(" + ")} model · ` +
       `${m.n_users} users · ${m.n_items} items · ` +
       `ratings ${m.rating_range[0]}–${m.rating_range[1]}`;
