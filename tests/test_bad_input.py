@@ -910,7 +910,7 @@ def test_a_rating_far_outside_the_others_is_named_and_one_too_big_to_score_is_re
     with caplog.at_level("WARNING", logger="latentrec"):
         fit(df, config=TrainConfig(epochs=1, valid_pct=0, ranker="none", device="cpu"))
     [said] = [r.getMessage() for r in caplog.records if "far above" in r.getMessage()]
-    assert "1 rating (1000) far above the others" in said and "A typo? Fix or drop those rows." in said
+    assert "1 rating (1000) far above the others" in said and "A typo, or a code for no rating?" in said
     caplog.clear()
     clean = df.drop(index=7)
     with caplog.at_level("WARNING", logger="latentrec"):
@@ -920,6 +920,16 @@ def test_a_rating_far_outside_the_others_is_named_and_one_too_big_to_score_is_re
 
     stars = np.array([5.0] * 9000 + [4.0] * 990 + [1.0] * 10, np.float32)  # skewed, but every value a star
     assert far_out(stars) is None and "1 rating (45) far above" in far_out(np.append(stars, np.float32(45)))
+    jokes = np.random.default_rng(0).uniform(-10, 10, 5000).round(2)  # Jester's scale, and its 99 for "not rated"
+    assert far_out(jokes) is None
+    for share in (0.001, 0.2):  # a few, or so many that the bulk's range holds them
+        coded = np.where(np.random.default_rng(1).random(5000) < share, 99.0, jokes)
+        assert "(99) far above the others (the others lie between -10 and 9.99)" in far_out(coded)
+    from latentrec.training.fit import piled_at_bottom
+
+    books = np.random.default_rng(0).integers(1, 11, 5000).astype(np.float32)  # 1-10, and 0 for "read, not rated"
+    assert piled_at_bottom(books) is None
+    assert piled_at_bottom(np.where(np.arange(5000) % 5 < 3, 0, books)).startswith("60% of the ratings are 0")
     clean.to_csv(tmp_path / "train.csv", index=False)
     assert main(["train", "--data", str(tmp_path / "train.csv"), "--epochs", "1", "--ranker", "none", "--valid-pct",
                  "0", "--out", str(tmp_path / "m"), "--json"]) == 0

@@ -57,7 +57,7 @@ def encode(df, users: Vocab, items: Vocab) -> Encoded:
 
 
 log = logging.getLogger(__name__)
-OUTLIER_SAMPLE = 100_000  # ratings drawn to find the bulk's range (0.1 % to 99.9 %)
+OUTLIER_SAMPLE = 100_000  # ratings drawn to find the bulk's range (0.1 % to 99.9 %) and the commonest values
 
 
 def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str, cfg: TrainConfig,
@@ -79,7 +79,10 @@ def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str
                         f"size); is that the rating column? Name it with --rating-col (in a file without a header, by "
                         f"position: --rating-col 4 for the fourth column).")
     if far := far_out(ratings):
-        log.warning("%s: %s; the rating scale is taken as %g to %g. A typo? Fix or drop those rows.", source, far, lo, hi)
+        log.warning("%s: %s; the rating scale is taken as %g to %g. A typo, or a code for no rating? Fix or drop "
+                    "those rows.", source, far, lo, hi)
+    if piled := piled_at_bottom(ratings):
+        log.warning("%s: %s.", source, piled)
     if lo == hi:
         raise DataError(f"{source}: every training rating is {float(ratings[0]):g}, so a rating model has nothing "
                         f"to learn (it would predict that value for every pair); model 'ease' or 'ials' (--model) "
@@ -87,22 +90,49 @@ def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str
 
 
 def far_out(ratings: np.ndarray) -> str | None:
-    """Which ratings lie far outside the bulk of ``ratings`` (beyond its 0.1 % to 99.9 % range by five times its
-    width, at least 1: a 1000 or a 45 among 1-5 stars, a typo that would stretch the model's scale, but not a rare
-    1 among 4s and 5s), in words; None where none do."""
+    """Which ratings lie far outside the bulk of ``ratings``, in words (None where none do): beyond its 0.1 % to
+    99.9 % range by five times its width, at least 1 (a 1000 or a 45 among 1-5 stars, a typo that would stretch the
+    model's scale, but not a rare 1 among 4s and 5s), or, of any share, past a gap four times as wide as the values
+    on the other side of it span (a "not rated" code: Jester's 99 on its -10 to 10 scale)."""
     if len(ratings) < 1000:
         return None
-    sample = ratings if len(ratings) <= OUTLIER_SAMPLE else \
-        np.random.default_rng(0).choice(ratings, OUTLIER_SAMPLE, replace=False)
-    lo, hi = np.quantile(sample.astype(np.float64), [0.001, 0.999])
-    reach = 5 * max(hi - lo, 1.0)
+    sample = _sample(ratings)
+    lo, hi = np.quantile(sample, [0.001, 0.999])
+    cut_lo, cut_hi = lo - 5 * max(hi - lo, 1.0), hi + 5 * max(hi - lo, 1.0)
+    bulk = f"99.8 % of them lie between {lo:g} and {hi:g}"
+    values = np.unique(sample)
+    if len(values) > 2:
+        k = int(np.argmax(np.diff(values)))  # the widest gap parts the values in two
+        low_side = np.mean(sample <= values[k]) >= 0.5
+        rest = values[:k + 1] if low_side else values[k + 1:]
+        if 0 < rest[-1] - rest[0] and values[k + 1] - values[k] > 4 * (rest[-1] - rest[0]):
+            middle = (values[k] + values[k + 1]) / 2
+            cut_lo, cut_hi = (-np.inf, middle) if low_side else (middle, np.inf)
+            bulk = f"the others lie between {rest[0]:g} and {rest[-1]:g}"
     said = []
-    for side, far in (("below", ratings < lo - reach), ("above", ratings > hi + reach)):
+    for side, far in (("below", ratings < cut_lo), ("above", ratings > cut_hi)):
         if (n := int(far.sum())):
-            values = np.unique(ratings[far])
-            shown = ", ".join(f"{v:g}" for v in values[:3]) + ", ..." * (len(values) > 3)
-            said.append(f"{n:,} rating{'s' * (n > 1)} ({shown}) far {side} the others")
-    return f"{' and '.join(said)} (99.8 % of them lie between {lo:g} and {hi:g})" if said else None
+            shown = np.unique(ratings[far])
+            said.append(f"{n:,} rating{'s' * (n > 1)} ({', '.join(f'{v:g}' for v in shown[:3])}"
+                        f"{', ...' * (len(shown) > 3)}) far {side} the others")
+    return f"{' and '.join(said)} ({bulk})" if said else None
+
+
+def _sample(ratings: np.ndarray) -> np.ndarray:
+    """At most ``OUTLIER_SAMPLE`` of ``ratings``, drawn alike every time, as float64."""
+    return (ratings if len(ratings) <= OUTLIER_SAMPLE else
+            np.random.default_rng(0).choice(ratings, OUTLIER_SAMPLE, replace=False)).astype(np.float64)
+
+
+def piled_at_bottom(ratings: np.ndarray) -> str | None:
+    """In words, a lowest value that holds half of ``ratings`` or more, over three times as many as any other of three
+    or more values: Book-Crossing's 0, which means "read, not rated", on its 1-10 scale. None where there is none."""
+    values, counts = np.unique(_sample(ratings), return_counts=True)
+    if len(values) < 4 or counts[0] < 0.5 * len(ratings) or counts[0] <= 3 * counts[1:].max():
+        return None
+    return (f"{counts[0] / len(ratings):.0%} of the ratings are {values[0]:g}, the lowest value, far more than any "
+            f"other; if {values[0]:g} means \"not rated\" (as Book-Crossing's 0 does), drop those rows: a rating "
+            f"model learns them as the lowest rating")
 
 
 def encode_valid(valid: Ratings | LeanRows, users: Vocab, items: Vocab) -> Encoded | None:
