@@ -132,6 +132,12 @@ def test_columns_found_by_name_in_other_datasets_layouts(tmp_path):
     (tmp_path / "bx.csv").write_text('"User-ID";"ISBN";"Book-Rating"\n"276725";"034545104X";"8"\n"276726";"0155061224";"5"\n')
     r = load_ratings(tmp_path / "bx.csv")
     assert r.df.item.tolist() == ["034545104X", "0155061224"] and r.df.rating.tolist() == [8.0, 5.0]
+    (tmp_path / "bx.csv").write_text('"User-ID";"ISBN";"Book-Rating";"Book-Title"\n"1";"034545104X";"8";"Éclat"\n'
+                                     '"2";"0155061224";"5";"Dune"\n')
+    assert load_ratings(tmp_path / "bx.csv").titles == {"034545104X": "Éclat", "0155061224": "Dune"}  # titled
+    (tmp_path / "amazon2023.csv").write_text("user_id,parent_asin,rating,timestamp\nA1,B01,5,1588687728923\n"
+                                             "A2,B02,3,1588615855070\n")
+    assert load_ratings(tmp_path / "amazon2023.csv").df.item.tolist() == ["B01", "B02"]
     (tmp_path / "amazon.tsv").write_text("customer_id\treview_id\tproduct_id\tproduct_parent\tstar_rating\thelpful_votes\n"
                                          "7\tR1\tB01\t33\t5\t2\n8\tR2\tB02\t34\t3\t0\n")
     assert load_ratings(tmp_path / "amazon.tsv").df.rating.tolist() == [5.0, 3.0]

@@ -51,6 +51,7 @@ from latentrec.data.ratings import (
     readable,
     resolve_columns,
     sniff_header,
+    title_column,
     too_many_fields,
     unusable_ratings,
 )
@@ -372,7 +373,7 @@ def _open(path: Path, cols: dict, share: Share, pairs: bool = False, text: bool 
 
 
 def _lean_columns(columns: list[str], cols: dict, path: Path, roles: tuple[str, ...]) -> list[str]:
-    if "title" in columns:  # titles travel with rows: the in-memory route handles them
+    if title_column(columns):  # titles travel with rows: the in-memory route handles them
         raise _NotLean
     return resolve_columns(columns, roles, cols, str(path))
 

@@ -37,10 +37,11 @@ ALIASES = {
     "item": {"item", "itemid", "iid", "movie", "movieid", "product", "productid", "asin", "sku", "isbn", "book",
              "bookid", "track", "trackid", "song", "songid", "article", "articleid", "business", "businessid",
              "joke", "jokeid", "recipe", "recipeid", "game", "gameid", "anime", "animeid", "app", "appid", "artist",
-             "artistid"},
+             "artistid", "parentasin"},
     "rating": {"rating", "ratings", "score", "stars", "value", "overall"},
 }
 KNOWN_NAMES = set().union(*ALIASES.values())  # every alias: a first line holding one is a header
+TITLE_NAMES = {"title", "booktitle", "movietitle", "itemtitle", "producttitle"}  # a column of item titles
 TIMESTAMP_NAMES = ("timestamp", "unixreviewtime", "unixtime", "time", "ts", "datetime", "date", "ratedat", "createdat")
 ROLES = ("user", "item", "rating")
 NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
@@ -526,6 +527,11 @@ def _listed(values) -> str:
     return ", ".join(clip(str(v)) for v in values)
 
 
+def title_column(columns: list) -> str | None:
+    """The column of item titles (``title``, ``Book-Title``, ...), if the header has one."""
+    return next((c for c in columns if _normalized(str(c)) in TITLE_NAMES), None)
+
+
 def _normalized(name: str) -> str:
     """A column name as the aliases are written: lower case, without ``_``, ``-``, ``.`` or spaces (User-ID: userid)."""
     return re.sub(r"[_\-. ]", "", name.lower())
@@ -714,8 +720,8 @@ def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_of
     for role in ("user", "item"):
         _refuse_reserved(df[role], role, where, names[role], row_offset)
     df["rating"] = _ratings(raw[names["rating"]], where, row_offset)
-    if "title" in raw.columns:  # travels with its row through deduplication
-        df["title"] = raw["title"].astype(str).to_numpy()
+    if title := title_column(list(raw.columns)):  # travels with its row through deduplication
+        df["title"] = raw[title].astype(str).to_numpy()
     ts = _timestamps(raw)
     if ts is not None:
         df["timestamp"] = ts
