@@ -123,7 +123,7 @@ def test_the_cli_says_which_ranker_auto_replaced_by_popularity_and_why(tmp_path,
             "--epochs", "12", "--n-factors", "4", "--device", "cpu", "--seed", "0"]
     assert main(args + ["--out", str(tmp_path / "m")]) == 0
     out = capsys.readouterr().out
-    assert "+ ease ranker and its check against popularity in" in out  # not "popular ranker": EASE took the time
+    assert "+ ease ranker and its check against popularity and the predicted ratings in" in out  # EASE took the time
     assert "Lists ordered by popularity: on 240 validation users the ease ranker scored NDCG@10" in out
     assert "ordered by popularity)" in out
     assert main(args + ["--out", str(tmp_path / "m2"), "--json"]) == 0
@@ -201,3 +201,21 @@ def test_only_a_ranker_that_reads_the_training_ratings_keeps_them(tmp_path):
     save_file(weights, path, metadata=header)
     with pytest.raises(ModelFileError, match="reads the training ratings"):
         Recommender.load(tmp_path / "damaged")
+
+
+def test_on_dense_data_auto_keeps_the_predicted_ratings_order(tmp_path, capsys):
+    """Everyone rated nearly every item (as in Jester): who rated what says nothing, so EASE's lists lose to the
+    rating model's own order, and auto keeps that (it weighed EASE against popularity only)."""
+    from conftest import lowrank_ratings
+
+    df, _ = lowrank_ratings(n_users=300, n_items=40, density=0.9, noise=0.3, seed=3)
+    perm = np.random.default_rng(0).permutation(len(df))
+    df.iloc[perm[:2880]].to_csv(tmp_path / "r.csv", index=False)
+    df.iloc[perm[2880:]].to_csv(tmp_path / "v.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "r.csv"), "--valid", str(tmp_path / "v.csv"), "--epochs", "12",
+                 "--n-factors", "4", "--device", "cpu", "--seed", "0", "--out", str(tmp_path / "m")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Lists ordered by the predicted ratings: on" in out and "the ease ranker scored NDCG@10" in out
+    rec = Recommender.load(tmp_path / "m")  # the check is a valid model.json field
+    check = rec.info["ranker_check"]
+    assert rec.ranker is None and check["kept"] == "none" and check["none_ndcg"] > check["ndcg"] + 2 * check["se"]

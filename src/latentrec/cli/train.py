@@ -247,8 +247,8 @@ def print_trained(rec, ranking_only: bool, ranker: str, out: str, result: dict, 
         fitted = f"{rec.ranker.kind} ranker" if rec.ranker is not None else ""
         if check is not None:  # the seconds are those of the ranker it replaced and of the check
             fitted = ("check against popularity" if check["ranker"] == "none"
-                      else f"{check['ranker']} ranker and its check against popularity")
-        ranked = f" + {fitted} in {rec.info['ranker_seconds']:.2f} s" if rec.ranker is not None else ""
+                      else f"{check['ranker']} ranker and its check against popularity and the predicted ratings")
+        ranked = f" + {fitted} in {rec.info['ranker_seconds']:.2f} s" if check is not None or rec.ranker else ""
         epochs = (f"Best epoch {rec.info['best_epoch']}" if "valid_rmse" in rec.info["metrics"]
                   else f"Kept the last epoch, {len(rec.history)} (no validation rows to choose by)")
         console.print(f"\n{epochs}; trained in {rec.info['train_seconds']:.2f} s{ranked}{saved}", soft_wrap=True)
@@ -257,10 +257,12 @@ def print_trained(rec, ranking_only: bool, ranker: str, out: str, result: dict, 
                           f"anyway).", soft_wrap=True)
         elif check is not None:
             mine = f"the {check['ranker']} ranker" if check["ranker"] != "none" else "the predicted ratings"
-            console.print(f"Lists ordered by popularity: on {check['n_users']:,} validation users {mine} scored "
-                          f"NDCG@{check['k']} {check['ndcg']:.4f} against popularity's {check['popular_ndcg']:.4f} "
-                          f"(standard error of the difference {check['se']:.4f}; --ranker ease|ials|none keeps "
-                          f"one anyway).", soft_wrap=True)
+            kept = "the predicted ratings" if check.get("kept") == "none" else "popularity"
+            theirs = check["none_ndcg"] if check.get("kept") == "none" else check["popular_ndcg"]
+            console.print(f"Lists ordered by {kept}: on {check['n_users']:,} validation users {mine} scored "
+                          f"NDCG@{check['k']} {check['ndcg']:.4f} against {theirs:.4f} for {kept} "
+                          f"(standard error of the difference {check['se']:.4f}; --ranker ease|ials|none|popular "
+                          f"keeps one anyway).", soft_wrap=True)
         elif rec.ranker is None and ranker == "auto":
             console.print(f"No ranker: above {IALS_AUTO_RATINGS // 10**6}M training ratings iALS takes minutes "
                           f"and gigabytes; --ranker ials fits one anyway.", soft_wrap=True)

@@ -82,8 +82,8 @@ FIELDS = {
     "best_epoch": Rule(lambda v: v is None or _whole(v), "null or a whole number"),
     "train_seconds": NUMBER, "ranker_seconds": NUMBER, "n_train": WHOLE, "n_valid": WHOLE,
     "ranker_check": Rule(lambda v: isinstance(v, dict) and isinstance(v.get("ranker"), str) and all(
-        _number(x) if k != "reason" else isinstance(x, str) for k, x in v.items() if k != "ranker"),
-        "an object of the replaced ranker's kind, numbers and a reason"),
+        _number(x) if k not in ("reason", "kept") else isinstance(x, str) for k, x in v.items() if k != "ranker"),
+        "an object of the replaced ranker's kind, the order kept, numbers and a reason"),
     "data": TEXT, "diverged": TEXT,
     "columns": Rule(lambda v: isinstance(v, dict) and set(v) <= {"user", "item", "rating"}
                     and all(isinstance(x, str) and x for x in v.values()) and len(set(v.values())) == len(v),
