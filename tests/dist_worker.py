@@ -35,7 +35,8 @@ def main(train_csv: str, valid_csv: str, out: str, solver: str, seed: str = "0")
     rank, size = world()
     weights = {k: v.detach().numpy() for k, v in rec.model.state_dict().items()}
     np.savez(Path(out) / f"rank{rank}-of-{size}.npz", **weights)
-    ranker = rec.ranker.kind if rec.ranker is not None else None
+    check = rec.info.get("ranker_check", {})  # auto may have fitted EASE, then kept another order
+    ranker = rec.ranker.kind if rec.ranker is not None else check.get("ranker")
     (Path(out) / f"rank{rank}-of-{size}.json").write_text(json.dumps({**rec.info["metrics"], "ranker": ranker,
                                                                       "seed": rec.config["seed"]}))
 
