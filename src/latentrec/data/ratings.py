@@ -153,19 +153,25 @@ def load_pairs(source: str | os.PathLike | pd.DataFrame, *, user_col: str | int 
     path = Path(source)
     if name in DATASETS and not path.exists():  # a named dataset's ratings, or a file inside its folder
         path = dataset_path(name, data_dir) / (rest or DATASETS[name].ratings)
-    with lines_named(path):
-        raw, has_header, row_offset = _read_table(path, cols, True, _row_kind(True))
-        return _validate(raw, str(path), cols, "error", row_offset, has_header, pairs=True)[0][["user", "item"]]
+    return _read_checked(path, cols, pairs=True)[0][["user", "item"]]
 
 
 def read_ratings_file(path: Path, cols: dict | None = None, duplicates: str = "error") -> Ratings:
     """Read one ratings file (CSV/TSV/Parquet; headerless or with a header)."""
-    cols = cols or {"user": None, "item": None, "rating": None}
     path = Path(path)
-    with lines_named(path):
-        raw, has_header, row_offset = _read_table(path, cols, False, _row_kind(False))
-        df, named = _validate(raw, str(path), cols, duplicates, row_offset=row_offset, has_header=has_header)
+    df, named, has_header = _read_checked(path, cols or {"user": None, "item": None, "rating": None}, duplicates)
     return Ratings(df, str(path), _pop_titles(df), columns=named if has_header else {})
+
+
+def _read_checked(path: Path, cols: dict, duplicates: str = "error", pairs: bool = False
+                  ) -> tuple[pd.DataFrame, dict[str, str], bool]:
+    """A file's rows checked by :func:`_validate` (a bad one named by its line), the column each role was read
+    from, and whether the file has a header."""
+    with lines_named(path):
+        raw, has_header, row_offset = _read_table(path, cols, pairs, _row_kind(pairs))
+        df, named = _validate(raw, str(path), cols, duplicates, row_offset=row_offset, has_header=has_header,
+                              pairs=pairs)
+    return df, named, has_header
 
 
 def one_user_table(path: str | os.PathLike) -> pd.DataFrame:

@@ -105,7 +105,8 @@ class FoldInRequest(BaseModel):
 
 class ListsRequest(BaseModel):
     users: list[Id] = Field(min_length=1, max_length=MAX_USERS, description="raw user ids")
-    n: int = Field(10, ge=1, le=MAX_N, strict=True, description=f"items a list; users x n at most {MAX_BATCH_ITEMS:,}")
+    n: int = Field(10, ge=1, le=MAX_N, strict=True,
+                   description=f"items a list; users x n at most {MAX_BATCH_ITEMS:,}")
     exclude: list[Id] = Field([], max_length=MAX_N, description="item ids no list may hold; ids the model does not "
                                                                  "know are listed in each list's ignored")
 
@@ -202,8 +203,11 @@ class Traced:
             return await self.app(scope, receive, send)
         began = time.perf_counter()
         asked = [(k, v) for k, v in scope["headers"] if k == b"x-request-id"][:1]
-        took = lambda: [(b"server-timing", f"app;dur={(time.perf_counter() - began) * 1000:.1f}".encode())]  # noqa: E731
-        await self.app(scope, receive, with_headers(send, lambda: [*took(), *asked]))
+
+        def traced() -> list[tuple[bytes, bytes]]:
+            return [(b"server-timing", f"app;dur={(time.perf_counter() - began) * 1000:.1f}".encode()), *asked]
+
+        await self.app(scope, receive, with_headers(send, traced))
 
 
 class CloseWhileDraining:
@@ -350,7 +354,8 @@ def create_app(holder: ModelHolder, allow_origins: Sequence[str] = (),
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_BYTES)  # for clients that send Accept-Encoding: gzip
     if allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["*"], expose_headers=["Server-Timing", "X-Request-ID"])  # a page may send its own headers too (Authorization for a gateway)
+                           allow_headers=["*"],  # a page may send its own headers too (Authorization for a gateway)
+                           expose_headers=["Server-Timing", "X-Request-ID"])
     app.add_middleware(HeadAsGet)
     app.add_middleware(Traced)
 
