@@ -930,6 +930,8 @@ def test_a_rating_far_outside_the_others_is_named_and_one_too_big_to_score_is_re
     books = np.random.default_rng(0).integers(1, 11, 5000).astype(np.float32)  # 1-10, and 0 for "read, not rated"
     assert piled_at_bottom(books) is None
     assert piled_at_bottom(np.where(np.arange(5000) % 5 < 3, 0, books)).startswith("60% of the ratings are 0")
+    many = np.random.default_rng(0).integers(1, 11, 500_000).astype(np.float32)  # beyond the 100,000 sampled
+    assert piled_at_bottom(np.where(np.arange(500_000) % 5 < 3, 0, many)).startswith("60% of the ratings are 0")
     clean.to_csv(tmp_path / "train.csv", index=False)
     assert main(["train", "--data", str(tmp_path / "train.csv"), "--epochs", "1", "--ranker", "none", "--valid-pct",
                  "0", "--out", str(tmp_path / "m"), "--json"]) == 0

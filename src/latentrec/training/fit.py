@@ -127,10 +127,11 @@ def _sample(ratings: np.ndarray) -> np.ndarray:
 def piled_at_bottom(ratings: np.ndarray) -> str | None:
     """In words, a lowest value that holds half of ``ratings`` or more, over three times as many as any other of three
     or more values: Book-Crossing's 0, which means "read, not rated", on its 1-10 scale. None where there is none."""
-    values, counts = np.unique(_sample(ratings), return_counts=True)
-    if len(values) < 4 or counts[0] < 0.5 * len(ratings) or counts[0] <= 3 * counts[1:].max():
+    sample = _sample(ratings)
+    values, counts = np.unique(sample, return_counts=True)
+    if len(values) < 4 or counts[0] < 0.5 * len(sample) or counts[0] <= 3 * counts[1:].max():
         return None
-    return (f"{counts[0] / len(ratings):.0%} of the ratings are {values[0]:g}, the lowest value, far more than any "
+    return (f"{counts[0] / len(sample):.0%} of the ratings are {values[0]:g}, the lowest value, far more than any "
             f"other; if {values[0]:g} means \"not rated\" (as Book-Crossing's 0 does), drop those rows: a rating "
             f"model learns them as the lowest rating")
 
