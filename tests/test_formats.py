@@ -172,14 +172,18 @@ def test_a_spreadsheets_trailing_empty_rows_are_left_out(tmp_path):
     ("Müller, Jo|10|4\nAnn|10|3\nAnn|11|5\n", "|"),  # a comma in the first id
     ("a::b\t10\t4\nAnn\t10\t3\nAnn\t11\t5\n", "\t"),  # '::' in the first id
     ("1,10,4,Love; Actually; Again\n2,10,3,x\n2,11,5,y\n", ","),  # semicolons in a title: the commas still split
+    ("Müller, Jo, Jr.|10|4\nAnn|10|3\nAnn|11|5\n", "|"),  # two commas in the first id: the next lines have none
+    ('"Müller, Jo, Jr."|10|4\nAnn|10|3\nAnn|11|5\n', "|"),  # quoted, they never counted
 ])
 def test_the_separator_is_the_one_that_splits_the_first_line_into_columns(tmp_path, body, sep):
-    """The first separator found was taken: ``1;10;4,5`` was split at its comma into two columns."""
+    """The first separator found was taken: ``1;10;4,5`` was split at its comma into two columns, and
+    ``Müller, Jo, Jr.|10|4`` into three at its commas."""
     from latentrec.data.ratings import sniff_header
 
     path = tmp_path / "r.txt"
     path.write_text(body)
-    assert sniff_header(body.splitlines()[0], {})[0] == sep
+    first, *following = body.splitlines()
+    assert sniff_header(first, {}, following=following)[0] == sep
     if "4,5" in body:  # now the cell is read whole, and said to be one
         with pytest.raises(DataError, match=r"row 1, column 'rating': '4,5' is not a number \(a decimal comma"):
             load_ratings(path)

@@ -42,6 +42,7 @@ from latentrec.data.ratings import (
     bad_rating,
     empty_id,
     first_line,
+    following_lines,
     headerless_columns,
     in_lines,
     lines_named,
@@ -133,7 +134,8 @@ def _named_columns(path: Path, cols: dict) -> dict[str, str]:
 
         fields = pq.read_schema(path).names
     else:
-        _, fields, has_header = sniff_header(first_line(path)[0], cols)
+        line, encoding = first_line(path)
+        _, fields, has_header = sniff_header(line, cols, following=following_lines(path, encoding))
         if not has_header:
             return {}
     return dict(zip(ROLES, resolve_columns(fields, ROLES, cols, str(path))))
@@ -337,7 +339,7 @@ def _open(path: Path, cols: dict, share: Share, pairs: bool = False, text: bool 
     import pyarrow.csv as pcsv
 
     line, encoding = first_line(path)
-    sep, fields, has_header = sniff_header(line, cols, pairs)
+    sep, fields, has_header = sniff_header(line, cols, pairs, following_lines(path, encoding))
     if sep not in (",", "\t") or encoding != "utf-8-sig" or len(fields) < len(roles):
         raise _NotLean
     if pairs and not has_header and not all(f.isdigit() for f in fields[:2]):

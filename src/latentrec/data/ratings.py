@@ -12,6 +12,7 @@ import codecs
 import csv
 import functools
 import gzip
+import itertools
 import os
 import re
 import warnings
@@ -305,21 +306,30 @@ def read_text(path: Path) -> str:
         return f.read()
 
 
-def _sniff_sep(line: str) -> str:
-    """The first separator that splits ``line`` into 3 fields or more (``1;2;4,5`` with a decimal comma is split at
-    ';'), else the first there, else whitespace."""
+def _sniff_sep(line: str, following: Sequence[str] = ()) -> str:
+    """The first separator that splits ``line`` into 3 fields or more, preferring one found as often on each of the
+    ``following`` lines (``Müller, Jo|10|4`` above ``Anna|10|3`` is split at '|'; ``1;2;4,5`` with a decimal comma
+    at ';'), else the first there, else whitespace. Quoted text is not counted."""
+    line, following = _unquoted(line), [_unquoted(f) for f in following]
     present = [sep for sep in ("::", "\t", ",", "|", ";") if sep in line]
-    return next((sep for sep in present if line.count(sep) >= 2), present[0] if present else r"\s+")
+    splitting = [sep for sep in present if line.count(sep) >= 2]
+    steady = [sep for sep in splitting if all(f.count(sep) == line.count(sep) for f in following)]
+    return (steady or splitting or present or [r"\s+"])[0]
+
+
+def _unquoted(line: str) -> str:
+    return re.sub(r'"[^"]*"', "", line)
 
 
 def _read_text(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.DataFrame, bool]:
     line, encoding = first_line(path)
     if not line:
         raise DataError(f"{path} has no rows; it needs rows of {needs}.")
-    sep, fields, has_header = sniff_header(line, cols, pairs)
+    following = following_lines(path, encoding)
+    sep, fields, has_header = sniff_header(line, cols, pairs, following)
     if pairs and not has_header and not any(_is_number(f) for f in fields[:2]):
-        following = _second_line(path, encoding)  # "a,b" above numeric ids is a header, whatever its names
-        has_header = bool(following) and all(_is_number(f) for f in _split_line(following, sep)[:2])
+        # "a,b" above numeric ids is a header, whatever its names
+        has_header = bool(following) and all(_is_number(f) for f in _split_line(following[0], sep)[:2])
 
     def read(enc: str) -> pd.DataFrame:
         with warnings.catch_warnings():  # a first row longer than the header would become an index, shifting columns
@@ -405,21 +415,23 @@ def too_many_fields(where: str, sep: str, n_fields: int, line: int, seen: int) -
                      f"in line {line}, saw {seen}; quote fields that contain {sep!r}).")
 
 
-def _second_line(path: Path, encoding: str) -> str:
-    """The second non-blank line of a text file ("" if there is none)."""
+def following_lines(path: Path, encoding: str, n: int = 10) -> list[str]:
+    """The ``n`` non-blank lines of a text file after its first (fewer where it ends)."""
     with _open(path, encoding=encoding, errors="replace") as f:
         lines = (line.rstrip("\r\n") for line in f if line.strip())
         next(lines, None)
-        return next(lines, "")
+        return list(itertools.islice(lines, n))
 
 
 def _row_kind(pairs: bool) -> str:
     return "user, item (a rating column is optional)" if pairs else "user, item, rating"
 
 
-def sniff_header(line: str, cols: dict, pairs: bool = False) -> tuple[str, list[str], bool]:
-    """(separator, fields, whether it is a header) of a text file's first line."""
-    sep = _sniff_sep(re.sub(r'"[^"]*"', "", line))  # a separator inside a quoted id does not count
+def sniff_header(line: str, cols: dict, pairs: bool = False, following: Sequence[str] = ()
+                 ) -> tuple[str, list[str], bool]:
+    """(separator, fields, whether it is a header) of a text file's first line, the ``following`` lines helping to
+    tell the separator (:func:`_sniff_sep`)."""
+    sep = _sniff_sep(line, following)
     fields = [f.strip().strip('"') for f in _split_line(line, sep)]
     named = bool({c for c in cols.values() if c and not is_position(c)} & set(fields))  # "4" is a position
     positions = {role: c for role, c in cols.items() if c and is_position(c)}
@@ -570,7 +582,8 @@ def in_lines(error: DataError, path: Path) -> DataError:
     above them; any other ``error`` as it is."""
     if not isinstance(error, RowError) or _suffix(path) in PARQUET_SUFFIXES:
         return error
-    lines = _line_numbers(path, error.rows, _sniff_sep(first_line(path)[0]))
+    line, encoding = first_line(path)
+    lines = _line_numbers(path, error.rows, _sniff_sep(line, following_lines(path, encoding)))
     return error if lines == error.rows else RowError(error.say, lines)
 
 
