@@ -936,6 +936,13 @@ def test_a_rating_far_outside_the_others_is_named_and_one_too_big_to_score_is_re
     assert main(["train", "--data", str(tmp_path / "train.csv"), "--epochs", "1", "--ranker", "none", "--valid-pct",
                  "0", "--out", str(tmp_path / "m"), "--json"]) == 0
     capsys.readouterr()
+    df.to_csv(tmp_path / "typo.csv", index=False)  # said by the held-out run, not again by the refit
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="latentrec"):
+        assert main(["train", "--data", str(tmp_path / "typo.csv"), "--epochs", "1", "--ranker", "none", "--out",
+                     str(tmp_path / "typo")]) == 0
+    assert len([r for r in caplog.records if "far above the others" in r.getMessage()]) == 1
+    capsys.readouterr()
     huge = write(tmp_path / "huge.csv", f"user,item,rating\n{df.user[0]},{df.item[0]},1e30\n")
     fails(capsys, tmp_path, ["evaluate", str(tmp_path / "m"), "--data", str(huge)], str(huge),
           "a rating is about 1e+30 in size, beyond what a rating model scores")

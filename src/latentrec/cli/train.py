@@ -332,6 +332,13 @@ def read_inputs(args: argparse.Namespace, cfg: TrainConfig) -> tuple:
 
 
 def run(args: argparse.Namespace) -> int:
+    from latentrec.training.fit import data_warnings_once
+
+    with data_warnings_once():  # the held-out run's, not the refit's too
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     from latentrec.devices import pick_device
     from latentrec.solvers import distributed
     from latentrec.training.fit import fit, refit_config

@@ -21,7 +21,7 @@ from latentrec.data.ratings import Ratings
 from latentrec.data.split import ML100K_SPLITS, kfold_indices
 from latentrec.errors import ConfigError
 from latentrec.evaluation.evaluate import evaluate
-from latentrec.training.fit import fit
+from latentrec.training.fit import data_warnings_once, fit
 
 Fold = tuple[str, Ratings, Ratings]  # name, training rows, test rows
 SCORES = ("rmse", "mae", "global_mean_rmse", "global_mean_mae", "biases_rmse", "biases_mae")
@@ -53,6 +53,7 @@ def parse_split(spec: str) -> list[str]:
     return names
 
 
+@data_warnings_once()  # each fold's fit finds what the others find odd in the ratings
 def cross_validate(folds: list[Fold], config: TrainConfig, on_fold: Callable[[dict], None] | None = None) -> dict:
     """Train and score every fold; returns ``{"config", "folds": [row...], "summary": {score: {mean, std}}}``.
 

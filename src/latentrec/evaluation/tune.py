@@ -35,7 +35,7 @@ from latentrec.data.split import hold_out
 from latentrec.errors import ConfigError
 from latentrec.evaluation.evaluate import evaluate
 from latentrec.training.callback import Callback
-from latentrec.training.fit import fit
+from latentrec.training.fit import data_warnings_once, fit
 from latentrec.use.recommender import Recommender
 
 
@@ -237,6 +237,7 @@ def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
 
 
+@data_warnings_once()  # the trials' fits and the refit say once what they find odd in the ratings
 def tune(train: Ratings | pd.DataFrame | str, valid: Ratings | pd.DataFrame | str | None = None,
          base: TrainConfig | None = None, space: Space | None = None,
          n_trials: int | None = 30, timeout: float | None = None, storage: str | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import secrets
 import threading
@@ -35,6 +36,8 @@ from latentrec.use.recommender import Recommender
 
 _DRAWS = threading.RLock()  # one fit at a time seeds torch's global generators and draws initial weights (a
 # ``build`` may call fit)
+_DATA_SAID: contextvars.ContextVar[set | None] = contextvars.ContextVar("data_said", default=None)  # what
+# data_warnings_once's block has warned of
 _forked: list | None = None  # the caller's generator states while fits run, and how many run
 Build = Callable[[TrainConfig, int, int, tuple[float, float]], torch.nn.Module]  # (cfg, users, items, y_range)
 
@@ -78,15 +81,36 @@ def check_learnable(users: Vocab, items: Vocab, ratings: np.ndarray, source: str
                         f"trains on (at most {MAX_RATING:,} in size; model 'ease' or 'ials' take weights of any "
                         f"size); is that the rating column? Name it with --rating-col (in a file without a header, by "
                         f"position: --rating-col 4 for the fourth column).")
-    if far := far_out(ratings):
-        log.warning("%s: %s; the rating scale is taken as %g to %g. A typo, or a code for no rating? Fix or drop "
-                    "those rows.", source, far, lo, hi)
-    if piled := piled_at_bottom(ratings):
-        log.warning("%s: %s.", source, piled)
+    _warn_about_values(ratings, source)
     if lo == hi:
         raise DataError(f"{source}: every training rating is {float(ratings[0]):g}, so a rating model has nothing "
                         f"to learn (it would predict that value for every pair); model 'ease' or 'ials' (--model) "
                         f"learn which items users pick from such data.")
+
+
+def _warn_about_values(ratings: np.ndarray, source: str) -> None:
+    """Warn of rating values that look like a typo or a code rather than ratings (:func:`far_out`,
+    :func:`piled_at_bottom`): each once within :func:`data_warnings_once`."""
+    said = _DATA_SAID.get()
+    said = set() if said is None else said
+    if (far := far_out(ratings)) and ("far", source) not in said:
+        log.warning("%s: %s; the rating scale is taken as %g to %g. A typo, or a code for no rating? Fix or drop "
+                    "those rows.", source, far, float(ratings.min()), float(ratings.max()))
+        said.add(("far", source))
+    if (piled := piled_at_bottom(ratings)) and ("piled", source) not in said:
+        log.warning("%s: %s.", source, piled)
+        said.add(("piled", source))
+
+
+@contextmanager
+def data_warnings_once():
+    """Fits in this block warn of odd rating values in a file once (the held-out run and the refit of ``latentrec
+    train``, a tuning's trials), not once per fit."""
+    token = _DATA_SAID.set(set())
+    try:
+        yield
+    finally:
+        _DATA_SAID.reset(token)
 
 
 def far_out(ratings: np.ndarray) -> str | None:
