@@ -6,7 +6,8 @@ that skips their training items; users without a relevant test item are not scor
 precision@k = hits / k, recall@k = hits / relevant, NDCG@k = DCG / ideal DCG with binary gains
 and ``1 / log2(rank + 1)`` discounts, hit = at least one hit; all averaged over users. Catalog
 coverage is the share of known items that appear in at least one list. The popularity baseline
-recommends the most-rated training items.
+recommends the items with the most ratings the model knows (``rec.item_counts``: its training rows, and the
+validation rows ``fit`` held out of its input), each user's own skipped.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def ranking_metrics(lists: np.ndarray, relevant: list[np.ndarray], n_items: int)
 
 
 def popularity_lists(rec: Recommender, users: np.ndarray, k: int) -> np.ndarray:
-    """The ``k`` most-rated training items each user has not rated."""
+    """The ``k`` items with the most ratings the model knows (``rec.item_counts``) each user has not rated."""
     counts = rec.item_counts
     order = np.argsort(-counts, kind="stable")
     order = order[(order > 0) & (counts[order] > 0)]
