@@ -209,6 +209,30 @@ def test_evaluate_warns_when_it_scores_pairs_the_model_was_built_from(lowrank):
         assert evaluate(rec, test, k=None)["n_seen"] == 0
 
 
+def test_evaluate_warns_when_it_scores_the_rows_fit_validated_on(lowrank, tmp_path, capsys):
+    """``fit(train, valid=test)`` then ``evaluate(rec, test)``: the rows that chose the best epoch and the ranker
+    were scored as new data, without a word (they are not among the pairs the model was built from)."""
+    import warnings
+
+    from latentrec import Recommender
+    from latentrec.cli.evaluate import print_notes
+    from latentrec.errors import SeenPairsScored
+
+    train, test, _ = lowrank
+    rec, _ = fit(train, test, TrainConfig(n_factors=4, epochs=2, device="cpu", ranker="none"))
+    rec.save(tmp_path / "m")
+    shuffled = test.df.sample(frac=1.0, random_state=0)  # the same rows in another order
+    for model in (rec, Recommender.load(tmp_path / "m")):
+        with pytest.warns(SeenPairsScored, match=r"are the validation rows the model was fit with"):
+            got = evaluate(model, shuffled, k=None)
+        assert got["n_seen"] == 0 and got["valid_rows"]
+    print_notes(got)
+    assert "these are the validation rows the model was fit with" in capsys.readouterr().out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "valid_rows" not in evaluate(rec, test.df.iloc[1:], k=None)  # other rows: not those
+
+
 def test_a_rate_above_the_recipes_is_told_the_recipes_for_these_ratings(lowrank):
     """A third of 50 diverges too: the advice is the recipe's rate, moved to the ratings' scale as fit moves it."""
     from latentrec.config import ratings_scale, recipe_value

@@ -62,7 +62,8 @@ class UnknownItemsLeftOut(UserWarning):
 
 
 class SeenPairsScored(UserWarning):
-    """``evaluate`` scored pairs the model was built from (``n_seen`` of them): its figures are optimistic."""
+    """``evaluate`` scored pairs the model was built from (``n_seen`` of them), or the rows ``fit`` was given to
+    validate on (``valid_rows``): its figures are optimistic."""
 
 
 class Terminated(KeyboardInterrupt):

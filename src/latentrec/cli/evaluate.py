@@ -69,6 +69,9 @@ def print_notes(r: dict) -> None:
                                                          if r["n_seen"] == r["n"] else ""))
         console.print(f"Note: {r['n_seen']:,} of these {r['n']:,} pairs were in the data the model was built from "
                       f"(rows it trained on or held out for validation): {', and '.join(said)}.")
+    if r.get("valid_rows"):
+        console.print("Note: these are the validation rows the model was fit with (they chose its best epoch and "
+                      "ranker): its figures on them are optimistic; score a file it never saw.")
     if r["n_off_scale"] and "rmse" in r:
         lo, hi = r["scale"]
         off = r["n_off_scale"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -23,6 +24,14 @@ class Encoded:
     def take(self, rows: np.ndarray) -> Encoded:
         """The ratings at ``rows`` (indices or a mask), copied."""
         return Encoded(self.users[rows], self.items[rows], self.ratings[rows])
+
+    def digest(self) -> str:
+        """A fingerprint of these ratings in any row order: the same rows give the same text."""
+        order = np.lexsort((self.ratings, self.items, self.users))
+        h = hashlib.blake2b(digest_size=16)
+        for column, dtype in ((self.users, np.int64), (self.items, np.int64), (self.ratings, np.float32)):
+            h.update(np.ascontiguousarray(column[order], dtype).tobytes())
+        return h.hexdigest()
 
 
 @dataclass

@@ -23,8 +23,9 @@ def evaluate(rec: Recommender, ratings: Ratings | pd.DataFrame | str | LeanRows 
              max_rank_users: int | None = None, with_rmse: bool = True) -> dict:
     """Score ``rec`` on ``ratings``; unknown users/items are predicted by the fallback and counted, and so are
     pairs that were in the data the model was built from (``n_seen``: scores on them are optimistic, and the
-    ranking leaves them out) and ratings off the model's
-    scale (``n_off_scale``: its predictions stay within the range of its training ratings).
+    ranking leaves them out), ratings off the model's
+    scale (``n_off_scale``: its predictions stay within the range of its training ratings), and whether these are
+    the very rows ``fit`` was given to validate on (``valid_rows``, with a warning: they chose its best epoch).
 
     RMSE and MAE (next to the baselines) need a rating model; a ranking-only model gets only the
     ranking metrics, and with ``k=None`` raises :class:`~latentrec.errors.ModelCapabilityError`.
@@ -63,6 +64,11 @@ def evaluate(rec: Recommender, ratings: Ratings | pd.DataFrame | str | LeanRows 
     if result["n_seen"]:  # the CLI says so in its own words
         warnings.warn(f"{result['n_seen']:,} of the {result['n']:,} pairs scored were in the data the model was built "
                       f"from (rows it trained on or held out for validation): its figures say little about new data.",
+                      SeenPairsScored, stacklevel=2)
+    elif len(data) and rec.info.get("valid_digest") == data.digest():
+        result["valid_rows"] = True
+        warnings.warn(f"These {result['n']:,} ratings are the validation rows the model was fit with (they chose its "
+                      f"best epoch and ranker): its figures on them are optimistic; score rows it never saw.",
                       SeenPairsScored, stacklevel=2)
     if rec.model is not None and with_rmse:
         rmse, mae = rmse_mae(rec.predict_encoded(data), target)

@@ -279,6 +279,8 @@ def _fit(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | None = None,
     source = Path(str(train.source))  # a file as an absolute path, so `train --config MODEL_DIR` finds it anywhere
     info.update(data=str(source.resolve()) if source.is_file() else train.source, n_train=len(tr),
                 n_valid=len(va) if va is not None else 0)
+    if valid is not None and va is not None:  # rows given to validate on: evaluate says so if they are scored
+        info["valid_digest"] = va.digest()
     if getattr(train, "columns", None):  # the header's names: evaluate and predict look for them in other files
         info["columns"] = dict(train.columns)
     if trainer is not None and trainer.diverged:

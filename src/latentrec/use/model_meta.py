@@ -84,14 +84,14 @@ FIELDS = {
     "ranker_check": Rule(lambda v: isinstance(v, dict) and isinstance(v.get("ranker"), str) and all(
         _number(x) if k not in ("reason", "kept") else isinstance(x, str) for k, x in v.items() if k != "ranker"),
         "an object of the replaced ranker's kind, the order kept, numbers and a reason"),
-    "data": TEXT, "diverged": TEXT,
+    "data": TEXT, "diverged": TEXT, "valid_digest": TEXT,
     "columns": Rule(lambda v: isinstance(v, dict) and set(v) <= {"user", "item", "rating"}
                     and all(isinstance(x, str) and x for x in v.values()) and len(set(v.values())) == len(v),
                     "an object of role: column name (distinct names)"),
     "refit": Rule(lambda v: isinstance(v, dict) and all(map(_number, v.values())), "an object of finite numbers"),
 }
 INFO = ("metrics", "best_epoch", "train_seconds", "ranker_seconds", "n_train", "n_valid", "ranker_check", "data",
-        "diverged", "refit", "columns")  # what a model says about its training: Recommender.info
+        "diverged", "refit", "columns", "valid_digest")  # what a model says about its training: Recommender.info
 REQUIRED = ("users", "items", "rating_range", "baseline_mean")  # and a rating model's architecture, or a ranker
 PART_REQUIRED = ("kind", "n_items")
 
