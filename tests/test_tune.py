@@ -115,6 +115,27 @@ def test_resumed_study_continues_its_trial_count(tmp_path):
         tune(train, base=TrainConfig(solver="sgd", epochs=5, device="cpu"), space=space, n_trials=6, storage=storage)
 
 
+def test_settings_proposed_again_are_not_trained_again(monkeypatch):
+    """TPE proposed Bayes' (6 factors, 100 epochs) in 4 of 30 trials on u1.base, each trained for 4 s to the same
+    score. Here a space of two points: every later trial repeats one, takes its figures and fits nothing."""
+    import latentrec.evaluation.tune as tuning
+
+    fits = []
+    real_fit = tuning.fit
+    monkeypatch.setattr(tuning, "fit", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    result = tune(tiny(), base=TrainConfig(solver="sgd", epochs=3, device="cpu"), space={"n_factors": Choice((2, 3))},
+                  n_trials=6, refit=False)
+    t = result.table
+    first = t[t.repeat_of.isna()]
+    assert len(first) == len(fits) == 2 and set(first.n_factors) == {2, 3}
+    for row in t[t.repeat_of.notna()].itertuples():
+        earlier = t.set_index("trial").loc[int(row.repeat_of)]
+        assert row.n_factors == earlier.n_factors and row.valid_rmse == earlier.valid_rmse and row.seconds == 0
+        assert row.note.startswith(f"repeats trial {int(row.repeat_of)}")
+    assert result.best_trial in set(first.trial)  # the winner is the trial that ran
+    assert "lr" in result.best_config and "burn_in" not in result.best_config  # what sgd reads, as in best.toml
+
+
 def test_a_recipe_trial_stopped_by_an_interrupt_runs_again_on_resume(tmp_path, monkeypatch):
     """Ctrl-C during trial 0, the recipe, left it FAIL in the stored study (kill -9: RUNNING, which the same check
     passes over), and a rerun never tried the recipe: its winner could be worse than the defaults. A recipe only

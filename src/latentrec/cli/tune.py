@@ -31,7 +31,7 @@ EXAMPLE = """latentrec tune --data train.csv --trials 30 --out tuning --test tes
   latentrec tune --data train.csv --config space.toml   # fixed options and a [space] table, see the README"""
 
 REPORT_COLUMNS = {"trial", "train_rmse", "valid_rmse", "valid_mae", "best_epoch", "best_valid_rmse", "epochs_run",
-                  "seconds", "pruned", "note"}
+                  "seconds", "pruned", "repeat_of", "note"}
 OWN = {"model", "solver", "seed", "device", "valid_pct", "valid_by"}  # TrainConfig fields that are flags of tune itself
 
 
@@ -171,8 +171,11 @@ def print_trial(row: dict) -> None:
                       f"  {params}", soft_wrap=True)
         return
     valid = fmt(row["valid_rmse"]) or "-"
+    repeat = row.get("repeat_of")
+    again = f"  (repeats trial {int(repeat)}: not trained again)" if repeat is not None and repeat == repeat else ""
     console.print(f"trial {row['trial']:>3}  valid {valid:>6} after {row['epochs_run'] or 0:>3} epochs  "
-                  f"{row['seconds'] or 0:6.1f} s  {'pruned' if row['pruned'] else '      '}  {params}", soft_wrap=True)
+                  f"{row['seconds'] or 0:6.1f} s  {'pruned' if row['pruned'] else '      '}  {params}{again}",
+                  soft_wrap=True)
 
 
 def print_summary(result, info: dict, out: Path) -> None:
@@ -180,8 +183,10 @@ def print_summary(result, info: dict, out: Path) -> None:
 
     column = scored_by(result.table)[0]
     ranking = column != "valid_rmse"
-    best = result.table.sort_values(column, ascending=not ranking, kind="stable").head(10)  # ties: the first, as the winner
-    console.print(f"\nBest {len(best)} of {info['n_trials']} trials ({info['n_pruned']} pruned) "
+    first_runs = result.table[result.table.repeat_of.isna()]  # a repeat is its earlier trial again
+    best = first_runs.sort_values(column, ascending=not ranking, kind="stable").head(10)  # ties: the first, as the winner
+    repeats = f", {info['n_repeats']} repeating an earlier one" if info["n_repeats"] else ""
+    console.print(f"\nBest {len(best)} of {info['n_trials']} trials ({info['n_pruned']} pruned{repeats}) "
                   f"in {info['seconds']:.0f} s:")
     for row in best.to_dict("records"):
         print_trial(row)

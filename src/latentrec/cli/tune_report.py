@@ -19,7 +19,6 @@ import pandas as pd
 from latentrec.atomic import atomic_folders, writable_or_fail, write_text
 from latentrec.cli.config_file import dumps_toml
 from latentrec.cli.jsonsafe import json_safe
-from latentrec.config import ALWAYS, used_options
 from latentrec.errors import ModelFileError
 from latentrec.evaluation.tune import TuneResult
 from latentrec.use.interpret import figure, save_figure
@@ -51,7 +50,8 @@ def summary(result: TuneResult) -> dict:
     t = result.table
     best = t.loc[t.trial == result.best_trial].iloc[0]
     return {
-        "n_trials": int(len(t)), "n_pruned": int(t.pruned.sum()), "seconds": result.seconds,
+        "n_trials": int(len(t)), "n_pruned": int(t.pruned.sum()), "n_repeats": int(t.repeat_of.notna().sum()),
+        "seconds": result.seconds,
         "best_trial": result.best_trial, "best_valid_rmse": float(best.valid_rmse if best.valid_rmse is not None else "nan"), "best_config": result.best_config,
         **({"best_valid_ndcg@10": float(best["valid_ndcg@10"])} if "valid_ndcg@10" in t else {}),
         "refit": result.model is not None and result.model.info.get("n_valid", 0) == 0,
@@ -129,9 +129,7 @@ def _write_files(result: TuneResult, info: dict, out: Path, toml_extra: dict) ->
               "# Reproduce the trial (its epoch table and validation figures): latentrec train --config best.toml\n"
               f"{refit}"
               f"# write id: {info[WRITE_ID]} (summary.json and model/ of the same run carry it)\n")
-    best = result.best_config
-    used = set(ALWAYS) | set(used_options(best["model"], best["solver"], best["opt"]))  # the rest stay out
-    write_text(out / BEST, header + dumps_toml({**toml_extra, **{k: v for k, v in best.items() if k in used}}))
+    write_text(out / BEST, header + dumps_toml({**toml_extra, **result.best_config}))
     plot_trials(result.table, out / scored_by(result.table)[2])
     plot_importances(result.study, list(result.space), out / "param_importances.png")
     write_text(out / SUMMARY, json.dumps(json_safe(info), indent=1) + "\n")
