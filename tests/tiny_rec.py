@@ -76,6 +76,6 @@ def tune_result(rec: Recommender) -> TuneResult:
     n = rec.model.config()["n_factors"]
     table = pd.DataFrame({"trial": [0], "train_rmse": [0.9], "valid_rmse": [1.0], "valid_mae": [0.8],
                           "best_epoch": [1], "best_valid_rmse": [1.0], "epochs_run": [1], "seconds": [0.1],
-                          "pruned": [False], "note": [""], "n_factors": [n]})
-    config = TrainConfig(n_factors=n, solver="sgd", device="cpu").to_dict()
+                          "pruned": [False], "repeat_of": [None], "note": [""], "n_factors": [n]})
+    config = TrainConfig(n_factors=n, solver="sgd", device="cpu").resolved().saved()
     return TuneResult(optuna.create_study(), table, {"n_factors": Int(2, 8)}, config, 0, rec, None, 0.1)
