@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
     p = command(sub, "ablation", 'Train each step of the journey ("dot product", "+ y_range sigmoid", "+ biases", '
                 '"+ weight decay", "without the sigmoid", "without biases", "CollabNN", "ALS", "Bayesian") on one '
                 "split and compare them on the test set.", EXAMPLE, run)
-    add_data_options(p, required=False)
+    add_data_options(p, required=False, default="ml-100k")
     g = p.add_argument_group("split")
     g.add_argument("--test", help="test file (default: a random --test-pct of --data)")
     g.add_argument("--test-pct", type=float, default=0.2, help="share of --data held out as the test set (default 0.2)")

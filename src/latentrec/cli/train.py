@@ -249,7 +249,10 @@ def print_trained(rec, ranking_only: bool, ranker: str, out: str, result: dict, 
             fitted = ("check against popularity" if check["ranker"] == "none"
                       else f"{check['ranker']} ranker and its check against popularity and the predicted ratings")
         ranked = f" + {fitted} in {rec.info['ranker_seconds']:.2f} s" if check is not None or rec.ranker else ""
-        epochs = (f"Best epoch {rec.info['best_epoch']}" if "valid_rmse" in rec.info["metrics"]
+        metrics = rec.info["metrics"]
+        scored = ("" if "valid" in result else  # with a test file, the validation rows get no table of their own
+                  f" (validation RMSE {metrics.get('valid_rmse', 0):.4f}; the test file is scored below)")
+        epochs = (f"Best epoch {rec.info['best_epoch']}{scored}" if "valid_rmse" in metrics
                   else f"Kept the last epoch, {len(rec.history)} (no validation rows to choose by)")
         console.print(f"\n{epochs}; trained in {rec.info['train_seconds']:.2f} s{ranked}{saved}", soft_wrap=True)
         if check is not None and "reason" in check:
@@ -464,8 +467,8 @@ def save_and_report(args: argparse.Namespace, given: TrainConfig, fitted: list, 
             lean.valid = None
         args.refit_write_id = uuid.uuid4().hex  # the refit's save: ``interrupted`` tells which model a stop left
         if not args.json and not progress.active():  # a log shows no bar: say what the next minutes are for
-            console.print(f"\nRefitting on all the ratings (the validation rows too) for "
-                          f"{plural(refit_cfg.epochs, 'epoch')}...", soft_wrap=True)
+            epochs = "" if refit_cfg.model == "ease" else f" for {plural(refit_cfg.epochs, 'epoch')}"  # one solve
+            console.print(f"\nRefitting on all the ratings (the validation rows too){epochs}...", soft_wrap=True)
         rec = refit(whole(), refit_cfg, held_out)  # every rated row is in its training now
         if rec is None:
             stderr(f"latentrec train: the refit on all the ratings diverged; {args.out} keeps the model trained "

@@ -27,7 +27,8 @@ class Recommended(TitledItem):
 
 class UserList(Answer):
     user: str | None = Field(description="null for a new user described by ratings")
-    known: bool = Field(description="false: the non-personalized (most-rated first) list")
+    known: bool = Field(description="true: a personal list (a known user's, or folded in from ratings of known "
+                                    "items); false: the non-personalized (most-rated first) list")
     folded_in: bool = Field(description="the list comes from the ratings in the request")
     ignored: list[str] = Field(description="items in the request (rated, or to exclude) that the model does "
                                                     "not know, each once")
