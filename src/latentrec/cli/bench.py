@@ -119,8 +119,13 @@ def run(args: argparse.Namespace) -> int:
         cells.append([r["device"], r["solver"], r.get("batch", r["bs"]), r["ratings_per_s"] / 1e6, "-" if stt is None else stt,
                       r["best_valid_rmse"], r["scores_per_s"] / 1e6, r["peak_mb"]])
     table(f"{name}: {len(train):,} train / {len(valid):,} valid ratings, k={args.n_factors}, "
-          f"{args.epochs} epochs, target RMSE {target:.4f}", COLUMNS, cells,
+          f"{args.epochs} epochs, target RMSE {target:.4f}"
+          + (" (the median of the runs' best; --target sets one)" if args.target is None else ""), COLUMNS, cells,
           {"train M/s": ".2f", "s to target": ".2f", "best rmse": ".4f", "scores M/s": ".1f", "peak MB": ".0f"})
+    console.print("train M/s: million training ratings a second; s to target: seconds of training until the "
+                  "validation RMSE reaches the target; best rmse: the lowest validation RMSE; scores M/s: million "
+                  "user x item scores a second for top-N lists; peak MB: the process's peak memory (a GPU's: "
+                  "allocated on it).", style="dim", soft_wrap=True)
     for what, (dev, label) in result["fastest"].items():
         console.print(f"Fastest {what}: {dev} ({label}).")
     if result["most_accurate"]:
