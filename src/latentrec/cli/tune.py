@@ -115,7 +115,7 @@ def run(args) -> int:
         with searching(trials) as advance:  # a bar over the trials (a spinner with --timeout alone)
             def shown(row: dict) -> None:
                 print_trial(row)
-                advance(1)
+                advance(row["repeat_of"] is None)  # a repeat is not one of the --trials
 
             result = tune(train_data, valid, base, space, n_trials=trials, timeout=args.timeout,
                           storage=args.storage, study_name=args.study_name, test=test, refit=args.refit,

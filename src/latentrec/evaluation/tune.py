@@ -237,13 +237,19 @@ def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
 
 
+def trained(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The finished trials that trained a model: not repeats of an earlier one (what ``n_trials`` counts)."""
+    return [t for t in finished(study) if "repeat_of" not in t.user_attrs]
+
+
 @data_warnings_once()  # the trials' fits and the refit say once what they find odd in the ratings
 def tune(train: Ratings | pd.DataFrame | str, valid: Ratings | pd.DataFrame | str | None = None,
          base: TrainConfig | None = None, space: Space | None = None,
          n_trials: int | None = 30, timeout: float | None = None, storage: str | None = None,
          study_name: str = "latentrec", test: Ratings | pd.DataFrame | str | None = None, refit: bool = True,
          pruner=None, on_trial=None) -> TuneResult:
-    """Search ``space`` around ``base``; ``n_trials`` counts every finished trial of the study, stored ones too.
+    """Search ``space`` around ``base``; ``n_trials`` counts every finished trial of the study that trained a model,
+    stored ones too (a repeat of settings tried takes the earlier trial's figures and is not counted).
 
     ``base`` fixes everything not searched (model, solver, seed, valid_pct, ...). The winner is the trial
     with the lowest validation RMSE after its last epoch (a ranking model's: the highest validation NDCG@10);
@@ -315,12 +321,18 @@ def tune(train: Ratings | pd.DataFrame | str, valid: Ratings | pd.DataFrame | st
 
     if recipe and not any(map(holds_recipe, study.get_trials(deepcopy=False, states=held))):
         study.enqueue_trial(recipe)
-    remaining = None if n_trials is None else max(0, n_trials - len(finished(study)))
-    if remaining != 0:
-        callbacks = [lambda s, t: on_trial(trial_row(t, space))] if on_trial else None
+    callbacks = [lambda s, t: on_trial(trial_row(t, space))] if on_trial else None
+    deadline = None if timeout is None else time.perf_counter() + timeout
+    remaining = None if n_trials is None else max(0, n_trials - len(trained(study)))
+    while remaining != 0:  # a repeat trains nothing, so it does not count: draw again, until a round has none new
+        left = None if deadline is None else max(0.0, deadline - time.perf_counter())
         with _quiet_failed_trials():
-            study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=callbacks,
-                           catch=(), gc_after_trial=False)
+            study.optimize(objective, n_trials=remaining, timeout=left, callbacks=callbacks, catch=(),
+                           gc_after_trial=False)
+        now = None if n_trials is None else max(0, n_trials - len(trained(study)))
+        if now is None or now == remaining or (deadline is not None and time.perf_counter() >= deadline):
+            break
+        remaining = now
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         raise ConfigError("No trial finished unpruned; widen the search space or give more --trials.")
