@@ -62,10 +62,11 @@ def main() -> None:
         sys.exit(done.stderr)
     info = json.loads(done.stdout)
     print(f"command: {' '.join(cmd[2:])}")
-    print(f"tune: {info['n_trials']} trials ({info['n_pruned']} pruned) in {wall:.1f} s wall, {cpu:.1f} s CPU; "
+    print(f"tune: {info['n_trials']} trials ({info['n_pruned']} pruned, {info['n_repeats']} repeats not trained again) "
+          f"in {wall:.1f} s wall, {cpu:.1f} s CPU; "
           f"one default-recipe training took {recipe_seconds:.2f} s here, so the search cost "
           f"{wall / recipe_seconds:.1f} such trainings")
-    best = {k: info["best_config"][k] for k in ("n_factors", "epochs", "lr", "wd", "schedule")}
+    best = {k: v for k, v in info["best_config"].items() if k in ("n_factors", "epochs", "burn_in", "lr", "wd")}
     print(f"winner: trial {info['best_trial']} {best}: valid RMSE {info['best_valid_rmse']:.4f}")
     print(f"test RMSE, refit on all training rows: winner {info['test']['rmse']:.4f} "
           f"(MAE {info['test']['mae']:.4f}) vs default recipe {recipe['rmse']:.4f} (MAE {recipe['mae']:.4f}); "
