@@ -451,6 +451,7 @@ def save_and_report(args: argparse.Namespace, given: TrainConfig, fitted: list, 
     scored = valid if valid is not None else lean.valid if lean is not None else None
     if scored is not None and not isinstance(scored, EncodedRows):
         scored = rec.encode_rows(scored)  # once, for the evaluation and for counting them as rated
+    rec.info.pop("valid_digest", None)  # scored here as the validation rows they are, then counted as rated
     if test is None and scored is not None:  # scored before its rows count as rated below
         result["valid"] = evaluate(rec, scored, max_rank_users=RANK_EVAL_USERS)
     if scored is not None:  # validation rows (of --data or --valid): the users rated them too, so the saved
