@@ -174,6 +174,9 @@ def test_a_spreadsheets_trailing_empty_rows_are_left_out(tmp_path):
     ("1,10,4,Love; Actually; Again\n2,10,3,x\n2,11,5,y\n", ","),  # semicolons in a title: the commas still split
     ("Müller, Jo, Jr.|10|4\nAnn|10|3\nAnn|11|5\n", "|"),  # two commas in the first id: the next lines have none
     ('"Müller, Jo, Jr."|10|4\nAnn|10|3\nAnn|11|5\n', "|"),  # quoted, they never counted
+    ("1;21;4,0;2,64\n1;25;4,0;4,94\n2;21;3,5;2,64\n", ";"),  # decimal commas in two columns: 2 commas a line
+    ("1|21|4|Good, Bad, Ugly\n2|21|3|Up, Down, Out\n2|22|5|A, B, C\n", "|"),  # titles of two commas each
+    ("1,10,4,A; B; C; D\n2,10,3,E; F; G; H\n2,11,5,I; J; K; L\n", ","),  # more ';' than ',': no rating third
 ])
 def test_the_separator_is_the_one_that_splits_the_first_line_into_columns(tmp_path, body, sep):
     """The first separator found was taken: ``1;10;4,5`` was split at its comma into two columns, and
@@ -184,8 +187,22 @@ def test_the_separator_is_the_one_that_splits_the_first_line_into_columns(tmp_pa
     path.write_text(body)
     first, *following = body.splitlines()
     assert sniff_header(first, {}, following=following)[0] == sep
-    if "4,5" in body:  # now the cell is read whole, and said to be one
+    if "4,0" in body:
+        with pytest.raises(DataError, match=r"'4,0' is not a number \(a decimal comma"):
+            load_ratings(path)
+    elif "4,5" in body:  # now the cell is read whole, and said to be one
         with pytest.raises(DataError, match=r"row 1, column 'rating': '4,5' is not a number \(a decimal comma"):
             load_ratings(path)
     else:
         assert list(load_ratings(path).df.rating) == [4.0, 3.0, 5.0]
+
+
+def test_windows_1252_text_keeps_its_quotes_and_euro(tmp_path):
+    """Excel's "ANSI" CSV: read as latin-1, José’s (0x92) became 'José\\x92s', an id no one could type; a byte
+    Windows-1252 leaves undefined (0x81) still reads, as latin-1."""
+    body = "user;item;rating\nJosé’s;€ box;4\nAnn;€ box;3\nAnn;“Quote”;5\n"
+    (tmp_path / "ansi.csv").write_bytes(body.encode("cp1252"))
+    df = load_ratings(tmp_path / "ansi.csv").df
+    assert df.user.tolist() == ["José’s", "Ann", "Ann"] and df.item.tolist() == ["€ box", "€ box", "“Quote”"]
+    (tmp_path / "odd.csv").write_bytes(body.encode("cp1252").replace(b"\x80 box", b"\x81 box"))
+    assert load_ratings(tmp_path / "odd.csv").df.item.tolist()[0] == "\x81 box"

@@ -51,6 +51,9 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)  # ratings are stored as float32
 DECIMAL_COMMA = re.compile(r"\s*-?\d+,\d{1,2}\s*")  # "3,5" from a spreadsheet set to a decimal comma (not "1,000")
 BAD_BYTE = re.compile("[\udc80-\udcff]")  # a byte that is not UTF-8, decoded with errors="surrogateescape"
 UTF8_BEYOND_ASCII = re.compile("[^\x00-\x7f\udc80-\udcff]")
+# a text file that is not UTF-8: Windows' (Excel's) text, whose 0x80-0x9f are ’ “ ” – € and the like, else latin-1,
+# which reads any byte
+LEGACY_ENCODINGS = ("cp1252", "latin-1")
 MAX_RATING = 2**24  # the largest rating a rating model takes (a bigger one is a timestamp or a count)
 
 
@@ -284,18 +287,19 @@ def _refuse_other_formats(path: Path) -> None:
 
 
 def first_line(path: Path) -> tuple[str, str]:
-    """A text file's first non-blank line and the encoding that reads it (UTF-8, with or without BOM, or latin-1);
-    a file of another format (:func:`_refuse_other_formats`) is refused in one sentence."""
+    """A text file's first non-blank line and the encoding that reads it (UTF-8, with or without BOM, else
+    Windows-1252, else latin-1); a file of another format (:func:`_refuse_other_formats`) is refused in one
+    sentence."""
     with readable(path):
         _refuse_other_formats(path)
-        for encoding in ("utf-8-sig", "latin-1"):
+        for encoding in ("utf-8-sig", *LEGACY_ENCODINGS):
             try:
                 with _open(path, encoding=encoding) as f:
                     for line in f:
                         if line.strip():
                             return line.rstrip("\r\n"), encoding
                     return "", encoding
-            except UnicodeDecodeError:  # latin-1, unless it is UTF-8 with a bad byte
+            except UnicodeDecodeError:  # a legacy encoding, unless it is UTF-8 with a bad byte
                 _refuse_damaged_utf8(path)
     return "", "latin-1"
 
@@ -307,14 +311,22 @@ def read_text(path: Path) -> str:
 
 
 def _sniff_sep(line: str, following: Sequence[str] = ()) -> str:
-    """The first separator that splits ``line`` into 3 fields or more, preferring one found as often on each of the
-    ``following`` lines (``Müller, Jo|10|4`` above ``Anna|10|3`` is split at '|'; ``1;2;4,5`` with a decimal comma
-    at ';'), else the first there, else whitespace. Quoted text is not counted."""
+    """The separator that splits ``line`` into 3 fields or more and fits it best: a number (or a decimal-comma one)
+    as the third field, then found as often on each of the ``following`` lines, then the most fields, then the
+    first of ``::``, tab, ``,``, ``|``, ``;`` (``Müller, Jo, Jr.|10|4`` above ``Anna|10|3`` is split at '|',
+    ``1;21;4,0;2,64`` at ';'); with none, the first there, else whitespace. Quoted text is not counted."""
     line, following = _unquoted(line), [_unquoted(f) for f in following]
     present = [sep for sep in ("::", "\t", ",", "|", ";") if sep in line]
     splitting = [sep for sep in present if line.count(sep) >= 2]
-    steady = [sep for sep in splitting if all(f.count(sep) == line.count(sep) for f in following)]
-    return (steady or splitting or present or [r"\s+"])[0]
+    if not splitting:
+        return present[0] if present else r"\s+"
+
+    def fit(sep: str) -> tuple[bool, bool, int]:
+        third = line.split(sep)[2]
+        return (_is_number(third) or bool(DECIMAL_COMMA.fullmatch(third)),
+                all(f.count(sep) == line.count(sep) for f in following), line.count(sep))
+
+    return max(splitting, key=fit)  # the first of those that fit best
 
 
 def _unquoted(line: str) -> str:
@@ -341,9 +353,12 @@ def _read_text(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Data
     try:
         try:
             raw = read(encoding)
-        except UnicodeDecodeError:  # not UTF-8 after the first line: latin-1, unless it is UTF-8 with a bad byte
+        except UnicodeDecodeError:  # not UTF-8 after the first line: a legacy encoding, unless UTF-8 with a bad byte
             _refuse_damaged_utf8(path)
-            raw = read("latin-1")
+            try:
+                raw = read(LEGACY_ENCODINGS[0])
+            except UnicodeDecodeError:  # a byte Windows-1252 leaves undefined
+                raw = read("latin-1")
     except (pd.errors.ParserError, ValueError) as e:
         longer = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
         if longer:  # in the words the lean reader uses too
