@@ -2,6 +2,7 @@
 
 import shutil
 
+import pandas as pd
 import pytest
 
 from latentrec.data.lean import read_split
@@ -206,3 +207,27 @@ def test_windows_1252_text_keeps_its_quotes_and_euro(tmp_path):
     assert df.user.tolist() == ["José’s", "Ann", "Ann"] and df.item.tolist() == ["€ box", "€ box", "“Quote”"]
     (tmp_path / "odd.csv").write_bytes(body.encode("cp1252").replace(b"\x80 box", b"\x81 box"))
     assert load_ratings(tmp_path / "odd.csv").df.item.tolist()[0] == "\x81 box"
+
+
+def test_messy_exports_are_read_or_refused_in_their_own_words(tmp_path):
+    """From a data engineer's exports: each was read wrongly or refused with a sentence about something else."""
+
+    def refused(name: str, body: bytes | str, match: str) -> None:
+        path = tmp_path / name
+        path.write_bytes(body if isinstance(body, bytes) else body.encode())
+        with pytest.raises(DataError, match=match):
+            load_ratings(path)
+
+    # a headerless first row whose rating is missing was taken for a header ("has no user column")
+    refused("na.csv", "1,99,NA\n1,98,4\n2,99,3\n", r"row 1, column 'rating': the rating is missing")
+    refused("blank.csv", "1,99,\n1,98,4\n2,99,3\n", r"row 1, column 'rating': the rating is missing")
+    refused("sep.csv", "sep=;\nuser;item;rating\n1;2;3\n", r"starts with Excel's 'sep=;' line; delete that line")
+    refused("r.zip", b"PK\x03\x04", r"r.zip is a zip archive; unzip it")
+    refused("trail.csv", "user,item,rating\n1,21,4,\n2,21,3,\n", r"saw 4; quote fields that contain ',', and end no line")
+    # a header's " Rating " is the rating column asked for as "rating"; a groupby's user index saved with the frame
+    (tmp_path / "spaced.csv").write_text("User ID,Item ID, Rating \n1,21,4\n2,21,3\n")
+    got = load_ratings(tmp_path / "spaced.csv", user_col="user id", rating_col="Rating")
+    assert got.df.rating.tolist() == [4.0, 3.0] and got.df.user.tolist() == ["1", "2"]
+    frame = pd.DataFrame({"user": ["a", "b"], "item": ["x", "x"], "rating": [4.0, 3.0]}).set_index("user")
+    frame.to_parquet(tmp_path / "indexed.parquet")
+    assert load_ratings(tmp_path / "indexed.parquet").df.user.tolist() == ["a", "b"]

@@ -45,6 +45,7 @@ KNOWN_NAMES = set().union(*ALIASES.values())  # every alias: a first line holdin
 TITLE_NAMES = {"title", "booktitle", "movietitle", "itemtitle", "producttitle"}  # a column of item titles
 TIMESTAMP_NAMES = ("timestamp", "unixreviewtime", "unixtime", "time", "ts", "datetime", "date", "ratedat", "createdat")
 ROLES = ("user", "item", "rating")
+EXCEL_SEP = re.compile(r"sep=.{1,2}")  # the line Excel writes above a CSV to name its separator
 NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
 SCALAR_KINDS = {"string", "integer", "floating", "mixed-integer-float", "empty"}  # pandas.api.types.infer_dtype
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # ratings are stored as float32
@@ -236,6 +237,8 @@ def _read_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Dat
     if path.is_dir():
         raise DataError(f"{path} is a directory; give a ratings file (CSV, TSV or Parquet).")
     suffix = _suffix(path)
+    if suffix == ".zip":
+        raise DataError(f"{path} is a zip archive; unzip it and read the ratings file inside.")
     if suffix not in TEXT_SUFFIXES | PARQUET_SUFFIXES:
         known = ", ".join(sorted(TEXT_SUFFIXES | PARQUET_SUFFIXES))
         raise DataError(f"{path}: unknown file type {suffix or '(no extension)'!r}; use one of {known} (text files "
@@ -247,9 +250,12 @@ def _read_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Dat
             raw, has_header = _read_text(path, cols, pairs, needs)
         return raw, has_header, int(has_header)
     try:
-        return pd.read_parquet(path), True, 0
+        df = pd.read_parquet(path)
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise DataError(f"{path} could not be read as Parquet ({type(e).__name__}: {e}).") from None
+    if any(name is not None for name in df.index.names):  # pandas' index saved with the frame (a user after a
+        df = df.reset_index()  # groupby, say) comes back as the index: a column here, as it is in the file
+    return df, True, 0
 
 
 def _suffix(path: Path) -> str:
@@ -296,6 +302,9 @@ def first_line(path: Path) -> tuple[str, str]:
             try:
                 with _open(path, encoding=encoding) as f:
                     for line in f:
+                        if EXCEL_SEP.fullmatch(line.strip()):
+                            raise DataError(f"{path} starts with Excel's {line.strip()!r} line; delete that line "
+                                            f"and read it again.")
                         if line.strip():
                             return line.rstrip("\r\n"), encoding
                     return "", encoding
@@ -427,7 +436,7 @@ def _longer_row(path: Path, sep: str, n_fields: int, encoding: str) -> DataError
 
 def too_many_fields(where: str, sep: str, n_fields: int, line: int, seen: int) -> DataError:
     return DataError(f"{where} could not be parsed as a {_sep_name(sep)}-separated table (Expected {n_fields} fields "
-                     f"in line {line}, saw {seen}; quote fields that contain {sep!r}).")
+                     f"in line {line}, saw {seen}; quote fields that contain {sep!r}, and end no line with one).")
 
 
 def following_lines(path: Path, encoding: str, n: int = 10) -> list[str]:
@@ -453,7 +462,11 @@ def sniff_header(line: str, cols: dict, pairs: bool = False, following: Sequence
     at = _rating_at(len(fields), positions) if positions else 2
     if pairs or at is None:  # ids may be text (or a position is off the line): only column names mark a header
         return sep, fields, named or any(_normalized(f) in KNOWN_NAMES for f in fields)
-    return sep, fields, named or len(fields) < 3 or not (_is_number(fields[at]) or DECIMAL_COMMA.fullmatch(fields[at]))
+    rating = fields[at] if at < len(fields) else ""
+    # "1,99,NA" is a row whose rating is missing (and is said to be), not a header
+    missing = rating.lower() in NAN_WORDS and all(_is_number(f) for f in fields[:2])
+    number = _is_number(rating) or DECIMAL_COMMA.fullmatch(rating) or missing
+    return sep, fields, named or len(fields) < 3 or not number
 
 
 def is_position(name: str) -> bool:
@@ -538,6 +551,9 @@ def _resolve_column(columns: list[str], role: str, wanted: str | None, where: st
             return wanted
         if is_position(wanted) and 1 <= int(wanted) <= len(columns):  # --rating-col 4: the fourth column
             return columns[int(wanted) - 1]
+        alike = [c for c in columns if c.strip().casefold() == wanted.strip().casefold()]
+        if len(alike) == 1:  # --rating-col rating for a header's " Rating ": spaces and case unseen in a message
+            return alike[0]
         raise ColumnNotFound(f"{where} has no column {wanted!r} (its columns: {_listed(columns)}).", role)
     found = [c for c in columns if _normalized(c) in ALIASES[role]  # Book-Crossing's Book-Rating, Amazon's star_rating:
              or (role == "rating" and _normalized(c).endswith("rating"))]  # beside a score, which is asked
