@@ -231,3 +231,19 @@ def test_messy_exports_are_read_or_refused_in_their_own_words(tmp_path):
     frame = pd.DataFrame({"user": ["a", "b"], "item": ["x", "x"], "rating": [4.0, 3.0]}).set_index("user")
     frame.to_parquet(tmp_path / "indexed.parquet")
     assert load_ratings(tmp_path / "indexed.parquet").df.user.tolist() == ["a", "b"]
+
+
+def test_ids_a_float_column_wrote_are_warned_of(tmp_path, caplog):
+    """``df.to_csv`` of float ids writes 1.0: kept as text, the model knew '1.0' and not the user 1 asked for,
+    and beside a 1 it made two users of one, without a word."""
+    (tmp_path / "all.csv").write_text("user,item,rating\n1.0,10,4\n2.0,10,3\n2.0,11,5\n")
+    (tmp_path / "mixed.csv").write_text("user,item,rating\n1.0,10,4\n1,11,3\n2,11,5\n")
+    (tmp_path / "fine.csv").write_text("user,item,rating\nv1.5,10,4\n2,10,3\n2,11,5\n")
+    with caplog.at_level("WARNING", logger="latentrec"):
+        assert load_ratings(tmp_path / "all.csv").df.user.tolist() == ["1.0", "2.0", "2.0"]
+        assert load_ratings(tmp_path / "mixed.csv").df.user.nunique() == 3
+        load_ratings(tmp_path / "fine.csv")
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2
+    assert "every user id is a whole number written with '.0' (1.0, ...)" in said[0] and "not '1'" in said[0]
+    assert "user ids '1' and '1.0' are both there, read as two users" in said[1]

@@ -13,6 +13,7 @@ import csv
 import functools
 import gzip
 import itertools
+import logging
 import os
 import re
 import warnings
@@ -52,6 +53,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)  # ratings are stored as float32
 DECIMAL_COMMA = re.compile(r"\s*-?\d+,\d{1,2}\s*")  # "3,5" from a spreadsheet set to a decimal comma (not "1,000")
 BAD_BYTE = re.compile("[\udc80-\udcff]")  # a byte that is not UTF-8, decoded with errors="surrogateescape"
 UTF8_BEYOND_ASCII = re.compile("[^\x00-\x7f\udc80-\udcff]")
+log = logging.getLogger(__name__)
 # a text file that is not UTF-8: Windows' (Excel's) text, whose 0x80-0x9f are ’ “ ” – € and the like, else latin-1,
 # which reads any byte
 LEGACY_ENCODINGS = ("cp1252", "latin-1")
@@ -725,6 +727,23 @@ def _ids(col: pd.Series, role: str, where: str, row_offset: int) -> pd.Series:
     return out.astype(object)
 
 
+def _warn_of_float_texts(ids: pd.Series, role: str, where: str) -> None:
+    """Ids kept as text that a float column wrote (``1.0``): a user asks for ``1`` and is not known; beside ``1``,
+    the one user becomes two."""
+    floaty = ids.str.fullmatch(r"-?\d+\.0+").to_numpy(bool)
+    if not floaty.any():
+        return
+    first = ids[floaty].iloc[0]
+    bare = ids[floaty].str.replace(r"\.0+$", "", regex=True)
+    if floaty.all():
+        log.warning("%s: every %s id is a whole number written with '.0' (%s, ...), as a column of floats is saved; "
+                    "ids are kept as text, so ask for %r, not %r (or save the ids as whole numbers).", where, role,
+                    first, first, bare.iloc[0])
+    elif (both := bare[bare.isin(set(ids[~floaty]))]).size:
+        log.warning("%s: %s ids %r and %r are both there, read as two %ss; if they are one, save the ids as whole "
+                    "numbers.", where, role, both.iloc[0], f"{both.iloc[0]}.0", role)
+
+
 def _refuse_reserved(ids: pd.Series, role: str, where: str, column: str, row_offset: int) -> None:
     """Training ids may not be ``#na#``: a model's id lists hold it once, for every id it does not know (a model
     trained on one could not be loaded). Ids to predict may: it is an id the model does not know."""
@@ -769,6 +788,8 @@ def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_of
         return df, names
     for role in ("user", "item"):
         _refuse_reserved(df[role], role, where, names[role], row_offset)
+        if not pd.api.types.is_numeric_dtype(raw[names[role]]):  # text: a float column's "1.0" is kept as it is
+            _warn_of_float_texts(pd.Series(df[role].unique(), dtype=object), role, where)
     df["rating"] = _ratings(raw[names["rating"]], where, row_offset)
     if title := title_column(list(raw.columns)):  # travels with its row through deduplication
         df["title"] = raw[title].astype(str).to_numpy()
