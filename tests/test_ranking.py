@@ -138,5 +138,5 @@ def test_items_rated_in_a_valid_file_are_skipped_by_the_test_ranking_and_the_sav
     rec = Recommender.load(tmp_path / "m")
     lists = [list(rec.items.decode(row)) for row in popularity_lists(rec, rec.users.encode(users[4:]), 2)]
     assert lists == [["i8", "i9"]] * 8  # i1 left out: each of them rated it in the valid file
-    assert got["ranking"]["model"]["ndcg@9"] == pytest.approx(1 / math.log2(3))  # @9: the items the model knows
+    assert got["ranking"]["popularity"]["ndcg@9"] == pytest.approx(1 / math.log2(3))  # @9: the items it knows
     assert rec.rated_indptr[-1] == len(train) + 8  # the valid file's new pairs; those also in --data once

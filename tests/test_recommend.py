@@ -339,3 +339,25 @@ def test_unordered_or_one_pass_ids_are_refused_and_ratings_built_directly_are_ch
         Ratings(frame, "mine")
     with pytest.raises(DataError, match="has no user column"):
         Ratings(frame.rename(columns={"user": "userId"}).fillna(3.0), "mine")
+
+
+def test_the_rankers_picks_the_rating_model_predicts_below_the_middle_come_last():
+    """The ranker (here popularity) says what a user would pick, not whether they would like it: a list showed
+    items beside predictions of 1.5 (a fold-in user's 1-star ratings pushed nothing down). Items predicted below
+    the middle of the rating scale now follow the ranker's other picks, in its order."""
+    from dataclasses import replace
+
+    from latentrec.models.popularity import Popularity
+    from latentrec.use.topn import recommend, top_n
+
+    zeros = np.zeros((5, 2))
+    rec = tiny_rec(zeros, zeros, bi=[-2.0, 0.0, 0.0, -2.0, 0.5])  # i1 and i4 predicted about 1.1, the others 3+
+    rec = replace(rec, ranker=Popularity(len(rec.items)).fit(np.array([0, 50, 40, 30, 20, 10])))  # i1 most rated
+    lists = {n: recommend(rec, "u1", n=n) for n in (3, 5)}
+    assert lists[3].item.tolist() == ["i2", "i3", "i5"] and (lists[3].prediction >= 3).all()
+    assert lists[5].item.tolist() == ["i2", "i3", "i5", "i1", "i4"]  # nothing dropped: the disliked come last
+    items, predicted = top_n(rec, np.array([1]), 5)
+    assert rec.items.decode(items[0]) == lists[5].item.tolist()
+    assert np.allclose(predicted[0], lists[5].prediction, atol=1e-6)
+    folded = recommend(rec, ratings={"i5": 4.0}, n=4)  # a new user, folded in
+    assert folded.item.tolist() == ["i2", "i3", "i1", "i4"]

@@ -27,7 +27,7 @@ from latentrec.models.ials import ImplicitALS
 from latentrec.models.popularity import Popularity
 from latentrec.models.ranker import Ranker, rating_weights
 from latentrec.solvers.ials import fit_ials
-from latentrec.use.ranking import hits, liked_by_user, ndcg_by_user, popularity_lists
+from latentrec.use.ranking import hits, liked_by_user, ndcg_by_user
 from latentrec.use.recommender import Recommender
 from latentrec.use.topn import top_n
 
@@ -124,7 +124,8 @@ def popular_if_better(rec: Recommender, valid: Encoded) -> Recommender:
     lists, _ = top_n(rec, users, 10)
     ndcg = lambda ordered: ndcg_by_user(*hits(ordered, relevant, n_items))  # noqa: E731
     mine = ndcg(lists)
-    others = {"popular": ndcg(popularity_lists(rec, users, lists.shape[1]))}
+    popular = Popularity(n_items).to(rec.device).fit(rec.item_counts)  # its lists as the dir would give them
+    others = {"popular": ndcg(top_n(replace(rec, ranker=popular), users, 10)[0])}
     if rec.ranker is not None and rec.model is not None:
         others["none"] = ndcg(top_n(replace(rec, ranker=None), users, 10)[0])
     kept = max(others, key=lambda kind: others[kind].mean())
@@ -134,6 +135,6 @@ def popular_if_better(rec: Recommender, valid: Encoded) -> Recommender:
         return rec
     check = {"ranker": rec.ranker_option, "kept": kept, "k": lists.shape[1], "ndcg": float(mine.mean()),
              **{f"{kind}_ndcg": float(v.mean()) for kind, v in others.items()}, "se": se, "n_users": len(users)}
-    ranker = Popularity(n_items).to(rec.device).fit(rec.item_counts) if kept == "popular" else None
+    ranker = popular if kept == "popular" else None
     seconds = rec.info.get("ranker_seconds", 0.0) + time.perf_counter() - t0
     return replace(rec, ranker=ranker, info={**rec.info, "ranker_check": check, "ranker_seconds": seconds})
