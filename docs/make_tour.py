@@ -81,6 +81,16 @@ item the user rated in that file (the closing evaluation of `train` on those val
 before the refit).
 
 {evaluate}
+What the figures are (as in `latentrec.use.ranking`): each scored user is a test user known to the
+model with at least one relevant test rating (`--relevant`, default three quarters up the training
+ratings' scale: 4 on 1-5, 7.75 on 1-10); users without one are not scored. Per user, with k = 10:
+precision = hits / k; recall = hits / relevant items (relevant items the model never saw count too);
+NDCG = DCG / ideal DCG with binary gains and `1 / log2(rank + 1)` discounts, the ideal list holding
+min(relevant, k) hits; hit rate = at least one hit. All are averaged over users. Coverage is the share
+of the model's items that appear in at least one scored list. Popularity counts every rating the
+model knows (a Python `fit` that held validation rows out of its input knows those too); its ties go
+to the item whose id sorts first (as text in a file: "10" before "2").
+
 The model dir holds two models trained from the same rows: the rating model (Bayesian MF),
 which the RMSE scores, and a ranking model (EASE), which orders the top-N lists. A model trained
 only to predict ratings answers "how much would they like it, given that they watched it" and,
