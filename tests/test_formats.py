@@ -222,6 +222,7 @@ def test_messy_exports_are_read_or_refused_in_their_own_words(tmp_path):
     refused("na.csv", "1,99,NA\n1,98,4\n2,99,3\n", r"row 1, column 'rating': the rating is missing")
     refused("blank.csv", "1,99,\n1,98,4\n2,99,3\n", r"row 1, column 'rating': the rating is missing")
     refused("sep.csv", "sep=;\nuser;item;rating\n1;2;3\n", r"starts with Excel's 'sep=;' line; delete that line")
+    refused("tab.csv", "sep=\t\nuser\titem\trating\n1\t2\t3\n", r"starts with Excel's 'sep=\\t' line")
     refused("r.zip", b"PK\x03\x04", r"r.zip is a zip archive; unzip it")
     refused("trail.csv", "user,item,rating\n1,21,4,\n2,21,3,\n", r"saw 4; quote fields that contain ',', and end no line")
     # a header's " Rating " is the rating column asked for as "rating"; a groupby's user index saved with the frame
@@ -237,7 +238,7 @@ def test_ids_a_float_column_wrote_are_warned_of(tmp_path, caplog):
     """``df.to_csv`` of float ids writes 1.0: kept as text, the model knew '1.0' and not the user 1 asked for,
     and beside a 1 it made two users of one, without a word."""
     (tmp_path / "all.csv").write_text("user,item,rating\n1.0,10,4\n2.0,10,3\n2.0,11,5\n")
-    (tmp_path / "mixed.csv").write_text("user,item,rating\n1.0,10,4\n1,11,3\n2,11,5\n")
+    (tmp_path / "mixed.csv").write_text("user,item,rating\n1.00,10,4\n1,11,3\n2,11,5\n")
     (tmp_path / "fine.csv").write_text("user,item,rating\nv1.5,10,4\n2,10,3\n2,11,5\n")
     with caplog.at_level("WARNING", logger="latentrec"):
         assert load_ratings(tmp_path / "all.csv").df.user.tolist() == ["1.0", "2.0", "2.0"]
@@ -246,4 +247,4 @@ def test_ids_a_float_column_wrote_are_warned_of(tmp_path, caplog):
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 2
     assert "every user id is a whole number written with '.0' (1.0, ...)" in said[0] and "not '1'" in said[0]
-    assert "user ids '1' and '1.0' are both there, read as two users" in said[1]
+    assert "user ids '1' and '1.00' are both there, read as two users" in said[1]

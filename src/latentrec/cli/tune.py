@@ -50,7 +50,8 @@ def add_parser(sub) -> None:
     s = p.add_argument_group("search")
     s.add_argument("--model", choices=MODELS, default="dot", help="as for `latentrec train` (default dot)")
     s.add_argument("--solver", choices=SOLVERS, help="default: the model's default solver")
-    s.add_argument("--trials", type=int, help="finished trials the study should hold (default 30 without --timeout)")
+    s.add_argument("--trials", type=int, help="trials that train a model the study should hold (a setting drawn again is not trained "
+                   "again nor counted; default 30 without --timeout)")
     s.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     s.add_argument("--storage", help="study database, e.g. sqlite:///tune.db; rerunning the command resumes it")
     s.add_argument("--study-name", default="latentrec", help="study name inside --storage (default latentrec)")
@@ -166,13 +167,13 @@ def print_trial(row: dict) -> None:
 
     params = "  ".join(f"{k}={fmt(v)}" for k, v in row.items()
                       if k not in REPORT_COLUMNS and k != "valid_ndcg@10")
-    if "valid_ndcg@10" in row:
-        console.print(f"trial {row['trial']:>3}  valid NDCG@10 {fmt(row['valid_ndcg@10']):>6}  {row['seconds'] or 0:6.1f} s"
-                      f"  {params}", soft_wrap=True)
-        return
-    valid = fmt(row["valid_rmse"]) or "-"
     repeat = row.get("repeat_of")
     again = f"  (repeats trial {int(repeat)}: not trained again)" if repeat is not None and repeat == repeat else ""
+    if "valid_ndcg@10" in row:
+        console.print(f"trial {row['trial']:>3}  valid NDCG@10 {fmt(row['valid_ndcg@10']):>6}  {row['seconds'] or 0:6.1f} s"
+                      f"  {params}{again}", soft_wrap=True)
+        return
+    valid = fmt(row["valid_rmse"]) or "-"
     console.print(f"trial {row['trial']:>3}  valid {valid:>6} after {row['epochs_run'] or 0:>3} epochs  "
                   f"{row['seconds'] or 0:6.1f} s  {'pruned' if row['pruned'] else '      '}  {params}{again}",
                   soft_wrap=True)

@@ -304,11 +304,12 @@ def first_line(path: Path) -> tuple[str, str]:
             try:
                 with _open(path, encoding=encoding) as f:
                     for line in f:
-                        if EXCEL_SEP.fullmatch(line.strip()):
-                            raise DataError(f"{path} starts with Excel's {line.strip()!r} line; delete that line "
-                                            f"and read it again.")
+                        line = line.rstrip("\r\n")
+                        if EXCEL_SEP.fullmatch(line):  # sep=\t too
+                            raise DataError(f"{path} starts with Excel's {line!r} line; delete that line and read "
+                                            f"it again.")
                         if line.strip():
-                            return line.rstrip("\r\n"), encoding
+                            return line, encoding
                     return "", encoding
             except UnicodeDecodeError:  # a legacy encoding, unless it is UTF-8 with a bad byte
                 _refuse_damaged_utf8(path)
@@ -739,9 +740,9 @@ def _warn_of_float_texts(ids: pd.Series, role: str, where: str) -> None:
         log.warning("%s: every %s id is a whole number written with '.0' (%s, ...), as a column of floats is saved; "
                     "ids are kept as text, so ask for %r, not %r (or save the ids as whole numbers).", where, role,
                     first, first, bare.iloc[0])
-    elif (both := bare[bare.isin(set(ids[~floaty]))]).size:
+    elif (both := bare.isin(set(ids[~floaty])).to_numpy()).any():
         log.warning("%s: %s ids %r and %r are both there, read as two %ss; if they are one, save the ids as whole "
-                    "numbers.", where, role, both.iloc[0], f"{both.iloc[0]}.0", role)
+                    "numbers.", where, role, bare[both].iloc[0], ids[floaty][both].iloc[0], role)
 
 
 def _refuse_reserved(ids: pd.Series, role: str, where: str, column: str, row_offset: int) -> None:

@@ -65,7 +65,7 @@ def evaluate(rec: Recommender, ratings: Ratings | pd.DataFrame | str | LeanRows 
         warnings.warn(f"{result['n_seen']:,} of the {result['n']:,} pairs scored were in the data the model was built "
                       f"from (rows it trained on or held out for validation): its figures say little about new data.",
                       SeenPairsScored, stacklevel=2)
-    elif len(data) and rec.info.get("valid_digest") == data.digest():
+    elif len(data) == rec.info.get("n_valid") and rec.info.get("valid_digest") == data.digest():
         result["valid_rows"] = True
         warnings.warn(f"These {result['n']:,} ratings are the validation rows the model was fit with (they chose its "
                       f"best epoch and ranker): its figures on them are optimistic; score rows it never saw.",

@@ -291,6 +291,7 @@ def tune(train: Ratings | pd.DataFrame | str, valid: Ratings | pd.DataFrame | st
         if ranking:
             t0 = time.perf_counter()
             rec, _ = fit(train, valid, cfg)
+            rec.info.pop("valid_digest")  # scored here as the validation rows they are
             g = evaluate(rec, valid)["ranking"]
             ndcg = g["model"][f"ndcg@{g['k']}"]  # k: 10, or fewer where the catalog holds fewer items
             _record(trial, [], time.perf_counter() - t0, None)
@@ -324,19 +325,23 @@ def tune(train: Ratings | pd.DataFrame | str, valid: Ratings | pd.DataFrame | st
     callbacks = [lambda s, t: on_trial(trial_row(t, space))] if on_trial else None
     deadline = None if timeout is None else time.perf_counter() + timeout
     remaining = None if n_trials is None else max(0, n_trials - len(trained(study)))
-    while remaining != 0:  # a repeat trains nothing, so it does not count: draw again, until a round has none new
+    stale = 0  # rounds in a row that drew only repeats: three, and the space is taken as tried
+    while remaining != 0 and stale < 3:  # a repeat trains nothing, so it does not count: draw again
         left = None if deadline is None else max(0.0, deadline - time.perf_counter())
         with _quiet_failed_trials():
             study.optimize(objective, n_trials=remaining, timeout=left, callbacks=callbacks, catch=(),
                            gc_after_trial=False)
         now = None if n_trials is None else max(0, n_trials - len(trained(study)))
-        if now is None or now == remaining or (deadline is not None and time.perf_counter() >= deadline):
+        if now is None or (deadline is not None and time.perf_counter() >= deadline):
             break
+        stale = stale + 1 if now == remaining else 0
         remaining = now
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         raise ConfigError("No trial finished unpruned; widen the search space or give more --trials.")
     winner = study.best_trial
+    if "repeat_of" in winner.user_attrs:  # a tie that storage ordered first: the trial that trained
+        winner = study.trials[winner.user_attrs["repeat_of"]]
     cfg = TrainConfig.from_dict(winner.user_attrs["config"])
     model, test_result = None, None
     if refit:

@@ -200,7 +200,8 @@ def popular(rec: Recommender, n: int = 10, min_ratings: int | None = None,
 def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_rated: bool = False,
               min_ratings: int | None = None, ratings=None, exclude=None) -> pd.DataFrame:
     """The ``n`` best items for ``user`` that they have not rated: ordered by the ranker when the model
-    dir has one, else by predicted rating.
+    dir has one (beside a rating model, its picks predicted below the scale's middle last: :func:`liked_first`),
+    else by predicted rating.
 
     A known user gets personalized results (``known`` True). An unknown user gets the
     non-personalized ranking of :func:`popular` (``known`` False), unless ``ratings`` are given (a
