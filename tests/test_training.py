@@ -71,6 +71,7 @@ def test_unknown_ids_get_flagged_fallback(lowrank, tmp_path):
     assert np.array_equal(back.prediction.to_numpy(), out.prediction.to_numpy())
 
 
+@pytest.mark.filterwarnings("ignore::latentrec.errors.SeenPairsScored")  # scores its validation rows
 def test_validation_scores_unknown_ids_as_the_saved_model_does(lowrank):
     """The Trainer's validation RMSE on rows with unknown ids is evaluate's on the model it returns."""
     train, _, _ = lowrank
@@ -127,6 +128,7 @@ def test_ml100k_few_epochs_beat_the_bias_baseline(ml100k_dir):
     assert result["baselines"]["global_mean"]["rmse"] > 1.1
 
 
+@pytest.mark.filterwarnings("ignore::latentrec.errors.SeenPairsScored")  # scores its validation rows
 def test_a_notebook_dataframe_or_file_trains_and_scores_and_a_config_goes_by_name(lowrank, tmp_path):
     train, valid, _ = lowrank
     cfg = TrainConfig(solver="als", epochs=2, n_factors=4, ranker="none", device="cpu")
@@ -155,6 +157,7 @@ def test_the_sgd_recipe_follows_the_rating_scale(lowrank):
     assert wide_rec.config["wd"] == pytest.approx(narrow.config["wd"] * 400)
 
 
+@pytest.mark.filterwarnings("ignore::latentrec.errors.SeenPairsScored")  # scores its validation rows
 def test_the_als_ridge_and_tunes_default_ranges_follow_the_rating_scale(lowrank):
     """ALS's factors grow as the square root of the scale: its ridge moves by the scale (20 for 0-100 rather than
     1-5), which keeps its lead over the bias baseline; tune's default ranges move as the recipe's values do."""
@@ -178,6 +181,7 @@ def test_the_als_ridge_and_tunes_default_ranges_follow_the_rating_scale(lowrank)
     assert default_space("dot", "sgd", load_ratings("ml-100k")) == default_space("dot", "sgd")  # 1-5: unchanged
 
 
+@pytest.mark.filterwarnings("ignore::latentrec.errors.SeenPairsScored")  # scores its validation rows
 def test_relevance_is_three_quarters_up_the_scale_by_default(lowrank):
     """The top-k metrics' relevant items are the test ratings three quarters up the rating scale (4 on 1-5), so a
     0-100 or a -2..2 scale gets ranking metrics too, the same ones."""
