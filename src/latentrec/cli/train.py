@@ -250,8 +250,8 @@ def print_trained(rec, ranking_only: bool, ranker: str, out: str, result: dict, 
                       else f"{check['ranker']} ranker and its check against popularity and the predicted ratings")
         ranked = f" + {fitted} in {rec.info['ranker_seconds']:.2f} s" if check is not None or rec.ranker else ""
         metrics = rec.info["metrics"]
-        scored = ("" if "valid" in result else  # with a test file, the validation rows get no table of their own
-                  f" (validation RMSE {metrics['valid_rmse']:.4f}; the test file is scored below)")
+        scored = ("" if "valid" in result or "valid_rmse" not in metrics else  # with a test file, the validation
+                  f" (validation RMSE {metrics['valid_rmse']:.4f}; the test file is scored below)")  # rows get no table
         epochs = (f"Best epoch {rec.info['best_epoch']}{scored}" if "valid_rmse" in metrics
                   else f"Kept the last epoch, {len(rec.history)} (no validation rows to choose by)")
         console.print(f"\n{epochs}; trained in {rec.info['train_seconds']:.2f} s{ranked}{saved}", soft_wrap=True)
