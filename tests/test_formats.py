@@ -248,3 +248,14 @@ def test_ids_a_float_column_wrote_are_warned_of(tmp_path, caplog):
     assert len(said) == 2
     assert "every user id is a whole number written with '.0' (1.0, ...)" in said[0] and "not '1'" in said[0]
     assert "user ids '1' and '1.00' are both there, read as two users" in said[1]
+
+
+def test_an_id_an_export_writes_for_a_missing_value_is_warned_of(tmp_path, caplog):
+    """R's write.csv writes a missing user as NA: every such row became one user "NA", without a word."""
+    (tmp_path / "r.csv").write_text("user,item,rating\n1,10,4\nNA,10,3\nNA,11,5\n2,#N/A,2\n")
+    with caplog.at_level("WARNING", logger="latentrec"):
+        df = load_ratings(tmp_path / "r.csv").df
+    assert df.user.tolist() == ["1", "NA", "NA", "2"]  # kept: an id may be NA (a product code, Namibia)
+    said = [r.getMessage() for r in caplog.records]
+    assert "2 rows have the user id 'NA', read as one user; if it marks a missing id" in said[0]
+    assert "1 row has the item id '#N/A'" in said[1]

@@ -47,6 +47,7 @@ TITLE_NAMES = {"title", "booktitle", "movietitle", "itemtitle", "producttitle"} 
 TIMESTAMP_NAMES = ("timestamp", "unixreviewtime", "unixtime", "time", "ts", "datetime", "date", "ratedat", "createdat")
 ROLES = ("user", "item", "rating")
 EXCEL_SEP = re.compile(r"sep=.{1,2}")  # the line Excel writes above a CSV to name its separator
+MISSING_ID_WORDS = {"NA", "N/A", "#N/A"}  # missing values as exports write them; blank, null, NaN, None are refused
 NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
 SCALAR_KINDS = {"string", "integer", "floating", "mixed-integer-float", "empty"}  # pandas.api.types.infer_dtype
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # ratings are stored as float32
@@ -728,6 +729,16 @@ def _ids(col: pd.Series, role: str, where: str, row_offset: int) -> pd.Series:
     return out.astype(object)
 
 
+def _warn_of_missing_words(ids: pd.Series, role: str, where: str) -> None:
+    """Ids that an export writes for a missing value (R's ``NA``, Excel's ``#N/A``): kept as ids, every such row
+    is one made-up user or item."""
+    missing = ids[ids.str.upper().isin(MISSING_ID_WORDS).to_numpy(bool)]
+    if len(missing):
+        rows = f"{len(missing):,} rows have" if len(missing) > 1 else "1 row has"
+        log.warning("%s: %s the %s id %r, read as one %s; if it marks a missing id (as R and Excel write one), drop "
+                    "those rows.", where, rows, role, missing.iloc[0], role)
+
+
 def _warn_of_float_texts(ids: pd.Series, role: str, where: str) -> None:
     """Ids kept as text that a float column wrote (``1.0``): a user asks for ``1`` and is not known; beside ``1``,
     the one user becomes two."""
@@ -791,6 +802,7 @@ def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_of
         _refuse_reserved(df[role], role, where, names[role], row_offset)
         if not pd.api.types.is_numeric_dtype(raw[names[role]]):  # text: a float column's "1.0" is kept as it is
             _warn_of_float_texts(pd.Series(df[role].unique(), dtype=object), role, where)
+            _warn_of_missing_words(df[role], role, where)
     df["rating"] = _ratings(raw[names["rating"]], where, row_offset)
     if title := title_column(list(raw.columns)):  # travels with its row through deduplication
         df["title"] = raw[title].astype(str).to_numpy()
