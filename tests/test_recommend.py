@@ -361,3 +361,34 @@ def test_the_rankers_picks_the_rating_model_predicts_below_the_middle_come_last(
     assert np.allclose(predicted[0], lists[5].prediction, atol=1e-6)
     folded = recommend(rec, ratings={"i5": 4.0}, n=4)  # a new user, folded in
     assert folded.item.tolist() == ["i2", "i3", "i1", "i4"]
+
+
+def test_a_low_rating_beside_a_rating_model_is_no_pick():
+    """EASE read a 1-star rating as a (weaker) pick: a new user who rated eight horror films 1 star got the list of
+    one who rated them 5 stars. Beside a rating model, a rating a standard deviation below the mean now weighs
+    nothing; a user left with no pick, new or known, gets the rating model's order."""
+    from dataclasses import replace
+
+    from tiny_rec import planted_clusters
+
+    from latentrec.config import TrainConfig
+    from latentrec.data.ratings import Ratings
+    from latentrec.training.fit import fit
+    from latentrec.use.coldstart import UserRatings, fold_in_ranker
+    from latentrec.use.topn import recommend, top_n
+
+    df, _ = planted_clusters()
+    low = pd.DataFrame({"user": "grump", "item": df["item"].unique()[:10], "rating": 1.0})
+    rec, _ = fit(Ratings(pd.concat([df, low], ignore_index=True), "planted"),
+                 config=TrainConfig(n_factors=8, epochs=10, valid_pct=0, device="cpu", seed=0, ranker="ease"))
+    assert rec.ranker.kind == "ease" and rec.ranker.picked_from() > 1.0
+    by_rating = replace(rec, ranker=None)
+    grump = rec.users.encode(["grump"])
+    np.testing.assert_array_equal(top_n(rec, grump, 10)[0], top_n(by_rating, grump, 10)[0])  # known, no pick
+    given = dict(zip(low.item, low.rating))
+    np.testing.assert_array_equal(recommend(rec, ratings=given).item, recommend(by_rating, ratings=given).item)
+    liked = {i: 5.0 for i in df["item"].unique()[10:14]}
+    both = UserRatings.of({**liked, **given})
+    np.testing.assert_array_equal(fold_in_ranker(rec, both)[0], fold_in_ranker(rec, UserRatings.of(liked))[0])
+    ease_alone = replace(rec, model=None)  # a ranking-only dir may hold plays: a low value is still a pick
+    assert not np.array_equal(top_n(ease_alone, grump, 10)[0], top_n(by_rating, grump, 10)[0])

@@ -40,9 +40,17 @@ class Ranker(nn.Module):
         return {"kind": self.kind, "n_items": self.n_items, "rating_mean": self.rating_mean,
                 "rating_std": self.rating_std, "rating_weight": self.rating_weight}
 
-    def weights(self, ratings):
-        """Input weights of rated items from their ratings (see :func:`rating_weights`)."""
-        return rating_weights(ratings, self.rating_mean, self.rating_std, self.rating_weight)
+    def weights(self, ratings, graded: bool = False):
+        """Input weights of rated items from their ratings (see :func:`rating_weights`). ``graded``: the ratings are
+        explicit (a dir with a rating model beside the ranker), and one a standard deviation or more below the mean
+        (1 or 2 on ML-100K's 1-5) picks nothing: weight 0, so a 1-star rating never asks for more like it. (A
+        ranking-only dir may hold plays or seconds, where a low value is still a pick.)"""
+        w = rating_weights(ratings, self.rating_mean, self.rating_std, self.rating_weight)
+        return w * (ratings >= self.picked_from()) if graded else w
+
+    def picked_from(self) -> float:
+        """The lowest explicit rating that counts as a pick (:meth:`weights`, ``graded``)."""
+        return self.rating_mean - self.rating_std
 
     def score_users(self, users: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
         """Ranking scores ``(len(users), n_items)``; ``rows`` are the users' weighted training rows (dense)."""

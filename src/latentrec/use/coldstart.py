@@ -229,13 +229,17 @@ def fold_in(rec: Recommender, given: UserRatings, reg: float | None = None, step
 
 
 @torch.no_grad()
-def fold_in_ranker(rec: Recommender, given: UserRatings) -> tuple[np.ndarray, np.ndarray]:
+def fold_in_ranker(rec: Recommender, given: UserRatings) -> tuple[np.ndarray | None, np.ndarray]:
     """A new user's ranking scores over every item index from ``rec.ranker`` (EASE: their weighted row times
-    its item x item matrix; iALS: one small ridge solve of their factors), and the indices of their known items."""
+    its item x item matrix; iALS: one small ridge solve of their factors), and the indices of their known items.
+    Beside a rating model, ratings too low to be picks weigh nothing (:meth:`Ranker.weights`); with no pick left,
+    the scores are None."""
     idx, known = known_items(rec, given)
     ranker = rec.ranker
-    w = ranker.weights(torch.tensor(np.asarray(given.ratings, np.float32)[known])).to(rec.device)
-    scores = ranker.fold_in(torch.from_numpy(idx[known]).to(rec.device), w)
+    w = ranker.weights(torch.tensor(np.asarray(given.ratings, np.float32)[known]), rec.model is not None)
+    if not bool((w > 0).any()):
+        return None, idx[known]
+    scores = ranker.fold_in(torch.from_numpy(idx[known]).to(rec.device), w.to(rec.device))
     return scores.double().cpu().numpy(), idx[known]
 
 

@@ -87,7 +87,7 @@ def ranker_scores(rec: Recommender, users: np.ndarray, cells: np.ndarray, pos: n
     idx = torch.from_numpy(users).to(rec.device)
     rows = None
     if rec.ranker.uses_rows:  # the users' weighted training rows, sparse: only their rated rows of B are read
-        w = rec.ranker.weights(torch.from_numpy(rec.rated_ratings[pos]).to(rec.device)).float()
+        w = rec.ranker.weights(torch.from_numpy(rec.rated_ratings[pos]).to(rec.device), rec.model is not None).float()
         n_items = len(rec.items)
         flat = torch.from_numpy(cells).to(rec.device)
         rows = torch.sparse_coo_tensor(torch.stack([flat // n_items, flat % n_items]), w, (len(users), n_items),
@@ -101,7 +101,8 @@ def top_n(rec: Recommender, users: np.ndarray, n: int = 10, include_rated: bool 
 
     Rated training items are skipped unless ``include_rated``; a user with fewer than ``k``
     candidates gets index 0 and a NaN rating in the unused slots. With a ranker, the ranker orders
-    the items (beside a rating model, :func:`liked_first`); without a rating model, every rating is NaN. ``done(n)`` hears of each chunk of users ranked.
+    the items (beside a rating model, :func:`liked_first`, and a user with no pick gets the rating model's order);
+    without a rating model, every rating is NaN. ``done(n)`` hears of each chunk of users ranked.
     """
     check_n(n)
     users = np.asarray(users, dtype=np.int64)
@@ -117,6 +118,10 @@ def top_n(rec: Recommender, users: np.ndarray, n: int = 10, include_rated: bool 
         idx = torch.from_numpy(chunk).to(device)
         cells, pos = rated_cells(rec, chunk)
         s = ranker_scores(rec, chunk, cells, pos) if rec.ranker is not None else scorer.rank_scores(idx)
+        if rec.ranker is not None and rec.ranker.uses_rows and rec.model is not None:
+            unpicked = picks_none(rec, chunk, cells, pos)  # every rating low: the rating model orders theirs
+            if unpicked.any():
+                s[torch.from_numpy(unpicked).to(device)] = scorer.rank_scores(idx[torch.from_numpy(unpicked)]).to(s)
         s[:, 0] = -torch.inf  # never recommend the unknown-item row
         if not include_rated:
             s.view(-1).index_fill_(0, torch.from_numpy(cells).to(device), -torch.inf)
@@ -138,6 +143,12 @@ def top_n(rec: Recommender, users: np.ndarray, n: int = 10, include_rated: bool 
         if done is not None:
             done(len(chunk))
     return out_items, out_scores
+
+
+def picks_none(rec: Recommender, users: np.ndarray, cells: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Which ``users`` rated nothing high enough to count as a pick (:meth:`Ranker.weights`, ``graded``)."""
+    picked = rec.rated_ratings[pos] >= rec.ranker.picked_from()
+    return np.bincount(cells // len(rec.items), weights=picked, minlength=len(users)) == 0
 
 
 def liked_first(rec: Recommender, picks: np.ndarray, predicted: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -232,12 +243,12 @@ def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_ra
         if not folds_in(rec, ratings):
             ratings = None  # nothing to fold in: as an unknown user
     if ratings is not None:
-        predicted = None
+        predicted = scores = None
         if rec.model is not None:
             predicted, rated = fold_in_predictions(rec, ratings)
         if rec.ranker is not None:
             scores, rated = fold_in_ranker(rec, ratings)
-        else:
+        if scores is None:  # no ranker, or a fold-in with no pick (every rating low: only beside a rating model)
             scores = predicted.astype(np.float64)
         scores[0] = -np.inf
         scores[skip] = -np.inf
