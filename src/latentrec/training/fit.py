@@ -93,13 +93,12 @@ def _warn_about_values(ratings: np.ndarray, source: str) -> None:
     :func:`piled_at_bottom`): each once within :func:`data_warnings_once`."""
     said = _DATA_SAID.get()
     said = set() if said is None else said
-    if (far := far_out(ratings)) and ("far", source) not in said:
-        log.warning("%s: %s; the rating scale is taken as %g to %g. A typo, or a code for no rating? Fix or drop "
-                    "those rows.", source, far, float(ratings.min()), float(ratings.max()))
-        said.add(("far", source))
-    if (piled := piled_at_bottom(ratings)) and ("piled", source) not in said:
-        log.warning("%s: %s.", source, piled)
-        said.add(("piled", source))
+    scale = f"; the rating scale is taken as {float(ratings.min()):g} to {float(ratings.max()):g}. A typo, or a " \
+            f"code for no rating? Fix or drop those rows"
+    for find, after in ((far_out, scale), (piled_at_bottom, "")):
+        if (find, source) not in said and (found := find(ratings)):  # said already: not looked for again
+            log.warning("%s: %s%s.", source, found, after)
+            said.add((find, source))
 
 
 @contextmanager

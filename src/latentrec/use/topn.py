@@ -113,19 +113,19 @@ def top_n(rec: Recommender, users: np.ndarray, n: int = 10, include_rated: bool 
     out_items = np.zeros((len(users), k), np.int64)
     out_scores = np.full((len(users), k), np.nan, np.float32)
     device = rec.device
+    both = rec.model is not None and rec.ranker is not None
     for a in range(0, len(users), step):
         chunk = users[a:a + step]
         idx = torch.from_numpy(chunk).to(device)
         cells, pos = rated_cells(rec, chunk)
         s = ranker_scores(rec, chunk, cells, pos) if rec.ranker is not None else scorer.rank_scores(idx)
-        if rec.ranker is not None and rec.ranker.uses_rows and rec.model is not None:
-            unpicked = picks_none(rec, chunk, cells, pos)  # every rating low: the rating model orders theirs
-            if unpicked.any():
-                s[torch.from_numpy(unpicked).to(device)] = scorer.rank_scores(idx[torch.from_numpy(unpicked)]).to(s)
+        if both and rec.ranker.uses_rows:
+            unpicked = torch.from_numpy(picks_none(rec, chunk, cells, pos)).to(device)  # every rating low: the
+            if unpicked.any():  # rating model orders theirs
+                s[unpicked] = scorer.rank_scores(idx[unpicked]).to(s)
         s[:, 0] = -torch.inf  # never recommend the unknown-item row
         if not include_rated:
             s.view(-1).index_fill_(0, torch.from_numpy(cells).to(device), -torch.inf)
-        both = rec.model is not None and rec.ranker is not None
         top = torch.topk(s, min(k + CHECKED, n_items - 1) if both else k, dim=1)
         found = torch.isfinite(top.values)
         picks = torch.where(found, top.indices, 0).cpu().numpy()
