@@ -182,7 +182,7 @@ def test_a_spreadsheets_trailing_empty_rows_are_left_out(tmp_path):
 def test_the_separator_is_the_one_that_splits_the_first_line_into_columns(tmp_path, body, sep):
     """The first separator found was taken: ``1;10;4,5`` was split at its comma into two columns, and
     ``Müller, Jo, Jr.|10|4`` into three at its commas."""
-    from latentrec.data.ratings import sniff_header
+    from latentrec.data.text_files import sniff_header
 
     path = tmp_path / "r.txt"
     path.write_text(body)

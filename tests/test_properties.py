@@ -11,8 +11,9 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from latentrec.data.ratings import NAN_WORDS, load_ratings
+from latentrec.data.ratings import load_ratings
 from latentrec.data.split import kfold_indices, random_split
+from latentrec.data.text_files import NAN_WORDS
 from latentrec.data.vocab import Vocab
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -37,26 +37,19 @@ from latentrec import errors
 from latentrec.config import check_valid_pct
 from latentrec.data import csr
 from latentrec.data.batches import Encoded, EncodedRows
-from latentrec.data.ratings import (
-    ROLES,
+from latentrec.data.columns import ROLES, headerless_columns, resolve_columns, title_column
+from latentrec.data.row_errors import (
     bad_rating,
     empty_id,
-    first_line,
-    following_lines,
-    headerless_columns,
     in_lines,
     lines_named,
     not_a_number,
     rated_twice,
     rating_text,
-    readable,
-    resolve_columns,
-    sniff_header,
-    title_column,
-    too_many_fields,
     unusable_ratings,
 )
 from latentrec.data.split import held_rows
+from latentrec.data.text_files import first_line, following_lines, readable, sniff_header, too_many_fields
 from latentrec.data.vocab import NA, Vocab
 from latentrec.errors import DataError, clip, one_line
 

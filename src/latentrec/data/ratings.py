@@ -1,5 +1,4 @@
-"""Reading and validating ratings files and frames, and the sentences for their bad rows (``lean`` words a big
-file's with them).
+"""Reading and validating ratings files and frames.
 
 ``load_ratings`` takes a named dataset (``ml-100k``), a CSV/TSV/Parquet path or a pandas
 DataFrame and returns :class:`Ratings`: columns ``user`` and ``item`` (raw ids as strings),
@@ -8,18 +7,8 @@ DataFrame and returns :class:`Ratings`: columns ``user`` and ``item`` (raw ids a
 
 from __future__ import annotations
 
-import codecs
-import csv
-import functools
-import gzip
-import itertools
 import logging
 import os
-import re
-import warnings
-import zlib
-from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,37 +16,25 @@ import numpy as np
 import pandas as pd
 
 from latentrec.config import DUPLICATE_POLICIES
+from latentrec.data.columns import ALIASES, TIMESTAMP_NAMES, listed, normalized, resolve_columns, title_column
 from latentrec.data.datasets import DATASETS, dataset_path, own_folder
+from latentrec.data.row_errors import (
+    RowError,
+    bad_rating,
+    empty_id,
+    lines_named,
+    not_a_number,
+    rated_twice,
+    rating_text,
+    unusable_ratings,
+)
+from latentrec.data.text_files import PARQUET_SUFFIXES, TEXT_SUFFIXES, file_type, read_text_table, readable
 from latentrec.data.vocab import INT64_LIMIT, NA, float_id_texts
-from latentrec.errors import ColumnNotFound, ConfigError, DataError, clip
+from latentrec.errors import ConfigError, DataError, clip
 
-TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".data", ".dat", ".base", ".test"}
-PARQUET_SUFFIXES = {".parquet", ".pq"}
-ALIASES = {
-    "user": {"user", "userid", "uid", "customer", "customerid", "custid", "reviewer", "reviewerid", "client",
-             "clientid", "member", "memberid", "account", "accountid", "buyer", "buyerid", "player", "playerid"},
-    "item": {"item", "itemid", "iid", "movie", "movieid", "product", "productid", "asin", "sku", "isbn", "book",
-             "bookid", "track", "trackid", "song", "songid", "article", "articleid", "business", "businessid",
-             "joke", "jokeid", "recipe", "recipeid", "game", "gameid", "anime", "animeid", "app", "appid", "artist",
-             "artistid", "parentasin"},
-    "rating": {"rating", "ratings", "score", "stars", "value", "overall"},
-}
-KNOWN_NAMES = set().union(*ALIASES.values())  # every alias: a first line holding one is a header
-TITLE_NAMES = {"title", "booktitle", "movietitle", "itemtitle", "producttitle"}  # a column of item titles
-TIMESTAMP_NAMES = ("timestamp", "unixreviewtime", "unixtime", "time", "ts", "datetime", "date", "ratedat", "createdat")
-ROLES = ("user", "item", "rating")
-EXCEL_SEP = re.compile(r"sep=.{1,2}")  # the line Excel writes above a CSV to name its separator
 MISSING_ID_WORDS = {"NA", "N/A", "#N/A"}  # missing values as exports write them; blank, null, NaN, None are refused
-NAN_WORDS = {"nan", "na", "n/a", "null", "none", ""}
 SCALAR_KINDS = {"string", "integer", "floating", "mixed-integer-float", "empty"}  # pandas.api.types.infer_dtype
-FLOAT32_MAX = float(np.finfo(np.float32).max)  # ratings are stored as float32
-DECIMAL_COMMA = re.compile(r"\s*-?\d+,\d{1,2}\s*")  # "3,5" from a spreadsheet set to a decimal comma (not "1,000")
-BAD_BYTE = re.compile("[\udc80-\udcff]")  # a byte that is not UTF-8, decoded with errors="surrogateescape"
-UTF8_BEYOND_ASCII = re.compile("[^\x00-\x7f\udc80-\udcff]")
 log = logging.getLogger(__name__)
-# a text file that is not UTF-8: Windows' (Excel's) text, whose 0x80-0x9f are ’ “ ” – € and the like, else latin-1,
-# which reads any byte
-LEGACY_ENCODINGS = ("cp1252", "latin-1")
 MAX_RATING = 2**24  # the largest rating a rating model takes (a bigger one is a timestamp or a count)
 
 
@@ -203,14 +180,14 @@ def _one_user_table(path: Path, needs: str) -> pd.DataFrame:
     try:
         item, rating = resolve_columns(list(raw.columns), ("item", "rating"), {}, where)
     except DataError:  # recommend has no --item-col: say what the file itself should hold
-        raise DataError(f"{where} needs an item and a rating column (its columns: {_listed(raw.columns)});"
+        raise DataError(f"{where} needs an item and a rating column (its columns: {listed(raw.columns)});"
                         f" name them item and rating (or movieId, score, ...), or give headerless item,rating lines.") \
             from None
     df = pd.DataFrame({"item": _ids(raw[item], "item", where, row_offset),
                        "rating": _ratings(raw[rating], where, row_offset)})
-    user = next((c for c in raw.columns if _normalized(str(c)) in ALIASES["user"]), None)
+    user = next((c for c in raw.columns if normalized(str(c)) in ALIASES["user"]), None)
     if user is not None and (users := _ids(raw[user], "user", where, row_offset).unique()).size > 1:
-        shown = _listed(users[:3]) + ", ..." * (len(users) > 3)
+        shown = listed(users[:3]) + ", ..." * (len(users) > 3)
         raise DataError(f"{where} holds the ratings of {len(users):,} users ({shown}); give one user's {needs} rows.")
     repeat = _first_repeat(df, ["item"], row_offset)
     if repeat is not None:
@@ -239,7 +216,7 @@ def _read_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Dat
         raise DataError(f"{path} does not exist (give a ratings file or one of the datasets {names}).")
     if path.is_dir():
         raise DataError(f"{path} is a directory; give a ratings file (CSV, TSV or Parquet).")
-    suffix = _suffix(path)
+    suffix = file_type(path)
     if suffix == ".zip":
         raise DataError(f"{path} is a zip archive; unzip it and read the ratings file inside.")
     if suffix not in TEXT_SUFFIXES | PARQUET_SUFFIXES:
@@ -250,7 +227,7 @@ def _read_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Dat
         raise DataError(f"{path} is empty; it needs rows of {needs}.")
     if suffix not in PARQUET_SUFFIXES:
         with readable(path):
-            raw, has_header = _read_text(path, cols, pairs, needs)
+            raw, has_header = read_text_table(path, cols, pairs, needs)
         return raw, has_header, int(has_header)
     try:
         df = pd.read_parquet(path)
@@ -261,435 +238,8 @@ def _read_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.Dat
     return df, True, 0
 
 
-def _suffix(path: Path) -> str:
-    """The file type: ``.csv`` for ``ratings.csv`` and for ``ratings.csv.gz`` alike."""
-    return (Path(path.stem) if path.suffix.lower() == ".gz" else path).suffix.lower()
-
-
-def _open(path: Path, mode: str = "r", **kwargs):
-    """``open``, or ``gzip.open`` for a ``.gz`` file (pandas reads those by their name too)."""
-    return (gzip.open if path.suffix.lower() == ".gz" else open)(path, mode if "b" in mode else mode + "t", **kwargs)
-
-
-@contextmanager
-def readable(path: Path):
-    """Reading ``path``: a file that cannot be read (a damaged gzip file: ``BadGzipFile``, ``zlib.error``; a
-    truncated one: ``EOFError``, wherever in the file the damage is) raises one DataError naming it."""
-    try:
-        yield
-    except (OSError, EOFError, zlib.error) as e:
-        damaged = "; the gzip file is damaged or cut short" * (path.suffix.lower() == ".gz")
-        raise DataError(f"{path} could not be read ({e}){damaged}.") from None
-
-
-def _refuse_other_formats(path: Path) -> None:
-    """Refuse, by its first bytes, a file that is no text for these readers: UTF-16, or gzip or zip under a text
-    file's name."""
-    with _open(path, "rb") as f:
-        head = f.read(4)
-    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise DataError(f"{path} is UTF-16 text; save it as UTF-8 (or latin-1) and read it again.")
-    if head[:2] == b"\x1f\x8b":
-        raise DataError(f"{path} is gzip-compressed; name it {path.name}.gz and read it again.")
-    if head in (b"PK\x03\x04", b"PK\x05\x06"):
-        raise DataError(f"{path} is a zip archive; unzip it and read it again.")
-
-
-def first_line(path: Path) -> tuple[str, str]:
-    """A text file's first non-blank line and the encoding that reads it (UTF-8, with or without BOM, else
-    Windows-1252, else latin-1); a file of another format (:func:`_refuse_other_formats`) is refused in one
-    sentence."""
-    with readable(path):
-        _refuse_other_formats(path)
-        for encoding in ("utf-8-sig", *LEGACY_ENCODINGS):
-            try:
-                with _open(path, encoding=encoding) as f:
-                    for line in f:
-                        line = line.rstrip("\r\n")
-                        if EXCEL_SEP.fullmatch(line):  # sep=\t too
-                            raise DataError(f"{path} starts with Excel's {line!r} line; delete that line and read "
-                                            f"it again.")
-                        if line.strip():
-                            return line, encoding
-                    return "", encoding
-            except UnicodeDecodeError:  # a legacy encoding, unless it is UTF-8 with a bad byte
-                _refuse_damaged_utf8(path)
-    return "", "latin-1"
-
-
-def read_text(path: Path) -> str:
-    """A whole text file, gzipped or not, as UTF-8 (a BOM dropped, undecodable bytes replaced)."""
-    with readable(path), _open(path, encoding="utf-8-sig", errors="replace") as f:
-        return f.read()
-
-
-def _sniff_sep(line: str, following: Sequence[str] = ()) -> str:
-    """The separator that splits ``line`` into 3 fields or more and fits it best: a number (or a decimal-comma one)
-    as the third field, then found as often on each of the ``following`` lines, then the most fields, then the
-    first of ``::``, tab, ``,``, ``|``, ``;`` (``Müller, Jo, Jr.|10|4`` above ``Anna|10|3`` is split at '|',
-    ``1;21;4,0;2,64`` at ';'); with none, the first there, else whitespace. Quoted text is not counted."""
-    line, following = _unquoted(line), [_unquoted(f) for f in following]
-    present = [sep for sep in ("::", "\t", ",", "|", ";") if sep in line]
-    splitting = [sep for sep in present if line.count(sep) >= 2]
-    if not splitting:
-        return present[0] if present else r"\s+"
-
-    def fit(sep: str) -> tuple[bool, bool, int]:
-        third = line.split(sep)[2]
-        return (_is_number(third) or bool(DECIMAL_COMMA.fullmatch(third)),
-                all(f.count(sep) == line.count(sep) for f in following), line.count(sep))
-
-    return max(splitting, key=fit)  # the first of those that fit best
-
-
-def _unquoted(line: str) -> str:
-    return re.sub(r'"[^"]*"', "", line)
-
-
-def _read_text(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd.DataFrame, bool]:
-    line, encoding = first_line(path)
-    if not line:
-        raise DataError(f"{path} has no rows; it needs rows of {needs}.")
-    following = following_lines(path, encoding)
-    sep, fields, has_header = sniff_header(line, cols, pairs, following)
-    if pairs and not has_header and not any(_is_number(f) for f in fields[:2]):
-        # "a,b" above numeric ids is a header, whatever its names
-        has_header = bool(following) and all(_is_number(f) for f in _split_line(following[0], sep)[:2])
-
-    def read(enc: str) -> pd.DataFrame:
-        with warnings.catch_warnings():  # a first row longer than the header would become an index, shifting columns
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(path, sep=sep, header=0 if has_header else None, dtype=str, keep_default_na=False,
-                               encoding=enc, engine="python" if len(sep) > 1 else "c", skipinitialspace=True,
-                               index_col=False)
-
-    try:
-        try:
-            raw = read(encoding)
-        except UnicodeDecodeError:  # not UTF-8 after the first line: a legacy encoding, unless UTF-8 with a bad byte
-            _refuse_damaged_utf8(path)
-            try:
-                raw = read(LEGACY_ENCODINGS[0])
-            except UnicodeDecodeError:  # a byte Windows-1252 leaves undefined
-                raw = read("latin-1")
-    except (pd.errors.ParserError, ValueError) as e:
-        longer = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
-        if longer:  # in the words the lean reader uses too
-            raise too_many_fields(str(path), sep, *map(int, longer.groups())) from None
-        raise DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table ({str(e).strip()}).") from None
-    except pd.errors.ParserWarning:
-        raise _longer_row(path, sep, len(fields), encoding) from None
-    raw = raw.iloc[: len(raw) - _trailing_empty(raw)]  # a spreadsheet's ",,," rows below the data
-    if len(raw) == 0:
-        raise DataError(f"{path} has a header but no rows; it needs rows of {needs}.")
-    if not has_header:
-        raw.columns = headerless_columns(raw.shape[1], cols, str(path))
-    return raw, has_header
-
-
-def _refuse_damaged_utf8(path: Path) -> None:
-    """Refuse a UTF-8 file with a byte that is not UTF-8: read as latin-1, its every accented id would change
-    (``José`` to ``JosÃ©``). A file with no UTF-8 beyond ASCII is latin-1 (MovieLens' own files are). The whole
-    file is read once for this, however often its first line is asked for (the big-file reader asks, then this one)."""
-    stat = path.stat()
-    _scan_for_damaged_utf8(str(path), stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=8)
-def _scan_for_damaged_utf8(where: str, mtime_ns: int, size: int) -> None:
-    """:func:`_refuse_damaged_utf8` for the file at ``where`` as it is now (its time and size key the cache)."""
-    path = Path(where)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")  # a bad byte: a lone surrogate
-    line, bad, utf8 = 1, None, False
-    with _open(path, "rb") as f:
-        while (block := f.read(1 << 24)) or bad is None:
-            text = decoder.decode(block, final=not block)
-            if bad is None and (found := BAD_BYTE.search(text)):
-                bad = (line + text.count("\n", 0, found.start()), ord(found.group()) - 0xDC00)
-            utf8 = utf8 or bool(UTF8_BEYOND_ASCII.search(text))
-            if utf8 and bad is not None:
-                raise DataError(f"{path}, line {bad[0]}: byte 0x{bad[1]:02x} is not UTF-8, though the rest of the "
-                                f"file is; fix that line (or save the file as UTF-8 again) and read it again.")
-            if not block:
-                return
-            line += text.count("\n")
-
-
-def _trailing_empty(raw: pd.DataFrame) -> int:
-    """How many of the last rows have only empty cells (a last block, doubled until it holds a filled row)."""
-    k = 16
-    while True:
-        filled = raw.iloc[-k:].apply(lambda column: column.str.strip().ne("")).any(axis=1).to_numpy()
-        if filled.any():
-            return len(filled) - 1 - int(np.flatnonzero(filled)[-1])
-        if k >= len(raw):
-            return len(raw)
-        k *= 2
-
-
-def _longer_row(path: Path, sep: str, n_fields: int, encoding: str) -> DataError:
-    """The first row with more fields than the header, in pandas' words."""
-    with _open(path, encoding=encoding, errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            seen = len(_split_line(line.rstrip("\r\n"), sep))
-            if seen > n_fields:
-                return too_many_fields(str(path), sep, n_fields, number, seen)
-    return DataError(f"{path} could not be parsed as a {_sep_name(sep)}-separated table "
-                     "(a row has more fields than the header).")
-
-
-def too_many_fields(where: str, sep: str, n_fields: int, line: int, seen: int) -> DataError:
-    return DataError(f"{where} could not be parsed as a {_sep_name(sep)}-separated table (Expected {n_fields} fields "
-                     f"in line {line}, saw {seen}; quote fields that contain {sep!r}, and end no line with one).")
-
-
-def following_lines(path: Path, encoding: str, n: int = 10) -> list[str]:
-    """The ``n`` non-blank lines of a text file after its first (fewer where it ends)."""
-    with _open(path, encoding=encoding, errors="replace") as f:
-        lines = (line.rstrip("\r\n") for line in f if line.strip())
-        next(lines, None)
-        return list(itertools.islice(lines, n))
-
-
 def _row_kind(pairs: bool) -> str:
     return "user, item (a rating column is optional)" if pairs else "user, item, rating"
-
-
-def sniff_header(line: str, cols: dict, pairs: bool = False, following: Sequence[str] = ()
-                 ) -> tuple[str, list[str], bool]:
-    """(separator, fields, whether it is a header) of a text file's first line, the ``following`` lines helping to
-    tell the separator (:func:`_sniff_sep`)."""
-    sep = _sniff_sep(line, following)
-    fields = [f.strip().strip('"') for f in _split_line(line, sep)]
-    named = bool({c for c in cols.values() if c and not is_position(c)} & set(fields))  # "4" is a position
-    positions = {role: c for role, c in cols.items() if c and is_position(c)}
-    at = _rating_at(len(fields), positions) if positions else 2
-    if pairs or at is None:  # ids may be text (or a position is off the line): only column names mark a header
-        return sep, fields, named or any(_normalized(f) in KNOWN_NAMES for f in fields)
-    rating = fields[at] if at < len(fields) else ""
-    # "1,99,NA" is a row whose rating is missing (and is said to be), not a header
-    missing = rating.lower() in NAN_WORDS and all(_is_number(f) for f in fields[:2])
-    number = _is_number(rating) or DECIMAL_COMMA.fullmatch(rating) or missing
-    return sep, fields, named or len(fields) < 3 or not number
-
-
-def is_position(name: str) -> bool:
-    """Whether a column option is a position (``4``), not a name."""
-    return re.fullmatch(r"[0-9]+", name) is not None
-
-
-def _rating_at(n: int, positions: dict) -> int | None:
-    """Where the rating of a line of ``n`` fields is, were it a headerless row with roles at ``positions``, as
-    :func:`headerless_columns` places it; None where a position is off the line (or two are one)."""
-    try:
-        names = headerless_columns(n, positions, "")
-    except DataError:
-        return None
-    return names.index("rating") if "rating" in names else None
-
-
-def _split_line(line: str, sep: str) -> list[str]:
-    if sep == r"\s+":
-        return line.split()
-    if len(sep) == 1:
-        return next(csv.reader([line], delimiter=sep), [])
-    return line.split(sep)
-
-
-def _sep_name(sep: str) -> str:
-    return {"\t": "tab", ",": "comma", "|": "pipe", ";": "semicolon", "::": "'::'"}.get(sep, "whitespace")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def headerless_columns(n: int, cols: dict, where: str) -> list[str]:
-    """The names of a headerless file's ``n`` columns: user, item, rating, timestamp in that order, unless
-    ``cols`` places a role by position (``--rating-col 4``: the fourth column); the roles not placed take the
-    columns left, in that order; the rest are ``extra1``, ``extra2``, ..."""
-    placed = {role: _position(name, n, role, where) for role, name in cols.items() if name}
-    _refuse_shared({role: at + 1 for role, at in placed.items()}, where)
-    names: list[str | None] = [None] * n
-    for role, at in placed.items():
-        names[at] = role
-    free = (at for at in range(n) if names[at] is None)
-    for role, at in zip([r for r in (*ROLES, "timestamp") if r not in placed], free):
-        names[at] = role
-    extra = iter(range(1, n + 1))
-    return [name or f"extra{next(extra)}" for name in names]
-
-
-def _position(name: str, n: int, role: str, where: str) -> int:
-    """The 0-based index of the column ``name`` gives by its 1-based position among ``n``."""
-    if not (is_position(name) and 1 <= int(name) <= n):
-        raise DataError(f"{where} has no header row, so --{role}-col {name} names no column; give its position, "
-                        f"1 to {n} (1 is the first column), or add a header.")
-    return int(name) - 1
-
-
-def resolve_columns(columns: list, roles: tuple[str, ...], cols: dict, where: str) -> list[str]:
-    """The column holding each role: the one named in ``cols``, else the one whose name is a known alias (of several:
-    ``<role>_id``, then ``<role>``, then an alias ending in ``id``; still several: refused, naming them)."""
-    names = [_resolve_column([str(c) for c in columns], role, cols.get(role), where) for role in roles]
-    _refuse_shared(dict(zip(roles, names)), where)
-    return names
-
-
-def _refuse_shared(columns: dict, where: str) -> None:
-    """One column read as two roles (``--user-col 2 --item-col 2``) is a mistake."""
-    for role, column in columns.items():
-        other = next((r for r, c in columns.items() if c == column and r != role), None)
-        if other:
-            raise DataError(f"{where}: the {role} and the {other} would both be read from column {column!r}; "
-                            f"name another with --{other}-col.")
-
-
-def _resolve_column(columns: list[str], role: str, wanted: str | None, where: str) -> str:
-    if wanted:
-        if wanted in columns:
-            return wanted
-        if is_position(wanted) and 1 <= int(wanted) <= len(columns):  # --rating-col 4: the fourth column
-            return columns[int(wanted) - 1]
-        alike = [c for c in columns if c.strip().casefold() == wanted.strip().casefold()]
-        if len(alike) == 1:  # --rating-col rating for a header's " Rating ": spaces and case unseen in a message
-            return alike[0]
-        raise ColumnNotFound(f"{where} has no column {wanted!r} (its columns: {_listed(columns)}).", role)
-    found = [c for c in columns if _normalized(c) in ALIASES[role]  # Book-Crossing's Book-Rating, Amazon's star_rating:
-             or (role == "rating" and _normalized(c).endswith("rating"))]  # beside a score, which is asked
-    for better in ((f"{role}id",), (role,), None):  # "item_id" beside "item", "product_id" beside "sku": the id wins
-        if len(found) > 1:
-            found = [c for c in found if (_normalized(c) in better if better else _normalized(c).endswith("id"))] or found
-    if len(found) == 1:
-        return found[0]
-    if found:
-        raise ColumnNotFound(f"{where} has {len(found)} columns that could be the {role} ({_listed(found)}); name "
-                             f"one with --{role}-col ({role}_col=... in Python).", role)
-    raise ColumnNotFound(
-        f"{where} has no {role} column (its columns: {_listed(columns)}); name it with --{role}-col "
-        f"(load_ratings(..., {role}_col=...) in Python).", role
-    )
-
-
-def _listed(values) -> str:
-    """Values from a file (ids, column names), each clipped, for a message."""
-    return ", ".join(clip(str(v)) for v in values)
-
-
-def title_column(columns: list) -> str | None:
-    """The column of item titles (``title``, ``Book-Title``, ...), if the header has one."""
-    return next((c for c in columns if _normalized(str(c)) in TITLE_NAMES), None)
-
-
-def _normalized(name: str) -> str:
-    """A column name as the aliases are written: lower case, without ``_``, ``-``, ``.`` or spaces (User-ID: userid)."""
-    return re.sub(r"[_\-. ]", "", name.lower())
-
-
-class RowError(DataError):
-    """A sentence about rows of a file, numbered as its readers count them: a text file's lines that are not blank
-    (pandas and pyarrow leave those out). ``say`` words it for row numbers; :func:`lines_named` words it again
-    with the lines the rows are on, which differ after a blank line."""
-
-    def __init__(self, say: Callable[[tuple[int, ...]], str], rows: Sequence[int]):
-        self.say, self.rows = say, tuple(int(r) for r in rows)
-        super().__init__(say(self.rows))
-
-    def __reduce__(self):  # pickled (a worker process's error) as the sentence it is: ``say`` is a closure
-        return DataError, (str(self),)
-
-
-@contextmanager
-def lines_named(path: Path):
-    """Reading ``path``: a :class:`RowError` names the lines its rows are on (:func:`in_lines`)."""
-    try:
-        yield
-    except RowError as e:
-        raise in_lines(e, path) from None
-
-
-def in_lines(error: DataError, path: Path) -> DataError:
-    """A :class:`RowError` worded with the lines its rows are on, where ``path`` is a text file with blank lines
-    above them; any other ``error`` as it is."""
-    if not isinstance(error, RowError) or _suffix(path) in PARQUET_SUFFIXES:
-        return error
-    line, encoding = first_line(path)
-    lines = _line_numbers(path, error.rows, _sniff_sep(line, following_lines(path, encoding)))
-    return error if lines == error.rows else RowError(error.say, lines)
-
-
-def _line_numbers(path: Path, rows: tuple[int, ...], sep: str) -> tuple[int, ...]:
-    """The line each of ``rows`` starts on (both counted from 1), rows being the records with something besides
-    spaces (and tabs, unless they separate the fields) in them; a line end inside a quoted field ends no record.
-    The file is read up to the last of them, a block at a time."""
-    blank = np.zeros(256, bool)
-    blank[[ord("\n"), ord("\r"), ord(" "), *([ord("\t")] * (sep != "\t"))]] = True
-    wanted, found = sorted(set(rows)), {}
-    row = line = 0
-    tail = b""
-    with readable(path), _open(path, "rb") as f:
-        while len(found) < len(wanted):
-            block = f.read(1 << 22)
-            a = np.frombuffer(tail + block + b"\n" * (not block), np.uint8)  # a block starts a record
-            breaks = np.flatnonzero(a == ord("\n"))
-            quoted = np.cumsum(a == ord('"'))[breaks] % 2 == 1
-            ends = breaks[~quoted]  # record ends
-            if not len(ends) and block:
-                tail += block
-                continue
-            starts = np.concatenate([[0], ends[:-1] + 1])
-            solid = np.concatenate([[0], np.cumsum(~blank[a])])
-            filled = solid[ends] > solid[starts]
-            row_at = row + np.cumsum(filled)
-            for r in wanted:
-                k = int(np.searchsorted(row_at, r))
-                if r not in found and k < len(ends):
-                    found[r] = line + int(np.searchsorted(breaks, starts[k])) + 1
-            used = int(ends[-1]) + 1 if len(ends) else len(a)
-            row, line = (int(row_at[-1]) if len(ends) else row), line + int(np.searchsorted(breaks, used))
-            tail = a[used:].tobytes()
-            if not block:
-                break
-    return tuple(found.get(r, r) for r in rows)
-
-
-def empty_id(where: str, row: int, column: str, role: str) -> RowError:
-    return RowError(lambda r: f"{where}, row {r[0]}, column {column!r}: the {role} id is empty.", (row,))
-
-
-def unusable_ratings(values: np.ndarray) -> np.ndarray:
-    """Where ``values`` are no rating a float32 holds: missing (NaN), infinite, or finite but beyond its range."""
-    wide = values if values.dtype.itemsize >= 4 else values.astype(np.float32)  # float16: FLOAT32_MAX is inf there
-    return ~(np.abs(wide) <= FLOAT32_MAX)
-
-
-def rating_text(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Ratings written as text (stripped): their values, NaN where missing (blank, or a word such as NA), and
-    where they are no number at all."""
-    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    return values, np.isnan(values) & ~text.str.lower().isin(NAN_WORDS).fillna(True).to_numpy()
-
-
-def not_a_number(where: str, row: int, column: str, text: str) -> RowError:
-    comma = DECIMAL_COMMA.fullmatch(text)
-    hint = f" (a decimal comma? write {text.strip().replace(',', '.')})" if comma else ""
-    return RowError(lambda r: f"{where}, row {r[0]}, column {column!r}: {clip(text)!r} is not a number{hint}.", (row,))
-
-
-def bad_rating(where: str, row: int, column: str, value: float) -> RowError:
-    """The sentence for an unusable rating ``value`` (NaN: a missing one)."""
-    shown = ("missing" if np.isnan(value) else "infinite" if np.isinf(value) else
-             f"{value:g}, beyond the range of a 32-bit float (±{FLOAT32_MAX:.2g})")
-    return RowError(lambda r: f"{where}, row {r[0]}, column {column!r}: the rating is {shown}.", (row,))
-
-
-def rated_twice(where: str, user, item, rows) -> RowError:
-    return RowError(lambda r: f"{where}: user {clip(str(user))} rated item {clip(str(item))} more than once (rows "
-                              f"{r[0]} and {r[1]}); choose duplicates (--duplicates) mean or last.", rows[:2])
 
 
 def _refuse_nested(col: pd.Series, role: str, where: str, row_offset: int) -> None:
@@ -816,7 +366,7 @@ def _timestamps(raw: pd.DataFrame) -> np.ndarray | None:
     """The ratings' times in whole seconds (Unix seconds for dates), from the first column named like a timestamp
     (timestamp, unixReviewTime, time, date, ...: in that order; a headerless file's fourth) whose every cell is a
     time; None where there is none."""
-    named = {_normalized(str(c)): c for c in reversed(raw.columns)}  # the first column of a name
+    named = {normalized(str(c)): c for c in reversed(raw.columns)}  # the first column of a name
     for name in TIMESTAMP_NAMES:
         if name in named and (seconds := _seconds(raw[named[name]])) is not None:
             return seconds

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from latentrec.atomic import atomic_path, writable_or_fail
-from latentrec.data.ratings import FLOAT32_MAX
+from latentrec.data.row_errors import FLOAT32_MAX
 from latentrec.errors import ConfigError
 
 

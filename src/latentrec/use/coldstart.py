@@ -29,7 +29,9 @@ import pandas as pd
 import torch
 
 from latentrec.data.batches import Encoded
-from latentrec.data.ratings import first_line, one_user_table, read_text, resolve_columns
+from latentrec.data.columns import resolve_columns
+from latentrec.data.ratings import one_user_table
+from latentrec.data.text_files import first_line, read_text
 from latentrec.data.vocab import id_text
 from latentrec.errors import ConfigError, DataError, clip
 from latentrec.models.dot import is_dot

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import NamedTuple
 
-from latentrec.data.ratings import FLOAT32_MAX
+from latentrec.data.row_errors import FLOAT32_MAX
 from latentrec.errors import ModelFileError, clip
 
 
