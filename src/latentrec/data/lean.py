@@ -20,8 +20,6 @@ order, so every rank goes on with exactly the one-process arrays.
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import logging
 import os
@@ -38,6 +36,7 @@ from latentrec.config import check_valid_pct
 from latentrec.data import csr
 from latentrec.data.batches import Encoded, EncodedRows
 from latentrec.data.columns import ROLES, headerless_columns, resolve_columns, title_column
+from latentrec.data.file_shares import Share, byte_range, group_range, line_range
 from latentrec.data.row_errors import (
     bad_rating,
     empty_id,
@@ -71,16 +70,6 @@ class EncodedSplit:
     valid: EncodedRows | None
     source: str
     columns: dict[str, str] = field(default_factory=dict)  # as ``Ratings.columns``: the header's name of each role
-
-
-@dataclass(frozen=True)
-class Share:
-    """Rank ``rank`` of ``size`` processes reading one file together. ``join(values)``: every rank's 1-D
-    array joined in rank order, on every rank, with each rank's length (a collective: all ranks call it)."""
-
-    rank: int
-    size: int
-    join: Callable[[np.ndarray], tuple[np.ndarray, list[int]]]
 
 
 class _NotLean(Exception):
@@ -321,7 +310,7 @@ def _open(path: Path, cols: dict, share: Share, pairs: bool = False, text: bool 
                 (pairs or pa.types.is_integer(types[2]) or pa.types.is_floating(types[2]))):
             raise _NotLean
         group_rows = np.array([f.metadata.row_group(g).num_rows for g in range(f.num_row_groups)], np.int64)
-        lo, hi = _cut(np.cumsum(group_rows), share)
+        lo, hi = group_range(np.cumsum(group_rows), share)
         batches = f.iter_batches(batch_size=CHUNK_ROWS, columns=names, row_groups=range(lo, hi)) if hi > lo else ()
         return _Part(batches, names, int(group_rows[lo:hi].sum()), 0)
     gz = suffix == ".gz"  # read whole, unpacked as it streams: a gzip stream has no byte ranges to share out
@@ -343,7 +332,7 @@ def _open(path: Path, cols: dict, share: Share, pairs: bool = False, text: bool 
         header, names = headerless_columns(len(fields), cols, str(path)), list(roles)
     if len(set(header)) != len(header):
         raise _NotLean
-    start, end = (0, None) if gz else _line_range(path, share)
+    start, end = (0, None) if gz else line_range(path, share)
     skip = 1 if has_header and start == 0 else 0
     if start == end:
         return _Part((), names, 0, int(has_header))
@@ -352,7 +341,7 @@ def _open(path: Path, cols: dict, share: Share, pairs: bool = False, text: bool 
 
     def batches():  # opened as it is read: pyarrow converts the first block as it opens, and _read words what fails
         yield from pcsv.open_csv(
-            _bytes(path, start, end),
+            byte_range(path, start, end),
             read_options=pcsv.ReadOptions(block_size=CHUNK_ROWS * 24, column_names=header, skip_rows=skip),
             parse_options=pcsv.ParseOptions(delimiter=sep),
             convert_options=pcsv.ConvertOptions(  # only a blank cell is missing: "NA" or "null" in an id column is text
@@ -373,60 +362,12 @@ def _lean_columns(columns: list[str], cols: dict, path: Path, roles: tuple[str, 
     return resolve_columns(columns, roles, cols, str(path))
 
 
-def _cut(ends: np.ndarray, share: Share) -> tuple[int, int]:
-    """This share's contiguous range of units (row groups) whose cumulative sizes are ``ends``: about equal sizes."""
-    starts = np.concatenate([[0], ends])  # the boundaries a cut may take
-    targets = starts[-1] * np.arange(share.size + 1) / share.size
-    edges = np.abs(starts[:, None] - targets[None, :]).argmin(0)  # the boundary nearest each equal cut
-    return int(edges[share.rank]), int(edges[share.rank + 1])
-
-
-def _line_range(path: Path, share: Share) -> tuple[int, int]:
-    """This share's bytes ``[start, end)`` of the file: an equal cut, each end moved past its line's end."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        def after_line(at: int) -> int:
-            if at <= 0 or at >= size:
-                return min(max(at, 0), size)
-            f.seek(at - 1)
-            f.readline()
-            return f.tell()
-
-        return after_line(size * share.rank // share.size), after_line(size * (share.rank + 1) // share.size)
-
-
-def _bytes(path: Path, start: int, end: int | None) -> io.IOBase:
-    """Bytes ``[start, end)`` of the file, read as a file of their own; a gzipped file's whole unpacked bytes."""
-    return gzip.open(path, "rb") if end is None else _ByteRange(path, start, end)
-
-
-class _ByteRange(io.RawIOBase):
-    """Bytes ``[start, end)`` of a file, read as a file of their own."""
-
-    def __init__(self, path: Path, start: int, end: int):
-        self._f = open(path, "rb")
-        self._f.seek(start)
-        self._left = end - start
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        n = self._f.readinto(memoryview(buffer)[:min(len(buffer), self._left)])
-        self._left -= n
-        return n
-
-    def close(self) -> None:
-        self._f.close()
-        super().close()
-
-
 def _scan(path: Path, start: int, end: int, skip: int) -> tuple[int, bool]:
     """The lines that start in bytes ``[start, end)``, and whether a '"' follows the first ``skip`` of them.
     A field that starts with a 0 and another digit (an id such as ``007``) makes the file not for this route:
     parsed as an integer it would become ``7``, where the in-memory route keeps the text ``007``."""
     n, tail, quoted = 0, b"\n\n", False
-    with _bytes(path, start, end) as f:
+    with byte_range(path, start, end) as f:
         if skip:
             f.readline()
             n = 1
@@ -523,7 +464,7 @@ def _odd_row(path: Path, start: int, end: int | None, skip: int, sep: str, heade
     too many, or a cell of ``names`` missing or blank in a row cut short. Returns if there is none, or if the short
     row lacks only cells not read, or is blank (load_ratings reads those)."""
     where, row, line, tail = str(path), 0, 0, b""  # rows: lines that are not blank
-    with _bytes(path, start, end) as f:
+    with byte_range(path, start, end) as f:
         if skip:
             f.readline()
         while True:

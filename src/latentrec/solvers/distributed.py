@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from latentrec.data.batches import Encoded
-from latentrec.data.lean import Share
+from latentrec.data.file_shares import Share
 from latentrec.solvers.base import Runner
 from latentrec.solvers.diverged import Diverged, check_loss
 from latentrec.solvers.rating_graph import Partition
