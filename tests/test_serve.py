@@ -292,9 +292,9 @@ def test_a_body_that_stalls_is_408_and_a_whole_one_waits_for_its_disconnect(monk
 
     from fastapi import HTTPException
 
-    import latentrec.use.serve.app as app_module
+    import latentrec.use.serve.middleware as middleware
 
-    monkeypatch.setattr(app_module, "BODY_IDLE_S", 0.05)
+    monkeypatch.setattr(middleware, "BODY_IDLE_S", 0.05)
     said = []
 
     async def endpoint(scope, receive, send):
@@ -316,7 +316,7 @@ def test_a_body_that_stalls_is_408_and_a_whole_one_waits_for_its_disconnect(monk
 
     body, disconnect = {"type": "http.request", "body": b"{}"}, {"type": "http.disconnect"}
     for script, expected in (([(0, {**body, "more_body": True})], 408), ([(0, body), (0.2, disconnect)], disconnect)):
-        asyncio.run(app_module.BodyLimit(endpoint, MAX_BODY)({"type": "http", "headers": []}, receiver(script), None))
+        asyncio.run(middleware.BodyLimit(endpoint, MAX_BODY)({"type": "http", "headers": []}, receiver(script), None))
         assert said.pop() == expected
 
 
