@@ -143,7 +143,7 @@ def test_predict_reads_each_raw_id_as_load_ratings_does():
     preds = rec.predict([1, 1.0, True, 2.5, "u1", None], "i1")  # one item goes with every user
     assert list(preds["user"])[:5] == ["1", "1", "True", "2.5", "u1"]
     assert list(preds["known_user"]) == [False, False, False, False, True, False]
-    assert list(rec.predict(np.array([7.0, np.nan]), ["i1", "i2"])["user"])[0] == "7"  # a float column after a merge
+    assert list(rec.predict(np.array([7.0, np.nan]), ["i1", "i2"])["user"])[0] == 7  # a float column after a merge
     asked = pd.DataFrame({"user": pd.array([7, None], dtype="Int64"), "item": ["i1", "i2"]})  # after a merge
     gaps = rec.predict(asked.user, asked.item)
     assert gaps["user"].dtype == "Int64" and gaps["user"].isna().tolist() == [False, True]

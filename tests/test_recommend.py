@@ -305,7 +305,10 @@ def test_every_entry_reads_an_id_as_a_ratings_file_is_read():
     folded = recommend(numeric, ratings={50.0: 5, 181.0: 1}, n=3)
     assert folded["known"].all() and 50 not in folded["item"].tolist()  # the rated items are known and left out
     assert similar_items(numeric, 50.0, n=1)["item"].tolist() in ([181], [7])
-    assert numeric.predict([np.float32(1)], np.array([50.0]))["item"].tolist() == ["50"]  # as recommend reads it
+    assert numeric.predict([np.float32(1)], np.array([50.0]))["item"].tolist() == [50]  # as recommend reads it
+    merged = numeric.predict(pd.Series([1.0, np.nan]), pd.Series([50.0, 2.5]))  # a merge's float ids, NaN and all
+    assert merged["user"].dtype == "Int64" and merged["user"].isna().tolist() == [False, True]
+    assert merged["item"].tolist() == ["50", "2.5"] and merged["known_item"].tolist() == [True, False]
     numeric.items = type(numeric.items)(["#na#", "50.0", "181", "7"])  # a model dir from before: "50.0" as written
     assert numeric.items.index(50.0) == 1 and 50.0 in numeric.items
 

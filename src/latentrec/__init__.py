@@ -15,15 +15,17 @@ _PUBLIC = {
     "refit_config": "latentrec.training.fit", "bias_extremes": "latentrec.use.interpret",
     "item_pca": "latentrec.use.interpret", "interpret": "latentrec.use.interpret",
     "read_split": "latentrec.data.lean", "Trainer": "latentrec.training.loop", "CollabNN": "latentrec.models.nn",
-    "tune": "latentrec.evaluation.tune",
+    **dict.fromkeys(["tune", "Float", "Int", "Choice"], "latentrec.evaluation.tune"),
+    "cross_validate": "latentrec.evaluation.cv", "kfolds": "latentrec.evaluation.cv",
     **dict.fromkeys(["DataError", "ColumnNotFound", "ConfigError", "ModelFileError", "ModelCapabilityError",
                      "DownloadError", "TrainingDiverged", "UnknownItemsLeftOut", "SeenPairsScored"], "latentrec.errors"),
 }
-__all__ = ["Callback", "CollabNN", "ColumnNotFound", "ConfigError", "DataError", "DotProductBias", "DownloadError",
-           "LatentrecError", "ModelCapabilityError", "ModelFileError", "Ratings", "Recommender", "SeenPairsScored",
-           "TrainConfig", "Trainer", "TrainingDiverged", "UnknownItemsLeftOut", "UserRatings", "bias_extremes", "create_params",
-           "evaluate", "fit", "interpret", "item_pca", "load_ratings", "read_split", "recommend", "recommend_all",
-           "refit_config", "similar_items", "tune"]
+__all__ = ["Callback", "Choice", "CollabNN", "ColumnNotFound", "ConfigError", "DataError", "DotProductBias",
+           "DownloadError", "Float", "Int", "LatentrecError", "ModelCapabilityError", "ModelFileError", "Ratings",
+           "Recommender", "SeenPairsScored", "TrainConfig", "Trainer", "TrainingDiverged", "UnknownItemsLeftOut",
+           "UserRatings", "bias_extremes", "create_params", "cross_validate", "evaluate", "fit", "interpret",
+           "item_pca", "kfolds", "load_ratings", "read_split", "recommend", "recommend_all", "refit_config",
+           "similar_items", "tune"]
 
 if TYPE_CHECKING:
     from latentrec.config import TrainConfig
@@ -41,8 +43,9 @@ if TYPE_CHECKING:
         TrainingDiverged,
         UnknownItemsLeftOut,
     )
+    from latentrec.evaluation.cv import cross_validate, kfolds
     from latentrec.evaluation.evaluate import evaluate
-    from latentrec.evaluation.tune import tune
+    from latentrec.evaluation.tune import Choice, Float, Int, tune
     from latentrec.models.dot import DotProductBias, create_params
     from latentrec.models.nn import CollabNN
     from latentrec.training.callback import Callback

@@ -15,9 +15,10 @@ from dataclasses import replace
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
 from latentrec.config import RANKING_MODELS, TrainConfig
-from latentrec.data.ratings import Ratings
+from latentrec.data.ratings import Ratings, as_ratings
 from latentrec.data.split import ML100K_SPLITS, kfold_indices
 from latentrec.errors import ConfigError
 from latentrec.evaluation.evaluate import evaluate
@@ -28,8 +29,9 @@ SCORES = ("rmse", "mae", "global_mean_rmse", "global_mean_mae", "biases_rmse", "
 RANKING_SCORES = ("ndcg@10", "precision@10", "popularity_ndcg@10", "popularity_precision@10")
 
 
-def kfolds(ratings: Ratings, k: int = 5, seed: int | None = 42) -> list[Fold]:
+def kfolds(ratings: Ratings | pd.DataFrame | str, k: int = 5, seed: int | None = 42) -> list[Fold]:
     """``k`` folds of a seeded permutation: fold i tests on the i-th part and trains on the rest."""
+    ratings = as_ratings(ratings)
     parts = kfold_indices(len(ratings), k, seed)
     out = []
     for i, test_idx in enumerate(parts):
@@ -54,13 +56,18 @@ def parse_split(spec: str) -> list[str]:
 
 
 @data_warnings_once()  # each fold's fit finds what the others find odd in the ratings
-def cross_validate(folds: list[Fold], config: TrainConfig, on_fold: Callable[[dict], None] | None = None) -> dict:
+def cross_validate(folds: list[Fold] | Ratings | pd.DataFrame | str, config: TrainConfig | None = None,
+                   on_fold: Callable[[dict], None] | None = None) -> dict:
     """Train and score every fold; returns ``{"config", "folds": [row...], "summary": {score: {mean, std}}}``.
 
-    A fold trains on the other folds less ``config.valid_pct`` of them held out for validation
-    (``latentrec cv`` sets it to 0 unless told otherwise).
+    ``folds``: a list of (name, training Ratings, test Ratings) such as :func:`kfolds` makes, or ratings (Ratings, a DataFrame, a dataset name
+    or a file, read as ``load_ratings`` reads them) cut into 5 seeded folds. A fold trains on the other folds less
+    ``config.valid_pct`` of them held out for validation (default config: ``TrainConfig(valid_pct=0)``, as
+    ``latentrec cv`` has it).
     """
-    cfg = config.resolved()
+    cfg = (config or TrainConfig(valid_pct=0.0)).resolved()
+    if not isinstance(folds, list):
+        folds = kfolds(folds, 5, cfg.seed)
     fit_cfg = cfg if cfg.model in RANKING_MODELS else replace(cfg, ranker="none")  # folds scored by RMSE only
     rows = []
     for name, train, test in folds:

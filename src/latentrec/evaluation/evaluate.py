@@ -15,7 +15,7 @@ from latentrec.data.ratings import MAX_RATING, Ratings, as_ratings
 from latentrec.errors import ConfigError, DataError, SeenPairsScored
 from latentrec.models.scoring import rmse_mae
 from latentrec.use.ranking import evaluate_ranking
-from latentrec.use.recommender import Recommender
+from latentrec.use.recommender import Recommender, check_recommender
 from latentrec.use.topn import check_n
 
 
@@ -36,12 +36,16 @@ def evaluate(rec: Recommender, ratings: Ratings | pd.DataFrame | str | LeanRows 
     score a seeded sample of at most that many users for them (see ``evaluate_ranking``). ``with_rmse=False``
     skips RMSE and MAE (ranking metrics only).
     """
+    check_recommender(rec, "evaluate")
     for size, name in ((k, "k (-k)"), (max_rank_users, "max_rank_users")):
         if size is not None:
             check_n(size, name)
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)):
         raise ConfigError(f"threshold must be a number, not {threshold!r}.")
     ratings = as_ratings(ratings)  # a notebook's frame or a file, checked as `latentrec evaluate --data` checks it
+    if not isinstance(ratings, (Ratings, LeanRows, EncodedRows)):
+        raise DataError(f"evaluate scores Ratings, a DataFrame, a dataset name or a file (read as load_ratings reads "
+                        f"it), not a {type(ratings).__name__}.")
     rows = ratings if isinstance(ratings, EncodedRows) else rec.encode_rows(ratings)
     data = rows.data
     target = data.ratings
@@ -50,6 +54,9 @@ def evaluate(rec: Recommender, ratings: Ratings | pd.DataFrame | str | LeanRows 
         raise DataError(f"{rows.source}: a rating is about {far:.4g} in size, beyond what a rating model scores "
                         f"(at most {MAX_RATING:,}); is that the rating column? Name it with --rating-col.")
     lo, hi = rec.rating_range
+    if threshold is not None and k is not None and rec.model is not None and threshold > hi:
+        raise ConfigError(f"threshold {threshold:g} (--relevant) is above the model's rating scale ({lo:g} to "
+                          f"{hi:g}): no rating would mark an item relevant.")
     result = {
         "data": rows.source,
         "n": int(len(target)),

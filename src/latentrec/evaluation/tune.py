@@ -119,15 +119,23 @@ def space_from_toml(table: dict, where: str = "[space]") -> Space:
     """
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table of option = range or list of choices.")
+    return checked_space(table, where)
+
+
+def checked_space(space: dict, where: str = "space") -> Space:
+    """``space`` with every name a training option that can be searched and every value a :class:`Float`,
+    :class:`Int` or :class:`Choice`; a ``{low, high}`` dict or a list is read as in a TOML ``[space]`` table."""
     known = {f.name for f in fields(TrainConfig)} - FIXED
-    space: Space = {}
-    for raw, spec in table.items():
-        name = raw.replace("-", "_")
+    checked: Space = {}
+    for raw, spec in space.items():
+        name = str(raw).replace("-", "_")
         if name not in known:
             raise ConfigError(f"{where}: {raw} is not a training option that can be searched "
                               f"({', '.join(sorted(known))}).")
-        space[name] = _dist(spec, f"{where} {raw}")
-    return space
+        if isinstance(spec, Choice):  # its choices checked, as a tuple
+            spec = list(spec.choices)
+        checked[name] = spec if isinstance(spec, (Float, Int)) else _dist(spec, f"{where} {raw}")
+    return checked
 
 
 def _dist(spec, where: str):
@@ -136,7 +144,9 @@ def _dist(spec, where: str):
             raise ConfigError(f"{where} must list at least one plain value.")
         return Choice(tuple(spec))
     if not isinstance(spec, dict) or not {"low", "high"} <= set(spec) or set(spec) - {"low", "high", "log", "step"}:
-        raise ConfigError(f"{where} must be {{low = ..., high = ...}} (log, step optional) or a list of choices.")
+        raise ConfigError(f"{where} must be {{low = ..., high = ...}} (log, step optional) or a list of choices "
+                          f"(in Python also latentrec.Float(low, high), latentrec.Int(low, high) or "
+                          f"latentrec.Choice([...])), not {spec!r}.")
     low, high, log, step = spec["low"], spec["high"], spec.get("log", False), spec.get("step")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or not low <= high:
         raise ConfigError(f"{where} needs numbers low <= high, not {low!r} and {high!r}.")
@@ -259,6 +269,8 @@ def tune(train: Ratings | pd.DataFrame | str, valid: Ratings | pd.DataFrame | st
     files, read as :func:`~latentrec.data.ratings.load_ratings` reads them.
     """
     t_start = time.perf_counter()
+    if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1):
+        raise ConfigError(f"n_trials (--trials) must be a whole number of at least 1, not {n_trials!r}.")
     train, valid, test = (None if x is None else as_ratings(x) for x in (train, valid, test))
     base = base or TrainConfig()
     if base.seed is None:
@@ -267,7 +279,7 @@ def tune(train: Ratings | pd.DataFrame | str, valid: Ratings | pd.DataFrame | st
         raise ConfigError("Tuning needs validation data: give --valid FILE or a --valid-pct above 0.")
     solver = solver_for(base)
     carved, carved_valid = hold_out(train, valid, base.valid_pct, base.seed, base.valid_by)  # each trial's fit's rows
-    space = dict(default_space(base.model, solver, carved) if space is None else space)
+    space = default_space(base.model, solver, carved) if space is None else checked_space(dict(space))
     if not space:
         raise ConfigError("The search space is empty: nothing to tune.")
     for name, dist in space.items():  # every point of the space must be a valid config

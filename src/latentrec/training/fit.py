@@ -193,9 +193,10 @@ def training_rows(train: Ratings | EncodedSplit, valid: Ratings | LeanRows | Non
 
 
 def fit(train: Ratings | pd.DataFrame | str | EncodedSplit, valid: Ratings | pd.DataFrame | LeanRows | None = None,
-        config: TrainConfig | None = None, callbacks: list[Callback] | None = None,
+        config: TrainConfig | dict | None = None, callbacks: list[Callback] | None = None,
         build: Build | None = None) -> tuple[Recommender, Trainer | None]:
-    """Train a model on ``train``; validate on ``valid`` (ratings, or a big file's rows from ``lean.read_rows``) or
+    """Train a model on ``train`` with ``config`` (a TrainConfig, or a dict of its fields such as
+    ``tune(...).best_config``); validate on ``valid`` (ratings, or a big file's rows from ``lean.read_rows``) or
     on a random ``valid_pct`` of ``train``. A DataFrame, dataset name or file is read as ``load_ratings`` reads it.
 
     ``train`` may be an :class:`~latentrec.data.lean.EncodedSplit` (a big file read lean; its
@@ -213,13 +214,20 @@ def fit(train: Ratings | pd.DataFrame | str | EncodedSplit, valid: Ratings | pd.
     after scoring them, as ``latentrec train`` does.)
     """
     train, valid = as_ratings(train), as_ratings(valid)  # checked
+    if isinstance(config, dict):  # a tuning's best_config, or TrainConfig.to_dict()
+        config = TrainConfig.from_dict(config)
     if isinstance(valid, TrainConfig) or (config is not None and not isinstance(config, TrainConfig)):
-        raise ConfigError("fit's options are a TrainConfig given by name: fit(ratings, config=TrainConfig(...)) "
-                          "(its second argument is the validation ratings).")
+        raise ConfigError("fit's options are a TrainConfig (or a dict of its fields) given by name: "
+                          "fit(ratings, config=TrainConfig(...)) (its second argument is the validation ratings).")
     if not isinstance(train, (Ratings, EncodedSplit)):
-        raise DataError(f"fit() trains on Ratings (load_ratings) or an EncodedSplit (read_split), not "
-                        f"{type(train).__name__}; read_split returns None for a file it does not take: "
-                        f"read that one with load_ratings.")
+        raise DataError(f"fit() trains on Ratings, a DataFrame, a dataset name or a file (read as load_ratings reads "
+                        f"it), or an EncodedSplit (read_split), not a {type(train).__name__}.")
+    if valid is not None and not isinstance(valid, (Ratings, LeanRows)):
+        raise DataError(f"fit()'s validation ratings are Ratings, a DataFrame or a file, not a {type(valid).__name__}.")
+    callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else callbacks
+    if callbacks is not None and not (isinstance(callbacks, list) and all(isinstance(c, Callback) for c in callbacks)):
+        raise ConfigError("fit's callbacks are a list of latentrec.Callback subclasses (override on_fit_start or "
+                          "on_epoch_end).")
     with _caller_draws_kept():
         return _fit(train, valid, config, callbacks, build)
 

@@ -42,7 +42,8 @@ ITEM_COLON_RATING = re.compile(r"(?!.*::)[^,;\t]+:\s*[^:,;\s]*")  # "50:5", one 
 
 @dataclass
 class UserRatings:
-    """A user outside the model, described by a few (item, rating) pairs."""
+    """A user outside the model, described by a few rated items: ``UserRatings(items, ratings)``, two lists of
+    the same length (:meth:`of` takes a ``{item: rating}`` dict or ``(item, rating)`` pairs instead)."""
 
     items: list[str]
     ratings: list[float]

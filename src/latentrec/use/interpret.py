@@ -21,7 +21,7 @@ import torch
 
 from latentrec.atomic import atomic_path, make_folder
 from latentrec.errors import ConfigError, DataError
-from latentrec.use.recommender import Recommender
+from latentrec.use.recommender import Recommender, check_recommender
 from latentrec.use.records import records
 from latentrec.use.similar import item_vectors
 from latentrec.use.topn import check_n, least_ratings
@@ -62,11 +62,15 @@ def per_end(n: int, count: int) -> int:
     return min(n, max(count // 2, 1))
 
 
-def bias_extremes(rec: Recommender, n: int = 10, min_ratings: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+def bias_extremes(rec: Recommender, n: int = 10, min_ratings: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``n`` items with the lowest and the highest bias (lowest/highest first) among items with at least
-    ``min_ratings`` ratings (:func:`per_end`: fewer in a small catalogue). What a bias measures differs from model
-    to model (rating points, or a logit before the sigmoid): :func:`bias_unit` says it in words."""
+    ``min_ratings`` ratings, by default the popular list's :func:`~latentrec.use.topn.least_ratings` (20 on a big
+    enough catalogue: a model without shrinkage gives an item rated once a bias as extreme as that one rating;
+    :func:`per_end`: fewer in a small catalogue). What a bias measures differs from model to model (rating points,
+    or a logit before the sigmoid): :func:`bias_unit` says it in words."""
+    check_recommender(rec, "bias_extremes")
     check_n(n, "n")
+    min_ratings = least_ratings(rec, min_ratings, n)
     bias, _ = item_biases(rec)
     counts = rec.item_counts
     ok = np.flatnonzero(counts >= max(min_ratings, 1))
@@ -84,6 +88,7 @@ def item_pca(rec: Recommender, n_items: int = 1000, q: int = 3) -> tuple[pd.Data
     """PCA of the item vectors of the ``n_items`` most-rated items: a table with ``pc1..pcq`` per item,
     and each component's share of the variance among those items.
     """
+    check_recommender(rec, "item_pca")
     check_n(n_items, "n_items")
     if not isinstance(q, (int, np.integer)) or q < 2:
         raise ConfigError(f"q, the components of the map, must be a whole number of at least 2, not {q!r}.")
@@ -109,10 +114,8 @@ def item_pca(rec: Recommender, n_items: int = 1000, q: int = 3) -> tuple[pd.Data
     proj = (proj * flip).float().numpy()
     total = float(power.sum())
     share = [float(p) / total if total else 0.0 for p in power[:q]]
-    df = _items(rec, top, counts)
-    for c in range(q):
-        df[f"pc{c + 1}"] = proj[:, c]
-    return df, share
+    pcs = pd.DataFrame(proj[:, :q], columns=[f"pc{c + 1}" for c in range(q)])
+    return pd.concat([_items(rec, top, counts), pcs], axis=1), share
 
 
 def component_ends(pca: pd.DataFrame, n: int = 10) -> dict[str, dict[str, list[str]]]:
@@ -244,10 +247,10 @@ PICTURES = ("item_pca", "training_curve")
 def interpret(rec: Recommender, out: str | os.PathLike, n: int = 10, n_items: int = 1000,
               n_labels: int = 50, min_ratings: int | None = None) -> dict:
     """Bias extremes, PCA ends and pictures (``item_pca.png``, ``training_curve.png``) written to ``out``. The bias
-    tables leave out items with fewer than ``min_ratings`` ratings, by default the popular list's
-    :func:`~latentrec.use.topn.least_ratings` (20 on a big enough catalogue): a model without shrinkage gives an item
-    rated once a bias as extreme as that one rating. A model without item vectors (EASE) gets no PCA (``no_pca``
-    says why); a picture of ``out`` this model has none of, an earlier run's, is removed (``removed``)."""
+    tables leave out items with fewer than ``min_ratings`` ratings (:func:`bias_extremes`). A model without item
+    vectors (EASE) gets no PCA (``no_pca`` says why); a picture of ``out`` this model has none of, an earlier run's,
+    is removed (``removed``)."""
+    check_recommender(rec, "interpret")
     check_n(n_items, "n_items")  # here too: a ConfigError of item_pca's is read as "no map" below
     min_ratings = least_ratings(rec, min_ratings, n)
     low, high = bias_extremes(rec, n, min_ratings)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
@@ -54,11 +55,25 @@ def _factorized(ids) -> tuple[np.ndarray, np.ndarray]:
 
 def _integers(ids) -> bool:
     """Whether raw ids were given as integers: an integer array or Series (pandas' ``Int64`` too, ``<NA>`` and
-    all), an int, or a list of ints."""
+    all; or floats that are whole numbers or NaN, as a merge that brought in NaN leaves them), an int, or a list of
+    ints."""
     if isinstance(ids, (np.ndarray, pd.Series, pd.api.extensions.ExtensionArray)):
+        if pd.api.types.is_float_dtype(ids.dtype):
+            values = np.asarray(ids, dtype=np.float64)
+            return bool(np.isfinite(values).any()) and bool((np.isnan(values) | (np.mod(values, 1) == 0)).all())
         return pd.api.types.is_integer_dtype(ids.dtype)
     values = ids if isinstance(ids, (list, tuple)) else [ids]
     return len(values) > 0 and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in values)
+
+
+def check_recommender(rec, who: str) -> None:
+    """One sentence for a call given something else than a Recommender, most often a model dir's path."""
+    if isinstance(rec, (str, os.PathLike)):
+        raise ConfigError(f"{who} takes a Recommender, not a path: load the model dir first, "
+                          f"rec = Recommender.load({str(rec)!r}).")
+    if not isinstance(rec, Recommender):
+        raise ConfigError(f"{who} takes a Recommender (Recommender.load(path), or the first of fit's results), "
+                          f"not a {type(rec).__name__}.")
 
 
 def library_version() -> str:
@@ -159,6 +174,10 @@ class Recommender:
             raise ConfigError(f"predict takes as many users as items (or one of either), not {len(u):,} users and "
                               f"{len(i):,} items.")
         out = self.predict_coded(u, user_ids, i, item_ids)
+        for column, ids in (("user", users), ("item", items)):
+            if missing := int(pd.isna(np.atleast_1d(np.asarray(ids, dtype=object))).sum()):
+                warnings.warn(f"{missing:,} of the ids given for {column}s are missing (NaN or None): their pairs get "
+                              f"the fallback for an unknown {column} (known_{column} False).", stacklevel=2)
         for column, ids in (("user", users), ("item", items)):
             if _integers(ids):  # given as integers, they come back as integers (a merge on them works)
                 missing = out[column] == "nan"  # pandas' <NA>, as text: it stays missing, in an Int64 column

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from latentrec.errors import ConfigError, DataError, ModelCapabilityError, clip
-from latentrec.use.recommender import Recommender
+from latentrec.use.recommender import Recommender, check_recommender
 from latentrec.use.topn import check_n, least_ratings
 
 
@@ -92,6 +92,7 @@ def similar_items(rec: Recommender, item: str, n: int = 10, min_ratings: int = 0
     """The ``n`` items most similar to ``item`` (see the module docstring), among items with at least
     ``min_ratings`` training ratings (rarely rated items have short, noisy vectors).
     """
+    check_recommender(rec, "similar_items")
     check_n(n)
     idx = rec.items.index(item)
     if idx == 0:

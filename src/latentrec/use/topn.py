@@ -38,7 +38,7 @@ from latentrec.use.coldstart import (
     folds_in,
     ignored_items,
 )
-from latentrec.use.recommender import Recommender
+from latentrec.use.recommender import Recommender, check_recommender
 
 CHECKED = 50  # the ranker's picks beyond a list's length whose predicted ratings are checked (liked_first)
 CHUNK_SCORES = 1 << 22  # scores held at once per chunk (16 MiB of float32)
@@ -220,18 +220,23 @@ def recommend(rec: Recommender, user: str | None = None, n: int = 10, include_ra
     from them (for a ranker: EASE multiplies their row by its item x item
     matrix, iALS solves their factors; for the rating model: factors solved with the item factors
     fixed, or for CollabNN its sum over the rated items, ``coldstart.fold_in_predictions``) and the results are
-    personalized. Ratings of items the model does not know are left out, with a
+    personalized (a ``user`` id given with them must be one the model does not know). Ratings of items the model
+    does not know are left out, with a
     :class:`~latentrec.errors.UnknownItemsLeftOut` warning; if none is known, or the model dir cannot fold a user in
     (a CollabNN without its implicit part and no ranker), the user gets the non-personalized list (``known`` False).
     ``exclude``: item ids the list must not hold (out of stock, in the basket); ids the model does not know are
     ignored.
     """
+    check_recommender(rec, "recommend")
     check_n(n)
     skip = excluded(rec, exclude)
     if isinstance(user, (list, tuple, set, dict, np.ndarray, pd.Series)):
         raise ConfigError("recommend takes one user id; recommend_all gives every known user's list.")
     if ratings is not None and user is not None:
-        raise ConfigError("recommend takes a known user's id or a new user's ratings, not both.")
+        if user in rec.users:
+            raise ConfigError(f"User {clip(str(user))!r} is known to the model: recommend takes a known user's id "
+                              f"or a new user's ratings, not both.")
+        user = None  # a new user's own id: their list comes from the ratings
     if ratings is not None:
         ratings = UserRatings.of(ratings)
         check_given(rec, ratings)
@@ -309,6 +314,7 @@ def recommend_all(rec: Recommender, n: int = 10, include_rated: bool = False,
                   chunk_scores: int = CHUNK_SCORES, done: Callable[[int], None] | None = None) -> pd.DataFrame:
     """Top-``n`` for every known user as a long table: user, rank, item, title, prediction, known; users in the
     order of their ids (as numbers where they are whole numbers). ``done``: as :func:`top_n` takes it."""
+    check_recommender(rec, "recommend_all")
     user_ids = rec.users.typed(rec.users.classes[1:])  # users are 1..n
     order = np.argsort(user_ids, kind="stable")  # text ids are in order already
     users, user_ids = order + 1, user_ids[order]
