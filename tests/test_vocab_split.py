@@ -84,7 +84,7 @@ def test_latest_split_holds_out_the_future():
         hold_out(Ratings(df.drop(columns="timestamp"), "untimed"), None, 0.2, by="time")
 
 
-def test_the_timestamp_is_the_first_time_named_column_that_holds_times():
+def test_the_timestamp_is_the_first_time_named_column_that_holds_times(caplog):
     from latentrec.data.ratings import load_ratings
 
     df = pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"], "rating": [1, 2], "date": ["08/31/2015", "09/01/2015"],
@@ -92,7 +92,11 @@ def test_the_timestamp_is_the_first_time_named_column_that_holds_times():
     assert load_ratings(df).df.timestamp.tolist() == [1440979200, 1441065600]
     assert load_ratings(df.drop(columns="unixReviewTime").assign(date=["2015-08-31", "2015-09-01"])).df.timestamp.tolist() \
         == [1440979200, 1441065600]
+    assert not caplog.records  # a later column held the times: the first named one is not warned of
     assert "timestamp" not in load_ratings(df[["user", "item", "rating", "time"]]).df
+    assert caplog.messages == ["the DataFrame (rows by .iloc position): column 'time' is not read as the ratings' "
+                               "times (--valid-by time and user order by them): a cell such as '12:30' is neither a "
+                               "number nor an ISO 8601 date."]
 
 
 def test_train_holds_out_the_latest_ratings_and_says_so(tmp_path, capsys):

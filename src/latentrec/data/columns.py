@@ -87,7 +87,8 @@ def _resolve_column(columns: list[str], role: str, wanted: str | None, where: st
         alike = [c for c in columns if c.strip().casefold() == wanted.strip().casefold()]
         if len(alike) == 1:  # --rating-col rating for a header's " Rating ": spaces and case unseen in a message
             return alike[0]
-        raise ColumnNotFound(f"{where} has no column {wanted!r} (its columns: {listed(columns)}).", role)
+        counted = f"; a position counts from 1, 1 to {len(columns)}" if is_position(wanted) else ""
+        raise ColumnNotFound(f"{where} has no column {wanted!r} (its columns: {listed(columns)}{counted}).", role)
     found = [c for c in columns if normalized(c) in ALIASES[role]  # Book-Crossing's Book-Rating, Amazon's star_rating:
              or (role == "rating" and normalized(c).endswith("rating"))]  # beside a score, which is asked
     for better in ((f"{role}id",), (role,), None):  # "item_id" beside "item", "product_id" beside "sku": the id wins

@@ -78,7 +78,14 @@ def load_ratings(
     duplicates: str = "error",
     data_dir: str | os.PathLike | None = None,
 ) -> Ratings:
-    """Load and validate ratings from a dataset name, a file or a DataFrame."""
+    """Load and validate ratings from a dataset name (``"ml-100k"``: downloaded once), a file (CSV, TSV, ``::``,
+    gzipped, Parquet) or a DataFrame.
+
+    The user, item and rating columns are found by their names (``userId``, ``item_id``, ``stars``, ...; a file
+    without a header: the first three). ``user_col``, ``item_col``, ``rating_col`` name them, or give their
+    positions counted from 1, as on the command line (``rating_col=3``: the third column). ``duplicates``: a
+    (user, item) pair rated twice is an error, or takes the ``mean`` or the ``last`` of its ratings.
+    ``data_dir``: where datasets are kept (default ``$LATENTREC_DATA``, else ``~/.cache/latentrec``)."""
     if duplicates not in DUPLICATE_POLICIES:
         raise DataError(f"duplicates (--duplicates) must be one of {', '.join(DUPLICATE_POLICIES)}, "
                         f"not {duplicates!r}.")
@@ -316,6 +323,17 @@ def _refuse_reserved(ids: pd.Series, role: str, where: str, column: str, row_off
                        (int(np.flatnonzero(reserved)[0]) + 1 + row_offset,))
 
 
+def _refuse_nul(ids: pd.Series, distinct: pd.Series, role: str, where: str, column: str, row_offset: int) -> None:
+    """An id with a NUL byte: no text holds one (a damaged file, or UTF-16 without its byte order mark), and it
+    would be a part of the id that no one sees or types."""
+    nul = distinct[distinct.str.contains("\x00", regex=False).to_numpy(bool)]
+    if len(nul):
+        raise RowError(lambda r: f"{where}, row {r[0]}, column {column!r}: the {role} id holds a NUL byte (0x00), "
+                                 f"which no text holds: is the file damaged, or UTF-16 text without its byte order "
+                                 f"mark (save it as UTF-8)?", (int(np.flatnonzero((ids == nul.iloc[0]).to_numpy())[0])
+                                                              + 1 + row_offset,))
+
+
 def _ratings(col: pd.Series, where: str, row_offset: int) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
         values = col.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -351,25 +369,37 @@ def _validate(raw: pd.DataFrame, where: str, cols: dict, duplicates: str, row_of
     for role in ("user", "item"):
         _refuse_reserved(df[role], role, where, names[role], row_offset)
         if not pd.api.types.is_numeric_dtype(raw[names[role]]):  # text: a float column's "1.0" is kept as it is
-            _warn_of_float_texts(pd.Series(df[role].unique(), dtype=object), role, where)
+            distinct = pd.Series(df[role].unique(), dtype=object)
+            _refuse_nul(df[role], distinct, role, where, names[role], row_offset)
+            _warn_of_float_texts(distinct, role, where)
             _warn_of_missing_words(df[role], role, where)
     df["rating"] = _ratings(raw[names["rating"]], where, row_offset)
     if title := title_column(list(raw.columns)):  # travels with its row through deduplication
         df["title"] = raw[title].astype(str).to_numpy()
-    ts = _timestamps(raw)
+    ts = _timestamps(raw, where, has_header)
     if ts is not None:
         df["timestamp"] = ts
     return _deduplicate(df.reset_index(drop=True), where, duplicates, row_offset), names
 
 
-def _timestamps(raw: pd.DataFrame) -> np.ndarray | None:
+def _timestamps(raw: pd.DataFrame, where: str, has_header: bool) -> np.ndarray | None:
     """The ratings' times in whole seconds (Unix seconds for dates), from the first column named like a timestamp
     (timestamp, unixReviewTime, time, date, ...: in that order; a headerless file's fourth) whose every cell is a
-    time; None where there is none."""
+    time; None where there is none (a column a header names so that is not one is warned of)."""
     named = {normalized(str(c)): c for c in reversed(raw.columns)}  # the first column of a name
+    rejected = None
     for name in TIMESTAMP_NAMES:
-        if name in named and (seconds := _seconds(raw[named[name]])) is not None:
-            return seconds
+        if name in named:
+            if (seconds := _seconds(raw[named[name]])) is not None:
+                return seconds
+            rejected = rejected if rejected is not None else named[name]
+    if rejected is not None and has_header:
+        cells = raw[rejected]
+        odd = pd.to_numeric(cells, errors="coerce").isna() & pd.to_datetime(
+            cells.astype(str), errors="coerce", utc=True, format="ISO8601").isna()
+        first = cells[odd.to_numpy()].iloc[0] if odd.any() else cells.iloc[0]
+        log.warning("%s: column %r is not read as the ratings' times (--valid-by time and user order by them): a "
+                    "cell such as %r is neither a number nor an ISO 8601 date.", where, str(rejected), first)
     return None
 
 

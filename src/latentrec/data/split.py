@@ -41,8 +41,8 @@ def latest_split(df: pd.DataFrame, valid_pct: float, per_user: bool, source: str
     check_valid_pct(valid_pct)
     if "timestamp" not in df:
         raise ConfigError(f"{source} has no timestamp column, which {option('valid_by')} "
-                          f"{'user' if per_user else 'time'} orders the ratings by; name one timestamp (whole numbers, "
-                          f"such as Unix seconds), or hold out random rows.")
+                          f"{'user' if per_user else 'time'} orders the ratings by; name one timestamp (whole numbers "
+                          f"such as Unix seconds, or ISO 8601 dates), or hold out random rows.")
     if per_user:
         codes = pd.factorize(df["user"])[0]  # sorting the ids as text took 6x as long
         order = np.lexsort((np.arange(len(df)), df["timestamp"].to_numpy(), codes))

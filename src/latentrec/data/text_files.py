@@ -131,6 +131,9 @@ def read_text_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd
         # "a,b" above numeric ids is a header, whatever its names
         has_header = bool(following) and all(_is_number(f) for f in _split_line(following[0], sep)[:2])
 
+    if has_header and not any(cols.values()):
+        _refuse_preamble(path, line, fields, following)
+
     def read(enc: str) -> pd.DataFrame:
         with warnings.catch_warnings():  # a first row longer than the header would become an index, shifting columns
             warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -160,6 +163,21 @@ def read_text_table(path: Path, cols: dict, pairs: bool, needs: str) -> tuple[pd
     if not has_header:
         raw.columns = headerless_columns(raw.shape[1], cols, str(path))
     return raw, has_header
+
+
+def _refuse_preamble(path: Path, line: str, fields: list[str], following: Sequence[str]) -> None:
+    """A title or a note above the header (``Ratings export, 2026``): read as the header, it left the columns
+    unnamed, or the rows longer than it."""
+    def names(line_fields: list[str]) -> int:
+        return sum(normalized(f.strip().strip('"')) in KNOWN_NAMES for f in line_fields)
+
+    if names(fields) >= 2:
+        return
+    for later in following[:5]:
+        if names(_split_line(later, sniff_sep(later))) >= 2:
+            raise DataError(f"{path}: the line {later.strip()!r} looks like the header, below one that does not "
+                            f"({line.strip()!r}: a title or a note?); delete the lines above the header and "
+                            f"read it again.")
 
 
 def _refuse_damaged_utf8(path: Path) -> None:
